@@ -1,0 +1,148 @@
+package domain
+
+import "time"
+
+// Configuration value types of an application. They are plain values carried
+// by events (json tags in snake_case) and validated by the Validate methods in
+// validate.go. A zero field means "not set"; WithDefaults fills the defaults.
+
+// Default configuration values.
+const (
+	DefaultDockerfile         = "Dockerfile"
+	DefaultBuildContext       = "."
+	DefaultPort               = 8080
+	DefaultReplicas           = 1
+	DefaultHealthCheckTimeout = 30 // seconds
+	DefaultRestartPolicy      = RestartUnlessStopped
+)
+
+// Restart policies of an application's container.
+const (
+	RestartNo            = "no"
+	RestartAlways        = "always"
+	RestartOnFailure     = "on-failure"
+	RestartUnlessStopped = "unless-stopped"
+)
+
+// Source says where an application's code or image comes from: either a git
+// repository (GitURL and GitRef) or a container image (Image), never both.
+type Source struct {
+	GitURL string `json:"git_url,omitempty"`
+	// GitRef is a branch, tag or commit sha; empty means the remote's HEAD.
+	GitRef string `json:"git_ref,omitempty"`
+	// Image is an image reference ("[registry/]name[:tag][@sha256:…]").
+	Image string `json:"image,omitempty"`
+}
+
+// IsGit reports whether the source is a git repository.
+func (s Source) IsGit() bool { return s.GitURL != "" }
+
+// BuildArg is one Docker build argument.
+type BuildArg struct {
+	Key   string `json:"key"`
+	Value string `json:"value"`
+}
+
+// Build says how a git source is built into an image.
+type Build struct {
+	// Dockerfile is the Dockerfile path relative to the repository root.
+	Dockerfile string `json:"dockerfile,omitempty"`
+	// Context is the build context directory relative to the repository root.
+	Context string `json:"context,omitempty"`
+	// Target is an optional multi-stage build target.
+	Target string     `json:"target,omitempty"`
+	Args   []BuildArg `json:"args,omitempty"`
+}
+
+// Volume mounts a named Docker volume at an absolute container path.
+type Volume struct {
+	Name string `json:"name"`
+	Path string `json:"path"`
+}
+
+// Resources are a container's CPU and memory limits; zero means unlimited.
+type Resources struct {
+	// CPUMillis is the CPU limit in millicores (1000 = one core).
+	CPUMillis int64 `json:"cpu_millis,omitempty"`
+	// MemoryBytes is the memory limit in bytes (at least 6 MiB when set).
+	MemoryBytes int64 `json:"memory_bytes,omitempty"`
+}
+
+// HealthCheck is the HTTP check a new container must pass before traffic
+// switches to it. An empty Path means "use the image's HEALTHCHECK, or none".
+type HealthCheck struct {
+	Path           string `json:"path,omitempty"`
+	TimeoutSeconds int    `json:"timeout_seconds,omitempty"`
+}
+
+// Timeout returns the check's timeout as a duration.
+func (h HealthCheck) Timeout() time.Duration { return time.Duration(h.TimeoutSeconds) * time.Second }
+
+// Runtime is how an application's container runs.
+type Runtime struct {
+	// Port is the container port the application listens on.
+	Port          int         `json:"port,omitempty"`
+	Volumes       []Volume    `json:"volumes,omitempty"`
+	Resources     Resources   `json:"resources"`
+	Replicas      int         `json:"replicas,omitempty"`
+	HealthCheck   HealthCheck `json:"health_check"`
+	RestartPolicy string      `json:"restart_policy,omitempty"`
+}
+
+// EnvVar is one environment variable. A secret's plain value never appears
+// here: Value is empty and Sealed holds the ciphertext produced by a
+// SecretSealer for the application.
+type EnvVar struct {
+	Key    string `json:"key"`
+	Value  string `json:"value,omitempty"`
+	Secret bool   `json:"secret,omitempty"`
+	// Sealed is the secret's ciphertext (base64 in JSON); empty unless Secret.
+	Sealed []byte `json:"sealed,omitempty"`
+}
+
+// Route sends requests for Host (and, when set, PathPrefix) to an
+// application's container.
+type Route struct {
+	Host       string `json:"host"`
+	PathPrefix string `json:"path_prefix,omitempty"`
+	HTTPS      bool   `json:"https"`
+	// Port is the target container port; 0 means the application's Port.
+	Port int `json:"port,omitempty"`
+}
+
+// AppConfig is an application's whole configuration at one stream version.
+type AppConfig struct {
+	Source  Source   `json:"source"`
+	Build   Build    `json:"build"`
+	Runtime Runtime  `json:"runtime"`
+	Env     []EnvVar `json:"env,omitempty"`
+	Domains []Route  `json:"domains,omitempty"`
+}
+
+// WithDefaults returns b with its empty fields set to their defaults.
+func (b Build) WithDefaults() Build {
+	if b.Dockerfile == "" {
+		b.Dockerfile = DefaultDockerfile
+	}
+	if b.Context == "" {
+		b.Context = DefaultBuildContext
+	}
+	return b
+}
+
+// WithDefaults returns r with its empty fields set to their defaults.
+func (r Runtime) WithDefaults() Runtime {
+	if r.Port == 0 {
+		r.Port = DefaultPort
+	}
+	if r.Replicas == 0 {
+		r.Replicas = DefaultReplicas
+	}
+	if r.HealthCheck.TimeoutSeconds == 0 {
+		r.HealthCheck.TimeoutSeconds = DefaultHealthCheckTimeout
+	}
+	if r.RestartPolicy == "" {
+		r.RestartPolicy = DefaultRestartPolicy
+	}
+	return r
+}

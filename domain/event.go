@@ -1,0 +1,105 @@
+package domain
+
+import (
+	"encoding/json"
+	"fmt"
+)
+
+// Event is an event the domain decided: its stored type name and its typed
+// payload (one of the structs beside the aggregates, e.g. AppCreated). The
+// handlers give it an id and metadata with Encode and append it to StreamID.
+type Event struct {
+	StreamID string
+	Type     string
+	Data     any
+}
+
+// Encode turns e into an EventData ready to append, with schema version 1.
+func (e Event) Encode(id string, md Metadata) (EventData, error) {
+	data, err := json.Marshal(e.Data)
+	if err != nil {
+		return EventData{}, fmt.Errorf("encode %s: %w", e.Type, err)
+	}
+	return EventData{ID: id, Type: e.Type, SchemaVersion: 1, Data: data, Metadata: md}, nil
+}
+
+// ErrUnknownEventType is returned by DecodeEvent for a type name this version
+// of berth does not know. Readers that only care about some events may skip
+// such events.
+var ErrUnknownEventType = fmt.Errorf("unknown event type: %w", ErrInvalid)
+
+// DecodeEvent decodes a recorded event's payload into its typed struct (a
+// value, not a pointer: ProjectCreated, AppCreated, DeploymentRequested, …),
+// chosen by the stored type name. It fails with ErrUnknownEventType for a
+// name it does not know and with an ErrInvalid-wrapped error for a payload
+// that does not decode.
+func DecodeEvent(e RecordedEvent) (any, error) {
+	switch e.Type {
+	case EventProjectCreated:
+		return decode[ProjectCreated](e)
+	case EventAppCreated:
+		return decode[AppCreated](e)
+	case EventAppUpdated:
+		return decode[AppUpdated](e)
+	case EventAppEnvSet:
+		return decode[AppEnvSet](e)
+	case EventAppDomainAdded:
+		return decode[AppDomainAdded](e)
+	case EventAppDomainRemoved:
+		return decode[AppDomainRemoved](e)
+	case EventAppStopRequested:
+		return decode[AppStopRequested](e)
+	case EventAppStopped:
+		return decode[AppStopped](e)
+	case EventAppStartRequested:
+		return decode[AppStartRequested](e)
+	case EventAppStarted:
+		return decode[AppStarted](e)
+	case EventAppDeleted:
+		return decode[AppDeleted](e)
+	case EventHostClaimed:
+		return decode[HostClaimed](e)
+	case EventHostReleased:
+		return decode[HostReleased](e)
+	case EventDeploymentRequested:
+		return decode[DeploymentRequested](e)
+	case EventDeploymentQueued:
+		return decode[DeploymentQueued](e)
+	case EventDeploymentStarted:
+		return decode[DeploymentStarted](e)
+	case EventDeploymentSourceFetched:
+		return decode[DeploymentSourceFetched](e)
+	case EventDeploymentImageBuilt:
+		return decode[DeploymentImageBuilt](e)
+	case EventDeploymentContainerStarted:
+		return decode[DeploymentContainerStarted](e)
+	case EventDeploymentHealthPassed:
+		return decode[DeploymentHealthPassed](e)
+	case EventDeploymentTrafficSwitched:
+		return decode[DeploymentTrafficSwitched](e)
+	case EventDeploymentPreviousStopped:
+		return decode[DeploymentPreviousStopped](e)
+	case EventDeploymentSucceeded:
+		return decode[DeploymentSucceeded](e)
+	case EventDeploymentFailed:
+		return decode[DeploymentFailed](e)
+	case EventDeploymentCancelRequested:
+		return decode[DeploymentCancelRequested](e)
+	case EventDeploymentCancelled:
+		return decode[DeploymentCancelled](e)
+	case EventDeploymentInterrupted:
+		return decode[DeploymentInterrupted](e)
+	case EventDeploymentDeadLettered:
+		return decode[DeploymentDeadLettered](e)
+	default:
+		return nil, fmt.Errorf("event %d %q: %w", e.Position, e.Type, ErrUnknownEventType)
+	}
+}
+
+func decode[T any](e RecordedEvent) (any, error) {
+	var v T
+	if err := json.Unmarshal(e.Data, &v); err != nil {
+		return nil, fmt.Errorf("decode event %d %s: %v: %w", e.Position, e.Type, err, ErrInvalid)
+	}
+	return v, nil
+}
