@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# traefik.sh builds Traefik from its Go module at a pinned version into
+# .cache/traefik/<version>/traefik, unless that binary already exists.
+#
+# Traefik's go.mod carries replace directives, so `go install module@version`
+# refuses it; the module is downloaded through the Go module proxy and built
+# as the main module in a scratch copy instead.
+set -euo pipefail
+
+VERSION=${TRAEFIK_VERSION:-v3.6.12}
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+DEST_DIR="$ROOT/.cache/traefik/$VERSION"
+DEST="$DEST_DIR/traefik"
+
+log() { printf 'traefik: %s\n' "$*" >&2; }
+
+if [ -x "$DEST" ]; then
+	log "$DEST exists ($("$DEST" version 2>/dev/null | awk '/^Version:/ {print $2}'))"
+	exit 0
+fi
+
+log "building Traefik $VERSION from the Go module (this takes several minutes)"
+dir=$(go mod download -json "github.com/traefik/traefik/v3@$VERSION" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')
+[ -n "$dir" ] && [ -d "$dir" ] || { log "go mod download gave no source directory"; exit 1; }
+
+work=$(mktemp -d)
+trap 'chmod -R u+w "$work" 2>/dev/null; rm -rf "$work"' EXIT
+cp -R "$dir/." "$work/src"
+chmod -R u+w "$work/src"
+(
+	cd "$work/src"
+	GOFLAGS=-mod=mod GOWORK=off CGO_ENABLED=0 go build -trimpath \
+		-ldflags "-s -w -X github.com/traefik/traefik/v3/pkg/version.Version=$VERSION" \
+		-o "$work/traefik" ./cmd/traefik
+)
+mkdir -p "$DEST_DIR"
+mv "$work/traefik" "$DEST.tmp.$$"
+mv "$DEST.tmp.$$" "$DEST"
+log "built $DEST"
