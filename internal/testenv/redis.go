@@ -1,7 +1,3 @@
-// Package testenv connects tests to the real services berth runs on
-// (PostgreSQL, Redis) and names what they create so that parallel tests never
-// collide. An unreachable service fails the test with a message saying how to
-// start it; nothing here skips.
 package testenv
 
 import (
