@@ -1,5 +1,11 @@
 package domain
 
+import (
+	"fmt"
+	"reflect"
+	"slices"
+)
+
 // AppCreated is recorded ("app.created") when an application is created. Its
 // environment and domains follow as AppEnvSet and AppDomainAdded events.
 type AppCreated struct {
@@ -74,4 +80,461 @@ type AppDeleted struct {
 	App string `json:"app"`
 	// ReleasedHosts are the hosts the application owned.
 	ReleasedHosts []string `json:"released_hosts,omitempty"`
+}
+
+// Application statuses: the desired state users set.
+const (
+	AppStatusActive  = "active"
+	AppStatusStopped = "stopped"
+	AppStatusDeleted = "deleted"
+)
+
+// Application errors.
+var (
+	// ErrAppNotFound: no application has that name.
+	ErrAppNotFound = fmt.Errorf("application %w", ErrNotFound)
+	// ErrAppExists: the application name is taken.
+	ErrAppExists = fmt.Errorf("application already exists: %w", ErrConflict)
+	// ErrAppDeleted: the application is deleted and accepts no commands.
+	ErrAppDeleted = fmt.Errorf("application is deleted: %w", ErrConflict)
+	// ErrAppStopped: the command needs a running application.
+	ErrAppStopped = fmt.Errorf("application is stopped: %w", ErrConflict)
+	// ErrDomainNotFound: the application has no route for that host.
+	ErrDomainNotFound = fmt.Errorf("domain %w", ErrNotFound)
+)
+
+// Application is a deployable service: where its code comes from, how it is
+// built and run, and which hosts route to it. Fields change only by applying
+// events; rebuild one with LoadApplication. Replaying only the events up to a
+// stream version gives the configuration as of that version (the deployer
+// and rollbacks rely on it).
+type Application struct {
+	name    string
+	project string
+	config  AppConfig
+	status  string
+	version int64
+}
+
+// NewApp is the input of CreateApp.
+type NewApp struct {
+	Project string
+	Name    string
+	Source  Source
+	Build   Build
+	Runtime Runtime
+	// Env holds non-secret values and sealed secrets only.
+	Env     []EnvVar
+	Domains []Route
+}
+
+// Normalize validates spec with defaults filled in and returns it with route
+// hosts lower-cased; the caller uses the hosts to load their streams before
+// CreateApp.
+func (spec NewApp) Normalize(allowWildcard bool) (NewApp, error) {
+	if err := ValidateName("project", spec.Project); err != nil {
+		return NewApp{}, err
+	}
+	if err := ValidateName("name", spec.Name); err != nil {
+		return NewApp{}, err
+	}
+	if err := spec.Source.Validate("source"); err != nil {
+		return NewApp{}, err
+	}
+	spec.Build = spec.Build.WithDefaults()
+	if err := spec.Build.Validate("build"); err != nil {
+		return NewApp{}, err
+	}
+	spec.Runtime = spec.Runtime.WithDefaults()
+	if err := spec.Runtime.Validate("runtime"); err != nil {
+		return NewApp{}, err
+	}
+	if err := ValidateEnv("env", spec.Env); err != nil {
+		return NewApp{}, err
+	}
+	if len(spec.Domains) > MaxDomains {
+		return NewApp{}, Invalid("domains", fmt.Sprintf("at most %d domains", MaxDomains))
+	}
+	routes := make([]Route, 0, len(spec.Domains))
+	for i, r := range spec.Domains {
+		n, err := r.Normalize(indexed("domains", i), allowWildcard)
+		if err != nil {
+			return NewApp{}, err
+		}
+		if slices.ContainsFunc(routes, func(o Route) bool { return o.Host == n.Host }) {
+			return NewApp{}, Invalid(field(indexed("domains", i), "host"), "is listed twice")
+		}
+		routes = append(routes, n)
+	}
+	spec.Domains = routes
+	return spec, nil
+}
+
+// CreateApp decides the creation of an application in project (nil: the
+// project does not exist). hosts holds the loaded ownership of every host in
+// spec.Domains (after Normalize). Events: app.created, then app.env_set when
+// Env is not empty, then app.domain_added on the application's stream and
+// host.claimed on each host's stream. Append the application stream expecting
+// no stream and each host stream expecting its Version.
+func CreateApp(project *Project, spec NewApp, hosts map[string]*Host, allowWildcard bool) ([]Event, error) {
+	spec, err := spec.Normalize(allowWildcard)
+	if err != nil {
+		return nil, err
+	}
+	if project == nil || project.Name() != spec.Project {
+		return nil, fmt.Errorf("%s: %w", spec.Project, ErrProjectNotFound)
+	}
+	stream := AppStream(spec.Name)
+	events := []Event{{StreamID: stream, Type: EventAppCreated, Data: AppCreated{
+		App: spec.Name, Project: spec.Project, Source: spec.Source, Build: spec.Build, Runtime: spec.Runtime,
+	}}}
+	if len(spec.Env) > 0 {
+		events = append(events, Event{StreamID: stream, Type: EventAppEnvSet, Data: AppEnvSet{App: spec.Name, Env: spec.Env}})
+	}
+	var claims []Event
+	for i, r := range spec.Domains {
+		h := hosts[r.Host]
+		if h == nil || h.Name() != r.Host {
+			return nil, fmt.Errorf("domains[%d]: ownership of host %s not loaded: %w", i, r.Host, ErrInvalid)
+		}
+		c, err := h.claim(spec.Name)
+		if err != nil {
+			return nil, fmt.Errorf("domains[%d]: %w", i, err)
+		}
+		claims = append(claims, c...)
+		events = append(events, Event{StreamID: stream, Type: EventAppDomainAdded, Data: AppDomainAdded{App: spec.Name, Route: r}})
+	}
+	return append(events, claims...), nil
+}
+
+// LoadApplication rebuilds an application from its stream. It returns
+// ErrAppNotFound for an empty stream.
+func LoadApplication(events []RecordedEvent) (*Application, error) {
+	if len(events) == 0 {
+		return nil, ErrAppNotFound
+	}
+	a := &Application{}
+	for _, e := range events {
+		if err := a.Apply(e); err != nil {
+			return nil, err
+		}
+	}
+	return a, nil
+}
+
+// Apply applies one recorded event of the application's stream; the only
+// door through which an Application's state changes.
+func (a *Application) Apply(e RecordedEvent) error {
+	data, err := DecodeEvent(e)
+	if err != nil {
+		return err
+	}
+	if err := a.apply(data); err != nil {
+		return fmt.Errorf("app stream %s at version %d: %w", e.StreamID, e.StreamVersion, err)
+	}
+	a.version = e.StreamVersion
+	return nil
+}
+
+func (a *Application) apply(data any) error {
+	switch d := data.(type) {
+	case AppCreated:
+		a.name, a.project, a.status = d.App, d.Project, AppStatusActive
+		a.config = AppConfig{Source: d.Source, Build: d.Build, Runtime: d.Runtime}
+	case AppUpdated:
+		a.config.Source, a.config.Build, a.config.Runtime = d.Source, d.Build, d.Runtime
+	case AppEnvSet:
+		a.config.Env = d.Env
+	case AppDomainAdded:
+		a.config.Domains = append(slices.Clone(a.config.Domains), d.Route)
+	case AppDomainRemoved:
+		a.config.Domains = slices.DeleteFunc(slices.Clone(a.config.Domains), func(r Route) bool { return r.Host == d.Host })
+	case AppStopRequested:
+		a.status = AppStatusStopped
+	case AppStartRequested:
+		a.status = AppStatusActive
+	case AppStopped, AppStarted:
+		// Observations of the deployer; the desired status is unchanged.
+	case AppDeleted:
+		a.status = AppStatusDeleted
+		a.config.Domains = nil
+	default:
+		return fmt.Errorf("unexpected event %T: %w", data, ErrInvalid)
+	}
+	return nil
+}
+
+// Name is the application's name.
+func (a *Application) Name() string { return a.name }
+
+// Project is the name of the application's project.
+func (a *Application) Project() string { return a.project }
+
+// Status is active, stopped or deleted.
+func (a *Application) Status() string { return a.status }
+
+// Version is the application stream's version.
+func (a *Application) Version() int64 { return a.version }
+
+// Config returns a copy of the application's configuration.
+func (a *Application) Config() AppConfig {
+	c := a.config
+	c.Env = slices.Clone(c.Env)
+	c.Domains = slices.Clone(c.Domains)
+	c.Build.Args = slices.Clone(c.Build.Args)
+	c.Runtime.Volumes = slices.Clone(c.Runtime.Volumes)
+	return c
+}
+
+// Hosts lists the hosts the application routes.
+func (a *Application) Hosts() []string {
+	hosts := make([]string, 0, len(a.config.Domains))
+	for _, r := range a.config.Domains {
+		hosts = append(hosts, r.Host)
+	}
+	return hosts
+}
+
+func (a *Application) live() error {
+	if a.status == AppStatusDeleted {
+		return fmt.Errorf("%s: %w", a.name, ErrAppDeleted)
+	}
+	return nil
+}
+
+func (a *Application) event(typ string, data any) Event {
+	return Event{StreamID: AppStream(a.name), Type: typ, Data: data}
+}
+
+// AppPatch is a partial update: nil fields stay as they are. Setting a
+// non-empty Image switches the source to that image (clearing the git URL and
+// ref unless they are set too, which is then invalid); setting a non-empty
+// GitURL switches to git and clears the image.
+type AppPatch struct {
+	GitURL *string `json:"git_url,omitempty"`
+	GitRef *string `json:"git_ref,omitempty"`
+	Image  *string `json:"image,omitempty"`
+
+	Dockerfile *string     `json:"dockerfile,omitempty"`
+	Context    *string     `json:"context,omitempty"`
+	Target     *string     `json:"target,omitempty"`
+	BuildArgs  *[]BuildArg `json:"build_args,omitempty"`
+
+	Port                      *int      `json:"port,omitempty"`
+	Volumes                   *[]Volume `json:"volumes,omitempty"`
+	CPUMillis                 *int64    `json:"cpu_millis,omitempty"`
+	MemoryBytes               *int64    `json:"memory_bytes,omitempty"`
+	Replicas                  *int      `json:"replicas,omitempty"`
+	HealthCheckPath           *string   `json:"health_check_path,omitempty"`
+	HealthCheckTimeoutSeconds *int      `json:"health_check_timeout_seconds,omitempty"`
+	RestartPolicy             *string   `json:"restart_policy,omitempty"`
+}
+
+// Update decides a partial update. It returns no events when the patch
+// changes nothing.
+func (a *Application) Update(p AppPatch) ([]Event, error) {
+	if err := a.live(); err != nil {
+		return nil, err
+	}
+	src, b, rt := a.config.Source, a.config.Build, a.config.Runtime
+	b.Args = slices.Clone(b.Args)
+	rt.Volumes = slices.Clone(rt.Volumes)
+	if p.Image != nil && *p.Image != "" && p.GitURL == nil {
+		src.GitURL, src.GitRef = "", ""
+	}
+	if p.GitURL != nil && *p.GitURL != "" && p.Image == nil {
+		src.Image = ""
+	}
+	set(&src.GitURL, p.GitURL)
+	set(&src.GitRef, p.GitRef)
+	set(&src.Image, p.Image)
+	set(&b.Dockerfile, p.Dockerfile)
+	set(&b.Context, p.Context)
+	set(&b.Target, p.Target)
+	set(&b.Args, p.BuildArgs)
+	set(&rt.Port, p.Port)
+	set(&rt.Volumes, p.Volumes)
+	set(&rt.Resources.CPUMillis, p.CPUMillis)
+	set(&rt.Resources.MemoryBytes, p.MemoryBytes)
+	set(&rt.Replicas, p.Replicas)
+	set(&rt.HealthCheck.Path, p.HealthCheckPath)
+	set(&rt.HealthCheck.TimeoutSeconds, p.HealthCheckTimeoutSeconds)
+	set(&rt.RestartPolicy, p.RestartPolicy)
+	if err := src.Validate("source"); err != nil {
+		return nil, err
+	}
+	b = b.WithDefaults()
+	if err := b.Validate("build"); err != nil {
+		return nil, err
+	}
+	rt = rt.WithDefaults()
+	if err := rt.Validate("runtime"); err != nil {
+		return nil, err
+	}
+	var changed []string
+	diff := func(name string, old, new any) {
+		if !reflect.DeepEqual(old, new) {
+			changed = append(changed, name)
+		}
+	}
+	old := a.config
+	diff("source.git_url", old.Source.GitURL, src.GitURL)
+	diff("source.git_ref", old.Source.GitRef, src.GitRef)
+	diff("source.image", old.Source.Image, src.Image)
+	diff("build.dockerfile", old.Build.Dockerfile, b.Dockerfile)
+	diff("build.context", old.Build.Context, b.Context)
+	diff("build.target", old.Build.Target, b.Target)
+	diff("build.args", normalizeNil(old.Build.Args), normalizeNil(b.Args))
+	diff("runtime.port", old.Runtime.Port, rt.Port)
+	diff("runtime.volumes", normalizeNil(old.Runtime.Volumes), normalizeNil(rt.Volumes))
+	diff("runtime.resources.cpu_millis", old.Runtime.Resources.CPUMillis, rt.Resources.CPUMillis)
+	diff("runtime.resources.memory_bytes", old.Runtime.Resources.MemoryBytes, rt.Resources.MemoryBytes)
+	diff("runtime.replicas", old.Runtime.Replicas, rt.Replicas)
+	diff("runtime.health_check.path", old.Runtime.HealthCheck.Path, rt.HealthCheck.Path)
+	diff("runtime.health_check.timeout_seconds", old.Runtime.HealthCheck.TimeoutSeconds, rt.HealthCheck.TimeoutSeconds)
+	diff("runtime.restart_policy", old.Runtime.RestartPolicy, rt.RestartPolicy)
+	if len(changed) == 0 {
+		return nil, nil
+	}
+	return []Event{a.event(EventAppUpdated, AppUpdated{App: a.name, Source: src, Build: b, Runtime: rt, Changed: changed})}, nil
+}
+
+func set[T any](dst *T, v *T) {
+	if v != nil {
+		*dst = *v
+	}
+}
+
+func normalizeNil[T any](s []T) []T {
+	if len(s) == 0 {
+		return nil
+	}
+	return s
+}
+
+// SetEnv decides the replacement of the whole environment. Secrets must
+// already be sealed (Value empty, Sealed set): the domain never holds a
+// secret in plain text.
+func (a *Application) SetEnv(env []EnvVar) ([]Event, error) {
+	if err := a.live(); err != nil {
+		return nil, err
+	}
+	if err := ValidateEnv("env", env); err != nil {
+		return nil, err
+	}
+	if env == nil {
+		env = []EnvVar{}
+	}
+	return []Event{a.event(EventAppEnvSet, AppEnvSet{App: a.name, Env: env})}, nil
+}
+
+// AddDomain decides adding route r; host is the loaded ownership of r's
+// (normalized) host. Adding a route the application already has unchanged is
+// a no-op; a host the application routes differently is ErrConflict (remove
+// it first); a host another application owns is ErrHostTaken.
+func (a *Application) AddDomain(r Route, host *Host, allowWildcard bool) ([]Event, error) {
+	if err := a.live(); err != nil {
+		return nil, err
+	}
+	r, err := r.Normalize("", allowWildcard)
+	if err != nil {
+		return nil, err
+	}
+	if host == nil || host.Name() != r.Host {
+		return nil, fmt.Errorf("ownership of host %s not loaded: %w", r.Host, ErrInvalid)
+	}
+	for _, o := range a.config.Domains {
+		if o.Host == r.Host {
+			if o == r {
+				return nil, nil
+			}
+			return nil, fmt.Errorf("host %s is already routed by %s with other settings, remove it first: %w", r.Host, a.name, ErrConflict)
+		}
+	}
+	if len(a.config.Domains) >= MaxDomains {
+		return nil, Invalid("domains", fmt.Sprintf("at most %d domains", MaxDomains))
+	}
+	claim, err := host.claim(a.name)
+	if err != nil {
+		return nil, err
+	}
+	return append([]Event{a.event(EventAppDomainAdded, AppDomainAdded{App: a.name, Route: r})}, claim...), nil
+}
+
+// RemoveDomain decides removing the route of hostName and releasing the host;
+// host is its loaded ownership.
+func (a *Application) RemoveDomain(hostName string, host *Host) ([]Event, error) {
+	if err := a.live(); err != nil {
+		return nil, err
+	}
+	h, err := NormalizeHost("host", hostName, true)
+	if err != nil {
+		return nil, err
+	}
+	if !slices.Contains(a.Hosts(), h) {
+		return nil, fmt.Errorf("%s on %s: %w", h, a.name, ErrDomainNotFound)
+	}
+	if host == nil || host.Name() != h {
+		return nil, fmt.Errorf("ownership of host %s not loaded: %w", h, ErrInvalid)
+	}
+	return append([]Event{a.event(EventAppDomainRemoved, AppDomainRemoved{App: a.name, Host: h})}, host.release(a.name)...), nil
+}
+
+// Stop decides stopping the application; no events when it is stopped
+// already.
+func (a *Application) Stop() ([]Event, error) {
+	if err := a.live(); err != nil {
+		return nil, err
+	}
+	if a.status == AppStatusStopped {
+		return nil, nil
+	}
+	return []Event{a.event(EventAppStopRequested, AppStopRequested{App: a.name})}, nil
+}
+
+// Start decides starting a stopped application; no events when it is active.
+func (a *Application) Start() ([]Event, error) {
+	if err := a.live(); err != nil {
+		return nil, err
+	}
+	if a.status == AppStatusActive {
+		return nil, nil
+	}
+	return []Event{a.event(EventAppStartRequested, AppStartRequested{App: a.name})}, nil
+}
+
+// RecordStopped records the deployer's observation that the container
+// stopped.
+func (a *Application) RecordStopped(containerID string) ([]Event, error) {
+	if err := a.live(); err != nil {
+		return nil, err
+	}
+	return []Event{a.event(EventAppStopped, AppStopped{App: a.name, ContainerID: containerID})}, nil
+}
+
+// RecordStarted records the deployer's observation that the container runs
+// again.
+func (a *Application) RecordStarted(containerID string) ([]Event, error) {
+	if err := a.live(); err != nil {
+		return nil, err
+	}
+	return []Event{a.event(EventAppStarted, AppStarted{App: a.name, ContainerID: containerID})}, nil
+}
+
+// Delete decides deleting the application and releasing its hosts; hosts
+// holds the loaded ownership of every host in Hosts().
+func (a *Application) Delete(hosts map[string]*Host) ([]Event, error) {
+	if err := a.live(); err != nil {
+		return nil, err
+	}
+	names := a.Hosts()
+	events := []Event{a.event(EventAppDeleted, AppDeleted{App: a.name, ReleasedHosts: names})}
+	for _, n := range names {
+		h := hosts[n]
+		if h == nil || h.Name() != n {
+			return nil, fmt.Errorf("ownership of host %s not loaded: %w", n, ErrInvalid)
+		}
+		events = append(events, h.release(a.name)...)
+	}
+	return events, nil
 }

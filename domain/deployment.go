@@ -1,5 +1,7 @@
 package domain
 
+import "fmt"
+
 // Deployment triggers.
 const (
 	TriggerManual   = "manual"
@@ -190,3 +192,467 @@ type DeploymentDeadLettered struct {
 	Reason       string `json:"reason"`
 	Attempts     int    `json:"attempts"`
 }
+
+// DeploymentStatus is where a deployment stands: the last step or outcome it
+// recorded.
+type DeploymentStatus string
+
+// Deployment statuses, in the order of DESIGN.md §4, then the terminal
+// outcomes.
+const (
+	DeploymentRequestedStatus        DeploymentStatus = "requested"
+	DeploymentQueuedStatus           DeploymentStatus = "queued"
+	DeploymentStartedStatus          DeploymentStatus = "started"
+	DeploymentSourceFetchedStatus    DeploymentStatus = "source_fetched"
+	DeploymentImageBuiltStatus       DeploymentStatus = "image_built"
+	DeploymentContainerStartedStatus DeploymentStatus = "container_started"
+	DeploymentHealthPassedStatus     DeploymentStatus = "health_passed"
+	DeploymentTrafficSwitchedStatus  DeploymentStatus = "traffic_switched"
+	DeploymentPreviousStoppedStatus  DeploymentStatus = "previous_stopped"
+	DeploymentSucceededStatus        DeploymentStatus = "succeeded"
+	DeploymentFailedStatus           DeploymentStatus = "failed"
+	DeploymentCancelledStatus        DeploymentStatus = "cancelled"
+	DeploymentInterruptedStatus      DeploymentStatus = "interrupted"
+	DeploymentDeadLetteredStatus     DeploymentStatus = "dead_lettered"
+)
+
+// rank orders the forward steps; terminal outcomes rank -1.
+func (s DeploymentStatus) rank() int {
+	switch s {
+	case DeploymentRequestedStatus:
+		return 0
+	case DeploymentQueuedStatus:
+		return 1
+	case DeploymentStartedStatus:
+		return 2
+	case DeploymentSourceFetchedStatus:
+		return 3
+	case DeploymentImageBuiltStatus:
+		return 4
+	case DeploymentContainerStartedStatus:
+		return 5
+	case DeploymentHealthPassedStatus:
+		return 6
+	case DeploymentTrafficSwitchedStatus:
+		return 7
+	case DeploymentPreviousStoppedStatus:
+		return 8
+	}
+	return -1
+}
+
+// IsTerminal reports whether s is a final outcome: succeeded, failed,
+// cancelled, interrupted or dead_lettered.
+func (s DeploymentStatus) IsTerminal() bool {
+	switch s {
+	case DeploymentSucceededStatus, DeploymentFailedStatus, DeploymentCancelledStatus,
+		DeploymentInterruptedStatus, DeploymentDeadLetteredStatus:
+		return true
+	}
+	return false
+}
+
+// IsRunning reports whether a deployer is working on it (started, not
+// finished).
+func (s DeploymentStatus) IsRunning() bool {
+	return s.rank() >= DeploymentStartedStatus.rank()
+}
+
+// IsPending reports whether it waits for the deployer (requested or queued).
+func (s DeploymentStatus) IsPending() bool {
+	return s == DeploymentRequestedStatus || s == DeploymentQueuedStatus
+}
+
+// Deployment errors.
+var (
+	// ErrDeploymentNotFound: no deployment has that id.
+	ErrDeploymentNotFound = fmt.Errorf("deployment %w", ErrNotFound)
+	// ErrDeploymentFinished: the deployment reached a terminal state and
+	// accepts nothing more.
+	ErrDeploymentFinished = fmt.Errorf("deployment already finished: %w", ErrConflict)
+	// ErrBadTransition: the step does not follow from the deployment's state.
+	ErrBadTransition = fmt.Errorf("deployment step out of order: %w", ErrConflict)
+	// ErrRollbackTarget: a rollback must return to a successful deployment of
+	// the same application.
+	ErrRollbackTarget = fmt.Errorf("rollback target is not a successful deployment of this application: %w", ErrConflict)
+	// ErrRetryTarget: only a failed, cancelled, interrupted or dead-lettered
+	// deployment of the same application can be retried.
+	ErrRetryTarget = fmt.Errorf("retry target is not an unsuccessful finished deployment of this application: %w", ErrConflict)
+)
+
+// Deployment is one attempt to put an application's configuration (as of a
+// stream version) into service. Fields change only by applying events;
+// rebuild one with LoadDeployment.
+type Deployment struct {
+	id              string
+	app             string
+	request         DeploymentRequested
+	status          DeploymentStatus
+	cancelRequested bool
+	commitSHA       string
+	imageID         string
+	containerID     string
+	failure         DeploymentFailed
+	version         int64
+}
+
+// DeploymentRequest is the input of RequestDeployment.
+type DeploymentRequest struct {
+	// ID is the new deployment's id (a UUID, lower-case).
+	ID      string
+	Trigger Trigger
+	// Ref optionally overrides the application's git ref.
+	Ref string
+	// RetryOf is the deployment a retry repeats (Trigger.Kind "retry").
+	RetryOf *Deployment
+}
+
+func validateTrigger(t Trigger) error {
+	switch t.Kind {
+	case TriggerManual, TriggerWebhook, TriggerRetry:
+	case TriggerRollback:
+		return Invalid("trigger.kind", "use a rollback to return to an earlier deployment")
+	default:
+		return Invalid("trigger.kind", "must be manual, webhook or retry")
+	}
+	if len(t.Detail) > MaxReasonLen {
+		return Invalid("trigger.detail", fmt.Sprintf("must be at most %d bytes", MaxReasonLen))
+	}
+	return validateText("trigger.detail", t.Detail)
+}
+
+// RequestDeployment decides a new deployment of app's current configuration.
+// Append to DeploymentStream(r.ID) expecting no stream. Deployments of one
+// application run one at a time in request order: the deployer consumes them
+// from a single queue.
+func RequestDeployment(app *Application, r DeploymentRequest) ([]Event, error) {
+	if err := ValidateName("deployment_id", r.ID); err != nil {
+		return nil, err
+	}
+	if err := validateTrigger(r.Trigger); err != nil {
+		return nil, err
+	}
+	if app == nil {
+		return nil, ErrAppNotFound
+	}
+	if err := app.live(); err != nil {
+		return nil, err
+	}
+	if app.status == AppStatusStopped {
+		return nil, fmt.Errorf("%s: start it before deploying: %w", app.name, ErrAppStopped)
+	}
+	if r.Ref != "" {
+		if !app.config.Source.IsGit() {
+			return nil, Invalid("ref", "applies only to a git source")
+		}
+		if err := ValidateGitRef("ref", r.Ref); err != nil {
+			return nil, err
+		}
+	}
+	req := DeploymentRequested{DeploymentID: r.ID, App: app.name, AppVersion: app.version, Trigger: r.Trigger, Ref: r.Ref}
+	if r.Trigger.Kind == TriggerRetry {
+		prev := r.RetryOf
+		if prev == nil || prev.app != app.name || !prev.status.IsTerminal() || prev.status == DeploymentSucceededStatus {
+			return nil, ErrRetryTarget
+		}
+		req.RetryOf, req.Ref = prev.id, prev.request.Ref
+	} else if r.RetryOf != nil {
+		return nil, Invalid("trigger.kind", "must be retry when retrying a deployment")
+	}
+	return []Event{{StreamID: DeploymentStream(r.ID), Type: EventDeploymentRequested, Data: req}}, nil
+}
+
+// RequestRollback decides a deployment that returns app to target, an
+// earlier successful deployment: it reuses target's image and the
+// configuration as of target's application version (time travel through the
+// log, not a snapshot).
+func RequestRollback(app *Application, id string, target *Deployment, detail string) ([]Event, error) {
+	if err := ValidateName("deployment_id", id); err != nil {
+		return nil, err
+	}
+	if len(detail) > MaxReasonLen {
+		return nil, Invalid("trigger.detail", fmt.Sprintf("must be at most %d bytes", MaxReasonLen))
+	}
+	if err := validateText("trigger.detail", detail); err != nil {
+		return nil, err
+	}
+	if app == nil {
+		return nil, ErrAppNotFound
+	}
+	if err := app.live(); err != nil {
+		return nil, err
+	}
+	if app.status == AppStatusStopped {
+		return nil, fmt.Errorf("%s: start it before rolling back: %w", app.name, ErrAppStopped)
+	}
+	if target == nil {
+		return nil, ErrDeploymentNotFound
+	}
+	if target.app != app.name || target.status != DeploymentSucceededStatus || target.imageID == "" {
+		return nil, fmt.Errorf("%s (%s): %w", target.id, target.status, ErrRollbackTarget)
+	}
+	return []Event{{StreamID: DeploymentStream(id), Type: EventDeploymentRequested, Data: DeploymentRequested{
+		DeploymentID: id,
+		App:          app.name,
+		AppVersion:   target.request.AppVersion,
+		Trigger:      Trigger{Kind: TriggerRollback, Detail: detail},
+		Ref:          target.commitSHA,
+		RollbackOf:   target.id,
+		ImageID:      target.imageID,
+	}}}, nil
+}
+
+// LoadDeployment rebuilds a deployment from its stream. It returns
+// ErrDeploymentNotFound for an empty stream.
+func LoadDeployment(events []RecordedEvent) (*Deployment, error) {
+	if len(events) == 0 {
+		return nil, ErrDeploymentNotFound
+	}
+	d := &Deployment{}
+	for _, e := range events {
+		if err := d.Apply(e); err != nil {
+			return nil, err
+		}
+	}
+	return d, nil
+}
+
+// Apply applies one recorded event of the deployment's stream; the only door
+// through which a Deployment's state changes. It fails on an event the state
+// machine does not allow.
+func (d *Deployment) Apply(e RecordedEvent) error {
+	data, err := DecodeEvent(e)
+	if err != nil {
+		return err
+	}
+	if e.StreamVersion > 1 {
+		if err := d.check(data); err != nil {
+			return fmt.Errorf("deployment stream %s at version %d: %w", e.StreamID, e.StreamVersion, err)
+		}
+	}
+	d.apply(data)
+	d.version = e.StreamVersion
+	return nil
+}
+
+func (d *Deployment) apply(data any) {
+	switch v := data.(type) {
+	case DeploymentRequested:
+		d.id, d.app, d.request, d.status = v.DeploymentID, v.App, v, DeploymentRequestedStatus
+		d.imageID = v.ImageID
+	case DeploymentQueued:
+		d.status = DeploymentQueuedStatus
+	case DeploymentStarted:
+		d.status = DeploymentStartedStatus
+	case DeploymentSourceFetched:
+		d.status, d.commitSHA = DeploymentSourceFetchedStatus, v.CommitSHA
+	case DeploymentImageBuilt:
+		d.status, d.imageID = DeploymentImageBuiltStatus, v.ImageID
+	case DeploymentContainerStarted:
+		d.status, d.containerID = DeploymentContainerStartedStatus, v.ContainerID
+	case DeploymentHealthPassed:
+		d.status = DeploymentHealthPassedStatus
+	case DeploymentTrafficSwitched:
+		d.status = DeploymentTrafficSwitchedStatus
+	case DeploymentPreviousStopped:
+		d.status = DeploymentPreviousStoppedStatus
+	case DeploymentSucceeded:
+		d.status = DeploymentSucceededStatus
+		if v.ImageID != "" {
+			d.imageID = v.ImageID
+		}
+	case DeploymentFailed:
+		d.status, d.failure = DeploymentFailedStatus, v
+	case DeploymentCancelRequested:
+		d.cancelRequested = true
+	case DeploymentCancelled:
+		d.status = DeploymentCancelledStatus
+	case DeploymentInterrupted:
+		d.status = DeploymentInterruptedStatus
+	case DeploymentDeadLettered:
+		d.status = DeploymentDeadLetteredStatus
+	}
+}
+
+// statusOf maps a step payload to the status it moves to.
+func statusOf(data any) (DeploymentStatus, bool) {
+	switch data.(type) {
+	case DeploymentQueued:
+		return DeploymentQueuedStatus, true
+	case DeploymentStarted:
+		return DeploymentStartedStatus, true
+	case DeploymentSourceFetched:
+		return DeploymentSourceFetchedStatus, true
+	case DeploymentImageBuilt:
+		return DeploymentImageBuiltStatus, true
+	case DeploymentContainerStarted:
+		return DeploymentContainerStartedStatus, true
+	case DeploymentHealthPassed:
+		return DeploymentHealthPassedStatus, true
+	case DeploymentTrafficSwitched:
+		return DeploymentTrafficSwitchedStatus, true
+	case DeploymentPreviousStopped:
+		return DeploymentPreviousStoppedStatus, true
+	}
+	return "", false
+}
+
+// check reports whether data may follow the current state.
+func (d *Deployment) check(data any) error {
+	if d.status.IsTerminal() {
+		return fmt.Errorf("%s is %s: %w", d.id, d.status, ErrDeploymentFinished)
+	}
+	cur := d.status.rank()
+	switch data.(type) {
+	case DeploymentRequested:
+		return fmt.Errorf("%s already requested: %w", d.id, ErrBadTransition)
+	case DeploymentQueued:
+		if d.status != DeploymentRequestedStatus {
+			return fmt.Errorf("queue %s while %s: %w", d.id, d.status, ErrBadTransition)
+		}
+	case DeploymentStarted:
+		if !d.status.IsPending() {
+			return fmt.Errorf("start %s while %s: %w", d.id, d.status, ErrBadTransition)
+		}
+	case DeploymentSucceeded:
+		if cur < DeploymentTrafficSwitchedStatus.rank() {
+			return fmt.Errorf("succeed %s while %s: traffic has not switched: %w", d.id, d.status, ErrBadTransition)
+		}
+	case DeploymentFailed, DeploymentCancelRequested, DeploymentCancelled, DeploymentInterrupted, DeploymentDeadLettered:
+	default:
+		next, ok := statusOf(data)
+		if !ok {
+			return fmt.Errorf("event %T on a deployment stream: %w", data, ErrInvalid)
+		}
+		if cur < DeploymentStartedStatus.rank() || next.rank() <= cur {
+			return fmt.Errorf("%s after %s: %w", next, d.status, ErrBadTransition)
+		}
+	}
+	return nil
+}
+
+// Record decides recording one step or outcome of the deployment; data is a
+// deployment event payload other than DeploymentRequested (DeploymentQueued,
+// DeploymentStarted, …, DeploymentFailed). Its DeploymentID and App are
+// filled in. Forward steps may be skipped (an image source builds nothing)
+// but never repeated or reordered; a terminal deployment accepts nothing
+// (ErrDeploymentFinished). The deployer calls it for every step.
+func (d *Deployment) Record(data any) ([]Event, error) {
+	typ, data, ok := d.stamp(data)
+	if !ok {
+		return nil, fmt.Errorf("record %T: not a deployment step: %w", data, ErrInvalid)
+	}
+	if err := d.check(data); err != nil {
+		return nil, err
+	}
+	return []Event{{StreamID: DeploymentStream(d.id), Type: typ, Data: data}}, nil
+}
+
+// stamp fills DeploymentID and App into a step payload and names its type.
+func (d *Deployment) stamp(data any) (string, any, bool) {
+	id, app := d.id, d.app
+	switch v := data.(type) {
+	case DeploymentQueued:
+		v.DeploymentID, v.App = id, app
+		return EventDeploymentQueued, v, true
+	case DeploymentStarted:
+		v.DeploymentID, v.App = id, app
+		return EventDeploymentStarted, v, true
+	case DeploymentSourceFetched:
+		v.DeploymentID, v.App = id, app
+		return EventDeploymentSourceFetched, v, true
+	case DeploymentImageBuilt:
+		v.DeploymentID, v.App = id, app
+		return EventDeploymentImageBuilt, v, true
+	case DeploymentContainerStarted:
+		v.DeploymentID, v.App = id, app
+		return EventDeploymentContainerStarted, v, true
+	case DeploymentHealthPassed:
+		v.DeploymentID, v.App = id, app
+		return EventDeploymentHealthPassed, v, true
+	case DeploymentTrafficSwitched:
+		v.DeploymentID, v.App = id, app
+		return EventDeploymentTrafficSwitched, v, true
+	case DeploymentPreviousStopped:
+		v.DeploymentID, v.App = id, app
+		return EventDeploymentPreviousStopped, v, true
+	case DeploymentSucceeded:
+		v.DeploymentID, v.App = id, app
+		return EventDeploymentSucceeded, v, true
+	case DeploymentFailed:
+		v.DeploymentID, v.App = id, app
+		if len(v.LogTail) > maxLogTailLen {
+			v.LogTail = v.LogTail[len(v.LogTail)-maxLogTailLen:]
+		}
+		return EventDeploymentFailed, v, true
+	case DeploymentCancelRequested:
+		v.DeploymentID, v.App = id, app
+		return EventDeploymentCancelRequested, v, true
+	case DeploymentCancelled:
+		v.DeploymentID, v.App = id, app
+		return EventDeploymentCancelled, v, true
+	case DeploymentInterrupted:
+		v.DeploymentID, v.App = id, app
+		return EventDeploymentInterrupted, v, true
+	case DeploymentDeadLettered:
+		v.DeploymentID, v.App = id, app
+		return EventDeploymentDeadLettered, v, true
+	}
+	return "", data, false
+}
+
+// Cancel decides a cancel request for a queued or running deployment. It
+// returns no events when a cancel was already requested and
+// ErrDeploymentFinished when the deployment is terminal.
+func (d *Deployment) Cancel(reason string) ([]Event, error) {
+	if d.status.IsTerminal() {
+		return nil, fmt.Errorf("%s is %s: %w", d.id, d.status, ErrDeploymentFinished)
+	}
+	if len(reason) > MaxReasonLen {
+		return nil, Invalid("reason", fmt.Sprintf("must be at most %d bytes", MaxReasonLen))
+	}
+	if err := validateText("reason", reason); err != nil {
+		return nil, err
+	}
+	if d.cancelRequested {
+		return nil, nil
+	}
+	return d.Record(DeploymentCancelRequested{Reason: reason})
+}
+
+// ID is the deployment's id.
+func (d *Deployment) ID() string { return d.id }
+
+// App is the deployed application's name.
+func (d *Deployment) App() string { return d.app }
+
+// Request is the deployment's request: trigger, application version, rollback
+// target.
+func (d *Deployment) Request() DeploymentRequested { return d.request }
+
+// Status is the last step or outcome recorded.
+func (d *Deployment) Status() DeploymentStatus { return d.status }
+
+// IsTerminal reports whether the deployment finished.
+func (d *Deployment) IsTerminal() bool { return d.status.IsTerminal() }
+
+// IsRunning reports whether a deployer is working on it.
+func (d *Deployment) IsRunning() bool { return d.status.IsRunning() }
+
+// CancelRequested reports whether a cancel was requested.
+func (d *Deployment) CancelRequested() bool { return d.cancelRequested }
+
+// CommitSHA is the fetched commit, once known.
+func (d *Deployment) CommitSHA() string { return d.commitSHA }
+
+// ImageID is the built (or reused) image, once known.
+func (d *Deployment) ImageID() string { return d.imageID }
+
+// ContainerID is the started container, once known.
+func (d *Deployment) ContainerID() string { return d.containerID }
+
+// Failure is the DeploymentFailed payload when the status is failed.
+func (d *Deployment) Failure() DeploymentFailed { return d.failure }
+
+// Version is the deployment stream's version.
+func (d *Deployment) Version() int64 { return d.version }
