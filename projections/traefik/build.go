@@ -1,0 +1,143 @@
+package traefik
+
+import (
+	"cmp"
+	"fmt"
+	"slices"
+	"strconv"
+
+	"berth/domain"
+)
+
+// Build returns the dynamic configuration that routes app's hosts to its
+// upstream. It is a pure function of its arguments.
+//
+// For each route, numbered n = 1, 2, … after sorting the routes by host and
+// path, it produces:
+//   - "<app>-<n>-http" on the HTTP entry point: it serves the route, or, when
+//     the route is HTTPS, only redirects to HTTPS (middleware
+//     "<app>-redirect");
+//   - "<app>-<n>-https" on the HTTPS entry point with tls.certResolver, when
+//     the route is HTTPS;
+//   - "<app>-<n>-strip", a stripPrefix middleware, when the route has a path
+//     prefix; the rule is then Host(`h`) && PathPrefix(`/p`).
+//
+// Routes share one load-balancer service per upstream port,
+// "<app>-svc-<port>", pointing at http://<upstream host>:<port>. With a zero
+// Upstream the services have no servers and Traefik answers 503; a route
+// with neither a port nor an upstream uses the service "<app>-svc".
+//
+// An app with no routes yields the zero Dynamic. Any invalid value (app name,
+// host, path, port, upstream, or a Config name) is an error wrapping
+// domain.ErrInvalid, and nothing is produced. Two routes with the same host
+// and path are an error too.
+func Build(cfg Config, app App) (Dynamic, error) {
+	cfg = cfg.withDefaults()
+	for _, f := range []struct{ field, value string }{
+		{"config.entryPointHTTP", cfg.EntryPointHTTP},
+		{"config.entryPointHTTPS", cfg.EntryPointHTTPS},
+		{"config.certResolver", cfg.CertResolver},
+	} {
+		if err := validObjectName(f.field, f.value); err != nil {
+			return Dynamic{}, fmt.Errorf("traefik: %w", err)
+		}
+	}
+	if err := ValidAppName(app.Name); err != nil {
+		return Dynamic{}, fmt.Errorf("traefik: %w", err)
+	}
+	if !app.Upstream.IsZero() {
+		if err := validUpstream(app.Upstream); err != nil {
+			return Dynamic{}, fmt.Errorf("traefik: app %q: %w", app.Name, err)
+		}
+	}
+
+	routes := make([]Route, 0, len(app.Routes))
+	for i, r := range app.Routes {
+		host, err := normalizeHost(r.Host)
+		if err != nil {
+			return Dynamic{}, fmt.Errorf("traefik: app %q: route %d: %w", app.Name, i, err)
+		}
+		path, err := normalizePathPrefix(r.PathPrefix)
+		if err != nil {
+			return Dynamic{}, fmt.Errorf("traefik: app %q: route %d: %w", app.Name, i, err)
+		}
+		if r.Port != 0 {
+			if err := validPort("route.port", r.Port); err != nil {
+				return Dynamic{}, fmt.Errorf("traefik: app %q: route %d: %w", app.Name, i, err)
+			}
+		}
+		routes = append(routes, Route{Host: host, PathPrefix: path, HTTPS: r.HTTPS, Port: r.Port})
+	}
+	if len(routes) == 0 {
+		return Dynamic{}, nil
+	}
+	slices.SortStableFunc(routes, func(a, b Route) int {
+		return cmp.Or(cmp.Compare(a.Host, b.Host), cmp.Compare(a.PathPrefix, b.PathPrefix))
+	})
+	for i := 1; i < len(routes); i++ {
+		if routes[i].Host == routes[i-1].Host && routes[i].PathPrefix == routes[i-1].PathPrefix {
+			return Dynamic{}, fmt.Errorf("traefik: app %q: %w", app.Name,
+				domain.Invalid("routes", "host and path prefix must be unique within an application"))
+		}
+	}
+
+	h := &HTTPConfig{
+		Routers:     map[string]Router{},
+		Services:    map[string]Service{},
+		Middlewares: map[string]Middleware{},
+	}
+	redirect := app.Name + "-redirect"
+	for i, r := range routes {
+		prefix := app.Name + "-" + strconv.Itoa(i+1)
+
+		port := cmp.Or(r.Port, app.Upstream.Port)
+		service := app.Name + "-svc"
+		if port != 0 {
+			service += "-" + strconv.Itoa(port)
+		}
+		if _, ok := h.Services[service]; !ok {
+			lb := &LoadBalancer{}
+			if !app.Upstream.IsZero() {
+				lb.Servers = []Server{{URL: "http://" + app.Upstream.Host + ":" + strconv.Itoa(port)}}
+			}
+			h.Services[service] = Service{LoadBalancer: lb}
+		}
+
+		rule := "Host(`" + r.Host + "`)"
+		var serve []string
+		if r.PathPrefix != "" {
+			rule += " && PathPrefix(`" + r.PathPrefix + "`)"
+			strip := prefix + "-strip"
+			h.Middlewares[strip] = Middleware{StripPrefix: &StripPrefix{Prefixes: []string{r.PathPrefix}}}
+			serve = []string{strip}
+		}
+
+		if !r.HTTPS {
+			h.Routers[prefix+"-http"] = Router{
+				EntryPoints: []string{cfg.EntryPointHTTP},
+				Middlewares: serve,
+				Service:     service,
+				Rule:        rule,
+			}
+			continue
+		}
+		h.Middlewares[redirect] = Middleware{RedirectScheme: &RedirectScheme{Scheme: "https", Permanent: true}}
+		h.Routers[prefix+"-http"] = Router{
+			EntryPoints: []string{cfg.EntryPointHTTP},
+			Middlewares: []string{redirect},
+			Service:     service,
+			Rule:        rule,
+		}
+		h.Routers[prefix+"-https"] = Router{
+			EntryPoints: []string{cfg.EntryPointHTTPS},
+			Middlewares: serve,
+			Service:     service,
+			Rule:        rule,
+			TLS:         &RouterTLS{CertResolver: cfg.CertResolver},
+		}
+	}
+	if len(h.Middlewares) == 0 {
+		h.Middlewares = nil
+	}
+	return Dynamic{HTTP: h}, nil
+}
