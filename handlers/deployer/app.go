@@ -1,0 +1,77 @@
+package deployer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/ThreeDotsLabs/watermill/message"
+
+	"berth/domain"
+)
+
+// controlApp handles StopApp and StartApp through the executor's
+// AppController, then records app.stopped or app.started on the
+// application's stream (with an id derived from the request event, so a
+// redelivery records it once).
+func (d *Deployer) controlApp(ctx context.Context, msg *message.Message, name, app string) error {
+	ctrl, ok := d.exec.(AppController)
+	if !ok {
+		d.log.Warn("executor cannot stop or start applications: command ignored", "command", name, "app", app)
+		return nil
+	}
+	var (
+		eventType   string
+		containerID string
+		err         error
+	)
+	if name == CommandStopApp {
+		eventType = domain.EventAppStopped
+		containerID, err = ctrl.StopApp(ctx, app)
+	} else {
+		eventType = domain.EventAppStarted
+		containerID, err = ctrl.StartApp(ctx, app)
+	}
+	if err != nil {
+		if errors.Is(err, ErrRetryable) {
+			return err
+		}
+		d.log.Error("application command failed", "command", name, "app", app, "err", err)
+		return nil
+	}
+	var data any = domain.AppStarted{App: app, ContainerID: containerID}
+	if name == CommandStopApp {
+		data = domain.AppStopped{App: app, ContainerID: containerID}
+	}
+	ev, err := domain.Event{Type: eventType, Data: data}.Encode(DerivedID(eventType, msg.UUID), messageMetadata(msg, d.consumer))
+	if err != nil {
+		return err
+	}
+	if _, err := d.store.Append(ctx, domain.StreamAppend{StreamID: domain.AppStream(app), Expected: domain.ExpectAny, Events: []domain.EventData{ev}}); err != nil {
+		return fmt.Errorf("record %s: %w", eventType, err)
+	}
+	return nil
+}
+
+// deadLetter sets aside a message whose handling failed n times: a
+// RunDeployment is recorded as deployment.dead_lettered (and fails when
+// that cannot be recorded); other commands are only logged.
+func (d *Deployer) deadLetter(ctx context.Context, msg *message.Message, n int, cause error) error {
+	if msg.Metadata.Get("name") != CommandRunDeployment {
+		return nil
+	}
+	var cmd RunDeployment
+	if err := jsonUnmarshal(msg.Payload, &cmd); err != nil {
+		return nil
+	}
+	dep, err := loadDeployment(ctx, d.store, cmd.DeploymentID)
+	if err != nil {
+		return err
+	}
+	if dep.status == statusTerminal || dep.status == statusNone {
+		return nil
+	}
+	return d.appendTerminal(ctx, dep, messageMetadata(msg, d.consumer), domain.EventDeploymentDeadLettered, domain.DeploymentDeadLettered{
+		DeploymentID: dep.id, App: dep.request.App, Attempts: n, Reason: truncate(cause.Error()),
+	})
+}

@@ -1,0 +1,62 @@
+package deployer
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill/message"
+
+	"berth/domain"
+)
+
+// handleCancelTopic handles CancelDeployment. A running deployment is
+// cancelled through its context (only that one); the run records
+// deployment.cancelled once its work has stopped. A deployment that has not
+// started is recorded as cancelled at once; its RunDeployment will be
+// skipped.
+func (d *Deployer) handleCancelTopic(ctx context.Context, msg *message.Message) error {
+	if name := msg.Metadata.Get("name"); name != CommandCancelDeployment {
+		d.log.Warn("unknown command on the cancel topic ignored", "message_uuid", msg.UUID, "command", name)
+		return nil
+	}
+	var cmd CancelDeployment
+	if err := json.Unmarshal(msg.Payload, &cmd); err != nil || cmd.DeploymentID == "" {
+		d.log.Error("malformed CancelDeployment set aside", "message_uuid", msg.UUID, "err", err)
+		return nil
+	}
+	md := messageMetadata(msg, d.consumer)
+	for try := 0; ; try++ {
+		if d.cancelRunning(cmd.DeploymentID) {
+			d.log.Info("cancelling running deployment", "deployment", cmd.DeploymentID)
+			return nil
+		}
+		dep, err := loadDeployment(ctx, d.store, cmd.DeploymentID)
+		if err != nil {
+			return err
+		}
+		switch dep.status {
+		case statusNone, statusTerminal:
+			return nil
+		case statusRunning:
+			// Started by the run loop between our two looks: look again.
+			if try > 50 {
+				return errors.New("cancel: deployment runs but not in this deployer")
+			}
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(20 * time.Millisecond):
+			}
+			continue
+		}
+		err = d.appendTerminal(ctx, dep, md, domain.EventDeploymentCancelled, domain.DeploymentCancelled{
+			DeploymentID: dep.id, App: dep.request.App, Step: dep.currentStep(),
+		})
+		if try < 10 && (errors.Is(err, domain.ErrConcurrency) || errors.Is(err, domain.ErrConflict)) {
+			continue
+		}
+		return err
+	}
+}
