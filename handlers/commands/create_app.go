@@ -1,0 +1,81 @@
+package commands
+
+import (
+	"context"
+	"fmt"
+
+	"berth/domain"
+)
+
+// CreateApp creates an application in a project, with its environment and
+// domains.
+type CreateApp struct {
+	Project string         `json:"project"`
+	Name    string         `json:"name"`
+	Source  domain.Source  `json:"source"`
+	Build   domain.Build   `json:"build"`
+	Runtime domain.Runtime `json:"runtime"`
+	Env     []EnvInput     `json:"env,omitempty"`
+	Domains []domain.Route `json:"domains,omitempty"`
+}
+
+// CreateApp creates an application and claims its hosts atomically. It fails
+// with ErrProjectNotFound, ErrAppExists or ErrHostTaken.
+func (h *Handler) CreateApp(ctx context.Context, meta Meta, cmd CreateApp) (Result, error) {
+	c, err := h.newCall("CreateApp", meta)
+	if err != nil {
+		return Result{}, err
+	}
+	// Validate everything, secrets still unsealed, before any I/O.
+	plainEnv, err := checkEnvInput(cmd.Env, false)
+	if err != nil {
+		return Result{}, err
+	}
+	spec, err := domain.NewApp{
+		Project: cmd.Project, Name: cmd.Name, Source: cmd.Source, Build: cmd.Build, Runtime: cmd.Runtime,
+		Env: plainEnv, Domains: cmd.Domains,
+	}.Normalize(h.cfg.AllowWildcardHosts)
+	if err != nil {
+		return Result{}, err
+	}
+	stream := domain.AppStream(spec.Name)
+	return h.execute(ctx, c, false, func(ctx context.Context) (plan, error) {
+		recs, err := h.read(ctx, stream)
+		if err != nil {
+			return plan{}, err
+		}
+		if dup, ok := c.duplicate(recs, ""); ok {
+			return plan{dup: &dup}, nil
+		}
+		if len(recs) > 0 {
+			return plan{}, fmt.Errorf("%s: %w", spec.Name, domain.ErrAppExists)
+		}
+		precs, err := h.read(ctx, domain.ProjectStream(spec.Project))
+		if err != nil {
+			return plan{}, err
+		}
+		project, err := domain.LoadProject(precs)
+		if err != nil {
+			return plan{}, err
+		}
+		hostNames := make([]string, 0, len(spec.Domains))
+		for _, r := range spec.Domains {
+			hostNames = append(hostNames, r.Host)
+		}
+		hosts, err := h.loadHosts(ctx, hostNames)
+		if err != nil {
+			return plan{}, err
+		}
+		s := spec
+		if s.Env, err = h.sealEnv(ctx, spec.Name, cmd.Env, nil); err != nil {
+			return plan{}, err
+		}
+		events, err := domain.CreateApp(project, s, hosts, h.cfg.AllowWildcardHosts)
+		if err != nil {
+			return plan{}, err
+		}
+		expected := map[string]domain.ExpectedVersion{stream: domain.ExpectNoStream}
+		hostsExpected(expected, hosts)
+		return plan{primary: stream, events: events, expected: expected}, nil
+	})
+}

@@ -1,0 +1,49 @@
+package commands
+
+import (
+	"context"
+
+	"berth/domain"
+)
+
+// DeleteApp deletes an application.
+type DeleteApp struct {
+	App string `json:"app"`
+}
+
+// DeleteApp marks an application deleted and releases its hosts atomically.
+// Its history stays. A deleted application accepts no further command
+// (ErrAppDeleted).
+func (h *Handler) DeleteApp(ctx context.Context, meta Meta, cmd DeleteApp) (Result, error) {
+	c, err := h.newCall("DeleteApp", meta)
+	if err != nil {
+		return Result{}, err
+	}
+	if err := domain.ValidateName("app", cmd.App); err != nil {
+		return Result{}, err
+	}
+	return h.execute(ctx, c, true, func(ctx context.Context) (plan, error) {
+		app, recs, err := h.loadApp(ctx, cmd.App)
+		if err != nil {
+			return plan{}, err
+		}
+		if dup, ok := c.duplicate(recs, ""); ok {
+			return plan{dup: &dup}, nil
+		}
+		if app.Status() == domain.AppStatusDeleted {
+			_, err := app.Delete(nil)
+			return plan{}, err
+		}
+		hosts, err := h.loadHosts(ctx, app.Hosts())
+		if err != nil {
+			return plan{}, err
+		}
+		events, err := app.Delete(hosts)
+		if err != nil {
+			return plan{}, err
+		}
+		p := appPlan(app, events)
+		hostsExpected(p.expected, hosts)
+		return p, nil
+	})
+}

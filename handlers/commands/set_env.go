@@ -1,0 +1,138 @@
+package commands
+
+import (
+	"context"
+	"fmt"
+
+	"berth/domain"
+)
+
+// EnvInput is one environment variable as a client submits it. A secret's
+// Value is plain text here and is sealed before it reaches the domain.
+type EnvInput struct {
+	Key    string `json:"key"`
+	Value  string `json:"value"`
+	Secret bool   `json:"secret"`
+	// Keep, for a secret, keeps the currently sealed value of Key so clients
+	// never need to see a secret to resubmit the set. Value must be empty.
+	Keep bool `json:"keep,omitempty"`
+}
+
+// SetEnv replaces an application's whole environment.
+type SetEnv struct {
+	App string `json:"app"`
+	// ExpectedVersion, when not 0, must be the application's current version
+	// (an If-Match precondition).
+	ExpectedVersion int64      `json:"expected_version,omitempty"`
+	Env             []EnvInput `json:"env"`
+}
+
+// checkEnvInput validates client input before anything is sealed or read.
+// It returns the set with secrets stood in by a placeholder ciphertext, for
+// validation only. allowKeep says whether Keep is meaningful.
+func checkEnvInput(env []EnvInput, allowKeep bool) ([]domain.EnvVar, error) {
+	out := make([]domain.EnvVar, 0, len(env))
+	for i, e := range env {
+		f := fmt.Sprintf("env[%d]", i)
+		if e.Keep && (!allowKeep || !e.Secret) {
+			return nil, domain.Invalid(f+".keep", "applies only to a secret of an existing application")
+		}
+		if e.Keep && e.Value != "" {
+			return nil, domain.Invalid(f+".value", "must be empty when keeping the current secret")
+		}
+		if err := domain.ValidateEnvValue(f+".value", e.Value); err != nil {
+			return nil, err
+		}
+		v := domain.EnvVar{Key: e.Key, Value: e.Value}
+		if e.Secret {
+			v = domain.EnvVar{Key: e.Key, Secret: true, Sealed: []byte{0}}
+		}
+		out = append(out, v)
+	}
+	if err := domain.ValidateEnv("env", out); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// sealEnv turns client input into the domain's environment, sealing secrets
+// for app. current is the application's present environment (for Keep).
+func (h *Handler) sealEnv(ctx context.Context, app string, env []EnvInput, current []domain.EnvVar) ([]domain.EnvVar, error) {
+	out := make([]domain.EnvVar, 0, len(env))
+	for i, e := range env {
+		if !e.Secret {
+			out = append(out, domain.EnvVar{Key: e.Key, Value: e.Value})
+			continue
+		}
+		if e.Keep {
+			found := false
+			for _, cur := range current {
+				if cur.Key == e.Key && cur.Secret {
+					out = append(out, domain.EnvVar{Key: e.Key, Secret: true, Sealed: cur.Sealed})
+					found = true
+				}
+			}
+			if !found {
+				return nil, domain.Invalid(fmt.Sprintf("env[%d].keep", i), "the application has no secret of that name to keep")
+			}
+			continue
+		}
+		if h.sealer == nil {
+			return nil, domain.Invalid(fmt.Sprintf("env[%d].secret", i), "secrets are not available: no secret sealer is configured")
+		}
+		sealed, err := h.sealer.Seal(ctx, app, []byte(e.Value))
+		if err != nil {
+			return nil, fmt.Errorf("seal env[%d]: %w", i, err)
+		}
+		out = append(out, domain.EnvVar{Key: e.Key, Secret: true, Sealed: sealed})
+	}
+	return out, nil
+}
+
+// SetEnv replaces an application's environment, sealing secret values. It is
+// idempotent by nature and retried once on a concurrency conflict unless
+// ExpectedVersion is set.
+func (h *Handler) SetEnv(ctx context.Context, meta Meta, cmd SetEnv) (Result, error) {
+	c, err := h.newCall("SetEnv", meta)
+	if err != nil {
+		return Result{}, err
+	}
+	if err := domain.ValidateName("app", cmd.App); err != nil {
+		return Result{}, err
+	}
+	if _, err := checkEnvInput(cmd.Env, true); err != nil {
+		return Result{}, err
+	}
+	return h.execute(ctx, c, cmd.ExpectedVersion == 0, func(ctx context.Context) (plan, error) {
+		app, recs, err := h.loadApp(ctx, cmd.App)
+		if err != nil {
+			return plan{}, err
+		}
+		if dup, ok := c.duplicate(recs, ""); ok {
+			return plan{dup: &dup}, nil
+		}
+		if err := checkExpected(domain.AppStream(cmd.App), cmd.ExpectedVersion, app.Version()); err != nil {
+			return plan{}, err
+		}
+		if app.Status() == domain.AppStatusDeleted {
+			_, err := app.SetEnv(nil)
+			return plan{}, err
+		}
+		env, err := h.sealEnv(ctx, cmd.App, cmd.Env, app.Config().Env)
+		if err != nil {
+			return plan{}, err
+		}
+		events, err := app.SetEnv(env)
+		if err != nil {
+			return plan{}, err
+		}
+		return appPlan(app, events), nil
+	})
+}
+
+// appPlan is the plan of a command that appends to one application's stream
+// only.
+func appPlan(app *domain.Application, events []domain.Event) plan {
+	s := domain.AppStream(app.Name())
+	return plan{primary: s, version: app.Version(), events: events, expected: map[string]domain.ExpectedVersion{s: domain.ExpectVersion(app.Version())}}
+}

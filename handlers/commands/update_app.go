@@ -1,0 +1,47 @@
+package commands
+
+import (
+	"context"
+
+	"berth/domain"
+)
+
+// UpdateApp changes part of an application's source, build or runtime.
+type UpdateApp struct {
+	App string `json:"app"`
+	// ExpectedVersion, when not 0, must be the application's current version
+	// (an If-Match precondition); the command is then never retried.
+	ExpectedVersion int64           `json:"expected_version,omitempty"`
+	Patch           domain.AppPatch `json:"patch"`
+}
+
+// UpdateApp applies a partial patch. A patch that changes nothing writes
+// nothing. Setting fields is idempotent by nature, so a concurrency conflict
+// is retried once, unless ExpectedVersion is set: then the loser gets the
+// *domain.ConcurrencyError and no update is ever lost.
+func (h *Handler) UpdateApp(ctx context.Context, meta Meta, cmd UpdateApp) (Result, error) {
+	c, err := h.newCall("UpdateApp", meta)
+	if err != nil {
+		return Result{}, err
+	}
+	if err := domain.ValidateName("app", cmd.App); err != nil {
+		return Result{}, err
+	}
+	return h.execute(ctx, c, cmd.ExpectedVersion == 0, func(ctx context.Context) (plan, error) {
+		app, recs, err := h.loadApp(ctx, cmd.App)
+		if err != nil {
+			return plan{}, err
+		}
+		if dup, ok := c.duplicate(recs, ""); ok {
+			return plan{dup: &dup}, nil
+		}
+		if err := checkExpected(domain.AppStream(cmd.App), cmd.ExpectedVersion, app.Version()); err != nil {
+			return plan{}, err
+		}
+		events, err := app.Update(cmd.Patch)
+		if err != nil {
+			return plan{}, err
+		}
+		return appPlan(app, events), nil
+	})
+}
