@@ -2,6 +2,7 @@ package deployer
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 
@@ -54,24 +55,26 @@ func (d *Deployer) controlApp(ctx context.Context, msg *message.Message, name, a
 }
 
 // deadLetter sets aside a message whose handling failed n times: a
-// RunDeployment is recorded as deployment.dead_lettered (and fails when
-// that cannot be recorded); other commands are only logged.
+// RunDeployment's deployment is recorded as dead-lettered (and deadLetter
+// fails when that cannot be recorded); other commands are only logged.
 func (d *Deployer) deadLetter(ctx context.Context, msg *message.Message, n int, cause error) error {
 	if msg.Metadata.Get("name") != CommandRunDeployment {
 		return nil
 	}
 	var cmd RunDeployment
-	if err := jsonUnmarshal(msg.Payload, &cmd); err != nil {
+	if err := json.Unmarshal(msg.Payload, &cmd); err != nil {
 		return nil
 	}
 	dep, err := loadDeployment(ctx, d.store, cmd.DeploymentID)
 	if err != nil {
 		return err
 	}
-	if dep.status == statusTerminal || dep.status == statusNone {
+	if dep == nil || dep.IsTerminal() {
 		return nil
 	}
-	return d.appendTerminal(ctx, dep, messageMetadata(msg, d.consumer), domain.EventDeploymentDeadLettered, domain.DeploymentDeadLettered{
-		DeploymentID: dep.id, App: dep.request.App, Attempts: n, Reason: truncate(cause.Error()),
-	})
+	err = d.record(ctx, dep, messageMetadata(msg, d.consumer), domain.DeploymentDeadLettered{Attempts: n, Reason: truncate(cause.Error())})
+	if finished(err) {
+		return nil
+	}
+	return err
 }

@@ -12,10 +12,9 @@ import (
 )
 
 // handleCancelTopic handles CancelDeployment. A running deployment is
-// cancelled through its context (only that one); the run records
-// deployment.cancelled once its work has stopped. A deployment that has not
-// started is recorded as cancelled at once; its RunDeployment will be
-// skipped.
+// cancelled through its context (only that one); its run records
+// deployment.cancelled once the work has stopped. A deployment that has not
+// started is recorded as cancelled at once; its RunDeployment is skipped.
 func (d *Deployer) handleCancelTopic(ctx context.Context, msg *message.Message) error {
 	if name := msg.Metadata.Get("name"); name != CommandCancelDeployment {
 		d.log.Warn("unknown command on the cancel topic ignored", "message_uuid", msg.UUID, "command", name)
@@ -36,13 +35,13 @@ func (d *Deployer) handleCancelTopic(ctx context.Context, msg *message.Message) 
 		if err != nil {
 			return err
 		}
-		switch dep.status {
-		case statusNone, statusTerminal:
+		switch {
+		case dep == nil || dep.IsTerminal():
 			return nil
-		case statusRunning:
+		case dep.IsRunning():
 			// Started by the run loop between our two looks: look again.
-			if try > 50 {
-				return errors.New("cancel: deployment runs but not in this deployer")
+			if try > 100 {
+				return errors.New("cancel: the deployment runs but not in this deployer")
 			}
 			select {
 			case <-ctx.Done():
@@ -51,11 +50,12 @@ func (d *Deployer) handleCancelTopic(ctx context.Context, msg *message.Message) 
 			}
 			continue
 		}
-		err = d.appendTerminal(ctx, dep, md, domain.EventDeploymentCancelled, domain.DeploymentCancelled{
-			DeploymentID: dep.id, App: dep.request.App, Step: dep.currentStep(),
-		})
-		if try < 10 && (errors.Is(err, domain.ErrConcurrency) || errors.Is(err, domain.ErrConflict)) {
-			continue
+		err = d.record(ctx, dep, md, domain.DeploymentCancelled{Step: domain.StepQueue})
+		switch {
+		case err == nil || finished(err):
+			return nil
+		case errors.Is(err, domain.ErrBadTransition) && try < 100:
+			continue // it started meanwhile: cancel the run
 		}
 		return err
 	}

@@ -277,13 +277,7 @@ func (d *Deployer) watchLock(ctx context.Context, conn *pgx.Conn, cancel context
 func (d *Deployer) consume(ctx context.Context) error {
 	rdb := redis.NewClient(d.redisOpts)
 	defer rdb.Close()
-	pub, err := redisstream.NewPublisher(redisstream.PublisherConfig{Client: redis.NewClient(d.redisOpts)}, d.wmLog)
-	if err != nil {
-		return fmt.Errorf("redis publisher: %w", err)
-	}
-	defer pub.Close()
-
-	if err := d.recoverInterrupted(ctx, pub); err != nil {
+	if err := d.recoverInterrupted(ctx); err != nil {
 		return fmt.Errorf("recover interrupted deployments: %w", err)
 	}
 
@@ -378,10 +372,6 @@ func (d *Deployer) loop(ctx context.Context, msgs <-chan *message.Message, h han
 	}
 }
 
-// errInterrupted reports an attempt recorded as interrupted: the message is
-// nacked without counting a handler failure (the stream counts attempts).
-var errInterrupted = errors.New("attempt interrupted")
-
 // handle runs h and acks or nacks msg. On shutdown it does neither: the entry
 // stays pending and the next holder of the lock resumes it.
 func (d *Deployer) handle(ctx context.Context, msg *message.Message, h handlerFunc) {
@@ -397,10 +387,6 @@ func (d *Deployer) handle(ctx context.Context, msg *message.Message, h handlerFu
 	case err == nil:
 		d.forget(msg.UUID)
 		msg.Ack()
-		return
-	case errors.Is(err, errInterrupted):
-		log.Warn("attempt interrupted; redelivering", "err", err)
-		msg.Nack()
 		return
 	}
 

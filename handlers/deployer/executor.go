@@ -12,9 +12,9 @@ import (
 type Job struct {
 	DeploymentID string
 	App          string
-	// Attempt counts the runs of this deployment, from 1. A deployment is
-	// run again after it was interrupted (a crash, a lost lock, a retryable
-	// error).
+	// Attempt counts, from 1, this deployment and the automatic retries
+	// that led to it (a deployment interrupted by a crash, a lost lock or a
+	// retryable error is retried as a new deployment).
 	Attempt int
 	// Request is the deployment.requested event's payload.
 	Request domain.DeploymentRequested
@@ -29,16 +29,17 @@ type Job struct {
 //
 // Safe for use by one goroutine at a time (steps are sequential).
 type StepRecorder interface {
-	// Step appends one step event: eventType is one of
-	// domain.EventDeploymentSourceFetched, ImageBuilt, ContainerStarted,
-	// HealthPassed, TrafficSwitched, PreviousStopped, and data its payload
-	// (e.g. domain.DeploymentImageBuilt). Event ids are derived from the
-	// deployment, the attempt and the step's sequence number, so a replayed
-	// step is written once. Errors: ErrInvalid for another event type, and
-	// the store's errors.
-	Step(ctx context.Context, eventType string, data any) error
-	// Current returns the step in progress (a domain.Step* name): the one
-	// after the last recorded step event.
+	// Step records one step: data is a step payload, one of
+	// domain.DeploymentSourceFetched, DeploymentImageBuilt,
+	// DeploymentContainerStarted, DeploymentHealthPassed,
+	// DeploymentTrafficSwitched, DeploymentPreviousStopped (DeploymentID and
+	// App are filled in). The deployment's state machine decides: steps may
+	// be skipped but never repeated or reordered (domain.ErrBadTransition).
+	// Each event's id derives from the deployment and the step, so a
+	// replayed step is written once. Errors: ErrInvalid for another payload,
+	// the domain's transition errors and the store's errors.
+	Step(ctx context.Context, data any) error
+	// Current returns the step in progress (a domain.Step* name).
 	Current() string
 }
 
@@ -68,9 +69,10 @@ type AppController interface {
 	StartApp(ctx context.Context, app string) (containerID string, err error)
 }
 
-// ErrRetryable marks an executor error as transient: the attempt is recorded
-// as interrupted and the deployment is run again, at most Config.MaxAttempts
-// times in all, then dead-lettered.
+// ErrRetryable marks an executor error as transient: the deployment is
+// recorded as interrupted and, under InterruptRetry, a retry deployment is
+// requested, up to Config.MaxAttempts attempts in all; the last one is
+// dead-lettered instead.
 var ErrRetryable = errors.New("retryable")
 
 // StepError is an executor error that names the step that failed.
@@ -87,23 +89,12 @@ func (e *StepError) Unwrap() error { return e.Err }
 // FailStep wraps err as the failure of step.
 func FailStep(step string, err error) error { return &StepError{Step: step, Err: err} }
 
-// nextStep returns the step that follows the step event eventType, and
-// false when eventType is not a step event an executor may record.
-func nextStep(eventType string) (string, bool) {
-	switch eventType {
-	case domain.EventDeploymentSourceFetched:
-		return domain.StepBuildImage, true
-	case domain.EventDeploymentImageBuilt:
-		return domain.StepStartContainer, true
-	case domain.EventDeploymentContainerStarted:
-		return domain.StepHealthCheck, true
-	case domain.EventDeploymentHealthPassed:
-		return domain.StepSwitchTraffic, true
-	case domain.EventDeploymentTrafficSwitched:
-		return domain.StepStopPrevious, true
-	case domain.EventDeploymentPreviousStopped:
-		return domain.StepStopPrevious, true
-	default:
-		return "", false
+// isStep reports whether data is a step payload an executor may record.
+func isStep(data any) bool {
+	switch data.(type) {
+	case domain.DeploymentSourceFetched, domain.DeploymentImageBuilt, domain.DeploymentContainerStarted,
+		domain.DeploymentHealthPassed, domain.DeploymentTrafficSwitched, domain.DeploymentPreviousStopped:
+		return true
 	}
+	return false
 }

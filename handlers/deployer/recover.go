@@ -6,19 +6,16 @@ import (
 	"fmt"
 	"strings"
 
-	"github.com/ThreeDotsLabs/watermill/message"
-
 	"berth/domain"
 )
 
-func jsonUnmarshal(b []byte, v any) error { return json.Unmarshal(b, v) }
-
 // recoverInterrupted finds, in the log, the deployments this host's deployer
 // started and never finished, records deployment.interrupted for each, and
-// retries them (publishes RunDeployment again) or fails them, by policy.
+// requests their retry or not, by policy. The dead holder's pending entries
+// are claimed back too and find those deployments finished.
 // It runs while holding the lock and before consuming, so no live deployer
 // owns them.
-func (d *Deployer) recoverInterrupted(ctx context.Context, pub message.Publisher) error {
+func (d *Deployer) recoverInterrupted(ctx context.Context) error {
 	running := make(map[string]bool) // deployment id → started by us, unfinished
 	var after int64
 	for {
@@ -49,37 +46,23 @@ func (d *Deployer) recoverInterrupted(ctx context.Context, pub message.Publisher
 		after = page[len(page)-1].Position
 	}
 
-	md := domain.Metadata{Actor: domain.Actor{Kind: domain.ActorSystem, ID: d.consumer}}
 	for id := range running {
 		dep, err := loadDeployment(ctx, d.store, id)
 		if err != nil {
 			return err
 		}
-		if dep.status != statusRunning {
+		if dep == nil || !dep.IsRunning() {
 			continue
 		}
-		md.CorrelationID, md.CausationID = dep.metadata.CorrelationID, dep.requestID
-		if err := d.appendInterrupted(ctx, dep, md, "berth restarted while the deployment was running"); err != nil {
-			return err
+		md := domain.Metadata{
+			Actor:         domain.Actor{Kind: domain.ActorSystem, ID: d.consumer},
+			CorrelationID: dep.requestEvent.Metadata.CorrelationID,
+			CausationID:   dep.requestEvent.EventID,
 		}
 		d.log.Warn("deployment interrupted on start-up", "deployment", id, "policy", d.cfg.InterruptPolicy)
-		if d.cfg.InterruptPolicy == InterruptFail {
-			if err := d.appendTerminal(ctx, dep, md, domain.EventDeploymentFailed, domain.DeploymentFailed{
-				DeploymentID: id, App: dep.request.App, Step: dep.currentStep(),
-				Reason: "interrupted: berth restarted while the deployment was running",
-			}); err != nil {
-				return err
-			}
-			continue
-		}
-		// The dead holder's entry is claimed back too; whichever copy comes
-		// second finds the deployment done and is skipped.
-		msg, err := NewMessage(RunDeployment{DeploymentID: id, App: dep.request.App, RequestPosition: dep.requestPosition}, dep.requestEvent)
-		if err != nil {
+		err = d.interrupt(ctx, dep, md, "berth restarted while the deployment was running")
+		if err != nil && !finished(err) {
 			return err
-		}
-		if err := pub.Publish(d.topics.Run, msg); err != nil {
-			return fmt.Errorf("republish deployment %s: %w", id, err)
 		}
 	}
 	return nil

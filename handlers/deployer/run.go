@@ -13,7 +13,7 @@ import (
 )
 
 // maxReasonLen bounds the failure reasons written to the log.
-const maxReasonLen = 2000
+const maxReasonLen = 1000
 
 var (
 	// errCancelRequested is the cause of a run's context when its
@@ -57,7 +57,10 @@ func (d *Deployer) runDeployment(ctx context.Context, msg *message.Message, cmd 
 		if err != nil {
 			return err
 		}
-		err = d.decide(ctx, dep, md)
+		err = d.decideRun(ctx, dep, md)
+		if finished(err) {
+			return nil
+		}
 		if try < 10 && (errors.Is(err, domain.ErrConcurrency) || errors.Is(err, domain.ErrConflict)) {
 			continue
 		}
@@ -65,118 +68,193 @@ func (d *Deployer) runDeployment(ctx context.Context, msg *message.Message, cmd 
 	}
 }
 
-// decide acts on one folded state of the deployment.
-func (d *Deployer) decide(ctx context.Context, dep *deployment, md domain.Metadata) error {
-	log := d.log.With("deployment", dep.id)
+// decideRun acts on one state of the deployment.
+func (d *Deployer) decideRun(ctx context.Context, dep *deployment, md domain.Metadata) error {
+	if dep == nil {
+		d.log.Warn("RunDeployment for a deployment with no request: ignored")
+		return nil
+	}
+	log := d.log.With("deployment", dep.ID())
 	switch {
-	case dep.status == statusNone:
-		log.Warn("RunDeployment for a deployment with no request: ignored")
+	case dep.IsTerminal():
+		log.Debug("deployment already finished: skipped", "status", dep.Status())
 		return nil
-	case dep.status == statusTerminal:
-		log.Debug("deployment already finished: skipped", "outcome", dep.terminalType)
-		return nil
-	case dep.cancelRequested:
-		return d.appendTerminal(ctx, dep, md, domain.EventDeploymentCancelled, domain.DeploymentCancelled{
-			DeploymentID: dep.id, App: dep.request.App, Step: dep.currentStep(),
-		})
-	case dep.status == statusRunning:
+	case dep.CancelRequested() && !dep.IsRunning():
+		return d.record(ctx, dep, md, domain.DeploymentCancelled{Step: currentStep(dep.Status())})
+	case dep.IsRunning():
 		// A run no live deployer owns (we hold the lock and run one at a
-		// time): the attempt was interrupted.
-		return d.appendInterrupted(ctx, dep, md, "the deployer that ran it is gone")
-	case dep.attempts >= d.cfg.MaxAttempts:
-		log.Error("deployment dead-lettered", "attempts", dep.attempts)
-		return d.appendTerminal(ctx, dep, md, domain.EventDeploymentDeadLettered, domain.DeploymentDeadLettered{
-			DeploymentID: dep.id, App: dep.request.App, Attempts: dep.attempts,
-			Reason: fmt.Sprintf("gave up after %d interrupted attempts", dep.attempts),
-		})
+		// time): it was interrupted.
+		return d.interrupt(ctx, dep, md, "the deployer that ran it is gone")
 	}
 	return d.run(ctx, dep, md)
 }
 
-// run starts one attempt, executes it and records its outcome.
+// run starts the deployment, executes it and records its outcome.
 func (d *Deployer) run(ctx context.Context, dep *deployment, md domain.Metadata) error {
-	attempt := dep.attempts + 1
-	runCtx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
-	if !d.register(dep.id, cancel) {
-		return fmt.Errorf("deployment %s is already running here: %w", dep.id, domain.ErrConflict)
-	}
-	defer d.unregister(dep.id)
-
-	var events []domain.EventData
-	if !dep.queued {
-		ev, err := domain.Event{Type: domain.EventDeploymentQueued, Data: domain.DeploymentQueued{
-			DeploymentID: dep.id, App: dep.request.App,
-		}}.Encode(QueuedEventID(dep.requestID), md)
-		if err != nil {
-			return err
-		}
-		events = append(events, ev)
-	}
-	ev, err := domain.Event{Type: domain.EventDeploymentStarted, Data: domain.DeploymentStarted{
-		DeploymentID: dep.id, App: dep.request.App, Worker: d.consumer,
-	}}.Encode(DerivedID("started", dep.id, fmt.Sprint(attempt)), md)
+	attempt, err := d.attemptOf(ctx, dep)
 	if err != nil {
 		return err
 	}
-	events = append(events, ev)
+	if attempt > d.cfg.MaxAttempts {
+		return d.record(ctx, dep, md, domain.DeploymentDeadLettered{
+			Attempts: attempt - 1, Reason: fmt.Sprintf("gave up after %d interrupted attempts", attempt-1),
+		})
+	}
+
+	runCtx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	if !d.register(dep.ID(), cancel) {
+		return fmt.Errorf("deployment %s is already running here: %w", dep.ID(), domain.ErrConflict)
+	}
+	defer d.unregister(dep.ID())
+
+	version := dep.Version()
+	var payloads []any
+	if dep.Status() == domain.DeploymentRequestedStatus {
+		payloads = append(payloads, domain.DeploymentQueued{})
+	}
+	payloads = append(payloads, domain.DeploymentStarted{Worker: d.consumer})
+	events, err := dep.decide(md, payloads...)
+	if err != nil {
+		return err
+	}
 	res, err := d.store.Append(ctx, domain.StreamAppend{
-		StreamID: domain.DeploymentStream(dep.id), Expected: domain.ExpectVersion(dep.version), Events: events,
+		StreamID: domain.DeploymentStream(dep.ID()), Expected: domain.ExpectVersion(version), Events: events,
 	})
 	if err != nil {
-		return fmt.Errorf("start deployment %s: %w", dep.id, err)
+		return fmt.Errorf("start deployment %s: %w", dep.ID(), err)
 	}
 	if res.Duplicate {
-		// Our own earlier start: decide again from the stream.
-		return fmt.Errorf("deployment %s already started: %w", dep.id, domain.ErrConflict)
+		return fmt.Errorf("deployment %s was started before: %w", dep.ID(), domain.ErrConflict)
 	}
-	dep.version = res.Streams[0].Version
-	dep.status, dep.attempts, dep.step, dep.worker = statusRunning, attempt, domain.StepFetchSource, d.consumer
 
-	rec := &recorder{d: d, dep: dep, attempt: attempt, md: md}
+	log := d.log.With("deployment", dep.ID(), "attempt", attempt)
+	log.Info("deployment started")
+	rec := &recorder{d: d, dep: dep, md: md}
 	job := Job{
-		DeploymentID: dep.id, App: dep.request.App, Attempt: attempt,
-		Request: dep.request, RequestPosition: dep.requestPosition, Metadata: md,
+		DeploymentID: dep.ID(), App: dep.App(), Attempt: attempt,
+		Request: dep.Request(), RequestPosition: dep.requestEvent.Position, Metadata: md,
 	}
 	start := time.Now()
 	execCtx, stop := context.WithTimeoutCause(runCtx, d.cfg.DeploymentTimeout, errTimedOut)
 	execErr := d.exec.Execute(execCtx, job, rec)
+	timedOut := errors.Is(context.Cause(execCtx), errTimedOut)
 	stop()
 	elapsed := time.Since(start).Milliseconds()
-	log := d.log.With("deployment", dep.id, "attempt", attempt)
+	dep = rec.dep
 
-	switch cause := context.Cause(runCtx); {
+	switch {
 	case execErr == nil:
-		log.Info("deployment succeeded", "duration_ms", elapsed)
-		return d.appendTerminal(ctx, dep, md, domain.EventDeploymentSucceeded, domain.DeploymentSucceeded{
-			DeploymentID: dep.id, App: dep.request.App, DurationMS: elapsed,
-		})
+		err := d.record(ctx, dep, md, domain.DeploymentSucceeded{ImageID: dep.ImageID(), ContainerID: dep.ContainerID(), DurationMS: elapsed})
+		if errors.Is(err, domain.ErrBadTransition) {
+			log.Error("executor returned before switching traffic", "status", dep.Status())
+			return d.record(ctx, dep, md, domain.DeploymentFailed{
+				Step: currentStep(dep.Status()), Reason: "the executor finished before traffic switched", DurationMS: elapsed,
+			})
+		}
+		if err == nil {
+			log.Info("deployment succeeded", "duration_ms", elapsed)
+		}
+		return err
 	case ctx.Err() != nil:
-		return ctx.Err() // shutdown: the next holder interrupts and resumes it
-	case errors.Is(cause, errCancelRequested):
+		return ctx.Err() // shutdown: the next holder of the lock interrupts it
+	case errors.Is(context.Cause(runCtx), errCancelRequested):
 		log.Info("deployment cancelled", "step", rec.Current())
-		return d.appendTerminal(context.WithoutCancel(ctx), dep, md, domain.EventDeploymentCancelled, domain.DeploymentCancelled{
-			DeploymentID: dep.id, App: dep.request.App, Step: rec.Current(),
-		})
+		return d.record(ctx, dep, md, domain.DeploymentCancelled{Step: rec.Current()})
 	case errors.Is(execErr, ErrRetryable):
 		log.Warn("deployment attempt interrupted", "err", execErr)
-		if err := d.appendInterrupted(ctx, dep, md, execErr.Error()); err != nil {
-			return err
-		}
-		return errInterrupted
+		return d.interrupt(ctx, dep, md, execErr.Error())
 	}
 	step, reason := rec.Current(), execErr.Error()
 	var se *StepError
 	if errors.As(execErr, &se) && se.Step != "" {
 		step = se.Step
 	}
-	if errors.Is(context.Cause(execCtx), errTimedOut) {
+	if timedOut {
 		reason = fmt.Sprintf("timed out after %s: %s", d.cfg.DeploymentTimeout, reason)
 	}
 	log.Warn("deployment failed", "step", step, "err", execErr)
-	return d.appendTerminal(ctx, dep, md, domain.EventDeploymentFailed, domain.DeploymentFailed{
-		DeploymentID: dep.id, App: dep.request.App, Step: step, Reason: truncate(reason), DurationMS: elapsed,
+	return d.record(ctx, dep, md, domain.DeploymentFailed{Step: step, Reason: truncate(reason), DurationMS: elapsed})
+}
+
+// attemptOf counts dep and the automatic retries (requested by this
+// deployer) that led to it.
+func (d *Deployer) attemptOf(ctx context.Context, dep *deployment) (int, error) {
+	n, cur := 1, dep
+	for n <= d.cfg.MaxAttempts {
+		req := cur.Request()
+		if req.Trigger.Kind != domain.TriggerRetry || req.RetryOf == "" || cur.requestEvent.Metadata.Actor.ID != d.consumer {
+			break
+		}
+		prev, err := loadDeployment(ctx, d.store, req.RetryOf)
+		if err != nil {
+			return 0, err
+		}
+		if prev == nil {
+			break
+		}
+		n, cur = n+1, prev
+	}
+	return n, nil
+}
+
+// interrupt records that dep's run was interrupted (dead-lettered instead
+// when it was the last allowed attempt) and, under InterruptRetry, requests
+// a retry deployment.
+func (d *Deployer) interrupt(ctx context.Context, dep *deployment, md domain.Metadata, reason string) error {
+	attempt, err := d.attemptOf(ctx, dep)
+	if err != nil {
+		return err
+	}
+	if attempt >= d.cfg.MaxAttempts && d.cfg.InterruptPolicy == InterruptRetry {
+		d.log.Error("deployment dead-lettered", "deployment", dep.ID(), "attempts", attempt, "reason", reason)
+		return d.record(ctx, dep, md, domain.DeploymentDeadLettered{
+			Attempts: attempt, Reason: truncate("interrupted on the last attempt: " + reason),
+		})
+	}
+	if err := d.record(ctx, dep, md, domain.DeploymentInterrupted{Step: currentStep(dep.Status()), Reason: truncate(reason)}); err != nil {
+		return err
+	}
+	if d.cfg.InterruptPolicy != InterruptRetry {
+		return nil
+	}
+	return d.requestRetry(ctx, dep, md, attempt)
+}
+
+// requestRetry requests a new deployment repeating dep (trigger "retry"),
+// with an id derived from dep so it is requested once.
+func (d *Deployer) requestRetry(ctx context.Context, dep *deployment, md domain.Metadata, attempt int) error {
+	appEvents, err := d.store.ReadStream(ctx, domain.AppStream(dep.App()), 1, 0)
+	if err != nil {
+		return fmt.Errorf("read application %s: %w", dep.App(), err)
+	}
+	var app *domain.Application
+	if len(appEvents) > 0 {
+		if app, err = domain.LoadApplication(appEvents); err != nil {
+			return fmt.Errorf("replay application %s: %w", dep.App(), err)
+		}
+	}
+	retryID := DerivedID("retry", dep.ID())
+	events, err := domain.RequestDeployment(app, domain.DeploymentRequest{
+		ID:      retryID,
+		Trigger: domain.Trigger{Kind: domain.TriggerRetry, Detail: fmt.Sprintf("automatic retry %d of %d after an interruption", attempt+1, d.cfg.MaxAttempts)},
+		RetryOf: dep.Deployment,
 	})
+	if err != nil {
+		d.log.Warn("interrupted deployment cannot be retried", "deployment", dep.ID(), "err", err)
+		return nil
+	}
+	md.Actor = domain.Actor{Kind: domain.ActorSystem, ID: d.consumer}
+	ev, err := events[0].Encode(DerivedID("retry-request", dep.ID()), md)
+	if err != nil {
+		return err
+	}
+	_, err = d.store.Append(ctx, domain.StreamAppend{StreamID: events[0].StreamID, Expected: domain.ExpectNoStream, Events: []domain.EventData{ev}})
+	if err != nil && !errors.Is(err, domain.ErrConcurrency) {
+		return fmt.Errorf("request retry of %s: %w", dep.ID(), err)
+	}
+	d.log.Info("retry requested", "deployment", dep.ID(), "retry", retryID, "attempt", attempt+1)
+	return nil
 }
 
 func (d *Deployer) register(id string, cancel context.CancelCauseFunc) bool {
@@ -206,102 +284,64 @@ func (d *Deployer) cancelRunning(id string) bool {
 	return ok
 }
 
-// appendTerminal records the deployment's outcome (one per deployment: its
-// id derives from the deployment alone).
-func (d *Deployer) appendTerminal(ctx context.Context, dep *deployment, md domain.Metadata, eventType string, data any) error {
-	ev, err := domain.Event{Type: eventType, Data: data}.Encode(DerivedID("outcome", dep.id), md)
-	if err != nil {
-		return err
-	}
-	return d.appendOwned(ctx, dep, ev)
-}
-
-// appendInterrupted records that the current attempt was interrupted; under
-// InterruptFail it records the failure too.
-func (d *Deployer) appendInterrupted(ctx context.Context, dep *deployment, md domain.Metadata, reason string) error {
-	step := dep.currentStep()
-	ev, err := domain.Event{Type: domain.EventDeploymentInterrupted, Data: domain.DeploymentInterrupted{
-		DeploymentID: dep.id, App: dep.request.App, Step: step, Reason: truncate(reason),
-	}}.Encode(DerivedID("interrupted", dep.id, fmt.Sprint(dep.attempts)), md)
-	if err != nil {
-		return err
-	}
-	if err := d.appendOwned(ctx, dep, ev); err != nil {
-		return err
-	}
-	dep.status = statusInterrupted
-	return nil
-}
-
-// appendOwned appends ev to the deployment's stream at its known version.
-// When another writer moved the stream (a cancel request), it re-reads it and
-// appends again if the deployment is still in the same state; otherwise the
-// concurrency error is returned and the caller decides again. Transient store
-// errors are retried a few times.
-func (d *Deployer) appendOwned(ctx context.Context, dep *deployment, ev domain.EventData) error {
+// record decides payload on dep and appends it at dep's version. When
+// another writer moved the stream (a cancel request), it reloads the
+// deployment and decides again on the fresh state; transient store errors
+// are retried a few times. dep is updated in place.
+func (d *Deployer) record(ctx context.Context, dep *deployment, md domain.Metadata, payload any) error {
 	backoff := 50 * time.Millisecond
 	for try := 0; ; try++ {
-		res, err := d.store.Append(ctx, domain.StreamAppend{
-			StreamID: domain.DeploymentStream(dep.id), Expected: domain.ExpectVersion(dep.version), Events: []domain.EventData{ev},
+		version := dep.Version()
+		events, err := dep.decide(md, payload)
+		if err != nil {
+			return err
+		}
+		_, err = d.store.Append(ctx, domain.StreamAppend{
+			StreamID: domain.DeploymentStream(dep.ID()), Expected: domain.ExpectVersion(version), Events: events,
 		})
 		if err == nil {
-			dep.version = res.Streams[0].Version
 			return nil
 		}
 		if try >= 8 || ctx.Err() != nil || errors.Is(err, domain.ErrInvalid) {
-			return fmt.Errorf("append %s to deployment %s: %w", ev.Type, dep.id, err)
+			return fmt.Errorf("append %s to deployment %s: %w", events[0].Type, dep.ID(), err)
 		}
-		if errors.Is(err, domain.ErrConcurrency) || errors.Is(err, domain.ErrConflict) {
-			fresh, lerr := loadDeployment(ctx, d.store, dep.id)
-			if lerr != nil {
-				return lerr
+		if !errors.Is(err, domain.ErrConcurrency) && !errors.Is(err, domain.ErrConflict) {
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(backoff):
 			}
-			if fresh.status != dep.status || fresh.attempts != dep.attempts {
-				return fmt.Errorf("append %s to deployment %s: %w", ev.Type, dep.id, err)
-			}
-			dep.version = fresh.version
-			continue
+			backoff = min(2*backoff, 2*time.Second)
 		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(backoff):
+		fresh, lerr := loadDeployment(ctx, d.store, dep.ID())
+		if lerr != nil {
+			return lerr
 		}
-		backoff = min(2*backoff, 2*time.Second)
+		if fresh == nil {
+			return fmt.Errorf("deployment %s vanished: %w", dep.ID(), domain.ErrNotFound)
+		}
+		*dep = *fresh
 	}
 }
 
-// recorder is the StepRecorder of one attempt.
+// recorder is the StepRecorder of one run.
 type recorder struct {
-	d       *Deployer
-	dep     *deployment
-	attempt int
-	seq     int
-	md      domain.Metadata
+	d   *Deployer
+	dep *deployment
+	md  domain.Metadata
 }
 
 var _ StepRecorder = (*recorder)(nil)
 
-func (r *recorder) Step(ctx context.Context, eventType string, data any) error {
-	next, ok := nextStep(eventType)
-	if !ok {
-		return domain.Invalid("event_type", fmt.Sprintf("%q is not a deployment step event", eventType))
-	}
-	r.seq++
-	ev, err := domain.Event{Type: eventType, Data: data}.Encode(
-		DerivedID("step", r.dep.id, fmt.Sprint(r.attempt), fmt.Sprint(r.seq)), r.md)
-	if err != nil {
-		return err
+func (r *recorder) Step(ctx context.Context, data any) error {
+	if !isStep(data) {
+		return domain.Invalid("step", fmt.Sprintf("%T is not a deployment step", data))
 	}
 	// Record even when ctx was just cancelled: the step did happen.
-	if err := r.d.appendOwned(context.WithoutCancel(ctx), r.dep, ev); err != nil {
-		return err
-	}
-	r.dep.step = next
-	return nil
+	return r.d.record(context.WithoutCancel(ctx), r.dep, r.md, data)
 }
 
-func (r *recorder) Current() string { return r.dep.currentStep() }
+func (r *recorder) Current() string { return currentStep(r.dep.Status()) }
 
 func truncate(s string) string {
 	if len(s) <= maxReasonLen {

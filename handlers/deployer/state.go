@@ -2,113 +2,101 @@ package deployer
 
 import (
 	"context"
-	"encoding/json"
+	"errors"
 	"fmt"
 
 	"berth/domain"
 )
 
-// status is where a deployment stands, as its stream tells.
-type status int
-
-const (
-	statusNone        status = iota // no deployment.requested on the stream
-	statusRequested                 // requested or queued, never started
-	statusRunning                   // started, not finished
-	statusInterrupted               // its last attempt was interrupted
-	statusTerminal                  // succeeded, failed, cancelled or dead-lettered
-)
-
-// deployment is a deployment's state folded from its stream. It only holds
-// what the deployer decides on.
+// deployment is the domain's Deployment aggregate rehydrated from its
+// stream, with the stored request event (its id and metadata).
 type deployment struct {
-	id              string
-	version         int64
-	requestID       string // event id of deployment.requested
-	request         domain.DeploymentRequested
-	requestPosition int64
-	requestEvent    domain.RecordedEvent
-	queued          bool
-	cancelRequested bool
-	status          status
-	terminalType    string
-	attempts        int    // deployment.started events
-	worker          string // worker of the last deployment.started
-	step            string // step in progress while running
-	metadata        domain.Metadata
+	*domain.Deployment
+	requestEvent domain.RecordedEvent
 }
 
-// loadDeployment reads and folds the stream of deployment id.
+// loadDeployment reads and replays the stream of deployment id; it returns
+// nil (no error) when the stream is empty.
 func loadDeployment(ctx context.Context, store domain.EventStore, id string) (*deployment, error) {
 	events, err := store.ReadStream(ctx, domain.DeploymentStream(id), 1, 0)
 	if err != nil {
 		return nil, fmt.Errorf("read deployment %s: %w", id, err)
 	}
-	d := &deployment{id: id}
-	for _, e := range events {
-		if err := d.apply(e); err != nil {
+	if len(events) == 0 {
+		return nil, nil
+	}
+	agg, err := domain.LoadDeployment(events)
+	if err != nil {
+		return nil, fmt.Errorf("replay deployment %s: %w", id, err)
+	}
+	return &deployment{Deployment: agg, requestEvent: events[0]}, nil
+}
+
+// eventID derives the id of a deployment event the deployer writes: one per
+// type and deployment (the state machine never repeats a step), and one
+// outcome per deployment whatever its type, so two writers racing to finish
+// it write one outcome.
+func eventID(deploymentID, requestEventID, eventType string) string {
+	switch eventType {
+	case domain.EventDeploymentQueued:
+		return QueuedEventID(requestEventID)
+	case domain.EventDeploymentSucceeded, domain.EventDeploymentFailed, domain.EventDeploymentCancelled,
+		domain.EventDeploymentInterrupted, domain.EventDeploymentDeadLettered:
+		return DerivedID("outcome", deploymentID)
+	}
+	return DerivedID(eventType, deploymentID)
+}
+
+// decide asks the aggregate to record each payload in turn, applying each
+// decision so the next is decided on the state it leads to, and returns the
+// encoded events. The aggregate is left in the decided state; reload it when
+// the append fails.
+func (d *deployment) decide(md domain.Metadata, payloads ...any) ([]domain.EventData, error) {
+	var out []domain.EventData
+	for _, p := range payloads {
+		events, err := d.Record(p)
+		if err != nil {
 			return nil, err
 		}
-	}
-	return d, nil
-}
-
-// apply folds one event; it is the only place the state changes.
-func (d *deployment) apply(e domain.RecordedEvent) error {
-	d.version = e.StreamVersion
-	switch e.Type {
-	case domain.EventDeploymentRequested:
-		if err := json.Unmarshal(e.Data, &d.request); err != nil {
-			return fmt.Errorf("decode %s at %d: %v: %w", e.Type, e.Position, err, domain.ErrInvalid)
-		}
-		d.requestID = e.EventID
-		d.requestPosition = e.Position
-		d.requestEvent = e
-		d.metadata = e.Metadata
-		if d.status == statusNone {
-			d.status = statusRequested
-		}
-	case domain.EventDeploymentQueued:
-		d.queued = true
-	case domain.EventDeploymentCancelRequested:
-		d.cancelRequested = true
-	case domain.EventDeploymentStarted:
-		var started domain.DeploymentStarted
-		_ = json.Unmarshal(e.Data, &started) // the worker is informative only
-		d.attempts++
-		d.worker = started.Worker
-		d.step = domain.StepFetchSource
-		if d.status != statusTerminal {
-			d.status = statusRunning
-		}
-	case domain.EventDeploymentInterrupted:
-		if d.status != statusTerminal {
-			d.status = statusInterrupted
-		}
-	case domain.EventDeploymentSucceeded, domain.EventDeploymentFailed,
-		domain.EventDeploymentCancelled, domain.EventDeploymentDeadLettered:
-		if d.status != statusTerminal {
-			d.status = statusTerminal
-			d.terminalType = e.Type
-		}
-	default:
-		if next, ok := nextStep(e.Type); ok {
-			d.step = next
+		for _, e := range events {
+			ev, err := e.Encode(eventID(d.ID(), d.requestEvent.EventID, e.Type), md)
+			if err != nil {
+				return nil, err
+			}
+			if err := d.Apply(domain.RecordedEvent{
+				StreamID: e.StreamID, StreamVersion: d.Version() + 1, EventID: ev.ID,
+				Type: ev.Type, SchemaVersion: ev.SchemaVersion, Data: ev.Data, Metadata: md,
+			}); err != nil {
+				return nil, err
+			}
+			out = append(out, ev)
 		}
 	}
-	return nil
+	return out, nil
 }
 
-// currentStep names the step a deployment is at, for failed, cancelled and
-// interrupted events.
-func (d *deployment) currentStep() string {
-	switch d.status {
-	case statusRunning, statusInterrupted:
-		if d.step != "" {
-			return d.step
-		}
-		return domain.StepStart
-	default:
+// currentStep names the step a deployment is at, for the failed, cancelled
+// and interrupted events.
+func currentStep(s domain.DeploymentStatus) string {
+	switch s {
+	case domain.DeploymentRequestedStatus, domain.DeploymentQueuedStatus:
 		return domain.StepQueue
+	case domain.DeploymentStartedStatus:
+		return domain.StepFetchSource
+	case domain.DeploymentSourceFetchedStatus:
+		return domain.StepBuildImage
+	case domain.DeploymentImageBuiltStatus:
+		return domain.StepStartContainer
+	case domain.DeploymentContainerStartedStatus:
+		return domain.StepHealthCheck
+	case domain.DeploymentHealthPassedStatus:
+		return domain.StepSwitchTraffic
+	case domain.DeploymentTrafficSwitchedStatus, domain.DeploymentPreviousStoppedStatus:
+		return domain.StepStopPrevious
 	}
+	return domain.StepStart
 }
+
+// finished reports whether err says the deployment already reached an
+// outcome: a decision refused because it is terminal.
+func finished(err error) bool { return errors.Is(err, domain.ErrDeploymentFinished) }

@@ -234,8 +234,8 @@ func (r *Relay) relay(ctx context.Context, e domain.RecordedEvent) error {
 	}); err != nil {
 		return err
 	}
-	if run, ok := cmd.(deployer.RunDeployment); ok {
-		return r.retry(ctx, "record queued", e, func() error { return r.appendQueued(ctx, e, run) })
+	if _, ok := cmd.(deployer.RunDeployment); ok {
+		return r.retry(ctx, "record queued", e, func() error { return r.appendQueued(ctx, e) })
 	}
 	return nil
 }
@@ -278,26 +278,47 @@ func (r *Relay) command(e domain.RecordedEvent) (deployer.Command, bool) {
 	return nil, false
 }
 
-// appendQueued records deployment.queued with an id derived from the
-// request's, so relaying the request again never duplicates it (the deployer
-// may have written the same event first).
-func (r *Relay) appendQueued(ctx context.Context, e domain.RecordedEvent, run deployer.RunDeployment) error {
+// appendQueued records deployment.queued when the deployment's state
+// machine still allows it (requested, not started or finished), with an id
+// derived from the request's, so relaying the request again never
+// duplicates it (the deployer writes the same event when it starts first).
+func (r *Relay) appendQueued(ctx context.Context, e domain.RecordedEvent) error {
 	corr := e.Metadata.CorrelationID
 	if corr == "" {
 		corr = e.EventID
 	}
-	ev, err := domain.Event{Type: domain.EventDeploymentQueued, Data: domain.DeploymentQueued{
-		DeploymentID: run.DeploymentID, App: run.App,
-	}}.Encode(deployer.QueuedEventID(e.EventID), domain.Metadata{
+	md := domain.Metadata{
 		Actor:         domain.Actor{Kind: domain.ActorSystem, ID: r.cfg.Name},
 		CorrelationID: corr,
 		CausationID:   e.EventID,
-	})
-	if err != nil {
+	}
+	for try := 0; ; try++ {
+		events, err := r.store.ReadStream(ctx, e.StreamID, 1, 0)
+		if err != nil {
+			return err
+		}
+		dep, err := domain.LoadDeployment(events)
+		if err != nil {
+			r.log.Error("deployment stream does not replay; queued not recorded", "stream", e.StreamID, "err", err)
+			return nil
+		}
+		if dep.Status() != domain.DeploymentRequestedStatus {
+			return nil // queued, started or finished already
+		}
+		decided, err := dep.Record(domain.DeploymentQueued{})
+		if err != nil {
+			return nil
+		}
+		ev, err := decided[0].Encode(deployer.QueuedEventID(e.EventID), md)
+		if err != nil {
+			return err
+		}
+		_, err = r.store.Append(ctx, domain.StreamAppend{StreamID: e.StreamID, Expected: domain.ExpectVersion(dep.Version()), Events: []domain.EventData{ev}})
+		if try < 10 && (errors.Is(err, domain.ErrConcurrency) || errors.Is(err, domain.ErrConflict)) {
+			continue
+		}
 		return err
 	}
-	_, err = r.store.Append(ctx, domain.StreamAppend{StreamID: e.StreamID, Expected: domain.ExpectAny, Events: []domain.EventData{ev}})
-	return err
 }
 
 // retry calls fn until it succeeds, with exponential backoff, or until ctx
