@@ -10,6 +10,9 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"regexp"
+	"sort"
+	"strconv"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -69,8 +72,12 @@ func migrateConn(ctx context.Context, conn *pgx.Conn) (err error) {
 	if err != nil {
 		return fmt.Errorf("migrate: prepare version table: %w", err)
 	}
-	if err := m.LoadMigrations(files); err != nil {
-		return fmt.Errorf("migrate: load migrations: %w", err)
+	list, err := List()
+	if err != nil {
+		return fmt.Errorf("migrate: %w", err)
+	}
+	for _, f := range list {
+		m.AppendMigration(f.Name, f.SQL, "")
 	}
 	if err := m.Migrate(ctx); err != nil {
 		return fmt.Errorf("migrate: %w", err)
@@ -78,10 +85,56 @@ func migrateConn(ctx context.Context, conn *pgx.Conn) (err error) {
 	return nil
 }
 
+// File is one migration.
+type File struct {
+	Number int
+	Name   string
+	SQL    string
+}
+
+var namePattern = regexp.MustCompile(`^(\d{3,})_[a-z0-9_]+\.sql$`)
+
+// List returns the embedded migrations in order of their numbers. Numbers
+// need not be contiguous but must be unique; every new file must take a
+// number above all existing ones, because the version table counts applied
+// files in this order.
+func List() ([]File, error) {
+	entries, err := fs.ReadDir(files, ".")
+	if err != nil {
+		return nil, fmt.Errorf("list migrations: %w", err)
+	}
+	var out []File
+	seen := map[int]string{}
+	for _, e := range entries {
+		m := namePattern.FindStringSubmatch(e.Name())
+		if m == nil {
+			return nil, fmt.Errorf("migration file %q: name must be NNN_lower_snake.sql", e.Name())
+		}
+		n, err := strconv.Atoi(m[1])
+		if err != nil {
+			return nil, fmt.Errorf("migration file %q: %w", e.Name(), err)
+		}
+		if other, dup := seen[n]; dup {
+			return nil, fmt.Errorf("migrations %q and %q share number %d", other, e.Name(), n)
+		}
+		seen[n] = e.Name()
+		body, err := fs.ReadFile(files, e.Name())
+		if err != nil {
+			return nil, fmt.Errorf("read migration %q: %w", e.Name(), err)
+		}
+		out = append(out, File{Number: n, Name: e.Name(), SQL: string(body)})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Number < out[j].Number })
+	if len(out) == 0 {
+		return nil, errors.New("no migrations embedded")
+	}
+	return out, nil
+}
+
 // Version returns the number of the last applied migration and the number
 // of embedded ones.
 func Version(ctx context.Context, pool *pgxpool.Pool) (applied, available int32, err error) {
-	names, err := migrate.FindMigrations(files)
+	names, err := List()
 	if err != nil {
 		return 0, 0, fmt.Errorf("migrations: list: %w", err)
 	}
