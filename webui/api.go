@@ -11,27 +11,29 @@ import (
 	"strings"
 
 	"berth/domain"
+	"berth/handlers/commands"
+	"berth/projections"
 )
 
 // correlationKey is the context key of the request's correlation id.
 type correlationKey struct{}
 
 // meta collects the command metadata of a write request.
-func (s *Server) meta(r *http.Request) (Meta, error) {
+func (s *Server) meta(r *http.Request) (commands.Meta, error) {
 	actor, ok := ActorFromContext(r.Context())
 	if !ok {
-		return Meta{}, domain.ErrUnauthorized
+		return commands.Meta{}, domain.ErrUnauthorized
 	}
 	key := r.Header.Get(HeaderIdempotencyKey)
 	if key != "" && !validIdempotencyKey(key) {
-		return Meta{}, malformed(HeaderIdempotencyKey, "Idempotency-Key must be 1 to 255 visible ASCII characters")
+		return commands.Meta{}, malformed(HeaderIdempotencyKey, "Idempotency-Key must be 1 to 255 visible ASCII characters")
 	}
 	cid, _ := r.Context().Value(correlationKey{}).(string)
 	origin := r.RemoteAddr
 	if host, _, err := net.SplitHostPort(origin); err == nil {
 		origin = host
 	}
-	return Meta{Actor: actor, CorrelationID: cid, IdempotencyKey: key, Origin: origin}, nil
+	return commands.Meta{Actor: actor, CorrelationID: cid, IdempotencyKey: key, Origin: origin}, nil
 }
 
 func validIdempotencyKey(k string) bool {
@@ -48,7 +50,7 @@ func validIdempotencyKey(k string) bool {
 
 // written answers a successful write: status, the body, X-Berth-Position,
 // and Idempotency-Replayed when the command was a replay.
-func written(w http.ResponseWriter, status int, res Result, body WriteResponse) error {
+func written(w http.ResponseWriter, status int, res commands.Result, body WriteResponse) error {
 	body.Position = res.Position
 	body.StreamVersion = res.StreamVersion
 	if body.DeploymentID == "" {
@@ -93,7 +95,7 @@ func (s *Server) createProject(w http.ResponseWriter, r *http.Request) error {
 	if err := s.decodeJSON(w, r, &req, true); err != nil {
 		return err
 	}
-	res, err := s.deps.Commands.CreateProject(r.Context(), m, CreateProjectCmd(req))
+	res, err := s.deps.Commands.CreateProject(r.Context(), m, commands.CreateProject(req))
 	if err != nil {
 		return err
 	}
@@ -109,7 +111,7 @@ func (s *Server) listProjects(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	if ps == nil {
-		ps = []Project{}
+		ps = []projections.Project{}
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"projects": ps})
 	return nil
@@ -126,7 +128,7 @@ func (s *Server) createApp(w http.ResponseWriter, r *http.Request) error {
 	if err := s.decodeJSON(w, r, &req, true); err != nil {
 		return err
 	}
-	res, err := s.deps.Commands.CreateApp(r.Context(), m, CreateAppCmd(req))
+	res, err := s.deps.Commands.CreateApp(r.Context(), m, commands.CreateApp(req))
 	if err != nil {
 		return err
 	}
@@ -143,9 +145,9 @@ func (s *Server) listApps(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	views := make([]AppView, 0, len(apps))
+	views := make([]projections.App, 0, len(apps))
 	for _, a := range apps {
-		views = append(views, renderApp(a))
+		views = append(views, scrubApp(a))
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"apps": views})
 	return nil
@@ -165,9 +167,8 @@ func (s *Server) getApp(w http.ResponseWriter, r *http.Request) error {
 		if err != nil {
 			return err
 		}
-		v := renderApp(a)
-		v.At = at
-		writeJSON(w, http.StatusOK, v)
+		w.Header().Set("X-Berth-At", strconv.FormatInt(at, 10))
+		writeJSON(w, http.StatusOK, scrubApp(a))
 		return nil
 	}
 	if err := s.awaitPosition(r); err != nil {
@@ -177,8 +178,8 @@ func (s *Server) getApp(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	w.Header().Set("ETag", etag(a.Version))
-	writeJSON(w, http.StatusOK, renderApp(a))
+	w.Header().Set("ETag", etag(a.StreamVersion))
+	writeJSON(w, http.StatusOK, scrubApp(a))
 	return nil
 }
 
@@ -196,7 +197,7 @@ func (s *Server) updateApp(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	name := r.PathValue("app")
-	res, err := s.deps.Commands.UpdateApp(r.Context(), m, UpdateAppCmd{App: name, Patch: patch, ExpectedVersion: expected})
+	res, err := s.deps.Commands.UpdateApp(r.Context(), m, commands.UpdateApp{App: name, Patch: patch, ExpectedVersion: expected})
 	if err != nil {
 		return err
 	}
@@ -210,7 +211,7 @@ func (s *Server) deleteApp(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	name := r.PathValue("app")
-	res, err := s.deps.Commands.DeleteApp(r.Context(), m, AppCmd{App: name})
+	res, err := s.deps.Commands.DeleteApp(r.Context(), m, commands.DeleteApp{App: name})
 	if err != nil {
 		return err
 	}
@@ -234,7 +235,7 @@ func (s *Server) setEnv(w http.ResponseWriter, r *http.Request) error {
 		return domain.Invalid("env", "is required (send [] to clear the environment)")
 	}
 	name := r.PathValue("app")
-	res, err := s.deps.Commands.SetEnv(r.Context(), m, SetEnvCmd{App: name, Env: *req.Env, ExpectedVersion: expected})
+	res, err := s.deps.Commands.SetEnv(r.Context(), m, commands.SetEnv{App: name, Env: *req.Env, ExpectedVersion: expected})
 	if err != nil {
 		return err
 	}
@@ -252,7 +253,7 @@ func (s *Server) addDomain(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	name := r.PathValue("app")
-	res, err := s.deps.Commands.AddDomain(r.Context(), m, AddDomainCmd{App: name, Route: route})
+	res, err := s.deps.Commands.AddDomain(r.Context(), m, commands.AddDomain{App: name, Route: route})
 	if err != nil {
 		return err
 	}
@@ -265,7 +266,7 @@ func (s *Server) removeDomain(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	name, host := r.PathValue("app"), r.PathValue("host")
-	res, err := s.deps.Commands.RemoveDomain(r.Context(), m, RemoveDomainCmd{App: name, Host: host})
+	res, err := s.deps.Commands.RemoveDomain(r.Context(), m, commands.RemoveDomain{App: name, Host: host})
 	if err != nil {
 		return err
 	}
@@ -273,14 +274,18 @@ func (s *Server) removeDomain(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *Server) stopApp(w http.ResponseWriter, r *http.Request) error {
-	return s.appCommand(w, r, s.deps.Commands.StopApp)
+	return s.appCommand(w, r, func(ctx context.Context, m commands.Meta, app string) (commands.Result, error) {
+		return s.deps.Commands.StopApp(ctx, m, commands.StopApp{App: app})
+	})
 }
 
 func (s *Server) startApp(w http.ResponseWriter, r *http.Request) error {
-	return s.appCommand(w, r, s.deps.Commands.StartApp)
+	return s.appCommand(w, r, func(ctx context.Context, m commands.Meta, app string) (commands.Result, error) {
+		return s.deps.Commands.StartApp(ctx, m, commands.StartApp{App: app})
+	})
 }
 
-func (s *Server) appCommand(w http.ResponseWriter, r *http.Request, cmd func(context.Context, Meta, AppCmd) (Result, error)) error {
+func (s *Server) appCommand(w http.ResponseWriter, r *http.Request, cmd func(context.Context, commands.Meta, string) (commands.Result, error)) error {
 	m, err := s.meta(r)
 	if err != nil {
 		return err
@@ -290,7 +295,7 @@ func (s *Server) appCommand(w http.ResponseWriter, r *http.Request, cmd func(con
 		return err
 	}
 	name := r.PathValue("app")
-	res, err := cmd(r.Context(), m, AppCmd{App: name})
+	res, err := cmd(r.Context(), m, name)
 	if err != nil {
 		return err
 	}
@@ -309,7 +314,7 @@ func (s *Server) requestDeployment(w http.ResponseWriter, r *http.Request) error
 		return err
 	}
 	name := r.PathValue("app")
-	res, err := s.deps.Commands.RequestDeployment(r.Context(), m, RequestDeploymentCmd{App: name, Ref: req.Ref, Note: req.Note})
+	res, err := s.deps.Commands.RequestDeployment(r.Context(), m, commands.RequestDeployment{App: name, Ref: req.Ref, Trigger: domain.Trigger{Kind: domain.TriggerManual, Detail: req.Note}})
 	if err != nil {
 		return err
 	}
@@ -329,7 +334,7 @@ func (s *Server) rollbackApp(w http.ResponseWriter, r *http.Request) error {
 		return domain.Invalid("deployment_id", "is required: the earlier successful deployment to return to")
 	}
 	name := r.PathValue("app")
-	res, err := s.deps.Commands.RollbackApp(r.Context(), m, RollbackAppCmd{App: name, DeploymentID: req.DeploymentID})
+	res, err := s.deps.Commands.RollbackApp(r.Context(), m, commands.RollbackApp{App: name, To: req.DeploymentID, Detail: req.Detail})
 	if err != nil {
 		return err
 	}
@@ -338,7 +343,7 @@ func (s *Server) rollbackApp(w http.ResponseWriter, r *http.Request) error {
 
 // deploymentAccepted answers 202 with the deployment's id and its live queue
 // position.
-func (s *Server) deploymentAccepted(w http.ResponseWriter, r *http.Request, res Result, app string) error {
+func (s *Server) deploymentAccepted(w http.ResponseWriter, r *http.Request, res commands.Result, app string) error {
 	body := WriteResponse{App: app, DeploymentID: res.DeploymentID}
 	if s.deps.Queue != nil && res.DeploymentID != "" {
 		n, err := s.deps.Queue.QueuePosition(r.Context(), res.DeploymentID)
@@ -367,7 +372,7 @@ func (s *Server) listDeployments(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	if ds == nil {
-		ds = []Deployment{}
+		ds = []projections.Deployment{}
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"deployments": ds})
 	return nil
@@ -395,7 +400,7 @@ func (s *Server) cancelDeployment(w http.ResponseWriter, r *http.Request) error 
 		return err
 	}
 	id := r.PathValue("id")
-	res, err := s.deps.Commands.CancelDeployment(r.Context(), m, CancelDeploymentCmd{DeploymentID: id, Reason: req.Reason})
+	res, err := s.deps.Commands.CancelDeployment(r.Context(), m, commands.CancelDeployment{DeploymentID: id, Reason: req.Reason})
 	if err != nil {
 		return err
 	}

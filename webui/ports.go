@@ -5,200 +5,47 @@ import (
 	"io"
 	"time"
 
-	"berth/domain"
+	"berth/handlers/commands"
+	"berth/projections"
 )
 
-// Meta is what the API knows about the request that issued a command. The
-// command layer records it in every event's metadata; IdempotencyKey, when
-// set, makes the command's event ids (and generated ids) deterministic so the
-// same key never acts twice.
-type Meta struct {
-	Actor          domain.Actor
-	CorrelationID  string
-	IdempotencyKey string
-	Origin         string
-}
-
-// Result is what a command wrote.
-type Result struct {
-	// Position is the last log position the command wrote (or, for a
-	// replayed idempotent command, the original one). 0 when the command
-	// changed nothing.
-	Position int64
-	// StreamVersion is the version of the command's primary stream after the
-	// append (the application's stream for application commands).
-	StreamVersion int64
-	// DeploymentID is set by RequestDeployment and RollbackApp.
-	DeploymentID string
-	// Duplicate is true when the command was a replay that wrote nothing.
-	Duplicate bool
-}
-
-// EnvInput is one environment variable as a client submits it. A secret's
-// Value is plaintext here only; the command layer seals it.
-type EnvInput struct {
-	Key    string `json:"key"`
-	Value  string `json:"value"`
-	Secret bool   `json:"secret,omitempty"`
-}
-
-// CreateProjectCmd creates a project.
-type CreateProjectCmd struct {
-	Name        string
-	Description string
-}
-
-// CreateAppCmd creates an application in a project.
-type CreateAppCmd struct {
-	Project string
-	Name    string
-	Source  domain.Source
-	Build   domain.Build
-	Runtime domain.Runtime
-	Env     []EnvInput
-	Domains []domain.Route
-}
-
-// UpdateAppCmd applies a partial update. ExpectedVersion 0 means "any".
-type UpdateAppCmd struct {
-	App             string
-	Patch           domain.AppPatch
-	ExpectedVersion int64
-}
-
-// SetEnvCmd replaces an application's whole environment. ExpectedVersion 0
-// means "any".
-type SetEnvCmd struct {
-	App             string
-	Env             []EnvInput
-	ExpectedVersion int64
-}
-
-// AddDomainCmd routes a host to an application.
-type AddDomainCmd struct {
-	App   string
-	Route domain.Route
-}
-
-// RemoveDomainCmd removes the route of Host.
-type RemoveDomainCmd struct {
-	App  string
-	Host string
-}
-
-// AppCmd names an application (delete, stop, start).
-type AppCmd struct {
-	App string
-}
-
-// RequestDeploymentCmd asks for a deployment of App. Ref optionally
-// overrides the application's git ref; Note is free text recorded with the
-// trigger.
-type RequestDeploymentCmd struct {
-	App  string
-	Ref  string
-	Note string
-}
-
-// CancelDeploymentCmd cancels a queued or running deployment.
-type CancelDeploymentCmd struct {
-	DeploymentID string
-	Reason       string
-}
-
-// RollbackAppCmd deploys again the image and configuration of an earlier
-// successful deployment of App.
-type RollbackAppCmd struct {
-	App          string
-	DeploymentID string
-}
-
-// Commands is the write side the API drives. Implementations return
-// *domain.ValidationError (ErrInvalid) for bad input, ErrNotFound-wrapped
-// errors for missing aggregates, ErrConcurrency when an expected version does
-// not hold, ErrConflict when the state forbids the command, and are safe for
-// concurrent use.
+// Commands is the write side the API drives; *commands.Handler implements
+// it. Implementations return *domain.ValidationError (ErrInvalid) for bad
+// input, ErrNotFound-wrapped errors for missing aggregates, ErrConcurrency
+// when an expected version does not hold, ErrConflict when the state forbids
+// the command, and are safe for concurrent use. A command carrying
+// Meta.IdempotencyKey acts at most once and returns the original Result
+// (Duplicate set) when repeated.
 type Commands interface {
-	CreateProject(ctx context.Context, m Meta, c CreateProjectCmd) (Result, error)
-	CreateApp(ctx context.Context, m Meta, c CreateAppCmd) (Result, error)
-	UpdateApp(ctx context.Context, m Meta, c UpdateAppCmd) (Result, error)
-	SetEnv(ctx context.Context, m Meta, c SetEnvCmd) (Result, error)
-	AddDomain(ctx context.Context, m Meta, c AddDomainCmd) (Result, error)
-	RemoveDomain(ctx context.Context, m Meta, c RemoveDomainCmd) (Result, error)
-	DeleteApp(ctx context.Context, m Meta, c AppCmd) (Result, error)
-	StopApp(ctx context.Context, m Meta, c AppCmd) (Result, error)
-	StartApp(ctx context.Context, m Meta, c AppCmd) (Result, error)
-	RequestDeployment(ctx context.Context, m Meta, c RequestDeploymentCmd) (Result, error)
-	CancelDeployment(ctx context.Context, m Meta, c CancelDeploymentCmd) (Result, error)
-	RollbackApp(ctx context.Context, m Meta, c RollbackAppCmd) (Result, error)
+	CreateProject(ctx context.Context, m commands.Meta, c commands.CreateProject) (commands.Result, error)
+	CreateApp(ctx context.Context, m commands.Meta, c commands.CreateApp) (commands.Result, error)
+	UpdateApp(ctx context.Context, m commands.Meta, c commands.UpdateApp) (commands.Result, error)
+	SetEnv(ctx context.Context, m commands.Meta, c commands.SetEnv) (commands.Result, error)
+	AddDomain(ctx context.Context, m commands.Meta, c commands.AddDomain) (commands.Result, error)
+	RemoveDomain(ctx context.Context, m commands.Meta, c commands.RemoveDomain) (commands.Result, error)
+	DeleteApp(ctx context.Context, m commands.Meta, c commands.DeleteApp) (commands.Result, error)
+	StopApp(ctx context.Context, m commands.Meta, c commands.StopApp) (commands.Result, error)
+	StartApp(ctx context.Context, m commands.Meta, c commands.StartApp) (commands.Result, error)
+	RequestDeployment(ctx context.Context, m commands.Meta, c commands.RequestDeployment) (commands.Result, error)
+	CancelDeployment(ctx context.Context, m commands.Meta, c commands.CancelDeployment) (commands.Result, error)
+	RollbackApp(ctx context.Context, m commands.Meta, c commands.RollbackApp) (commands.Result, error)
 }
 
-// Project is a project as the read models know it.
-type Project struct {
-	Name        string    `json:"name"`
-	Description string    `json:"description,omitempty"`
-	CreatedAt   time.Time `json:"created_at,omitzero"`
-	Position    int64     `json:"position"`
-}
+var _ Commands = (*commands.Handler)(nil)
 
-// App is an application as the read models know it. Config may hold sealed
-// secrets; the API never renders them (see renderApp).
-type App struct {
-	Name    string
-	Project string
-	// Status is the read model's status (active, stopped, deleted, or a
-	// finer deployment-derived one such as running or failed).
-	Status string
-	// Version is the application stream's version: the API's ETag.
-	Version           int64
-	Config            domain.AppConfig
-	CurrentDeployment string
-	ServingDeployment string
-	ServingImage      string
-	UpdatedAt         time.Time
-	Position          int64
-}
-
-// Step is one recorded step of a deployment.
-type Step struct {
-	Name       string    `json:"name"`
-	At         time.Time `json:"at"`
-	DurationMS int64     `json:"duration_ms,omitempty"`
-}
-
-// Deployment is a deployment as the read models know it.
-type Deployment struct {
-	ID          string    `json:"id"`
-	App         string    `json:"app"`
-	Status      string    `json:"status"`
-	Trigger     string    `json:"trigger,omitempty"`
-	TriggerNote string    `json:"trigger_detail,omitempty"`
-	Actor       string    `json:"actor,omitempty"`
-	RollbackOf  string    `json:"rollback_of,omitempty"`
-	CommitSHA   string    `json:"commit_sha,omitempty"`
-	ImageID     string    `json:"image_id,omitempty"`
-	FailedStep  string    `json:"failed_step,omitempty"`
-	Reason      string    `json:"reason,omitempty"`
-	Steps       []Step    `json:"steps,omitempty"`
-	RequestedAt time.Time `json:"requested_at,omitzero"`
-	StartedAt   time.Time `json:"started_at,omitzero"`
-	FinishedAt  time.Time `json:"finished_at,omitzero"`
-	DurationMS  int64     `json:"duration_ms,omitempty"`
-	Position    int64     `json:"position"`
-}
-
-// ReadModels is the query side the API reads. Get methods return an
-// ErrNotFound-wrapped error for an unknown name or id. Implementations are
-// safe for concurrent use.
+// ReadModels is the query side the API reads, over the projections' read
+// models. Get methods and AppAt return an ErrNotFound-wrapped error for an
+// unknown name or id. Read models never hold secret values (only keys with
+// secret: true). Implementations are safe for concurrent use.
 type ReadModels interface {
-	ListProjects(ctx context.Context) ([]Project, error)
+	ListProjects(ctx context.Context) ([]projections.Project, error)
 	// ListApps lists applications, of one project when project is not empty.
-	ListApps(ctx context.Context, project string) ([]App, error)
-	GetApp(ctx context.Context, name string) (App, error)
+	ListApps(ctx context.Context, project string) ([]projections.App, error)
+	GetApp(ctx context.Context, name string) (projections.App, error)
 	// AppAt returns the application as of log position at (time travel).
-	AppAt(ctx context.Context, name string, at int64) (App, error)
-	ListDeployments(ctx context.Context, app string) ([]Deployment, error)
-	GetDeployment(ctx context.Context, id string) (Deployment, error)
+	AppAt(ctx context.Context, name string, at int64) (projections.App, error)
+	ListDeployments(ctx context.Context, app string) ([]projections.Deployment, error)
+	GetDeployment(ctx context.Context, id string) (projections.Deployment, error)
 	// WaitFor blocks until every read model has applied position, or ctx
 	// ends (returning ctx.Err(), possibly wrapped).
 	WaitFor(ctx context.Context, position int64) error

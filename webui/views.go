@@ -1,9 +1,9 @@
 package webui
 
 import (
-	"time"
-
 	"berth/domain"
+	"berth/handlers/commands"
+	"berth/projections"
 )
 
 // WriteResponse is the body of every successful write: the log position it
@@ -22,56 +22,22 @@ type WriteResponse struct {
 	QueuePosition *int `json:"queue_position,omitempty"`
 }
 
-// EnvView is an environment variable as the API shows it: a secret's value
-// is never shown, only its key and secret: true.
-type EnvView struct {
-	Key    string `json:"key"`
-	Value  string `json:"value,omitempty"`
-	Secret bool   `json:"secret,omitempty"`
-}
-
-// AppView is an application as the API shows it.
-type AppView struct {
-	Name              string         `json:"name"`
-	Project           string         `json:"project"`
-	Status            string         `json:"status"`
-	Version           int64          `json:"version"`
-	Source            domain.Source  `json:"source"`
-	Build             domain.Build   `json:"build"`
-	Runtime           domain.Runtime `json:"runtime"`
-	Env               []EnvView      `json:"env"`
-	Domains           []domain.Route `json:"domains"`
-	CurrentDeployment string         `json:"current_deployment,omitempty"`
-	ServingDeployment string         `json:"serving_deployment,omitempty"`
-	ServingImage      string         `json:"serving_image,omitempty"`
-	UpdatedAt         time.Time      `json:"updated_at,omitzero"`
-	Position          int64          `json:"position"`
-	// At is the position a time-travel read (?at=) was computed for.
-	At int64 `json:"at,omitempty"`
-}
-
-// renderApp turns a read-model application into its view. Secret values and
-// sealed ciphertext never leave here.
-func renderApp(a App) AppView {
-	env := make([]EnvView, 0, len(a.Config.Env))
+// scrubApp returns a with every secret's value emptied. The read models
+// never hold secret values; this keeps the API from ever echoing one even if
+// a read model did.
+func scrubApp(a projections.App) projections.App {
+	env := make([]projections.EnvVar, 0, len(a.Config.Env))
 	for _, e := range a.Config.Env {
-		v := EnvView{Key: e.Key, Secret: e.Secret}
-		if !e.Secret {
-			v.Value = e.Value
+		if e.Secret {
+			e.Value = ""
 		}
-		env = append(env, v)
+		env = append(env, e)
 	}
-	domains := a.Config.Domains
-	if domains == nil {
-		domains = []domain.Route{}
+	a.Config.Env = env
+	if a.Config.Domains == nil {
+		a.Config.Domains = []domain.Route{}
 	}
-	return AppView{
-		Name: a.Name, Project: a.Project, Status: a.Status, Version: a.Version,
-		Source: a.Config.Source, Build: a.Config.Build, Runtime: a.Config.Runtime,
-		Env: env, Domains: domains,
-		CurrentDeployment: a.CurrentDeployment, ServingDeployment: a.ServingDeployment, ServingImage: a.ServingImage,
-		UpdatedAt: a.UpdatedAt, Position: a.Position,
-	}
+	return a
 }
 
 // Request bodies. Unknown fields are rejected.
@@ -87,12 +53,12 @@ type createAppRequest struct {
 	Source  domain.Source  `json:"source"`
 	Build   domain.Build   `json:"build"`
 	Runtime domain.Runtime `json:"runtime"`
-	Env     []EnvInput     `json:"env"`
+	Env     []commands.EnvInput `json:"env"`
 	Domains []domain.Route `json:"domains"`
 }
 
 type setEnvRequest struct {
-	Env *[]EnvInput `json:"env"`
+	Env *[]commands.EnvInput `json:"env"`
 }
 
 type deployRequest struct {
@@ -106,4 +72,5 @@ type cancelRequest struct {
 
 type rollbackRequest struct {
 	DeploymentID string `json:"deployment_id"`
+	Detail       string `json:"detail"`
 }
