@@ -84,7 +84,6 @@ func deploymentQuery(where string) string {
 	return "SELECT " + strings.Join(c, ", ") + deploymentSelect + " " + where
 }
 
-
 func scanDeploymentQueue(row pgx.Row) (*Deployment, error) {
 	var qp int64
 	d, err := scanDeployment(scanExtra{row, &qp})

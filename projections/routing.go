@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"slices"
 
 	"github.com/jackc/pgx/v5"
@@ -75,7 +76,13 @@ func (r *Routing) Start(ctx context.Context, pool *pgxpool.Pool) (int64, error) 
 	}); err != nil {
 		return 0, err
 	}
-	if err := r.w.Reconcile(TraefikApps(m)); err != nil {
+	apps := make([]traefik.App, 0, len(m.Apps))
+	for _, name := range slices.Sorted(maps.Keys(m.Apps)) {
+		if a := m.Apps[name]; a.Status != AppDeleted {
+			apps = append(apps, r.valid(a))
+		}
+	}
+	if err := r.w.Reconcile(apps); err != nil {
 		if !errors.Is(err, domain.ErrInvalid) {
 			return 0, fmt.Errorf("routing: reconcile: %w", err)
 		}
@@ -114,7 +121,7 @@ func (r *Routing) Apply(ctx context.Context, _ pgx.Tx, events []domain.RecordedE
 		if a == nil || a.Status == AppDeleted {
 			err = r.w.Remove(name)
 		} else {
-			err = r.w.Put(traefikApp(a))
+			err = r.w.Put(r.valid(a))
 		}
 		if errors.Is(err, domain.ErrInvalid) {
 			r.log.Warn("routing: application's routes rejected; file left as it was", "app", name, "err", err)
@@ -127,15 +134,44 @@ func (r *Routing) Apply(ctx context.Context, _ pgx.Tx, events []domain.RecordedE
 	return nil
 }
 
+// valid returns a's routing without the routes the Traefik builder rejects,
+// logging them: the application's other hosts keep working, and a hostile
+// host never reaches a file.
+func (r *Routing) valid(a *App) traefik.App {
+	t, errs := routable(a)
+	for _, err := range errs {
+		r.log.Warn("routing: route rejected", "app", a.Name, "err", err)
+	}
+	return t
+}
+
+// routable returns a's routing without the routes the Traefik builder
+// rejects, and why they were rejected.
+func routable(a *App) (traefik.App, []error) {
+	t := traefikApp(a)
+	kept := t.Routes[:0:0]
+	var errs []error
+	for _, rt := range t.Routes {
+		if _, err := traefik.Build(traefik.Config{}, traefik.App{Name: t.Name, Routes: []traefik.Route{rt}}); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		kept = append(kept, rt)
+	}
+	t.Routes = kept
+	return t, errs
+}
+
 // TraefikApps returns the routing of every live application of m, sorted
-// by name, as the Traefik builder takes it.
+// by name, as the Traefik builder takes it, without the routes it rejects.
 func TraefikApps(m *Model) []traefik.App {
 	out := make([]traefik.App, 0, len(m.Apps))
 	for _, a := range m.Apps {
 		if a.Status == AppDeleted {
 			continue
 		}
-		out = append(out, traefikApp(a))
+		t, _ := routable(a)
+		out = append(out, t)
 	}
 	slices.SortFunc(out, func(x, y traefik.App) int { return compareStrings(x.Name, y.Name) })
 	return out

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"maps"
 	"slices"
 	"strconv"
 	"strings"
@@ -113,7 +114,15 @@ func stateOf(m *Model, cfg traefik.Config) State {
 		s.Apps = append(s.Apps, *a)
 	}
 	slices.SortFunc(s.Apps, func(a, b App) int { return compareStrings(a.Name, b.Name) })
-	for _, t := range TraefikApps(m) {
+	for _, name := range slices.Sorted(maps.Keys(m.Apps)) {
+		a := m.Apps[name]
+		if a.Status == AppDeleted {
+			continue
+		}
+		t, errs := routable(a)
+		for _, err := range errs {
+			s.Errors = append(s.Errors, err.Error())
+		}
 		data, err := traefik.Render(cfg, t)
 		if err != nil {
 			s.Errors = append(s.Errors, err.Error())
