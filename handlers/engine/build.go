@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	cerrdefs "github.com/containerd/errdefs"
 	"github.com/docker/docker/api/types/build"
 
 	"berth/domain"
@@ -93,6 +94,11 @@ func (e *Engine) Build(ctx context.Context, spec BuildSpec, onLine func(string))
 	if err != nil {
 		pr.CloseWithError(err)
 		<-walkDone
+		if ctx.Err() == nil && cerrdefs.IsInvalidArgument(err) {
+			// The daemon refused the Dockerfile or an option before building.
+			onLine(err.Error())
+			return BuildResult{}, fmt.Errorf("%w: %v", ErrBuildFailed, err)
+		}
 		return BuildResult{}, ctxErr(ctx, fmt.Errorf("image build: %w", err))
 	}
 	defer resp.Body.Close()
