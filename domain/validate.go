@@ -7,6 +7,7 @@ import (
 	"path"
 	"regexp"
 	"strings"
+	"unicode"
 	"unicode/utf8"
 )
 
@@ -271,6 +272,22 @@ func checkPunycode(s string) string {
 	}
 	if len(out) > MaxLabelLen {
 		return "decodes to too long a label"
+	}
+	nonASCII := false
+	for _, r := range out {
+		switch {
+		case r < utf8.RuneSelf:
+			if !isLower(byte(r)) && !isDigit(byte(r)) && r != '-' {
+				return "decodes to a character not allowed in a host name"
+			}
+		case unicode.IsLetter(r) || unicode.IsMark(r) || unicode.IsNumber(r):
+			nonASCII = true
+		default:
+			return "decodes to a character that is not a letter, mark or digit"
+		}
+	}
+	if !nonASCII {
+		return "decodes to plain ASCII"
 	}
 	return ""
 }
