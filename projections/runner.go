@@ -246,6 +246,9 @@ func (r *Runner) follow(ctx context.Context, s *projState) error {
 			s.state = StateStarting
 		}
 	})
+	if _, err := loadCheckpoint(ctx, r.cfg.Pool, s.p.Name()); err != nil {
+		return err
+	}
 	pos, err := safeStart(ctx, s.p, r.cfg.Pool)
 	if err != nil {
 		return fmt.Errorf("start: %w", err)
@@ -292,7 +295,8 @@ func (r *Runner) follow(ctx context.Context, s *projState) error {
 func safeStart(ctx context.Context, p Projection, pool *pgxpool.Pool) (pos int64, err error) {
 	defer func() {
 		if v := recover(); v != nil {
-			err = fmt.Errorf("panic: %v\n%s", v, debug.Stack())
+			slog.Error("projection panicked", "projection", p.Name(), "panic", v, "stack", string(debug.Stack()))
+			err = fmt.Errorf("panic: %v", v)
 		}
 	}()
 	return p.Start(ctx, pool)
@@ -335,7 +339,8 @@ func (r *Runner) applyBatch(ctx context.Context, p Projection, pos int64, events
 func safeApply(ctx context.Context, p Projection, tx pgx.Tx, events []domain.RecordedEvent) (err error) {
 	defer func() {
 		if v := recover(); v != nil {
-			err = fmt.Errorf("panic: %v\n%s", v, debug.Stack())
+			slog.Error("projection panicked", "projection", p.Name(), "panic", v, "stack", string(debug.Stack()))
+			err = fmt.Errorf("panic: %v", v)
 		}
 	}()
 	return p.Apply(ctx, tx, events)
