@@ -300,12 +300,16 @@ func TestDeletedAppRejectsCommands(t *testing.T) {
 		"UpdateApp": func() (commands.Result, error) {
 			return h.UpdateApp(ctx, meta(""), commands.UpdateApp{App: "web", Patch: domain.AppPatch{Port: &port}})
 		},
-		"SetEnv":       func() (commands.Result, error) { return h.SetEnv(ctx, meta(""), commands.SetEnv{App: "web"}) },
-		"AddDomain":    func() (commands.Result, error) { return h.AddDomain(ctx, meta(""), commands.AddDomain{App: "web", Route: domain.Route{Host: "x.io"}}) },
-		"RemoveDomain": func() (commands.Result, error) { return h.RemoveDomain(ctx, meta(""), commands.RemoveDomain{App: "web", Host: "x.io"}) },
-		"StopApp":      func() (commands.Result, error) { return h.StopApp(ctx, meta(""), commands.StopApp{App: "web"}) },
-		"StartApp":     func() (commands.Result, error) { return h.StartApp(ctx, meta(""), commands.StartApp{App: "web"}) },
-		"DeleteApp":    func() (commands.Result, error) { return h.DeleteApp(ctx, meta(""), commands.DeleteApp{App: "web"}) },
+		"SetEnv": func() (commands.Result, error) { return h.SetEnv(ctx, meta(""), commands.SetEnv{App: "web"}) },
+		"AddDomain": func() (commands.Result, error) {
+			return h.AddDomain(ctx, meta(""), commands.AddDomain{App: "web", Route: domain.Route{Host: "x.io"}})
+		},
+		"RemoveDomain": func() (commands.Result, error) {
+			return h.RemoveDomain(ctx, meta(""), commands.RemoveDomain{App: "web", Host: "x.io"})
+		},
+		"StopApp":   func() (commands.Result, error) { return h.StopApp(ctx, meta(""), commands.StopApp{App: "web"}) },
+		"StartApp":  func() (commands.Result, error) { return h.StartApp(ctx, meta(""), commands.StartApp{App: "web"}) },
+		"DeleteApp": func() (commands.Result, error) { return h.DeleteApp(ctx, meta(""), commands.DeleteApp{App: "web"}) },
 		"RequestDeployment": func() (commands.Result, error) {
 			return h.RequestDeployment(ctx, meta(""), commands.RequestDeployment{App: "web"})
 		},
