@@ -255,7 +255,7 @@ func (s *Server) addDomain(w http.ResponseWriter, r *http.Request) error {
 	name := r.PathValue("app")
 	res, err := s.deps.Commands.AddDomain(r.Context(), m, commands.AddDomain{App: name, Route: route})
 	if err != nil {
-		return err
+		return rebaseField(err, "route.")
 	}
 	return written(w, http.StatusCreated, res, WriteResponse{App: name, Host: strings.ToLower(route.Host)})
 }
@@ -405,4 +405,19 @@ func (s *Server) cancelDeployment(w http.ResponseWriter, r *http.Request) error 
 		return err
 	}
 	return written(w, http.StatusAccepted, res, WriteResponse{DeploymentID: id})
+}
+
+// rebaseField strips prefix from the field of a *domain.ValidationError in
+// err, for commands whose input nests what the API's body holds at the top
+// level (AddDomain's route is the whole body).
+func rebaseField(err error, prefix string) error {
+	var ve *domain.ValidationError
+	if !errors.As(err, &ve) {
+		return err
+	}
+	f, ok := strings.CutPrefix(ve.Field, prefix)
+	if !ok {
+		return err
+	}
+	return &domain.ValidationError{Field: f, Rule: ve.Rule}
 }

@@ -28,13 +28,13 @@ import (
 // handlers, read models folded with the projections' Model, and the real
 // HTTP handler behind httptest.
 type env struct {
-	t     *testing.T
+	t     testing.TB
 	store *eventstore.Postgres
 	srv   *webui.Server
 	http  *httptest.Server
 }
 
-func newEnv(t *testing.T, cfg webui.ServerConfig, mutate ...func(*webui.Deps)) *env {
+func newEnv(t testing.TB, cfg webui.ServerConfig, mutate ...func(*webui.Deps)) *env {
 	t.Helper()
 	pool := testenv.Postgres(t)
 	store, err := eventstore.NewPostgres(eventstore.PostgresConfig{}, pool)
@@ -75,7 +75,7 @@ type response struct {
 	body   []byte
 }
 
-func (r response) json(t *testing.T, v any) {
+func (r response) json(t testing.TB, v any) {
 	t.Helper()
 	if err := json.Unmarshal(r.body, v); err != nil {
 		t.Fatalf("decode %s: %v", r.body, err)
@@ -83,7 +83,7 @@ func (r response) json(t *testing.T, v any) {
 }
 
 // apiError decodes the error shape and fails when the body is not in it.
-func (r response) apiError(t *testing.T) webui.ErrorDetail {
+func (r response) apiError(t testing.TB) webui.ErrorDetail {
 	t.Helper()
 	var b webui.ErrorBody
 	dec := json.NewDecoder(bytes.NewReader(r.body))
@@ -309,7 +309,7 @@ func (f *foldReads) QueuePosition(ctx context.Context, id string) (int, error) {
 // the application name as additional data.
 type sealer struct{ aead cipher.AEAD }
 
-func newSealer(t *testing.T) *sealer {
+func newSealer(t testing.TB) *sealer {
 	t.Helper()
 	key := make([]byte, 32)
 	_, _ = rand.Read(key)

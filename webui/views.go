@@ -48,13 +48,13 @@ type createProjectRequest struct {
 }
 
 type createAppRequest struct {
-	Project string         `json:"project"`
-	Name    string         `json:"name"`
-	Source  domain.Source  `json:"source"`
-	Build   domain.Build   `json:"build"`
-	Runtime domain.Runtime `json:"runtime"`
+	Project string              `json:"project"`
+	Name    string              `json:"name"`
+	Source  domain.Source       `json:"source"`
+	Build   domain.Build        `json:"build"`
+	Runtime domain.Runtime      `json:"runtime"`
 	Env     []commands.EnvInput `json:"env"`
-	Domains []domain.Route `json:"domains"`
+	Domains []domain.Route      `json:"domains"`
 }
 
 type setEnvRequest struct {

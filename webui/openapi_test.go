@@ -1,0 +1,81 @@
+package webui_test
+
+import (
+	"encoding/json"
+	"net/http"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+
+	"berth/webui"
+)
+
+// TestOpenAPIMatchesRoutes walks the mux's registered routes and the served
+// OpenAPI document and fails on any mismatch in either direction; it also
+// sends every documented operation to the real handler to prove it routes.
+func TestOpenAPIMatchesRoutes(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, webui.ServerConfig{})
+	var doc struct {
+		OpenAPI    string                                `json:"openapi"`
+		Paths      map[string]map[string]json.RawMessage `json:"paths"`
+		Components json.RawMessage                       `json:"components"`
+	}
+	r := e.must(http.StatusOK, "GET", "/api/v1/openapi.json", nil)
+	r.json(t, &doc)
+	if !strings.HasPrefix(doc.OpenAPI, "3.") {
+		t.Fatalf("got openapi %q, want 3.x", doc.OpenAPI)
+	}
+
+	var documented []string
+	for path, ops := range doc.Paths {
+		for method, raw := range ops {
+			documented = append(documented, strings.ToUpper(method)+" "+path)
+			var op struct {
+				OperationID string                     `json:"operationId"`
+				Responses   map[string]json.RawMessage `json:"responses"`
+			}
+			if err := json.Unmarshal(raw, &op); err != nil || op.OperationID == "" || len(op.Responses) == 0 {
+				t.Errorf("%s %s: operation without operationId or responses (%v)", method, path, err)
+			}
+		}
+	}
+	slices.Sort(documented)
+	registered := e.srv.Routes()
+	for _, d := range documented {
+		if !slices.Contains(registered, d) {
+			t.Errorf("documented but not registered: %s", d)
+		}
+	}
+	for _, reg := range registered {
+		if !slices.Contains(documented, reg) {
+			t.Errorf("registered but not documented: %s", reg)
+		}
+	}
+
+	// Every documented operation reaches a handler.
+	param := regexp.MustCompile(`\{[^}]+\}`)
+	for _, d := range documented {
+		method, path, _ := strings.Cut(d, " ")
+		res := e.do(method, param.ReplaceAllString(path, "probe"), nil)
+		if res.status == http.StatusMethodNotAllowed || res.status == http.StatusNotFound && strings.Contains(string(res.body), "no such endpoint") {
+			t.Errorf("%s: the server does not route it (status %d)", d, res.status)
+		}
+	}
+
+	// Every $ref resolves.
+	var whole map[string]any
+	r.json(t, &whole)
+	refs := regexp.MustCompile(`"\$ref":\s*"#/components/([a-zA-Z]+)/([A-Za-z0-9]+)"`).FindAllStringSubmatch(string(r.body), -1)
+	comps, _ := whole["components"].(map[string]any)
+	for _, m := range refs {
+		sect, _ := comps[m[1]].(map[string]any)
+		if _, ok := sect[m[2]]; !ok {
+			t.Errorf("dangling $ref #/components/%s/%s", m[1], m[2])
+		}
+	}
+	if len(refs) == 0 {
+		t.Fatal("the document references no components")
+	}
+}
