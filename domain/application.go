@@ -504,10 +504,10 @@ func (a *Application) Start() ([]Event, error) {
 }
 
 // RecordStopped records the deployer's observation that the container
-// stopped.
+// stopped; it is accepted after deletion too (the deployer cleans up).
 func (a *Application) RecordStopped(containerID string) ([]Event, error) {
-	if err := a.live(); err != nil {
-		return nil, err
+	if a.name == "" {
+		return nil, ErrAppNotFound
 	}
 	return []Event{a.event(EventAppStopped, AppStopped{App: a.name, ContainerID: containerID})}, nil
 }

@@ -448,3 +448,34 @@ func TestDeploymentsCancelAndRollback(t *testing.T) {
 		t.Errorf("cancel missing: got %v, want ErrNotFound", err)
 	}
 }
+
+func BenchmarkUpdateApp(b *testing.B) {
+	store := memstore.New()
+	h, err := commands.New(commands.Config{}, store, prefixSealer{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx := context.Background()
+	MustOK(b)(h.CreateProject(ctx, meta(""), commands.CreateProject{Name: "p"}))
+	MustOK(b)(h.CreateApp(ctx, meta(""), commands.CreateApp{Project: "p", Name: "web", Source: domain.Source{Image: "nginx"}}))
+	b.ResetTimer()
+	for i := range b.N {
+		port := 1000 + i%2
+		MustOK(b)(h.UpdateApp(ctx, meta(""), commands.UpdateApp{App: "web", Patch: domain.AppPatch{Port: &port}}))
+	}
+}
+
+func BenchmarkRequestDeployment(b *testing.B) {
+	store := memstore.New()
+	h, err := commands.New(commands.Config{}, store, prefixSealer{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx := context.Background()
+	MustOK(b)(h.CreateProject(ctx, meta(""), commands.CreateProject{Name: "p"}))
+	MustOK(b)(h.CreateApp(ctx, meta(""), commands.CreateApp{Project: "p", Name: "web", Source: domain.Source{Image: "nginx"}}))
+	b.ResetTimer()
+	for range b.N {
+		MustOK(b)(h.RequestDeployment(ctx, meta(""), commands.RequestDeployment{App: "web"}))
+	}
+}
