@@ -63,9 +63,14 @@ func newEnv(t testing.TB, cfg webui.ServerConfig, mutate ...func(*webui.Deps)) *
 	if err != nil {
 		t.Fatalf("NewServer: %v", err)
 	}
-	hs := httptest.NewServer(srv)
+	return &env{t: t, store: store, srv: srv, http: newHTTPServer(t, srv)}
+}
+
+func newHTTPServer(t testing.TB, h http.Handler) *httptest.Server {
+	t.Helper()
+	hs := httptest.NewServer(h)
 	t.Cleanup(hs.Close)
-	return &env{t: t, store: store, srv: srv, http: hs}
+	return hs
 }
 
 // response is a decoded answer.
