@@ -1,32 +1,131 @@
-// Command berthbench runs berth's benchmarks and prints one BENCH line per
-// result.
+// Command berthbench runs berth's benchmark suites (package bench) one after
+// the other and prints their results as lines of the form
+//
+//	BENCH <name> value=<v> unit=<u> baseline=<b> ratio=<v/b>
+//
+// on stdout. Each suite measures a component against the machine's physical
+// limit taken in the same run. A failing suite is reported on stderr, the
+// others still run, and the exit code is 1.
+//
+// Run it with `go tool task bench`, or `go run ./cmd/berthbench -run route`.
 package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"os/signal"
+	"path/filepath"
+	"regexp"
+	"syscall"
 	"time"
 
 	"berth/bench"
 )
 
-func main() {
-	dbURL := flag.String("database-url", envOr("BERTH_DATABASE_URL", "postgres://berth:berth@127.0.0.1:5432/berth?sslmode=disable"), "PostgreSQL URL; a fresh database is created beside it")
-	phase := flag.Duration("phase", 5*time.Second, "length of each timed phase")
-	flag.Parse()
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
-	defer stop()
-	if err := bench.RunEventStoreWith(ctx, *dbURL, os.Stdout, bench.EventStoreOptions{Phase: *phase}); err != nil {
-		fmt.Fprintln(os.Stderr, "berthbench:", err)
-		os.Exit(1)
+const (
+	defaultDatabaseURL = "postgres://berth:berth@127.0.0.1:5432/berth?sslmode=disable"
+	defaultTraefikBin  = ".cache/traefik/v3.6.12/traefik"
+)
+
+type config struct {
+	databaseURL string
+	traefikBin  string
+	run         *regexp.Regexp
+}
+
+// suite is one benchmark suite of package bench.
+type suite struct {
+	name string
+	run  func(ctx context.Context, c config, out io.Writer) error
+}
+
+// suites lists every suite berthbench runs, in order. Add new bench.RunX
+// functions here.
+func suites() []suite {
+	return []suite{
+		{"eventstore", func(ctx context.Context, c config, out io.Writer) error {
+			return bench.RunEventStore(ctx, c.databaseURL, out)
+		}},
+		{"rebuild", func(ctx context.Context, c config, out io.Writer) error {
+			return bench.RunRebuild(ctx, c.databaseURL, out)
+		}},
+		{"route", func(ctx context.Context, c config, out io.Writer) error {
+			if _, err := os.Stat(c.traefikBin); err != nil {
+				return fmt.Errorf("traefik binary: %w: build it with `go tool task traefik` or set BERTH_TRAEFIK_BIN", err)
+			}
+			return bench.RunRoutePropagation(ctx, c.traefikBin, out)
+		}},
 	}
 }
 
-func envOr(name, def string) string {
-	if v := os.Getenv(name); v != "" {
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("berthbench", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	dbURL := fs.String("database-url", envOr(getenv, "BERTH_DATABASE_URL", defaultDatabaseURL),
+		"PostgreSQL URL; suites create and drop their own databases beside it (env BERTH_DATABASE_URL)")
+	traefikBin := fs.String("traefik-bin", envOr(getenv, "BERTH_TRAEFIK_BIN", defaultTraefikBin),
+		"Traefik binary for the route suite (env BERTH_TRAEFIK_BIN)")
+	runPattern := fs.String("run", "", "run only suites whose name matches this regular expression")
+	list := fs.Bool("list", false, "list the suites and exit")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "berthbench: unexpected argument %q\n", fs.Arg(0))
+		return 2
+	}
+	re, err := regexp.Compile(*runPattern)
+	if err != nil {
+		fmt.Fprintf(stderr, "berthbench: --run: %v\n", err)
+		return 2
+	}
+	bin, err := filepath.Abs(*traefikBin)
+	if err != nil {
+		fmt.Fprintf(stderr, "berthbench: --traefik-bin: %v\n", err)
+		return 2
+	}
+	c := config{databaseURL: *dbURL, traefikBin: bin, run: re}
+
+	code := 0
+	for _, s := range suites() {
+		if !c.run.MatchString(s.name) {
+			continue
+		}
+		if *list {
+			fmt.Fprintln(stdout, s.name)
+			continue
+		}
+		start := time.Now()
+		fmt.Fprintf(stderr, "berthbench: running %s\n", s.name)
+		if err := s.run(ctx, c, stdout); err != nil {
+			fmt.Fprintf(stderr, "berthbench: suite %s failed after %s: %v\n", s.name, time.Since(start).Round(time.Millisecond), err)
+			code = 1
+			if ctx.Err() != nil {
+				return code
+			}
+			continue
+		}
+		fmt.Fprintf(stderr, "berthbench: %s done in %s\n", s.name, time.Since(start).Round(time.Millisecond))
+	}
+	return code
+}
+
+func envOr(getenv func(string) string, key, def string) string {
+	if v := getenv(key); v != "" {
 		return v
 	}
 	return def

@@ -1,0 +1,156 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"path/filepath"
+	"strings"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/redis/go-redis/v9"
+)
+
+// Defaults match what `go tool task services` provides.
+const (
+	DefaultDatabaseURL = "postgres://berth:berth@127.0.0.1:5432/berth?sslmode=disable"
+	DefaultRedisURL    = "redis://127.0.0.1:6379/0"
+	DefaultListen      = "127.0.0.1:3000"
+	DefaultDataDir     = "data"
+)
+
+// Config is berth's configuration. Every field has a flag and a BERTH_*
+// environment variable; the flag wins.
+type Config struct {
+	DatabaseURL   string     // --database-url, BERTH_DATABASE_URL
+	RedisURL      string     // --redis-url, BERTH_REDIS_URL
+	DockerHost    string     // --docker-host, BERTH_DOCKER_HOST; empty: DOCKER_HOST or the local socket
+	TraefikDir    string     // --traefik-dir, BERTH_TRAEFIK_DIR; empty: <data-dir>/traefik/dynamic
+	Listen        string     // --listen, BERTH_LISTEN
+	MasterKeyFile string     // --master-key-file, BERTH_MASTER_KEY_FILE; empty: <data-dir>/master.key
+	DataDir       string     // --data-dir, BERTH_DATA_DIR
+	LogLevel      slog.Level // --log-level, BERTH_LOG_LEVEL
+}
+
+// DefaultConfig returns the configuration used when no flag or variable is
+// set.
+func DefaultConfig() Config {
+	return Config{
+		DatabaseURL: DefaultDatabaseURL,
+		RedisURL:    DefaultRedisURL,
+		Listen:      DefaultListen,
+		DataDir:     DefaultDataDir,
+		LogLevel:    slog.LevelInfo,
+	}
+}
+
+// fillDefaults derives the paths that default to places under DataDir.
+func (c *Config) fillDefaults() {
+	if c.DataDir == "" {
+		c.DataDir = DefaultDataDir
+	}
+	if c.TraefikDir == "" {
+		c.TraefikDir = filepath.Join(c.DataDir, "traefik", "dynamic")
+	}
+	if c.MasterKeyFile == "" {
+		c.MasterKeyFile = filepath.Join(c.DataDir, "master.key")
+	}
+}
+
+// Validate reports every invalid field, each naming its flag.
+func (c Config) Validate() error {
+	var errs []error
+	if c.DatabaseURL == "" {
+		errs = append(errs, errors.New("--database-url: must be set"))
+	} else if _, err := pgxpool.ParseConfig(c.DatabaseURL); err != nil {
+		errs = append(errs, fmt.Errorf("--database-url: %w", err))
+	}
+	if c.RedisURL == "" {
+		errs = append(errs, errors.New("--redis-url: must be set"))
+	} else if _, err := redis.ParseURL(c.RedisURL); err != nil {
+		errs = append(errs, fmt.Errorf("--redis-url: %w", err))
+	}
+	if _, port, err := net.SplitHostPort(c.Listen); err != nil {
+		errs = append(errs, fmt.Errorf("--listen %q: want host:port: %w", c.Listen, err))
+	} else if port == "" {
+		errs = append(errs, fmt.Errorf("--listen %q: missing port", c.Listen))
+	}
+	for _, p := range []struct{ flag, value string }{
+		{"--data-dir", c.DataDir},
+		{"--traefik-dir", c.TraefikDir},
+		{"--master-key-file", c.MasterKeyFile},
+	} {
+		if strings.ContainsRune(p.value, 0) {
+			errs = append(errs, fmt.Errorf("%s: contains a NUL byte", p.flag))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// flagGroup selects which configuration flags a subcommand takes.
+type flagGroup int
+
+const (
+	flagsDB     flagGroup = 1 << iota // --database-url
+	flagsRedis                        // --redis-url
+	flagsServer                       // --listen, --docker-host, --traefik-dir, --master-key-file, --data-dir
+)
+
+// bindConfig registers the configuration flags of groups on fs, with
+// defaults taken from the BERTH_* variables in env, then from
+// DefaultConfig. --log-level is always registered. It returns an error
+// naming the variable when an environment value cannot be parsed.
+func bindConfig(fs *flag.FlagSet, c *Config, groups flagGroup, getenv func(string) string) error {
+	*c = DefaultConfig()
+	str := func(p *string, name, env, usage string) {
+		def := *p
+		if v := getenv(env); v != "" {
+			def = v
+		}
+		fs.StringVar(p, name, def, usage+" (env "+env+")")
+	}
+	secret := func(p *string, name, env, usage string) {
+		if v := getenv(env); v != "" {
+			*p = v
+		}
+		fs.Var(urlValue{p}, name, usage+" (env "+env+")")
+	}
+	if groups&flagsDB != 0 {
+		secret(&c.DatabaseURL, "database-url", "BERTH_DATABASE_URL", "PostgreSQL URL")
+	}
+	if groups&flagsRedis != 0 {
+		secret(&c.RedisURL, "redis-url", "BERTH_REDIS_URL", "Redis URL")
+	}
+	if groups&flagsServer != 0 {
+		str(&c.Listen, "listen", "BERTH_LISTEN", "HTTP listen address, host:port")
+		str(&c.DockerHost, "docker-host", "BERTH_DOCKER_HOST", "Docker Engine address (default: DOCKER_HOST or the local socket)")
+		str(&c.TraefikDir, "traefik-dir", "BERTH_TRAEFIK_DIR", "directory of Traefik's dynamic configuration (default: <data-dir>/traefik/dynamic)")
+		str(&c.MasterKeyFile, "master-key-file", "BERTH_MASTER_KEY_FILE", "file holding the master key that wraps data keys (default: <data-dir>/master.key)")
+		str(&c.DataDir, "data-dir", "BERTH_DATA_DIR", "directory for berth's local state")
+	}
+	if v := getenv("BERTH_LOG_LEVEL"); v != "" {
+		if err := c.LogLevel.UnmarshalText([]byte(v)); err != nil {
+			return fmt.Errorf("BERTH_LOG_LEVEL: %w", err)
+		}
+	}
+	fs.TextVar(&c.LogLevel, "log-level", c.LogLevel, "log level: debug, info, warn or error (env BERTH_LOG_LEVEL)")
+	return nil
+}
+
+// urlValue is a flag.Value holding a URL that may carry a password; it
+// shows the URL redacted in usage messages.
+type urlValue struct{ p *string }
+
+func (v urlValue) String() string {
+	if v.p == nil || *v.p == "" {
+		return ""
+	}
+	return redactURL(*v.p)
+}
+
+func (v urlValue) Set(s string) error {
+	*v.p = s
+	return nil
+}
