@@ -538,3 +538,12 @@ func (a *Application) Delete(hosts map[string]*Host) ([]Event, error) {
 	}
 	return events, nil
 }
+
+// Clone returns an independent copy of the application: applying events to
+// one never changes the other. Handlers use it to cache rebuilt applications
+// and replay only the events recorded since.
+func (a *Application) Clone() *Application {
+	c := *a
+	c.config = a.Config()
+	return &c
+}

@@ -25,12 +25,12 @@ func (h *Handler) CancelDeployment(ctx context.Context, meta Meta, cmd CancelDep
 		return Result{}, err
 	}
 	return h.execute(ctx, c, true, func(ctx context.Context) (plan, error) {
-		d, recs, err := h.loadDeployment(ctx, cmd.DeploymentID)
+		if dup, ok, err := c.duplicate(ctx, domain.DeploymentStream(cmd.DeploymentID), cmd.DeploymentID); err != nil || ok {
+			return plan{dup: &dup}, err
+		}
+		d, err := h.loadDeployment(ctx, cmd.DeploymentID)
 		if err != nil {
 			return plan{}, err
-		}
-		if dup, ok := c.duplicate(recs, d.ID()); ok {
-			return plan{dup: &dup}, nil
 		}
 		events, err := d.Cancel(cmd.Reason)
 		if err != nil {

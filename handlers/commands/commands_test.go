@@ -479,3 +479,27 @@ func BenchmarkRequestDeployment(b *testing.B) {
 		MustOK(b)(h.RequestDeployment(ctx, meta(""), commands.RequestDeployment{App: "web"}))
 	}
 }
+
+func TestCachedAppSeesOtherWriters(t *testing.T) {
+	h1, store := MustHandler(t)
+	h2, err := commands.New(commands.Config{}, store, prefixSealer{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	seed(t, h1, "web")
+	ctx := context.Background()
+	p1, p2 := 5001, 5002
+	r1 := MustOK(t)(h1.UpdateApp(ctx, meta(""), commands.UpdateApp{App: "web", Patch: domain.AppPatch{Port: &p1}}))
+	r2 := MustOK(t)(h2.UpdateApp(ctx, meta(""), commands.UpdateApp{App: "web", Patch: domain.AppPatch{Port: &p2}}))
+	if r2.StreamVersion != r1.StreamVersion+1 {
+		t.Fatalf("h2 version: got %v, want %v", r2.StreamVersion, r1.StreamVersion+1)
+	}
+	// h1's cache is at r1; it must replay h2's write before deciding.
+	noop := MustOK(t)(h1.UpdateApp(ctx, meta(""), commands.UpdateApp{App: "web", ExpectedVersion: r2.StreamVersion, Patch: domain.AppPatch{Port: &p2}}))
+	if noop.Position != 0 || noop.StreamVersion != r2.StreamVersion {
+		t.Errorf("h1 same patch: got %+v, want no write at version %v", noop, r2.StreamVersion)
+	}
+	if _, err := h1.UpdateApp(ctx, meta(""), commands.UpdateApp{App: "web", ExpectedVersion: r1.StreamVersion, Patch: domain.AppPatch{Port: &p1}}); !errors.Is(err, domain.ErrConcurrency) {
+		t.Errorf("stale expected version: got %v, want ErrConcurrency", err)
+	}
+}

@@ -40,17 +40,17 @@ func (h *Handler) CreateApp(ctx context.Context, meta Meta, cmd CreateApp) (Resu
 	}
 	stream := domain.AppStream(spec.Name)
 	return h.execute(ctx, c, false, func(ctx context.Context) (plan, error) {
-		recs, err := h.read(ctx, stream)
+		if dup, ok, err := c.duplicate(ctx, stream, ""); err != nil || ok {
+			return plan{dup: &dup}, err
+		}
+		recs, err := h.read(ctx, stream, 1)
 		if err != nil {
 			return plan{}, err
-		}
-		if dup, ok := c.duplicate(recs, ""); ok {
-			return plan{dup: &dup}, nil
 		}
 		if len(recs) > 0 {
 			return plan{}, fmt.Errorf("%s: %w", spec.Name, domain.ErrAppExists)
 		}
-		precs, err := h.read(ctx, domain.ProjectStream(spec.Project))
+		precs, err := h.read(ctx, domain.ProjectStream(spec.Project), 1)
 		if err != nil {
 			return plan{}, err
 		}

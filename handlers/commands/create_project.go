@@ -26,12 +26,12 @@ func (h *Handler) CreateProject(ctx context.Context, meta Meta, cmd CreateProjec
 	}
 	stream := domain.ProjectStream(cmd.Name)
 	res, err := h.execute(ctx, c, false, func(ctx context.Context) (plan, error) {
-		recs, err := h.read(ctx, stream)
+		if dup, ok, err := c.duplicate(ctx, stream, ""); err != nil || ok {
+			return plan{dup: &dup}, err
+		}
+		recs, err := h.read(ctx, stream, 1)
 		if err != nil {
 			return plan{}, err
-		}
-		if dup, ok := c.duplicate(recs, ""); ok {
-			return plan{dup: &dup}, nil
 		}
 		if len(recs) > 0 {
 			return plan{}, fmt.Errorf("%s: %w", cmd.Name, domain.ErrProjectExists)

@@ -23,12 +23,12 @@ func (h *Handler) DeleteApp(ctx context.Context, meta Meta, cmd DeleteApp) (Resu
 		return Result{}, err
 	}
 	return h.execute(ctx, c, true, func(ctx context.Context) (plan, error) {
-		app, recs, err := h.loadApp(ctx, cmd.App)
+		if dup, ok, err := c.duplicate(ctx, domain.AppStream(cmd.App), ""); err != nil || ok {
+			return plan{dup: &dup}, err
+		}
+		app, err := h.loadApp(ctx, cmd.App)
 		if err != nil {
 			return plan{}, err
-		}
-		if dup, ok := c.duplicate(recs, ""); ok {
-			return plan{dup: &dup}, nil
 		}
 		if app.Status() == domain.AppStatusDeleted {
 			_, err := app.Delete(nil)

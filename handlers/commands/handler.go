@@ -15,7 +15,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"slices"
 	"strconv"
 
 	"github.com/google/uuid"
@@ -29,6 +28,10 @@ type Config struct {
 	AllowWildcardHosts bool
 	// Logger receives debug logs of retries; nil means slog.Default().
 	Logger *slog.Logger
+	// AppCacheSize is how many rebuilt applications are kept in memory so a
+	// command replays only the events since; 0 means 1024, negative
+	// disables the cache.
+	AppCacheSize int
 }
 
 // Handler executes commands against an event store. It is safe for
@@ -38,6 +41,7 @@ type Handler struct {
 	store  domain.EventStore
 	sealer domain.SecretSealer
 	log    *slog.Logger
+	apps   *appCache
 }
 
 // New returns a Handler appending to store. sealer seals secret environment
@@ -50,7 +54,10 @@ func New(cfg Config, store domain.EventStore, sealer domain.SecretSealer) (*Hand
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	return &Handler{cfg: cfg, store: store, sealer: sealer, log: cfg.Logger}, nil
+	if cfg.AppCacheSize == 0 {
+		cfg.AppCacheSize = 1024
+	}
+	return &Handler{cfg: cfg, store: store, sealer: sealer, log: cfg.Logger, apps: newAppCache(cfg.AppCacheSize)}, nil
 }
 
 // MaxIdempotencyKeyLen bounds Meta.IdempotencyKey.
@@ -179,31 +186,33 @@ func (c *call) metadata() domain.Metadata {
 	return md
 }
 
-// duplicate reports whether recs (the command's own stream) hold the first
-// event this call's idempotency key derives, and if so the original result.
-func (c *call) duplicate(recs []domain.RecordedEvent, deploymentID string) (Result, bool) {
+// duplicate reports whether stream already holds the events this call's
+// idempotency key derives, and if so the original result. Without a key it
+// reads nothing.
+func (c *call) duplicate(ctx context.Context, stream, deploymentID string) (Result, bool, error) {
 	if c.meta.IdempotencyKey == "" {
-		return Result{}, false
+		return Result{}, false, nil
 	}
-	first := c.derive("0")
-	i := slices.IndexFunc(recs, func(r domain.RecordedEvent) bool { return r.EventID == first })
-	if i < 0 {
-		return Result{}, false
+	recs, err := c.h.read(ctx, stream, 1)
+	if err != nil {
+		return Result{}, false, err
+	}
+	byID := make(map[string]domain.RecordedEvent, len(recs))
+	for _, r := range recs {
+		byID[r.EventID] = r
 	}
 	res := Result{DeploymentID: deploymentID, Duplicate: true}
-	// Other commands' events may follow in the stream; the command's own
-	// events are the ones whose ids the key derives.
-	ids := map[string]bool{}
-	for j := range len(recs) - i {
-		ids[c.derive(strconv.Itoa(j))] = true
-	}
-	for _, r := range recs[i:] {
-		if ids[r.EventID] {
-			res.Position = max(res.Position, r.Position)
-			res.StreamVersion = max(res.StreamVersion, r.StreamVersion)
+	// The command's events on its own stream carry the ids derived for
+	// indexes 0, 1, … in order; it appends its own stream last, so the last
+	// of them has the highest position it wrote.
+	for j := 0; ; j++ {
+		r, ok := byID[c.derive(strconv.Itoa(j))]
+		if !ok {
+			return res, j > 0, nil
 		}
+		res.Position = max(res.Position, r.Position)
+		res.StreamVersion = max(res.StreamVersion, r.StreamVersion)
 	}
-	return res, true
 }
 
 // plan is what a command decided.
@@ -295,39 +304,61 @@ func (h *Handler) appendPlan(ctx context.Context, c *call, p plan) (Result, erro
 	return res, nil
 }
 
-// read returns all events of a stream.
-func (h *Handler) read(ctx context.Context, stream string) ([]domain.RecordedEvent, error) {
-	recs, err := h.store.ReadStream(ctx, stream, 1, 0)
+// read returns the events of a stream from version from on.
+func (h *Handler) read(ctx context.Context, stream string, from int64) ([]domain.RecordedEvent, error) {
+	recs, err := h.store.ReadStream(ctx, stream, from, 0)
 	if err != nil {
 		return nil, fmt.Errorf("read %s: %w", stream, err)
 	}
 	return recs, nil
 }
 
-// loadApp rebuilds an application; ErrAppNotFound when it does not exist.
-func (h *Handler) loadApp(ctx context.Context, name string) (*domain.Application, []domain.RecordedEvent, error) {
+// loadApp rebuilds an application, replaying only what was recorded after
+// its cached version; ErrAppNotFound when it does not exist.
+func (h *Handler) loadApp(ctx context.Context, name string) (*domain.Application, error) {
 	if err := domain.ValidateName("app", name); err != nil {
-		return nil, nil, err
+		return nil, err
 	}
-	recs, err := h.read(ctx, domain.AppStream(name))
-	if err != nil {
-		return nil, nil, err
+	stream := domain.AppStream(name)
+	app := h.apps.get(stream)
+	from := int64(1)
+	if app != nil {
+		from = app.Version() + 1
 	}
-	app, err := domain.LoadApplication(recs)
+	recs, err := h.read(ctx, stream, from)
 	if err != nil {
-		if errors.Is(err, domain.ErrNotFound) {
-			return nil, nil, fmt.Errorf("%s: %w", name, err)
+		return nil, err
+	}
+	if app != nil && (len(recs) == 0 || recs[0].StreamVersion == from) {
+		for _, r := range recs {
+			if err := app.Apply(r); err != nil {
+				return nil, err
+			}
 		}
-		return nil, nil, err
+	} else {
+		if app != nil { // not contiguous with the cache: replay it all
+			if recs, err = h.read(ctx, stream, 1); err != nil {
+				return nil, err
+			}
+		}
+		if app, err = domain.LoadApplication(recs); err != nil {
+			if errors.Is(err, domain.ErrNotFound) {
+				return nil, fmt.Errorf("%s: %w", name, err)
+			}
+			return nil, err
+		}
 	}
-	return app, recs, nil
+	if len(recs) > 0 {
+		h.apps.put(stream, app)
+	}
+	return app, nil
 }
 
 // loadHosts rebuilds the ownership of each host.
 func (h *Handler) loadHosts(ctx context.Context, hosts []string) (map[string]*domain.Host, error) {
 	out := make(map[string]*domain.Host, len(hosts))
 	for _, name := range hosts {
-		recs, err := h.read(ctx, domain.HostStream(name))
+		recs, err := h.read(ctx, domain.HostStream(name), 1)
 		if err != nil {
 			return nil, err
 		}
@@ -341,22 +372,22 @@ func (h *Handler) loadHosts(ctx context.Context, hosts []string) (map[string]*do
 }
 
 // loadDeployment rebuilds a deployment; ErrDeploymentNotFound when absent.
-func (h *Handler) loadDeployment(ctx context.Context, id string) (*domain.Deployment, []domain.RecordedEvent, error) {
+func (h *Handler) loadDeployment(ctx context.Context, id string) (*domain.Deployment, error) {
 	if err := domain.ValidateName("deployment_id", id); err != nil {
-		return nil, nil, err
+		return nil, err
 	}
-	recs, err := h.read(ctx, domain.DeploymentStream(id))
+	recs, err := h.read(ctx, domain.DeploymentStream(id), 1)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	d, err := domain.LoadDeployment(recs)
 	if err != nil {
 		if errors.Is(err, domain.ErrNotFound) {
-			return nil, nil, fmt.Errorf("%s: %w", id, err)
+			return nil, fmt.Errorf("%s: %w", id, err)
 		}
-		return nil, nil, err
+		return nil, err
 	}
-	return d, recs, nil
+	return d, nil
 }
 
 // hostsExpected adds the expected versions of hosts to m.

@@ -27,12 +27,12 @@ func (h *Handler) RemoveDomain(ctx context.Context, meta Meta, cmd RemoveDomain)
 		return Result{}, err
 	}
 	return h.execute(ctx, c, true, func(ctx context.Context) (plan, error) {
-		app, recs, err := h.loadApp(ctx, cmd.App)
+		if dup, ok, err := c.duplicate(ctx, domain.AppStream(cmd.App), ""); err != nil || ok {
+			return plan{dup: &dup}, err
+		}
+		app, err := h.loadApp(ctx, cmd.App)
 		if err != nil {
 			return plan{}, err
-		}
-		if dup, ok := c.duplicate(recs, ""); ok {
-			return plan{dup: &dup}, nil
 		}
 		hosts, err := h.loadHosts(ctx, []string{host})
 		if err != nil {

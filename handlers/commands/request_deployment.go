@@ -46,23 +46,23 @@ func (h *Handler) RequestDeployment(ctx context.Context, meta Meta, cmd RequestD
 	id := c.newID("deployment")
 	stream := domain.DeploymentStream(id)
 	return h.execute(ctx, c, false, func(ctx context.Context) (plan, error) {
-		recs, err := h.read(ctx, stream)
+		if dup, ok, err := c.duplicate(ctx, stream, id); err != nil || ok {
+			return plan{dup: &dup}, err
+		}
+		recs, err := h.read(ctx, stream, 1)
 		if err != nil {
 			return plan{}, err
-		}
-		if dup, ok := c.duplicate(recs, id); ok {
-			return plan{dup: &dup}, nil
 		}
 		if len(recs) > 0 {
 			return plan{}, fmt.Errorf("deployment %s exists: %w", id, domain.ErrConflict)
 		}
-		app, _, err := h.loadApp(ctx, cmd.App)
+		app, err := h.loadApp(ctx, cmd.App)
 		if err != nil {
 			return plan{}, err
 		}
 		req := domain.DeploymentRequest{ID: id, Trigger: cmd.Trigger, Ref: cmd.Ref}
 		if cmd.RetryOf != "" {
-			if req.RetryOf, _, err = h.loadDeployment(ctx, cmd.RetryOf); err != nil {
+			if req.RetryOf, err = h.loadDeployment(ctx, cmd.RetryOf); err != nil {
 				return plan{}, err
 			}
 		}

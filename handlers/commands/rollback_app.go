@@ -33,21 +33,21 @@ func (h *Handler) RollbackApp(ctx context.Context, meta Meta, cmd RollbackApp) (
 	id := c.newID("deployment")
 	stream := domain.DeploymentStream(id)
 	return h.execute(ctx, c, false, func(ctx context.Context) (plan, error) {
-		recs, err := h.read(ctx, stream)
+		if dup, ok, err := c.duplicate(ctx, stream, id); err != nil || ok {
+			return plan{dup: &dup}, err
+		}
+		recs, err := h.read(ctx, stream, 1)
 		if err != nil {
 			return plan{}, err
-		}
-		if dup, ok := c.duplicate(recs, id); ok {
-			return plan{dup: &dup}, nil
 		}
 		if len(recs) > 0 {
 			return plan{}, fmt.Errorf("deployment %s exists: %w", id, domain.ErrConflict)
 		}
-		app, _, err := h.loadApp(ctx, cmd.App)
+		app, err := h.loadApp(ctx, cmd.App)
 		if err != nil {
 			return plan{}, err
 		}
-		target, _, err := h.loadDeployment(ctx, cmd.To)
+		target, err := h.loadDeployment(ctx, cmd.To)
 		if err != nil {
 			return plan{}, err
 		}

@@ -28,12 +28,12 @@ func (h *Handler) appCommand(ctx context.Context, meta Meta, name, appName strin
 		return Result{}, err
 	}
 	return h.execute(ctx, c, true, func(ctx context.Context) (plan, error) {
-		app, recs, err := h.loadApp(ctx, appName)
+		if dup, ok, err := c.duplicate(ctx, domain.AppStream(appName), ""); err != nil || ok {
+			return plan{dup: &dup}, err
+		}
+		app, err := h.loadApp(ctx, appName)
 		if err != nil {
 			return plan{}, err
-		}
-		if dup, ok := c.duplicate(recs, ""); ok {
-			return plan{dup: &dup}, nil
 		}
 		events, err := decide(app)
 		if err != nil {

@@ -28,12 +28,12 @@ func (h *Handler) UpdateApp(ctx context.Context, meta Meta, cmd UpdateApp) (Resu
 		return Result{}, err
 	}
 	return h.execute(ctx, c, cmd.ExpectedVersion == 0, func(ctx context.Context) (plan, error) {
-		app, recs, err := h.loadApp(ctx, cmd.App)
+		if dup, ok, err := c.duplicate(ctx, domain.AppStream(cmd.App), ""); err != nil || ok {
+			return plan{dup: &dup}, err
+		}
+		app, err := h.loadApp(ctx, cmd.App)
 		if err != nil {
 			return plan{}, err
-		}
-		if dup, ok := c.duplicate(recs, ""); ok {
-			return plan{dup: &dup}, nil
 		}
 		if err := checkExpected(domain.AppStream(cmd.App), cmd.ExpectedVersion, app.Version()); err != nil {
 			return plan{}, err
