@@ -178,9 +178,9 @@ var benchMetadata = domain.Metadata{
 
 func benchEvent(i int) domain.EventData {
 	return domain.EventData{
-		ID:   uuid.NewString(),
-		Type: domain.EventAppUpdated,
-		Data: json.RawMessage(`{"app":"web-` + strconv.Itoa(i) + `","image":"registry.example/web:1.4.2","replicas":2,"env":{"LOG_LEVEL":"info"}}`),
+		ID:       uuid.NewString(),
+		Type:     domain.EventAppUpdated,
+		Data:     json.RawMessage(`{"app":"web-` + strconv.Itoa(i) + `","image":"registry.example/web:1.4.2","replicas":2,"env":{"LOG_LEVEL":"info"}}`),
 		Metadata: benchMetadata,
 	}
 }
