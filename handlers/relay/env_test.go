@@ -257,12 +257,12 @@ type fakeExecutor struct {
 	behave    func(job deployer.Job) error // optional: error to return after steps, or blocks
 	active    atomic.Int32
 	maxActive atomic.Int32
-	tag       string
-	tags      map[string][]string // deployment → tags of the executors that ran it
 }
 
+type atomicInt = atomic.Int32
+
 func newFake() *fakeExecutor {
-	return &fakeExecutor{calls: map[string]int{}, succeeded: map[string]int{}, started: map[string]chan struct{}{}, tags: map[string][]string{}}
+	return &fakeExecutor{calls: map[string]int{}, succeeded: map[string]int{}, started: map[string]chan struct{}{}}
 }
 
 // startedCh is closed when deployment id starts executing.
@@ -291,7 +291,6 @@ func (f *fakeExecutor) Execute(ctx context.Context, job deployer.Job, steps depl
 	ch := f.startedCh(job.DeploymentID)
 	f.mu.Lock()
 	f.calls[job.DeploymentID]++
-	f.tags[job.DeploymentID] = append(f.tags[job.DeploymentID], f.tag)
 	select {
 	case <-ch:
 	default:
