@@ -386,3 +386,41 @@ func FuzzGitRef(f *testing.F) {
 		}
 	})
 }
+
+func FuzzPathPrefix(f *testing.F) {
+	for _, s := range []string{"/", "/api", "/a/../b", "/a`b", "api", "//x"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		if domain.ValidatePathPrefix("path_prefix", s) != nil || s == "" {
+			return
+		}
+		if s[0] != '/' || strings.Contains(s, "..") || strings.Contains(s, "//") {
+			t.Fatalf("accepted %q", s)
+		}
+		for _, r := range s {
+			if r >= utf8.RuneSelf || strings.ContainsRune("`'\" (),\\%?#\t\n", r) {
+				t.Fatalf("accepted %q holds %q", s, r)
+			}
+		}
+	})
+}
+
+func FuzzImageRef(f *testing.F) {
+	for _, s := range []string{"nginx", "ghcr.io/a/b:v1", "-x", "a@sha256:" + strings.Repeat("0", 64), "A", "a:b:c"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		if domain.ValidateImageRef("source.image", s) != nil {
+			return
+		}
+		if s == "" || s[0] == '-' || strings.ContainsAny(s, " \t\n`'\"\\") {
+			t.Fatalf("accepted %q", s)
+		}
+		for _, r := range s {
+			if r < 0x21 || r >= 0x7f {
+				t.Fatalf("accepted %q with %q", s, r)
+			}
+		}
+	})
+}
