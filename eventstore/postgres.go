@@ -23,8 +23,10 @@ var ErrClosed = errors.New("eventstore: closed")
 // PostgresConfig configures a Postgres store. Zero fields take defaults.
 type PostgresConfig struct {
 	// Writers is the number of writer goroutines, each running one group
-	// commit transaction at a time (default 2). With two, the next batch
-	// waits on the head lock while the previous one commits.
+	// commit transaction at a time (default 1). More writers let the next
+	// batch wait on the head lock while the previous one commits, but split
+	// the waiting appends into smaller batches; measured on 2 cores, one
+	// writer is faster.
 	Writers int
 	// MaxBatchEvents caps the events coalesced into one transaction
 	// (default 2000).
@@ -48,7 +50,7 @@ type PostgresConfig struct {
 
 func (c *PostgresConfig) setDefaults() {
 	if c.Writers == 0 {
-		c.Writers = 2
+		c.Writers = 1
 	}
 	if c.MaxBatchEvents == 0 {
 		c.MaxBatchEvents = 2000
