@@ -76,6 +76,9 @@ func (*Audit) Rebuild(ctx context.Context, pool *pgxpool.Pool) (int64, error) {
 	if _, err := pool.Exec(ctx, fmt.Sprintf(auditInsert, fresh), 0, head); err != nil {
 		return 0, fmt.Errorf("audit: rebuild: %w", err)
 	}
+	if err := indexFresh(ctx, pool, []string{tableAudit}); err != nil {
+		return 0, err
+	}
 	total := head
 	err = swap(ctx, pool, AuditName, []string{tableAudit}, func(tx pgx.Tx) (int64, error) {
 		now, err := readHead(ctx, tx)
