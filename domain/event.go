@@ -91,6 +91,28 @@ func DecodeEvent(e RecordedEvent) (any, error) {
 		return decode[DeploymentInterrupted](e)
 	case EventDeploymentDeadLettered:
 		return decode[DeploymentDeadLettered](e)
+	case EventUserCreated:
+		return decode[UserCreated](e)
+	case EventUserPasswordSet:
+		return decode[UserPasswordSet](e)
+	case EventUserRoleChanged:
+		return decode[UserRoleChanged](e)
+	case EventUserDisabled:
+		return decode[UserDisabled](e)
+	case EventUserLoginSucceeded:
+		return decode[UserLoginSucceeded](e)
+	case EventUserLoginFailed:
+		return decode[UserLoginFailed](e)
+	case EventEmailClaimed:
+		return decode[EmailClaimed](e)
+	case EventSetupCompleted:
+		return decode[SetupCompleted](e)
+	case EventTokenCreated:
+		return decode[TokenCreated](e)
+	case EventTokenRevoked:
+		return decode[TokenRevoked](e)
+	case EventTokenUsed:
+		return decode[TokenUsed](e)
 	default:
 		return nil, fmt.Errorf("event %d %q: %w", e.Position, e.Type, ErrUnknownEventType)
 	}

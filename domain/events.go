@@ -61,3 +61,19 @@ const (
 	EventDeploymentInterrupted      = "deployment.interrupted"
 	EventDeploymentDeadLettered     = "deployment.dead_lettered"
 )
+
+// Event type names of accounts and API tokens.
+const (
+	EventUserCreated        = "user.created"
+	EventUserPasswordSet    = "user.password_set"
+	EventUserRoleChanged    = "user.role_changed"
+	EventUserDisabled       = "user.disabled"
+	EventUserLoginSucceeded = "user.login_succeeded"
+	EventUserLoginFailed    = "user.login_failed"
+	EventEmailClaimed       = "email.claimed"
+	EventSetupCompleted     = "setup.completed"
+
+	EventTokenCreated = "token.created"
+	EventTokenRevoked = "token.revoked"
+	EventTokenUsed    = "token.used"
+)
