@@ -10,6 +10,7 @@ const (
 	CategoryUser       = "user"
 	CategoryToken      = "token"
 	CategoryWebhook    = "webhook"
+	CategoryGitHook    = "githook"
 )
 
 // ProjectStream is the stream of project name.
@@ -60,6 +61,13 @@ const (
 	EventDeploymentCancelled        = "deployment.cancelled"
 	EventDeploymentInterrupted      = "deployment.interrupted"
 	EventDeploymentDeadLettered     = "deployment.dead_lettered"
+
+	EventWebhookCreated = "webhook.created"
+	EventWebhookPaused  = "webhook.paused"
+	EventWebhookResumed = "webhook.resumed"
+	EventWebhookDeleted = "webhook.deleted"
+
+	EventGitHookSecretSet = "githook.secret_set"
 )
 
 // Event type names of accounts and API tokens.
