@@ -360,13 +360,26 @@ func loadCheckpoint(ctx context.Context, pool *pgxpool.Pool, name string) (int64
 
 // Status reports every projection's position, the log's head and the lag
 // between them. When the head cannot be read the last known one is used.
+//
+// Projections this runner is not running (a CLI's runner that never calls
+// Run) report their stored checkpoint, as another process advanced it.
 func (r *Runner) Status(ctx context.Context) []Status {
 	if h, err := r.cfg.Log.Head(ctx); err == nil {
 		r.mu.Lock()
 		r.head = max(r.head, h)
 		r.mu.Unlock()
 	}
-	return r.snapshot()
+	st := r.snapshot()
+	for i, s := range st {
+		if s.State != StateStopped {
+			continue
+		}
+		var pos int64
+		if err := r.cfg.Pool.QueryRow(ctx, "SELECT position FROM checkpoints WHERE name = $1", s.Name).Scan(&pos); err == nil {
+			st[i].Position, st[i].Lag = pos, max(s.Head-pos, 0)
+		}
+	}
+	return st
 }
 
 func (r *Runner) snapshot() []Status {
