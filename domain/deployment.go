@@ -112,6 +112,11 @@ type DeploymentTrafficSwitched struct {
 	DeploymentID string `json:"deployment_id"`
 	App          string `json:"app"`
 	ContainerID  string `json:"container_id"`
+	// UpstreamHost and UpstreamPort, when set, are where the routes now send
+	// requests (the container's address on berth's network, as the proxy
+	// reaches it); empty: the container's name and the application's port.
+	UpstreamHost string `json:"upstream_host,omitempty"`
+	UpstreamPort int    `json:"upstream_port,omitempty"`
 	DurationMS   int64  `json:"duration_ms"`
 }
 

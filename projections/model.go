@@ -1,6 +1,7 @@
 package projections
 
 import (
+	"cmp"
 	"maps"
 	"slices"
 	"strings"
@@ -278,6 +279,32 @@ func (m *Model) Apply(e domain.RecordedEvent) {
 	if err != nil {
 		return
 	}
+	m.apply(e, data)
+}
+
+// decode returns an event's payload for applyDecoded, nil when Apply would
+// skip it.
+func decode(e domain.RecordedEvent) any {
+	if !Relevant(e.Type) {
+		return nil
+	}
+	data, err := domain.DecodeEvent(e)
+	if err != nil {
+		return nil
+	}
+	return data
+}
+
+// applyDecoded is Apply with the payload already decoded by decode.
+func (m *Model) applyDecoded(e domain.RecordedEvent, data any) {
+	e.RecordedAt = e.RecordedAt.UTC()
+	m.Position, m.At = e.Position, e.RecordedAt
+	if data != nil {
+		m.apply(e, data)
+	}
+}
+
+func (m *Model) apply(e domain.RecordedEvent, data any) {
 	if d, ok := data.(domain.ProjectCreated); ok {
 		if _, exists := m.Projects[d.Project]; !exists && d.Project != "" {
 			m.Projects[d.Project] = &Project{Name: d.Project, Description: d.Description, CreatedAt: e.RecordedAt, Position: e.Position}
@@ -457,6 +484,9 @@ func (m *Model) applyDeployment(a *App, d *Deployment, e domain.RecordedEvent, d
 			a.ServingDeploymentID, a.ServingImage = d.ID, d.ImageID
 			a.ServingContainer = upstreamName(d)
 			a.UpstreamHost, a.UpstreamPort = a.ServingContainer, a.Config.Runtime.Port
+			if x.UpstreamHost != "" {
+				a.UpstreamHost, a.UpstreamPort = x.UpstreamHost, cmp.Or(x.UpstreamPort, a.Config.Runtime.Port)
+			}
 			if a.UpstreamHost == "" {
 				a.UpstreamPort = 0
 			}

@@ -69,6 +69,24 @@ type AppController interface {
 	StartApp(ctx context.Context, app string) (containerID string, err error)
 }
 
+// LogSealer is optionally implemented by an Executor that writes a build
+// log. Once Execute returned, and before recording succeeded, failed or
+// cancelled, the deployer calls SealLog; the summary it returns (line count
+// and digest) goes into that final event, so the hash chain covers the log.
+// A SealLog error is logged and the outcome recorded without a summary.
+type LogSealer interface {
+	SealLog(ctx context.Context, deploymentID string) (domain.LogSummary, error)
+}
+
+// InterruptCleaner is optionally implemented by an Executor that can remove
+// what an interrupted run left behind (its container, its work directory).
+// The deployer calls CleanupInterrupted before recording
+// deployment.interrupted for a deployment no live deployer owns; it must
+// leave the application's serving container alone. Errors are logged.
+type InterruptCleaner interface {
+	CleanupInterrupted(ctx context.Context, app, deploymentID string) error
+}
+
 // ErrRetryable marks an executor error as transient: the deployment is
 // recorded as interrupted and, under InterruptRetry, a retry deployment is
 // requested, up to Config.MaxAttempts attempts in all; the last one is
@@ -79,6 +97,9 @@ var ErrRetryable = errors.New("retryable")
 type StepError struct {
 	Step string
 	Err  error
+	// LogTail, when set, is recorded as the failure's log tail (the last
+	// lines of the build or container log).
+	LogTail string
 }
 
 func (e *StepError) Error() string { return fmt.Sprintf("%s: %v", e.Step, e.Err) }

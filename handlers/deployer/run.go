@@ -142,10 +142,16 @@ func (d *Deployer) run(ctx context.Context, dep *deployment, md domain.Metadata)
 	stop()
 	elapsed := time.Since(start).Milliseconds()
 	dep = rec.dep
-
+	var summary domain.LogSummary
+	if sealer, ok := d.exec.(LogSealer); ok && ctx.Err() == nil {
+		if summary, err = sealer.SealLog(ctx, dep.ID()); err != nil {
+			log.Error("build log not sealed", "err", err)
+			summary = domain.LogSummary{}
+		}
+	}
 	switch {
 	case execErr == nil:
-		err := d.record(ctx, dep, md, domain.DeploymentSucceeded{ImageID: dep.ImageID(), ContainerID: dep.ContainerID(), DurationMS: elapsed})
+		err := d.record(ctx, dep, md, domain.DeploymentSucceeded{ImageID: dep.ImageID(), ContainerID: dep.ContainerID(), DurationMS: elapsed, LogSummary: summary})
 		if errors.Is(err, domain.ErrBadTransition) {
 			log.Error("executor returned before switching traffic", "status", dep.Status())
 			return d.record(ctx, dep, md, domain.DeploymentFailed{
@@ -160,21 +166,24 @@ func (d *Deployer) run(ctx context.Context, dep *deployment, md domain.Metadata)
 		return ctx.Err() // shutdown: the next holder of the lock interrupts it
 	case errors.Is(context.Cause(runCtx), errCancelRequested):
 		log.Info("deployment cancelled", "step", rec.Current())
-		return d.record(ctx, dep, md, domain.DeploymentCancelled{Step: rec.Current()})
+		return d.record(ctx, dep, md, domain.DeploymentCancelled{Step: rec.Current(), LogSummary: summary})
 	case errors.Is(execErr, ErrRetryable):
 		log.Warn("deployment attempt interrupted", "err", execErr)
 		return d.interrupt(ctx, dep, md, execErr.Error())
 	}
-	step, reason := rec.Current(), execErr.Error()
+	step, reason, tail := rec.Current(), execErr.Error(), ""
 	var se *StepError
-	if errors.As(execErr, &se) && se.Step != "" {
-		step = se.Step
+	if errors.As(execErr, &se) {
+		if se.Step != "" {
+			step = se.Step
+		}
+		tail = se.LogTail
 	}
 	if timedOut {
 		reason = fmt.Sprintf("timed out after %s: %s", d.cfg.DeploymentTimeout, reason)
 	}
 	log.Warn("deployment failed", "step", step, "err", execErr)
-	return d.record(ctx, dep, md, domain.DeploymentFailed{Step: step, Reason: truncate(reason), DurationMS: elapsed})
+	return d.record(ctx, dep, md, domain.DeploymentFailed{Step: step, Reason: truncate(reason), LogTail: tail, DurationMS: elapsed, LogSummary: summary})
 }
 
 // attemptOf counts dep and the automatic retries (requested by this
@@ -205,6 +214,11 @@ func (d *Deployer) interrupt(ctx context.Context, dep *deployment, md domain.Met
 	attempt, err := d.attemptOf(ctx, dep)
 	if err != nil {
 		return err
+	}
+	if cleaner, ok := d.exec.(InterruptCleaner); ok {
+		if err := cleaner.CleanupInterrupted(ctx, dep.App(), dep.ID()); err != nil {
+			d.log.Error("interrupted deployment not cleaned up", "deployment", dep.ID(), "err", err)
+		}
 	}
 	if attempt >= d.cfg.MaxAttempts && d.cfg.InterruptPolicy == InterruptRetry {
 		d.log.Error("deployment dead-lettered", "deployment", dep.ID(), "attempts", attempt, "reason", reason)
