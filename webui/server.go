@@ -99,6 +99,8 @@ type Deps struct {
 	// LocalActor (keep the server on loopback then).
 	Auth   Authenticator
 	Logger *slog.Logger
+	// Hub serves the live socket GET /api/v1/ws (503 when nil).
+	Hub *Hub
 }
 
 // Server is berth's HTTP server. It is an http.Handler; more routes (the
@@ -218,6 +220,8 @@ func (s *Server) registerRoutes() {
 	s.api("GET /api/v1/deployments/{id}", s.getDeployment)
 	s.api("POST /api/v1/deployments/{id}/cancel", s.cancelDeployment)
 	s.api("GET /api/v1/deployments/{id}/logs", s.deploymentLogs)
+
+	s.api("GET /api/v1/ws", s.websocket)
 }
 
 // ServeHTTP implements http.Handler: panics become 500s, every request gets

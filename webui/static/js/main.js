@@ -1,0 +1,82 @@
+// The berth web UI: a hash router over a few views, one live socket.
+import { Live } from './live.js';
+import { h, replace } from './dom.js';
+import { dashboard } from './views/dashboard.js';
+import { appView, appAsOf } from './views/app.js';
+import { deploymentView } from './views/deployment.js';
+import { auditView } from './views/audit.js';
+import { loginView } from './views/login.js';
+
+const view = document.getElementById('view');
+const liveEl = document.getElementById('live');
+const LIVE_TEXT = { live: 'live', connecting: 'connecting…', reconnecting: 'reconnecting…' };
+
+const live = new Live((state) => {
+  liveEl.dataset.state = state;
+  liveEl.textContent = LIVE_TEXT[state] || state;
+});
+
+// ui is what every view gets: the socket, navigation and dialogs.
+const ui = {
+  live,
+  go(hash) { location.hash = hash; },
+  toast(msg) {
+    const t = document.getElementById('toast');
+    t.textContent = msg;
+    t.hidden = false;
+    clearTimeout(t._timer);
+    t._timer = setTimeout(() => { t.hidden = true; }, 6000);
+  },
+  confirm(text, okLabel = 'Confirm') {
+    const d = document.getElementById('confirm');
+    document.getElementById('confirm-text').textContent = text;
+    document.getElementById('confirm-ok').textContent = okLabel;
+    return new Promise((resolve) => {
+      d.addEventListener('close', () => resolve(d.returnValue === 'ok'), { once: true });
+      d.returnValue = '';
+      d.showModal();
+    });
+  },
+};
+
+const routes = [
+  [/^#?\/?$/, () => dashboard],
+  [/^#\/apps\/([^/?]+)\/at\/(\d+)$/, (m) => (el, u) => appAsOf(el, u, decodeURIComponent(m[1]), Number(m[2]))],
+  [/^#\/apps\/([^/?]+)$/, (m) => (el, u) => appView(el, u, decodeURIComponent(m[1]))],
+  [/^#\/deployments\/([^/?]+)$/, (m) => (el, u) => deploymentView(el, u, decodeURIComponent(m[1]))],
+  [/^#\/audit(\?.*)?$/, (m) => (el, u) => auditView(el, u, new URLSearchParams((m[1] || '').slice(1)))],
+  [/^#\/login$/, () => loginView],
+];
+
+let dispose = null;
+
+function route() {
+  if (dispose) { dispose(); dispose = null; }
+  const hash = location.hash || '#/';
+  let render = null;
+  for (const [re, make] of routes) {
+    const m = hash.match(re);
+    if (m) { render = make(m); break; }
+  }
+  const section = hash.startsWith('#/audit') ? 'audit' : 'dashboard';
+  for (const a of document.querySelectorAll('[data-nav]')) {
+    if (a.dataset.nav === section) a.setAttribute('aria-current', 'page');
+    else a.removeAttribute('aria-current');
+  }
+  view.replaceChildren();
+  if (!render) {
+    replace(view, h('h1', {}, 'Not found'), h('p', {}, h('a', { href: '#/' }, 'Back to the dashboard')));
+    return;
+  }
+  dispose = render(view, ui) || null;
+  view.focus({ preventScroll: true });
+}
+
+window.addEventListener('hashchange', route);
+window.addEventListener('berth:unauthorized', () => {
+  if (!location.hash.startsWith('#/login')) {
+    sessionStorage.setItem('berth:after-login', location.hash);
+    location.hash = '#/login';
+  }
+});
+route();

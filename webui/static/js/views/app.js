@@ -1,0 +1,249 @@
+// Application page: settings, environment, domains, actions and the
+// deployment history, all live; and the same application as of a past
+// log position.
+import { h, replace, badge, isActive, when, duration, short, actorName, ago, FINAL } from '../dom.js';
+import { api, enc } from '../api.js';
+import { field, checkbox, submitting } from './forms.js';
+
+export function appView(el, ui, name) {
+  const state = { app: null, deployments: new Map(), editing: false };
+  const header = h('div', { class: 'toolbar' });
+  const actions = h('div', { class: 'actions', role: 'group', 'aria-label': 'Application actions' });
+  const settings = h('section', { class: 'panel', 'aria-label': 'Settings' });
+  const env = h('section', { class: 'panel', 'aria-label': 'Environment' });
+  const domains = h('section', { class: 'panel', 'aria-label': 'Domains' });
+  const history = h('section', { class: 'panel', 'aria-label': 'Deployments' });
+  const side = h('section', { class: 'panel', 'aria-label': 'Status' });
+  replace(el, header, h('div', { class: 'cols' }, h('div', { class: 'stack' }, history, settings, env, domains), h('div', { class: 'stack' }, side)));
+  header.append(h('p', { class: 'meta' }, 'Loading…'));
+
+  const keep = (d) => {
+    const old = state.deployments.get(d.id);
+    if (!old || (d.position || 0) >= (old.position || 0)) state.deployments.set(d.id, d);
+  };
+  let renderedConfig = -1;
+  const unsub = ui.live.subscribe(`app:${name}`, (m) => {
+    if (m.op === 'error') { replace(header, h('h1', {}, name), h('p', { class: 'form-error' }, m.error)); return; }
+    const d = m.data || {};
+    if (m.snapshot) state.deployments.clear();
+    if (d.app && (!state.app || (d.app.position || 0) >= (state.app.position || 0))) state.app = d.app;
+    for (const dep of d.deployments || []) keep(dep);
+    if (d.deployment) keep(d.deployment);
+    if (!state.app) return;
+    renderHeader();
+    renderSide();
+    renderHistory();
+    // Forms are rebuilt only when the configuration changed, so typing is
+    // never lost to an unrelated live update.
+    if (state.app.stream_version !== renderedConfig) {
+      renderedConfig = state.app.stream_version;
+      renderSettings(); renderEnv(); renderDomains();
+    }
+  });
+
+  const sorted = () => [...state.deployments.values()].sort((a, b) => (b.requested_at || '').localeCompare(a.requested_at || ''));
+  const current = () => sorted().find(isActive);
+
+  async function act(label, fn) {
+    try { await fn(); } catch (err) { ui.toast(`${label}: ${err.message}`); }
+  }
+
+  function renderHeader() {
+    const a = state.app;
+    const cur = current();
+    const succeeded = sorted().filter((d) => d.status === 'succeeded');
+    const rollbackSel = h('select', { id: 'rollback-to', 'aria-label': 'Deployment to roll back to' },
+      succeeded.length ? succeeded.map((d) => h('option', { value: d.id }, `${short(d.id)} · ${when(d.finished_at)}${d.commit_sha ? ' · ' + d.commit_sha.slice(0, 7) : ''}`))
+        : h('option', { value: '' }, 'no successful deployment'));
+    replace(actions,
+      h('button', { type: 'button', id: 'deploy', onclick: () => act('Deploy', async () => {
+        const res = await api('POST', `/apps/${enc(name)}/deployments`, {});
+        if (res && res.deployment_id) ui.toast(`Deployment ${short(res.deployment_id)} queued`);
+      }) }, 'Deploy'),
+      cur ? h('button', { type: 'button', id: 'cancel', class: 'secondary', onclick: () => act('Cancel', async () => {
+        if (await ui.confirm(`Cancel deployment ${short(cur.id)}?`, 'Cancel deployment')) await api('POST', `/deployments/${enc(cur.id)}/cancel`, { reason: 'cancelled from the UI' });
+      }) }, 'Cancel deployment') : null,
+      a.desired_status === 'stopped'
+        ? h('button', { type: 'button', id: 'start', class: 'secondary', onclick: () => act('Start', () => api('POST', `/apps/${enc(name)}/start`)) }, 'Start')
+        : h('button', { type: 'button', id: 'stop', class: 'secondary', onclick: () => act('Stop', async () => {
+          if (await ui.confirm(`Stop ${name}? Its container stops serving traffic.`, 'Stop')) await api('POST', `/apps/${enc(name)}/stop`);
+        }) }, 'Stop'),
+      h('span', { class: 'actions' }, rollbackSel, h('button', { type: 'button', class: 'secondary', id: 'rollback', disabled: !succeeded.length, onclick: () => act('Rollback', async () => {
+        const to = rollbackSel.value;
+        if (to && await ui.confirm(`Roll ${name} back to deployment ${short(to)} (its image and configuration)?`, 'Roll back')) {
+          await api('POST', `/apps/${enc(name)}/rollback`, { deployment_id: to });
+        }
+      }) }, 'Roll back')),
+      h('button', { type: 'button', class: 'danger', id: 'delete', onclick: () => act('Delete', async () => {
+        if (await ui.confirm(`Delete ${name}? Its containers and routes are removed; its history stays in the log.`, 'Delete')) {
+          await api('DELETE', `/apps/${enc(name)}`);
+          ui.go('#/');
+        }
+      }) }, 'Delete'));
+    replace(header,
+      h('div', {}, h('h1', {}, a.name, ' ', badge(a.status)),
+        h('p', { class: 'sub' }, `Project ${a.project} · version ${a.stream_version} · updated ${ago(a.updated_at)} · `,
+          h('a', { href: `#/audit?app=${enc(a.name)}` }, 'history'), ' · ',
+          h('a', { href: `#/apps/${enc(a.name)}/at/${a.position}` }, 'as of now'))),
+      actions);
+  }
+
+  function renderSide() {
+    const a = state.app;
+    const cur = current();
+    replace(side, h('h2', {}, 'Status'), h('dl', { class: 'kv' },
+      h('dt', {}, 'Status'), h('dd', {}, badge(a.status)),
+      h('dt', {}, 'Desired'), h('dd', {}, a.desired_status),
+      h('dt', {}, 'Serving'), h('dd', { class: 'mono' }, a.serving_deployment_id ? h('a', { href: `#/deployments/${enc(a.serving_deployment_id)}` }, short(a.serving_deployment_id)) : '—'),
+      h('dt', {}, 'Image'), h('dd', { class: 'mono' }, a.serving_image ? a.serving_image.slice(0, 19) : '—'),
+      h('dt', {}, 'Upstream'), h('dd', { class: 'mono' }, a.upstream_host ? `${a.upstream_host}:${a.upstream_port}` : '—'),
+      h('dt', {}, 'Position'), h('dd', { class: 'mono' }, String(a.position))),
+    cur ? h('p', { class: 'mt' }, 'In progress: ', h('a', { href: `#/deployments/${enc(cur.id)}` }, `deployment ${short(cur.id)}`), ` (${cur.step.replace('_', ' ')})`) : null);
+  }
+
+  function renderHistory() {
+    const rows = sorted();
+    replace(history, h('h2', {}, 'Deployments'), rows.length === 0 ? h('p', { class: 'meta' }, 'Not deployed yet.') : h('div', { class: 'table-wrap' }, h('table', { id: 'deployments' },
+      h('thead', {}, h('tr', {}, ['Deployment', 'Status', 'Trigger', 'Actor', 'Commit', 'Requested', 'Duration', 'Steps'].map((t, i) => h('th', { class: i > 4 && i < 7 ? 'hide-narrow' : null, scope: 'col' }, t)))),
+      h('tbody', {}, rows.map((d) => h('tr', { dataset: { deployment: d.id } },
+        h('td', { class: 'mono' }, h('a', { href: `#/deployments/${enc(d.id)}` }, short(d.id)), d.rollback_of ? h('div', { class: 'meta' }, `rollback to ${short(d.rollback_of)}`) : null),
+        h('td', {}, badge(d.status, { deployment: true }), d.queue_position ? h('div', { class: 'meta' }, `#${d.queue_position} in queue`) : null,
+          d.failure_reason ? h('div', { class: 'meta' }, `${d.failed_step}: ${d.failure_reason}`) : null),
+        h('td', {}, d.trigger.kind, d.trigger.detail ? h('div', { class: 'meta' }, d.trigger.detail) : null),
+        h('td', {}, actorName(d.actor)),
+        h('td', { class: 'mono' }, d.commit_sha ? d.commit_sha.slice(0, 7) : (d.ref || '—')),
+        h('td', { class: 'hide-narrow' }, when(d.requested_at)),
+        h('td', { class: 'hide-narrow' }, FINAL.includes(d.status) ? duration(d.duration_ms) : '…'),
+        h('td', {}, h('details', {}, h('summary', {}, `${(d.steps || []).length} steps`),
+          h('ul', { class: 'meta' }, (d.steps || []).map((s) => h('li', {}, `${s.name.replace('_', ' ')} · ${duration(s.duration_ms)}`)))))))))));
+  }
+
+  function renderSettings() {
+    const c = state.app.config;
+    const f = {
+      git_url: field('Git URL', { name: 'git_url', field: 'source.git_url', value: c.source.git_url || '' }),
+      git_ref: field('Branch, tag or commit', { name: 'git_ref', field: 'source.git_ref', value: c.source.git_ref || '' }),
+      image: field('Image', { name: 'image', field: 'source.image', value: c.source.image || '' }),
+      dockerfile: field('Dockerfile', { name: 'dockerfile', field: 'build.dockerfile', value: c.build.dockerfile || '' }),
+      context: field('Build context', { name: 'context', field: 'build.context', value: c.build.context || '' }),
+      target: field('Build target', { name: 'target', field: 'build.target', value: c.build.target || '' }),
+      port: field('Container port', { name: 'port', field: 'runtime.port', type: 'number', value: c.runtime.port || '' }),
+      replicas: field('Replicas', { name: 'replicas', field: 'runtime.replicas', type: 'number', value: c.runtime.replicas || '' }),
+      health_check_path: field('Health check path', { name: 'health_check_path', field: 'runtime.health_check.path', value: (c.runtime.health_check || {}).path || '' }),
+      health_check_timeout_seconds: field('Health check timeout (s)', { name: 'health_check_timeout_seconds', field: 'runtime.health_check.timeout_seconds', type: 'number', value: (c.runtime.health_check || {}).timeout_seconds || '' }),
+      cpu_millis: field('CPU (millicores)', { name: 'cpu_millis', field: 'runtime.resources.cpu_millis', type: 'number', value: (c.runtime.resources || {}).cpu_millis || '' }),
+      memory_bytes: field('Memory (MiB)', { name: 'memory_bytes', field: 'runtime.resources.memory_bytes', type: 'number', value: (c.runtime.resources || {}).memory_bytes ? Math.round(c.runtime.resources.memory_bytes / 1048576) : '' }),
+      restart_policy: field('Restart policy', { name: 'restart_policy', field: 'runtime.restart_policy', value: c.runtime.restart_policy || '', placeholder: 'unless-stopped' }),
+    };
+    const numbers = ['port', 'replicas', 'health_check_timeout_seconds', 'cpu_millis', 'memory_bytes'];
+    const form = h('form', { id: 'settings-form', 'aria-label': 'Settings', onsubmit: (e) => {
+      e.preventDefault();
+      submitting(form, async () => {
+        const patch = {};
+        for (const [k, w] of Object.entries(f)) {
+          const v = w.input.value.trim();
+          if (numbers.includes(k)) {
+            if (v === '') continue;
+            patch[k] = k === 'memory_bytes' ? Math.round(Number(v) * 1048576) : Number(v);
+          } else {
+            patch[k] = v;
+          }
+        }
+        await api('PATCH', `/apps/${enc(name)}`, patch);
+        ui.toast('Settings saved');
+      });
+    } },
+    h('h2', {}, 'Settings'),
+    h('h3', { class: 'meta' }, 'Source'), h('div', { class: 'row' }, f.git_url, f.git_ref, f.image),
+    h('h3', { class: 'meta' }, 'Build'), h('div', { class: 'row' }, f.dockerfile, f.context, f.target),
+    h('h3', { class: 'meta' }, 'Runtime'), h('div', { class: 'row' }, f.port, f.replicas, f.health_check_path, f.health_check_timeout_seconds, f.cpu_millis, f.memory_bytes, f.restart_policy),
+    h('div', { class: 'actions' }, h('button', { type: 'submit', id: 'save-settings' }, 'Save settings')));
+    replace(settings, form);
+  }
+
+  function renderEnv() {
+    const rows = h('tbody');
+    const addRow = (v = { key: '', value: '', secret: false }, existing = false) => {
+      const key = h('input', { 'aria-label': 'Key', value: v.key, class: 'mono' });
+      const secret = h('input', { type: 'checkbox', 'aria-label': 'Secret', checked: v.secret });
+      const value = h('input', { 'aria-label': 'Value', class: 'mono', type: v.secret ? 'password' : 'text', value: v.secret ? '' : (v.value || ''),
+        placeholder: v.secret && existing ? '•••••••• (unchanged)' : '', autocomplete: 'new-password' });
+      secret.addEventListener('change', () => { value.type = secret.checked ? 'password' : 'text'; });
+      const tr = h('tr', {}, h('td', {}, key), h('td', {}, value), h('td', {}, secret),
+        h('td', {}, h('button', { type: 'button', class: 'link', onclick: () => tr.remove() }, 'Remove')));
+      tr.read = () => {
+        const out = { key: key.value.trim(), value: value.value, secret: secret.checked };
+        if (out.secret && existing && v.secret && out.value === '' && out.key === v.key) { out.keep = true; }
+        return out;
+      };
+      rows.append(tr);
+    };
+    for (const v of state.app.config.env || []) addRow(v, true);
+    const form = h('form', { id: 'env-form', 'aria-label': 'Environment', onsubmit: (e) => {
+      e.preventDefault();
+      submitting(form, async () => {
+        const envs = [...rows.children].map((tr) => tr.read()).filter((v) => v.key !== '');
+        await api('PUT', `/apps/${enc(name)}/env`, { env: envs });
+        ui.toast('Environment saved');
+      });
+    } },
+    h('h2', {}, 'Environment'),
+    h('p', { class: 'meta' }, 'Secret values are write-only: they are encrypted at rest and never shown again.'),
+    h('div', { class: 'table-wrap', dataset: { field: 'env' } }, h('table', {}, h('thead', {}, h('tr', {}, h('th', {}, 'Key'), h('th', {}, 'Value'), h('th', {}, 'Secret'), h('th', {}, ''))), rows),
+      h('div', { class: 'field-error', hidden: true })),
+    h('div', { class: 'actions mt' }, h('button', { type: 'button', class: 'secondary', onclick: () => addRow() }, 'Add variable'), h('button', { type: 'submit' }, 'Save environment')));
+    replace(env, form);
+  }
+
+  function renderDomains() {
+    const list = state.app.config.domains || [];
+    const host = field('Host', { name: 'host', field: 'host', placeholder: 'app.example.com', required: true });
+    const path = field('Path prefix', { name: 'path_prefix', field: 'path_prefix', placeholder: '/' });
+    const port = field('Port', { name: 'port', field: 'port', type: 'number', placeholder: 'app port' });
+    const https = checkbox('HTTPS (Let\'s Encrypt)', { name: 'https', field: 'https', checked: true });
+    const form = h('form', { id: 'domain-form', 'aria-label': 'Add domain', onsubmit: (e) => {
+      e.preventDefault();
+      submitting(form, async () => {
+        const body = { host: host.input.value.trim(), https: https.input.checked };
+        if (path.input.value.trim()) body.path_prefix = path.input.value.trim();
+        if (port.input.value) body.port = Number(port.input.value);
+        await api('POST', `/apps/${enc(name)}/domains`, body);
+      });
+    } }, h('div', { class: 'row' }, host, path, port, https), h('div', { class: 'actions' }, h('button', { type: 'submit' }, 'Add domain')));
+    replace(domains, h('h2', {}, 'Domains'),
+      list.length === 0 ? h('p', { class: 'meta' }, 'No domains.') : h('ul', { id: 'domains' }, list.map((d) => h('li', {},
+        h('a', { href: `${d.https ? 'https' : 'http'}://${d.host}${d.path_prefix || ''}`, rel: 'noopener noreferrer', target: '_blank' }, `${d.host}${d.path_prefix || ''}`),
+        ' ', h('span', { class: 'meta' }, d.https ? 'HTTPS' : 'HTTP only'), ' ',
+        h('button', { type: 'button', class: 'link', onclick: () => act('Remove domain', async () => {
+          if (await ui.confirm(`Remove ${d.host}?`, 'Remove')) await api('DELETE', `/apps/${enc(name)}/domains/${enc(d.host)}`);
+        }) }, 'Remove')))),
+      form);
+  }
+
+  return unsub;
+}
+
+// appAsOf shows the application as it was at log position at.
+export function appAsOf(el, ui, name, at) {
+  const body = h('div', { class: 'panel asof' }, h('p', { class: 'meta' }, 'Loading…'));
+  replace(el, h('div', { class: 'toolbar' }, h('div', {}, h('h1', {}, `${name} as of position ${at}`),
+    h('p', { class: 'sub' }, 'Rebuilt from the event log up to this position. ',
+      h('a', { href: `#/apps/${enc(name)}` }, 'Back to the live application'), ' · ',
+      h('a', { href: `#/audit?app=${enc(name)}` }, 'history')))),
+  h('div', { class: 'actions' },
+    at > 1 ? h('a', { class: 'button secondary', href: `#/apps/${enc(name)}/at/${at - 1}` }, '← previous position') : null,
+    h('a', { class: 'button secondary', href: `#/apps/${enc(name)}/at/${at + 1}` }, 'next position →')),
+  h('div', { class: 'mt' }, body));
+  api('GET', `/apps/${enc(name)}?at=${at}`).then((a) => {
+    const c = a.config;
+    replace(body, h('dl', { class: 'kv' },
+      h('dt', {}, 'Status'), h('dd', {}, badge(a.status)),
+      h('dt', {}, 'Version'), h('dd', {}, String(a.stream_version)),
+      h('dt', {}, 'Source'), h('dd', { class: 'mono' }, c.source.image || `${c.source.git_url || ''} ${c.source.git_ref || ''}`),
+      h('dt', {}, 'Port'), h('dd', {}, String(c.runtime.port || '—')),
+      h('dt', {}, 'Env'), h('dd', { class: 'mono' }, (c.env || []).map((e) => `${e.key}=${e.secret ? '••••' : e.value}`).join('  ') || '—'),
+      h('dt', {}, 'Domains'), h('dd', {}, (c.domains || []).map((d) => d.host + (d.https ? ' (https)' : '')).join(', ') || '—'),
+      h('dt', {}, 'Serving'), h('dd', { class: 'mono' }, a.serving_deployment_id || '—')),
+    h('details', { class: 'mt' }, h('summary', {}, 'Raw state'), h('pre', { class: 'mono' }, JSON.stringify(a, null, 2))));
+  }).catch((err) => replace(body, h('p', { class: 'form-error' }, err.message)));
+}
