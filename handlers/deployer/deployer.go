@@ -65,6 +65,11 @@ type Config struct {
 	// RetryDelay is the pause before retrying after losing the lock or a
 	// failed start. Default 1 s.
 	RetryDelay time.Duration
+	// OnReceive, when set, is called as each command message arrives,
+	// before it is handled, with the command name and the message UUID (the
+	// source event id). It runs on the consuming goroutine: keep it fast.
+	// For metrics and benchmarks.
+	OnReceive func(command, messageUUID string)
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
 }
@@ -375,6 +380,9 @@ func (d *Deployer) loop(ctx context.Context, msgs <-chan *message.Message, h han
 // handle runs h and acks or nacks msg. On shutdown it does neither: the entry
 // stays pending and the next holder of the lock resumes it.
 func (d *Deployer) handle(ctx context.Context, msg *message.Message, h handlerFunc) {
+	if d.cfg.OnReceive != nil {
+		d.cfg.OnReceive(msg.Metadata.Get("name"), msg.UUID)
+	}
 	d.track(msg.UUID, 1)
 	defer d.track(msg.UUID, -1)
 	log := d.log.With("message_uuid", msg.UUID, "command", msg.Metadata.Get("name"))

@@ -44,6 +44,11 @@ type Config struct {
 	// CheckpointInterval saves the checkpoint at least this often while
 	// events flow. Default 20 ms.
 	CheckpointInterval time.Duration
+	// QueuedWriters append deployment.queued concurrently with publishing,
+	// so a slow append never delays the next command. Default 4. The
+	// deployer records the same event (same id) when it starts first, so a
+	// queued event lost in a crash is written anyway.
+	QueuedWriters int
 	// RetryMin and RetryMax bound the backoff between failed publishes or
 	// appends. Defaults 50 ms and 5 s.
 	RetryMin, RetryMax time.Duration
@@ -67,6 +72,9 @@ func (c *Config) setDefaults() {
 	if c.CheckpointInterval == 0 {
 		c.CheckpointInterval = 20 * time.Millisecond
 	}
+	if c.QueuedWriters == 0 {
+		c.QueuedWriters = 4
+	}
 	if c.RetryMin == 0 {
 		c.RetryMin = 50 * time.Millisecond
 	}
@@ -86,6 +94,9 @@ func (c Config) Validate() error {
 	}
 	if c.Name == "" || len(c.Name) > 200 {
 		errs = append(errs, domain.Invalid("name", "must be 1-200 characters"))
+	}
+	if c.QueuedWriters < 1 {
+		errs = append(errs, domain.Invalid("queued_writers", "must be at least 1"))
 	}
 	if c.CheckpointEvery < 1 {
 		errs = append(errs, domain.Invalid("checkpoint_every", "must be at least 1"))
@@ -172,10 +183,29 @@ func (r *Relay) Run(ctx context.Context) error {
 		defer wg.Done()
 		r.saveLoop(subCtx, from)
 	}()
+	queued := make(chan domain.RecordedEvent, 1024)
+	var qwg sync.WaitGroup
+	for range r.cfg.QueuedWriters {
+		qwg.Add(1)
+		go func() {
+			defer qwg.Done()
+			for e := range queued {
+				_ = r.retry(subCtx, "record queued", e, func() error { return r.appendQueued(subCtx, e) })
+			}
+		}()
+	}
 	var n int
 	err = r.store.Subscribe(subCtx, from, domain.Filter{Types: Types()}, func(ctx context.Context, e domain.RecordedEvent) error {
-		if err := r.relay(ctx, e); err != nil {
+		isRun, err := r.relay(ctx, e)
+		if err != nil {
 			return err
+		}
+		if isRun {
+			select {
+			case queued <- e:
+			case <-ctx.Done():
+				return ctx.Err()
+			}
 		}
 		r.done.Store(e.Position)
 		if n++; n%r.cfg.CheckpointEvery == 0 {
@@ -187,6 +217,8 @@ func (r *Relay) Run(ctx context.Context) error {
 		return nil
 	})
 	stop()
+	close(queued)
+	qwg.Wait()
 	wg.Wait()
 	if ctx.Err() != nil {
 		return nil
@@ -223,21 +255,20 @@ func (r *Relay) saveLoop(ctx context.Context, saved int64) {
 }
 
 // relay publishes the command derived from e, retrying until it succeeds or
-// ctx ends; for a deployment request it then records deployment.queued.
-func (r *Relay) relay(ctx context.Context, e domain.RecordedEvent) error {
+// ctx ends. It reports whether the command was a RunDeployment, whose
+// deployment.queued the caller records.
+func (r *Relay) relay(ctx context.Context, e domain.RecordedEvent) (bool, error) {
 	cmd, ok := r.command(e)
 	if !ok {
-		return nil
+		return false, nil
 	}
 	if err := r.retry(ctx, "publish "+cmd.CommandName(), e, func() error {
 		return r.bus.SendWithModifiedMessage(ctx, cmd, deployer.SourceModifier(e))
 	}); err != nil {
-		return err
+		return false, err
 	}
-	if _, ok := cmd.(deployer.RunDeployment); ok {
-		return r.retry(ctx, "record queued", e, func() error { return r.appendQueued(ctx, e) })
-	}
-	return nil
+	_, isRun := cmd.(deployer.RunDeployment)
+	return isRun, nil
 }
 
 // command maps a source event to its command; false for events it skips.
@@ -292,10 +323,15 @@ func (r *Relay) appendQueued(ctx context.Context, e domain.RecordedEvent) error 
 		CorrelationID: corr,
 		CausationID:   e.EventID,
 	}
+	// Usually nothing follows the request yet: decide from the request
+	// alone, and read the stream only when that guess was wrong.
+	events := []domain.RecordedEvent{e}
 	for try := 0; ; try++ {
-		events, err := r.store.ReadStream(ctx, e.StreamID, 1, 0)
-		if err != nil {
-			return err
+		if try > 0 || e.StreamVersion != 1 {
+			var err error
+			if events, err = r.store.ReadStream(ctx, e.StreamID, 1, 0); err != nil {
+				return err
+			}
 		}
 		dep, err := domain.LoadDeployment(events)
 		if err != nil {
