@@ -99,6 +99,9 @@ type Deps struct {
 	// LocalActor (keep the server on loopback then).
 	Auth   Authenticator
 	Logger *slog.Logger
+	// Integrations are the ports of the event history, live streams,
+	// audit and webhook endpoints (webui/events.go); absent ports answer 503.
+	Integrations Integrations
 	// Hub serves the live socket GET /api/v1/ws (503 when nil).
 	Hub *Hub
 }
@@ -220,6 +223,7 @@ func (s *Server) registerRoutes() {
 	s.api("GET /api/v1/deployments/{id}", s.getDeployment)
 	s.api("POST /api/v1/deployments/{id}/cancel", s.cancelDeployment)
 	s.api("GET /api/v1/deployments/{id}/logs", s.deploymentLogs)
+	s.registerIntegrations()
 
 	s.api("GET /api/v1/ws", s.websocket)
 }
