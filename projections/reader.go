@@ -162,3 +162,44 @@ func streamFold(ctx context.Context, conn interface {
 		return ctx.Err()
 	}
 }
+
+// foldInto folds the events in (after, upto] into m, decoding payloads on
+// other goroutines while m applies them in order.
+func foldInto(ctx context.Context, conn interface {
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+}, m *Model, after, upto int64) error {
+	type decoded struct {
+		events []domain.RecordedEvent
+		data   []any
+	}
+	pending := make(chan chan decoded, 4)
+	applied := make(chan struct{})
+	go func() {
+		defer close(applied)
+		for c := range pending {
+			d := <-c
+			for i, e := range d.events {
+				m.applyDecoded(e, d.data[i])
+			}
+		}
+	}()
+	err := streamFold(ctx, conn, after, upto, func(b []domain.RecordedEvent) error {
+		c := make(chan decoded, 1)
+		go func() {
+			data := make([]any, len(b))
+			for i, e := range b {
+				data[i] = decode(e)
+			}
+			c <- decoded{b, data}
+		}()
+		select {
+		case pending <- c:
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	})
+	close(pending)
+	<-applied
+	return err
+}

@@ -9,8 +9,6 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
-
-	"berth/domain"
 )
 
 // readModelTables are the tables ReadModel owns.
@@ -35,12 +33,7 @@ func (*ReadModel) Rebuild(ctx context.Context, pool *pgxpool.Pool) (int64, error
 	}
 	start := time.Now()
 	m := NewModel()
-	if err := streamFold(ctx, pool, 0, head, func(batch []domain.RecordedEvent) error {
-		for _, e := range batch {
-			m.Apply(e)
-		}
-		return nil
-	}); err != nil {
+	if err := foldInto(ctx, pool, m, 0, head); err != nil {
 		return 0, err
 	}
 	slog.Debug("rebuild: folded", "projection", ReadModelName, "events", head, "took", time.Since(start))
@@ -60,12 +53,7 @@ func (*ReadModel) Rebuild(ctx context.Context, pool *pgxpool.Pool) (int64, error
 		}
 		if now > head {
 			m.TrackChanges()
-			if err := streamFold(ctx, tx, head, now, func(batch []domain.RecordedEvent) error {
-				for _, e := range batch {
-					m.Apply(e)
-				}
-				return nil
-			}); err != nil {
+			if err := foldInto(ctx, tx, m, head, now); err != nil {
 				return 0, err
 			}
 			if err := writeDirty(ctx, tx, m, "_new"); err != nil {

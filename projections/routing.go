@@ -68,12 +68,7 @@ func (r *Routing) Start(ctx context.Context, pool *pgxpool.Pool) (int64, error) 
 		return 0, err
 	}
 	m := NewModel()
-	if err := streamFold(ctx, pool, 0, head, func(b []domain.RecordedEvent) error {
-		for _, e := range b {
-			m.Apply(e)
-		}
-		return nil
-	}); err != nil {
+	if err := foldInto(ctx, pool, m, 0, head); err != nil {
 		return 0, err
 	}
 	apps := make([]traefik.App, 0, len(m.Apps))
