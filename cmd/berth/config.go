@@ -31,6 +31,8 @@ type Config struct {
 	Listen        string     // --listen, BERTH_LISTEN
 	MasterKeyFile string     // --master-key-file, BERTH_MASTER_KEY_FILE; empty: <data-dir>/master.key
 	DataDir       string     // --data-dir, BERTH_DATA_DIR
+	DeployHost    string     // --deploy-host, BERTH_DEPLOY_HOST: names this Docker host's deploy queue
+	DockerNetwork string     // --docker-network, BERTH_DOCKER_NETWORK: the bridge network of app containers
 	LogLevel      slog.Level // --log-level, BERTH_LOG_LEVEL
 }
 
@@ -42,6 +44,7 @@ func DefaultConfig() Config {
 		RedisURL:    DefaultRedisURL,
 		Listen:      DefaultListen,
 		DataDir:     DefaultDataDir,
+		DeployHost:  "local",
 		LogLevel:    slog.LevelInfo,
 	}
 }
@@ -129,6 +132,8 @@ func bindConfig(fs *flag.FlagSet, c *Config, groups flagGroup, getenv func(strin
 		str(&c.TraefikDir, "traefik-dir", "BERTH_TRAEFIK_DIR", "directory of Traefik's dynamic configuration (default: <data-dir>/traefik/dynamic)")
 		str(&c.MasterKeyFile, "master-key-file", "BERTH_MASTER_KEY_FILE", "file holding the master key that wraps data keys (default: <data-dir>/master.key)")
 		str(&c.DataDir, "data-dir", "BERTH_DATA_DIR", "directory for berth's local state")
+		str(&c.DeployHost, "deploy-host", "BERTH_DEPLOY_HOST", "name of this Docker host's deploy queue (one deployer per name)")
+		str(&c.DockerNetwork, "docker-network", "BERTH_DOCKER_NETWORK", "bridge network of application containers (default: berth)")
 	}
 	if v := getenv("BERTH_LOG_LEVEL"); v != "" {
 		if err := c.LogLevel.UnmarshalText([]byte(v)); err != nil {

@@ -6,9 +6,26 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill"
+	"github.com/ThreeDotsLabs/watermill-redisstream/pkg/redisstream"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/redis/go-redis/v9"
 
 	"berth/domain"
 	"berth/eventstore"
+	"berth/eventstore/keyring"
+	"berth/handlers/buildlog"
+	cmdhandlers "berth/handlers/commands"
+	"berth/handlers/deployer"
+	"berth/handlers/engine"
+	"berth/handlers/relay"
+	"berth/projections"
+	"berth/projections/traefik"
+	"berth/webui"
 )
 
 // This file is where berth's components are constructed from the
@@ -28,9 +45,153 @@ import (
 // wire builds the components and returns the HTTP handler (nil: only the
 // health endpoints) and the background runners.
 func (m *Main) wire(ctx context.Context) (http.Handler, []Runner, error) {
+	cfg := m.Config
+
+	sealer, err := openSealer(m)
+	if err != nil {
+		return nil, nil, err
+	}
+	cmds, err := cmdhandlers.New(cmdhandlers.Config{Logger: m.Logger}, m.Store, sealer)
+	if err != nil {
+		return nil, nil, err
+	}
+
+	// Projections: read models, the audit trail and the Traefik directory.
+	if err := os.MkdirAll(cfg.TraefikDir, 0o755); err != nil {
+		return nil, nil, fmt.Errorf("--traefik-dir: %w", err)
+	}
+	writer, err := traefik.NewWriter(traefik.WriterConfig{Dir: cfg.TraefikDir})
+	if err != nil {
+		return nil, nil, fmt.Errorf("--traefik-dir: %w", err)
+	}
+	routing, err := projections.NewRouting(projections.RoutingConfig{Writer: writer, Logger: m.Logger})
+	if err != nil {
+		return nil, nil, err
+	}
+	runner, err := projections.NewRunner(projections.RunnerConfig{Pool: m.Pool, Log: m.Store, Logger: m.Logger},
+		projections.NewReadModel(), projections.NewAudit(), routing)
+	if err != nil {
+		return nil, nil, err
+	}
+
+	// The HTTP API.
+	logs := buildlog.New(m.Pool)
+	reads := &webui.ProjectionReads{Queries: projections.NewQueries(m.Pool), Runner: runner, Log: m.Store}
+	// The live socket: one log subscription per process fanned out to pages.
+	hub, err := webui.NewHub(webui.HubConfig{Logger: m.Logger}, webui.HubDeps{Log: m.Store, Reads: reads, BuildLogs: webui.BuildLogStore{Store: logs}})
+	if err != nil {
+		return nil, nil, err
+	}
+	srv, err := webui.NewServer(webui.ServerConfig{}, webui.Deps{
+		Commands: cmds, Reads: reads, Queue: reads, BuildLogs: webui.BuildLogStore{Store: logs},
+		Metrics: []webui.MetricsWriter{runner}, Logger: m.Logger, Hub: hub,
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	srv.MountUI()
+
+	// The deploy path: relay (log → Redis Streams) and this host's deployer.
+	dep, rl, closePub, err := wireDeployer(ctx, m, logs, sealer)
+	if err != nil {
+		return nil, nil, err
+	}
+	m.closers = append(m.closers, closePub)
+
+	runners := []Runner{
+		{Name: "projections", Run: runner.Run},
+		{Name: "hub", Run: hub.Run},
+		{Name: "relay", Run: rl.Run},
+		{Name: "deployer", Run: dep.Run},
+	}
+	return srv, runners, nil
+}
+
+// openSealer returns the keyring that seals and opens application secrets,
+// creating the master key file on first start.
+func openSealer(m *Main) (domain.SecretSealer, error) {
+	if err := os.MkdirAll(filepath.Dir(m.Config.MasterKeyFile), 0o700); err != nil {
+		return nil, fmt.Errorf("--master-key-file: %w", err)
+	}
+	key, created, err := keyring.LoadOrCreateMasterKey(m.Config.MasterKeyFile)
+	if err != nil {
+		return nil, fmt.Errorf("--master-key-file: %w", err)
+	}
+	if created {
+		m.Logger.Warn("created a new master key: back it up, secrets cannot be opened without it", "file", m.Config.MasterKeyFile)
+	}
+	k, err := keyring.New(keyring.Config{MasterKey: key, Logger: m.Logger}, m.Pool)
+	if err != nil {
+		return nil, fmt.Errorf("open keyring: %w", err)
+	}
+	return k, nil
+}
+
+// wireDeployer builds the relay and the deployer of Config.DeployHost with
+// the Docker executor, and returns a function closing the relay's
+// publisher.
+func wireDeployer(ctx context.Context, m *Main, logs *buildlog.Store, sealer domain.SecretSealer) (*deployer.Deployer, *relay.Relay, func() error, error) {
 	_ = ctx
-	var runners []Runner
-	return nil, runners, nil
+	cfg := m.Config
+	redisOpts, err := redis.ParseURL(cfg.RedisURL)
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("--redis-url: %w", err)
+	}
+	dataDir, err := filepath.Abs(cfg.DataDir)
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("--data-dir: %w", err)
+	}
+	eng, err := engine.New(engine.Config{DockerHost: cfg.DockerHost, Network: cfg.DockerNetwork, WorkRoot: filepath.Join(dataDir, "work")})
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	m.closers = append(m.closers, eng.Close)
+	exec, err := deployer.NewDockerExecutor(deployer.DockerExecutorConfig{
+		Engine: eng, Logs: logs, Sealer: sealer, Logger: m.Logger,
+		Routes: deployer.RouteWaiterFunc(func(ctx context.Context, pos int64) error {
+			return waitCheckpoint(ctx, m.Pool, projections.RoutingName, pos)
+		}),
+	}, m.Store)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	dep, err := deployer.New(deployer.Config{Host: cfg.DeployHost, Logger: m.Logger}, m.Store, m.Pool, redisOpts, exec)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	checkpoints, ok := m.Store.(domain.CheckpointStore)
+	if !ok {
+		return nil, nil, nil, fmt.Errorf("the event store keeps no checkpoints: %w", domain.ErrInvalid)
+	}
+	pub, err := redisstream.NewPublisher(redisstream.PublisherConfig{Client: redis.NewClient(redisOpts)}, watermill.NewSlogLogger(m.Logger))
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("redis publisher: %w", err)
+	}
+	rl, err := relay.New(relay.Config{Host: cfg.DeployHost, Logger: m.Logger}, m.Store, checkpoints, pub)
+	if err != nil {
+		_ = pub.Close()
+		return nil, nil, nil, err
+	}
+	return dep, rl, pub.Close, nil
+}
+
+// waitCheckpoint waits until the stored checkpoint of projection name
+// reached pos: the routing projection runs in this process or another one.
+func waitCheckpoint(ctx context.Context, pool *pgxpool.Pool, name string, pos int64) error {
+	t := time.NewTicker(20 * time.Millisecond)
+	defer t.Stop()
+	for {
+		var got int64
+		err := pool.QueryRow(ctx, "SELECT position FROM checkpoints WHERE name = $1", name).Scan(&got)
+		if err == nil && got >= pos {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("wait for %s to apply position %d: %w", name, pos, ctx.Err())
+		case <-t.C:
+		}
+	}
 }
 
 // openEventStore returns the PostgreSQL event store over m.Pool and
