@@ -474,10 +474,14 @@ func TestRoutingWritesRemovesAndReconciles(t *testing.T) {
 	mustAppend(t, store, domain.DeploymentStream("d9"), domain.EventDeploymentTrafficSwitched, domain.DeploymentTrafficSwitched{DeploymentID: "d9", App: "api", ContainerID: "c9"})
 	eventually(t, func() bool { b, _ := os.ReadFile(file); return strings.Contains(string(b), "http://berth-api-d9:3000") })
 
+	mustAppend(t, store, domain.DeploymentStream("d10"), domain.EventDeploymentRequested, domain.DeploymentRequested{DeploymentID: "d10", App: "api"})
+	mustAppend(t, store, domain.DeploymentStream("d10"), domain.EventDeploymentTrafficSwitched, domain.DeploymentTrafficSwitched{DeploymentID: "d10", App: "api", ContainerID: "c10", UpstreamHost: "172.18.0.7", UpstreamPort: 3001})
+	eventually(t, func() bool { b, _ := os.ReadFile(file); return strings.Contains(string(b), "http://172.18.0.7:3001") })
+
 	mustAppend(t, store, domain.AppStream("api"), domain.EventAppStopped, domain.AppStopped{App: "api"})
 	eventually(t, func() bool { b, _ := os.ReadFile(file); return strings.Contains(string(b), "servers: []") })
 	mustAppend(t, store, domain.AppStream("api"), domain.EventAppStarted, domain.AppStarted{App: "api"})
-	eventually(t, func() bool { b, _ := os.ReadFile(file); return strings.Contains(string(b), "http://berth-api-d9:3000") })
+	eventually(t, func() bool { b, _ := os.ReadFile(file); return strings.Contains(string(b), "http://c10:3000") })
 	cancel()
 	<-done
 
