@@ -356,7 +356,7 @@ func (h *Hub) broadcast(topic string, m Message) {
 		return
 	}
 	for c := range set {
-		c.enqueue(pm)
+		c.deliver(topic, m.Position, pm)
 	}
 }
 

@@ -5,11 +5,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"net/http"
 	"net/url"
 	"regexp"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -59,6 +61,57 @@ type conn struct {
 	kick   chan struct{}
 	// topics is guarded by hub.mu; values stop the topic's follower.
 	topics map[string]context.CancelFunc
+
+	// held keeps the live messages of topics whose snapshot or backfill is
+	// being read, so a topic's messages always reach the client in
+	// position order (a client resuming from the last position it saw must
+	// not skip what the backfill was about to send).
+	holdMu sync.Mutex
+	held   map[string][]heldMessage
+}
+
+type heldMessage struct {
+	position int64
+	pm       *websocket.PreparedMessage
+}
+
+// deliver queues a live message of topic, or holds it while the topic's
+// snapshot is read. Holding is bounded like the queue.
+func (c *conn) deliver(topic string, position int64, pm *websocket.PreparedMessage) {
+	c.holdMu.Lock()
+	if q, ok := c.held[topic]; ok {
+		if len(q) < cap(c.send) {
+			c.held[topic] = append(q, heldMessage{position, pm})
+			c.holdMu.Unlock()
+			return
+		}
+		c.held[topic] = nil
+		c.holdMu.Unlock()
+		c.overflow()
+		return
+	}
+	c.holdMu.Unlock()
+	c.enqueue(pm)
+}
+
+// hold starts holding topic's live messages.
+func (c *conn) hold(topic string) {
+	c.holdMu.Lock()
+	c.held[topic] = []heldMessage{}
+	c.holdMu.Unlock()
+}
+
+// release queues the held messages of topic newer than after, in order,
+// and stops holding.
+func (c *conn) release(topic string, after int64) {
+	c.holdMu.Lock()
+	defer c.holdMu.Unlock()
+	for _, m := range c.held[topic] {
+		if m.position > after {
+			c.enqueue(m.pm)
+		}
+	}
+	delete(c.held, topic)
 }
 
 // enqueue queues pm without blocking; when the queue is full the
@@ -72,14 +125,20 @@ func (c *conn) enqueue(pm *websocket.PreparedMessage) bool {
 		c.hub.sent.Add(1)
 		return true
 	default:
-		if c.behind.CompareAndSwap(false, true) {
-			c.hub.resyncs.Add(1)
-			select {
-			case c.kick <- struct{}{}:
-			default:
-			}
-		}
+		c.overflow()
 		return false
+	}
+}
+
+// overflow marks the connection behind and wakes the writer to tell the
+// client.
+func (c *conn) overflow() {
+	if c.behind.CompareAndSwap(false, true) {
+		c.hub.resyncs.Add(1)
+		select {
+		case c.kick <- struct{}{}:
+		default:
+		}
 	}
 }
 
@@ -97,6 +156,7 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		send:   make(chan *websocket.PreparedMessage, h.cfg.SendQueue),
 		kick:   make(chan struct{}, 1),
 		topics: map[string]context.CancelFunc{},
+		held:   map[string][]heldMessage{},
 	}
 	h.add(c)
 	writerDone := make(chan struct{})
@@ -128,7 +188,6 @@ func (c *conn) writeLoop() {
 		_ = c.ws.SetWriteDeadline(time.Now().Add(c.hub.cfg.WriteWait))
 		return c.ws.WritePreparedMessage(pm) == nil
 	}
-	resync, _ := prepare(Message{Op: "resync", Position: c.hub.Position()})
 	for {
 		select {
 		case <-c.ctx.Done():
@@ -149,7 +208,8 @@ func (c *conn) writeLoop() {
 				}
 			}
 			c.behind.Store(false)
-			if !write(resync) {
+			resync, err := prepare(Message{Op: "resync", Position: c.hub.Position()})
+			if err != nil || !write(resync) {
 				return
 			}
 		case <-ping.C:
@@ -213,7 +273,11 @@ func (c *conn) subscribe(topic string, after int64) {
 		c.refuse(topic, err.Error())
 		return
 	}
+	if kind != TopicLogPrefix {
+		c.hold(topic)
+	}
 	if !c.hub.register(c, topic) {
+		c.release(topic, math.MaxInt64)
 		c.refuse(topic, fmt.Sprintf("at most %d topics per connection", c.hub.cfg.MaxTopics))
 		return
 	}
@@ -230,9 +294,15 @@ func (c *conn) subscribe(topic string, after int64) {
 	case TopicDeploymentPrefix:
 		err = c.snapshotDeployment(ctx, topic, name, pos)
 	case TopicAudit:
-		err = c.backfillAudit(ctx, after)
+		pos, err = c.backfillAudit(ctx, after)
 	case TopicLogPrefix:
 		err = c.followLog(topic, name, after)
+	}
+	if kind != TopicLogPrefix {
+		if err != nil {
+			pos = math.MaxInt64
+		}
+		c.release(topic, pos)
 	}
 	if err != nil {
 		c.hub.unregister(c, topic)
@@ -320,10 +390,10 @@ func (c *conn) snapshotDeployment(ctx context.Context, topic, id string, pos int
 // most recent AuditBackfill). A client further behind than AuditBackfill
 // gets the most recent ones and "truncated" (it pages older ones over the
 // API).
-func (c *conn) backfillAudit(ctx context.Context, after int64) error {
+func (c *conn) backfillAudit(ctx context.Context, after int64) (int64, error) {
 	head, err := c.hub.deps.Log.Head(ctx)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	n := int64(c.hub.cfg.AuditBackfill)
 	truncated := false
@@ -333,7 +403,7 @@ func (c *conn) backfillAudit(ctx context.Context, after int64) error {
 	}
 	events, err := c.hub.deps.Log.ReadAll(ctx, domain.ReadAllQuery{After: after, Limit: int(n)})
 	if err != nil {
-		return err
+		return 0, err
 	}
 	out := make([]AuditEvent, 0, len(events))
 	for _, e := range events {
@@ -345,7 +415,7 @@ func (c *conn) backfillAudit(ctx context.Context, after int64) error {
 	}
 	c.enqueueMessage(Message{Topic: TopicAudit, Position: pos, Snapshot: after == 0 || truncated,
 		Data: map[string]any{"events": out, "truncated": truncated}})
-	return nil
+	return pos, nil
 }
 
 // followLog streams a deployment's build log after seq in its own

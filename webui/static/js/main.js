@@ -1,6 +1,7 @@
 // The berth web UI: a hash router over a few views, one live socket.
 import { Live } from './live.js';
-import { h, replace } from './dom.js';
+import { h, replace, actorName } from './dom.js';
+import { api, setCSRF } from './api.js';
 import { dashboard } from './views/dashboard.js';
 import { appView, appAsOf } from './views/app.js';
 import { deploymentView } from './views/deployment.js';
@@ -72,6 +73,23 @@ function route() {
   view.focus({ preventScroll: true });
 }
 
+// The session (when accounts are enabled) gives the CSRF token and the
+// role; write controls are hidden from read-only roles.
+async function session() {
+  try {
+    const s = await api('GET', '/session');
+    setCSRF(s.csrf_token);
+    document.body.dataset.role = s.role || '';
+    const who = document.getElementById('who');
+    replace(who, actorName(s.actor), ' ', h('button', { type: 'button', class: 'link', onclick: async () => {
+      try { await api('POST', '/logout'); } finally { location.hash = '#/login'; location.reload(); }
+    } }, 'Sign out'));
+  } catch {
+    // No accounts on this server (loopback), or not signed in: the 401
+    // handler shows the login page.
+  }
+}
+
 window.addEventListener('hashchange', route);
 window.addEventListener('berth:unauthorized', () => {
   if (!location.hash.startsWith('#/login')) {
@@ -79,4 +97,4 @@ window.addEventListener('berth:unauthorized', () => {
     location.hash = '#/login';
   }
 });
-route();
+session().finally(route);

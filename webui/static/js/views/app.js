@@ -56,11 +56,11 @@ export function appView(el, ui, name) {
       succeeded.length ? succeeded.map((d) => h('option', { value: d.id }, `${short(d.id)} · ${when(d.finished_at)}${d.commit_sha ? ' · ' + d.commit_sha.slice(0, 7) : ''}`))
         : h('option', { value: '' }, 'no successful deployment'));
     replace(actions,
-      h('button', { type: 'button', id: 'deploy', onclick: () => act('Deploy', async () => {
+      h('button', { type: 'button', id: 'deploy', class: 'write', onclick: () => act('Deploy', async () => {
         const res = await api('POST', `/apps/${enc(name)}/deployments`, {});
         if (res && res.deployment_id) ui.toast(`Deployment ${short(res.deployment_id)} queued`);
       }) }, 'Deploy'),
-      cur ? h('button', { type: 'button', id: 'cancel', class: 'secondary', onclick: () => act('Cancel', async () => {
+      cur ? h('button', { type: 'button', id: 'cancel', class: 'secondary write', onclick: () => act('Cancel', async () => {
         if (await ui.confirm(`Cancel deployment ${short(cur.id)}?`, 'Cancel deployment')) await api('POST', `/deployments/${enc(cur.id)}/cancel`, { reason: 'cancelled from the UI' });
       }) }, 'Cancel deployment') : null,
       a.desired_status === 'stopped'
@@ -74,7 +74,7 @@ export function appView(el, ui, name) {
           await api('POST', `/apps/${enc(name)}/rollback`, { deployment_id: to });
         }
       }) }, 'Roll back')),
-      h('button', { type: 'button', class: 'danger', id: 'delete', onclick: () => act('Delete', async () => {
+      h('button', { type: 'button', class: 'danger write', id: 'delete', onclick: () => act('Delete', async () => {
         if (await ui.confirm(`Delete ${name}? Its containers and routes are removed; its history stays in the log.`, 'Delete')) {
           await api('DELETE', `/apps/${enc(name)}`);
           ui.go('#/');
@@ -157,7 +157,7 @@ export function appView(el, ui, name) {
     h('h3', { class: 'meta' }, 'Source'), h('div', { class: 'row' }, f.git_url, f.git_ref, f.image),
     h('h3', { class: 'meta' }, 'Build'), h('div', { class: 'row' }, f.dockerfile, f.context, f.target),
     h('h3', { class: 'meta' }, 'Runtime'), h('div', { class: 'row' }, f.port, f.replicas, f.health_check_path, f.health_check_timeout_seconds, f.cpu_millis, f.memory_bytes, f.restart_policy),
-    h('div', { class: 'actions' }, h('button', { type: 'submit', id: 'save-settings' }, 'Save settings')));
+    h('div', { class: 'actions write' }, h('button', { type: 'submit', id: 'save-settings' }, 'Save settings')));
     replace(settings, form);
   }
 

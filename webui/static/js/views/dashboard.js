@@ -12,7 +12,7 @@ export function dashboard(el, ui) {
     h('div', { class: 'toolbar' },
       h('div', {}, h('h1', {}, 'Applications'), h('p', { class: 'sub' }, 'Everything below updates live from the event log.')),
       h('div', { class: 'actions' },
-        h('button', { type: 'button', id: 'new-app', onclick: () => { createPanel.hidden = !createPanel.hidden; if (!createPanel.hidden) createPanel.querySelector('input').focus(); } }, 'New application'))),
+        h('button', { type: 'button', id: 'new-app', class: 'write', onclick: () => { createPanel.hidden = !createPanel.hidden; if (!createPanel.hidden) createPanel.querySelector('input').focus(); } }, 'New application'))),
     createPanel, list);
 
   // keep merges a row unless the one held is newer.

@@ -27,7 +27,7 @@ export function deploymentView(el, ui, id) {
     const d = dep;
     replace(head, h('div', {}, h('h1', {}, `Deployment ${short(d.id)} `, badge(d.status, { deployment: true })),
       h('p', { class: 'sub' }, 'of ', h('a', { href: `#/apps/${enc(d.app)}` }, d.app), ` · requested ${when(d.requested_at)} by ${actorName(d.actor)}`)),
-    h('div', { class: 'actions' }, isActive(d) ? h('button', { type: 'button', id: 'cancel', class: 'secondary', onclick: async () => {
+    h('div', { class: 'actions' }, isActive(d) ? h('button', { type: 'button', id: 'cancel', class: 'secondary write', onclick: async () => {
       if (!await ui.confirm(`Cancel deployment ${short(d.id)}?`, 'Cancel deployment')) return;
       try { await api('POST', `/deployments/${enc(d.id)}/cancel`, { reason: 'cancelled from the UI' }); } catch (err) { ui.toast(err.message); }
     } }, 'Cancel deployment') : null,
