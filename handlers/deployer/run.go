@@ -142,19 +142,25 @@ func (d *Deployer) run(ctx context.Context, dep *deployment, md domain.Metadata)
 	stop()
 	elapsed := time.Since(start).Milliseconds()
 	dep = rec.dep
+	// A run that finished is recorded even while shutting down, or the next
+	// holder of the lock would run it again.
+	outcomeCtx := ctx
+	if execErr == nil {
+		outcomeCtx = context.WithoutCancel(ctx)
+	}
 	var summary domain.LogSummary
-	if sealer, ok := d.exec.(LogSealer); ok && ctx.Err() == nil {
-		if summary, err = sealer.SealLog(ctx, dep.ID()); err != nil {
+	if sealer, ok := d.exec.(LogSealer); ok && outcomeCtx.Err() == nil {
+		if summary, err = sealer.SealLog(outcomeCtx, dep.ID()); err != nil {
 			log.Error("build log not sealed", "err", err)
 			summary = domain.LogSummary{}
 		}
 	}
 	switch {
 	case execErr == nil:
-		err := d.record(ctx, dep, md, domain.DeploymentSucceeded{ImageID: dep.ImageID(), ContainerID: dep.ContainerID(), DurationMS: elapsed, LogSummary: summary})
+		err := d.record(outcomeCtx, dep, md, domain.DeploymentSucceeded{ImageID: dep.ImageID(), ContainerID: dep.ContainerID(), DurationMS: elapsed, LogSummary: summary})
 		if errors.Is(err, domain.ErrBadTransition) {
 			log.Error("executor returned before switching traffic", "status", dep.Status())
-			return d.record(ctx, dep, md, domain.DeploymentFailed{
+			return d.record(outcomeCtx, dep, md, domain.DeploymentFailed{
 				Step: currentStep(dep.Status()), Reason: "the executor finished before traffic switched", DurationMS: elapsed,
 			})
 		}
