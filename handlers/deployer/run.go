@@ -226,6 +226,11 @@ func (d *Deployer) interrupt(ctx context.Context, dep *deployment, md domain.Met
 			d.log.Error("interrupted deployment not cleaned up", "deployment", dep.ID(), "err", err)
 		}
 	}
+	if dep.CancelRequested() {
+		// Its user asked to cancel it: the interruption ends it as
+		// cancelled, never retried.
+		return d.record(ctx, dep, md, domain.DeploymentCancelled{Step: currentStep(dep.Status())})
+	}
 	if attempt >= d.cfg.MaxAttempts && d.cfg.InterruptPolicy == InterruptRetry {
 		d.log.Error("deployment dead-lettered", "deployment", dep.ID(), "attempts", attempt, "reason", reason)
 		return d.record(ctx, dep, md, domain.DeploymentDeadLettered{
