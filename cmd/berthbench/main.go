@@ -53,6 +53,9 @@ func suites() []suite {
 		{"rebuild", func(ctx context.Context, c config, out io.Writer) error {
 			return bench.RunRebuild(ctx, c.databaseURL, out)
 		}},
+		{"stream", func(ctx context.Context, c config, out io.Writer) error {
+			return bench.RunStream(ctx, c.databaseURL, out)
+		}},
 		{"route", func(ctx context.Context, c config, out io.Writer) error {
 			if _, err := os.Stat(c.traefikBin); err != nil {
 				return fmt.Errorf("traefik binary: %w: build it with `go tool task traefik` or set BERTH_TRAEFIK_BIN", err)
