@@ -82,17 +82,24 @@ func (m *Main) wire(ctx context.Context) (http.Handler, []Runner, error) {
 	if err != nil {
 		return nil, nil, err
 	}
+	// Accounts: every API request is authenticated and authorised by role.
+	guard, _, authRunners, err := wireAuth(m, cmds, sealer)
+	if err != nil {
+		return nil, nil, err
+	}
 	srv, err := webui.NewServer(webui.ServerConfig{}, webui.Deps{
 		Commands: cmds, Reads: reads, Queue: reads, BuildLogs: webui.BuildLogStore{Store: logs},
 		Metrics: []webui.MetricsWriter{runner}, Logger: m.Logger, Hub: hub,
+		Auth: guard.Authenticate,
 	})
 	if err != nil {
 		return nil, nil, err
 	}
+	guard.Register(srv)
 	srv.MountUI()
 
 	// The deploy path: relay (log → Redis Streams) and this host's deployer.
-	dep, rl, closePub, err := wireDeployer(ctx, m, logs, sealer)
+	dep, rl, closePub, err := wireDeployer(ctx, m, logs, sealer, runner)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -104,6 +111,7 @@ func (m *Main) wire(ctx context.Context) (http.Handler, []Runner, error) {
 		{Name: "relay", Run: rl.Run},
 		{Name: "deployer", Run: dep.Run},
 	}
+	runners = append(runners, authRunners...)
 	return srv, runners, nil
 }
 
@@ -130,7 +138,7 @@ func openSealer(m *Main) (domain.SecretSealer, error) {
 // wireDeployer builds the relay and the deployer of Config.DeployHost with
 // the Docker executor, and returns a function closing the relay's
 // publisher.
-func wireDeployer(ctx context.Context, m *Main, logs *buildlog.Store, sealer domain.SecretSealer) (*deployer.Deployer, *relay.Relay, func() error, error) {
+func wireDeployer(ctx context.Context, m *Main, logs *buildlog.Store, sealer domain.SecretSealer, runner *projections.Runner) (*deployer.Deployer, *relay.Relay, func() error, error) {
 	_ = ctx
 	cfg := m.Config
 	redisOpts, err := redis.ParseURL(cfg.RedisURL)
@@ -149,6 +157,7 @@ func wireDeployer(ctx context.Context, m *Main, logs *buildlog.Store, sealer dom
 	exec, err := deployer.NewDockerExecutor(deployer.DockerExecutorConfig{
 		Engine: eng, Logs: logs, Sealer: sealer, Logger: m.Logger,
 		Routes: deployer.RouteWaiterFunc(func(ctx context.Context, pos int64) error {
+			runner.Notify(pos) // the switch was just appended: wake the projections now
 			return waitCheckpoint(ctx, m.Pool, projections.RoutingName, pos)
 		}),
 	}, m.Store)

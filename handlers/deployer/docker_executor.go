@@ -76,6 +76,9 @@ type DockerExecutorConfig struct {
 	// for the routing projection (30 s). The health check's timeout is the
 	// application's own.
 	FetchTimeout, BuildTimeout, StartTimeout, RouteTimeout time.Duration
+	// HealthInterval is the pause between two health probes of a new
+	// container. Default 100 ms.
+	HealthInterval time.Duration
 	// KeepImages is how many of the application's latest successful
 	// deployments keep their images for rollbacks; older images are removed
 	// after each success. Default 3.
@@ -106,6 +109,9 @@ func (c *DockerExecutorConfig) setDefaults() {
 	if c.RouteTimeout == 0 {
 		c.RouteTimeout = 30 * time.Second
 	}
+	if c.HealthInterval == 0 {
+		c.HealthInterval = 100 * time.Millisecond
+	}
 	if c.KeepImages == 0 {
 		c.KeepImages = 3
 	}
@@ -129,6 +135,7 @@ func (c DockerExecutorConfig) Validate() error {
 	for name, d := range map[string]time.Duration{
 		"drain": c.Drain, "stop_grace": c.StopGrace, "fetch_timeout": c.FetchTimeout,
 		"build_timeout": c.BuildTimeout, "start_timeout": c.StartTimeout, "route_timeout": c.RouteTimeout,
+		"health_interval": c.HealthInterval,
 	} {
 		if d < 0 {
 			errs = append(errs, domain.Invalid(name, "must not be negative"))
@@ -432,7 +439,7 @@ func (ex *execution) waitHealthy(ctx context.Context, rt domain.Runtime) error {
 	}
 	ex.progress(ctx, fmt.Sprintf("health check: %s within %s", what, rt.HealthCheck.Timeout()))
 	start := time.Now()
-	err := ex.x.eng.WaitHealthy(ctx, *c, engine.HealthSpec{Path: rt.HealthCheck.Path, Port: rt.Port, Timeout: rt.HealthCheck.Timeout()})
+	err := ex.x.eng.WaitHealthy(ctx, *c, engine.HealthSpec{Path: rt.HealthCheck.Path, Port: rt.Port, Timeout: rt.HealthCheck.Timeout(), Interval: ex.x.cfg.HealthInterval})
 	if err != nil {
 		if ctx.Err() != nil {
 			return err
