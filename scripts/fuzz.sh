@@ -4,7 +4,7 @@
 #	fuzz FuzzParseHost ./domain
 #
 # A target that does not exist (yet) is reported and skipped, so a line can be
-# added before the target lands.
+# added before the target lands; a package that does not compile fails.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -12,7 +12,9 @@ FUZZTIME=${FUZZTIME:-5s}
 
 fuzz() {
 	local target=$1 pkg=$2
-	if ! go test -list "^${target}\$" "$pkg" 2>/dev/null | grep -qx "$target"; then
+	local listed
+	listed=$(go test -list "^${target}\$" "$pkg")
+	if ! grep -qx "$target" <<<"$listed"; then
 		printf 'fuzz: %s not found in %s, skipped\n' "$target" "$pkg" >&2
 		return 0
 	fi
@@ -21,5 +23,11 @@ fuzz() {
 }
 
 # One line per fuzz target:
-# fuzz FuzzX ./domain
+fuzz FuzzHost ./domain
+fuzz FuzzName ./domain
+fuzz FuzzGitURL ./domain
+fuzz FuzzGitRef ./domain
+fuzz FuzzPathPrefix ./domain
+fuzz FuzzImageRef ./domain
+fuzz FuzzCreateApp ./webui
 printf 'fuzz: done\n' >&2
