@@ -181,9 +181,17 @@ func TestSubscribeSurvivesTerminatedConnections(t *testing.T) {
 	expect(3)
 	for round := range 3 {
 		// Make sure the LISTEN connection exists, then kill everything.
+		// The pool may hand out a connection killed in the previous round:
+		// retry until a live one runs the query.
 		var killed int
-		err := s.Pool().QueryRow(context.Background(), `SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+		var err error
+		for try := 0; try < 5; try++ {
+			err = s.Pool().QueryRow(context.Background(), `SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
 WHERE datname = current_database() AND pid <> pg_backend_pid()`).Scan(&killed)
+			if err == nil {
+				break
+			}
+		}
 		if err != nil {
 			t.Fatal(err)
 		}
