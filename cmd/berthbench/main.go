@@ -29,10 +29,12 @@ import (
 const (
 	defaultDatabaseURL = "postgres://berth:berth@127.0.0.1:5432/berth?sslmode=disable"
 	defaultTraefikBin  = ".cache/traefik/v3.6.12/traefik"
+	defaultRedisURL    = "redis://127.0.0.1:6379/0"
 )
 
 type config struct {
 	databaseURL string
+	redisURL    string
 	traefikBin  string
 	run         *regexp.Regexp
 }
@@ -62,6 +64,9 @@ func suites() []suite {
 			}
 			return bench.RunRoutePropagation(ctx, c.traefikBin, out)
 		}},
+		{"deploy", func(ctx context.Context, c config, out io.Writer) error {
+			return bench.RunDeploy(ctx, c.databaseURL, c.redisURL, out)
+		}},
 	}
 }
 
@@ -77,6 +82,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	fs.SetOutput(stderr)
 	dbURL := fs.String("database-url", envOr(getenv, "BERTH_DATABASE_URL", defaultDatabaseURL),
 		"PostgreSQL URL; suites create and drop their own databases beside it (env BERTH_DATABASE_URL)")
+	redisURL := fs.String("redis-url", envOr(getenv, "BERTH_REDIS_URL", defaultRedisURL),
+		"Redis URL for the deploy suite (env BERTH_REDIS_URL)")
 	traefikBin := fs.String("traefik-bin", envOr(getenv, "BERTH_TRAEFIK_BIN", defaultTraefikBin),
 		"Traefik binary for the route suite (env BERTH_TRAEFIK_BIN)")
 	runPattern := fs.String("run", "", "run only suites whose name matches this regular expression")
@@ -101,7 +108,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		fmt.Fprintf(stderr, "berthbench: --traefik-bin: %v\n", err)
 		return 2
 	}
-	c := config{databaseURL: *dbURL, traefikBin: bin, run: re}
+	c := config{databaseURL: *dbURL, redisURL: *redisURL, traefikBin: bin, run: re}
 
 	code := 0
 	for _, s := range suites() {
