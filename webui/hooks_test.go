@@ -102,6 +102,9 @@ func TestInboundGitWebhook(t *testing.T) {
 	if r := e.do("POST", hook, body, "X-GitHub-Event", "push", "X-GitHub-Delivery", "d-0", "X-Hub-Signature-256", githubSig("guess", body)); r.status != http.StatusUnauthorized {
 		t.Fatalf("no secret yet: got %d, want 401", r.status)
 	}
+	if h := e.head(); h != head {
+		t.Fatalf("a refused hook appended events: head %d, want %d", h, head)
+	}
 	var sec webui.GitHookSecretResponse
 	e.must(http.StatusCreated, "POST", "/api/v1/apps/web/hooks/git/secret", nil).json(t, &sec)
 	if sec.Secret == "" || sec.URL != hook {
