@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"runtime/debug"
 	"strings"
 )
@@ -30,6 +31,7 @@ func usagef(format string, args ...any) error {
 
 // env is what a subcommand runs with.
 type env struct {
+	stdin          io.Reader
 	stdout, stderr io.Writer
 	getenv         func(string) string
 }
@@ -50,8 +52,8 @@ func commands() []command {
 		{"projections status", "show each projection's checkpoint and lag", runNotYet("projections status")},
 		{"projections rebuild", "rebuild a projection from position 0", runNotYet("projections rebuild")},
 		{"replay", "compute state as of a position or time (--at)", runNotYet("replay")},
-		{"user create", "create a user", runNotYet("user create")},
-		{"token create", "create an API token", runNotYet("token create")},
+		{"user create", "create a user (password read from standard input)", runUserCreate},
+		{"token create", "create an API token and print it once", runTokenCreate},
 		{"traefik config", "write Traefik's static configuration", runTraefikConfig},
 		{"version", "print berth's version", runVersion},
 	}
@@ -61,7 +63,13 @@ func commands() []command {
 // returns the process exit code. It reads configuration only through getenv
 // and writes only to stdout and stderr, so tests can run it in-process.
 func Execute(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) int {
-	e := env{stdout: stdout, stderr: stderr, getenv: getenv}
+	return ExecuteInput(ctx, args, getenv, os.Stdin, stdout, stderr)
+}
+
+// ExecuteInput is Execute reading standard input from stdin (passwords of
+// `user create --password-stdin`).
+func ExecuteInput(ctx context.Context, args []string, getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) int {
+	e := env{stdin: stdin, stdout: stdout, stderr: stderr, getenv: getenv}
 	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
 		printUsage(stderr)
 		if len(args) == 0 {
