@@ -352,7 +352,15 @@ func (s *stack) mustSucceed(id string) *domain.Deployment {
 
 // get requests / through Traefik with the app's Host header.
 func (a *app) get(c *http.Client) (int, string, error) {
-	req, err := http.NewRequest(http.MethodGet, "http://"+a.s.proxy+"/", nil)
+	target := a.s.proxy
+	if target == "" { // no proxy: the app's running container, directly
+		for _, ct := range a.s.containers(a.name) {
+			if n := ct.NetworkSettings.Networks[a.s.network]; ct.State == "running" && n != nil {
+				target = n.IPAddress + ":8080"
+			}
+		}
+	}
+	req, err := http.NewRequest(http.MethodGet, "http://"+target+"/", nil)
 	if err != nil {
 		return 0, "", err
 	}
@@ -626,7 +634,11 @@ func (s *stack) checkSealed(id string) {
 // health check: each ends in its outcome, removes what it started and
 // leaves the serving version answering.
 func TestFailuresLeaveTheServingVersion(t *testing.T) {
-	s := newStack(t, stackOptions{drain: 500 * time.Millisecond})
+	testFailures(t, stackOptions{drain: 500 * time.Millisecond})
+}
+
+func testFailures(t *testing.T, opt stackOptions) {
+	s := newStack(t, opt)
 	repo := newRepo(t, "", nil)
 	copyBusybox(t, repo)
 	a := s.newApp(repo, map[string]string{"VERSION": "v1"}, domain.HealthCheck{Path: "/healthz", TimeoutSeconds: 20})
