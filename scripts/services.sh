@@ -5,7 +5,7 @@
 # those are set and reachable. Otherwise it installs the Debian packages when
 # missing, starts a local PostgreSQL cluster and a Redis server on loopback
 # (no systemd needed), and creates the role and database "berth". It also
-# installs busybox-static and git, which the tests need.
+# installs busybox-static, git and chromium, which the tests need.
 #
 # Safe to run any number of times, on a fresh Debian 12 machine as root or
 # where everything already runs.
@@ -97,6 +97,10 @@ if ! dpkg-query -W -f='${Status}' busybox-static 2>/dev/null | grep -q 'install 
 fi
 if ! command -v git >/dev/null 2>&1; then
 	missing+=(git)
+fi
+# Headless Chromium drives the web UI's browser tests (webui/browser_test.go).
+if ! command -v chromium >/dev/null 2>&1; then
+	missing+=(chromium)
 fi
 if [ "${#missing[@]}" -gt 0 ]; then
 	log "installing ${missing[*]}"

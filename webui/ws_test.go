@@ -251,9 +251,16 @@ func TestHubRefusesBadTopicsAndForeignOrigins(t *testing.T) {
 
 func TestHubReachesSocketsOfAnotherProcess(t *testing.T) {
 	t.Parallel()
+	// Two processes: two pools (each with its own LISTEN connection) on
+	// one database.
 	pool := testenv.Postgres(t)
+	other, err := pgxpool.New(context.Background(), pool.Config().ConnString())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(other.Close)
 	a := newHubEnv(t, pool, webui.HubConfig{})
-	b := newHubEnv(t, pool, webui.HubConfig{})
+	b := newHubEnv(t, other, webui.HubConfig{})
 	s := b.mustDial(t)
 	s.subscribe(webui.TopicApps, 0)
 	s.await("the snapshot", func(m message) bool { return m.Snapshot })

@@ -37,7 +37,7 @@ const STATUS_LABELS = { running: 'healthy · running' };
 // badge renders a status badge; active statuses pulse.
 export function badge(status, { deployment = false } = {}) {
   const s = status || 'unknown';
-  const active = ['queued', 'building', 'deploying', 'requested'].includes(s) || (deployment && s === 'running');
+  const active = ['queued', 'building', 'deploying', 'requested', 'cancelling'].includes(s) || (deployment && s === 'running');
   const data = deployment && s === 'running' ? 'running-deploy' : s;
   const label = deployment && s === 'running' ? 'in progress' : (STATUS_LABELS[s] || s.replace('_', ' '));
   return h('span', { class: 'badge' + (active ? ' pulse' : ''), dataset: { status: data } }, label);
@@ -50,6 +50,10 @@ export const STEPS = ['requested', 'queued', 'started', 'source_fetched', 'image
 export const FINAL = ['succeeded', 'failed', 'cancelled', 'interrupted', 'dead_lettered'];
 
 export function isActive(d) { return d && !FINAL.includes(d.status); }
+
+// depStatus is what a deployment's badge shows: "cancelling" between the
+// cancel request and the deployer's answer.
+export function depStatus(d) { return d.cancel_requested && isActive(d) ? 'cancelling' : d.status; }
 
 // progress is how far a deployment got, 0..1.
 export function progress(d) {

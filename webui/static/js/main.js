@@ -21,9 +21,10 @@ const live = new Live((state) => {
 const ui = {
   live,
   go(hash) { location.hash = hash; },
-  toast(msg) {
+  toast(msg, kind = 'info') {
     const t = document.getElementById('toast');
     t.textContent = msg;
+    t.dataset.kind = kind;
     t.hidden = false;
     clearTimeout(t._timer);
     t._timer = setTimeout(() => { t.hidden = true; }, 6000);
@@ -53,6 +54,7 @@ let dispose = null;
 
 function route() {
   if (dispose) { dispose(); dispose = null; }
+  document.getElementById('toast').hidden = true;
   const hash = location.hash || '#/';
   let render = null;
   for (const [re, make] of routes) {

@@ -1,7 +1,7 @@
 // Application page: settings, environment, domains, actions and the
 // deployment history, all live; and the same application as of a past
 // log position.
-import { h, replace, badge, isActive, when, duration, short, actorName, ago, FINAL } from '../dom.js';
+import { h, replace, badge, isActive, depStatus, when, duration, short, actorName, ago, FINAL } from '../dom.js';
 import { api, enc } from '../api.js';
 import { field, checkbox, submitting } from './forms.js';
 
@@ -45,7 +45,7 @@ export function appView(el, ui, name) {
   const current = () => sorted().find(isActive);
 
   async function act(label, fn) {
-    try { await fn(); } catch (err) { ui.toast(`${label}: ${err.message}`); }
+    try { await fn(); } catch (err) { ui.toast(`${label}: ${err.message}`, 'error'); }
   }
 
   function renderHeader() {
@@ -58,7 +58,7 @@ export function appView(el, ui, name) {
     replace(actions,
       h('button', { type: 'button', id: 'deploy', class: 'write', onclick: () => act('Deploy', async () => {
         const res = await api('POST', `/apps/${enc(name)}/deployments`, {});
-        if (res && res.deployment_id) ui.toast(`Deployment ${short(res.deployment_id)} queued`);
+        if (res && res.deployment_id) ui.toast(`Deployment ${short(res.deployment_id)} requested` + (res.queue_position ? ` (#${res.queue_position} in queue)` : ''));
       }) }, 'Deploy'),
       cur ? h('button', { type: 'button', id: 'cancel', class: 'secondary write', onclick: () => act('Cancel', async () => {
         if (await ui.confirm(`Cancel deployment ${short(cur.id)}?`, 'Cancel deployment')) await api('POST', `/deployments/${enc(cur.id)}/cancel`, { reason: 'cancelled from the UI' });
@@ -107,7 +107,7 @@ export function appView(el, ui, name) {
       h('thead', {}, h('tr', {}, ['Deployment', 'Status', 'Trigger', 'Actor', 'Commit', 'Requested', 'Duration', 'Steps'].map((t, i) => h('th', { class: i > 4 && i < 7 ? 'hide-narrow' : null, scope: 'col' }, t)))),
       h('tbody', {}, rows.map((d) => h('tr', { dataset: { deployment: d.id } },
         h('td', { class: 'mono' }, h('a', { href: `#/deployments/${enc(d.id)}` }, short(d.id)), d.rollback_of ? h('div', { class: 'meta' }, `rollback to ${short(d.rollback_of)}`) : null),
-        h('td', {}, badge(d.status, { deployment: true }), d.queue_position ? h('div', { class: 'meta' }, `#${d.queue_position} in queue`) : null,
+        h('td', {}, badge(depStatus(d), { deployment: true }), d.queue_position ? h('div', { class: 'meta' }, `#${d.queue_position} in queue`) : null,
           d.failure_reason ? h('div', { class: 'meta' }, `${d.failed_step}: ${d.failure_reason}`) : null),
         h('td', {}, d.trigger.kind, d.trigger.detail ? h('div', { class: 'meta' }, d.trigger.detail) : null),
         h('td', {}, actorName(d.actor)),

@@ -22,7 +22,7 @@ export function dashboard(el, ui) {
   };
 
   const unsub = ui.live.subscribe('apps', (m) => {
-    if (m.op === 'error') { ui.toast(m.error); return; }
+    if (m.op === 'error') { ui.toast(m.error, 'error'); return; }
     const d = m.data || {};
     if (m.snapshot) { state.projects.clear(); state.apps.clear(); state.deployments.clear(); }
     for (const p of d.projects || []) keep(state.projects, p.name, p);

@@ -1,6 +1,6 @@
 // Deployment page: status and steps live, and the build log streaming
 // line by line until it ends with the final status.
-import { h, replace, badge, isActive, when, duration, short, actorName, FINAL } from '../dom.js';
+import { h, replace, badge, isActive, depStatus, when, duration, short, actorName, FINAL } from '../dom.js';
 import { api, enc } from '../api.js';
 
 export function deploymentView(el, ui, id) {
@@ -25,11 +25,11 @@ export function deploymentView(el, ui, id) {
 
   function render() {
     const d = dep;
-    replace(head, h('div', {}, h('h1', {}, `Deployment ${short(d.id)} `, badge(d.status, { deployment: true })),
+    replace(head, h('div', {}, h('h1', {}, `Deployment ${short(d.id)} `, badge(depStatus(d), { deployment: true })),
       h('p', { class: 'sub' }, 'of ', h('a', { href: `#/apps/${enc(d.app)}` }, d.app), ` · requested ${when(d.requested_at)} by ${actorName(d.actor)}`)),
     h('div', { class: 'actions' }, isActive(d) ? h('button', { type: 'button', id: 'cancel', class: 'secondary write', onclick: async () => {
       if (!await ui.confirm(`Cancel deployment ${short(d.id)}?`, 'Cancel deployment')) return;
-      try { await api('POST', `/deployments/${enc(d.id)}/cancel`, { reason: 'cancelled from the UI' }); } catch (err) { ui.toast(err.message); }
+      try { await api('POST', `/deployments/${enc(d.id)}/cancel`, { reason: 'cancelled from the UI' }); } catch (err) { ui.toast(err.message, 'error'); }
     } }, 'Cancel deployment') : null,
     d.correlation_id ? h('a', { class: 'button secondary', href: `#/audit?correlation=${enc(d.correlation_id)}` }, 'Follow correlation') : null));
     replace(info, h('h2', {}, 'Details'), h('dl', { class: 'kv' },

@@ -53,7 +53,9 @@ export function showError(form, err) {
   }
   if (target) {
     const box = target.querySelector('.field-error');
-    box.textContent = err.message;
+    // The message names the field ("runtime.port: must be …"); beside the
+    // input the rule alone reads better.
+    box.textContent = f && err.message.startsWith(f + ': ') ? err.message.slice(f.length + 2) : err.message;
     box.hidden = false;
     const input = target.querySelector('input, select, textarea');
     if (input) { input.setAttribute('aria-invalid', 'true'); input.focus(); }

@@ -1,0 +1,296 @@
+package webui_test
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+	"github.com/google/uuid"
+
+	"berth/domain"
+	"berth/webui"
+)
+
+var updateScreenshot = flag.Bool("update-screenshot", false, "write the dashboard screenshot to docs/dashboard.png")
+
+// screenshotDir is where the browser tests save a screenshot of every page
+// (gitignored).
+const screenshotDir = "../artifacts/screenshots"
+
+// browser starts headless Chromium for one test and returns its context.
+func browser(t *testing.T, width, height int) context.Context {
+	t.Helper()
+	path, err := exec.LookPath("chromium")
+	if err != nil {
+		if path, err = exec.LookPath("chromium-browser"); err != nil {
+			t.Fatalf("Chromium is not installed (install it with `go tool task services` or `apt-get install -y chromium`): %v", err)
+		}
+	}
+	opts := append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.ExecPath(path),
+		chromedp.NoSandbox,
+		chromedp.Flag("disable-gpu", true),
+		chromedp.Flag("disable-dev-shm-usage", true),
+		chromedp.WindowSize(width, height),
+	)
+	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
+	ctx, cancelCtx := chromedp.NewContext(actx, chromedp.WithErrorf(t.Logf))
+	ctx, cancelTimeout := context.WithTimeout(ctx, 2*time.Minute)
+	t.Cleanup(func() { cancelTimeout(); cancelCtx(); cancelAlloc() })
+	if err := chromedp.Do(ctx); err != nil {
+		t.Fatalf("start Chromium: %v", err)
+	}
+	return ctx
+}
+
+// run runs actions, failing the test with what it was doing.
+func run(t *testing.T, ctx context.Context, what string, actions ...chromedp.Action[chromedp.Void]) {
+	t.Helper()
+	if err := chromedp.Do(ctx, actions...); err != nil {
+		body, _ := chromedp.Run(ctx, chromedp.Text(chromedp.CSS("main")))
+		t.Fatalf("%s: %v\npage: %.2000s", what, err, body)
+	}
+}
+
+// value runs an action returning a value, failing the test on error.
+func value[T any](t *testing.T, ctx context.Context, what string, a chromedp.Action[T]) T {
+	t.Helper()
+	v, err := chromedp.Run(ctx, a)
+	if err != nil {
+		t.Fatalf("%s: %v", what, err)
+	}
+	return v
+}
+
+// waitFor polls a JavaScript expression until it is truthy.
+func waitFor(expr string) chromedp.Action[chromedp.Void] {
+	return chromedp.Poll[chromedp.Void](expr, chromedp.WithPollingTimeout(15*time.Second), chromedp.WithPollingInterval(50*time.Millisecond))
+}
+
+func screenshot(t *testing.T, ctx context.Context, name string) []byte {
+	t.Helper()
+	png := value(t, ctx, "screenshot "+name, chromedp.FullScreenshot(100))
+	if err := os.MkdirAll(screenshotDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(screenshotDir, name+".png"), png, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return png
+}
+
+// step records a deployment step as the deployer would.
+func (e *hubEnv) step(t *testing.T, id string, data any) {
+	t.Helper()
+	ctx := context.Background()
+	evs, err := e.store.ReadStream(ctx, domain.DeploymentStream(id), 1, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := domain.LoadDeployment(evs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := d.Record(data)
+	if err != nil {
+		t.Fatalf("record %T: %v", data, err)
+	}
+	ed, err := out[0].Encode(uuid.NewString(), domain.Metadata{Actor: domain.Actor{Kind: domain.ActorSystem, ID: "deployer"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.store.Append(ctx, domain.StreamAppend{StreamID: out[0].StreamID, Expected: domain.ExpectVersion(d.Version()), Events: []domain.EventData{ed}}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestBrowserCreateDeployCancel drives the UI in headless Chromium: create
+// an application, see a validation error next to its field, deploy it, see
+// its status and build log change without reloading, cancel the deployment
+// and see the final status; then the audit trail. The deployer's steps are
+// recorded by the test (as the deployer records them), since this server
+// runs without Docker.
+func TestBrowserCreateDeployCancel(t *testing.T) {
+	if testing.Short() {
+		t.Skip("browser end-to-end test")
+	}
+	e := newHubEnv(t, nil, webui.HubConfig{})
+	ctx := browser(t, 1280, 900)
+	base := e.http.URL
+
+	run(t, ctx, "open the dashboard",
+		chromedp.Navigate(base+"/"),
+		waitFor(`document.querySelector('#live')?.dataset.state === 'live'`),
+		waitFor(`document.querySelector('#projects .empty') !== null`),
+	)
+
+	run(t, ctx, "create an application",
+		chromedp.Click(chromedp.CSS("#new-app")),
+		chromedp.WaitVisible(chromedp.CSS("#new-app-form")),
+		chromedp.SendKeys(chromedp.CSS(`#new-app-form input[name="project"]`), "shop"),
+		chromedp.SendKeys(chromedp.CSS(`#new-app-form input[name="name"]`), "web"),
+		chromedp.SendKeys(chromedp.CSS(`#new-app-form input[name="image"]`), "registry.example/shop/web:1.4"),
+		chromedp.SendKeys(chromedp.CSS(`#new-app-form input[name="port"]`), "8080"),
+		chromedp.Click(chromedp.CSS(`#new-app-form button[type="submit"]`)),
+		waitFor(`location.hash === '#/apps/web'`),
+		waitFor(`document.querySelector('main h1')?.textContent.startsWith('web')`),
+		waitFor(`document.querySelector('#settings-form') !== null`),
+	)
+
+	run(t, ctx, "see a validation error next to its field",
+		chromedp.SetValue(chromedp.CSS(`#settings-form input[name="port"]`), "70000"),
+		chromedp.Click(chromedp.CSS("#save-settings")),
+		waitFor(`(() => { const i = document.querySelector('#settings-form input[name="port"]');
+			const err = i.closest('.field').querySelector('.field-error');
+			return i.getAttribute('aria-invalid') === 'true' && !err.hidden && err.textContent.length > 0; })()`),
+	)
+	portErr := value(t, ctx, "read the error", chromedp.Text(chromedp.CSS(`#settings-form input[name="port"] ~ .field-error`)))
+	if !strings.Contains(strings.ToLower(portErr), "port") && !strings.Contains(portErr, "65535") {
+		t.Errorf("got port error %q, want a message about the port", portErr)
+	}
+	screenshot(t, ctx, "app-validation")
+
+	// Deploy: the history shows the new deployment without a reload.
+	run(t, ctx, "deploy",
+		chromedp.SetValue(chromedp.CSS(`#settings-form input[name="port"]`), "8080"),
+		chromedp.Click(chromedp.CSS("#deploy")),
+		waitFor(`document.querySelectorAll('#deployments tbody tr').length === 1`),
+	)
+	depID := value(t, ctx, "read the deployment id", chromedp.AttributeValue(chromedp.CSS("#deployments tbody tr"), "data-deployment")).Value
+	if depID == "" {
+		t.Fatal("got no deployment id in the history")
+	}
+
+	// The deployer picks it up: the status changes live on the app page.
+	e.step(t, depID, domain.DeploymentQueued{})
+	run(t, ctx, "see it queued", waitFor(`document.querySelector('#deployments tbody tr .badge')?.dataset.status === 'queued'`))
+	e.step(t, depID, domain.DeploymentStarted{Worker: "test"})
+	run(t, ctx, "see it building",
+		waitFor(`document.querySelector('#deployments tbody tr .badge')?.textContent === 'in progress'`),
+		waitFor(`document.querySelector('main h1 .badge')?.dataset.status === 'building'`),
+	)
+	screenshot(t, ctx, "app")
+
+	// The deployment page: log lines appear as they are written.
+	ctxBg := context.Background()
+	if err := e.logs.Append(ctxBg, depID, []string{"Step 1/3 : FROM scratch", "Step 2/3 : COPY server /server"}); err != nil {
+		t.Fatal(err)
+	}
+	run(t, ctx, "open the deployment",
+		chromedp.Click(chromedp.CSS(`#deployments tbody tr a`)),
+		waitFor(`location.hash === '#/deployments/`+depID+`'`),
+		waitFor(`document.querySelectorAll('#build-log [data-seq]').length === 2`),
+	)
+	for i := 3; i <= 5; i++ {
+		if err := e.logs.Append(ctxBg, depID, []string{fmt.Sprintf("building layer %d", i)}); err != nil {
+			t.Fatal(err)
+		}
+		run(t, ctx, fmt.Sprintf("see line %d live", i), waitFor(fmt.Sprintf(`document.querySelectorAll('#build-log [data-seq]').length === %d`, i)))
+	}
+	screenshot(t, ctx, "deployment-running")
+
+	// Cancel it, confirming in the dialog.
+	run(t, ctx, "cancel",
+		chromedp.Click(chromedp.CSS("#cancel")),
+		chromedp.WaitVisible(chromedp.CSS("#confirm")),
+		chromedp.Click(chromedp.CSS("#confirm-ok")),
+		waitFor(`document.querySelector('main h1 .badge')?.textContent === 'cancelling'`),
+	)
+	if err := e.logs.Append(ctxBg, depID, []string{"build cancelled"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.logs.Close(ctxBg, depID); err != nil {
+		t.Fatal(err)
+	}
+	e.step(t, depID, domain.DeploymentCancelled{Step: "build"})
+	run(t, ctx, "see the final status",
+		waitFor(`document.querySelector('#final')?.dataset.status === 'cancelled'`),
+		waitFor(`document.querySelector('#build-log').textContent.includes('end of log')`),
+		waitFor(`document.querySelector('#cancel') === null`),
+	)
+	screenshot(t, ctx, "deployment")
+
+	// Reopened later: the full log and its final status.
+	run(t, ctx, "reopen the deployment",
+		chromedp.Navigate(base+"/#/audit"),
+		waitFor(`document.querySelectorAll('#events .event').length > 0`),
+		chromedp.Navigate(base+"/#/deployments/"+depID),
+		waitFor(`document.querySelectorAll('#build-log [data-seq]').length === 6`),
+		waitFor(`document.querySelector('#final')?.dataset.status === 'cancelled'`),
+	)
+
+	// The audit trail: filter by type, follow a correlation id, time travel.
+	run(t, ctx, "audit",
+		chromedp.Navigate(base+"/#/audit?type=deployment."),
+		waitFor(`document.querySelectorAll('#events .event').length >= 4`),
+		waitFor(`[...document.querySelectorAll('#events .event')].every(e => e.dataset.type.startsWith('deployment.'))`),
+		chromedp.Click(chromedp.CSS(`#events .event[data-type="deployment.requested"] summary`)),
+		chromedp.Click(chromedp.CSS(`#events .event[data-type="deployment.requested"] button.link`)),
+		waitFor(`document.querySelector('input[name="correlation"]').value.length > 0`),
+		waitFor(`document.querySelectorAll('#events .event').length >= 1`),
+	)
+	screenshot(t, ctx, "audit")
+	run(t, ctx, "as of an event",
+		chromedp.Navigate(base+"/#/audit?type=app.created"),
+		waitFor(`document.querySelectorAll('#events .event').length === 1`),
+		chromedp.Click(chromedp.CSS(`#events .event summary`)),
+		chromedp.Click(chromedp.CSS(`#events .event .actions a`)),
+		waitFor(`location.hash.startsWith('#/apps/web/at/')`),
+		waitFor(`document.querySelector('.asof dl') !== null`),
+	)
+	screenshot(t, ctx, "app-as-of")
+
+	// More applications for the dashboard: one deployed and healthy, one
+	// building; the dashboard follows them live.
+	run(t, ctx, "dashboard", chromedp.Navigate(base+"/#/"), waitFor(`document.querySelectorAll('#projects .card').length === 1`))
+	e.createApp("shop", "api", map[string]any{"source": map[string]any{"git_url": "https://git.example/shop/api.git", "git_ref": "main"}, "runtime": map[string]any{"port": 8080}})
+	e.createApp("internal", "worker", map[string]any{"source": map[string]any{"image": "registry.example/internal/worker:2.0"}, "runtime": map[string]any{"port": 9000}})
+	deploy := func(app string) string {
+		var w webui.WriteResponse
+		e.must(202, "POST", "/api/v1/apps/"+app+"/deployments", map[string]any{}).json(t, &w)
+		return w.DeploymentID
+	}
+	api := deploy("api")
+	for _, st := range []any{
+		domain.DeploymentQueued{}, domain.DeploymentStarted{Worker: "local"},
+		domain.DeploymentSourceFetched{CommitSHA: "9f1c2ab7e4d5", Ref: "main", DurationMS: 820},
+		domain.DeploymentImageBuilt{ImageID: "sha256:4be1e0f1b2c3", DurationMS: 14200},
+		domain.DeploymentContainerStarted{ContainerID: "c0ffee", ContainerName: "berth-api-1", DurationMS: 600},
+		domain.DeploymentHealthPassed{DurationMS: 1300},
+		domain.DeploymentTrafficSwitched{ContainerID: "c0ffee", UpstreamHost: "berth-api-1", UpstreamPort: 8080, DurationMS: 40},
+		domain.DeploymentSucceeded{ImageID: "sha256:4be1e0f1b2c3", ContainerID: "c0ffee", DurationMS: 17100},
+	} {
+		e.step(t, api, st)
+	}
+	worker := deploy("worker")
+	for _, st := range []any{domain.DeploymentQueued{}, domain.DeploymentStarted{Worker: "local"}, domain.DeploymentSourceFetched{ImageDigest: "sha256:77aa", DurationMS: 900}} {
+		e.step(t, worker, st)
+	}
+	run(t, ctx, "see the dashboard change live",
+		waitFor(`document.querySelectorAll('#projects .card').length === 3`),
+		waitFor(`document.querySelector('.card[data-app="api"] .badge')?.dataset.status === 'running'`),
+		waitFor(`document.querySelector('.card[data-app="worker"] .progress') !== null`),
+	)
+	png := screenshot(t, ctx, "dashboard")
+	if *updateScreenshot {
+		if err := os.WriteFile("../docs/dashboard.png", png, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	// Phone width: the same pages lay out in one column.
+	phone := browser(t, 390, 844)
+	run(t, phone, "phone dashboard",
+		chromedp.Navigate(base+"/#/apps/web"),
+		waitFor(`document.querySelector('#deployments') !== null`),
+		waitFor(`document.documentElement.scrollWidth <= window.innerWidth + 1`),
+	)
+	screenshot(t, phone, "app-phone")
+}
