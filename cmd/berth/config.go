@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"path/filepath"
+	"strconv"
 	"strings"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -34,6 +35,10 @@ type Config struct {
 	DeployHost    string     // --deploy-host, BERTH_DEPLOY_HOST: names this Docker host's deploy queue
 	DockerNetwork string     // --docker-network, BERTH_DOCKER_NETWORK: the bridge network of app containers
 	LogLevel      slog.Level // --log-level, BERTH_LOG_LEVEL
+	// WebhooksAllowPrivate lets outbound webhooks reach loopback, private
+	// and link-local addresses: --webhooks-allow-private,
+	// BERTH_WEBHOOKS_ALLOW_PRIVATE.
+	WebhooksAllowPrivate bool
 }
 
 // DefaultConfig returns the configuration used when no flag or variable is
@@ -134,6 +139,16 @@ func bindConfig(fs *flag.FlagSet, c *Config, groups flagGroup, getenv func(strin
 		str(&c.DataDir, "data-dir", "BERTH_DATA_DIR", "directory for berth's local state")
 		str(&c.DeployHost, "deploy-host", "BERTH_DEPLOY_HOST", "name of this Docker host's deploy queue (one deployer per name)")
 		str(&c.DockerNetwork, "docker-network", "BERTH_DOCKER_NETWORK", "bridge network of application containers (default: berth)")
+		allowPrivate := c.WebhooksAllowPrivate
+		if v := getenv("BERTH_WEBHOOKS_ALLOW_PRIVATE"); v != "" {
+			b, err := strconv.ParseBool(v)
+			if err != nil {
+				return fmt.Errorf("BERTH_WEBHOOKS_ALLOW_PRIVATE: %w", err)
+			}
+			allowPrivate = b
+		}
+		fs.BoolVar(&c.WebhooksAllowPrivate, "webhooks-allow-private", allowPrivate,
+			"let outbound webhooks reach loopback, private and link-local addresses (env BERTH_WEBHOOKS_ALLOW_PRIVATE)")
 	}
 	if v := getenv("BERTH_LOG_LEVEL"); v != "" {
 		if err := c.LogLevel.UnmarshalText([]byte(v)); err != nil {

@@ -87,10 +87,15 @@ func (m *Main) wire(ctx context.Context) (http.Handler, []Runner, error) {
 	if err != nil {
 		return nil, nil, err
 	}
+	// Event history, live streams, audit, webhooks (delivery runs below).
+	integ, deliveries, err := wireIntegrations(m, cmds, sealer)
+	if err != nil {
+		return nil, nil, err
+	}
 	srv, err := webui.NewServer(webui.ServerConfig{}, webui.Deps{
 		Commands: cmds, Reads: reads, Queue: reads, BuildLogs: webui.BuildLogStore{Store: logs},
 		Metrics: []webui.MetricsWriter{runner}, Logger: m.Logger, Hub: hub,
-		Auth: guard.Authenticate,
+		Auth: guard.Authenticate, Integrations: integ,
 	})
 	if err != nil {
 		return nil, nil, err
@@ -112,6 +117,7 @@ func (m *Main) wire(ctx context.Context) (http.Handler, []Runner, error) {
 		{Name: "deployer", Run: dep.Run},
 	}
 	runners = append(runners, authRunners...)
+	runners = append(runners, deliveries)
 	return srv, runners, nil
 }
 

@@ -1,0 +1,33 @@
+package main
+
+import (
+	"fmt"
+
+	"berth/domain"
+	"berth/eventstore"
+	cmdhandlers "berth/handlers/commands"
+	"berth/handlers/webhooks"
+	"berth/projections"
+	"berth/webui"
+)
+
+// wireIntegrations builds the ports of the event history, audit and webhook
+// endpoints, and the webhook delivery worker's runner.
+func wireIntegrations(m *Main, cmds *cmdhandlers.Handler, sealer domain.SecretSealer) (webui.Integrations, Runner, error) {
+	reader, err := webhooks.NewReader(m.Store, m.Pool)
+	if err != nil {
+		return webui.Integrations{}, Runner{}, err
+	}
+	worker, err := webhooks.New(webhooks.Config{AllowPrivate: m.Config.WebhooksAllowPrivate, Logger: m.Logger}, m.Store, m.Pool, sealer)
+	if err != nil {
+		return webui.Integrations{}, Runner{}, fmt.Errorf("webhook delivery: %w", err)
+	}
+	integ := webui.Integrations{
+		Log: m.Store, Audit: projections.NewQueries(m.Pool),
+		Webhooks: cmds, WebhookReads: reader,
+	}
+	if pg, ok := m.Store.(*eventstore.Postgres); ok {
+		integ.Export = pg
+	}
+	return integ, Runner{Name: "webhooks", Run: worker.Run}, nil
+}
