@@ -85,6 +85,9 @@ const MaxEmailLen = 254
 // at least one dot, with no spaces, control characters, quotes or angle
 // brackets: addresses are identifiers here, not mail routing.
 func NormalizeEmail(field, s string) (string, error) {
+	if !utf8.ValidString(s) {
+		return "", Invalid(field, "must be valid UTF-8")
+	}
 	s = strings.ToLower(strings.TrimSpace(s))
 	if s == "" {
 		return "", Invalid(field, "is required")
