@@ -49,9 +49,9 @@ func commands() []command {
 		{"events tail", "print events as they are appended, from a position", runEventsTail},
 		{"events export", "write events as JSON Lines", runEventsExport},
 		{"events verify", "verify the hash chain; names the first broken position", runEventsVerify},
-		{"projections status", "show each projection's checkpoint and lag", runNotYet("projections status")},
-		{"projections rebuild", "rebuild a projection from position 0", runNotYet("projections rebuild")},
-		{"replay", "compute state as of a position or time (--at)", runNotYet("replay")},
+		{"projections status", "show each projection's checkpoint and lag", runProjectionsStatus},
+		{"projections rebuild", "rebuild a projection from position 0", runProjectionsRebuild},
+		{"replay", "compute state as of a position or time (--at)", runReplay},
 		{"user create", "create a user (password read from standard input)", runUserCreate},
 		{"token create", "create an API token and print it once", runTokenCreate},
 		{"traefik config", "write Traefik's static configuration", runTraefikConfig},
@@ -163,16 +163,6 @@ func parseConfig(e env, fs *flag.FlagSet, groups flagGroup, args []string) (Conf
 
 func newLogger(w io.Writer, level slog.Level) *slog.Logger {
 	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: level}))
-}
-
-func runNotYet(name string) func(context.Context, env, []string) error {
-	return func(_ context.Context, e env, args []string) error {
-		fs := newFlagSet(e, name)
-		if err := parseFlags(fs, args); err != nil && errors.Is(err, flag.ErrHelp) {
-			return err
-		}
-		return fmt.Errorf("not implemented yet")
-	}
 }
 
 func runVersion(_ context.Context, e env, args []string) error {
