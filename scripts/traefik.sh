@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # traefik.sh builds Traefik from its Go module at a pinned version into
 # .cache/traefik/<version>/traefik, unless that binary already exists.
+# Built binaries are also kept in a per-machine cache
+# ($BERTH_CACHE_DIR, default ~/.cache/berth), so a fresh clone on the same
+# machine copies the binary instead of building Traefik again.
 #
 # Traefik's go.mod carries replace directives, so `go install module@version`
 # refuses it; the module is downloaded through the Go module proxy and built
@@ -11,11 +14,26 @@ VERSION=${TRAEFIK_VERSION:-v3.6.12}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 DEST_DIR="$ROOT/.cache/traefik/$VERSION"
 DEST="$DEST_DIR/traefik"
+SHARED_DIR="${BERTH_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/berth}/traefik/$VERSION"
+SHARED="$SHARED_DIR/traefik"
 
 log() { printf 'traefik: %s\n' "$*" >&2; }
 
+# keep copies binary $1 to $2 atomically.
+keep() {
+	mkdir -p "$(dirname "$2")"
+	cp "$1" "$2.tmp.$$"
+	mv "$2.tmp.$$" "$2"
+}
+
 if [ -x "$DEST" ]; then
+	[ -x "$SHARED" ] || keep "$DEST" "$SHARED"
 	log "$DEST exists ($("$DEST" version 2>/dev/null | awk '/^Version:/ {print $2}'))"
+	exit 0
+fi
+if [ -x "$SHARED" ] && "$SHARED" version >/dev/null 2>&1; then
+	keep "$SHARED" "$DEST"
+	log "copied $SHARED (built earlier on this machine)"
 	exit 0
 fi
 
@@ -33,7 +51,6 @@ chmod -R u+w "$work/src"
 		-ldflags "-s -w -X github.com/traefik/traefik/v3/pkg/version.Version=$VERSION" \
 		-o "$work/traefik" ./cmd/traefik
 )
-mkdir -p "$DEST_DIR"
-mv "$work/traefik" "$DEST.tmp.$$"
-mv "$DEST.tmp.$$" "$DEST"
+keep "$work/traefik" "$SHARED"
+keep "$work/traefik" "$DEST"
 log "built $DEST"
