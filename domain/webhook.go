@@ -168,9 +168,7 @@ func CreateWebhook(spec WebhookSpec) ([]Event, error) {
 	if len(spec.SealedSecret) == 0 {
 		return nil, Invalid("secret", "a sealed secret is required")
 	}
-	return []Event{{StreamID: WebhookStream(spec.ID), Type: EventWebhookCreated, Data: WebhookCreated{
-		ID: spec.ID, URL: spec.URL, Types: spec.Types, Description: spec.Description, SealedSecret: spec.SealedSecret,
-	}}}, nil
+	return []Event{{StreamID: WebhookStream(spec.ID), Type: EventWebhookCreated, Data: WebhookCreated(spec)}}, nil
 }
 
 // Pause decides pausing; pausing a paused subscription decides nothing.
