@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/url"
@@ -53,6 +54,11 @@ type StreamConfig struct {
 	// Heartbeat is the interval of keep-alive comments (SSE) and pings
 	// (WebSocket); 15 s by default.
 	Heartbeat time.Duration
+	// MaxStreams bounds the live streams (SSE and WebSocket) served at
+	// once; beyond it a new one answers 503. Each follows the log with its
+	// own subscription (one PostgreSQL LISTEN connection), so keep it below
+	// the database's connection limit; 32 by default.
+	MaxStreams int
 }
 
 func (c StreamConfig) withDefaults() StreamConfig {
@@ -64,6 +70,9 @@ func (c StreamConfig) withDefaults() StreamConfig {
 	}
 	if c.Heartbeat <= 0 {
 		c.Heartbeat = 15 * time.Second
+	}
+	if c.MaxStreams <= 0 {
+		c.MaxStreams = 32
 	}
 	return c
 }
@@ -110,8 +119,9 @@ var (
 // server's Authenticator.
 func (s *Server) registerIntegrations() {
 	s.api("GET /api/v1/events", s.listEvents)
-	s.api("GET /api/v1/events/stream", s.streamEventsSSE)
-	s.api("GET /api/v1/events/ws", s.streamEventsWS)
+	slots := make(chan struct{}, s.integrations().Stream.withDefaults().MaxStreams)
+	s.api("GET /api/v1/events/stream", limitStreams(slots, s.streamEventsSSE))
+	s.api("GET /api/v1/events/ws", limitStreams(slots, s.streamEventsWS))
 	s.api("GET /api/v1/events/export", s.exportEvents)
 	s.api("GET /api/v1/audit", s.auditTrail)
 	s.api("GET /api/v1/audit/verify", s.verifyLog)
@@ -125,6 +135,23 @@ func (s *Server) registerIntegrations() {
 	s.api("GET /api/v1/webhooks/{id}/deliveries", s.webhookDeliveries)
 	s.api("POST /api/v1/apps/{app}/hooks/git/secret", s.setGitHookSecret)
 	s.plain("POST /api/v1/hooks/git/{app}", s.inboundGitHook)
+}
+
+// errTooManyStreams answers a live stream beyond StreamConfig.MaxStreams.
+var errTooManyStreams = fmt.Errorf("too many live event streams; retry later: %w", errUnavailable)
+
+// limitStreams runs fn only while it holds one of slots.
+func limitStreams(slots chan struct{}, fn apiFunc) apiFunc {
+	return func(w http.ResponseWriter, r *http.Request) error {
+		select {
+		case slots <- struct{}{}:
+		default:
+			w.Header().Set("Retry-After", "5")
+			return errTooManyStreams
+		}
+		defer func() { <-slots }()
+		return fn(w, r)
+	}
 }
 
 func (s *Server) integrations() Integrations { return s.deps.Integrations }

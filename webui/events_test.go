@@ -461,3 +461,30 @@ func TestAuditTrailAndReplay(t *testing.T) {
 		}
 	}
 }
+
+func TestLiveStreamsAreBounded(t *testing.T) {
+	t.Parallel()
+	e := newIntEnv(t, webui.StreamConfig{MaxStreams: 2})
+	openSSE(t, e, "", "")
+	c := openSSE(t, e, "", "")
+	if r := e.do("GET", "/api/v1/events/stream", nil); r.status != http.StatusServiceUnavailable {
+		t.Fatalf("third stream: got %d, want 503", r.status)
+	}
+	c.res.Body.Close()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		req, _ := http.NewRequest("GET", e.http.URL+"/api/v1/events/stream", nil)
+		res, err := e.http.Client().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Body.Close()
+		if res.StatusCode == http.StatusOK {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after a stream closed: got %d, want a free slot", res.StatusCode)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
