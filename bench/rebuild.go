@@ -38,7 +38,14 @@ func RunRebuild(ctx context.Context, adminURL string, out io.Writer) error {
 		return err
 	}
 	defer func() { _ = drop(context.WithoutCancel(ctx)) }()
-	pool, err := pgxpool.New(ctx, dbURL)
+	cfg, err := pgxpool.ParseConfig(dbURL)
+	if err != nil {
+		return fmt.Errorf("bench: connect: %w", err)
+	}
+	// Each rebuild uses up to half the pool's connections at once, and the
+	// two run side by side.
+	cfg.MaxConns = 8
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return fmt.Errorf("bench: connect: %w", err)
 	}
@@ -70,16 +77,22 @@ func RunRebuild(ctx context.Context, adminURL string, out io.Writer) error {
 	}
 	start = time.Now()
 	var wg sync.WaitGroup
-	errs := make([]error, 2)
-	for i, name := range []string{projections.ReadModelName, projections.AuditName} {
+	names := []string{projections.ReadModelName, projections.AuditName}
+	errs := make([]error, len(names))
+	took := make([]time.Duration, len(names))
+	for i, name := range names {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			_, errs[i] = r.Rebuild(ctx, name)
+			took[i] = time.Since(start)
 		}()
 	}
 	wg.Wait()
 	elapsed := time.Since(start)
+	for i, name := range names {
+		fmt.Fprintf(out, "# rebuilt %s in %s\n", name, took[i].Round(time.Millisecond))
+	}
 	for _, err := range errs {
 		if err != nil {
 			return fmt.Errorf("bench: %w", err)

@@ -15,12 +15,14 @@ const AuditName = "audit"
 
 // auditInsert projects the events in ($1, $2] into the audit table named by
 // %s: one row per event, whatever its type. The same statement serves the
-// live projection and rebuilds, entirely inside PostgreSQL.
+// live projection and rebuilds, entirely inside PostgreSQL. (Path
+// extraction with #>> reads the actor in place; -> would first copy it out
+// as a value, which costs twice the time.)
 const auditInsert = `INSERT INTO %s (position, recorded_at, actor_kind, actor_id, actor_name, action, target,
        correlation_id, causation_id, command_id, origin, event_id)
 SELECT position, recorded_at,
-       coalesce(metadata->'actor'->>'kind', ''), coalesce(metadata->'actor'->>'id', ''),
-       coalesce(metadata->'actor'->>'name', ''), type, stream_id,
+       coalesce(metadata #>> '{actor,kind}', ''), coalesce(metadata #>> '{actor,id}', ''),
+       coalesce(metadata #>> '{actor,name}', ''), type, stream_id,
        coalesce(metadata->>'correlation_id', ''), coalesce(metadata->>'causation_id', ''),
        coalesce(metadata->>'command_id', ''), coalesce(metadata->>'origin', ''), event_id
   FROM events WHERE position > $1 AND position <= $2 ORDER BY position`
@@ -60,12 +62,19 @@ func (*Audit) Apply(ctx context.Context, tx pgx.Tx, events []domain.RecordedEven
 	return nil
 }
 
-// Rebuild rebuilds the audit trail into a fresh table and swaps it in.
+// auditChunk is how many positions one statement of an audit rebuild
+// projects.
+const auditChunk = 50_000
+
+// Rebuild rebuilds the audit trail into a fresh table, projecting ranges
+// of the log concurrently on several connections and building the indexes
+// afterwards, concurrently too, and swaps it in.
 func (*Audit) Rebuild(ctx context.Context, pool *pgxpool.Pool) (int64, error) {
 	if _, err := loadCheckpoint(ctx, pool, AuditName); err != nil {
 		return 0, err
 	}
-	if err := createFresh(ctx, pool, []string{tableAudit}); err != nil {
+	tables := []string{tableAudit}
+	if err := createFresh(ctx, pool, tables); err != nil {
 		return 0, err
 	}
 	head, err := readHead(ctx, pool)
@@ -73,20 +82,34 @@ func (*Audit) Rebuild(ctx context.Context, pool *pgxpool.Pool) (int64, error) {
 		return 0, err
 	}
 	fresh := pgx.Identifier{tableAudit + "_new"}.Sanitize()
-	if _, err := pool.Exec(ctx, fmt.Sprintf(auditInsert, fresh), 0, head); err != nil {
-		return 0, fmt.Errorf("audit: rebuild: %w", err)
+	insert := fmt.Sprintf(auditInsert, fresh)
+	var tasks []func(context.Context) error
+	for lo := int64(0); lo < head; lo += auditChunk {
+		hi := min(lo+auditChunk, head)
+		tasks = append(tasks, func(ctx context.Context) error {
+			return bulkTx(ctx, pool, func(tx pgx.Tx) error {
+				if _, err := tx.Exec(ctx, insert, lo, hi); err != nil {
+					return fmt.Errorf("audit: rebuild (%d, %d]: %w", lo, hi, err)
+				}
+				return nil
+			})
+		})
 	}
-	if err := indexFresh(ctx, pool, []string{tableAudit}); err != nil {
+	if err := parallel(ctx, rebuildWorkers(pool), tasks); err != nil {
+		return 0, err
+	}
+	idx, err := indexFresh(ctx, pool, tables)
+	if err != nil {
 		return 0, err
 	}
 	total := head
-	err = swap(ctx, pool, AuditName, []string{tableAudit}, func(tx pgx.Tx) (int64, error) {
+	err = swap(ctx, pool, AuditName, tables, idx, func(tx pgx.Tx) (int64, error) {
 		now, err := readHead(ctx, tx)
 		if err != nil {
 			return 0, err
 		}
 		if now > head {
-			if _, err := tx.Exec(ctx, fmt.Sprintf(auditInsert, fresh), head, now); err != nil {
+			if _, err := tx.Exec(ctx, insert, head, now); err != nil {
 				return 0, err
 			}
 		}

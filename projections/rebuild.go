@@ -4,7 +4,8 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"strings"
+	"maps"
+	"slices"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -33,7 +34,7 @@ func (*ReadModel) Rebuild(ctx context.Context, pool *pgxpool.Pool) (int64, error
 	}
 	start := time.Now()
 	m := NewModel()
-	if err := foldInto(ctx, pool, m, 0, head); err != nil {
+	if err := foldPool(ctx, pool, m, 0, head); err != nil {
 		return 0, err
 	}
 	slog.Debug("rebuild: folded", "projection", ReadModelName, "events", head, "took", time.Since(start))
@@ -41,12 +42,13 @@ func (*ReadModel) Rebuild(ctx context.Context, pool *pgxpool.Pool) (int64, error
 		return 0, err
 	}
 	slog.Debug("rebuild: copied", "projection", ReadModelName, "took", time.Since(start))
-	if err := indexFresh(ctx, pool, readModelTables); err != nil {
+	idx, err := indexFresh(ctx, pool, readModelTables)
+	if err != nil {
 		return 0, err
 	}
 	slog.Debug("rebuild: indexed", "projection", ReadModelName, "took", time.Since(start))
 	var total int64 = head
-	err = swap(ctx, pool, ReadModelName, readModelTables, func(tx pgx.Tx) (int64, error) {
+	err = swap(ctx, pool, ReadModelName, readModelTables, idx, func(tx pgx.Tx) (int64, error) {
 		now, err := readHead(ctx, tx)
 		if err != nil {
 			return 0, err
@@ -84,53 +86,11 @@ func createFresh(ctx context.Context, pool *pgxpool.Pool, tables []string) error
 	return nil
 }
 
-// indexFresh gives every "<table>_new" the primary key, unique constraints
-// and indexes of its live table, as PostgreSQL itself describes them.
-func indexFresh(ctx context.Context, pool *pgxpool.Pool, tables []string) error {
-	for _, t := range tables {
-		fresh := pgx.Identifier{t + "_new"}.Sanitize()
-		rows, err := pool.Query(ctx, `SELECT pg_get_indexdef(i.indexrelid), coalesce(pg_get_constraintdef(c.oid), '')
-  FROM pg_index i LEFT JOIN pg_constraint c ON c.conindid = i.indexrelid AND c.contype IN ('p', 'u')
- WHERE i.indrelid = $1::regclass ORDER BY i.indisprimary DESC, i.indexrelid`, t)
-		if err != nil {
-			return fmt.Errorf("rebuild: indexes of %s: %w", t, err)
-		}
-		var stmts []string
-		for rows.Next() {
-			var def, constraint string
-			if err := rows.Scan(&def, &constraint); err != nil {
-				rows.Close()
-				return fmt.Errorf("rebuild: indexes of %s: %w", t, err)
-			}
-			if constraint != "" {
-				stmts = append(stmts, "ALTER TABLE "+fresh+" ADD "+constraint)
-				continue
-			}
-			// "CREATE [UNIQUE] INDEX <name> ON <table> USING <rest>"
-			kind, using := strings.Index(def, " INDEX "), strings.Index(def, " USING ")
-			if kind < 0 || using < 0 {
-				rows.Close()
-				return fmt.Errorf("rebuild: unexpected index definition %q", def)
-			}
-			stmts = append(stmts, def[:kind]+" INDEX ON "+fresh+def[using:])
-		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
-			return fmt.Errorf("rebuild: indexes of %s: %w", t, err)
-		}
-		for _, stmt := range stmts {
-			if _, err := pool.Exec(ctx, stmt); err != nil {
-				return fmt.Errorf("rebuild: index %s: %w", fresh, err)
-			}
-		}
-	}
-	return nil
-}
-
 // swap runs catchUp and renames the fresh tables over the live ones in one
-// transaction that holds name's checkpoint row lock, then stores the
-// position catchUp returns as the checkpoint.
-func swap(ctx context.Context, pool *pgxpool.Pool, name string, tables []string, catchUp func(pgx.Tx) (int64, error)) (err error) {
+// transaction that holds name's checkpoint row lock, gives the fresh
+// indexes the names of the live ones, then stores the position catchUp
+// returns as the checkpoint.
+func swap(ctx context.Context, pool *pgxpool.Pool, name string, tables []string, idx []freshIndex, catchUp func(pgx.Tx) (int64, error)) (err error) {
 	tx, err := pool.Begin(ctx)
 	if err != nil {
 		return fmt.Errorf("rebuild: begin swap: %w", err)
@@ -159,6 +119,11 @@ func swap(ctx context.Context, pool *pgxpool.Pool, name string, tables []string,
 			}
 		}
 	}
+	for _, fi := range idx {
+		if _, err := tx.Exec(ctx, "ALTER INDEX "+pgx.Identifier{freshName(fi.name)}.Sanitize()+" RENAME TO "+pgx.Identifier{fi.name}.Sanitize()); err != nil {
+			return fmt.Errorf("rebuild: rename index %s: %w", fi.name, err)
+		}
+	}
 	if _, err := tx.Exec(ctx, "UPDATE checkpoints SET position = $2, updated_at = now() WHERE name = $1", name, pos); err != nil {
 		return fmt.Errorf("rebuild: save checkpoint: %w", err)
 	}
@@ -169,45 +134,40 @@ func swap(ctx context.Context, pool *pgxpool.Pool, name string, tables []string,
 }
 
 // copyModel writes every row of m into the tables named with suffix, with
-// COPY.
+// COPY, several tables (and parts of the deployments) at once on separate
+// connections, encoding the rows there.
 func copyModel(ctx context.Context, pool *pgxpool.Pool, m *Model, suffix string) error {
-	projects := make([][]any, 0, len(m.Projects))
-	for _, p := range m.Projects {
-		projects = append(projects, projectRow(p))
-	}
-	apps := make([][]any, 0, len(m.Apps))
-	for _, a := range m.Apps {
-		row, err := appRow(a)
-		if err != nil {
-			return err
-		}
-		apps = append(apps, row)
-	}
-	var routes [][]any
-	for _, r := range m.Routes() {
-		routes = append(routes, routeRow(r))
-	}
-	deps := make([][]any, 0, len(m.Deployments))
-	for _, d := range m.Deployments {
-		row, err := deploymentRow(d)
-		if err != nil {
-			return err
-		}
-		deps = append(deps, row)
-	}
-	for _, c := range []struct {
-		table   string
-		columns []string
-		rows    [][]any
-	}{
-		{tableProjects, projectColumns, projects},
-		{tableApps, appColumns, apps},
-		{tableDeployments, deploymentColumns, deps},
-		{tableRoutes, routeColumns, routes},
-	} {
-		if _, err := pool.CopyFrom(ctx, pgx.Identifier{c.table + suffix}, c.columns, pgx.CopyFromRows(c.rows)); err != nil {
-			return fmt.Errorf("rebuild: copy into %s: %w", c.table+suffix, err)
+	projects := slices.Collect(maps.Values(m.Projects))
+	apps := slices.Collect(maps.Values(m.Apps))
+	deps := slices.Collect(maps.Values(m.Deployments))
+	routes := m.Routes()
+	copyRows := func(table string, columns []string, n int, row func(i int) ([]any, error)) func(context.Context) error {
+		return func(ctx context.Context) error {
+			return bulkTx(ctx, pool, func(tx pgx.Tx) error {
+				i := 0
+				_, err := tx.CopyFrom(ctx, pgx.Identifier{table + suffix}, columns, pgx.CopyFromFunc(func() ([]any, error) {
+					if i == n {
+						return nil, nil
+					}
+					i++
+					return row(i - 1)
+				}))
+				if err != nil {
+					return fmt.Errorf("rebuild: copy into %s: %w", table+suffix, err)
+				}
+				return nil
+			})
 		}
 	}
-	return nil
+	workers := rebuildWorkers(pool)
+	var tasks []func(context.Context) error
+	for part := range slices.Chunk(deps, max(len(deps)/workers, 1)+1) {
+		tasks = append(tasks, copyRows(tableDeployments, deploymentColumns, len(part), func(i int) ([]any, error) { return deploymentRow(part[i]) }))
+	}
+	tasks = append(tasks,
+		copyRows(tableApps, appColumns, len(apps), func(i int) ([]any, error) { return appRow(apps[i]) }),
+		copyRows(tableProjects, projectColumns, len(projects), func(i int) ([]any, error) { return projectRow(projects[i]), nil }),
+		copyRows(tableRoutes, routeColumns, len(routes), func(i int) ([]any, error) { return routeRow(routes[i]), nil }),
+	)
+	return parallel(ctx, workers, tasks)
 }

@@ -68,7 +68,7 @@ func (r *Routing) Start(ctx context.Context, pool *pgxpool.Pool) (int64, error) 
 		return 0, err
 	}
 	m := NewModel()
-	if err := foldInto(ctx, pool, m, 0, head); err != nil {
+	if err := foldPool(ctx, pool, m, 0, head); err != nil {
 		return 0, err
 	}
 	apps := make([]traefik.App, 0, len(m.Apps))
