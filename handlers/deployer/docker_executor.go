@@ -533,7 +533,8 @@ func (ex *execution) switchTraffic(ctx context.Context, imageID string, rt domai
 func (x *DockerExecutor) collectImages(ctx context.Context, ex *execution, current string) {
 	gctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
-	keep, err := x.recentImages(gctx, ex.job.App, x.cfg.KeepImages)
+	// This deployment counts as one of the last KeepImages successes.
+	keep, err := x.recentImages(gctx, ex.job.App, x.cfg.KeepImages-1)
 	if err != nil {
 		ex.log.Warn("image collection skipped", "err", err)
 		return

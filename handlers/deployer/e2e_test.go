@@ -58,8 +58,9 @@ type stack struct {
 }
 
 type stackOptions struct {
-	drain   time.Duration
-	noProxy bool // no Traefik: for tests that do not route requests
+	drain      time.Duration
+	keepImages int
+	noProxy    bool // no Traefik: for tests that do not route requests
 }
 
 func newStack(t *testing.T, opt stackOptions) *stack {
@@ -112,7 +113,7 @@ func newStack(t *testing.T, opt stackOptions) *stack {
 	}
 
 	exec, err := deployer.NewDockerExecutor(deployer.DockerExecutorConfig{
-		Engine: s.eng, Logs: s.logs, Sealer: sealer, Drain: opt.drain,
+		Engine: s.eng, Logs: s.logs, Sealer: sealer, Drain: opt.drain, KeepImages: opt.keepImages,
 		Routes: deployer.RouteWaiterFunc(func(ctx context.Context, pos int64) error {
 			return waitCheckpoint(ctx, pool, projections.RoutingName, pos)
 		}),
@@ -801,3 +802,75 @@ func TestHostileInputRejected(t *testing.T) {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// TestImagesCollectedAndAppStopStart checks image collection by policy (the
+// images of the last two successful deployments stay, and a rollback to an
+// older one fails clearly instead of pulling), and that stopping and
+// starting an application stops and starts its serving container.
+func TestImagesCollectedAndAppStopStart(t *testing.T) {
+	s := newStack(t, stackOptions{drain: 200 * time.Millisecond, keepImages: 2, noProxy: true})
+	repo := newRepo(t, "", nil)
+	a := s.newApp(repo, map[string]string{"VERSION": "v1"}, domain.HealthCheck{Path: "/healthz", TimeoutSeconds: 30})
+	var deps []*domain.Deployment
+	for range 3 {
+		deps = append(deps, s.mustSucceed(a.deploy()))
+	}
+	images, err := s.docker.ImageList(context.Background(), image.ListOptions{Filters: filters.NewArgs(filters.Arg("label", engine.LabelApp+"="+a.name))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	kept := map[string]bool{}
+	for _, i := range images {
+		kept[i.ID] = true
+	}
+	if len(kept) != 2 || !kept[deps[1].ImageID()] || !kept[deps[2].ImageID()] {
+		t.Errorf("images after 3 deployments: got %v, want the last two (%s, %s)", kept, deps[1].ImageID(), deps[2].ImageID())
+	}
+
+	// Rolling back to the first deployment: its image is gone.
+	res, err := s.cmds.RollbackApp(context.Background(), meta(), commands.RollbackApp{App: a.name, To: deps[0].ID()})
+	if err != nil {
+		t.Fatalf("RollbackApp: %v", err)
+	}
+	d := s.wait(res.DeploymentID, time.Minute)
+	if d.Status() != domain.DeploymentFailedStatus || !strings.Contains(d.Failure().Reason, "no longer on this Docker host") {
+		t.Errorf("rollback to a collected image: got %s (%+v), want failed saying the image is gone", d.Status(), d.Failure())
+	}
+	// The rollback to the previous one works, with the image reused.
+	res, err = s.cmds.RollbackApp(context.Background(), meta(), commands.RollbackApp{App: a.name, To: deps[1].ID()})
+	if err != nil {
+		t.Fatalf("RollbackApp: %v", err)
+	}
+	if d := s.mustSucceed(res.DeploymentID); d.ImageID() != deps[1].ImageID() {
+		t.Errorf("rollback image: got %s, want %s", d.ImageID(), deps[1].ImageID())
+	}
+	a.waitBody("hello v1", 10*time.Second)
+
+	state := func() string {
+		list := s.containers(a.name)
+		if len(list) != 1 {
+			return fmt.Sprintf("%d containers", len(list))
+		}
+		return list[0].State
+	}
+	if _, err := s.cmds.StopApp(context.Background(), meta(), commands.StopApp{App: a.name}); err != nil {
+		t.Fatalf("StopApp: %v", err)
+	}
+	waitUntil(t, 30*time.Second, "the container to stop", func() bool { return state() == "exited" })
+	if _, err := s.cmds.StartApp(context.Background(), meta(), commands.StartApp{App: a.name}); err != nil {
+		t.Fatalf("StartApp: %v", err)
+	}
+	waitUntil(t, 30*time.Second, "the container to run again", func() bool { return state() == "running" })
+	a.waitBody("hello v1", 10*time.Second)
+}
+
+func waitUntil(t *testing.T, timeout time.Duration, what string, ok func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !ok() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", timeout, what)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
