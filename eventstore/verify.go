@@ -45,47 +45,60 @@ func (s *Postgres) Verify(ctx context.Context, from int64) (domain.VerifyResult,
 		return res, fmt.Errorf("eventstore: verify: read head: %w", err)
 	}
 
-	rows, err := s.pool.Query(ctx, sqlVerify, pgx.QueryResultFormats{pgx.BinaryFormatCode}, from)
-	if err != nil {
-		return res, fmt.Errorf("eventstore: verify: %w", err)
+	// One goroutine reads and decodes rows into chunks while this one
+	// hashes them: the chain is sequential, but reading is not.
+	rctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	chunks := make(chan *verifyChunk, verifyChunks)
+	free := make(chan *verifyChunk, verifyChunks+1)
+	readErr := make(chan error, 1)
+	go func() { readErr <- s.readForVerify(rctx, from, chunks, free) }()
+	stop := func() error {
+		cancel()
+		for range chunks {
+		}
+		return <-readErr
 	}
-	defer rows.Close()
+
 	hasher := core.NewHasher()
+	var bufA, bufB [32]byte
+	prev = append(bufA[:0], prev...)
+	cur := bufB[:0]
 	res.Head = from
 	res.HeadHash = prev
 	want := from + 1
-	var f core.Fields
-	for rows.Next() {
-		if err := decodeVerifyRow(rows.RawValues(), &f); err != nil {
-			return res, fmt.Errorf("eventstore: verify: position %d: %w", want, err)
+	broken := func(cause string) (domain.VerifyResult, error) {
+		_ = stop()
+		res.BrokenAt = want
+		res.BrokenCause = cause
+		res.HeadHash = append([]byte(nil), res.HeadHash...)
+		return res, nil
+	}
+	for c := range chunks {
+		for i := range c.rows {
+			r := &c.rows[i]
+			if r.f.Position != want {
+				return broken(fmt.Sprintf("position %d is missing (the next stored position is %d)", want, r.f.Position))
+			}
+			if !bytes.Equal(r.prev, prev) {
+				return broken("prev_hash does not match the hash of the previous position")
+			}
+			h := hasher.HashRaw(prev, &r.f, cur[:0])
+			if !bytes.Equal(h, r.hash) {
+				return broken("hash does not match the event's contents")
+			}
+			prev, cur = h, prev
+			res.Verified++
+			res.Head = want
+			res.HeadHash = prev
+			want++
 		}
-		vals := rows.RawValues()
-		storedPrev, storedHash := vals[9], vals[10]
-		broken := func(cause string) (domain.VerifyResult, error) {
-			res.BrokenAt = want
-			res.BrokenCause = cause
-			return res, nil
-		}
-		if f.Position != want {
-			return broken(fmt.Sprintf("position %d is missing (the next stored position is %d)", want, f.Position))
-		}
-		if !bytes.Equal(storedPrev, prev) {
-			return broken("prev_hash does not match the hash of the previous position")
-		}
-		h := hasher.Hash(prev, &f)
-		if !bytes.Equal(h, storedHash) {
-			return broken("hash does not match the event's contents")
-		}
-		prev = h
-		res.Verified++
-		res.Head = f.Position
-		res.HeadHash = h
-		want++
-		if res.Verified%65536 == 0 && ctx.Err() != nil {
-			return res, ctx.Err()
+		select {
+		case free <- c:
+		default:
 		}
 	}
-	if err := rows.Err(); err != nil {
+	if err := <-readErr; err != nil {
 		return res, fmt.Errorf("eventstore: verify: %w", err)
 	}
 	// Rows deleted at the end leave the head pointing past the last one.
@@ -103,9 +116,74 @@ func (s *Postgres) Verify(ctx context.Context, from int64) (domain.VerifyResult,
 	return res, nil
 }
 
-// decodeVerifyRow decodes the binary values of sqlVerify's columns into f.
-// f's byte slices alias the row buffer and are valid until the next row.
-func decodeVerifyRow(v [][]byte, f *core.Fields) error {
+// verifyChunks is how many chunks of verifyChunkRows rows the reader may
+// run ahead of the hasher.
+const (
+	verifyChunks    = 4
+	verifyChunkRows = 1024
+)
+
+// verifyRow is one decoded row of sqlVerify; its slices point into the
+// arena of its chunk.
+type verifyRow struct {
+	f          core.RawFields
+	prev, hash []byte
+}
+
+// verifyChunk is a batch of rows handed from the reader to the hasher.
+type verifyChunk struct {
+	arena []byte
+	rows  []verifyRow
+}
+
+// readForVerify streams sqlVerify's rows in chunks to out, reusing the
+// chunks the hasher puts back on free, and closes out when done.
+func (s *Postgres) readForVerify(ctx context.Context, from int64, out chan<- *verifyChunk, free <-chan *verifyChunk) error {
+	defer close(out)
+	rows, err := s.pool.Query(ctx, sqlVerify, pgx.QueryResultFormats{pgx.BinaryFormatCode}, from)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	next := func() *verifyChunk {
+		select {
+		case c := <-free:
+			c.arena, c.rows = c.arena[:0], c.rows[:0]
+			return c
+		default:
+			return &verifyChunk{arena: make([]byte, 0, 512*verifyChunkRows), rows: make([]verifyRow, 0, verifyChunkRows)}
+		}
+	}
+	c := next()
+	for rows.Next() {
+		if err := c.add(rows.RawValues()); err != nil {
+			return err
+		}
+		if len(c.rows) == verifyChunkRows {
+			select {
+			case out <- c:
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+			c = next()
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	if len(c.rows) > 0 {
+		select {
+		case out <- c:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return nil
+}
+
+// add decodes the binary values of one sqlVerify row, copying the
+// variable-length ones into the chunk's arena.
+func (c *verifyChunk) add(v [][]byte) error {
 	if len(v) != 11 {
 		return fmt.Errorf("got %d columns, want 11", len(v))
 	}
@@ -115,14 +193,25 @@ func decodeVerifyRow(v [][]byte, f *core.Fields) error {
 	if len(v[6]) < 1 || v[6][0] != 1 || len(v[7]) < 1 || v[7][0] != 1 {
 		return errors.New("unexpected jsonb binary version")
 	}
-	f.Position = int64(binary.BigEndian.Uint64(v[0]))
-	f.StreamID = string(v[1])
-	f.StreamVersion = int64(binary.BigEndian.Uint64(v[2]))
-	copy(f.EventID[:], v[3])
-	f.Type = string(v[4])
-	f.SchemaVersion = int(int32(binary.BigEndian.Uint32(v[5])))
-	f.Data = v[6][1:]
-	f.Metadata = v[7][1:]
-	f.RecordedAt = time.UnixMicro(pgEpochMicros + int64(binary.BigEndian.Uint64(v[8]))).UTC()
+	put := func(b []byte) []byte {
+		start := len(c.arena)
+		c.arena = append(c.arena, b...)
+		return c.arena[start:len(c.arena):len(c.arena)]
+	}
+	c.rows = append(c.rows, verifyRow{
+		f: core.RawFields{
+			Position:         int64(binary.BigEndian.Uint64(v[0])),
+			StreamID:         put(v[1]),
+			StreamVersion:    int64(binary.BigEndian.Uint64(v[2])),
+			EventID:          put(v[3]),
+			Type:             put(v[4]),
+			SchemaVersion:    int64(int32(binary.BigEndian.Uint32(v[5]))),
+			Data:             put(v[6][1:]),
+			Metadata:         put(v[7][1:]),
+			RecordedAtMicros: pgEpochMicros + int64(binary.BigEndian.Uint64(v[8])),
+		},
+		prev: put(v[9]),
+		hash: put(v[10]),
+	})
 	return nil
 }

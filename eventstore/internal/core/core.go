@@ -236,24 +236,50 @@ func NewHasher() *Hasher { return &Hasher{h: sha256.New(), buf: make([]byte, 0, 
 // position, stream_version (int64 big-endian); stream_id, type (uint32
 // big-endian length then bytes); the 16 bytes of event_id; schema_version
 // (int64); data and metadata (uint32 length then bytes); recorded_at as UTC
-// Unix microseconds (int64). Lengths make it unambiguous.
+// Unix microseconds (int64). Lengths make it unambiguous. The PostgreSQL
+// function berth_event_encoding (migration 040) writes the same bytes.
 func (x *Hasher) Hash(prev []byte, f *Fields) []byte {
+	r := RawFields{
+		Position: f.Position, StreamVersion: f.StreamVersion, StreamID: []byte(f.StreamID), Type: []byte(f.Type),
+		EventID: f.EventID[:], SchemaVersion: int64(f.SchemaVersion), Data: f.Data, Metadata: f.Metadata,
+		RecordedAtMicros: f.RecordedAt.UnixMicro(),
+	}
+	return x.HashRaw(prev, &r, nil)
+}
+
+// RawFields is Fields as bytes, the form a reader decodes without
+// allocating. EventID must be 16 bytes.
+type RawFields struct {
+	Position         int64
+	StreamVersion    int64
+	StreamID         []byte
+	Type             []byte
+	EventID          []byte
+	SchemaVersion    int64
+	Data             []byte
+	Metadata         []byte
+	RecordedAtMicros int64
+}
+
+// HashRaw appends SHA-256(prev || canonical(f)) to out and returns it; see
+// Hash for the encoding. With a reused out it does not allocate.
+func (x *Hasher) HashRaw(prev []byte, f *RawFields, out []byte) []byte {
 	b := x.buf[:0]
 	b = append(b, hashDomain...)
 	b = binary.BigEndian.AppendUint64(b, uint64(f.Position))
 	b = binary.BigEndian.AppendUint64(b, uint64(f.StreamVersion))
-	b = appendBytes(b, []byte(f.StreamID))
-	b = appendBytes(b, []byte(f.Type))
-	b = append(b, f.EventID[:]...)
-	b = binary.BigEndian.AppendUint64(b, uint64(int64(f.SchemaVersion)))
+	b = appendBytes(b, f.StreamID)
+	b = appendBytes(b, f.Type)
+	b = append(b, f.EventID...)
+	b = binary.BigEndian.AppendUint64(b, uint64(f.SchemaVersion))
 	b = appendBytes(b, f.Data)
 	b = appendBytes(b, f.Metadata)
-	b = binary.BigEndian.AppendUint64(b, uint64(f.RecordedAt.UnixMicro()))
+	b = binary.BigEndian.AppendUint64(b, uint64(f.RecordedAtMicros))
 	x.buf = b[:0]
 	x.h.Reset()
 	x.h.Write(prev)
 	x.h.Write(b)
-	return x.h.Sum(nil)
+	return x.h.Sum(out)
 }
 
 func appendBytes(b, v []byte) []byte {
