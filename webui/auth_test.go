@@ -67,7 +67,9 @@ func (b *syncBuffer) Bytes() []byte {
 	return bytes.Clone(b.buf.Bytes())
 }
 
-func newAuthEnv(t *testing.T, gcfg webui.GuardConfig) *authEnv {
+func newAuthEnv(t *testing.T, gcfg webui.GuardConfig) *authEnv { return newAuthEnvTB(t, gcfg) }
+
+func newAuthEnvTB(t testing.TB, gcfg webui.GuardConfig) *authEnv {
 	t.Helper()
 	pool := testenv.Postgres(t)
 	es, err := eventstore.NewPostgres(eventstore.PostgresConfig{}, pool)
@@ -249,6 +251,11 @@ func TestRouteRoleMatrix(t *testing.T) {
 }
 
 func login(t *testing.T, e *authEnv, email, password string) (cookie, csrf string) {
+	t.Helper()
+	return loginTB(t, e, email, password)
+}
+
+func loginTB(t testing.TB, e *authEnv, email, password string) (cookie, csrf string) {
 	t.Helper()
 	r := e.mustCall(http.StatusOK, "POST", "/api/v1/login", map[string]string{"email": email, "password": password})
 	var v webui.SessionView

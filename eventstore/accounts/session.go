@@ -49,20 +49,29 @@ func (s *Store) CreateSession(ctx context.Context, userID string, now time.Time,
 // Session returns the user and CSRF token of session id at now, and marks
 // it seen. A session unknown, past its absolute expiry or idle for longer
 // than idle is refused with an ErrUnauthorized-wrapped error (and deleted).
+// The last-seen time is written only when it is older than a tenth of idle
+// (at most a minute), so most requests only read.
 func (s *Store) Session(ctx context.Context, id string, now time.Time, idle time.Duration) (userID, csrf string, err error) {
 	if id == "" || len(id) > 100 {
 		return "", "", fmt.Errorf("session: %w", domain.ErrUnauthorized)
 	}
 	h := hashID(id)
-	err = s.pool.QueryRow(ctx, `UPDATE sessions SET last_seen = $2
-WHERE id_hash = $1 AND expires_at > $2 AND last_seen > $3
-RETURNING user_id, csrf`, h, now, now.Add(-idle)).Scan(&userID, &csrf)
+	var lastSeen, expires time.Time
+	err = s.pool.QueryRow(ctx, `SELECT user_id, csrf, last_seen, expires_at FROM sessions WHERE id_hash = $1`, h).Scan(&userID, &csrf, &lastSeen, &expires)
 	if errors.Is(err, pgx.ErrNoRows) {
-		_, _ = s.pool.Exec(ctx, `DELETE FROM sessions WHERE id_hash = $1`, h)
-		return "", "", fmt.Errorf("session unknown or expired: %w", domain.ErrUnauthorized)
+		return "", "", fmt.Errorf("session unknown: %w", domain.ErrUnauthorized)
 	}
 	if err != nil {
 		return "", "", fmt.Errorf("accounts: load session: %w", err)
+	}
+	if !now.Before(expires) || now.Sub(lastSeen) >= idle {
+		_, _ = s.pool.Exec(ctx, `DELETE FROM sessions WHERE id_hash = $1`, h)
+		return "", "", fmt.Errorf("session expired: %w", domain.ErrUnauthorized)
+	}
+	if now.Sub(lastSeen) >= min(idle/10, time.Minute) {
+		if _, err := s.pool.Exec(ctx, `UPDATE sessions SET last_seen = $2 WHERE id_hash = $1 AND last_seen < $2`, h, now); err != nil {
+			return "", "", fmt.Errorf("accounts: touch session: %w", err)
+		}
 	}
 	return userID, csrf, nil
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"sync"
 	"time"
 
 	"berth/domain"
@@ -20,7 +21,18 @@ type Accounts struct {
 	creds  domain.Credentials
 	tokens domain.Tokens
 	now    func() time.Time
+
+	// users caches rebuilt users so that authenticating a request replays
+	// only the events recorded since (logins grow a user's stream).
+	mu    sync.Mutex
+	users map[string]domain.User
+	// tokenSeen is when this process last recorded each token's use; the
+	// token table's conditional update decides across processes.
+	tokenSeen map[string]time.Time
 }
+
+// maxCachedUsers bounds the user cache; past it the cache starts over.
+const maxCachedUsers = 10000
 
 // AccountsConfig configures Accounts.
 type AccountsConfig struct {
@@ -46,7 +58,7 @@ func NewAccounts(h *Handler, creds domain.Credentials, tokens domain.Tokens) (*A
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
-	return &Accounts{h: h, creds: creds, tokens: tokens, now: time.Now}, nil
+	return &Accounts{h: h, creds: creds, tokens: tokens, now: time.Now, users: map[string]domain.User{}, tokenSeen: map[string]time.Time{}}, nil
 }
 
 // SetClock replaces the clock (tests).
@@ -81,11 +93,43 @@ func (a *Accounts) loadUser(ctx context.Context, id string) (*domain.User, error
 	if err := domain.ValidateName("user_id", id); err != nil {
 		return nil, fmt.Errorf("%w: %w", domain.ErrUserNotFound, err)
 	}
-	recs, err := a.h.read(ctx, domain.UserStream(id), 1)
+	a.mu.Lock()
+	cached, ok := a.users[id]
+	a.mu.Unlock()
+	from := int64(1)
+	if ok {
+		from = cached.Version() + 1
+	}
+	stream := domain.UserStream(id)
+	recs, err := a.h.read(ctx, stream, from)
 	if err != nil {
 		return nil, err
 	}
-	return domain.LoadUser(recs)
+	var u *domain.User
+	if ok && (len(recs) == 0 || recs[0].StreamVersion == from) {
+		u = &cached
+		for _, r := range recs {
+			if err := u.Apply(r); err != nil {
+				return nil, err
+			}
+		}
+	} else {
+		if ok { // not contiguous with the cache: replay it all
+			if recs, err = a.h.read(ctx, stream, 1); err != nil {
+				return nil, err
+			}
+		}
+		if u, err = domain.LoadUser(recs); err != nil {
+			return nil, err
+		}
+	}
+	a.mu.Lock()
+	if len(a.users) >= maxCachedUsers {
+		clear(a.users)
+	}
+	a.users[id] = *u
+	a.mu.Unlock()
+	return u, nil
 }
 
 // emailOwner returns the user id that owns email ("" when none) and the

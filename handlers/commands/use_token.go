@@ -32,10 +32,22 @@ func (a *Accounts) UseToken(ctx context.Context, meta Meta, secret string) (doma
 	if !t.RevokedAt.IsZero() || (!t.ExpiresAt.IsZero() && !now.Before(t.ExpiresAt)) {
 		return domain.TokenRecord{}, ErrTokenRefused
 	}
+	a.mu.Lock()
+	seen, ok := a.tokenSeen[t.ID]
+	a.mu.Unlock()
+	if ok && now.Sub(seen) < TokenUseEvery && !now.Before(seen) {
+		return t, nil
+	}
 	due, err := a.tokens.MarkUsed(ctx, t.ID, now, TokenUseEvery)
 	if err != nil {
 		return domain.TokenRecord{}, err
 	}
+	a.mu.Lock()
+	if len(a.tokenSeen) >= maxCachedUsers {
+		clear(a.tokenSeen)
+	}
+	a.tokenSeen[t.ID] = now
+	a.mu.Unlock()
 	if due {
 		meta.Actor = domain.Actor{Kind: domain.ActorToken, ID: t.ID, Name: t.Name}
 		ev := domain.Event{StreamID: domain.TokenStream(t.ID), Type: domain.EventTokenUsed, Data: domain.TokenUsed{TokenID: t.ID, Remote: meta.Origin}}
