@@ -72,6 +72,9 @@ type AppStartRequested struct {
 type AppStarted struct {
 	App         string `json:"app"`
 	ContainerID string `json:"container_id,omitempty"`
+	// UpstreamHost, when set, is where the routes now reach the container
+	// (its new address on berth's network); empty: unchanged.
+	UpstreamHost string `json:"upstream_host,omitempty"`
 }
 
 // AppDeleted is recorded ("app.deleted") when an application is deleted. Its

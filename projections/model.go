@@ -381,7 +381,7 @@ func (m *Model) applyApp(a *App, data any) {
 		}
 		if a.ServingContainer != "" {
 			a.Status = AppRunning
-			a.UpstreamHost, a.UpstreamPort = a.ServingContainer, a.Config.Runtime.Port
+			a.UpstreamHost, a.UpstreamPort = cmp.Or(d.UpstreamHost, a.ServingContainer), a.Config.Runtime.Port
 		} else {
 			a.Status = AppNew
 		}

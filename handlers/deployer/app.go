@@ -40,7 +40,11 @@ func (d *Deployer) controlApp(ctx context.Context, msg *message.Message, name, a
 		d.log.Error("application command failed", "command", name, "app", app, "err", err)
 		return nil
 	}
-	var data any = domain.AppStarted{App: app, ContainerID: containerID}
+	started := domain.AppStarted{App: app, ContainerID: containerID}
+	if u, ok := ctrl.(AppUpstreamer); ok && name == CommandStartApp && containerID != "" {
+		started.UpstreamHost = u.UpstreamOf(ctx, containerID)
+	}
+	var data any = started
 	if name == CommandStopApp {
 		data = domain.AppStopped{App: app, ContainerID: containerID}
 	}

@@ -171,6 +171,7 @@ var (
 	_ AppController    = (*DockerExecutor)(nil)
 	_ LogSealer        = (*DockerExecutor)(nil)
 	_ InterruptCleaner = (*DockerExecutor)(nil)
+	_ AppUpstreamer    = (*DockerExecutor)(nil)
 )
 
 // NewDockerExecutor returns a DockerExecutor reading the log from store.
@@ -728,6 +729,20 @@ func (x *DockerExecutor) StopApp(ctx context.Context, app string) (string, error
 		return "", retryableIfDown(err)
 	}
 	return c.ID, nil
+}
+
+// UpstreamOf implements AppUpstreamer: under UpstreamIP, the container's
+// current IP on berth's network.
+func (x *DockerExecutor) UpstreamOf(ctx context.Context, containerID string) string {
+	if x.cfg.Upstream != UpstreamIP {
+		return ""
+	}
+	c, err := x.eng.Inspect(ctx, containerID)
+	if err != nil {
+		x.log.Warn("address of a started container unknown", "container", containerID, "err", err)
+		return ""
+	}
+	return c.IP
 }
 
 // StartApp implements AppController: it starts the serving container again.

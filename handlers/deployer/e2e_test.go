@@ -862,6 +862,13 @@ func TestImagesCollectedAndAppStopStart(t *testing.T) {
 	}
 	waitUntil(t, 30*time.Second, "the container to run again", func() bool { return state() == "running" })
 	a.waitBody("hello v1", 10*time.Second)
+	// The routes follow the restarted container's address.
+	list := s.containers(a.name)
+	ip := list[0].NetworkSettings.Networks[s.network].IPAddress
+	waitUntil(t, 10*time.Second, "the routes to follow the started container", func() bool {
+		got, err := s.queries.GetApp(context.Background(), a.name)
+		return err == nil && got.UpstreamHost == ip
+	})
 }
 
 func waitUntil(t *testing.T, timeout time.Duration, what string, ok func() bool) {

@@ -69,6 +69,16 @@ type AppController interface {
 	StartApp(ctx context.Context, app string) (containerID string, err error)
 }
 
+// AppUpstreamer is optionally implemented by an AppController whose
+// containers are reached by an address that changes when they restart (their
+// IP): app.started then records the started container's new address, which
+// the routing follows.
+type AppUpstreamer interface {
+	// UpstreamOf returns the address routes should use for containerID,
+	// or "" to keep the recorded one.
+	UpstreamOf(ctx context.Context, containerID string) string
+}
+
 // LogSealer is optionally implemented by an Executor that writes a build
 // log. Once Execute returned, and before recording succeeded, failed or
 // cancelled, the deployer calls SealLog; the summary it returns (line count
