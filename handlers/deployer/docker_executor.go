@@ -66,7 +66,8 @@ type DockerExecutorConfig struct {
 	Upstream string
 	// Drain is how long the previous container keeps serving after the
 	// switch was applied, for the proxy to reload and in-flight requests to
-	// finish. Default 3 s.
+	// finish; it must exceed the proxy's reload delay (Traefik's provider
+	// throttle is 2 s unless configured). Default 5 s.
 	Drain time.Duration
 	// StopGrace is the time between SIGTERM and SIGKILL when stopping a
 	// container. Default 10 s.
@@ -92,7 +93,7 @@ func (c *DockerExecutorConfig) setDefaults() {
 		c.Upstream = UpstreamIP
 	}
 	if c.Drain == 0 {
-		c.Drain = 3 * time.Second
+		c.Drain = 5 * time.Second
 	}
 	if c.StopGrace == 0 {
 		c.StopGrace = 10 * time.Second
