@@ -10,9 +10,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgtype"
-
 	"berth/domain"
 	"berth/eventstore/internal/core"
 )
@@ -22,8 +19,6 @@ const (
 	defaultPage = 1000
 	maxPage     = 10000
 )
-
-const eventColumns = `position, stream_id, stream_version, event_id, type, schema_version, data, metadata, recorded_at, tx_id::text, prev_hash, hash`
 
 // Head implements domain.EventStore.
 func (s *Postgres) Head(ctx context.Context) (int64, error) {
@@ -48,11 +43,11 @@ func (s *Postgres) ReadStream(ctx context.Context, streamID string, fromVersion 
 		lim = &l
 	}
 	rows, err := s.pool.Query(ctx, `SELECT `+eventColumns+` FROM events WHERE stream_id = $1 AND stream_version >= $2 ORDER BY stream_version LIMIT $3`,
-		streamID, fromVersion, lim)
+		binaryResults(), streamID, fromVersion, lim)
 	if err != nil {
 		return nil, fmt.Errorf("eventstore: read stream: %w", err)
 	}
-	return collect(rows)
+	return collect(rows, limit)
 }
 
 // ReadAll implements domain.EventStore.
@@ -73,11 +68,11 @@ func (s *Postgres) ReadAll(ctx context.Context, q domain.ReadAllQuery) ([]domain
 // that match f, at most limit of them (0: all).
 func (s *Postgres) readRange(ctx context.Context, after, until int64, f domain.Filter, limit int) ([]domain.RecordedEvent, error) {
 	sql, args := buildQuery(after, until, f, limit)
-	rows, err := s.pool.Query(ctx, sql, args...)
+	rows, err := s.pool.Query(ctx, sql, append([]any{binaryResults()}, args...)...)
 	if err != nil {
 		return nil, fmt.Errorf("eventstore: read: %w", err)
 	}
-	return collect(rows)
+	return collect(rows, limit)
 }
 
 // buildQuery writes a query with only the conditions f uses, so the planner
@@ -116,66 +111,6 @@ func buildQuery(after, until int64, f domain.Filter, limit int) (string, []any) 
 	return sb.String(), args
 }
 
-type scanned struct {
-	e       domain.RecordedEvent
-	eventID pgtype.UUID
-	meta    []byte
-	txID    string
-}
-
-func (x *scanned) targets() []any {
-	return []any{&x.e.Position, &x.e.StreamID, &x.e.StreamVersion, &x.eventID, &x.e.Type, &x.e.SchemaVersion,
-		&x.e.Data, &x.meta, &x.e.RecordedAt, &x.txID, &x.e.PrevHash, &x.e.Hash}
-}
-
-func (x *scanned) finish() (domain.RecordedEvent, error) {
-	e := x.e
-	e.EventID = formatUUID(x.eventID.Bytes)
-	e.RecordedAt = e.RecordedAt.UTC()
-	tx, err := strconv.ParseUint(x.txID, 10, 64)
-	if err != nil {
-		return e, fmt.Errorf("eventstore: position %d: tx_id %q: %w", e.Position, x.txID, err)
-	}
-	e.TxID = tx
-	if err := json.Unmarshal(x.meta, &e.Metadata); err != nil {
-		return e, fmt.Errorf("eventstore: position %d: metadata: %w", e.Position, err)
-	}
-	return e, nil
-}
-
-func collect(rows pgx.Rows) ([]domain.RecordedEvent, error) {
-	var out []domain.RecordedEvent
-	var x scanned
-	_, err := pgx.ForEachRow(rows, x.targets(), func() error {
-		e, err := x.finish()
-		if err != nil {
-			return err
-		}
-		// Scanned slices are fresh per row; copy the struct out.
-		out = append(out, e)
-		x = scanned{}
-		return nil
-	})
-	if err != nil {
-		return nil, fmt.Errorf("eventstore: read: %w", err)
-	}
-	return out, nil
-}
-
-func formatUUID(b [16]byte) string {
-	var buf [36]byte
-	hex.Encode(buf[0:8], b[0:4])
-	buf[8] = '-'
-	hex.Encode(buf[9:13], b[4:6])
-	buf[13] = '-'
-	hex.Encode(buf[14:18], b[6:8])
-	buf[18] = '-'
-	hex.Encode(buf[19:23], b[8:10])
-	buf[23] = '-'
-	hex.Encode(buf[24:], b[10:])
-	return string(buf[:])
-}
-
 // exportLine is one line of Export's JSON Lines output.
 type exportLine struct {
 	Position      int64           `json:"position"`
@@ -197,7 +132,7 @@ type exportLine struct {
 // events written.
 func (s *Postgres) Export(ctx context.Context, w io.Writer, f domain.Filter) (int64, error) {
 	sql, args := buildQuery(0, 0, f, 0)
-	rows, err := s.pool.Query(ctx, sql, args...)
+	rows, err := s.pool.Query(ctx, sql, append([]any{binaryResults()}, args...)...)
 	if err != nil {
 		return 0, fmt.Errorf("eventstore: export: %w", err)
 	}
@@ -205,22 +140,20 @@ func (s *Postgres) Export(ctx context.Context, w io.Writer, f domain.Filter) (in
 	enc := json.NewEncoder(w)
 	enc.SetEscapeHTML(false)
 	var n int64
-	var x scanned
+	d := newRowDecoder()
+	var e domain.RecordedEvent
 	for rows.Next() {
-		x = scanned{}
-		if err := rows.Scan(x.targets()...); err != nil {
+		meta, err := d.decode(rows.RawValues(), &e, false)
+		if err != nil {
 			return n, fmt.Errorf("eventstore: export: %w", err)
 		}
-		tx, err := strconv.ParseUint(x.txID, 10, 64)
-		if err != nil {
-			return n, fmt.Errorf("eventstore: export: tx_id: %w", err)
-		}
 		line := exportLine{
-			Position: x.e.Position, StreamID: x.e.StreamID, StreamVersion: x.e.StreamVersion,
-			EventID: formatUUID(x.eventID.Bytes), Type: x.e.Type, SchemaVersion: x.e.SchemaVersion,
-			Data: x.e.Data, Metadata: x.meta, RecordedAt: x.e.RecordedAt.UTC().Format(time.RFC3339Nano),
-			TxID: tx, PrevHash: hex.EncodeToString(x.e.PrevHash), Hash: hex.EncodeToString(x.e.Hash),
+			Position: e.Position, StreamID: e.StreamID, StreamVersion: e.StreamVersion,
+			EventID: string(d.ids), Type: e.Type, SchemaVersion: e.SchemaVersion,
+			Data: e.Data, Metadata: meta, RecordedAt: e.RecordedAt.Format(time.RFC3339Nano),
+			TxID: e.TxID, PrevHash: hex.EncodeToString(e.PrevHash), Hash: hex.EncodeToString(e.Hash),
 		}
+		d.ids = d.ids[:0]
 		if err := enc.Encode(&line); err != nil {
 			return n, fmt.Errorf("eventstore: export: write: %w", err)
 		}
