@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"strconv"
 	"strings"
@@ -371,10 +372,14 @@ func (s *Server) inboundGitHook(w http.ResponseWriter, r *http.Request) error {
 // webhook, the delivery id as idempotency key.
 func (s *Server) hookMeta(r *http.Request, provider, app, delivery string) (commands.Meta, error) {
 	cid, _ := r.Context().Value(correlationKey{}).(string)
+	origin := r.RemoteAddr
+	if host, _, err := net.SplitHostPort(origin); err == nil {
+		origin = host
+	}
 	m := commands.Meta{
 		Actor:         domain.Actor{Kind: domain.ActorWebhook, ID: "git-" + provider, Name: app},
 		CorrelationID: cid,
-		Origin:        r.RemoteAddr,
+		Origin:        origin,
 	}
 	if delivery != "" {
 		key := "git-" + provider + ":" + delivery
