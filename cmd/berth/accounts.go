@@ -4,9 +4,11 @@ import (
 	"bufio"
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"log/slog"
+	"strconv"
 	"strings"
 	"time"
 
@@ -34,7 +36,10 @@ func wireAuth(m *Main, cmds *cmdhandlers.Handler, sealer domain.SecretSealer) (*
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	guard, err := webui.NewGuard(webui.GuardConfig{Logger: m.Logger}, accts, st, st)
+	guard, err := webui.NewGuard(webui.GuardConfig{
+		SecureCookies: m.Config.SecureCookies, TrustProxyHeaders: m.Config.TrustProxyHeaders,
+		AllowedOrigins: m.Config.AllowedOrigins, Logger: m.Logger,
+	}, accts, st, st)
 	if err != nil {
 		return nil, nil, nil, err
 	}
@@ -222,4 +227,43 @@ func runTokenCreate(ctx context.Context, e env, args []string) error {
 	fmt.Fprintf(e.stderr, "token %s (%s, role %s) created; it is shown only once:\n", t.ID, t.Name, t.Role)
 	_, err = fmt.Fprintln(e.stdout, t.Secret)
 	return err
+}
+
+// bindAuthFlags registers the session and origin flags of serve.
+func bindAuthFlags(fs *flag.FlagSet, c *Config, getenv func(string) string) error {
+	for _, b := range []struct {
+		p         *bool
+		name, env string
+		usage     string
+	}{
+		{&c.SecureCookies, "secure-cookies", "BERTH_SECURE_COOKIES", "mark session cookies Secure (berth is reached over HTTPS only)"},
+		{&c.TrustProxyHeaders, "trust-proxy-headers", "BERTH_TRUST_PROXY_HEADERS", "trust X-Forwarded-Proto and X-Forwarded-For (only behind a proxy that sets them)"},
+	} {
+		def := false
+		if v := getenv(b.env); v != "" {
+			parsed, err := strconv.ParseBool(v)
+			if err != nil {
+				return fmt.Errorf("%s: %w", b.env, err)
+			}
+			def = parsed
+		}
+		fs.BoolVar(b.p, b.name, def, b.usage+" (env "+b.env+")")
+	}
+	origins := getenv("BERTH_ALLOWED_ORIGINS")
+	c.AllowedOrigins = splitOrigins(origins)
+	fs.Func("allowed-origins", "comma-separated browser origins allowed besides berth's own, e.g. https://ops.example.com (env BERTH_ALLOWED_ORIGINS)", func(s string) error {
+		c.AllowedOrigins = splitOrigins(s)
+		return nil
+	})
+	return nil
+}
+
+func splitOrigins(s string) []string {
+	var out []string
+	for _, o := range strings.Split(s, ",") {
+		if o = strings.TrimSpace(o); o != "" {
+			out = append(out, strings.TrimRight(o, "/"))
+		}
+	}
+	return out
 }

@@ -39,6 +39,10 @@ type Config struct {
 	// and link-local addresses: --webhooks-allow-private,
 	// BERTH_WEBHOOKS_ALLOW_PRIVATE.
 	WebhooksAllowPrivate bool
+
+	SecureCookies     bool     // --secure-cookies, BERTH_SECURE_COOKIES: mark session cookies Secure
+	TrustProxyHeaders bool     // --trust-proxy-headers, BERTH_TRUST_PROXY_HEADERS: believe X-Forwarded-Proto/-For
+	AllowedOrigins    []string // --allowed-origins, BERTH_ALLOWED_ORIGINS: extra browser origins, comma-separated
 }
 
 // DefaultConfig returns the configuration used when no flag or variable is
@@ -137,6 +141,9 @@ func bindConfig(fs *flag.FlagSet, c *Config, groups flagGroup, getenv func(strin
 		str(&c.TraefikDir, "traefik-dir", "BERTH_TRAEFIK_DIR", "directory of Traefik's dynamic configuration (default: <data-dir>/traefik/dynamic)")
 		str(&c.MasterKeyFile, "master-key-file", "BERTH_MASTER_KEY_FILE", "file holding the master key that wraps data keys (default: <data-dir>/master.key)")
 		str(&c.DataDir, "data-dir", "BERTH_DATA_DIR", "directory for berth's local state")
+		if err := bindAuthFlags(fs, c, getenv); err != nil {
+			return err
+		}
 		str(&c.DeployHost, "deploy-host", "BERTH_DEPLOY_HOST", "name of this Docker host's deploy queue (one deployer per name)")
 		str(&c.DockerNetwork, "docker-network", "BERTH_DOCKER_NETWORK", "bridge network of application containers (default: berth)")
 		allowPrivate := c.WebhooksAllowPrivate

@@ -78,7 +78,7 @@ func (m *Main) wire(ctx context.Context) (http.Handler, []Runner, error) {
 	logs := buildlog.New(m.Pool)
 	reads := &webui.ProjectionReads{Queries: projections.NewQueries(m.Pool), Runner: runner, Log: m.Store}
 	// The live socket: one log subscription per process fanned out to pages.
-	hub, err := webui.NewHub(webui.HubConfig{Logger: m.Logger}, webui.HubDeps{Log: m.Store, Reads: reads, BuildLogs: webui.BuildLogStore{Store: logs}})
+	hub, err := webui.NewHub(webui.HubConfig{Logger: m.Logger, AllowedOrigins: m.Config.AllowedOrigins}, webui.HubDeps{Log: m.Store, Reads: reads, BuildLogs: webui.BuildLogStore{Store: logs}, Notify: runner.Notify})
 	if err != nil {
 		return nil, nil, err
 	}
