@@ -114,6 +114,11 @@ type HubDeps struct {
 	Log       EventLog
 	Reads     ReadModels
 	BuildLogs BuildLogs
+	// Notify, when set, is called with every position the hub's
+	// subscription delivers before the hub waits for the read models: pass
+	// the projection runner's Notify so the runner in this process applies
+	// the event at once instead of at its next poll.
+	Notify func(position int64)
 }
 
 // Message is what the hub sends. Data messages carry Topic, the log
@@ -283,6 +288,9 @@ func (h *Hub) subscribed(topic string) bool {
 // fails is logged and the subscribers resync on their next change.
 func (h *Hub) apply(ctx context.Context, e domain.RecordedEvent) error {
 	defer h.position.Store(e.Position)
+	if h.deps.Notify != nil {
+		h.deps.Notify(e.Position)
+	}
 	if h.subscribed(TopicAudit) {
 		h.broadcast(TopicAudit, Message{Topic: TopicAudit, Position: e.Position, Data: map[string]any{"events": []AuditEvent{auditEvent(e)}}})
 	}

@@ -67,6 +67,16 @@ func suites() []suite {
 		{"deploy", func(ctx context.Context, c config, out io.Writer) error {
 			return bench.RunDeploy(ctx, c.databaseURL, c.redisURL, out)
 		}},
+		{"push", func(ctx context.Context, c config, out io.Writer) error {
+			return bench.RunPush(ctx, c.databaseURL, out)
+		}},
+		{"rss", func(ctx context.Context, c config, out io.Writer) error {
+			dir, err := os.Getwd() // inside the module: the suite builds ./cmd/berth
+			if err != nil {
+				return err
+			}
+			return bench.RunRSS(ctx, dir, c.databaseURL, c.redisURL, out)
+		}},
 	}
 }
 
