@@ -149,6 +149,12 @@ type Route struct {
 // Model is the in-memory fold of the log into projects, applications and
 // deployments. Apply is the one transition function every consumer uses.
 // A Model is not safe for concurrent use.
+//
+// WARNING: Apply changes the slices of the rows it touches in place (an
+// application's domains, a deployment's steps): copying them for every
+// event made folding an application with thousands of domains quadratic.
+// A copy of a row that must not change while the Model goes on applying
+// events needs its own copies of those slices (slices.Clone).
 type Model struct {
 	Projects    map[string]*Project
 	Apps        map[string]*App
@@ -365,9 +371,9 @@ func (m *Model) applyApp(a *App, data any) {
 	case domain.AppEnvSet:
 		a.Config.Env = publicEnv(d.Env)
 	case domain.AppDomainAdded:
-		a.Config.Domains = append(slices.DeleteFunc(slices.Clone(a.Config.Domains), func(r domain.Route) bool { return r.Host == d.Route.Host }), d.Route)
+		a.Config.Domains = append(slices.DeleteFunc(a.Config.Domains, func(r domain.Route) bool { return r.Host == d.Route.Host }), d.Route)
 	case domain.AppDomainRemoved:
-		a.Config.Domains = slices.DeleteFunc(slices.Clone(a.Config.Domains), func(r domain.Route) bool { return r.Host == d.Host })
+		a.Config.Domains = slices.DeleteFunc(a.Config.Domains, func(r domain.Route) bool { return r.Host == d.Host })
 	case domain.AppStopRequested:
 		a.DesiredStatus = domain.AppStatusStopped
 	case domain.AppStartRequested:

@@ -3,6 +3,7 @@ package projections
 import (
 	"encoding/json"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
@@ -46,7 +47,7 @@ func appRow(a *App) ([]any, error) {
 }
 
 func deploymentRow(d *Deployment) ([]any, error) {
-	steps, err := json.Marshal(d.Steps)
+	steps, err := encodeSteps(d.Steps)
 	if err != nil {
 		return nil, fmt.Errorf("encode steps of %s: %w", d.ID, err)
 	}
@@ -128,4 +129,44 @@ func upsertSQL(table string, columns []string) string {
 	}
 	return "INSERT INTO " + table + " (" + cols(columns) + ") VALUES (" + strings.Join(ph, ", ") +
 		") ON CONFLICT (" + columns[0] + ") DO UPDATE SET " + strings.Join(set, ", ")
+}
+
+// encodeSteps returns json.Marshal(steps), without reflection for the
+// common case of plain ASCII step names and four-digit years: a rebuild
+// encodes the steps of every deployment.
+func encodeSteps(steps []Step) ([]byte, error) {
+	if steps == nil {
+		return []byte("null"), nil
+	}
+	b := make([]byte, 0, 2+len(steps)*112)
+	b = append(b, '[')
+	for i, s := range steps {
+		if !plainJSON(s.Name) || s.At.Year() < 0 || s.At.Year() > 9999 {
+			return json.Marshal(steps)
+		}
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, `{"name":"`...)
+		b = append(b, s.Name...)
+		b = append(b, `","at":"`...)
+		b = s.At.AppendFormat(b, time.RFC3339Nano)
+		b = append(b, `","duration_ms":`...)
+		b = strconv.AppendInt(b, s.DurationMS, 10)
+		b = append(b, `,"position":`...)
+		b = strconv.AppendInt(b, s.Position, 10)
+		b = append(b, '}')
+	}
+	return append(b, ']'), nil
+}
+
+// plainJSON reports whether s needs no escaping inside a JSON string as
+// encoding/json writes it.
+func plainJSON(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c > 0x7e || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+			return false
+		}
+	}
+	return true
 }
