@@ -1,6 +1,11 @@
 package webui
 
-import "berth/domain"
+import (
+	"bytes"
+	_ "embed"
+
+	"berth/domain"
+)
 
 // Access is who may call a route: anyone (Public), or a principal whose role
 // allows Role.
@@ -60,3 +65,14 @@ func RouteAccess(pattern string) (Access, bool) {
 	}
 	return Access{}, false
 }
+
+// authOpenAPIDocument describes the Guard's endpoints (login, logout,
+// session, setup, users, tokens); every operation, here and in the main
+// document, carries its minimum role as x-berth-min-role, and a test keeps
+// both in step with RouteAccess.
+//
+//go:embed auth_openapi.json
+var authOpenAPIDocument []byte
+
+// AuthOpenAPI returns the OpenAPI 3 document of the Guard's endpoints.
+func AuthOpenAPI() []byte { return bytes.Clone(authOpenAPIDocument) }

@@ -604,3 +604,47 @@ func TestSecretNeverInPlainText(t *testing.T) {
 		t.Fatalf("Verify after shredding: %+v, %v", v, err)
 	}
 }
+
+// TestOpenAPICarriesRoles checks that every operation of the main and the
+// accounts OpenAPI documents names the minimum role RouteAccess enforces, and
+// that together they document exactly the routes a server with a Guard
+// registers.
+func TestOpenAPICarriesRoles(t *testing.T) {
+	t.Parallel()
+	e := newAuthEnv(t, webui.GuardConfig{})
+	documented := map[string]bool{}
+	for name, raw := range map[string][]byte{"main": webui.OpenAPI(), "accounts": webui.AuthOpenAPI()} {
+		var doc struct {
+			Paths map[string]map[string]struct {
+				OperationID string `json:"operationId"`
+				Role        string `json:"x-berth-min-role"`
+			} `json:"paths"`
+		}
+		if err := json.Unmarshal(raw, &doc); err != nil {
+			t.Fatalf("%s document: %v", name, err)
+		}
+		for path, ops := range doc.Paths {
+			for method, op := range ops {
+				pattern := strings.ToUpper(method) + " " + path
+				documented[pattern] = true
+				access, ok := webui.RouteAccess(pattern)
+				want := string(access.Role)
+				if access.Public {
+					want = "public"
+				}
+				if !ok || op.Role != want {
+					t.Errorf("%s document, %s: x-berth-min-role %q, want %q (rule known: %v)", name, pattern, op.Role, want, ok)
+				}
+			}
+		}
+	}
+	for _, r := range e.srv.Routes() {
+		if !documented[r] && !strings.HasPrefix(r, "GET /ui/") && r != "GET /{$}" {
+			t.Errorf("registered but documented in neither document: %s", r)
+		}
+		delete(documented, r)
+	}
+	for r := range documented {
+		t.Errorf("documented but not registered: %s", r)
+	}
+}
