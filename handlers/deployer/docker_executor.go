@@ -671,9 +671,18 @@ func (x *DockerExecutor) roles(ctx context.Context, app, exclude string) ([]cont
 		if c.Deployment == "" || c.Deployment == exclude || engine.ValidateID(c.Deployment) != nil {
 			continue
 		}
-		pos, err := x.positionOf(ctx, c.Deployment, domain.EventDeploymentTrafficSwitched)
-		if err != nil && !errors.Is(err, domain.ErrNotFound) {
-			return nil, err
+		events, err := x.store.ReadStream(ctx, domain.DeploymentStream(c.Deployment), 1, 0)
+		if err != nil {
+			return nil, fmt.Errorf("read deployment %s: %w", c.Deployment, err)
+		}
+		if len(events) == 0 {
+			continue // not a deployment of this log (another berth on the same daemon): leave it alone
+		}
+		var pos int64
+		for _, e := range events {
+			if e.Type == domain.EventDeploymentTrafficSwitched {
+				pos = e.Position
+			}
 		}
 		out = append(out, containerRole{c: c, switched: pos})
 	}
