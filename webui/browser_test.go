@@ -1,13 +1,17 @@
 package webui_test
 
 import (
+	"bytes"
 	"context"
 	"flag"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -15,6 +19,7 @@ import (
 	"github.com/google/uuid"
 
 	"berth/domain"
+	"berth/internal/testenv"
 	"berth/webui"
 )
 
@@ -293,4 +298,125 @@ func TestBrowserCreateDeployCancel(t *testing.T) {
 		waitFor(`document.documentElement.scrollWidth <= window.innerWidth + 1`),
 	)
 	screenshot(t, phone, "app-phone")
+}
+
+// TestBrowserServeWithAccounts drives the real `berth serve` (accounts,
+// projections, hub, relay and the Docker deployer) in Chromium: the first
+// administrator is created through the setup link the server logs, every
+// write carries the session's CSRF token, the socket is authenticated by
+// the session cookie, and a deployment runs to a final status on the real
+// deployer (the image cannot be pulled here, so it fails, visibly).
+func TestBrowserServeWithAccounts(t *testing.T) {
+	if testing.Short() {
+		t.Skip("browser end-to-end test against berth serve")
+	}
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "berth")
+	build := exec.Command("go", "build", "-o", bin, "./cmd/berth")
+	build.Dir = ".."
+	if b, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("build berth: %v\n%s", err, b)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	var logs lockedBuffer
+	serve := exec.Command(bin, "serve", "--database-url", testenv.PostgresURL(t), "--redis-url", testenv.RedisURL(t),
+		"--listen", addr, "--data-dir", filepath.Join(dir, "data"), "--deploy-host", testenv.RandomName("ui"),
+		"--docker-network", testenv.RandomName("ui"), "--log-level", "info")
+	serve.Stdout, serve.Stderr = &logs, &logs
+	if err := serve.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = serve.Process.Signal(os.Interrupt)
+		done := make(chan struct{})
+		go func() { _ = serve.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(15 * time.Second):
+			_ = serve.Process.Kill()
+			<-done
+		}
+		if t.Failed() {
+			t.Logf("berth serve:\n%s", logs.String())
+		}
+	})
+	setup := regexp.MustCompile(`#setup=([A-Za-z0-9_-]+)`)
+	var token string
+	deadline := time.Now().Add(60 * time.Second)
+	for token == "" {
+		if m := setup.FindStringSubmatch(logs.String()); m != nil {
+			token = m[1]
+		} else if time.Now().After(deadline) {
+			t.Fatalf("berth serve logged no setup link:\n%s", logs.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	base := "http://" + addr
+
+	ctx := browser(t, 1280, 900)
+	run(t, ctx, "create the first administrator",
+		chromedp.Navigate(base+"/ui/#setup="+token),
+		chromedp.WaitVisible(chromedp.CSS("#setup-email")),
+		chromedp.SendKeys(chromedp.CSS("#setup-email"), "admin@example.com"),
+		chromedp.SendKeys(chromedp.CSS("#setup-pass"), "correct horse battery staple"),
+		chromedp.SendKeys(chromedp.CSS("#setup-again"), "correct horse battery staple"),
+		chromedp.Click(chromedp.CSS(`form button[type="submit"]`)),
+		waitFor(`location.hash === '#/'`),
+		waitFor(`document.querySelector('#live')?.dataset.state === 'live'`),
+		waitFor(`document.querySelector('#who').textContent.includes('Sign out')`),
+		waitFor(`document.querySelector('#projects .empty') !== null`),
+	)
+	run(t, ctx, "create an application",
+		chromedp.Click(chromedp.CSS("#new-app")),
+		chromedp.SendKeys(chromedp.CSS(`#new-app-form input[name="name"]`), "site"),
+		chromedp.SendKeys(chromedp.CSS(`#new-app-form input[name="image"]`), "registry.invalid/site:1"),
+		chromedp.SendKeys(chromedp.CSS(`#new-app-form input[name="port"]`), "8080"),
+		chromedp.Click(chromedp.CSS(`#new-app-form button[type="submit"]`)),
+		waitFor(`location.hash === '#/apps/site'`),
+		waitFor(`document.querySelector('#settings-form') !== null`),
+	)
+	run(t, ctx, "see a validation error next to its field",
+		chromedp.SetValue(chromedp.CSS(`#settings-form input[name="port"]`), "0"),
+		chromedp.SetValue(chromedp.CSS(`#settings-form input[name="image"]`), "not a valid image!"),
+		chromedp.Click(chromedp.CSS("#save-settings")),
+		waitFor(`document.querySelector('#settings-form [aria-invalid="true"]') !== null`),
+		waitFor(`[...document.querySelectorAll('#settings-form .field-error')].some(e => !e.hidden && e.textContent)`),
+		chromedp.SetValue(chromedp.CSS(`#settings-form input[name="port"]`), "8080"),
+		chromedp.SetValue(chromedp.CSS(`#settings-form input[name="image"]`), "registry.invalid/site:1"),
+	)
+	run(t, ctx, "deploy on the real deployer",
+		chromedp.Click(chromedp.CSS("#deploy")),
+		waitFor(`document.querySelectorAll('#deployments tbody tr').length === 1`),
+		chromedp.Click(chromedp.CSS(`#deployments tbody tr a`)),
+		waitFor(`location.hash.startsWith('#/deployments/')`),
+	)
+	if err := chromedp.Do(ctx, chromedp.Poll[chromedp.Void](`['failed', 'succeeded'].includes(document.querySelector('#final')?.dataset.status)`,
+		chromedp.WithPollingTimeout(90*time.Second), chromedp.WithPollingInterval(100*time.Millisecond))); err != nil {
+		body, _ := chromedp.Run(ctx, chromedp.Text(chromedp.CSS("main")))
+		t.Fatalf("no final status: %v\npage: %.2000s", err, body)
+	}
+	screenshot(t, ctx, "serve-deployment")
+}
+
+// lockedBuffer is a bytes.Buffer safe for a process's output and a reader.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *lockedBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *lockedBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }

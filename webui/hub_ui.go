@@ -13,8 +13,8 @@ import (
 //go:embed static
 var staticFiles embed.FS
 
-// UIHandler serves the embedded web UI: index.html at "/" and its assets
-// under "/ui/". The page talks to the API under /api/v1 and to the live
+// UIHandler serves the embedded web UI: index.html at "/" (and "/ui/") and
+// its assets under "/ui/". The page talks to the API under /api/v1 and to the live
 // socket /api/v1/ws of the same origin.
 func UIHandler() http.Handler {
 	sub, err := fs.Sub(staticFiles, "static")
@@ -30,7 +30,9 @@ func UIHandler() http.Handler {
 		h.Set("Cache-Control", "no-cache")
 		h.Set("Content-Security-Policy", "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "+
 			"connect-src 'self' ws://"+r.Host+" wss://"+r.Host+"; frame-ancestors 'none'; base-uri 'none'; form-action 'self'")
-		if r.URL.Path == "/" || r.URL.Path == "/index.html" {
+		// "/ui/" is where the first administrator's setup link points
+		// ("/ui/#setup=…").
+		if r.URL.Path == "/" || r.URL.Path == "/index.html" || r.URL.Path == "/ui/" {
 			http.ServeFileFS(w, r, sub, "index.html")
 			return
 		}

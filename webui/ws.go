@@ -283,6 +283,17 @@ func (c *conn) subscribe(topic string, after int64) {
 	}
 	ctx, cancel := context.WithTimeout(c.ctx, 10*time.Second)
 	defer cancel()
+	if after > 0 && (kind == TopicApps || kind == TopicAppPrefix || kind == TopicDeploymentPrefix) {
+		// Read your writes: a client that just wrote at position after
+		// gets a snapshot that includes it (bounded wait; then whatever the
+		// read models hold).
+		wctx, wcancel := context.WithTimeout(ctx, c.hub.cfg.ProjectionLag)
+		if c.hub.deps.Notify != nil {
+			c.hub.deps.Notify(after)
+		}
+		_ = c.hub.deps.Reads.WaitFor(wctx, after)
+		wcancel()
+	}
 	// The position a snapshot reflects: everything up to it is in the read
 	// models (the hub waits for them before fanning an event out).
 	pos := c.hub.Position()

@@ -11,6 +11,11 @@ export class APIError extends Error {
 }
 
 let csrf = '';
+let written = 0;
+
+// lastWrite is the highest log position this page's writes produced: state
+// subscriptions ask for a snapshot at least that recent (read your writes).
+export function lastWrite() { return written; }
 
 // setCSRF remembers the CSRF token a login or session answer carried.
 export function setCSRF(token) { csrf = token || ''; }
@@ -43,6 +48,7 @@ export async function api(method, path, body, headers = {}) {
     if (res.status === 401) window.dispatchEvent(new CustomEvent('berth:unauthorized'));
     throw err;
   }
+  if (data && typeof data.position === 'number' && data.position > written) written = data.position;
   return data;
 }
 

@@ -1,3 +1,5 @@
+import { lastWrite } from './api.js';
+
 // Live is the page's one WebSocket to /api/v1/ws. Views subscribe to
 // topics; Live remembers the last position each topic reached and, after a
 // reconnect or when the server says the page fell behind ("resync"),
@@ -31,8 +33,18 @@ export class Live {
       if (this.ws !== ws || this.closed) return;
       this.onState('reconnecting');
       const delay = Math.min(10000, 250 * 2 ** this.retry++) + Math.random() * 250;
-      setTimeout(() => this.connect(), delay);
+      this.timer = setTimeout(() => this.connect(), delay);
     });
+  }
+
+  // restart reconnects now (after signing in, the socket carries the new
+  // session cookie).
+  restart() {
+    clearTimeout(this.timer);
+    const old = this.ws;
+    this.retry = 0;
+    this.connect();
+    if (old) old.close();
   }
 
   send(m) {
@@ -60,6 +72,8 @@ export class Live {
   subscribe(topic, fn, after = 0) {
     let s = this.topics.get(topic);
     if (!s) {
+      // State topics: a snapshot that includes this page's own writes.
+      if (after === 0 && !topic.startsWith('log:') && topic !== 'audit') after = lastWrite();
       s = { after, handlers: new Set() };
       this.topics.set(topic, s);
       this.send({ op: 'subscribe', topic, after });

@@ -6,7 +6,7 @@ import { dashboard } from './views/dashboard.js';
 import { appView, appAsOf } from './views/app.js';
 import { deploymentView } from './views/deployment.js';
 import { auditView } from './views/audit.js';
-import { loginView } from './views/login.js';
+import { loginView, setupView } from './views/login.js';
 
 const view = document.getElementById('view');
 const liveEl = document.getElementById('live');
@@ -48,6 +48,7 @@ const routes = [
   [/^#\/deployments\/([^/?]+)$/, (m) => (el, u) => deploymentView(el, u, decodeURIComponent(m[1]))],
   [/^#\/audit(\?.*)?$/, (m) => (el, u) => auditView(el, u, new URLSearchParams((m[1] || '').slice(1)))],
   [/^#\/login$/, () => loginView],
+  [/^#setup=([A-Za-z0-9_-]+)$/, (m) => (el, u) => setupView(el, u, m[1])],
 ];
 
 let dispose = null;
@@ -92,9 +93,18 @@ async function session() {
   }
 }
 
+// signedIn is called by the login and setup pages: the session cookie is
+// set, so read the session, reconnect the socket and show the page.
+ui.signedIn = async (hash) => {
+  await session();
+  live.restart();
+  if (location.hash === hash) route();
+  else location.hash = hash;
+};
+
 window.addEventListener('hashchange', route);
 window.addEventListener('berth:unauthorized', () => {
-  if (!location.hash.startsWith('#/login')) {
+  if (!location.hash.startsWith('#/login') && !location.hash.startsWith('#setup=')) {
     sessionStorage.setItem('berth:after-login', location.hash);
     location.hash = '#/login';
   }

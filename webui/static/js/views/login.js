@@ -15,8 +15,7 @@ export function loginView(el, ui) {
       if (res && res.csrf_token) setCSRF(res.csrf_token);
       const back = sessionStorage.getItem('berth:after-login') || '#/';
       sessionStorage.removeItem('berth:after-login');
-      location.hash = back;
-      location.reload();
+      await ui.signedIn(back);
     } catch (e2) {
       err.textContent = e2.message;
     }
@@ -28,4 +27,35 @@ export function loginView(el, ui) {
   h('div', { class: 'actions mt' }, h('button', { type: 'submit' }, 'Sign in')));
   replace(el, form);
   user.focus();
+}
+
+// setupView creates the first administrator with the one-time token of
+// the setup link berth serve logs on its first start.
+export function setupView(el, ui, token) {
+  const err = h('p', { class: 'form-error', role: 'alert' });
+  const email = h('input', { id: 'setup-email', name: 'email', type: 'email', autocomplete: 'username', required: true });
+  const pass = h('input', { id: 'setup-pass', name: 'password', type: 'password', autocomplete: 'new-password', required: true, minlength: 12 });
+  const again = h('input', { id: 'setup-again', name: 'again', type: 'password', autocomplete: 'new-password', required: true });
+  const form = h('form', { class: 'panel login', onsubmit: async (e) => {
+    e.preventDefault();
+    err.textContent = '';
+    if (pass.value !== again.value) { err.textContent = 'The passwords differ.'; return; }
+    try {
+      await api('POST', '/setup', { token, email: email.value, password: pass.value });
+      const res = await api('POST', '/login', { email: email.value, password: pass.value });
+      if (res && res.csrf_token) setCSRF(res.csrf_token);
+      await ui.signedIn('#/');
+    } catch (e2) {
+      err.textContent = e2.message;
+    }
+  } },
+  h('h1', {}, 'Set up berth'),
+  h('p', { class: 'meta' }, 'Create the first administrator. This link works once.'),
+  h('div', {}, h('label', { for: 'setup-email' }, 'Email'), email),
+  h('div', { class: 'mt' }, h('label', { for: 'setup-pass' }, 'Password (12 characters or more)'), pass),
+  h('div', { class: 'mt' }, h('label', { for: 'setup-again' }, 'Password again'), again),
+  err,
+  h('div', { class: 'actions mt' }, h('button', { type: 'submit' }, 'Create administrator')));
+  replace(el, form);
+  email.focus();
 }
