@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 
@@ -183,7 +184,8 @@ type foldedBlock struct {
 // foldPool folds the events in (after, upto] into m like foldInto, but
 // reads blocks of positions concurrently on several connections of pool
 // and decodes them there, while m applies the blocks in position order.
-// At most rebuildWorkers(pool)+1 blocks are in memory at once.
+// At most rebuildWorkers(pool)+1 blocks are in memory at once, and their
+// buffers are reused.
 func foldPool(ctx context.Context, pool *pgxpool.Pool, m *Model, after, upto int64) error {
 	if upto <= after {
 		return nil
@@ -192,7 +194,10 @@ func foldPool(ctx context.Context, pool *pgxpool.Pool, m *Model, after, upto int
 	defer cancel()
 	workers := rebuildWorkers(pool)
 	order := make(chan chan foldedBlock, workers+1)
-	slots := make(chan struct{}, workers+1)
+	free := make(chan foldedBlock, workers+1) // a token per block in flight, with buffers to reuse
+	for range workers + 1 {
+		free <- foldedBlock{}
+	}
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	wg.Add(1)
@@ -201,8 +206,9 @@ func foldPool(ctx context.Context, pool *pgxpool.Pool, m *Model, after, upto int
 		defer close(order)
 		for lo := after; lo < upto; lo += foldBlock {
 			hi := min(lo+foldBlock, upto)
+			var buf foldedBlock
 			select {
-			case slots <- struct{}{}:
+			case buf = <-free:
 			case <-ctx.Done():
 				return
 			}
@@ -210,11 +216,12 @@ func foldPool(ctx context.Context, pool *pgxpool.Pool, m *Model, after, upto int
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				c <- readBlock(ctx, pool, lo, hi)
+				c <- readBlock(ctx, pool, lo, hi, buf)
 			}()
-			order <- c // never blocks: a slot bounds the blocks in flight
+			order <- c // never blocks: the free tokens bound the blocks in flight
 		}
 	}()
+	interned := map[string]string{}
 	for c := range order {
 		b := <-c
 		if b.err != nil {
@@ -224,30 +231,47 @@ func foldPool(ctx context.Context, pool *pgxpool.Pool, m *Model, after, upto int
 			return b.err
 		}
 		for i := range b.events {
-			m.applyDecoded(b.events[i], b.data[i])
+			e := &b.events[i]
+			// Stream ids repeat (every step of a deployment): keep one copy.
+			if s, ok := interned[e.StreamID]; ok {
+				e.StreamID = s
+			} else {
+				interned[e.StreamID] = e.StreamID
+			}
+			m.applyDecoded(*e, b.data[i])
 		}
-		<-slots
+		clear(b.data)
+		free <- foldedBlock{events: b.events[:0], data: b.data[:0]}
 	}
 	return ctx.Err()
 }
 
-// readBlock reads and decodes the events in (lo, hi] that the Model folds.
-// Payloads are decoded straight from the row buffers and not kept.
-func readBlock(ctx context.Context, pool *pgxpool.Pool, lo, hi int64) foldedBlock {
+// readBlock reads and decodes the events in (lo, hi] that the Model folds,
+// appending them to buf's slices. Payloads are decoded straight from the
+// row buffers and not kept.
+func readBlock(ctx context.Context, pool *pgxpool.Pool, lo, hi int64, buf foldedBlock) foldedBlock {
 	rows, err := pool.Query(ctx, foldQuery, lo, hi)
 	if err != nil {
 		return foldedBlock{err: fmt.Errorf("read events: %w", err)}
 	}
 	defer rows.Close()
-	b := foldedBlock{events: make([]domain.RecordedEvent, 0, hi-lo), data: make([]any, 0, hi-lo)}
+	b := foldedBlock{events: slices.Grow(buf.events[:0], int(hi-lo)), data: slices.Grow(buf.data[:0], int(hi-lo))}
 	fields := rows.FieldDescriptions()
+	types := map[string]string{}
 	for rows.Next() {
 		var e domain.RecordedEvent
-		if err := rows.Scan(&e.Position, &e.StreamID, &e.StreamVersion, &e.Type, nil, nil, &e.RecordedAt); err != nil {
+		raw := rows.RawValues()
+		if err := rows.Scan(&e.Position, &e.StreamID, &e.StreamVersion, nil, nil, nil, &e.RecordedAt); err != nil {
 			return foldedBlock{err: fmt.Errorf("read events: %w", err)}
 		}
+		// A few dozen type names: look them up without allocating.
+		if t, ok := types[string(raw[3])]; ok {
+			e.Type = t
+		} else {
+			e.Type = string(raw[3])
+			types[e.Type] = e.Type
+		}
 		e.RecordedAt = e.RecordedAt.UTC()
-		raw := rows.RawValues()
 		if md := jsonbBytes(raw[5], fields[5].Format); md != nil {
 			if err := json.Unmarshal(md, &e.Metadata); err != nil {
 				return foldedBlock{err: fmt.Errorf("event %d: decode metadata: %w", e.Position, err)}

@@ -350,7 +350,7 @@ func (m *Model) apply(e domain.RecordedEvent, data any) {
 				ID: depID, App: appName, Status: DeploymentRequested, Step: "requested",
 				Trigger: r.Trigger, Actor: e.Metadata.Actor, CorrelationID: e.Metadata.CorrelationID,
 				AppVersion: r.AppVersion, Ref: r.Ref, RollbackOf: r.RollbackOf, RetryOf: r.RetryOf,
-				ImageID: r.ImageID, Steps: []Step{}, RequestedAt: e.RecordedAt,
+				ImageID: r.ImageID, Steps: make([]Step, 0, 8), RequestedAt: e.RecordedAt,
 			}
 		}
 	}
