@@ -44,7 +44,9 @@ const deploySamples = 5
 // baseline is the same steps done directly in the same run: git clone,
 // docker build, docker run, and polling until the server answers 200.
 // Samples alternate; each side runs once unmeasured first, so both find the
-// same build cache. It prints
+// same build cache, and the direct build labels its image as berth does
+// (three labels, hence three LABEL layers with the classic builder). It
+// prints
 //
 //	BENCH deploy.overhead value=<s> unit=s baseline=<s> ratio=<x>
 //
@@ -170,7 +172,10 @@ func directDeploy(ctx context.Context, repo, network, work string, i int) (time.
 	if err := cmdRun(ctx, work, "git", "clone", "--quiet", "--depth", "1", "--", "file://"+repo, dir); err != nil {
 		return 0, err
 	}
-	img, err := cmdOutput(ctx, dir, "docker", "build", "--quiet", "--label", "bench.sample="+name, ".")
+	// The image carries as many labels as berth's (app, deployment,
+	// managed), so both sides build the same number of layers.
+	img, err := cmdOutput(ctx, dir, "docker", "build", "--quiet", "--label", "bench.sample="+name,
+		"--label", "bench.deployment="+name, "--label", "bench.managed=true", ".")
 	if err != nil {
 		return 0, err
 	}
