@@ -67,6 +67,9 @@ CREATE FUNCTION berth_append(
     e_data jsonb[], e_meta jsonb[], p_channel text
 ) RETURNS TABLE (req integer, code integer, bad_append integer, actual bigint, first_position bigint, positions bigint[], versions bigint[])
 LANGUAGE plpgsql
+-- Custom plans would be rebuilt on every call (array parameters make them
+-- look cheaper); every statement here has one good plan.
+SET plan_cache_mode = force_generic_plan
 AS $$
 DECLARE
     n_append   integer := coalesce(array_length(a_req, 1), 0);
@@ -227,7 +230,8 @@ BEGIN
             checked := true;
             SELECT array_agg(ev.position ORDER BY u.n), array_agg(ev.stream_id ORDER BY u.n), array_agg(ev.stream_version ORDER BY u.n)
             INTO ex_pos, ex_stream, ex_ver
-            FROM unnest(e_id) WITH ORDINALITY AS u(id, n) LEFT JOIN events ev ON ev.event_id = u.id;
+            FROM unnest(e_id) WITH ORDINALITY AS u(id, n)
+        LEFT JOIN LATERAL (SELECT x.position, x.stream_id, x.stream_version FROM events x WHERE x.event_id = u.id LIMIT 1) ev ON true;
             CONTINUE;
         END IF;
         EXIT WHEN n_new = 0;
@@ -268,7 +272,8 @@ BEGIN
         checked := true;
         SELECT array_agg(ev.position ORDER BY u.n), array_agg(ev.stream_id ORDER BY u.n), array_agg(ev.stream_version ORDER BY u.n)
         INTO ex_pos, ex_stream, ex_ver
-        FROM unnest(e_id) WITH ORDINALITY AS u(id, n) LEFT JOIN events ev ON ev.event_id = u.id;
+        FROM unnest(e_id) WITH ORDINALITY AS u(id, n)
+        LEFT JOIN LATERAL (SELECT x.position, x.stream_id, x.stream_version FROM events x WHERE x.event_id = u.id LIMIT 1) ev ON true;
     END LOOP;
 
     IF n_new > 0 THEN
