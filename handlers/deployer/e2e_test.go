@@ -567,6 +567,7 @@ func TestDeployRedeployRollback(t *testing.T) {
 		errs.Range(func(k, _ any) bool { seen = append(seen, k.(string)); return true })
 		t.Errorf("redeploy: %d of %d requests failed during the switch: %v", bad.Load(), bad.Load()+ok.Load(), seen)
 	}
+	t.Logf("redeploy under load: %d requests answered 200, %d failed", ok.Load(), bad.Load())
 	if ok.Load() < 10 {
 		t.Errorf("redeploy: only %d requests went through", ok.Load())
 	}
