@@ -270,5 +270,3 @@ ON CONFLICT (stream_id) DO UPDATE SET version = EXCLUDED.version`, upIDs, upVers
 	}
 	return res, nil
 }
-
-const sqlLockHead = `SELECT position, hash FROM event_head WHERE id FOR UPDATE`

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strconv"
 	"sync"
 	"time"
 
@@ -238,10 +239,6 @@ func (s *Postgres) write(batch []*appendReq) {
 	if len(live) == 0 {
 		return
 	}
-	live, later := splitDuplicateIDs(live)
-	if len(later) > 0 {
-		defer s.write(later)
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.WriteTimeout)
 	defer cancel()
 	replies, err := s.commit(ctx, live)
@@ -283,115 +280,50 @@ func mapWriteError(err error, r *appendReq) error {
 	return fmt.Errorf("eventstore: append: %w", err)
 }
 
-// sqlAppend calls berth_append (migration 040), which checks, positions,
-// hashes and writes a whole group commit in one statement.
-const sqlAppend = `SELECT req, code, bad_append, actual, first_position, positions, versions FROM berth_append(
-$1::int4[], $2::int4[], $3::int8[], $4::int4[], $5::text[],
-$6::int4[], $7::int4[], $8::text[], $9::text[]::uuid[], $10::text[], $11::int4[],
-$12::text[]::jsonb[], $13::text[]::jsonb[], $14::text)`
+type existing struct {
+	position int64
+	streamID string
+	version  int64
+}
 
-// Result codes of berth_append.
 const (
-	codeWritten    = 0
-	codeDuplicate  = 1
-	codeOtherStrm  = 2
-	codePartialDup = 3
-	codeVersion    = 4
+	sqlNormalize = `SELECT d::jsonb::text, m::jsonb::text FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS t(d, m, n) ORDER BY n`
+	sqlLockHead  = `SELECT position, hash FROM event_head WHERE id FOR UPDATE`
+	sqlVersions  = `SELECT stream_id, version FROM streams WHERE stream_id = ANY($1::text[])`
+	sqlExisting  = `SELECT event_id::text, position, stream_id, stream_version FROM events WHERE event_id = ANY($1::text[]::uuid[])`
+	sqlInsert    = `INSERT INTO events (position, stream_id, stream_version, event_id, type, schema_version, data, metadata, recorded_at, prev_hash, hash)
+SELECT p, s, v, e::uuid, t, sv, d::jsonb, m::jsonb, $9, ph, h
+FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::text[], $5::text[], $6::int[], $7::text[], $8::text[], $10::bytea[], $11::bytea[]) AS u(p, s, v, e, t, sv, d, m, ph, h)`
+	sqlUpsertStreams = `INSERT INTO streams (stream_id, version) SELECT * FROM unnest($1::text[], $2::bigint[])
+ON CONFLICT (stream_id) DO UPDATE SET version = EXCLUDED.version`
+	sqlUpdateHead = `UPDATE event_head SET position = $1, hash = $2 WHERE id`
+	sqlNotify     = `SELECT pg_notify($1, $2)`
 )
 
-// appendArgs are berth_append's arguments for one group commit.
-type appendArgs struct {
-	aReq, aSlot, aCount []int32
-	aExpected           []int64
-	uStream             []string
-	eA, eK, eSchema     []int32
-	eStream, eID, eType []string
-	eData, eMeta        []string
-	firstAppend         []int
-}
-
-func buildArgs(batch []*appendReq) *appendArgs {
-	n := 0
-	na := 0
-	for _, r := range batch {
-		n += r.events
-		na += len(r.streams)
-	}
-	x := &appendArgs{
-		aReq: make([]int32, 0, na), aSlot: make([]int32, 0, na), aCount: make([]int32, 0, na),
-		aExpected: make([]int64, 0, na),
-		eA:        make([]int32, 0, n), eK: make([]int32, 0, n), eSchema: make([]int32, 0, n),
-		eStream: make([]string, 0, n), eID: make([]string, 0, n), eType: make([]string, 0, n),
-		eData: make([]string, 0, n), eMeta: make([]string, 0, n),
-		firstAppend: make([]int, len(batch)),
-	}
-	slots := make(map[string]int32, na)
-	for ri, r := range batch {
-		x.firstAppend[ri] = len(x.aReq)
-		for _, st := range r.streams {
-			slot, ok := slots[st.StreamID]
-			if !ok {
-				x.uStream = append(x.uStream, st.StreamID)
-				slot = int32(len(x.uStream))
-				slots[st.StreamID] = slot
-			}
-			x.aReq = append(x.aReq, int32(ri+1))
-			x.aSlot = append(x.aSlot, slot)
-			x.aExpected = append(x.aExpected, int64(st.Expected))
-			x.aCount = append(x.aCount, int32(len(st.Events)))
-			a := int32(len(x.aReq))
-			for k, e := range st.Events {
-				x.eA = append(x.eA, a)
-				x.eK = append(x.eK, int32(k+1))
-				x.eStream = append(x.eStream, st.StreamID)
-				x.eID = append(x.eID, e.ID.String())
-				x.eType = append(x.eType, e.Type)
-				x.eSchema = append(x.eSchema, int32(e.SchemaVersion))
-				x.eData = append(x.eData, string(e.Data))
-				x.eMeta = append(x.eMeta, string(e.Metadata))
-			}
-		}
-	}
-	return x
-}
-
-// splitDuplicateIDs returns the requests of batch that can be written
-// together (no event id shared between them) and the rest, which must wait
-// for a later transaction so that they see the first ones as duplicates.
-func splitDuplicateIDs(batch []*appendReq) (now, later []*appendReq) {
-	if len(batch) < 2 {
-		return batch, nil
-	}
-	seen := make(map[[16]byte]struct{})
-	for _, r := range batch {
-		clash := false
-		for _, st := range r.streams {
-			for _, e := range st.Events {
-				if _, ok := seen[e.ID]; ok {
-					clash = true
-				}
-			}
-		}
-		if clash {
-			later = append(later, r)
-			continue
-		}
-		for _, st := range r.streams {
-			for _, e := range st.Events {
-				seen[e.ID] = struct{}{}
-			}
-		}
-		now = append(now, r)
-	}
-	return now, later
-}
-
-// commit runs one group commit transaction in one round trip:
-// BEGIN ISOLATION LEVEL READ COMMITTED; SELECT berth_append(...); COMMIT.
-// berth_append takes the head lock, decides every request, computes the
-// hash chain in SQL and writes; see migrations/040_append_function.sql.
+// commit runs one group commit transaction in two round trips:
+//
+//  1. BEGIN; normalise every data and metadata through jsonb; lock the head
+//     row; read the versions of the streams involved; look up the event ids.
+//  2. (positions, versions and hashes computed in Go) insert every event
+//     with one unnest INSERT; upsert the stream versions; move the head;
+//     notify; COMMIT.
 func (s *Postgres) commit(ctx context.Context, batch []*appendReq) ([]appendReply, error) {
-	x := buildArgs(batch)
+	var data, meta, ids, streamIDs []string
+	seenStream := map[string]bool{}
+	for _, r := range batch {
+		for _, st := range r.streams {
+			if !seenStream[st.StreamID] {
+				seenStream[st.StreamID] = true
+				streamIDs = append(streamIDs, st.StreamID)
+			}
+			for _, e := range st.Events {
+				data = append(data, string(e.Data))
+				meta = append(meta, string(e.Metadata))
+				ids = append(ids, e.ID.String())
+			}
+		}
+	}
+
 	pc, err := s.pool.Acquire(ctx)
 	if err != nil {
 		return nil, err
@@ -408,13 +340,20 @@ func (s *Postgres) commit(ctx context.Context, batch []*appendReq) ([]appendRepl
 		pc.Release()
 	}()
 
-	replies := make([]appendReply, len(batch))
+	// Round trip 1.
 	b := &pgx.Batch{}
 	b.Queue("BEGIN ISOLATION LEVEL READ COMMITTED")
-	b.Queue(sqlAppend, x.aReq, x.aSlot, x.aExpected, x.aCount, x.uStream,
-		x.eA, x.eK, x.eStream, x.eID, x.eType, x.eSchema, x.eData, x.eMeta, s.cfg.NotifyChannel)
-	b.Queue("COMMIT")
+	b.Queue(sqlNormalize, data, meta)
+	b.Queue(sqlLockHead)
+	b.Queue(sqlVersions, streamIDs)
+	b.Queue(sqlExisting, ids)
 	br := conn.SendBatch(ctx, b)
+	normData := make([]string, 0, len(data))
+	normMeta := make([]string, 0, len(meta))
+	var head int64
+	var headHash []byte
+	versions := make(map[string]int64, len(streamIDs))
+	found := map[string]existing{}
 	err = func() error {
 		if _, err := br.Exec(); err != nil {
 			return err
@@ -423,38 +362,131 @@ func (s *Postgres) commit(ctx context.Context, batch []*appendReq) ([]appendRepl
 		if err != nil {
 			return err
 		}
-		var (
-			req, code  int32
-			badAppend  *int32
-			actual     *int64
-			first      *int64
-			positions  []int64
-			versions   []int64
-			seen       int
-			rowTargets = []any{&req, &code, &badAppend, &actual, &first, &positions, &versions}
-		)
-		if _, err := pgx.ForEachRow(rows, rowTargets, func() error {
-			if req < 1 || int(req) > len(batch) {
-				return fmt.Errorf("berth_append returned request %d of %d", req, len(batch))
-			}
-			r := batch[req-1]
-			replies[req-1] = decodeReply(r, code, badAppend, actual, first, positions, versions, x.firstAppend[req-1])
-			seen++
-			positions, versions = nil, nil
+		var d, m string
+		if _, err := pgx.ForEachRow(rows, []any{&d, &m}, func() error {
+			normData = append(normData, d)
+			normMeta = append(normMeta, m)
 			return nil
 		}); err != nil {
 			return err
 		}
-		if seen != len(batch) {
-			return fmt.Errorf("berth_append returned %d results for %d requests", seen, len(batch))
+		if err := br.QueryRow().Scan(&head, &headHash); err != nil {
+			return err
 		}
-		_, err = br.Exec()
-		return err
+		rows, err = br.Query()
+		if err != nil {
+			return err
+		}
+		var sid string
+		var v int64
+		if _, err := pgx.ForEachRow(rows, []any{&sid, &v}, func() error {
+			versions[sid] = v
+			return nil
+		}); err != nil {
+			return err
+		}
+		rows, err = br.Query()
+		if err != nil {
+			return err
+		}
+		var id string
+		var ex existing
+		if _, err := pgx.ForEachRow(rows, []any{&id, &ex.position, &ex.streamID, &ex.version}, func() error {
+			found[id] = ex
+			return nil
+		}); err != nil {
+			return err
+		}
+		return nil
 	}()
 	if cerr := br.Close(); err == nil {
 		err = cerr
 	}
 	if err != nil {
+		return nil, err
+	}
+	if len(normData) != len(data) {
+		return nil, fmt.Errorf("normalised %d of %d events", len(normData), len(data))
+	}
+
+	// Decide each request and compute positions and hashes.
+	now := core.Now()
+	hasher := core.NewHasher()
+	replies := make([]appendReply, len(batch))
+	var (
+		rPos, rVer          []int64
+		rStream, rID, rType []string
+		rSV                 []int32
+		rData, rMeta        []string
+		rPrev, rHash        [][]byte
+	)
+	changed := map[string]bool{}
+	prev := headHash
+	k := 0 // index into the normalised texts
+	for i, r := range batch {
+		first := k
+		k += r.events
+		replies[i] = s.decide(r, found, versions)
+		if replies[i].err != nil || replies[i].res.Duplicate {
+			continue
+		}
+		res := domain.AppendResult{Positions: make([]int64, 0, r.events)}
+		j := first
+		for _, st := range r.streams {
+			v := versions[st.StreamID]
+			for _, e := range st.Events {
+				head++
+				v++
+				f := core.Fields{
+					Position: head, StreamID: st.StreamID, StreamVersion: v, EventID: e.ID,
+					Type: e.Type, SchemaVersion: e.SchemaVersion,
+					Data: []byte(normData[j]), Metadata: []byte(normMeta[j]), RecordedAt: now,
+				}
+				h := hasher.Hash(prev, &f)
+				rPos = append(rPos, head)
+				rStream = append(rStream, st.StreamID)
+				rVer = append(rVer, v)
+				rID = append(rID, e.ID.String())
+				rType = append(rType, e.Type)
+				rSV = append(rSV, int32(e.SchemaVersion))
+				rData = append(rData, normData[j])
+				rMeta = append(rMeta, normMeta[j])
+				rPrev = append(rPrev, prev)
+				rHash = append(rHash, h)
+				found[e.ID.String()] = existing{position: head, streamID: st.StreamID, version: v}
+				res.Positions = append(res.Positions, head)
+				prev = h
+				j++
+			}
+			versions[st.StreamID] = v
+			changed[st.StreamID] = true
+			res.Streams = append(res.Streams, domain.StreamVersion{StreamID: st.StreamID, Version: v})
+		}
+		replies[i].res = res
+	}
+
+	if len(rPos) == 0 {
+		if _, err := conn.Exec(ctx, "ROLLBACK"); err != nil {
+			return nil, err
+		}
+		ok = true
+		return replies, nil
+	}
+
+	// Round trip 2.
+	upIDs := make([]string, 0, len(changed))
+	upVers := make([]int64, 0, len(changed))
+	for sid := range changed {
+		upIDs = append(upIDs, sid)
+		upVers = append(upVers, versions[sid])
+	}
+	b = &pgx.Batch{}
+	b.Queue(sqlInsert, rPos, rStream, rVer, rID, rType, rSV, rData, rMeta, now, rPrev, rHash)
+	b.Queue(sqlUpsertStreams, upIDs, upVers)
+	b.Queue(sqlUpdateHead, head, prev)
+	b.Queue(sqlNotify, s.cfg.NotifyChannel, strconv.FormatInt(head, 10))
+	b.Queue("COMMIT")
+	if err := conn.SendBatch(ctx, b).Close(); err != nil {
 		return nil, err
 	}
 	if conn.PgConn().TxStatus() != 'I' {
@@ -464,44 +496,41 @@ func (s *Postgres) commit(ctx context.Context, batch []*appendReq) ([]appendRepl
 	return replies, nil
 }
 
-// decodeReply turns one berth_append result row into r's reply.
-func decodeReply(r *appendReq, code int32, badAppend *int32, actual, first *int64, positions, versions []int64, firstAppend int) appendReply {
-	switch code {
-	case codeWritten, codeDuplicate:
-		if len(versions) != len(r.streams) || first == nil && code == codeWritten || code == codeDuplicate && len(positions) != r.events {
-			return appendReply{err: fmt.Errorf("eventstore: append: malformed result for code %d", code)}
-		}
-		res := domain.AppendResult{Streams: make([]domain.StreamVersion, len(r.streams)), Duplicate: code == codeDuplicate}
-		for i, st := range r.streams {
-			res.Streams[i] = domain.StreamVersion{StreamID: st.StreamID, Version: versions[i]}
-		}
-		if code == codeDuplicate {
-			res.Positions = positions
-		} else {
-			res.Positions = make([]int64, r.events)
-			for i := range res.Positions {
-				res.Positions[i] = *first + int64(i)
+// decide checks one request against the event ids found and the current
+// stream versions: a duplicate, a conflict, a concurrency error, or go.
+func (s *Postgres) decide(r *appendReq, found map[string]existing, versions map[string]int64) appendReply {
+	nFound := 0
+	for _, st := range r.streams {
+		for _, e := range st.Events {
+			if ex, ok := found[e.ID.String()]; ok && ex.streamID == st.StreamID {
+				nFound++
+			}
+			if ex, ok := found[e.ID.String()]; ok && ex.streamID != st.StreamID {
+				return appendReply{err: fmt.Errorf("eventstore: event id %s already used in another stream: %w", e.ID, domain.ErrConflict)}
 			}
 		}
-		return appendReply{res: res}
-	case codeOtherStrm:
-		return appendReply{err: fmt.Errorf("eventstore: an event id is already used in another stream: %w", domain.ErrConflict)}
-	case codePartialDup:
-		return appendReply{err: fmt.Errorf("eventstore: some of the %d event ids already exist: %w", r.events, domain.ErrConflict)}
-	case codeVersion:
-		i := 0
-		if badAppend != nil {
-			i = int(*badAppend) - 1 - firstAppend
-		}
-		if i < 0 || i >= len(r.streams) {
-			i = 0
-		}
-		var act int64 = -1
-		if actual != nil {
-			act = *actual
-		}
-		st := r.streams[i]
-		return appendReply{err: &domain.ConcurrencyError{StreamID: st.StreamID, Expected: st.Expected, Actual: act}}
 	}
-	return appendReply{err: fmt.Errorf("eventstore: append: unknown result code %d", code)}
+	if nFound == r.events {
+		res := domain.AppendResult{Duplicate: true}
+		for _, st := range r.streams {
+			var v int64
+			for _, e := range st.Events {
+				ex := found[e.ID.String()]
+				res.Positions = append(res.Positions, ex.position)
+				v = max(v, ex.version)
+			}
+			res.Streams = append(res.Streams, domain.StreamVersion{StreamID: st.StreamID, Version: v})
+		}
+		return appendReply{res: res}
+	}
+	if nFound > 0 {
+		return appendReply{err: fmt.Errorf("eventstore: %d of %d event ids already exist: %w", nFound, r.events, domain.ErrConflict)}
+	}
+	for _, st := range r.streams {
+		cur := versions[st.StreamID]
+		if st.Expected != domain.ExpectAny && int64(st.Expected) != cur {
+			return appendReply{err: &domain.ConcurrencyError{StreamID: st.StreamID, Expected: st.Expected, Actual: cur}}
+		}
+	}
+	return appendReply{}
 }

@@ -359,10 +359,10 @@ func TestSaveCheckpointTx(t *testing.T) {
 	}
 }
 
-// TestChainHashedInSQLVerifiesInGo appends events whose text jsonb rewrites
+// TestChainVerifiesInGoAndSQL appends events whose text jsonb rewrites
 // (numbers, key order, duplicate keys, escapes, non-ASCII stream ids and
-// data) and checks that the chain the database computed verifies in Go.
-func TestChainHashedInSQLVerifiesInGo(t *testing.T) {
+// data) and checks the chain with Verify and with berth_event_hash.
+func TestChainVerifiesInGoAndSQL(t *testing.T) {
 	t.Parallel()
 	s := newPostgres(t, eventstore.PostgresConfig{})
 	data := []string{
@@ -384,6 +384,10 @@ func TestChainHashedInSQLVerifiesInGo(t *testing.T) {
 	res, err := s.Verify(context.Background(), 0)
 	if err != nil || !res.OK() || res.Verified != int64(len(data)) {
 		t.Fatalf("Verify: got %+v, %v, want %d intact", res, err, len(data))
+	}
+	var sqlOK bool
+	if err := s.Pool().QueryRow(context.Background(), `SELECT bool_and(hash = berth_event_hash(position)) FROM events`).Scan(&sqlOK); err != nil || !sqlOK {
+		t.Fatalf("berth_event_hash: got %v, %v, want every stored hash", sqlOK, err)
 	}
 	events, err := s.ReadAll(context.Background(), domain.ReadAllQuery{})
 	if err != nil || len(events) != len(data) {
