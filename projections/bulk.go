@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -258,12 +259,19 @@ func readBlock(ctx context.Context, pool *pgxpool.Pool, lo, hi int64, buf folded
 	b := foldedBlock{events: slices.Grow(buf.events[:0], int(hi-lo)), data: slices.Grow(buf.data[:0], int(hi-lo))}
 	fields := rows.FieldDescriptions()
 	types := map[string]string{}
+	// Scanned into one variable for the block, so that each row's event
+	// stays off the heap.
+	var scanned struct {
+		position, version int64
+		stream            string
+		at                time.Time
+	}
 	for rows.Next() {
-		var e domain.RecordedEvent
 		raw := rows.RawValues()
-		if err := rows.Scan(&e.Position, &e.StreamID, &e.StreamVersion, nil, nil, nil, &e.RecordedAt); err != nil {
+		if err := rows.Scan(&scanned.position, &scanned.stream, &scanned.version, nil, nil, nil, &scanned.at); err != nil {
 			return foldedBlock{err: fmt.Errorf("read events: %w", err)}
 		}
+		e := domain.RecordedEvent{Position: scanned.position, StreamID: scanned.stream, StreamVersion: scanned.version, RecordedAt: scanned.at}
 		// A few dozen type names: look them up without allocating.
 		if t, ok := types[string(raw[3])]; ok {
 			e.Type = t
@@ -272,10 +280,13 @@ func readBlock(ctx context.Context, pool *pgxpool.Pool, lo, hi int64, buf folded
 			types[e.Type] = e.Type
 		}
 		e.RecordedAt = e.RecordedAt.UTC()
-		if md := jsonbBytes(raw[5], fields[5].Format); md != nil {
-			if err := json.Unmarshal(md, &e.Metadata); err != nil {
+		if raw := jsonbBytes(raw[5], fields[5].Format); raw != nil {
+			// Decoded into its own variable, so that e stays off the heap.
+			var md domain.Metadata
+			if err := json.Unmarshal(raw, &md); err != nil {
 				return foldedBlock{err: fmt.Errorf("event %d: decode metadata: %w", e.Position, err)}
 			}
+			e.Metadata = md
 		}
 		e.Data = jsonbBytes(raw[4], fields[4].Format)
 		data := decode(e)

@@ -162,7 +162,11 @@ func copyModel(ctx context.Context, pool *pgxpool.Pool, m *Model, suffix string)
 	workers := rebuildWorkers(pool)
 	var tasks []func(context.Context) error
 	for part := range slices.Chunk(deps, max(len(deps)/workers, 1)+1) {
-		tasks = append(tasks, copyRows(tableDeployments, deploymentColumns, len(part), func(i int) ([]any, error) { return deploymentRow(part[i]) }))
+		tasks = append(tasks, func(ctx context.Context) error {
+			return bulkTx(ctx, pool, func(tx pgx.Tx) error {
+				return copyDeployments(ctx, tx, tableDeployments+suffix, part)
+			})
+		})
 	}
 	tasks = append(tasks,
 		copyRows(tableApps, appColumns, len(apps), func(i int) ([]any, error) { return appRow(apps[i]) }),
