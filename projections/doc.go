@@ -15,4 +15,12 @@
 // applies the events and writes the rows back), by Rebuild (which folds the
 // whole log in memory and COPYs the result into fresh tables swapped in
 // atomically) and by AsOf (which folds the log up to a position or time).
+//
+// Rebuilds use up to half of their pool's connections at once (at most
+// four): the log is read in blocks decoded concurrently and applied in
+// order, the audit trail is projected inside PostgreSQL in concurrent
+// ranges, and tables are copied and indexed concurrently, in transactions
+// that do not wait for their WAL flush (only the swap that publishes them
+// does, which makes them durable too). Give the pool enough connections
+// when rebuilding both read models side by side.
 package projections

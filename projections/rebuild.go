@@ -15,12 +15,15 @@ import (
 // readModelTables are the tables ReadModel owns.
 var readModelTables = []string{tableProjects, tableApps, tableDeployments, tableRoutes}
 
-// Rebuild folds the whole log in memory, COPYs the result into fresh
-// "<table>_new" tables and then, in one transaction holding the
-// checkpoint's row lock (which the live runner takes first in every batch),
-// applies the events appended meanwhile, renames the fresh tables over the
-// live ones and moves the checkpoint. Readers see the old tables until that
-// transaction commits and the new ones after.
+// Rebuild folds the whole log in memory (reading and decoding blocks of it
+// on several connections of pool at once, see rebuildWorkers), COPYs the
+// result into fresh "<table>_new" tables, builds their indexes and then, in
+// one transaction holding the checkpoint's row lock (which the live runner
+// takes first in every batch), applies the events appended meanwhile,
+// renames the fresh tables over the live ones and moves the checkpoint.
+// Readers see the old tables until that transaction commits and the new
+// ones after. A rebuild interrupted before that commit leaves only fresh
+// tables, which the next rebuild drops.
 func (*ReadModel) Rebuild(ctx context.Context, pool *pgxpool.Pool) (int64, error) {
 	if _, err := loadCheckpoint(ctx, pool, ReadModelName); err != nil {
 		return 0, err
