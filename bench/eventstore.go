@@ -134,12 +134,31 @@ ALTER TABLE plain_events ALTER COLUMN position SET DEFAULT nextval('plain_events
 	}
 	report("append.batch100", val, "events/s", base)
 
+	// append.import: a bulk load through Import, in imports of 10,000
+	// events, against the same 100-row INSERTs.
+	const importEvents, importChunk = 50000, 10000
+	start := time.Now()
+	for done := 0; done < importEvents; done += importChunk {
+		appends := make([]domain.StreamAppend, 0, importChunk/100)
+		for k := 0; k < importChunk; k += 100 {
+			evs := make([]domain.EventData, 100)
+			for j := range evs {
+				evs[j] = benchEvent(done + k + j)
+			}
+			appends = append(appends, domain.StreamAppend{StreamID: fmt.Sprintf("import-%d", done+k), Expected: domain.ExpectNoStream, Events: evs})
+		}
+		if _, err := store.Import(ctx, appends); err != nil {
+			return fmt.Errorf("bench: import: %w", err)
+		}
+	}
+	report("append.import", importEvents/time.Since(start).Seconds(), "events/s", base)
+
 	// read.all and verify over the whole log.
 	rawRate, n, err := rawRead(ctx, pool)
 	if err != nil {
 		return err
 	}
-	start := time.Now()
+	start = time.Now()
 	var read int64
 	for after := int64(0); ; {
 		page, err := store.ReadAll(ctx, domain.ReadAllQuery{After: after, Limit: 1000})
