@@ -15,7 +15,8 @@ import (
 
 // Register adds the Guard's endpoints to s. Login and setup are public
 // (Origin-checked, JSON only, rate limited); the rest go through the
-// authorisation middleware.
+// authorisation middleware. It adds their description (AuthOpenAPI) to the
+// OpenAPI document s serves.
 func (g *Guard) Register(s *Server) {
 	handle := func(fn func(*Server, http.ResponseWriter, *http.Request) error) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -36,6 +37,7 @@ func (g *Guard) Register(s *Server) {
 	s.Handle("GET /api/v1/tokens", s.Authenticated(handle(g.listTokens)))
 	s.Handle("POST /api/v1/tokens", s.Authenticated(handle(g.createToken)))
 	s.Handle("DELETE /api/v1/tokens/{id}", s.Authenticated(handle(g.revokeToken)))
+	s.addOpenAPI(authOpenAPIDocument)
 }
 
 // SessionView answers login and GET /api/v1/session.

@@ -117,6 +117,7 @@ type Server struct {
 
 	mu     sync.Mutex
 	routes []string
+	doc    []byte // the served OpenAPI document: openapi.json plus added fragments
 
 	requests [6]atomic.Int64 // by status class: 1xx … 5xx (index 0 unused)
 	inFlight atomic.Int64
@@ -138,7 +139,7 @@ func NewServer(cfg ServerConfig, deps Deps) (*Server, error) {
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: cfg, deps: deps, log: deps.Logger, auth: deps.Auth, mux: http.NewServeMux()}
+	s := &Server{cfg: cfg, deps: deps, log: deps.Logger, auth: deps.Auth, mux: http.NewServeMux(), doc: openAPIDocument}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}

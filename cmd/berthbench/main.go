@@ -67,6 +67,9 @@ func suites() []suite {
 		{"deploy", func(ctx context.Context, c config, out io.Writer) error {
 			return bench.RunDeploy(ctx, c.databaseURL, c.redisURL, out)
 		}},
+		{"dispatch", func(ctx context.Context, c config, out io.Writer) error {
+			return bench.RunDispatch(ctx, c.databaseURL, c.redisURL, out)
+		}},
 		{"push", func(ctx context.Context, c config, out io.Writer) error {
 			return bench.RunPush(ctx, c.databaseURL, out)
 		}},
@@ -93,7 +96,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	dbURL := fs.String("database-url", envOr(getenv, "BERTH_DATABASE_URL", defaultDatabaseURL),
 		"PostgreSQL URL; suites create and drop their own databases beside it (env BERTH_DATABASE_URL)")
 	redisURL := fs.String("redis-url", envOr(getenv, "BERTH_REDIS_URL", defaultRedisURL),
-		"Redis URL for the deploy suite (env BERTH_REDIS_URL)")
+		"Redis URL for the deploy, dispatch and rss suites (env BERTH_REDIS_URL)")
 	traefikBin := fs.String("traefik-bin", envOr(getenv, "BERTH_TRAEFIK_BIN", defaultTraefikBin),
 		"Traefik binary for the route suite (env BERTH_TRAEFIK_BIN)")
 	runPattern := fs.String("run", "", "run only suites whose name matches this regular expression")
