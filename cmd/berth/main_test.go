@@ -19,7 +19,9 @@ import (
 )
 
 // MustRunMain starts a Main on 127.0.0.1:0 against a fresh test database and
-// closes it when the test ends.
+// closes it when the test ends. Its deploy host is random, so each test Main
+// has its own deploy queue (Redis streams, consumer group and deployer lock),
+// shared with neither other tests nor a berth running on this machine.
 func MustRunMain(tb testing.TB, configure func(*main.Main)) *main.Main {
 	tb.Helper()
 	m := main.NewMain()
@@ -27,6 +29,7 @@ func MustRunMain(tb testing.TB, configure func(*main.Main)) *main.Main {
 	m.Config.RedisURL = testenv.RedisURL(tb)
 	m.Config.Listen = "127.0.0.1:0"
 	m.Config.DataDir = tb.TempDir()
+	m.Config.DeployHost = testenv.RandomName("test")
 	if configure != nil {
 		configure(m)
 	}
