@@ -85,6 +85,16 @@ type AppDeleted struct {
 	ReleasedHosts []string `json:"released_hosts,omitempty"`
 }
 
+// AppRemoved is recorded ("app.removed") by the deployer once a deleted
+// application's containers and images are gone from its Docker host. It
+// lists what it removed (ids; empty when nothing was left). It follows
+// app.deleted and changes no state: no rollback is possible afterwards.
+type AppRemoved struct {
+	App               string   `json:"app"`
+	ContainersRemoved []string `json:"containers_removed"`
+	ImagesRemoved     []string `json:"images_removed"`
+}
+
 // Application statuses: the desired state users set.
 const (
 	AppStatusActive  = "active"
@@ -256,7 +266,7 @@ func (a *Application) apply(data any) error {
 		a.status = AppStatusStopped
 	case AppStartRequested:
 		a.status = AppStatusActive
-	case AppStopped, AppStarted:
+	case AppStopped, AppStarted, AppRemoved:
 		// Observations of the deployer; the desired status is unchanged.
 	case AppDeleted:
 		a.status = AppStatusDeleted
@@ -513,6 +523,25 @@ func (a *Application) RecordStopped(containerID string) ([]Event, error) {
 		return nil, ErrAppNotFound
 	}
 	return []Event{a.event(EventAppStopped, AppStopped{App: a.name, ContainerID: containerID})}, nil
+}
+
+// RecordRemoved records the deployer's observation that a deleted
+// application's containers and images are removed. It is accepted only after
+// deletion (ErrConflict before).
+func (a *Application) RecordRemoved(containers, images []string) ([]Event, error) {
+	if a.name == "" {
+		return nil, ErrAppNotFound
+	}
+	if a.status != AppStatusDeleted {
+		return nil, fmt.Errorf("%s: removal recorded before deletion: %w", a.name, ErrConflict)
+	}
+	if containers == nil {
+		containers = []string{}
+	}
+	if images == nil {
+		images = []string{}
+	}
+	return []Event{a.event(EventAppRemoved, AppRemoved{App: a.name, ContainersRemoved: containers, ImagesRemoved: images})}, nil
 }
 
 // RecordStarted records the deployer's observation that the container runs

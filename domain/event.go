@@ -57,6 +57,8 @@ func DecodeEvent(e RecordedEvent) (any, error) {
 		return decode[AppStarted](e)
 	case EventAppDeleted:
 		return decode[AppDeleted](e)
+	case EventAppRemoved:
+		return decode[AppRemoved](e)
 	case EventHostClaimed:
 		return decode[HostClaimed](e)
 	case EventHostReleased:

@@ -42,6 +42,7 @@ const (
 	EventAppStartRequested = "app.start_requested"
 	EventAppStarted        = "app.started"
 	EventAppDeleted        = "app.deleted"
+	EventAppRemoved        = "app.removed"
 
 	EventHostClaimed  = "host.claimed"
 	EventHostReleased = "host.released"
