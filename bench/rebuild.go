@@ -24,7 +24,7 @@ const RebuildEvents = 1_000_000
 
 // RunRebuild creates a fresh database next to adminURL's, appends
 // RebuildEvents generated events (projects, applications, domains,
-// deployments) through the event store's batch append, and then measures
+// deployments) with the event store's bulk Import, and then measures
 // rebuilding the read models (projects, applications, deployments, routes
 // and the audit trail) from position 0, against the rate of a raw ordered
 // COPY out of the same rows. It prints
@@ -61,7 +61,7 @@ func RunRebuild(ctx context.Context, adminURL string, out io.Writer) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(out, "# appended %d events in %s (%.0f events/s)\n", head, time.Since(start).Round(time.Millisecond), float64(head)/time.Since(start).Seconds())
+	fmt.Fprintf(out, "# imported %d events in %s (%.0f events/s)\n", head, time.Since(start).Round(time.Millisecond), float64(head)/time.Since(start).Seconds())
 	if _, err := pool.Exec(ctx, "VACUUM ANALYZE events"); err != nil {
 		return fmt.Errorf("bench: vacuum: %w", err)
 	}
@@ -104,59 +104,29 @@ func RunRebuild(ctx context.Context, adminURL string, out io.Writer) error {
 	return nil
 }
 
-// fill appends at least n generated events, in appends of up to 2000
-// events grouped by stream, from two concurrent appenders so the store's
-// group commit can coalesce them.
+// importChunk is how many events one Import carries while filling.
+const importChunk = 50_000
+
+// fill writes at least n generated events with the store's bulk Import, in
+// transactions of about importChunk events, and returns the head.
 func fill(ctx context.Context, store *eventstore.Postgres, n int) (int64, error) {
-	chunks := make(chan []domain.StreamAppend, 4)
-	var head int64
-	var mu sync.Mutex
-	var firstErr error
-	var wg sync.WaitGroup
-	for range 2 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for c := range chunks {
-				res, err := store.Append(ctx, c...)
-				mu.Lock()
-				if err != nil && firstErr == nil {
-					firstErr = err
-				}
-				head = max(head, res.LastPosition())
-				mu.Unlock()
-			}
-		}()
-	}
 	g := historytest.New(historytest.Config{Seed: 42, Projects: 20, Apps: 2000})
-	for count := 0; count < n && ctx.Err() == nil; {
-		var order []string
-		byStream := map[string]*domain.StreamAppend{}
-		for size := 0; size < 2000 && count < n; {
-			for _, e := range g.Next() {
-				a := byStream[e.StreamID]
-				if a == nil {
-					a = &domain.StreamAppend{StreamID: e.StreamID, Expected: domain.ExpectAny}
-					byStream[e.StreamID] = a
-					order = append(order, e.StreamID)
-				}
-				a.Events = append(a.Events, e.Data)
-				size++
-				count++
-			}
+	var head int64
+	for count := 0; count < n; {
+		var appends []domain.StreamAppend
+		for size := 0; size < importChunk && count < n; {
+			evs := g.Next()
+			appends = append(appends, historytest.Appends(evs)...)
+			size += len(evs)
+			count += len(evs)
 		}
-		c := make([]domain.StreamAppend, 0, len(order))
-		for _, s := range order {
-			c = append(c, *byStream[s])
+		res, err := store.Import(ctx, appends)
+		if err != nil {
+			return 0, fmt.Errorf("bench: import: %w", err)
 		}
-		chunks <- c
+		head = res.LastPosition()
 	}
-	close(chunks)
-	wg.Wait()
-	if firstErr != nil {
-		return 0, fmt.Errorf("bench: append: %w", firstErr)
-	}
-	return head, ctx.Err()
+	return head, nil
 }
 
 // copyOutRate measures an ordered COPY of every event row to the client,
