@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
+	"time"
 
 	"github.com/ThreeDotsLabs/watermill/message"
 
@@ -14,11 +16,19 @@ import (
 // controlApp handles StopApp and StartApp through the executor's
 // AppController, then records app.stopped or app.started on the
 // application's stream (with an id derived from the request event, so a
-// redelivery records it once).
+// redelivery records it once). A deleted application's containers belong to
+// DeleteApp: both commands are skipped for it.
 func (d *Deployer) controlApp(ctx context.Context, msg *message.Message, name, app string) error {
 	ctrl, ok := d.exec.(AppController)
 	if !ok {
 		d.log.Warn("executor cannot stop or start applications: command ignored", "command", name, "app", app)
+		return nil
+	}
+	switch deleted, err := d.appDeletedSince(ctx, app, 0); {
+	case err != nil:
+		return err
+	case deleted:
+		d.log.Info("the application is deleted: command skipped", "command", name, "app", app)
 		return nil
 	}
 	var (
@@ -81,4 +91,124 @@ func (d *Deployer) deadLetter(ctx context.Context, msg *message.Message, n int, 
 		return nil
 	}
 	return err
+}
+
+// cancelWait bounds how long deleteApp waits for the cancelled runs of the
+// application to stop before removing their containers anyway.
+const cancelWait = 5 * time.Minute
+
+// deleteApp handles DeleteApp: it cancels the application's running
+// deployment (only that application's) and waits for it to stop, removes
+// the application's containers and images through the executor's
+// AppRemover, then records app.removed on the application's stream, with an
+// id derived from the message (the app.deleted event), so a redelivery
+// records it once. An application already removed is skipped: a redelivered
+// command changes nothing.
+func (d *Deployer) deleteApp(ctx context.Context, msg *message.Message) error {
+	var cmd DeleteApp
+	if err := json.Unmarshal(msg.Payload, &cmd); err != nil || domain.ValidateName("app", cmd.App) != nil {
+		d.log.Error("malformed DeleteApp set aside", "message_uuid", msg.UUID, "err", err)
+		return nil
+	}
+	log := d.log.With("app", cmd.App, "message_uuid", msg.UUID)
+	app, removed, err := d.loadRemoval(ctx, cmd.App)
+	switch {
+	case err != nil:
+		return err
+	case app == nil || app.Status() != domain.AppStatusDeleted:
+		log.Warn("DeleteApp for an application that is not deleted: ignored")
+		return nil
+	case removed:
+		log.Debug("application already removed: skipped")
+		return nil
+	}
+	d.cancelAppRuns(ctx, cmd.App)
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	remover, ok := d.exec.(AppRemover)
+	if !ok {
+		log.Warn("executor cannot remove applications: command ignored")
+		return nil
+	}
+	containers, images, err := remover.DeleteApp(ctx, cmd.App)
+	if err != nil {
+		if errors.Is(err, domain.ErrInvalid) {
+			log.Error("application not removed", "err", err)
+			return nil
+		}
+		return fmt.Errorf("remove application %s: %w", cmd.App, err)
+	}
+	decided, err := app.RecordRemoved(containers, images)
+	if err != nil {
+		return err
+	}
+	ev, err := decided[0].Encode(DerivedID(domain.EventAppRemoved, msg.UUID), messageMetadata(msg, d.consumer))
+	if err != nil {
+		return err
+	}
+	if _, err := d.store.Append(ctx, domain.StreamAppend{StreamID: domain.AppStream(cmd.App), Expected: domain.ExpectAny, Events: []domain.EventData{ev}}); err != nil {
+		return fmt.Errorf("record %s: %w", domain.EventAppRemoved, err)
+	}
+	log.Info("application removed", "containers", len(containers), "images", len(images))
+	return nil
+}
+
+// loadRemoval replays app's stream; it returns nil when the stream is
+// empty, and whether app.removed was recorded.
+func (d *Deployer) loadRemoval(ctx context.Context, name string) (*domain.Application, bool, error) {
+	events, err := d.store.ReadStream(ctx, domain.AppStream(name), 1, 0)
+	if err != nil {
+		return nil, false, fmt.Errorf("read application %s: %w", name, err)
+	}
+	if len(events) == 0 {
+		return nil, false, nil
+	}
+	app, err := domain.LoadApplication(events)
+	if err != nil {
+		return nil, false, fmt.Errorf("replay application %s: %w", name, err)
+	}
+	removed := slices.ContainsFunc(events, func(e domain.RecordedEvent) bool { return e.Type == domain.EventAppRemoved })
+	return app, removed, nil
+}
+
+// cancelAppRuns cancels the deployments of app running in this process and
+// waits until they recorded their outcome, at most cancelWait (a run that
+// takes longer loses its container to the removal).
+func (d *Deployer) cancelAppRuns(ctx context.Context, app string) {
+	d.mu.Lock()
+	var waits []chan struct{}
+	for id, r := range d.running {
+		if r.app == app {
+			d.log.Info("cancelling the running deployment of a deleted application", "deployment", id, "app", app)
+			r.cancel(errCancelRequested)
+			waits = append(waits, r.done)
+		}
+	}
+	d.mu.Unlock()
+	if len(waits) == 0 {
+		return
+	}
+	timer := time.NewTimer(cancelWait)
+	defer timer.Stop()
+	for _, w := range waits {
+		select {
+		case <-w:
+		case <-ctx.Done():
+			return
+		case <-timer.C:
+			d.log.Warn("the cancelled deployment of a deleted application has not stopped: removing its containers anyway", "app", app, "waited", cancelWait)
+			return
+		}
+	}
+}
+
+// appDeletedSince reports whether app.deleted follows version v on app's
+// stream.
+func (d *Deployer) appDeletedSince(ctx context.Context, app string, v int64) (bool, error) {
+	events, err := d.store.ReadStream(ctx, domain.AppStream(app), max(v+1, 1), 0)
+	if err != nil {
+		return false, fmt.Errorf("read application %s: %w", app, err)
+	}
+	return slices.ContainsFunc(events, func(e domain.RecordedEvent) bool { return e.Type == domain.EventAppDeleted }), nil
 }

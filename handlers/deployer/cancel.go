@@ -11,12 +11,17 @@ import (
 	"berth/domain"
 )
 
-// handleCancelTopic handles CancelDeployment. A running deployment is
-// cancelled through its context (only that one); its run records
-// deployment.cancelled once the work has stopped. A deployment that has not
-// started is recorded as cancelled at once; its RunDeployment is skipped.
+// handleCancelTopic handles CancelDeployment and DeleteApp (see deleteApp).
+// A running deployment is cancelled through its context (only that one); its
+// run records deployment.cancelled once the work has stopped. A deployment
+// that has not started is recorded as cancelled at once; its RunDeployment is
+// skipped.
 func (d *Deployer) handleCancelTopic(ctx context.Context, msg *message.Message) error {
-	if name := msg.Metadata.Get("name"); name != CommandCancelDeployment {
+	switch name := msg.Metadata.Get("name"); name {
+	case CommandCancelDeployment:
+	case CommandDeleteApp:
+		return d.deleteApp(ctx, msg)
+	default:
 		d.log.Warn("unknown command on the cancel topic ignored", "message_uuid", msg.UUID, "command", name)
 		return nil
 	}

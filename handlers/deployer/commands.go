@@ -19,6 +19,7 @@ const (
 	CommandCancelDeployment = "deployer.cancel_deployment"
 	CommandStopApp          = "deployer.stop_app"
 	CommandStartApp         = "deployer.start_app"
+	CommandDeleteApp        = "deployer.delete_app"
 )
 
 // Metadata keys copied from the source event onto every command message.
@@ -76,6 +77,19 @@ type StartApp struct {
 // CommandName implements Command.
 func (StartApp) CommandName() string { return CommandStartApp }
 
+// DeleteApp asks the deployer to remove a deleted application from its
+// Docker host: cancel its running deployment, stop and remove its containers,
+// remove its images. It travels on the cancel topic, consumed beside the run
+// queue, so it reaches the deployer while one of the application's
+// deployments runs; the application's deployments still queued behind it
+// are cancelled when their turn comes.
+type DeleteApp struct {
+	App string `json:"app"`
+}
+
+// CommandName implements Command.
+func (DeleteApp) CommandName() string { return CommandDeleteApp }
+
 // commandName returns the stored name of v (a Command or a pointer to one),
 // or "" when v is not a Command.
 func commandName(v any) string {
@@ -97,7 +111,7 @@ var _ Command = RunDeployment{}
 type Topics struct {
 	// Run carries RunDeployment, StopApp and StartApp, consumed one at a time.
 	Run string
-	// Cancel carries CancelDeployment, consumed beside Run.
+	// Cancel carries CancelDeployment and DeleteApp, consumed beside Run.
 	Cancel string
 }
 

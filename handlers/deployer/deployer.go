@@ -152,9 +152,9 @@ type Deployer struct {
 	wmLog     watermill.LoggerAdapter
 
 	mu       sync.Mutex
-	running  map[string]context.CancelCauseFunc // deployment id → cancel of its run
-	inflight map[string]int                     // message UUID → handlers working on it
-	failures map[string]int                     // message UUID → handler failures
+	running  map[string]*activeRun // deployment id → its run in this process
+	inflight map[string]int        // message UUID → handlers working on it
+	failures map[string]int        // message UUID → handler failures
 }
 
 // New returns a Deployer for cfg.Host. pool provides the connection settings
@@ -184,7 +184,7 @@ func New(cfg Config, store domain.EventStore, pool *pgxpool.Pool, redisOpts *red
 		wmLog: watermill.NewSlogLoggerWithLevelMapping(log, map[slog.Level]slog.Level{
 			slog.LevelInfo: slog.LevelDebug,
 		}),
-		running:  make(map[string]context.CancelCauseFunc),
+		running:  make(map[string]*activeRun),
 		inflight: make(map[string]int),
 		failures: make(map[string]int),
 	}, nil

@@ -173,6 +173,7 @@ var (
 	_ LogSealer        = (*DockerExecutor)(nil)
 	_ InterruptCleaner = (*DockerExecutor)(nil)
 	_ AppUpstreamer    = (*DockerExecutor)(nil)
+	_ AppRemover       = (*DockerExecutor)(nil)
 )
 
 // NewDockerExecutor returns a DockerExecutor reading the log from store.
@@ -739,6 +740,78 @@ func (x *DockerExecutor) StopApp(ctx context.Context, app string) (string, error
 		return "", retryableIfDown(err)
 	}
 	return c.ID, nil
+}
+
+// DeleteApp implements AppRemover. Once the routing projection has applied
+// the deletion (when Routes is set) and the running containers have drained
+// for Drain, it stops each container of app whose deployment is in this log
+// (StopGrace between SIGTERM and SIGKILL) and removes it, then removes every
+// image labelled for app that no container uses. Containers of deployments
+// this log does not know (another berth on the same daemon) stay.
+func (x *DockerExecutor) DeleteApp(ctx context.Context, app string) (containers, images []string, err error) {
+	if err := engine.ValidateAppName(app); err != nil {
+		return nil, nil, err
+	}
+	roles, err := x.roles(ctx, app, "")
+	if err != nil {
+		return nil, nil, retryableIfDown(err)
+	}
+	running := slices.ContainsFunc(roles, func(r containerRole) bool { return r.c.State == "running" })
+	if running {
+		x.drainDeleted(ctx, app)
+	}
+	log := x.log.With("app", app)
+	for _, r := range roles {
+		sctx, cancel := context.WithTimeout(ctx, x.cfg.StopGrace+30*time.Second)
+		err := x.eng.Stop(sctx, r.c.ID, x.cfg.StopGrace)
+		if err == nil {
+			err = x.eng.Remove(sctx, r.c.ID)
+		}
+		cancel()
+		if err != nil {
+			return containers, nil, retryableIfDown(err)
+		}
+		log.Info("removed a container of a deleted application", "container", r.c.Name, "deployment", r.c.Deployment)
+		containers = append(containers, r.c.ID)
+	}
+	images, err = x.eng.RemoveImages(ctx, app, nil)
+	if err != nil {
+		return containers, images, retryableIfDown(err)
+	}
+	if len(images) > 0 {
+		log.Info("removed the images of a deleted application", "images", len(images))
+	}
+	return containers, images, nil
+}
+
+// drainDeleted waits, before a deleted application's containers stop, until
+// the routing projection has applied app.deleted (at most RouteTimeout),
+// then Drain, so requests already in flight finish. A failure to wait is
+// only logged: the application is deleted either way.
+func (x *DockerExecutor) drainDeleted(ctx context.Context, app string) {
+	if x.cfg.Routes != nil {
+		events, err := x.store.ReadStream(ctx, domain.AppStream(app), 1, 0)
+		if err != nil {
+			x.log.Warn("routes of a deleted application not awaited", "app", app, "err", err)
+		}
+		for _, e := range events {
+			if e.Type != domain.EventAppDeleted {
+				continue
+			}
+			rctx, cancel := context.WithTimeout(ctx, x.cfg.RouteTimeout)
+			if err := x.cfg.Routes.WaitRouted(rctx, e.Position); err != nil {
+				x.log.Warn("routes of a deleted application not removed in time", "app", app, "err", err)
+			}
+			cancel()
+		}
+	}
+	if x.cfg.Drain <= 0 {
+		return
+	}
+	select {
+	case <-ctx.Done():
+	case <-time.After(x.cfg.Drain):
+	}
 }
 
 // UpstreamOf implements AppUpstreamer: under UpstreamIP, the container's

@@ -69,6 +69,19 @@ type AppController interface {
 	StartApp(ctx context.Context, app string) (containerID string, err error)
 }
 
+// AppRemover is optionally implemented by an Executor that can remove a
+// deleted application from its Docker host (DeleteApp commands).
+type AppRemover interface {
+	// DeleteApp stops (after the drain, with the stop grace) and removes
+	// every container of app that a deployment of this log created, then
+	// removes app's images; it returns the ids it removed. What is already
+	// gone is not an error, so calling it again removes nothing more.
+	// Errors: ErrInvalid for a hostile name; an error wrapping ErrRetryable
+	// when the Docker daemon is unreachable. The deployer calls it after
+	// the application's runs stopped, never concurrently with itself.
+	DeleteApp(ctx context.Context, app string) (containers, images []string, err error)
+}
+
 // AppUpstreamer is optionally implemented by an AppController whose
 // containers are reached by an address that changes when they restart (their
 // IP): app.started then records the started container's new address, which

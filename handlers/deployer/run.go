@@ -103,10 +103,20 @@ func (d *Deployer) run(ctx context.Context, dep *deployment, md domain.Metadata)
 
 	runCtx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
-	if !d.register(dep.ID(), cancel) {
+	if !d.register(dep.ID(), dep.App(), cancel) {
 		return fmt.Errorf("deployment %s is already running here: %w", dep.ID(), domain.ErrConflict)
 	}
 	defer d.unregister(dep.ID())
+	// Registered first, then checked: a DeleteApp handled from now on
+	// cancels this run, and one handled before is seen here.
+	deleted, err := d.appDeletedSince(ctx, dep.App(), dep.Request().AppVersion)
+	if err != nil {
+		return err
+	}
+	if deleted {
+		d.log.Info("the application is deleted: deployment cancelled", "deployment", dep.ID(), "app", dep.App())
+		return d.record(ctx, dep, md, domain.DeploymentCancelled{Step: currentStep(dep.Status())})
+	}
 
 	version := dep.Version()
 	var payloads []any
@@ -282,29 +292,39 @@ func (d *Deployer) requestRetry(ctx context.Context, dep *deployment, md domain.
 	return nil
 }
 
-func (d *Deployer) register(id string, cancel context.CancelCauseFunc) bool {
+// activeRun is a deployment running in this process.
+type activeRun struct {
+	app    string
+	cancel context.CancelCauseFunc
+	done   chan struct{} // closed when the run has recorded its outcome
+}
+
+func (d *Deployer) register(id, app string, cancel context.CancelCauseFunc) bool {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if _, ok := d.running[id]; ok {
 		return false
 	}
-	d.running[id] = cancel
+	d.running[id] = &activeRun{app: app, cancel: cancel, done: make(chan struct{})}
 	return true
 }
 
 func (d *Deployer) unregister(id string) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	delete(d.running, id)
+	if r, ok := d.running[id]; ok {
+		close(r.done)
+		delete(d.running, id)
+	}
 }
 
 // cancelRunning cancels deployment id when it runs in this process.
 func (d *Deployer) cancelRunning(id string) bool {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	cancel, ok := d.running[id]
+	r, ok := d.running[id]
 	if ok {
-		cancel(errCancelRequested)
+		r.cancel(errCancelRequested)
 	}
 	return ok
 }

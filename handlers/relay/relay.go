@@ -1,6 +1,7 @@
 // Package relay turns deploy-queue requests recorded in the log into
 // commands for the deployer: it follows the log from its checkpoint and
-// publishes RunDeployment, CancelDeployment, StopApp and StartApp with
+// publishes RunDeployment, CancelDeployment, StopApp, StartApp and DeleteApp
+// (on app.deleted, so a deleted application's containers go too) with
 // Watermill's CQRS command bus over Redis Streams, using the source event id
 // as the message UUID.
 //
@@ -111,7 +112,7 @@ func (c Config) Validate() error {
 func Types() []string {
 	return []string{
 		domain.EventDeploymentRequested, domain.EventDeploymentCancelRequested,
-		domain.EventAppStopRequested, domain.EventAppStartRequested,
+		domain.EventAppStopRequested, domain.EventAppStartRequested, domain.EventAppDeleted,
 	}
 }
 
@@ -143,7 +144,7 @@ func New(cfg Config, store domain.EventStore, checkpoints domain.CheckpointStore
 	bus, err := cqrs.NewCommandBusWithConfig(pub, cqrs.CommandBusConfig{
 		GeneratePublishTopic: func(p cqrs.CommandBusGeneratePublishTopicParams) (string, error) {
 			switch p.CommandName {
-			case deployer.CommandCancelDeployment:
+			case deployer.CommandCancelDeployment, deployer.CommandDeleteApp:
 				return topics.Cancel, nil
 			case deployer.CommandRunDeployment, deployer.CommandStopApp, deployer.CommandStartApp:
 				return topics.Run, nil
@@ -302,6 +303,11 @@ func (r *Relay) command(e domain.RecordedEvent) (deployer.Command, bool) {
 			break
 		}
 		return deployer.StartApp{App: v.App}, true
+	case domain.EventAppDeleted:
+		if v.App == "" {
+			break
+		}
+		return deployer.DeleteApp{App: v.App}, true
 	default:
 		return nil, false
 	}
