@@ -74,5 +74,6 @@ func RouteAccess(pattern string) (Access, bool) {
 //go:embed auth_openapi.json
 var authOpenAPIDocument []byte
 
-// AuthOpenAPI returns the OpenAPI 3 document of the Guard's endpoints.
+// AuthOpenAPI returns the OpenAPI 3 document of the Guard's endpoints;
+// Guard.Register merges it into the document the server serves.
 func AuthOpenAPI() []byte { return bytes.Clone(authOpenAPIDocument) }
