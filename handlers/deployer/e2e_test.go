@@ -53,6 +53,7 @@ type stack struct {
 	eng     *engine.Engine
 	network string
 	proxy   string // Traefik's HTTP address
+	dynDir  string // the directory of Traefik's dynamic configuration
 	logs    *buildlog.Store
 	queries *projections.Queries
 }
@@ -96,6 +97,7 @@ func newStack(t *testing.T, opt stackOptions) *stack {
 	t.Cleanup(s.removeNetwork)
 
 	dir := t.TempDir()
+	s.dynDir = dir
 	if !opt.noProxy {
 		s.proxy = testenv.StartTraefik(t, dir)
 	}
@@ -881,4 +883,80 @@ func waitUntil(t *testing.T, timeout time.Duration, what string, ok func() bool)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+}
+
+// TestDeleteAppRemovesItsContainersAndImages deploys the test server twice,
+// deletes the application through the command handler, and checks that
+// nothing labelled for it stays on the daemon, its Traefik file is gone, and
+// app.removed lists what went.
+func TestDeleteAppRemovesItsContainersAndImages(t *testing.T) {
+	s := newStack(t, stackOptions{drain: 200 * time.Millisecond})
+	repo := newRepo(t, "", nil)
+	a := s.newApp(repo, map[string]string{"VERSION": "v1"}, domain.HealthCheck{Path: "/healthz", TimeoutSeconds: 30})
+	first := s.mustSucceed(a.deploy())
+	a.setEnv([]commands.EnvInput{{Key: "VERSION", Value: "v2"}})
+	second := s.mustSucceed(a.deploy())
+	a.waitBody("hello v2", 30*time.Second)
+	file := filepath.Join(s.dynDir, traefik.FileName(a.name))
+	if _, err := os.Stat(file); err != nil {
+		t.Fatalf("Traefik file of a deployed application: %v", err)
+	}
+	ctx := context.Background()
+	images := func() []image.Summary {
+		list, err := s.docker.ImageList(ctx, image.ListOptions{Filters: filters.NewArgs(filters.Arg("label", engine.LabelApp+"="+a.name))})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return list
+	}
+	if len(s.containers(a.name)) == 0 || len(images()) == 0 {
+		t.Fatalf("before delete: got %d containers and %d images, want some", len(s.containers(a.name)), len(images()))
+	}
+
+	if _, err := s.cmds.DeleteApp(ctx, meta(), commands.DeleteApp{App: a.name}); err != nil {
+		t.Fatalf("DeleteApp: %v", err)
+	}
+	var removed domain.AppRemoved
+	waitUntil(t, time.Minute, "app.removed", func() bool {
+		events, err := s.store.ReadStream(ctx, domain.AppStream(a.name), 1, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range events {
+			if e.Type == domain.EventAppRemoved {
+				data, err := domain.DecodeEvent(e)
+				if err != nil {
+					t.Fatal(err)
+				}
+				removed = data.(domain.AppRemoved)
+				return true
+			}
+		}
+		return false
+	})
+	if got := s.containers(a.name); len(got) != 0 {
+		t.Errorf("containers of the deleted application: got %d, want 0", len(got))
+	}
+	if got := images(); len(got) != 0 {
+		t.Errorf("images of the deleted application: got %d, want 0", len(got))
+	}
+	if len(removed.ContainersRemoved) != 1 || removed.ContainersRemoved[0] != second.ContainerID() {
+		t.Errorf("app.removed containers: got %v, want [%s]", removed.ContainersRemoved, second.ContainerID())
+	}
+	gone := map[string]bool{}
+	for _, id := range removed.ImagesRemoved {
+		gone[id] = true
+	}
+	if !gone[first.ImageID()] || !gone[second.ImageID()] {
+		t.Errorf("app.removed images: got %v, want to include the deployed images %s and %s", removed.ImagesRemoved, first.ImageID(), second.ImageID())
+	}
+	waitUntil(t, 10*time.Second, "the Traefik file to go", func() bool {
+		_, err := os.Stat(file)
+		return errors.Is(err, os.ErrNotExist)
+	})
+	c := &http.Client{Timeout: 2 * time.Second}
+	waitUntil(t, 10*time.Second, "Traefik to stop routing the deleted application", func() bool {
+		code, _, err := a.get(c)
+		return err == nil && code == http.StatusNotFound
+	})
 }
