@@ -74,7 +74,7 @@ func newHubEnv(t *testing.T, pool *pgxpool.Pool, cfg webui.HubConfig) *hubEnv {
 
 func waitUntil(t *testing.T, what string, ok func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(30 * time.Second) // generous: shared CI machines stall
 	for !ok() {
 		if time.Now().After(deadline) {
 			t.Fatalf("timed out waiting until %s", what)
