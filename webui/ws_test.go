@@ -138,7 +138,7 @@ func (s *socket) next(timeout time.Duration) (message, error) {
 // await reads until match accepts a message and returns it.
 func (s *socket) await(what string, match func(message) bool) message {
 	s.t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(30 * time.Second) // generous: shared CI machines stall
 	for time.Now().Before(deadline) {
 		m, err := s.next(time.Until(deadline))
 		if err != nil {
