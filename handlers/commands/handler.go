@@ -197,6 +197,15 @@ func (c *call) duplicate(ctx context.Context, stream, deploymentID string) (Resu
 	if err != nil {
 		return Result{}, false, err
 	}
+	res, ok := c.duplicateIn(recs, deploymentID)
+	return res, ok, nil
+}
+
+// duplicateIn is duplicate over events already read.
+func (c *call) duplicateIn(recs []domain.RecordedEvent, deploymentID string) (Result, bool) {
+	if c.meta.IdempotencyKey == "" {
+		return Result{}, false
+	}
 	byID := make(map[string]domain.RecordedEvent, len(recs))
 	for _, r := range recs {
 		byID[r.EventID] = r
@@ -208,11 +217,26 @@ func (c *call) duplicate(ctx context.Context, stream, deploymentID string) (Resu
 	for j := 0; ; j++ {
 		r, ok := byID[c.derive(strconv.Itoa(j))]
 		if !ok {
-			return res, j > 0, nil
+			return res, j > 0
 		}
 		res.Position = max(res.Position, r.Position)
 		res.StreamVersion = max(res.StreamVersion, r.StreamVersion)
 	}
+}
+
+// newDeployment checks, with one read, that the stream of the deployment
+// id this call creates is free. It returns the original result when the
+// call's idempotency key shows it already acted, and ErrConflict when the
+// stream holds anything else.
+func (c *call) newDeployment(ctx context.Context, id string) (*Result, error) {
+	recs, err := c.h.read(ctx, domain.DeploymentStream(id), 1)
+	if err != nil || len(recs) == 0 {
+		return nil, err
+	}
+	if dup, ok := c.duplicateIn(recs, id); ok {
+		return &dup, nil
+	}
+	return nil, fmt.Errorf("deployment %s exists: %w", id, domain.ErrConflict)
 }
 
 // plan is what a command decided.

@@ -2,7 +2,6 @@ package commands
 
 import (
 	"context"
-	"fmt"
 
 	"berth/domain"
 )
@@ -33,15 +32,8 @@ func (h *Handler) RollbackApp(ctx context.Context, meta Meta, cmd RollbackApp) (
 	id := c.newID("deployment")
 	stream := domain.DeploymentStream(id)
 	return h.execute(ctx, c, false, func(ctx context.Context) (plan, error) {
-		if dup, ok, err := c.duplicate(ctx, stream, id); err != nil || ok {
-			return plan{dup: &dup}, err
-		}
-		recs, err := h.read(ctx, stream, 1)
-		if err != nil {
-			return plan{}, err
-		}
-		if len(recs) > 0 {
-			return plan{}, fmt.Errorf("deployment %s exists: %w", id, domain.ErrConflict)
+		if dup, err := c.newDeployment(ctx, id); err != nil || dup != nil {
+			return plan{dup: dup}, err
 		}
 		app, err := h.loadApp(ctx, cmd.App)
 		if err != nil {
