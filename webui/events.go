@@ -185,15 +185,11 @@ func (s *Server) listEvents(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	f, after, err := eventSelection(r, "")
+	if err != nil {
+		return err
+	}
 	q := r.URL.Query()
-	f, err := parseEventFilter(q)
-	if err != nil {
-		return err
-	}
-	after, err := parseAfter(q.Get("after"))
-	if err != nil {
-		return err
-	}
 	limit := defaultEventsPage
 	if v := q.Get("limit"); v != "" {
 		n, err := strconv.Atoi(v)
@@ -216,6 +212,25 @@ func (s *Server) listEvents(w http.ResponseWriter, r *http.Request) error {
 }
 
 // parseAfter parses a non-negative position ("" is 0).
+// eventSelection reads what the event endpoints share: the filter and the
+// position to resume after, from ?after= or, when resumeHeader names a
+// header that the request carries (SSE's Last-Event-ID), from that header.
+func eventSelection(r *http.Request, resumeHeader string) (domain.Filter, int64, error) {
+	q := r.URL.Query()
+	f, err := parseEventFilter(q)
+	if err != nil {
+		return f, 0, err
+	}
+	v := q.Get("after")
+	if resumeHeader != "" {
+		if h := r.Header.Get(resumeHeader); h != "" {
+			v = h
+		}
+	}
+	after, err := parseAfter(v)
+	return f, after, err
+}
+
 func parseAfter(v string) (int64, error) {
 	if v == "" {
 		return 0, nil
@@ -378,16 +393,7 @@ func (s *Server) streamEventsSSE(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	q := r.URL.Query()
-	f, err := parseEventFilter(q)
-	if err != nil {
-		return err
-	}
-	afterParam := q.Get("after")
-	if id := r.Header.Get("Last-Event-ID"); id != "" {
-		afterParam = id
-	}
-	after, err := parseAfter(afterParam)
+	f, after, err := eventSelection(r, "Last-Event-ID")
 	if err != nil {
 		return err
 	}

@@ -29,12 +29,7 @@ func (s *Server) streamEventsWS(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	q := r.URL.Query()
-	f, err := parseEventFilter(q)
-	if err != nil {
-		return err
-	}
-	after, err := parseAfter(q.Get("after"))
+	f, after, err := eventSelection(r, "")
 	if err != nil {
 		return err
 	}
