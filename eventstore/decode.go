@@ -101,12 +101,18 @@ func (d *rowDecoder) eventIDs(events []domain.RecordedEvent) {
 	d.ids = d.ids[:0]
 }
 
+// initialPageCap bounds the capacity collect allocates before it knows how
+// many rows a page has.
+const initialPageCap = 64
+
 // collect decodes every row of rows (a query of eventColumns in binary
 // format).
 func collect(rows pgx.Rows, sizeHint int) ([]domain.RecordedEvent, error) {
 	defer rows.Close()
 	d := newRowDecoder()
-	out := make([]domain.RecordedEvent, 0, min(sizeHint, maxPage))
+	// A page is often far shorter than its limit (a follower at the head
+	// reads nothing): start small and let append grow the slice.
+	out := make([]domain.RecordedEvent, 0, min(sizeHint, initialPageCap))
 	for rows.Next() {
 		out = append(out, domain.RecordedEvent{})
 		if _, err := d.decode(rows.RawValues(), &out[len(out)-1], true); err != nil {

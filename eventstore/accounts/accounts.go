@@ -9,6 +9,7 @@ package accounts
 import (
 	"errors"
 	"log/slog"
+	"sync"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
@@ -30,8 +31,12 @@ type Store struct {
 	kdf  Argon2Params
 	log  *slog.Logger
 	// dummy is checked against when a user has no password, so that the
-	// answer takes as long as for a wrong password.
-	dummy string
+	// answer takes as long as for a wrong password. It is computed on first
+	// use: an Argon2 hash takes the cost's memory (19 MiB by default), which
+	// a process that nobody signs in to should not hold from its start.
+	dummyOnce sync.Once
+	dummy     string
+	dummyErr  error
 }
 
 var (
@@ -53,9 +58,14 @@ func New(cfg Config, pool *pgxpool.Pool) (*Store, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	dummy, err := hashPassword(cfg.Argon2, []byte("berth: no such user"))
-	if err != nil {
-		return nil, err
-	}
-	return &Store{pool: pool, kdf: cfg.Argon2, log: cfg.Logger, dummy: dummy}, nil
+	return &Store{pool: pool, kdf: cfg.Argon2, log: cfg.Logger}, nil
+}
+
+// dummyHash returns the hash CheckPassword checks against for a user
+// without a password, computing it once.
+func (s *Store) dummyHash() (string, error) {
+	s.dummyOnce.Do(func() {
+		s.dummy, s.dummyErr = hashPassword(s.kdf, []byte("berth: no such user"))
+	})
+	return s.dummy, s.dummyErr
 }

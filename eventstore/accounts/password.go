@@ -101,7 +101,9 @@ func (s *Store) CheckPassword(ctx context.Context, userID string, password []byt
 	err := s.pool.QueryRow(ctx, `SELECT hash FROM credentials WHERE user_id = $1`, userID).Scan(&h)
 	switch {
 	case errors.Is(err, pgx.ErrNoRows):
-		_, _ = checkPassword(s.dummy, password)
+		if dummy, err := s.dummyHash(); err == nil {
+			_, _ = checkPassword(dummy, password)
+		}
 		return fmt.Errorf("no password: %w", domain.ErrUnauthorized)
 	case err != nil:
 		return fmt.Errorf("accounts: load password: %w", err)
