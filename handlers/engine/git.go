@@ -138,6 +138,16 @@ func (e *Engine) git(ctx context.Context, args []string) ([]byte, error) {
 		"-c", "core.sshCommand=ssh -o BatchMode=yes",
 		"-c", "submodule.recurse=false",
 		"-c", "advice.detachedHead=false",
+		// Keep the fetched pack as it arrives (index-pack, streamed while
+		// the remote still packs) instead of exploding it into loose
+		// objects afterwards: below the default limit of 100 objects,
+		// which a depth-1 fetch of a small repository always is, git
+		// recompresses every blob once more after the transfer, a second
+		// pass as long as the first for large files.
+		"-c", "fetch.unpackLimit=1",
+		// A throwaway checkout needs no housekeeping after the fetch.
+		"-c", "maintenance.auto=false",
+		"-c", "gc.auto=0",
 	}
 	for _, p := range e.cfg.GitProtocols {
 		full = append(full, "-c", "protocol."+p+".allow=always")

@@ -38,7 +38,9 @@ type HealthSpec struct {
 	// Port defaults to the Container's Port.
 	Port int
 	// Timeout bounds the whole wait (default 60 s); Interval separates
-	// attempts (default 1 s).
+	// attempts (default 1 s) once the container has had time to start: the
+	// first pauses are shorter (see firstPause), since an application
+	// usually listens within milliseconds of its start.
 	Timeout, Interval time.Duration
 }
 
@@ -89,6 +91,7 @@ func (e *Engine) WaitHealthy(ctx context.Context, c Container, spec HealthSpec) 
 
 	attempt := min(max(spec.Interval, 2*time.Second), 10*time.Second)
 	lastProblem := "no check ran"
+	pause := min(firstPause, spec.Interval)
 	for {
 		ok, problem, err := e.checkOnce(wctx, c.ID, spec.Port, target, hc, attempt)
 		if err != nil {
@@ -113,10 +116,17 @@ func (e *Engine) WaitHealthy(ctx context.Context, c Container, spec HealthSpec) 
 			return fmt.Errorf("wait for %s: %w", c.ID, ctx.Err())
 		case <-wctx.Done():
 			return e.unhealthy(ctx, c, fmt.Sprintf("not healthy after %s: %s", spec.Timeout, lastProblem))
-		case <-time.After(spec.Interval):
+		case <-time.After(pause):
 		}
+		pause = min(2*pause, spec.Interval)
 	}
 }
+
+// firstPause is the pause after the first failed check; it doubles after
+// each one up to HealthSpec.Interval. A container is checked right after it
+// started, usually before its process listens: waiting a whole Interval
+// then would add up to that much to every deployment.
+const firstPause = 10 * time.Millisecond
 
 // checkOnce runs one check. A container that exited yields an error
 // wrapping ErrUnhealthy.
