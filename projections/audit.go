@@ -3,6 +3,8 @@ package projections
 import (
 	"context"
 	"fmt"
+	"log/slog"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -95,13 +97,16 @@ func (*Audit) Rebuild(ctx context.Context, pool *pgxpool.Pool) (int64, error) {
 			})
 		})
 	}
+	start := time.Now()
 	if err := parallel(ctx, rebuildWorkers(pool), tasks); err != nil {
 		return 0, err
 	}
+	slog.Debug("rebuild: inserted", "projection", AuditName, "events", head, "took", time.Since(start))
 	idx, err := indexFresh(ctx, pool, tables)
 	if err != nil {
 		return 0, err
 	}
+	slog.Debug("rebuild: indexed", "projection", AuditName, "took", time.Since(start))
 	total := head
 	err = swap(ctx, pool, AuditName, tables, idx, func(tx pgx.Tx) (int64, error) {
 		now, err := readHead(ctx, tx)

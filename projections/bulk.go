@@ -283,8 +283,11 @@ func readBlock(ctx context.Context, pool *pgxpool.Pool, lo, hi int64, buf folded
 		if raw := jsonbBytes(raw[5], fields[5].Format); raw != nil {
 			// Decoded into its own variable, so that e stays off the heap.
 			var md domain.Metadata
-			if err := json.Unmarshal(raw, &md); err != nil {
-				return foldedBlock{err: fmt.Errorf("event %d: decode metadata: %w", e.Position, err)}
+			if !decodeMetadataFast(raw, &md) {
+				md = domain.Metadata{}
+				if err := json.Unmarshal(raw, &md); err != nil {
+					return foldedBlock{err: fmt.Errorf("event %d: decode metadata: %w", e.Position, err)}
+				}
 			}
 			e.Metadata = md
 		}

@@ -163,6 +163,10 @@ type Model struct {
 	Position int64
 	At       time.Time
 
+	// domainIdx finds the domains of applications that have many; see
+	// domainIndex.
+	domainIdx map[*App]*domainIndex
+
 	track       bool
 	dirtyProj   map[string]bool
 	dirtyApps   map[string]bool
@@ -294,6 +298,9 @@ func decode(e domain.RecordedEvent) any {
 	if !Relevant(e.Type) {
 		return nil
 	}
+	if data, ok := decodeFast(e); ok {
+		return data
+	}
 	data, err := domain.DecodeEvent(e)
 	if err != nil {
 		return nil
@@ -371,9 +378,9 @@ func (m *Model) applyApp(a *App, data any) {
 	case domain.AppEnvSet:
 		a.Config.Env = publicEnv(d.Env)
 	case domain.AppDomainAdded:
-		a.Config.Domains = append(slices.DeleteFunc(a.Config.Domains, func(r domain.Route) bool { return r.Host == d.Route.Host }), d.Route)
+		m.addDomain(a, d.Route)
 	case domain.AppDomainRemoved:
-		a.Config.Domains = slices.DeleteFunc(a.Config.Domains, func(r domain.Route) bool { return r.Host == d.Host })
+		m.removeDomain(a, d.Host)
 	case domain.AppStopRequested:
 		a.DesiredStatus = domain.AppStatusStopped
 	case domain.AppStartRequested:

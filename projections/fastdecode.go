@@ -1,0 +1,615 @@
+package projections
+
+import (
+	"strconv"
+
+	"berth/domain"
+)
+
+// A rebuild decodes every payload of the log, and encoding/json's
+// reflection was most of the fold's CPU. decodeFast decodes the payloads of
+// the most frequent event types (the steps of deployments, the domains and
+// the stops and starts of applications) and the metadata of requested
+// deployments by hand. It gives up, and the caller falls back to
+// encoding/json, on anything but the plain shape the domain's structs
+// marshal to: a key that is not exactly one of the struct's, a null, an
+// escape or a non-ASCII byte in a string, a number that is not a plain
+// integer. Whatever it does decode is therefore what encoding/json would
+// have decoded.
+
+// jsonScanner reads one JSON value from b. bad is set at the first thing
+// it does not handle; every later read fails.
+type jsonScanner struct {
+	b   []byte
+	i   int
+	bad bool
+}
+
+func (s *jsonScanner) space() {
+	for s.i < len(s.b) {
+		switch s.b[s.i] {
+		case ' ', '\t', '\n', '\r':
+			s.i++
+		default:
+			return
+		}
+	}
+}
+
+// byte consumes c, after white space.
+func (s *jsonScanner) byte(c byte) bool {
+	s.space()
+	if s.bad || s.i >= len(s.b) || s.b[s.i] != c {
+		s.bad = true
+		return false
+	}
+	s.i++
+	return true
+}
+
+// open consumes the '{' of an object.
+func (s *jsonScanner) open() bool { return s.byte('{') }
+
+// member consumes the separator before an object's next member and its
+// key and colon, and returns the key; ok is false at the object's end
+// ('}' consumed) or when s went bad. first is true for the first call on
+// an object.
+func (s *jsonScanner) member(first bool) (key []byte, ok bool) {
+	s.space()
+	if s.bad || s.i >= len(s.b) {
+		s.bad = true
+		return nil, false
+	}
+	if s.b[s.i] == '}' {
+		s.i++
+		return nil, false
+	}
+	if !first && !s.byte(',') {
+		return nil, false
+	}
+	key = s.plain()
+	if s.bad || !s.byte(':') {
+		s.bad = true
+		return nil, false
+	}
+	return key, true
+}
+
+// plain reads a string without escapes and with printable ASCII only.
+func (s *jsonScanner) plain() []byte {
+	if !s.byte('"') {
+		return nil
+	}
+	start := s.i
+	for s.i < len(s.b) {
+		c := s.b[s.i]
+		switch {
+		case c == '"':
+			s.i++
+			return s.b[start : s.i-1]
+		case c < 0x20 || c >= 0x80 || c == '\\':
+			s.bad = true
+			return nil
+		}
+		s.i++
+	}
+	s.bad = true
+	return nil
+}
+
+func (s *jsonScanner) str(dst *string) {
+	if b := s.plain(); !s.bad {
+		*dst = string(b)
+	}
+}
+
+// int64 reads an integer: an optional minus and digits without a leading
+// zero, neither fraction nor exponent.
+func (s *jsonScanner) int64(dst *int64) {
+	s.space()
+	if s.bad {
+		return
+	}
+	start := s.i
+	if s.i < len(s.b) && s.b[s.i] == '-' {
+		s.i++
+	}
+	digits := s.i
+	for s.i < len(s.b) && s.b[s.i] >= '0' && s.b[s.i] <= '9' {
+		s.i++
+	}
+	if s.i == digits || (s.b[digits] == '0' && s.i-digits > 1) {
+		s.bad = true
+		return
+	}
+	if s.i < len(s.b) {
+		if c := s.b[s.i]; c == '.' || c == 'e' || c == 'E' {
+			s.bad = true
+			return
+		}
+	}
+	v, err := strconv.ParseInt(string(s.b[start:s.i]), 10, 64)
+	if err != nil {
+		s.bad = true
+		return
+	}
+	*dst = v
+}
+
+func (s *jsonScanner) int(dst *int) {
+	var v int64
+	s.int64(&v)
+	if !s.bad {
+		*dst = int(v)
+	}
+}
+
+func (s *jsonScanner) bool(dst *bool) {
+	s.space()
+	switch {
+	case s.bad:
+	case len(s.b)-s.i >= 4 && string(s.b[s.i:s.i+4]) == "true":
+		*dst = true
+		s.i += 4
+	case len(s.b)-s.i >= 5 && string(s.b[s.i:s.i+5]) == "false":
+		*dst = false
+		s.i += 5
+	default:
+		s.bad = true
+	}
+}
+
+// end reports whether all went well and only white space follows.
+func (s *jsonScanner) end() bool {
+	s.space()
+	return !s.bad && s.i == len(s.b)
+}
+
+// decodeFast decodes e's payload when it is of a type and shape decodeFast
+// handles (see above); ok is false otherwise.
+func decodeFast(e domain.RecordedEvent) (data any, ok bool) {
+	s := &jsonScanner{b: e.Data}
+	switch e.Type {
+	case domain.EventDeploymentRequested:
+		var v domain.DeploymentRequested
+		s.open()
+		for first := true; ; first = false {
+			k, more := s.member(first)
+			if !more {
+				break
+			}
+			switch string(k) {
+			case "deployment_id":
+				s.str(&v.DeploymentID)
+			case "app":
+				s.str(&v.App)
+			case "app_version":
+				s.int64(&v.AppVersion)
+			case "trigger":
+				s.trigger(&v.Trigger)
+			case "ref":
+				s.str(&v.Ref)
+			case "rollback_of":
+				s.str(&v.RollbackOf)
+			case "image_id":
+				s.str(&v.ImageID)
+			case "retry_of":
+				s.str(&v.RetryOf)
+			default:
+				s.bad = true
+			}
+		}
+		return v, s.end()
+	case domain.EventDeploymentQueued:
+		var v domain.DeploymentQueued
+		s.open()
+		for first := true; ; first = false {
+			k, more := s.member(first)
+			if !more {
+				break
+			}
+			if !s.deploymentKey(k, &v.DeploymentID, &v.App) {
+				s.bad = true
+			}
+		}
+		return v, s.end()
+	case domain.EventDeploymentStarted:
+		var v domain.DeploymentStarted
+		s.open()
+		for first := true; ; first = false {
+			k, more := s.member(first)
+			if !more {
+				break
+			}
+			switch {
+			case s.deploymentKey(k, &v.DeploymentID, &v.App):
+			case string(k) == "worker":
+				s.str(&v.Worker)
+			default:
+				s.bad = true
+			}
+		}
+		return v, s.end()
+	case domain.EventDeploymentSourceFetched:
+		var v domain.DeploymentSourceFetched
+		s.open()
+		for first := true; ; first = false {
+			k, more := s.member(first)
+			if !more {
+				break
+			}
+			switch {
+			case s.deploymentKey(k, &v.DeploymentID, &v.App):
+			case string(k) == "commit_sha":
+				s.str(&v.CommitSHA)
+			case string(k) == "ref":
+				s.str(&v.Ref)
+			case string(k) == "image_digest":
+				s.str(&v.ImageDigest)
+			case string(k) == "duration_ms":
+				s.int64(&v.DurationMS)
+			default:
+				s.bad = true
+			}
+		}
+		return v, s.end()
+	case domain.EventDeploymentImageBuilt:
+		var v domain.DeploymentImageBuilt
+		s.open()
+		for first := true; ; first = false {
+			k, more := s.member(first)
+			if !more {
+				break
+			}
+			switch {
+			case s.deploymentKey(k, &v.DeploymentID, &v.App):
+			case string(k) == "image_id":
+				s.str(&v.ImageID)
+			case string(k) == "duration_ms":
+				s.int64(&v.DurationMS)
+			default:
+				s.bad = true
+			}
+		}
+		return v, s.end()
+	case domain.EventDeploymentContainerStarted:
+		var v domain.DeploymentContainerStarted
+		s.open()
+		for first := true; ; first = false {
+			k, more := s.member(first)
+			if !more {
+				break
+			}
+			switch {
+			case s.deploymentKey(k, &v.DeploymentID, &v.App):
+			case string(k) == "container_id":
+				s.str(&v.ContainerID)
+			case string(k) == "container_name":
+				s.str(&v.ContainerName)
+			case string(k) == "duration_ms":
+				s.int64(&v.DurationMS)
+			default:
+				s.bad = true
+			}
+		}
+		return v, s.end()
+	case domain.EventDeploymentHealthPassed:
+		var v domain.DeploymentHealthPassed
+		s.open()
+		for first := true; ; first = false {
+			k, more := s.member(first)
+			if !more {
+				break
+			}
+			switch {
+			case s.deploymentKey(k, &v.DeploymentID, &v.App):
+			case string(k) == "duration_ms":
+				s.int64(&v.DurationMS)
+			default:
+				s.bad = true
+			}
+		}
+		return v, s.end()
+	case domain.EventDeploymentTrafficSwitched:
+		var v domain.DeploymentTrafficSwitched
+		s.open()
+		for first := true; ; first = false {
+			k, more := s.member(first)
+			if !more {
+				break
+			}
+			switch {
+			case s.deploymentKey(k, &v.DeploymentID, &v.App):
+			case string(k) == "container_id":
+				s.str(&v.ContainerID)
+			case string(k) == "upstream_host":
+				s.str(&v.UpstreamHost)
+			case string(k) == "upstream_port":
+				s.int(&v.UpstreamPort)
+			case string(k) == "duration_ms":
+				s.int64(&v.DurationMS)
+			default:
+				s.bad = true
+			}
+		}
+		return v, s.end()
+	case domain.EventDeploymentPreviousStopped:
+		var v domain.DeploymentPreviousStopped
+		s.open()
+		for first := true; ; first = false {
+			k, more := s.member(first)
+			if !more {
+				break
+			}
+			switch {
+			case s.deploymentKey(k, &v.DeploymentID, &v.App):
+			case string(k) == "previous_deployment_id":
+				s.str(&v.PreviousDeploymentID)
+			case string(k) == "previous_container_id":
+				s.str(&v.PreviousContainerID)
+			case string(k) == "duration_ms":
+				s.int64(&v.DurationMS)
+			default:
+				s.bad = true
+			}
+		}
+		return v, s.end()
+	case domain.EventDeploymentSucceeded:
+		var v domain.DeploymentSucceeded
+		s.open()
+		for first := true; ; first = false {
+			k, more := s.member(first)
+			if !more {
+				break
+			}
+			switch {
+			case s.deploymentKey(k, &v.DeploymentID, &v.App):
+			case s.logSummaryKey(k, &v.LogSummary):
+			case string(k) == "image_id":
+				s.str(&v.ImageID)
+			case string(k) == "container_id":
+				s.str(&v.ContainerID)
+			case string(k) == "duration_ms":
+				s.int64(&v.DurationMS)
+			default:
+				s.bad = true
+			}
+		}
+		return v, s.end()
+	case domain.EventDeploymentCancelled:
+		var v domain.DeploymentCancelled
+		s.open()
+		for first := true; ; first = false {
+			k, more := s.member(first)
+			if !more {
+				break
+			}
+			switch {
+			case s.deploymentKey(k, &v.DeploymentID, &v.App):
+			case s.logSummaryKey(k, &v.LogSummary):
+			case string(k) == "step":
+				s.str(&v.Step)
+			default:
+				s.bad = true
+			}
+		}
+		return v, s.end()
+	case domain.EventAppDomainAdded:
+		var v domain.AppDomainAdded
+		s.open()
+		for first := true; ; first = false {
+			k, more := s.member(first)
+			if !more {
+				break
+			}
+			switch string(k) {
+			case "app":
+				s.str(&v.App)
+			case "route":
+				s.route(&v.Route)
+			default:
+				s.bad = true
+			}
+		}
+		return v, s.end()
+	case domain.EventAppDomainRemoved:
+		var v domain.AppDomainRemoved
+		s.open()
+		for first := true; ; first = false {
+			k, more := s.member(first)
+			if !more {
+				break
+			}
+			switch string(k) {
+			case "app":
+				s.str(&v.App)
+			case "host":
+				s.str(&v.Host)
+			default:
+				s.bad = true
+			}
+		}
+		return v, s.end()
+	case domain.EventAppStopRequested:
+		var v domain.AppStopRequested
+		s.appOnly(&v.App)
+		return v, s.end()
+	case domain.EventAppStartRequested:
+		var v domain.AppStartRequested
+		s.appOnly(&v.App)
+		return v, s.end()
+	case domain.EventAppStopped:
+		var v domain.AppStopped
+		s.open()
+		for first := true; ; first = false {
+			k, more := s.member(first)
+			if !more {
+				break
+			}
+			switch string(k) {
+			case "app":
+				s.str(&v.App)
+			case "container_id":
+				s.str(&v.ContainerID)
+			default:
+				s.bad = true
+			}
+		}
+		return v, s.end()
+	case domain.EventAppStarted:
+		var v domain.AppStarted
+		s.open()
+		for first := true; ; first = false {
+			k, more := s.member(first)
+			if !more {
+				break
+			}
+			switch string(k) {
+			case "app":
+				s.str(&v.App)
+			case "container_id":
+				s.str(&v.ContainerID)
+			case "upstream_host":
+				s.str(&v.UpstreamHost)
+			default:
+				s.bad = true
+			}
+		}
+		return v, s.end()
+	}
+	return nil, false
+}
+
+// deploymentKey reads the value of the keys every deployment event has and
+// reports whether k was one of them.
+func (s *jsonScanner) deploymentKey(k []byte, id, app *string) bool {
+	switch string(k) {
+	case "deployment_id":
+		s.str(id)
+	case "app":
+		s.str(app)
+	default:
+		return false
+	}
+	return true
+}
+
+func (s *jsonScanner) logSummaryKey(k []byte, l *domain.LogSummary) bool {
+	switch string(k) {
+	case "log_lines":
+		s.int64(&l.LogLines)
+	case "log_digest":
+		s.str(&l.LogDigest)
+	default:
+		return false
+	}
+	return true
+}
+
+// appOnly reads an object whose only key is "app".
+func (s *jsonScanner) appOnly(app *string) {
+	s.open()
+	for first := true; ; first = false {
+		k, more := s.member(first)
+		if !more {
+			return
+		}
+		if string(k) != "app" {
+			s.bad = true
+			return
+		}
+		s.str(app)
+	}
+}
+
+func (s *jsonScanner) trigger(t *domain.Trigger) {
+	s.open()
+	for first := true; ; first = false {
+		k, more := s.member(first)
+		if !more {
+			return
+		}
+		switch string(k) {
+		case "kind":
+			s.str(&t.Kind)
+		case "detail":
+			s.str(&t.Detail)
+		default:
+			s.bad = true
+			return
+		}
+	}
+}
+
+func (s *jsonScanner) route(r *domain.Route) {
+	s.open()
+	for first := true; ; first = false {
+		k, more := s.member(first)
+		if !more {
+			return
+		}
+		switch string(k) {
+		case "host":
+			s.str(&r.Host)
+		case "path_prefix":
+			s.str(&r.PathPrefix)
+		case "https":
+			s.bool(&r.HTTPS)
+		case "port":
+			s.int(&r.Port)
+		default:
+			s.bad = true
+			return
+		}
+	}
+}
+
+func (s *jsonScanner) actor(a *domain.Actor) {
+	s.open()
+	for first := true; ; first = false {
+		k, more := s.member(first)
+		if !more {
+			return
+		}
+		switch string(k) {
+		case "kind":
+			s.str(&a.Kind)
+		case "id":
+			s.str(&a.ID)
+		case "name":
+			s.str(&a.Name)
+		default:
+			s.bad = true
+			return
+		}
+	}
+}
+
+// decodeMetadataFast decodes metadata as encoding/json would, into md,
+// when it has the plain shape decodeFast handles; ok is false otherwise
+// and md is then undefined.
+func decodeMetadataFast(b []byte, md *domain.Metadata) (ok bool) {
+	s := &jsonScanner{b: b}
+	s.open()
+	for first := true; ; first = false {
+		k, more := s.member(first)
+		if !more {
+			break
+		}
+		switch string(k) {
+		case "actor":
+			s.actor(&md.Actor)
+		case "correlation_id":
+			s.str(&md.CorrelationID)
+		case "causation_id":
+			s.str(&md.CausationID)
+		case "command_id":
+			s.str(&md.CommandID)
+		case "origin":
+			s.str(&md.Origin)
+		default:
+			s.bad = true
+		}
+	}
+	return s.end()
+}

@@ -1,0 +1,144 @@
+package projections
+
+import (
+	"bytes"
+	"encoding/json"
+	"reflect"
+	"testing"
+
+	"berth/domain"
+	"berth/projections/historytest"
+)
+
+// checkFast fails unless decodeFast and decodeMetadataFast, where they
+// decode, decode what encoding/json does; it reports whether the payload
+// took the fast path.
+func checkFast(t *testing.T, typ string, data []byte) bool {
+	t.Helper()
+	e := domain.RecordedEvent{Type: typ, Data: data}
+	got, ok := decodeFast(e)
+	want, err := domain.DecodeEvent(e)
+	if ok && (err != nil || !reflect.DeepEqual(got, want)) {
+		t.Errorf("%s %s: decodeFast = %#v, encoding/json = %#v (%v)", typ, data, got, want, err)
+	}
+	return ok
+}
+
+func checkFastMetadata(t *testing.T, raw []byte) bool {
+	t.Helper()
+	var got, want domain.Metadata
+	ok := decodeMetadataFast(raw, &got)
+	err := json.Unmarshal(raw, &want)
+	if ok && (err != nil || got != want) {
+		t.Errorf("metadata %s: decodeMetadataFast = %#v, encoding/json = %#v (%v)", raw, got, want, err)
+	}
+	return ok
+}
+
+// TestDecodeFastMatchesEncodingJSON decodes a generated history, compact as
+// encoding/json writes it and spaced as PostgreSQL prints jsonb, both ways.
+func TestDecodeFastMatchesEncodingJSON(t *testing.T) {
+	g := historytest.New(historytest.Config{Seed: 7, Projects: 3, Apps: 40})
+	fast := map[string]int{}
+	for range 20_000 {
+		for _, ev := range g.Next() {
+			d := ev.Data
+			var spaced bytes.Buffer
+			if err := json.Indent(&spaced, d.Data, "", " "); err != nil {
+				t.Fatal(err)
+			}
+			for _, raw := range [][]byte{d.Data, spaced.Bytes()} {
+				if checkFast(t, d.Type, raw) {
+					fast[d.Type]++
+				}
+			}
+			md, err := json.Marshal(d.Metadata)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !checkFastMetadata(t, md) {
+				t.Errorf("metadata %s took the slow path", md)
+			}
+		}
+	}
+	for _, typ := range []string{domain.EventDeploymentRequested, domain.EventDeploymentQueued, domain.EventDeploymentStarted,
+		domain.EventDeploymentSourceFetched, domain.EventAppDomainAdded, domain.EventAppDomainRemoved, domain.EventAppStopped} {
+		if fast[typ] == 0 {
+			t.Errorf("no %s payload took the fast path", typ)
+		}
+	}
+}
+
+// TestDecodeFastGivesUp checks payloads decodeFast must leave to
+// encoding/json, or decode exactly as it does.
+func TestDecodeFastGivesUp(t *testing.T) {
+	tests := []struct {
+		typ, data string
+		fast      bool
+	}{
+		{domain.EventDeploymentQueued, `{"deployment_id":"d1","app":"a"}`, true},
+		{domain.EventDeploymentQueued, ` { "app" : "a" , "deployment_id" : "d1" } `, true},
+		{domain.EventDeploymentQueued, `{}`, true},
+		{domain.EventDeploymentQueued, `{"deployment_id":"d1","deployment_id":"d2"}`, true},
+		{domain.EventDeploymentQueued, `{"App":"a"}`, false},
+		{domain.EventDeploymentQueued, `{"app":"a","extra":1}`, false},
+		{domain.EventDeploymentQueued, `{"app":null}`, false},
+		{domain.EventDeploymentQueued, `{"app":"a\"b"}`, false},
+		{domain.EventDeploymentQueued, `{"app":"a\u00e9"}`, false},
+		{domain.EventDeploymentQueued, "{\"app\":\"caf\xc3\xa9\"}", false},
+		{domain.EventDeploymentQueued, "{\"app\":\"bad\xff\"}", false},
+		{domain.EventDeploymentQueued, `{"app":"a",}`, false},
+		{domain.EventDeploymentQueued, `{"app":"a"}x`, false},
+		{domain.EventDeploymentQueued, `{"app":"a"`, false},
+		{domain.EventDeploymentQueued, `{"app" "a"}`, false},
+		{domain.EventDeploymentQueued, `{"app":"a" "deployment_id":"d"}`, false},
+		{domain.EventDeploymentQueued, `[]`, false},
+		{domain.EventDeploymentQueued, ``, false},
+		{domain.EventDeploymentQueued, `{"app":1}`, false},
+		{domain.EventDeploymentHealthPassed, `{"duration_ms":-12}`, true},
+		{domain.EventDeploymentHealthPassed, `{"duration_ms":0}`, true},
+		{domain.EventDeploymentHealthPassed, `{"duration_ms":-0}`, true},
+		{domain.EventDeploymentHealthPassed, `{"duration_ms":012}`, false},
+		{domain.EventDeploymentHealthPassed, `{"duration_ms":1.5}`, false},
+		{domain.EventDeploymentHealthPassed, `{"duration_ms":1e3}`, false},
+		{domain.EventDeploymentHealthPassed, `{"duration_ms":-}`, false},
+		{domain.EventDeploymentHealthPassed, `{"duration_ms":"5"}`, false},
+		{domain.EventDeploymentHealthPassed, `{"duration_ms":99999999999999999999}`, false},
+		{domain.EventDeploymentHealthPassed, `{"duration_ms":9223372036854775807}`, true},
+		{domain.EventDeploymentRequested, `{"deployment_id":"d","app":"a","app_version":3,"trigger":{"kind":"manual","detail":"x"},"ref":"main","rollback_of":"r","image_id":"i","retry_of":"t"}`, true},
+		{domain.EventDeploymentRequested, `{"trigger":{"kind":"manual","extra":1}}`, false},
+		{domain.EventDeploymentRequested, `{"trigger":null}`, false},
+		{domain.EventDeploymentRequested, `{"trigger":{}}`, true},
+		{domain.EventAppDomainAdded, `{"app":"a","route":{"host":"h.example.com","path_prefix":"/x","https":true,"port":8080}}`, true},
+		{domain.EventAppDomainAdded, `{"app":"a","route":{"host":"h","https":false}}`, true},
+		{domain.EventAppDomainAdded, `{"app":"a","route":{"host":"h","https":1}}`, false},
+		{domain.EventAppDomainAdded, `{"app":"a","route":{"host":"h","https":tru}}`, false},
+		{domain.EventAppStarted, `{"app":"a","container_id":"c","upstream_host":"u"}`, true},
+		{domain.EventAppStopRequested, `{"app":"a"}`, true},
+		{domain.EventAppStopRequested, `{"app":"a","other":"b"}`, false},
+		{domain.EventDeploymentSucceeded, `{"deployment_id":"d","app":"a","image_id":"i","container_id":"c","duration_ms":5,"log_lines":3,"log_digest":"x"}`, true},
+		{domain.EventDeploymentCancelled, `{"deployment_id":"d","app":"a","step":"build","log_lines":3}`, true},
+		{domain.EventDeploymentFailed, `{"deployment_id":"d","app":"a","step":"build","reason":"r"}`, false},
+		{domain.EventAppUpdated, `{"app":"a"}`, false},
+	}
+	for _, tt := range tests {
+		if got := checkFast(t, tt.typ, []byte(tt.data)); got != tt.fast {
+			t.Errorf("%s %s: fast path %v, want %v", tt.typ, tt.data, got, tt.fast)
+		}
+	}
+	for _, md := range []struct {
+		raw  string
+		fast bool
+	}{
+		{`{"actor":{"kind":"user","id":"u1","name":"alice"},"correlation_id":"c","causation_id":"d","command_id":"e","origin":"10.0.0.9"}`, true},
+		{`{"actor": {"id": "deployer", "kind": "system"}, "correlation_id": "corr-1"}`, true},
+		{`{"actor":{"kind":"user","ID":"u1"}}`, false},
+		{`{"actor":null}`, false},
+		{`{"origin":"a\/b"}`, false},
+		{`{"unknown":"x"}`, false},
+	} {
+		if got := checkFastMetadata(t, []byte(md.raw)); got != md.fast {
+			t.Errorf("metadata %s: fast path %v, want %v", md.raw, got, md.fast)
+		}
+	}
+}
