@@ -184,6 +184,8 @@ type AuditPage struct {
 
 // Audit returns the entries matching f with a position below before (0:
 // from the newest), newest first, at most limit.
+// Each filter also compares the hash of its column, which is what
+// the indexes of rm_audit lead with (migrations/050).
 func (q *Queries) Audit(ctx context.Context, f AuditFilter, before int64, limit int) (AuditPage, error) {
 	n := pageSize(limit)
 	var since, until any
@@ -196,8 +198,11 @@ func (q *Queries) Audit(ctx context.Context, f AuditFilter, before int64, limit 
 	rows, err := q.pool.Query(ctx, `SELECT position, recorded_at, actor_kind, actor_id, actor_name, action, target,
        correlation_id, causation_id, command_id, origin, event_id::text
   FROM rm_audit
- WHERE ($1 = 0 OR position < $1) AND ($2 = '' OR actor_id = $2) AND ($3 = '' OR actor_kind = $3)
-   AND ($4 = '' OR action = $4) AND ($5 = '' OR target = $5) AND ($6 = '' OR correlation_id = $6)
+ WHERE ($1 = 0 OR position < $1)
+   AND ($2 = '' OR (hashtext(actor_id) = hashtext($2) AND actor_id = $2)) AND ($3 = '' OR actor_kind = $3)
+   AND ($4 = '' OR (hashtext(action) = hashtext($4) AND action = $4))
+   AND ($5 = '' OR (hashtext(target) = hashtext($5) AND target = $5))
+   AND ($6 = '' OR (hashtext(correlation_id) = hashtext($6) AND correlation_id = $6))
    AND ($7::timestamptz IS NULL OR recorded_at >= $7) AND ($8::timestamptz IS NULL OR recorded_at < $8)
  ORDER BY position DESC LIMIT $9`,
 		before, f.ActorID, f.ActorKind, f.Action, f.Target, f.CorrelationID, since, until, n+1)
