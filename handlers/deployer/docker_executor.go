@@ -199,6 +199,7 @@ type execution struct {
 	log   *slog.Logger
 	tail  []string
 	mu    sync.Mutex // guards tail (build lines arrive from the build's goroutine)
+	lines *progressLog
 
 	container *engine.Container // the new container, until traffic switched to it
 }
@@ -212,6 +213,7 @@ func (x *DockerExecutor) Execute(ctx context.Context, job Job, steps StepRecorde
 		return FailStep(domain.StepStart, err)
 	}
 	ex := &execution{x: x, job: job, steps: steps, log: x.log.With("deployment", job.DeploymentID, "app", job.App)}
+	ex.lines = newProgressLog(x.cfg.Logs, job.DeploymentID, ex.log)
 	defer func() {
 		// Anything started for this deployment and not serving goes away,
 		// whatever ended the run; the serving version is never touched.
@@ -227,6 +229,8 @@ func (x *DockerExecutor) Execute(ctx context.Context, job Job, steps StepRecorde
 		if err != nil && ctx.Err() == nil && isDaemonDown(err) {
 			err = fmt.Errorf("docker daemon unreachable: %w: %w", ErrRetryable, err)
 		}
+		// Every progress line is stored before the deployer seals the log.
+		ex.lines.flush()
 	}()
 	return ex.run(ctx)
 }
@@ -246,15 +250,24 @@ func (ex *execution) run(ctx context.Context) error {
 	rt := cfg.Runtime.WithDefaults()
 	ex.progress(ctx, fmt.Sprintf("deploying %s (configuration as of version %d, trigger %s, attempt %d)", job.App, job.Request.AppVersion, job.Request.Trigger.Kind, job.Attempt))
 
-	// What is left of earlier runs that never served is removed first.
-	if err := x.removeOrphans(ctx, job.App, job.DeploymentID); err != nil {
-		ex.log.Warn("orphaned containers not removed", "err", err)
-	}
+	// What is left of earlier runs that never served is removed before the
+	// new container starts, while the source is fetched and built (those
+	// leftovers carry other deployments' labels: the build never sees
+	// them).
+	orphans := make(chan struct{})
+	go func() {
+		defer close(orphans)
+		if err := x.removeOrphans(ctx, job.App, job.DeploymentID); err != nil {
+			ex.log.Warn("orphaned containers not removed", "err", err)
+		}
+	}()
+	defer func() { <-orphans }()
 
 	imageID, err := ex.image(ctx, cfg)
 	if err != nil {
 		return err
 	}
+	<-orphans
 
 	env, err := x.openEnv(ctx, job.App, cfg.Env)
 	if err != nil {
@@ -266,10 +279,27 @@ func (ex *execution) run(ctx context.Context) error {
 	if err := ex.startContainer(ctx, imageID, env, rt); err != nil {
 		return err
 	}
-	if err := ex.waitHealthy(ctx, rt); err != nil {
+	// The containers traffic goes to now are looked up while the new one
+	// warms up: nothing switches traffic meanwhile (the deployer runs one
+	// command at a time).
+	type servingResult struct {
+		list []engine.Container
+		err  error
+	}
+	serving := make(chan servingResult, 1)
+	go func() {
+		list, err := x.servingContainers(ctx, job.App, job.DeploymentID)
+		serving <- servingResult{list, err}
+	}()
+	err = ex.waitHealthy(ctx, rt)
+	previous := <-serving
+	if err != nil {
 		return err
 	}
-	return ex.switchTraffic(ctx, imageID, rt)
+	if previous.err != nil {
+		return FailStep(domain.StepSwitchTraffic, previous.err)
+	}
+	return ex.switchTraffic(ctx, imageID, rt, previous.list)
 }
 
 // image fetches and builds the image, or finds the one to reuse, and
@@ -373,6 +403,8 @@ func (ex *execution) buildFromGit(ctx context.Context, cfg domain.AppConfig) (st
 		args[a.Key] = a.Value
 	}
 	ex.progress(ctx, fmt.Sprintf("building %s in %s", dockerfile, b.Context))
+	// The build's lines are numbered after the progress lines before them.
+	ex.lines.flush()
 	w := x.cfg.Logs.NewWriter(context.WithoutCancel(ctx), job.DeploymentID, buildlog.StreamBuild)
 	bctx, cancel := context.WithTimeout(ctx, x.cfg.BuildTimeout)
 	res, err := x.eng.Build(bctx, engine.BuildSpec{
@@ -411,20 +443,25 @@ func (ex *execution) startContainer(ctx context.Context, imageID string, env map
 	start := time.Now()
 	sctx, cancel := context.WithTimeout(ctx, x.cfg.StartTimeout)
 	defer cancel()
-	// A container of this very deployment can only be a leftover.
-	if err := x.eng.Remove(sctx, name); err != nil {
-		return FailStep(domain.StepStartContainer, err)
-	}
 	vols := make([]engine.Volume, 0, len(rt.Volumes))
 	for _, v := range rt.Volumes {
 		vols = append(vols, engine.Volume{Name: v.Name, Target: v.Path})
 	}
 	ex.progress(ctx, "starting container "+name)
-	c, err := x.eng.Run(sctx, engine.RunSpec{
+	spec := engine.RunSpec{
 		Name: name, Image: imageID, Env: env, Port: rt.Port, Volumes: vols,
 		NanoCPUs: rt.Resources.CPUMillis * 1_000_000, MemoryBytes: rt.Resources.MemoryBytes,
 		RestartPolicy: rt.RestartPolicy, App: job.App, DeploymentID: job.DeploymentID,
-	})
+	}
+	c, err := x.eng.Run(sctx, spec)
+	if errors.Is(err, domain.ErrConflict) {
+		// A container of this very deployment can only be a leftover of
+		// an earlier attempt: it goes, and the new one is created again.
+		if err = x.eng.Remove(sctx, name); err == nil {
+			ex.progress(ctx, "removed the leftover container "+name)
+			c, err = x.eng.Run(sctx, spec)
+		}
+	}
 	if err != nil {
 		return FailStep(domain.StepStartContainer, stepTimeout(ctx, sctx, x.cfg.StartTimeout, err))
 	}
@@ -467,12 +504,8 @@ func (ex *execution) waitHealthy(ctx context.Context, rt domain.Runtime) error {
 // images. Once traffic_switched is recorded the new container is the
 // serving one: cancelling no longer undoes anything, the remaining steps
 // finish (bounded by their own timeouts).
-func (ex *execution) switchTraffic(ctx context.Context, imageID string, rt domain.Runtime) error {
+func (ex *execution) switchTraffic(ctx context.Context, imageID string, rt domain.Runtime, previous []engine.Container) error {
 	x, job, c := ex.x, ex.job, ex.container
-	previous, err := x.servingContainers(ctx, job.App, job.DeploymentID)
-	if err != nil {
-		return FailStep(domain.StepSwitchTraffic, err)
-	}
 	host := c.Name
 	if x.cfg.Upstream == UpstreamIP && c.IP != "" {
 		host = c.IP
@@ -895,14 +928,72 @@ func (x *DockerExecutor) CleanupInterrupted(ctx context.Context, app, deployment
 	return errors.Join(errs...)
 }
 
-// progress appends one of the deployer's own lines to the deployment's log.
-func (ex *execution) progress(ctx context.Context, line string) {
+// progress appends one of the deployer's own lines to the deployment's log,
+// in order, without waiting for the database (see progressLog).
+func (ex *execution) progress(_ context.Context, line string) {
 	ex.remember(line)
 	ex.log.Debug(line)
-	actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-	defer cancel()
-	if err := ex.x.cfg.Logs.AppendStream(actx, ex.job.DeploymentID, buildlog.StreamDeploy, []string{"berth: " + line}); err != nil {
-		ex.log.Error("progress line lost", "err", err)
+	ex.lines.add("berth: " + line)
+}
+
+// progressLog appends the deployer's progress lines to a deployment's log
+// off the deployment's path: each is a transaction, and the next step need
+// not wait for it. Lines keep their order: one goroutine at a time appends
+// everything queued so far in one round trip. flush waits until every line
+// added before it is stored; Execute flushes before it returns (the
+// deployer seals the log next) and before the build's own lines start.
+type progressLog struct {
+	store *buildlog.Store
+	id    string
+	log   *slog.Logger
+
+	mu      sync.Mutex
+	queue   []string
+	busy    bool       // a drain goroutine runs
+	drained *sync.Cond // signalled when busy turns false; uses mu
+}
+
+func newProgressLog(store *buildlog.Store, id string, log *slog.Logger) *progressLog {
+	p := &progressLog{store: store, id: id, log: log}
+	p.drained = sync.NewCond(&p.mu)
+	return p
+}
+
+func (p *progressLog) add(line string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.queue = append(p.queue, line)
+	if !p.busy {
+		p.busy = true
+		go p.drain()
+	}
+}
+
+func (p *progressLog) drain() {
+	for {
+		p.mu.Lock()
+		batch := p.queue
+		p.queue = nil
+		if len(batch) == 0 {
+			p.busy = false
+			p.drained.Broadcast()
+			p.mu.Unlock()
+			return
+		}
+		p.mu.Unlock()
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		if err := p.store.AppendStream(ctx, p.id, buildlog.StreamDeploy, batch); err != nil {
+			p.log.Error("progress lines lost", "lines", len(batch), "err", err)
+		}
+		cancel()
+	}
+}
+
+func (p *progressLog) flush() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for p.busy {
+		p.drained.Wait()
 	}
 }
 
