@@ -14,3 +14,14 @@ CREATE INDEX rm_audit_target ON rm_audit ((hashtext(target)), position);
 CREATE INDEX rm_audit_actor ON rm_audit ((hashtext(actor_id)), position);
 CREATE INDEX rm_audit_action ON rm_audit ((hashtext(action)), position);
 CREATE INDEX rm_audit_correlation ON rm_audit ((hashtext(correlation_id)), position);
+
+-- A rebuild COPYs the steps of every deployment ever requested, and
+-- parsing them into jsonb was a third of that load; nothing queries inside
+-- them (they are read back whole, by encoding/json), so json, which is
+-- only validated and kept as written, serves. The keys of rm_deployments
+-- compare bytes, as in rm_audit: they are ids and names, looked up by
+-- equality, and ordered only to page deterministically.
+ALTER TABLE rm_deployments
+    ALTER COLUMN id    TYPE text COLLATE "C",
+    ALTER COLUMN app   TYPE text COLLATE "C",
+    ALTER COLUMN steps TYPE json USING steps::json;

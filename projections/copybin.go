@@ -90,8 +90,7 @@ func appendDeploymentTuple(b []byte, d *Deployment) ([]byte, error) {
 	} else {
 		b = append(b, 0)
 	}
-	b = binary.BigEndian.AppendUint32(b, uint32(len(steps)+1))
-	b = append(b, 1) // jsonb version
+	b = binary.BigEndian.AppendUint32(b, uint32(len(steps))) // json: the text itself
 	b = append(b, steps...)
 	b = copyTime(b, &d.RequestedAt)
 	b = copyTime(b, d.QueuedAt)
