@@ -254,20 +254,18 @@ func (ex *execution) run(ctx context.Context) error {
 	// new container starts, while the source is fetched and built (those
 	// leftovers carry other deployments' labels: the build never sees
 	// them).
-	orphans := make(chan struct{})
-	go func() {
-		defer close(orphans)
-		if err := x.removeOrphans(ctx, job.App, job.DeploymentID); err != nil {
-			ex.log.Warn("orphaned containers not removed", "err", err)
-		}
-	}()
-	defer func() { <-orphans }()
+	orphans := async(func() (struct{}, error) {
+		return struct{}{}, x.removeOrphans(ctx, job.App, job.DeploymentID)
+	})
+	defer orphans.wait()
 
 	imageID, err := ex.image(ctx, cfg)
 	if err != nil {
 		return err
 	}
-	<-orphans
+	if _, err := orphans.wait(); err != nil {
+		ex.log.Warn("orphaned containers not removed", "err", err)
+	}
 
 	env, err := x.openEnv(ctx, job.App, cfg.Env)
 	if err != nil {
@@ -279,27 +277,51 @@ func (ex *execution) run(ctx context.Context) error {
 	if err := ex.startContainer(ctx, imageID, env, rt); err != nil {
 		return err
 	}
-	// The containers traffic goes to now are looked up while the new one
-	// warms up: nothing switches traffic meanwhile (the deployer runs one
-	// command at a time).
-	type servingResult struct {
-		list []engine.Container
-		err  error
-	}
-	serving := make(chan servingResult, 1)
-	go func() {
-		list, err := x.servingContainers(ctx, job.App, job.DeploymentID)
-		serving <- servingResult{list, err}
-	}()
-	err = ex.waitHealthy(ctx, rt)
-	previous := <-serving
-	if err != nil {
+	// The containers traffic goes to now, and the images of the last
+	// successful deployments (which image collection keeps), are looked up
+	// while the new one warms up: the deployer runs one command at a time,
+	// so neither changes meanwhile.
+	serving := async(func() ([]engine.Container, error) {
+		return x.servingContainers(ctx, job.App, job.DeploymentID)
+	})
+	defer serving.wait()
+	recent := async(func() (map[string]bool, error) {
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Minute)
+		defer cancel()
+		return x.recentImages(rctx, job.App, x.cfg.KeepImages-1)
+	})
+	defer recent.wait()
+	if err := ex.waitHealthy(ctx, rt); err != nil {
 		return err
 	}
-	if previous.err != nil {
-		return FailStep(domain.StepSwitchTraffic, previous.err)
+	previous, err := serving.wait()
+	if err != nil {
+		return FailStep(domain.StepSwitchTraffic, err)
 	}
-	return ex.switchTraffic(ctx, imageID, rt, previous.list)
+	return ex.switchTraffic(ctx, imageID, rt, previous, recent)
+}
+
+// future is the result of a function running in its own goroutine.
+type future[T any] struct {
+	done chan struct{}
+	v    T
+	err  error
+}
+
+// async runs f in a new goroutine.
+func async[T any](f func() (T, error)) *future[T] {
+	fu := &future[T]{done: make(chan struct{})}
+	go func() {
+		defer close(fu.done)
+		fu.v, fu.err = f()
+	}()
+	return fu
+}
+
+// wait returns f's result once it returned; it may be called many times.
+func (fu *future[T]) wait() (T, error) {
+	<-fu.done
+	return fu.v, fu.err
 }
 
 // image fetches and builds the image, or finds the one to reuse, and
@@ -504,7 +526,7 @@ func (ex *execution) waitHealthy(ctx context.Context, rt domain.Runtime) error {
 // images. Once traffic_switched is recorded the new container is the
 // serving one: cancelling no longer undoes anything, the remaining steps
 // finish (bounded by their own timeouts).
-func (ex *execution) switchTraffic(ctx context.Context, imageID string, rt domain.Runtime, previous []engine.Container) error {
+func (ex *execution) switchTraffic(ctx context.Context, imageID string, rt domain.Runtime, previous []engine.Container, recent *future[map[string]bool]) error {
 	x, job, c := ex.x, ex.job, ex.container
 	host := c.Name
 	if x.cfg.Upstream == UpstreamIP && c.IP != "" {
@@ -559,18 +581,18 @@ func (ex *execution) switchTraffic(ctx context.Context, imageID string, rt domai
 	if err := ex.steps.Step(ctx, stopped); err != nil {
 		return err
 	}
-	x.collectImages(ctx, ex, imageID)
+	x.collectImages(ctx, ex, imageID, recent)
 	return nil
 }
 
 // collectImages removes the application's images except those of its last
 // KeepImages successful deployments, the one just deployed and those in use.
 // Failures are only logged: the deployment succeeded.
-func (x *DockerExecutor) collectImages(ctx context.Context, ex *execution, current string) {
+func (x *DockerExecutor) collectImages(ctx context.Context, ex *execution, current string, recent *future[map[string]bool]) {
 	gctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
 	// This deployment counts as one of the last KeepImages successes.
-	keep, err := x.recentImages(gctx, ex.job.App, x.cfg.KeepImages-1)
+	keep, err := recent.wait()
 	if err != nil {
 		ex.log.Warn("image collection skipped", "err", err)
 		return

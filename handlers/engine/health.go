@@ -92,8 +92,27 @@ func (e *Engine) WaitHealthy(ctx context.Context, c Container, spec HealthSpec) 
 	attempt := min(max(spec.Interval, 2*time.Second), 10*time.Second)
 	lastProblem := "no check ran"
 	pause := min(firstPause, spec.Interval)
+	ip := c.IP
 	for {
-		ok, problem, err := e.checkOnce(wctx, c.ID, spec.Port, target, hc, attempt)
+		tried := ""
+		if target != nil && ip != "" {
+			// The container usually answers at the address it had when
+			// it started: one request decides, without asking the daemon.
+			// Only when it does not is the container inspected (has it
+			// exited? has its address changed?).
+			ok, problem, err := httpCheck(wctx, ip, spec.Port, target, hc, attempt)
+			if err != nil {
+				return fmt.Errorf("wait for %s: %w", c.ID, err)
+			}
+			if ok {
+				return nil
+			}
+			tried, lastProblem = ip, problem
+		}
+		// Requests go straight to the container again only at an address
+		// the daemon just confirmed for it, running.
+		ok, problem, now, err := e.checkOnce(wctx, c.ID, spec.Port, target, hc, attempt, tried)
+		ip = now
 		if err != nil {
 			if ctx.Err() != nil {
 				return fmt.Errorf("wait for %s: %w", c.ID, ctx.Err())
@@ -128,74 +147,86 @@ func (e *Engine) WaitHealthy(ctx context.Context, c Container, spec HealthSpec) 
 // then would add up to that much to every deployment.
 const firstPause = 10 * time.Millisecond
 
-// checkOnce runs one check. A container that exited yields an error
-// wrapping ErrUnhealthy.
-func (e *Engine) checkOnce(ctx context.Context, id string, port int, target *url.URL, hc *http.Client, attempt time.Duration) (ok bool, problem string, err error) {
+// checkOnce inspects the container and runs one check; it returns the
+// container's current IP on the network too. A container that exited
+// yields an error wrapping ErrUnhealthy. With a target, the request is not
+// repeated when the container's IP is tried, which was just requested in
+// vain.
+func (e *Engine) checkOnce(ctx context.Context, id string, port int, target *url.URL, hc *http.Client, attempt time.Duration, tried string) (ok bool, problem, ip string, err error) {
 	ins, err := e.docker.ContainerInspect(ctx, id)
 	if err != nil {
-		return false, "", errNotFound("inspect container "+id, err)
+		return false, "", "", errNotFound("inspect container "+id, err)
 	}
 	st := ins.State
 	if st == nil {
-		return false, "no state yet", nil
+		return false, "no state yet", "", nil
 	}
 	if st.Status == "exited" || st.Status == "dead" {
-		return false, "", fmt.Errorf("%w: container exited with code %d", ErrUnhealthy, st.ExitCode)
+		return false, "", "", fmt.Errorf("%w: container exited with code %d", ErrUnhealthy, st.ExitCode)
 	}
 	if !st.Running {
-		return false, "container is " + st.Status, nil
+		return false, "container is " + st.Status, "", nil
 	}
-	ip := e.ipOf(ins)
+	ip = e.ipOf(ins)
 	switch {
 	case target != nil:
 		if ip == "" {
-			return false, "no IP on network " + e.cfg.Network, nil
+			return false, "no IP on network " + e.cfg.Network, "", nil
 		}
-		u := *target
-		u.Host = net.JoinHostPort(ip, strconv.Itoa(port))
-		actx, cancel := context.WithTimeout(ctx, attempt)
-		defer cancel()
-		req, err := http.NewRequestWithContext(actx, http.MethodGet, u.String(), nil)
-		if err != nil {
-			return false, "", err
+		if ip == tried {
+			return false, "", ip, nil
 		}
-		req.Header.Set("User-Agent", "berth-health-check")
-		resp, err := hc.Do(req)
-		if err != nil {
-			return false, "GET " + u.Path + ": " + err.Error(), nil
-		}
-		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
-		resp.Body.Close()
-		if resp.StatusCode >= 200 && resp.StatusCode < 400 {
-			return true, "", nil
-		}
-		return false, fmt.Sprintf("GET %s answered %s", u.Path, resp.Status), nil
+		ok, problem, err := httpCheck(ctx, ip, port, target, hc, attempt)
+		return ok, problem, ip, err
 	case st.Health != nil:
 		if st.Health.Status == "healthy" {
-			return true, "", nil
+			return true, "", ip, nil
 		}
 		p := "HEALTHCHECK status " + st.Health.Status
 		if n := len(st.Health.Log); n > 0 {
 			p += ": " + strings.TrimSpace(st.Health.Log[n-1].Output)
 		}
-		return false, p, nil
+		return false, p, ip, nil
 	default:
 		if port == 0 {
-			return false, "", domain.Invalid("health_port", "is required when the image has no HEALTHCHECK")
+			return false, "", ip, domain.Invalid("health_port", "is required when the image has no HEALTHCHECK")
 		}
 		if ip == "" {
-			return false, "no IP on network " + e.cfg.Network, nil
+			return false, "no IP on network " + e.cfg.Network, "", nil
 		}
 		actx, cancel := context.WithTimeout(ctx, attempt)
 		defer cancel()
 		var d net.Dialer
 		conn, err := d.DialContext(actx, "tcp", net.JoinHostPort(ip, strconv.Itoa(port)))
 		if err != nil {
-			return false, "connect: " + err.Error(), nil
+			return false, "connect: " + err.Error(), ip, nil
 		}
 		conn.Close()
+		return true, "", ip, nil
+	}
+}
+
+// httpCheck requests target at ip:port once; 2xx and 3xx are healthy.
+func httpCheck(ctx context.Context, ip string, port int, target *url.URL, hc *http.Client, attempt time.Duration) (ok bool, problem string, err error) {
+	u := *target
+	u.Host = net.JoinHostPort(ip, strconv.Itoa(port))
+	actx, cancel := context.WithTimeout(ctx, attempt)
+	defer cancel()
+	req, err := http.NewRequestWithContext(actx, http.MethodGet, u.String(), nil)
+	if err != nil {
+		return false, "", err
+	}
+	req.Header.Set("User-Agent", "berth-health-check")
+	resp, err := hc.Do(req)
+	if err != nil {
+		return false, "GET " + u.Path + ": " + err.Error(), nil
+	}
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+	resp.Body.Close()
+	if resp.StatusCode >= 200 && resp.StatusCode < 400 {
 		return true, "", nil
 	}
+	return false, fmt.Sprintf("GET %s answered %s", u.Path, resp.Status), nil
 }
 
 // unhealthy builds the ErrUnhealthy error with the container's last logs.

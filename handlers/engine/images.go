@@ -43,6 +43,20 @@ func (e *Engine) RemoveImages(ctx context.Context, app string, keep map[string]b
 	if err != nil {
 		return nil, ctxErr(ctx, fmt.Errorf("list images of %s: %w", app, err))
 	}
+	kept := func(id string) bool {
+		return keep[id] || keep[strings.TrimPrefix(id, "sha256:")] || keep["sha256:"+strings.TrimPrefix(id, "sha256:")]
+	}
+	var candidates []string
+	for _, img := range images {
+		if img.Labels[LabelApp] == app && !kept(img.ID) {
+			candidates = append(candidates, img.ID)
+		}
+	}
+	if len(candidates) == 0 {
+		// Nothing to remove (an application with few deployments so
+		// far): the daemon-wide container listing is not needed.
+		return nil, nil
+	}
 	containers, err := e.docker.ContainerList(ctx, container.ListOptions{All: true})
 	if err != nil {
 		return nil, ctxErr(ctx, fmt.Errorf("list containers: %w", err))
@@ -51,21 +65,18 @@ func (e *Engine) RemoveImages(ctx context.Context, app string, keep map[string]b
 	for _, c := range containers {
 		inUse[c.ImageID] = true
 	}
-	kept := func(id string) bool {
-		return keep[id] || keep[strings.TrimPrefix(id, "sha256:")] || keep["sha256:"+strings.TrimPrefix(id, "sha256:")]
-	}
-	for _, img := range images {
-		if img.Labels[LabelApp] != app || kept(img.ID) || inUse[img.ID] {
+	for _, id := range candidates {
+		if inUse[id] {
 			continue
 		}
-		_, err := e.docker.ImageRemove(ctx, img.ID, image.RemoveOptions{Force: true, PruneChildren: true})
+		_, err := e.docker.ImageRemove(ctx, id, image.RemoveOptions{Force: true, PruneChildren: true})
 		switch {
 		case err == nil:
-			removed = append(removed, img.ID)
+			removed = append(removed, id)
 		case cerrdefs.IsNotFound(err), cerrdefs.IsConflict(err):
 			// gone meanwhile, or a container started using it
 		default:
-			return removed, ctxErr(ctx, fmt.Errorf("remove image %s: %w", img.ID, err))
+			return removed, ctxErr(ctx, fmt.Errorf("remove image %s: %w", id, err))
 		}
 	}
 	return removed, nil
