@@ -1,6 +1,7 @@
 package projections
 
 import (
+	"encoding/base64"
 	"strconv"
 
 	"berth/domain"
@@ -394,6 +395,48 @@ func decodeFast(e domain.RecordedEvent) (data any, ok bool) {
 			}
 		}
 		return v, s.end()
+	case domain.EventAppUpdated:
+		var v domain.AppUpdated
+		s.open()
+		for first := true; ; first = false {
+			k, more := s.member(first)
+			if !more {
+				break
+			}
+			switch string(k) {
+			case "app":
+				s.str(&v.App)
+			case "source":
+				s.source(&v.Source)
+			case "build":
+				s.build(&v.Build)
+			case "runtime":
+				s.runtime(&v.Runtime)
+			case "changed":
+				v.Changed = array(s, (*jsonScanner).str)
+			default:
+				s.bad = true
+			}
+		}
+		return v, s.end()
+	case domain.EventAppEnvSet:
+		var v domain.AppEnvSet
+		s.open()
+		for first := true; ; first = false {
+			k, more := s.member(first)
+			if !more {
+				break
+			}
+			switch string(k) {
+			case "app":
+				s.str(&v.App)
+			case "env":
+				v.Env = array(s, (*jsonScanner).envVar)
+			default:
+				s.bad = true
+			}
+		}
+		return v, s.end()
 	case domain.EventAppDomainAdded:
 		var v domain.AppDomainAdded
 		s.open()
@@ -557,6 +600,217 @@ func (s *jsonScanner) route(r *domain.Route) {
 			s.bool(&r.HTTPS)
 		case "port":
 			s.int(&r.Port)
+		default:
+			s.bad = true
+			return
+		}
+	}
+}
+
+// array reads a JSON array into a fresh slice with elem, as encoding/json
+// does into a nil slice: [] gives an empty slice, not nil.
+func array[T any](s *jsonScanner, elem func(*jsonScanner, *T)) []T {
+	if !s.byte('[') {
+		return nil
+	}
+	out := make([]T, 0, 4)
+	s.space()
+	if s.i < len(s.b) && s.b[s.i] == ']' {
+		s.i++
+		return out
+	}
+	for !s.bad {
+		var v T
+		elem(s, &v)
+		out = append(out, v)
+		s.space()
+		if s.i < len(s.b) && s.b[s.i] == ']' {
+			s.i++
+			return out
+		}
+		s.byte(',')
+	}
+	return nil
+}
+
+// bytes reads base64 into *dst, as encoding/json decodes a []byte.
+func (s *jsonScanner) bytes(dst *[]byte) {
+	b := s.plain()
+	if s.bad {
+		return
+	}
+	out := make([]byte, base64.StdEncoding.DecodedLen(len(b)))
+	n, err := base64.StdEncoding.Decode(out, b)
+	if err != nil {
+		s.bad = true
+		return
+	}
+	*dst = out[:n]
+}
+
+func (s *jsonScanner) envVar(v *domain.EnvVar) {
+	s.open()
+	for first := true; ; first = false {
+		k, more := s.member(first)
+		if !more {
+			return
+		}
+		switch string(k) {
+		case "key":
+			s.str(&v.Key)
+		case "value":
+			s.str(&v.Value)
+		case "secret":
+			s.bool(&v.Secret)
+		case "sealed":
+			s.bytes(&v.Sealed)
+		default:
+			s.bad = true
+			return
+		}
+	}
+}
+
+func (s *jsonScanner) source(v *domain.Source) {
+	s.open()
+	for first := true; ; first = false {
+		k, more := s.member(first)
+		if !more {
+			return
+		}
+		switch string(k) {
+		case "git_url":
+			s.str(&v.GitURL)
+		case "git_ref":
+			s.str(&v.GitRef)
+		case "image":
+			s.str(&v.Image)
+		default:
+			s.bad = true
+			return
+		}
+	}
+}
+
+func (s *jsonScanner) build(v *domain.Build) {
+	s.open()
+	for first := true; ; first = false {
+		k, more := s.member(first)
+		if !more {
+			return
+		}
+		switch string(k) {
+		case "dockerfile":
+			s.str(&v.Dockerfile)
+		case "context":
+			s.str(&v.Context)
+		case "target":
+			s.str(&v.Target)
+		case "args":
+			v.Args = array(s, (*jsonScanner).buildArg)
+		default:
+			s.bad = true
+			return
+		}
+	}
+}
+
+func (s *jsonScanner) buildArg(v *domain.BuildArg) {
+	s.open()
+	for first := true; ; first = false {
+		k, more := s.member(first)
+		if !more {
+			return
+		}
+		switch string(k) {
+		case "key":
+			s.str(&v.Key)
+		case "value":
+			s.str(&v.Value)
+		default:
+			s.bad = true
+			return
+		}
+	}
+}
+
+func (s *jsonScanner) runtime(v *domain.Runtime) {
+	s.open()
+	for first := true; ; first = false {
+		k, more := s.member(first)
+		if !more {
+			return
+		}
+		switch string(k) {
+		case "port":
+			s.int(&v.Port)
+		case "volumes":
+			v.Volumes = array(s, (*jsonScanner).volume)
+		case "resources":
+			s.resources(&v.Resources)
+		case "replicas":
+			s.int(&v.Replicas)
+		case "health_check":
+			s.healthCheck(&v.HealthCheck)
+		case "restart_policy":
+			s.str(&v.RestartPolicy)
+		default:
+			s.bad = true
+			return
+		}
+	}
+}
+
+func (s *jsonScanner) volume(v *domain.Volume) {
+	s.open()
+	for first := true; ; first = false {
+		k, more := s.member(first)
+		if !more {
+			return
+		}
+		switch string(k) {
+		case "name":
+			s.str(&v.Name)
+		case "path":
+			s.str(&v.Path)
+		default:
+			s.bad = true
+			return
+		}
+	}
+}
+
+func (s *jsonScanner) resources(v *domain.Resources) {
+	s.open()
+	for first := true; ; first = false {
+		k, more := s.member(first)
+		if !more {
+			return
+		}
+		switch string(k) {
+		case "cpu_millis":
+			s.int64(&v.CPUMillis)
+		case "memory_bytes":
+			s.int64(&v.MemoryBytes)
+		default:
+			s.bad = true
+			return
+		}
+	}
+}
+
+func (s *jsonScanner) healthCheck(v *domain.HealthCheck) {
+	s.open()
+	for first := true; ; first = false {
+		k, more := s.member(first)
+		if !more {
+			return
+		}
+		switch string(k) {
+		case "path":
+			s.str(&v.Path)
+		case "timeout_seconds":
+			s.int(&v.TimeoutSeconds)
 		default:
 			s.bad = true
 			return
