@@ -222,7 +222,6 @@ func foldPool(ctx context.Context, pool *pgxpool.Pool, m *Model, after, upto int
 			order <- c // never blocks: the free tokens bound the blocks in flight
 		}
 	}()
-	interned := map[string]string{}
 	for c := range order {
 		b := <-c
 		if b.err != nil {
@@ -231,15 +230,10 @@ func foldPool(ctx context.Context, pool *pgxpool.Pool, m *Model, after, upto int
 			}
 			return b.err
 		}
+		// The Model keeps no event, only values of their payloads: the
+		// events of a block, stream ids included, are garbage once applied.
 		for i := range b.events {
-			e := &b.events[i]
-			// Stream ids repeat (every step of a deployment): keep one copy.
-			if s, ok := interned[e.StreamID]; ok {
-				e.StreamID = s
-			} else {
-				interned[e.StreamID] = e.StreamID
-			}
-			m.applyDecoded(*e, b.data[i])
+			m.applyDecoded(b.events[i], b.data[i])
 		}
 		clear(b.data)
 		free <- foldedBlock{events: b.events[:0], data: b.data[:0]}

@@ -55,3 +55,16 @@ func TestDomainIndexMatchesScan(t *testing.T) {
 		t.Fatalf("%d domains after deletion", n)
 	}
 }
+
+func TestIsAppStream(t *testing.T) {
+	for _, tt := range []struct {
+		stream, app string
+	}{
+		{domain.AppStream("web"), "web"}, {domain.AppStream("web"), "we"}, {domain.AppStream("web"), "webs"},
+		{"deployment-web", "web"}, {"app-", ""}, {"", ""}, {"appweb", "web"}, {domain.AppStream("a-b"), "a-b"},
+	} {
+		if got, want := isAppStream(tt.stream, tt.app), tt.stream == domain.AppStream(tt.app); got != want {
+			t.Errorf("isAppStream(%q, %q) = %v, want %v", tt.stream, tt.app, got, want)
+		}
+	}
+}

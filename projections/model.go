@@ -339,7 +339,7 @@ func (m *Model) apply(e domain.RecordedEvent, data any) {
 	if a == nil {
 		return
 	}
-	if e.StreamID == domain.AppStream(appName) {
+	if isAppStream(e.StreamID, appName) {
 		a.StreamVersion = e.StreamVersion
 	}
 	touch := func() {
@@ -351,17 +351,16 @@ func (m *Model) apply(e domain.RecordedEvent, data any) {
 		touch()
 		return
 	}
-	if r, ok := data.(domain.DeploymentRequested); ok {
-		if _, exists := m.Deployments[depID]; !exists {
-			m.Deployments[depID] = &Deployment{
-				ID: depID, App: appName, Status: DeploymentRequested, Step: "requested",
-				Trigger: r.Trigger, Actor: e.Metadata.Actor, CorrelationID: e.Metadata.CorrelationID,
-				AppVersion: r.AppVersion, Ref: r.Ref, RollbackOf: r.RollbackOf, RetryOf: r.RetryOf,
-				ImageID: r.ImageID, Steps: make([]Step, 0, 8), RequestedAt: e.RecordedAt,
-			}
-		}
-	}
 	d := m.Deployments[depID]
+	if r, ok := data.(domain.DeploymentRequested); ok && d == nil {
+		d = &Deployment{
+			ID: depID, App: appName, Status: DeploymentRequested, Step: "requested",
+			Trigger: r.Trigger, Actor: e.Metadata.Actor, CorrelationID: e.Metadata.CorrelationID,
+			AppVersion: r.AppVersion, Ref: r.Ref, RollbackOf: r.RollbackOf, RetryOf: r.RetryOf,
+			ImageID: r.ImageID, Steps: make([]Step, 0, 8), RequestedAt: e.RecordedAt,
+		}
+		m.Deployments[depID] = d
+	}
 	if d == nil || d.App != appName {
 		return
 	}
@@ -369,6 +368,13 @@ func (m *Model) apply(e domain.RecordedEvent, data any) {
 	d.Position = e.Position
 	m.markDeployment(d.ID)
 	touch()
+}
+
+// isAppStream reports whether stream is domain.AppStream(app), without
+// building that string for every event folded.
+func isAppStream(stream, app string) bool {
+	prefix := domain.CategoryApp + "-"
+	return len(stream) == len(prefix)+len(app) && strings.HasPrefix(stream, prefix) && stream[len(prefix):] == app
 }
 
 func (m *Model) applyApp(a *App, data any) {
