@@ -1,11 +1,13 @@
 // Package eventstore is berth's PostgreSQL event store: an append-only,
 // gapless, hash-chained log of events (see DESIGN.md §2).
 //
-// Positions are assigned under a single head row lock, so they are gapless
-// and become visible strictly in order; a subscriber reading
-// "position > last" never skips an event. Concurrent appends in one process
-// are coalesced by writer goroutines into one transaction each (group
-// commit), each request still checked against its own expected versions.
+// Positions are gapless and become visible strictly in order: a
+// transaction commits only after moving the single head row from the last
+// position before its own, so a subscriber reading "position > last" never
+// skips an event. Concurrent appends in one process are coalesced by the
+// writer into one transaction per batch (group commit), each request still
+// checked against its own expected versions; the next batch inserts its
+// rows while the one before it commits (see pipeline).
 //
 // The hash chain covers jsonb's canonical text output of data and metadata
 // (the same bytes PostgreSQL returns when the row is read), so Verify can

@@ -1,14 +1,21 @@
 package eventstore
 
 import (
+	"bytes"
+	"cmp"
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
+	"slices"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -17,16 +24,18 @@ import (
 	"berth/eventstore/internal/core"
 )
 
+// pipelineDrainEvery bounds how long flights hold the head row shared
+// without a pause (see pipeline).
+const pipelineDrainEvery = 250 * time.Millisecond
+
 // ErrClosed is returned by Append after Close.
 var ErrClosed = errors.New("eventstore: closed")
 
 // PostgresConfig configures a Postgres store. Zero fields take defaults.
 type PostgresConfig struct {
-	// Writers is the number of writer goroutines, each running one group
-	// commit transaction at a time (default 1). More writers let the next
-	// batch wait on the head lock while the previous one commits, but split
-	// the waiting appends into smaller batches; measured on 2 cores, one
-	// writer is faster.
+	// Writers is the number of group commit transactions in flight at once
+	// (default 2): while one commits, the next inserts its rows and waits
+	// for the head (see pipeline). 1 commits one batch at a time.
 	Writers int
 	// MaxBatchEvents caps the events coalesced into one transaction
 	// (default 2000).
@@ -50,7 +59,7 @@ type PostgresConfig struct {
 
 func (c *PostgresConfig) setDefaults() {
 	if c.Writers == 0 {
-		c.Writers = 1
+		c.Writers = 2
 	}
 	if c.MaxBatchEvents == 0 {
 		c.MaxBatchEvents = 2000
@@ -109,6 +118,11 @@ type Postgres struct {
 	stopped chan struct{}
 	once    sync.Once
 	wg      sync.WaitGroup
+	// exclusive is held shared by every pipelined batch in flight and
+	// exclusively by Import, whose copy under the head lock would deadlock
+	// with a batch that inserted rows before taking the head.
+	exclusive sync.RWMutex
+	imports   atomic.Uint64 // Imports started, which move the head
 }
 
 var (
@@ -117,8 +131,8 @@ var (
 )
 
 // NewPostgres returns a store over pool, whose database must be migrated
-// (migrations.Migrate). It starts the writer goroutines; call Close to stop
-// them. The pool is not closed by Close.
+// (migrations.Migrate). It starts the writer goroutine; call Close to stop
+// it. The pool is not closed by Close.
 func NewPostgres(cfg PostgresConfig, pool *pgxpool.Pool) (*Postgres, error) {
 	if pool == nil {
 		return nil, domain.Invalid("pool", "required")
@@ -135,16 +149,14 @@ func NewPostgres(cfg PostgresConfig, pool *pgxpool.Pool) (*Postgres, error) {
 		closing: make(chan struct{}),
 		stopped: make(chan struct{}),
 	}
-	for range cfg.Writers {
-		s.wg.Add(1)
-		go s.writer()
-	}
+	s.wg.Add(1)
+	go s.writer()
 	go func() { s.wg.Wait(); close(s.stopped) }()
 	return s, nil
 }
 
-// Close stops accepting appends, lets the writers finish the transactions
-// they are running, and waits for them. It does not close the pool.
+// Close stops accepting appends, lets the writer finish the transactions
+// it is running, and waits for it. It does not close the pool.
 func (s *Postgres) Close() {
 	s.once.Do(func() { close(s.closing) })
 	<-s.stopped
@@ -158,7 +170,11 @@ type appendReq struct {
 	streams []core.Stream
 	events  int
 	bytes   int
-	reply   chan appendReply
+	// data and meta hold jsonb's text of each event's data and metadata,
+	// in order, computed by the caller; nil when the database must
+	// normalise it (see core.CanonicalJSON).
+	data, meta [][]byte
+	reply      chan appendReply
 }
 
 type appendReply struct {
@@ -178,13 +194,26 @@ func (s *Postgres) Append(ctx context.Context, appends ...domain.StreamAppend) (
 	if err != nil {
 		return domain.AppendResult{}, err
 	}
-	size := 0
+	req := &appendReq{ctx: ctx, streams: streams, events: n, reply: make(chan appendReply, 1),
+		data: make([][]byte, 0, n), meta: make([][]byte, 0, n)}
+	// Normalising here, in the callers' goroutines, keeps it out of the
+	// writer and the database. Events of one append mostly share their
+	// metadata.
+	var lastMeta, lastCanon []byte
 	for _, st := range streams {
 		for _, e := range st.Events {
-			size += len(e.Data) + len(e.Metadata)
+			req.bytes += len(e.Data) + len(e.Metadata)
+			d, _ := core.CanonicalJSON(e.Data)
+			if lastMeta == nil || !bytes.Equal(e.Metadata, lastMeta) {
+				lastMeta, lastCanon = e.Metadata, nil
+				if m, ok := core.CanonicalJSON(e.Metadata); ok {
+					lastCanon = m
+				}
+			}
+			req.data = append(req.data, d)
+			req.meta = append(req.meta, lastCanon)
 		}
 	}
-	req := &appendReq{ctx: ctx, streams: streams, events: n, bytes: size, reply: make(chan appendReply, 1)}
 	select {
 	case s.reqs <- req:
 	case <-ctx.Done():
@@ -200,67 +229,325 @@ func (s *Postgres) Append(ctx context.Context, appends ...domain.StreamAppend) (
 	}
 }
 
+// writer coalesces the waiting appends into batches and commits them through
+// its pipeline, which sends a batch while the ones before it still commit.
 func (s *Postgres) writer() {
 	defer s.wg.Done()
+	p := &pipeline{s: s, done: make(chan *flight, s.cfg.Writers)}
 	for {
-		var first *appendReq
 		select {
-		case first = <-s.reqs:
+		case first := <-s.reqs:
+			p.handle(s.collect(first))
+		case f := <-p.done:
+			p.finish(f)
+			if len(p.failed) > 0 {
+				p.settle()
+			}
 		case <-s.closing:
+			p.settle()
 			return
 		}
-		batch := []*appendReq{first}
-		events, size := first.events, first.bytes
-	drain:
-		for events < s.cfg.MaxBatchEvents && size < s.cfg.MaxBatchBytes {
-			select {
-			case r := <-s.reqs:
-				batch = append(batch, r)
-				events += r.events
-				size += r.bytes
-			default:
-				break drain
-			}
-		}
-		s.write(batch)
 	}
 }
 
-// write commits batch, replying to every request in it.
-func (s *Postgres) write(batch []*appendReq) {
-	live := batch[:0]
+// collect returns first and the requests already waiting behind it, up to
+// the batch limits.
+func (s *Postgres) collect(first *appendReq) []*appendReq {
+	batch := []*appendReq{first}
+	events, size := first.events, first.bytes
+	for events < s.cfg.MaxBatchEvents && size < s.cfg.MaxBatchBytes {
+		select {
+		case r := <-s.reqs:
+			batch = append(batch, r)
+			events += r.events
+			size += r.bytes
+		default:
+			return batch
+		}
+	}
+	return batch
+}
+
+// headState is the position and hash of the last event of the log.
+type headState struct {
+	position int64
+	hash     []byte
+}
+
+// pipeline is one writer's state. Its tip is where the log ends once every
+// batch in flight has committed. The next batch is read (see queueReads)
+// without any lock, planned on top of the tip with the effects of the batches in
+// flight laid over what it read, and sent at once: its rows are inserted
+// while the batches before it commit (see fly). Its transaction then moves
+// the head only if the head is still the tip it was planned on. Every read
+// of the batch is valid if that succeeds: anything committed in between (by
+// another process, an Import, or nothing at all because the batch before
+// failed) would have moved the head elsewhere. A batch that fails for any
+// reason is written again the safe way, under the head lock with everything
+// read afresh, after the batches in flight have finished, and its callers
+// get that answer.
+//
+// Flights keep an appender that locks the head FOR UPDATE waiting while any
+// of them holds the head (see fly); so that one in another process is not
+// starved, the pipeline lets every flight finish at least every
+// pipelineDrainEvery before it sends the next.
+type pipeline struct {
+	s       *Postgres
+	drained time.Time  // when no flight was last in flight
+	tip     *headState // nil: unknown, the next batch is written the safe way
+	gen     uint64     // s.imports when tip was learnt
+	flying  []*flight  // sent and not finished, in position order
+	failed  []*flight
+	done    chan *flight // every flight sends itself here when finished
+}
+
+// flight is one batch sent through the pipeline.
+type flight struct {
+	batch    []*appendReq
+	plan     *plan
+	from     headState     // the tip it was planned on
+	prev     *flight       // the flight before it, nil when none was in flight
+	finished chan struct{} // closed once it has committed or failed
+	err      error
+}
+
+// handle writes batch, through the pipeline when the tip is known.
+func (p *pipeline) handle(batch []*appendReq) {
+	batch = live(batch)
+	if len(batch) == 0 {
+		return
+	}
+	p.reap()
+	for len(p.flying) >= p.s.cfg.Writers && len(p.failed) == 0 {
+		p.finish(<-p.done)
+	}
+	if len(p.failed) > 0 {
+		p.settle()
+	}
+	if p.tip == nil {
+		p.safe(batch)
+		return
+	}
+	// Import takes the lock exclusively: no batch is in flight while it
+	// copies, and the tip is stale once it has.
+	p.s.exclusive.RLock()
+	if p.s.imports.Load() != p.gen {
+		p.s.exclusive.RUnlock()
+		p.settle()
+		p.safe(batch)
+		return
+	}
+	f, err := p.prepare(batch)
+	if err != nil || len(f.plan.rows.pos) == 0 {
+		// Data the database rejects (found one request at a time by the
+		// safe way), a connection problem, or nothing to write: answers
+		// that may rest on the batches in flight are given the safe way.
+		p.s.exclusive.RUnlock()
+		if err != nil {
+			p.s.log.Debug("pipelined read failed, writing the safe way", "err", err)
+		}
+		p.settle()
+		p.safe(batch)
+		return
+	}
+	if len(p.flying) > 0 && time.Since(p.drained) > pipelineDrainEvery {
+		p.settle()
+		if p.tip == nil || p.tip.position != f.from.position || !bytes.Equal(p.tip.hash, f.from.hash) {
+			// A flight before it failed: f was planned on it.
+			p.s.exclusive.RUnlock()
+			p.safe(batch)
+			return
+		}
+		f.prev = nil
+	}
+	p.tip = &headState{position: f.plan.head, hash: f.plan.hash}
+	p.flying = append(p.flying, f)
+	go p.s.fly(f, p.done)
+}
+
+// reap finishes the flights that are done, without waiting.
+func (p *pipeline) reap() {
+	for {
+		select {
+		case f := <-p.done:
+			p.finish(f)
+		default:
+			return
+		}
+	}
+}
+
+func (p *pipeline) finish(f *flight) {
+	defer func() {
+		if len(p.flying) == 0 {
+			p.drained = time.Now()
+		}
+	}()
+	for i, g := range p.flying {
+		if g == f {
+			p.flying = append(p.flying[:i], p.flying[i+1:]...)
+			break
+		}
+	}
+	if f.err != nil {
+		p.s.log.Debug("pipelined batch failed, writing it again the safe way", "err", f.err)
+		p.failed = append(p.failed, f)
+		p.tip = nil
+	}
+}
+
+// settle waits for every flight and writes the failed ones again, in
+// position order.
+func (p *pipeline) settle() {
+	for len(p.flying) > 0 {
+		p.finish(<-p.done)
+	}
+	failed := p.failed
+	p.failed = nil
+	slices.SortFunc(failed, func(a, b *flight) int { return cmp.Compare(a.from.position, b.from.position) })
+	for _, f := range failed {
+		p.safe(f.batch)
+	}
+}
+
+// safe writes batch under the head lock, which also tells the tip. Nothing
+// may be in flight.
+func (p *pipeline) safe(batch []*appendReq) {
+	p.gen = p.s.imports.Load()
+	p.tip = p.s.write(batch)
+}
+
+// live replies to the requests whose context has ended and returns the rest.
+func live(batch []*appendReq) []*appendReq {
+	out := batch[:0]
 	for _, r := range batch {
 		if err := r.ctx.Err(); err != nil {
 			r.reply <- appendReply{err: err}
 			continue
 		}
-		live = append(live, r)
+		out = append(out, r)
 	}
-	if len(live) == 0 {
-		return
+	return out
+}
+
+// prepare reads what batch needs without a lock and plans it on the tip.
+func (p *pipeline) prepare(batch []*appendReq) (*flight, error) {
+	in := gather(batch)
+	ctx, cancel := context.WithTimeout(context.Background(), p.s.cfg.WriteTimeout)
+	defer cancel()
+	b := &pgx.Batch{}
+	queueReads(b, &in, false)
+	rd, err := readBatch(p.s.pool.SendBatch(ctx, b), batch, &in, false)
+	if err != nil {
+		return nil, err
+	}
+	// What the batches in flight write is not visible yet, or is and
+	// agrees.
+	for _, f := range p.flying {
+		maps.Copy(rd.found, f.plan.written)
+		maps.Copy(rd.versions, f.plan.versions)
+	}
+	from := *p.tip
+	f := &flight{batch: batch, plan: planBatch(batch, rd, from), from: from, finished: make(chan struct{})}
+	if len(p.flying) > 0 {
+		f.prev = p.flying[len(p.flying)-1]
+	}
+	return f, nil
+}
+
+// fly commits one pipelined batch and answers its callers when it commits.
+//
+// It first takes the head row FOR KEY SHARE: flights do not block one
+// another with it, nor the move of the head (a non-key update), but an
+// appender that locks the head FOR UPDATE (the safe way, Import, another
+// process) waits until the flights holding it have finished, so it never
+// inserts a position a flight already holds. Then it inserts its rows, and
+// only once the flight before it has finished does it move the head: a move
+// that had to wait for another flight's lock could queue behind such a
+// waiting appender, which waits for this flight: a deadlock.
+func (s *Postgres) fly(f *flight, done chan<- *flight) {
+	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.WriteTimeout)
+	f.err = s.withConn(ctx, func(conn *pgx.Conn) error {
+		pl := f.plan
+		b := &pgx.Batch{}
+		b.Queue("BEGIN ISOLATION LEVEL READ COMMITTED")
+		b.Queue(sqlShareHead)
+		queueInsert(b, pl)
+		if err := conn.SendBatch(ctx, b).Close(); err != nil {
+			return err
+		}
+		if f.prev != nil {
+			select {
+			case <-f.prev.finished:
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+			if f.prev.err != nil {
+				return errors.New("the batch before failed")
+			}
+		}
+		b = &pgx.Batch{}
+		b.Queue(sqlMoveHead, pl.head, pl.hash, f.from.position, f.from.hash)
+		queueUpsertStreams(b, pl)
+		b.Queue(sqlNotify, s.cfg.NotifyChannel, strconv.FormatInt(pl.head, 10))
+		b.Queue("COMMIT")
+		if err := conn.SendBatch(ctx, b).Close(); err != nil {
+			return err
+		}
+		if conn.PgConn().TxStatus() != 'I' {
+			return errors.New("transaction still open after COMMIT")
+		}
+		return nil
+	})
+	cancel()
+	close(f.finished)
+	if f.err == nil {
+		for i, r := range f.batch {
+			r.reply <- f.plan.replies[i]
+		}
+	}
+	s.exclusive.RUnlock()
+	done <- f
+}
+
+// write commits batch the safe way, replying to every request in it, and
+// returns the head it left, or nil when that is unknown.
+func (s *Postgres) write(batch []*appendReq) *headState {
+	batch = live(batch)
+	if len(batch) == 0 {
+		return nil
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.WriteTimeout)
 	defer cancel()
-	replies, err := s.commit(ctx, live)
+	replies, tip, err := s.commit(ctx, batch)
+	// A connection the server closed (a restart, a terminated backend) is
+	// only found out by using it, and the pool may hold several: try the
+	// next. Writing a batch again is safe even if its COMMIT went through
+	// unseen: its event ids exist, and the append is answered as a
+	// duplicate with the original positions.
+	for try := 1; errors.Is(err, errConnLost) && try < maxConnLostRetries && ctx.Err() == nil; try++ {
+		replies, tip, err = s.commit(ctx, batch)
+	}
 	if err != nil {
 		var pgErr *pgconn.PgError
-		if len(live) > 1 && errors.As(err, &pgErr) {
+		if len(batch) > 1 && errors.As(err, &pgErr) {
 			// A statement failed (e.g. jsonb rejected one request's data):
 			// find the culprit by writing each request on its own.
-			for _, r := range live {
-				s.write([]*appendReq{r})
+			for _, r := range batch {
+				tip = s.write([]*appendReq{r})
 			}
-			return
+			return tip
 		}
-		err = mapWriteError(err, live[0])
-		for _, r := range live {
+		err = mapWriteError(err, batch[0])
+		for _, r := range batch {
 			r.reply <- appendReply{err: err}
 		}
-		return
+		return nil
 	}
-	for i, r := range live {
+	for i, r := range batch {
 		r.reply <- replies[i]
 	}
+	return tip
 }
 
 func mapWriteError(err error, r *appendReq) error {
@@ -290,114 +577,163 @@ const (
 	sqlNormalize = `SELECT d::jsonb::text, m::jsonb::text FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS t(d, m, n) ORDER BY n`
 	sqlLockHead  = `SELECT position, hash FROM event_head WHERE id FOR UPDATE`
 	sqlVersions  = `SELECT stream_id, version FROM streams WHERE stream_id = ANY($1::text[])`
-	sqlExisting  = `SELECT event_id::text, position, stream_id, stream_version FROM events WHERE event_id = ANY($1::text[]::uuid[])`
+	sqlExisting  = `SELECT event_id, position, stream_id, stream_version FROM events WHERE event_id = ANY($1::uuid[])`
 	sqlInsert    = `INSERT INTO events (position, stream_id, stream_version, event_id, type, schema_version, data, metadata, recorded_at, prev_hash, hash)
-SELECT p, s, v, e::uuid, t, sv, d::jsonb, m::jsonb, $9, ph, h
-FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::text[], $5::text[], $6::int[], $7::text[], $8::text[], $10::bytea[], $11::bytea[]) AS u(p, s, v, e, t, sv, d, m, ph, h)`
+SELECT p, s, v, e, t, sv, d::jsonb, m::jsonb, $9, ph, h
+FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::uuid[], $5::text[], $6::int[], $7::text[], $8::text[], $10::bytea[], $11::bytea[]) AS u(p, s, v, e, t, sv, d, m, ph, h)`
 	sqlUpsertStreams = `INSERT INTO streams (stream_id, version) SELECT * FROM unnest($1::text[], $2::bigint[])
 ON CONFLICT (stream_id) DO UPDATE SET version = EXCLUDED.version`
 	sqlUpdateHead = `UPDATE event_head SET position = $1, hash = $2 WHERE id`
-	sqlNotify     = `SELECT pg_notify($1, $2)`
+	sqlShareHead  = `SELECT 1 FROM event_head WHERE id FOR KEY SHARE`
+	// sqlMoveHead moves the head from ($3, $4) to ($1, $2). When the head
+	// is elsewhere it fails (division by zero), which aborts the
+	// transaction before its COMMIT.
+	sqlMoveHead = `WITH moved AS (UPDATE event_head SET position = $1, hash = $2 WHERE id AND position = $3 AND hash = $4 RETURNING 1)
+SELECT 1 / count(*)::int FROM moved`
+	sqlNotify = `SELECT pg_notify($1, $2)`
 )
 
-// commit runs one group commit transaction in two round trips:
-//
-//  1. BEGIN; normalise every data and metadata through jsonb; lock the head
-//     row; read the versions of the streams involved; look up the event ids.
-//  2. (positions, versions and hashes computed in Go) insert every event
-//     with one unnest INSERT; upsert the stream versions; move the head;
-//     notify; COMMIT.
-func (s *Postgres) commit(ctx context.Context, batch []*appendReq) ([]appendReply, error) {
-	var data, meta, ids, streamIDs []string
+// batchInput is what a batch sends to be read: the data and metadata the
+// callers could not normalise (pending, by event index), every event id, and
+// the streams involved.
+type batchInput struct {
+	n                  int
+	pending            []int
+	pendData, pendMeta []string
+	ids                [][16]byte // [16]byte, not uuid.UUID: pgx encodes that through its string
+	streamIDs          []string
+}
+
+func gather(batch []*appendReq) batchInput {
+	var in batchInput
 	seenStream := map[string]bool{}
 	for _, r := range batch {
 		for _, st := range r.streams {
 			if !seenStream[st.StreamID] {
 				seenStream[st.StreamID] = true
-				streamIDs = append(streamIDs, st.StreamID)
+				in.streamIDs = append(in.streamIDs, st.StreamID)
 			}
+		}
+		k := 0
+		for _, st := range r.streams {
 			for _, e := range st.Events {
-				data = append(data, string(e.Data))
-				meta = append(meta, string(e.Metadata))
-				ids = append(ids, e.ID.String())
+				if r.data[k] == nil || r.meta[k] == nil {
+					in.pending = append(in.pending, in.n)
+					in.pendData = append(in.pendData, string(e.Data))
+					in.pendMeta = append(in.pendMeta, string(e.Metadata))
+				}
+				in.ids = append(in.ids, e.ID)
+				in.n++
+				k++
 			}
 		}
 	}
+	return in
+}
 
-	pc, err := s.pool.Acquire(ctx)
-	if err != nil {
-		return nil, err
+// readings is what a batch read: the normalised data and metadata, the head
+// and the event ids that exist (when locked), and the stream versions.
+type readings struct {
+	normData, normMeta [][]byte
+	head               headState
+	versions           map[string]int64
+	found              map[uuid.UUID]existing
+}
+
+// queueReads queues what a batch reads. The safe way (locked) begins the
+// transaction and locks the head row, and looks the event ids up under the
+// lock. A pipelined batch does not look them up: the batches in flight tell
+// it theirs, and an id committed before makes its insert fail on the unique
+// constraint, so that it is written again the safe way, which answers it.
+// Only the documents the callers could not normalise are sent to be.
+func queueReads(b *pgx.Batch, in *batchInput, locked bool) {
+	if locked {
+		b.Queue("BEGIN ISOLATION LEVEL READ COMMITTED")
 	}
-	conn := pc.Conn()
-	ok := false
-	defer func() {
-		if !ok && !conn.IsClosed() && conn.PgConn().TxStatus() != 'I' {
-			if _, rerr := conn.Exec(ctx, "ROLLBACK"); rerr != nil {
-				_ = pc.Hijack().Close(ctx)
-				return
+	if len(in.pending) > 0 {
+		b.Queue(sqlNormalize, in.pendData, in.pendMeta)
+	}
+	if locked {
+		b.Queue(sqlLockHead)
+	}
+	b.Queue(sqlVersions, in.streamIDs)
+	if locked {
+		b.Queue(sqlExisting, in.ids)
+	}
+}
+
+// readBatch reads the results of the statements queueReads queued, and
+// closes br.
+func readBatch(br pgx.BatchResults, batch []*appendReq, in *batchInput, locked bool) (*readings, error) {
+	rd := &readings{
+		normData: make([][]byte, 0, in.n),
+		normMeta: make([][]byte, 0, in.n),
+		versions: map[string]int64{},
+		found:    map[uuid.UUID]existing{},
+	}
+	for _, r := range batch {
+		rd.normData = append(rd.normData, r.data...)
+		rd.normMeta = append(rd.normMeta, r.meta...)
+	}
+	err := func() error {
+		if locked {
+			if _, err := br.Exec(); err != nil {
+				return err
 			}
 		}
-		pc.Release()
-	}()
-
-	// Round trip 1.
-	b := &pgx.Batch{}
-	b.Queue("BEGIN ISOLATION LEVEL READ COMMITTED")
-	b.Queue(sqlNormalize, data, meta)
-	b.Queue(sqlLockHead)
-	b.Queue(sqlVersions, streamIDs)
-	b.Queue(sqlExisting, ids)
-	br := conn.SendBatch(ctx, b)
-	normData := make([]string, 0, len(data))
-	normMeta := make([]string, 0, len(meta))
-	var head int64
-	var headHash []byte
-	versions := make(map[string]int64, len(streamIDs))
-	found := map[string]existing{}
-	err = func() error {
-		if _, err := br.Exec(); err != nil {
-			return err
+		if len(in.pending) > 0 {
+			rows, err := br.Query()
+			if err != nil {
+				return err
+			}
+			var d, m []byte
+			k := 0
+			if _, err := pgx.ForEachRow(rows, []any{&d, &m}, func() error {
+				if k == len(in.pending) {
+					return errors.New("more normalised documents than sent")
+				}
+				rd.normData[in.pending[k]] = bytes.Clone(d)
+				rd.normMeta[in.pending[k]] = bytes.Clone(m)
+				k++
+				return nil
+			}); err != nil {
+				return err
+			}
+			if k != len(in.pending) {
+				return fmt.Errorf("normalised %d of %d events", k, len(in.pending))
+			}
+		}
+		if locked {
+			if err := br.QueryRow().Scan(&rd.head.position, &rd.head.hash); err != nil {
+				return err
+			}
 		}
 		rows, err := br.Query()
-		if err != nil {
-			return err
-		}
-		var d, m string
-		if _, err := pgx.ForEachRow(rows, []any{&d, &m}, func() error {
-			normData = append(normData, d)
-			normMeta = append(normMeta, m)
-			return nil
-		}); err != nil {
-			return err
-		}
-		if err := br.QueryRow().Scan(&head, &headHash); err != nil {
-			return err
-		}
-		rows, err = br.Query()
 		if err != nil {
 			return err
 		}
 		var sid string
 		var v int64
 		if _, err := pgx.ForEachRow(rows, []any{&sid, &v}, func() error {
-			versions[sid] = v
+			rd.versions[sid] = v
 			return nil
 		}); err != nil {
 			return err
+		}
+		if !locked {
+			return nil
 		}
 		rows, err = br.Query()
 		if err != nil {
 			return err
 		}
-		var id string
+		var id [16]byte
 		var ex existing
-		if _, err := pgx.ForEachRow(rows, []any{&id, &ex.position, &ex.streamID, &ex.version}, func() error {
-			found[id] = ex
+		_, err = pgx.ForEachRow(rows, []any{&id, &ex.position, &ex.streamID, &ex.version}, func() error {
+			rd.found[id] = ex
 			return nil
-		}); err != nil {
-			return err
-		}
-		return nil
+		})
+		return err
 	}()
 	if cerr := br.Close(); err == nil {
 		err = cerr
@@ -405,107 +741,211 @@ func (s *Postgres) commit(ctx context.Context, batch []*appendReq) ([]appendRepl
 	if err != nil {
 		return nil, err
 	}
-	if len(normData) != len(data) {
-		return nil, fmt.Errorf("normalised %d of %d events", len(normData), len(data))
-	}
+	return rd, nil
+}
 
-	// Decide each request and compute positions and hashes.
-	now := core.Now()
+// eventRows are the columns of the events a batch inserts.
+type eventRows struct {
+	pos, ver    []int64
+	stream, typ []string
+	id          [][16]byte
+	sv          []int32
+	data, meta  [][]byte
+	prev, hash  [][]byte
+}
+
+// plan is a batch decided and positioned on a head: the reply to each
+// request, the rows to insert, the head they leave, and what they write.
+type plan struct {
+	replies    []appendReply
+	rows       eventRows
+	recordedAt time.Time
+	head       int64
+	hash       []byte
+	written    map[uuid.UUID]existing // event id → where it is written
+	versions   map[string]int64       // stream → the version it is left at
+}
+
+// planBatch decides each request of batch against what was read and positions
+// and hashes the events of the accepted ones after from.
+func planBatch(batch []*appendReq, rd *readings, from headState) *plan {
+	pl := &plan{
+		replies:    make([]appendReply, len(batch)),
+		recordedAt: core.Now(),
+		head:       from.position,
+		hash:       from.hash,
+		written:    map[uuid.UUID]existing{},
+		versions:   map[string]int64{},
+	}
 	hasher := core.NewHasher()
-	replies := make([]appendReply, len(batch))
-	var (
-		rPos, rVer          []int64
-		rStream, rID, rType []string
-		rSV                 []int32
-		rData, rMeta        []string
-		rPrev, rHash        [][]byte
-	)
-	changed := map[string]bool{}
-	prev := headHash
+	found, versions := rd.found, rd.versions
+	rows := &pl.rows
+	n := len(rd.normData)
+	*rows = eventRows{
+		pos: make([]int64, 0, n), ver: make([]int64, 0, n), stream: make([]string, 0, n), typ: make([]string, 0, n),
+		id: make([][16]byte, 0, n), sv: make([]int32, 0, n), data: make([][]byte, 0, n), meta: make([][]byte, 0, n),
+		prev: make([][]byte, 0, n), hash: make([][]byte, 0, n),
+	}
+	hashes := make([]byte, 0, n*sha256.Size)
+	micros := pl.recordedAt.UnixMicro()
 	k := 0 // index into the normalised texts
 	for i, r := range batch {
 		first := k
 		k += r.events
-		replies[i] = s.decide(r, found, versions)
-		if replies[i].err != nil || replies[i].res.Duplicate {
+		pl.replies[i] = decide(r, found, versions)
+		if pl.replies[i].err != nil || pl.replies[i].res.Duplicate {
 			continue
 		}
 		res := domain.AppendResult{Positions: make([]int64, 0, r.events)}
 		j := first
 		for _, st := range r.streams {
 			v := versions[st.StreamID]
+			streamID := []byte(st.StreamID)
 			for _, e := range st.Events {
-				head++
+				pl.head++
 				v++
-				f := core.Fields{
-					Position: head, StreamID: st.StreamID, StreamVersion: v, EventID: e.ID,
-					Type: e.Type, SchemaVersion: e.SchemaVersion,
-					Data: []byte(normData[j]), Metadata: []byte(normMeta[j]), RecordedAt: now,
+				f := core.RawFields{
+					Position: pl.head, StreamVersion: v, StreamID: streamID, Type: []byte(e.Type),
+					EventID: e.ID[:], SchemaVersion: int64(e.SchemaVersion),
+					Data: rd.normData[j], Metadata: rd.normMeta[j], RecordedAtMicros: micros,
 				}
-				h := hasher.Hash(prev, &f)
-				rPos = append(rPos, head)
-				rStream = append(rStream, st.StreamID)
-				rVer = append(rVer, v)
-				rID = append(rID, e.ID.String())
-				rType = append(rType, e.Type)
-				rSV = append(rSV, int32(e.SchemaVersion))
-				rData = append(rData, normData[j])
-				rMeta = append(rMeta, normMeta[j])
-				rPrev = append(rPrev, prev)
-				rHash = append(rHash, h)
-				found[e.ID.String()] = existing{position: head, streamID: st.StreamID, version: v}
-				res.Positions = append(res.Positions, head)
-				prev = h
+				start := len(hashes)
+				hashes = hasher.HashRaw(pl.hash, &f, hashes)
+				h := hashes[start:len(hashes):len(hashes)]
+				id := e.ID
+				rows.pos = append(rows.pos, pl.head)
+				rows.stream = append(rows.stream, st.StreamID)
+				rows.ver = append(rows.ver, v)
+				rows.id = append(rows.id, id)
+				rows.typ = append(rows.typ, e.Type)
+				rows.sv = append(rows.sv, int32(e.SchemaVersion))
+				rows.data = append(rows.data, rd.normData[j])
+				rows.meta = append(rows.meta, rd.normMeta[j])
+				rows.prev = append(rows.prev, pl.hash)
+				rows.hash = append(rows.hash, h)
+				ex := existing{position: pl.head, streamID: st.StreamID, version: v}
+				found[id] = ex
+				pl.written[id] = ex
+				res.Positions = append(res.Positions, pl.head)
+				pl.hash = h
 				j++
 			}
 			versions[st.StreamID] = v
-			changed[st.StreamID] = true
+			pl.versions[st.StreamID] = v
 			res.Streams = append(res.Streams, domain.StreamVersion{StreamID: st.StreamID, Version: v})
 		}
-		replies[i].res = res
+		pl.replies[i].res = res
 	}
+	return pl
+}
 
-	if len(rPos) == 0 {
-		if _, err := conn.Exec(ctx, "ROLLBACK"); err != nil {
-			return nil, err
+func queueInsert(b *pgx.Batch, pl *plan) {
+	r := &pl.rows
+	b.Queue(sqlInsert, r.pos, r.stream, r.ver, r.id, r.typ, r.sv, r.data, r.meta, pl.recordedAt, r.prev, r.hash)
+}
+
+func queueUpsertStreams(b *pgx.Batch, pl *plan) {
+	ids := make([]string, 0, len(pl.versions))
+	vers := make([]int64, 0, len(pl.versions))
+	for sid, v := range pl.versions {
+		ids = append(ids, sid)
+		vers = append(vers, v)
+	}
+	b.Queue(sqlUpsertStreams, ids, vers)
+}
+
+// withConn runs fn on a connection of the pool. When fn fails inside a
+// transaction, the transaction is rolled back, or the connection closed if
+// that fails too.
+func (s *Postgres) withConn(ctx context.Context, fn func(conn *pgx.Conn) error) error {
+	pc, err := s.pool.Acquire(ctx)
+	if err != nil {
+		return err
+	}
+	conn := pc.Conn()
+	err = fn(conn)
+	if err != nil && conn.IsClosed() {
+		err = fmt.Errorf("%w: %w", errConnLost, err)
+	}
+	if err != nil && !conn.IsClosed() && conn.PgConn().TxStatus() != 'I' {
+		if _, rerr := conn.Exec(ctx, "ROLLBACK"); rerr != nil {
+			_ = pc.Hijack().Close(ctx)
+			return err
 		}
-		ok = true
-		return replies, nil
 	}
+	pc.Release()
+	return err
+}
 
-	// Round trip 2.
-	upIDs := make([]string, 0, len(changed))
-	upVers := make([]int64, 0, len(changed))
-	for sid := range changed {
-		upIDs = append(upIDs, sid)
-		upVers = append(upVers, versions[sid])
+// errConnLost marks an error of a connection that is closed now.
+var errConnLost = errors.New("connection lost")
+
+// maxConnLostRetries bounds the attempts of a safe-way write on lost
+// connections.
+const maxConnLostRetries = 5
+
+// commit runs one group commit transaction the safe way, in two round trips:
+//
+//  1. BEGIN; normalise through jsonb the data and metadata the callers
+//     could not (see core.CanonicalJSON); lock the head row; read the versions of the streams involved; look up the event ids.
+//  2. (positions, versions and hashes computed in Go) insert every event
+//     with one unnest INSERT; upsert the stream versions; move the head;
+//     notify; COMMIT.
+//
+// It returns the head it left.
+func (s *Postgres) commit(ctx context.Context, batch []*appendReq) ([]appendReply, *headState, error) {
+	in := gather(batch)
+	var pl *plan
+	var tip *headState
+	err := s.withConn(ctx, func(conn *pgx.Conn) error {
+		// Round trip 1.
+		b := &pgx.Batch{}
+		queueReads(b, &in, true)
+		rd, err := readBatch(conn.SendBatch(ctx, b), batch, &in, true)
+		if err != nil {
+			return err
+		}
+		pl = planBatch(batch, rd, rd.head)
+		if len(pl.rows.pos) == 0 {
+			if _, err := conn.Exec(ctx, "ROLLBACK"); err != nil {
+				return err
+			}
+			tip = &rd.head
+			return nil
+		}
+
+		// Round trip 2.
+		b = &pgx.Batch{}
+		queueInsert(b, pl)
+		queueUpsertStreams(b, pl)
+		b.Queue(sqlUpdateHead, pl.head, pl.hash)
+		b.Queue(sqlNotify, s.cfg.NotifyChannel, strconv.FormatInt(pl.head, 10))
+		b.Queue("COMMIT")
+		if err := conn.SendBatch(ctx, b).Close(); err != nil {
+			return err
+		}
+		if conn.PgConn().TxStatus() != 'I' {
+			return errors.New("transaction still open after COMMIT")
+		}
+		tip = &headState{position: pl.head, hash: pl.hash}
+		return nil
+	})
+	if err != nil {
+		return nil, nil, err
 	}
-	b = &pgx.Batch{}
-	b.Queue(sqlInsert, rPos, rStream, rVer, rID, rType, rSV, rData, rMeta, now, rPrev, rHash)
-	b.Queue(sqlUpsertStreams, upIDs, upVers)
-	b.Queue(sqlUpdateHead, head, prev)
-	b.Queue(sqlNotify, s.cfg.NotifyChannel, strconv.FormatInt(head, 10))
-	b.Queue("COMMIT")
-	if err := conn.SendBatch(ctx, b).Close(); err != nil {
-		return nil, err
-	}
-	if conn.PgConn().TxStatus() != 'I' {
-		return nil, errors.New("transaction still open after COMMIT")
-	}
-	ok = true
-	return replies, nil
+	return pl.replies, tip, nil
 }
 
 // decide checks one request against the event ids found and the current
 // stream versions: a duplicate, a conflict, a concurrency error, or go.
-func (s *Postgres) decide(r *appendReq, found map[string]existing, versions map[string]int64) appendReply {
+func decide(r *appendReq, found map[uuid.UUID]existing, versions map[string]int64) appendReply {
 	nFound := 0
 	for _, st := range r.streams {
 		for _, e := range st.Events {
-			if ex, ok := found[e.ID.String()]; ok && ex.streamID == st.StreamID {
+			if ex, ok := found[e.ID]; ok && ex.streamID == st.StreamID {
 				nFound++
 			}
-			if ex, ok := found[e.ID.String()]; ok && ex.streamID != st.StreamID {
+			if ex, ok := found[e.ID]; ok && ex.streamID != st.StreamID {
 				return appendReply{err: fmt.Errorf("eventstore: event id %s already used in another stream: %w", e.ID, domain.ErrConflict)}
 			}
 		}
@@ -515,7 +955,7 @@ func (s *Postgres) decide(r *appendReq, found map[string]existing, versions map[
 		for _, st := range r.streams {
 			var v int64
 			for _, e := range st.Events {
-				ex := found[e.ID.String()]
+				ex := found[e.ID]
 				res.Positions = append(res.Positions, ex.position)
 				v = max(v, ex.version)
 			}

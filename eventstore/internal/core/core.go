@@ -55,30 +55,32 @@ func Prepare(appends []domain.StreamAppend) ([]Stream, int, error) {
 	seenStreams := make(map[string]bool, len(appends))
 	seenIDs := make(map[uuid.UUID]bool)
 	total := 0
+	var meta metadataCache
 	for i, a := range appends {
-		field := fmt.Sprintf("appends[%d]", i)
+		field := func() string { return fmt.Sprintf("appends[%d]", i) }
 		if err := ValidateStreamID(a.StreamID); err != nil {
-			return nil, 0, domain.Invalid(field+".stream_id", err.Error())
+			return nil, 0, domain.Invalid(field()+".stream_id", err.Error())
 		}
 		if seenStreams[a.StreamID] {
-			return nil, 0, domain.Invalid(field+".stream_id", fmt.Sprintf("stream %q appears more than once in one append", a.StreamID))
+			return nil, 0, domain.Invalid(field()+".stream_id", fmt.Sprintf("stream %q appears more than once in one append", a.StreamID))
 		}
 		seenStreams[a.StreamID] = true
 		if err := a.Expected.Validate(); err != nil {
-			return nil, 0, domain.Invalid(field+".expected_version", err.Error())
+			return nil, 0, domain.Invalid(field()+".expected_version", err.Error())
 		}
 		if len(a.Events) == 0 {
-			return nil, 0, domain.Invalid(field+".events", "at least one event is required")
+			return nil, 0, domain.Invalid(field()+".events", "at least one event is required")
 		}
 		s := Stream{StreamID: a.StreamID, Expected: a.Expected, Events: make([]Event, len(a.Events))}
 		for j, e := range a.Events {
-			ef := fmt.Sprintf("%s.events[%d]", field, j)
-			ev, err := prepareEvent(ef, e)
+			// Field names are only needed for errors.
+			ef := func() string { return fmt.Sprintf("%s.events[%d]", field(), j) }
+			ev, err := prepareEvent(ef, e, &meta)
 			if err != nil {
 				return nil, 0, err
 			}
 			if seenIDs[ev.ID] {
-				return nil, 0, domain.Invalid(ef+".id", fmt.Sprintf("event id %s appears more than once in one append", ev.ID))
+				return nil, 0, domain.Invalid(ef()+".id", fmt.Sprintf("event id %s appears more than once in one append", ev.ID))
 			}
 			seenIDs[ev.ID] = true
 			ev.StreamIndex = i
@@ -90,36 +92,56 @@ func Prepare(appends []domain.StreamAppend) ([]Stream, int, error) {
 	return out, total, nil
 }
 
-func prepareEvent(field string, e domain.EventData) (Event, error) {
+// metadataCache holds the last metadata encoded: the events of one append
+// mostly share theirs, and encoding it is a good part of preparing them.
+type metadataCache struct {
+	valid bool
+	m     domain.Metadata
+	md    []byte
+}
+
+func (c *metadataCache) encode(m domain.Metadata) ([]byte, error) {
+	if c.valid && m == c.m {
+		return c.md, nil
+	}
+	md, err := json.Marshal(m)
+	if err != nil {
+		return nil, err
+	}
+	if err := ValidateJSONObject(md); err != nil {
+		return nil, err
+	}
+	c.valid, c.m, c.md = true, m, md
+	return md, nil
+}
+
+func prepareEvent(field func() string, e domain.EventData, meta *metadataCache) (Event, error) {
 	if e.ID == "" {
-		return Event{}, domain.Invalid(field+".id", "required")
+		return Event{}, domain.Invalid(field()+".id", "required")
 	}
 	id, err := uuid.Parse(e.ID)
 	if err != nil || len(e.ID) != 36 {
-		return Event{}, domain.Invalid(field+".id", "must be a UUID in its 36-character form")
+		return Event{}, domain.Invalid(field()+".id", "must be a UUID in its 36-character form")
 	}
 	if err := ValidateType(e.Type); err != nil {
-		return Event{}, domain.Invalid(field+".type", err.Error())
+		return Event{}, domain.Invalid(field()+".type", err.Error())
 	}
 	sv := e.SchemaVersion
 	if sv == 0 {
 		sv = 1
 	}
 	if sv < 0 || sv > 1<<20 {
-		return Event{}, domain.Invalid(field+".schema_version", "must be between 1 and 1048576")
+		return Event{}, domain.Invalid(field()+".schema_version", "must be between 1 and 1048576")
 	}
 	if err := ValidateJSONObject(e.Data); err != nil {
-		return Event{}, domain.Invalid(field+".data", err.Error())
+		return Event{}, domain.Invalid(field()+".data", err.Error())
 	}
-	md, err := json.Marshal(e.Metadata)
+	md, err := meta.encode(e.Metadata)
 	if err != nil {
-		return Event{}, domain.Invalid(field+".metadata", err.Error())
-	}
-	if err := ValidateJSONObject(md); err != nil {
-		return Event{}, domain.Invalid(field+".metadata", err.Error())
+		return Event{}, domain.Invalid(field()+".metadata", err.Error())
 	}
 	if n := len(e.Data) + len(md); n > domain.MaxEventSize {
-		return Event{}, domain.Invalid(field+".data", fmt.Sprintf("encoded event is %d bytes, more than the %d allowed", n, domain.MaxEventSize))
+		return Event{}, domain.Invalid(field()+".data", fmt.Sprintf("encoded event is %d bytes, more than the %d allowed", n, domain.MaxEventSize))
 	}
 	return Event{ID: id, Type: e.Type, SchemaVersion: sv, Data: e.Data, Metadata: md}, nil
 }
