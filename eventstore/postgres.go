@@ -37,6 +37,13 @@ type PostgresConfig struct {
 	// (default 2): while one commits, the next inserts its rows and waits
 	// for the head (see pipeline). 1 commits one batch at a time.
 	Writers int
+	// PipelineMinEvents is the smallest batch sent through the pipeline
+	// (default 64); smaller ones are written the safe way, one at a time. A
+	// pipelined batch costs an extra round trip and a commit of its own
+	// that follows the one before it; that pays when inserting its rows is
+	// the larger part of its time, not for a few events, which gain more
+	// from waiting and being committed together.
+	PipelineMinEvents int
 	// MaxBatchEvents caps the events coalesced into one transaction
 	// (default 2000).
 	MaxBatchEvents int
@@ -60,6 +67,9 @@ type PostgresConfig struct {
 func (c *PostgresConfig) setDefaults() {
 	if c.Writers == 0 {
 		c.Writers = 2
+	}
+	if c.PipelineMinEvents == 0 {
+		c.PipelineMinEvents = 64
 	}
 	if c.MaxBatchEvents == 0 {
 		c.MaxBatchEvents = 2000
@@ -89,6 +99,9 @@ func (c PostgresConfig) Validate() error {
 	var errs []error
 	if c.Writers < 1 || c.Writers > 16 {
 		errs = append(errs, domain.Invalid("Writers", "must be between 1 and 16"))
+	}
+	if c.PipelineMinEvents < 1 {
+		errs = append(errs, domain.Invalid("PipelineMinEvents", "must be positive"))
 	}
 	if c.MaxBatchEvents < 1 {
 		errs = append(errs, domain.Invalid("MaxBatchEvents", "must be positive"))
@@ -324,7 +337,8 @@ func (p *pipeline) handle(batch []*appendReq) {
 	if len(p.failed) > 0 {
 		p.settle()
 	}
-	if p.tip == nil {
+	if p.tip == nil || events(batch) < p.s.cfg.PipelineMinEvents {
+		p.settle()
 		p.safe(batch)
 		return
 	}
@@ -363,6 +377,14 @@ func (p *pipeline) handle(batch []*appendReq) {
 	p.tip = &headState{position: f.plan.head, hash: f.plan.hash}
 	p.flying = append(p.flying, f)
 	go p.s.fly(f, p.done)
+}
+
+func events(batch []*appendReq) int {
+	n := 0
+	for _, r := range batch {
+		n += r.events
+	}
+	return n
 }
 
 // reap finishes the flights that are done, without waiting.
