@@ -19,7 +19,7 @@ CREATE INDEX rm_audit_correlation ON rm_audit ((hashtext(correlation_id)), posit
 -- parsing them into jsonb was a third of that load; nothing queries inside
 -- them (they are read back whole, by encoding/json), so json, which is
 -- only validated and kept as written, serves. The keys of rm_deployments
--- compare bytes, as in rm_audit: they are ids and names, looked up by
+-- compare bytes (COLLATE "C"): they are ids and names, looked up by
 -- equality, and ordered only to page deterministically.
 ALTER TABLE rm_deployments
     ALTER COLUMN id    TYPE text COLLATE "C",
