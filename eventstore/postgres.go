@@ -34,8 +34,8 @@ var ErrClosed = errors.New("eventstore: closed")
 // PostgresConfig configures a Postgres store. Zero fields take defaults.
 type PostgresConfig struct {
 	// Writers is the number of group commit transactions in flight at once
-	// (default 2): while one commits, the next inserts its rows and waits
-	// for the head (see pipeline). 1 commits one batch at a time.
+	// (default 4): while one commits, the next ones insert their rows and
+	// wait for the head (see pipeline). 1 commits one batch at a time.
 	Writers int
 	// PipelineMinEvents is the smallest batch sent through the pipeline
 	// (default 64); smaller ones are written the safe way, one at a time. A
@@ -66,7 +66,7 @@ type PostgresConfig struct {
 
 func (c *PostgresConfig) setDefaults() {
 	if c.Writers == 0 {
-		c.Writers = 2
+		c.Writers = 4
 	}
 	if c.PipelineMinEvents == 0 {
 		c.PipelineMinEvents = 64
@@ -320,6 +320,7 @@ type flight struct {
 	plan     *plan
 	from     headState     // the tip it was planned on
 	prev     *flight       // the flight before it, nil when none was in flight
+	locked   chan struct{} // closed once it holds the chain lock, or has failed
 	finished chan struct{} // closed once it has committed or failed
 	err      error
 }
@@ -457,11 +458,19 @@ func (p *pipeline) prepare(batch []*appendReq) (*flight, error) {
 	in := gather(batch)
 	ctx, cancel := context.WithTimeout(context.Background(), p.s.cfg.WriteTimeout)
 	defer cancel()
-	b := &pgx.Batch{}
-	queueReads(b, &in, false)
-	rd, err := readBatch(p.s.pool.SendBatch(ctx, b), batch, &in, false)
-	if err != nil {
-		return nil, err
+	var rd *readings
+	if len(in.pending) == 0 && allNew(batch) {
+		// Nothing to read: a stream expected not to exist starts at
+		// version 1, and if it does exist that version's unique key fails
+		// the insert, and the batch is written again the safe way.
+		rd = newReadings(batch, &in)
+	} else {
+		b := &pgx.Batch{}
+		queueReads(b, &in, false)
+		var err error
+		if rd, err = readBatch(p.s.pool.SendBatch(ctx, b), batch, &in, false); err != nil {
+			return nil, err
+		}
 	}
 	// What the batches in flight write is not visible yet, or is and
 	// agrees.
@@ -470,7 +479,7 @@ func (p *pipeline) prepare(batch []*appendReq) (*flight, error) {
 		maps.Copy(rd.versions, f.plan.versions)
 	}
 	from := *p.tip
-	f := &flight{batch: batch, plan: planBatch(batch, rd, from), from: from, finished: make(chan struct{})}
+	f := &flight{batch: batch, plan: planBatch(batch, rd, from), from: from, locked: make(chan struct{}), finished: make(chan struct{})}
 	if len(p.flying) > 0 {
 		f.prev = p.flying[len(p.flying)-1]
 	}
@@ -483,12 +492,20 @@ func (p *pipeline) prepare(batch []*appendReq) (*flight, error) {
 // another with it, nor the move of the head (a non-key update), but an
 // appender that locks the head FOR UPDATE (the safe way, Import, another
 // process) waits until the flights holding it have finished, so it never
-// inserts a position a flight already holds. Then it inserts its rows, and
-// only once the flight before it has finished does it move the head: a move
-// that had to wait for another flight's lock could queue behind such a
-// waiting appender, which waits for this flight: a deadlock.
+// inserts a position a flight already holds. Then it inserts its rows.
+//
+// The flights then move the head one after the other, in order, each
+// holding a transaction-scoped advisory lock from its move to its commit: a
+// flight asks for it once the flight before it holds it, so the server
+// hands it over at that commit, without a round trip in between. Waiting on
+// the head row itself instead could queue the move behind such a waiting
+// appender, which waits for this flight: a deadlock. After the commit
+// before it, the head row is only held FOR KEY SHARE, which the move does
+// not wait for.
 func (s *Postgres) fly(f *flight, done chan<- *flight) {
 	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.WriteTimeout)
+	var once sync.Once
+	locked := func() { once.Do(func() { close(f.locked) }) }
 	f.err = s.withConn(ctx, func(conn *pgx.Conn) error {
 		pl := f.plan
 		b := &pgx.Batch{}
@@ -500,20 +517,31 @@ func (s *Postgres) fly(f *flight, done chan<- *flight) {
 		}
 		if f.prev != nil {
 			select {
-			case <-f.prev.finished:
+			case <-f.prev.locked:
 			case <-ctx.Done():
 				return ctx.Err()
 			}
-			if f.prev.err != nil {
-				return errors.New("the batch before failed")
+			select {
+			case <-f.prev.finished:
+				if f.prev.err != nil {
+					return errors.New("the batch before failed")
+				}
+			default:
 			}
 		}
 		b = &pgx.Batch{}
+		b.Queue(sqlChainLock)
 		b.Queue(sqlMoveHead, pl.head, pl.hash, f.from.position, f.from.hash)
 		queueUpsertStreams(b, pl)
 		b.Queue(sqlNotify, s.cfg.NotifyChannel, strconv.FormatInt(pl.head, 10))
 		b.Queue("COMMIT")
-		if err := conn.SendBatch(ctx, b).Close(); err != nil {
+		br := conn.SendBatch(ctx, b)
+		_, err := br.Exec()
+		locked()
+		if cerr := br.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
 			return err
 		}
 		if conn.PgConn().TxStatus() != 'I' {
@@ -522,6 +550,7 @@ func (s *Postgres) fly(f *flight, done chan<- *flight) {
 		return nil
 	})
 	cancel()
+	locked()
 	close(f.finished)
 	if f.err == nil {
 		for i, r := range f.batch {
@@ -607,6 +636,7 @@ FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::uuid[], $5::text[], $6::
 ON CONFLICT (stream_id) DO UPDATE SET version = EXCLUDED.version`
 	sqlUpdateHead = `UPDATE event_head SET position = $1, hash = $2 WHERE id`
 	sqlShareHead  = `SELECT 1 FROM event_head WHERE id FOR KEY SHARE`
+	sqlChainLock  = `SELECT pg_advisory_xact_lock(hashtextextended('berth.event_head', 0))`
 	// sqlMoveHead moves the head from ($3, $4) to ($1, $2). When the head
 	// is elsewhere it fails (division by zero), which aborts the
 	// transaction before its COMMIT.
@@ -687,16 +717,7 @@ func queueReads(b *pgx.Batch, in *batchInput, locked bool) {
 // readBatch reads the results of the statements queueReads queued, and
 // closes br.
 func readBatch(br pgx.BatchResults, batch []*appendReq, in *batchInput, locked bool) (*readings, error) {
-	rd := &readings{
-		normData: make([][]byte, 0, in.n),
-		normMeta: make([][]byte, 0, in.n),
-		versions: map[string]int64{},
-		found:    map[uuid.UUID]existing{},
-	}
-	for _, r := range batch {
-		rd.normData = append(rd.normData, r.data...)
-		rd.normMeta = append(rd.normMeta, r.meta...)
-	}
+	rd := newReadings(batch, in)
 	err := func() error {
 		if locked {
 			if _, err := br.Exec(); err != nil {
@@ -764,6 +785,34 @@ func readBatch(br pgx.BatchResults, batch []*appendReq, in *batchInput, locked b
 		return nil, err
 	}
 	return rd, nil
+}
+
+// newReadings returns readings with what the callers normalised and
+// nothing read yet.
+func newReadings(batch []*appendReq, in *batchInput) *readings {
+	rd := &readings{
+		normData: make([][]byte, 0, in.n),
+		normMeta: make([][]byte, 0, in.n),
+		versions: map[string]int64{},
+		found:    map[uuid.UUID]existing{},
+	}
+	for _, r := range batch {
+		rd.normData = append(rd.normData, r.data...)
+		rd.normMeta = append(rd.normMeta, r.meta...)
+	}
+	return rd
+}
+
+// allNew reports whether every stream of batch is expected not to exist.
+func allNew(batch []*appendReq) bool {
+	for _, r := range batch {
+		for _, st := range r.streams {
+			if st.Expected != domain.ExpectNoStream {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 // eventRows are the columns of the events a batch inserts.
