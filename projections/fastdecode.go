@@ -51,6 +51,23 @@ func (s *jsonScanner) byte(c byte) bool {
 // open consumes the '{' of an object.
 func (s *jsonScanner) open() bool { return s.byte('{') }
 
+// fields reads an object, calling field with each key once its colon is
+// consumed; field reads the value and returns false for a key it does not
+// know, which gives up on the payload.
+func (s *jsonScanner) fields(field func(k []byte) bool) {
+	s.open()
+	for first := true; ; first = false {
+		k, more := s.member(first)
+		if !more {
+			return
+		}
+		if !field(k) {
+			s.bad = true
+			return
+		}
+	}
+}
+
 // member consumes the separator before an object's next member and its
 // key and colon, and returns the key; ok is false at the object's end
 // ('}' consumed) or when s went bad. first is true for the first call on
@@ -173,17 +190,8 @@ func decodeFast(e domain.RecordedEvent) (data any, ok bool) {
 	switch e.Type {
 	case domain.EventDeploymentRequested:
 		var v domain.DeploymentRequested
-		s.open()
-		for first := true; ; first = false {
-			k, more := s.member(first)
-			if !more {
-				break
-			}
+		s.fields(func(k []byte) bool {
 			switch string(k) {
-			case "deployment_id":
-				s.str(&v.DeploymentID)
-			case "app":
-				s.str(&v.App)
 			case "app_version":
 				s.int64(&v.AppVersion)
 			case "trigger":
@@ -197,212 +205,154 @@ func decodeFast(e domain.RecordedEvent) (data any, ok bool) {
 			case "retry_of":
 				s.str(&v.RetryOf)
 			default:
-				s.bad = true
+				return s.deploymentKey(k, &v.DeploymentID, &v.App)
 			}
-		}
+			return true
+		})
 		return v, s.end()
 	case domain.EventDeploymentQueued:
 		var v domain.DeploymentQueued
-		s.open()
-		for first := true; ; first = false {
-			k, more := s.member(first)
-			if !more {
-				break
-			}
-			if !s.deploymentKey(k, &v.DeploymentID, &v.App) {
-				s.bad = true
-			}
-		}
+		s.fields(func(k []byte) bool {
+			return s.deploymentKey(k, &v.DeploymentID, &v.App)
+		})
 		return v, s.end()
 	case domain.EventDeploymentStarted:
 		var v domain.DeploymentStarted
-		s.open()
-		for first := true; ; first = false {
-			k, more := s.member(first)
-			if !more {
-				break
-			}
-			switch {
-			case s.deploymentKey(k, &v.DeploymentID, &v.App):
-			case string(k) == "worker":
+		s.fields(func(k []byte) bool {
+			switch string(k) {
+			case "worker":
 				s.str(&v.Worker)
 			default:
-				s.bad = true
+				return s.deploymentKey(k, &v.DeploymentID, &v.App)
 			}
-		}
+			return true
+		})
 		return v, s.end()
 	case domain.EventDeploymentSourceFetched:
 		var v domain.DeploymentSourceFetched
-		s.open()
-		for first := true; ; first = false {
-			k, more := s.member(first)
-			if !more {
-				break
-			}
-			switch {
-			case s.deploymentKey(k, &v.DeploymentID, &v.App):
-			case string(k) == "commit_sha":
+		s.fields(func(k []byte) bool {
+			switch string(k) {
+			case "commit_sha":
 				s.str(&v.CommitSHA)
-			case string(k) == "ref":
+			case "ref":
 				s.str(&v.Ref)
-			case string(k) == "image_digest":
+			case "image_digest":
 				s.str(&v.ImageDigest)
-			case string(k) == "duration_ms":
+			case "duration_ms":
 				s.int64(&v.DurationMS)
 			default:
-				s.bad = true
+				return s.deploymentKey(k, &v.DeploymentID, &v.App)
 			}
-		}
+			return true
+		})
 		return v, s.end()
 	case domain.EventDeploymentImageBuilt:
 		var v domain.DeploymentImageBuilt
-		s.open()
-		for first := true; ; first = false {
-			k, more := s.member(first)
-			if !more {
-				break
-			}
-			switch {
-			case s.deploymentKey(k, &v.DeploymentID, &v.App):
-			case string(k) == "image_id":
+		s.fields(func(k []byte) bool {
+			switch string(k) {
+			case "image_id":
 				s.str(&v.ImageID)
-			case string(k) == "duration_ms":
+			case "duration_ms":
 				s.int64(&v.DurationMS)
 			default:
-				s.bad = true
+				return s.deploymentKey(k, &v.DeploymentID, &v.App)
 			}
-		}
+			return true
+		})
 		return v, s.end()
 	case domain.EventDeploymentContainerStarted:
 		var v domain.DeploymentContainerStarted
-		s.open()
-		for first := true; ; first = false {
-			k, more := s.member(first)
-			if !more {
-				break
-			}
-			switch {
-			case s.deploymentKey(k, &v.DeploymentID, &v.App):
-			case string(k) == "container_id":
+		s.fields(func(k []byte) bool {
+			switch string(k) {
+			case "container_id":
 				s.str(&v.ContainerID)
-			case string(k) == "container_name":
+			case "container_name":
 				s.str(&v.ContainerName)
-			case string(k) == "duration_ms":
+			case "duration_ms":
 				s.int64(&v.DurationMS)
 			default:
-				s.bad = true
+				return s.deploymentKey(k, &v.DeploymentID, &v.App)
 			}
-		}
+			return true
+		})
 		return v, s.end()
 	case domain.EventDeploymentHealthPassed:
 		var v domain.DeploymentHealthPassed
-		s.open()
-		for first := true; ; first = false {
-			k, more := s.member(first)
-			if !more {
-				break
-			}
-			switch {
-			case s.deploymentKey(k, &v.DeploymentID, &v.App):
-			case string(k) == "duration_ms":
+		s.fields(func(k []byte) bool {
+			switch string(k) {
+			case "duration_ms":
 				s.int64(&v.DurationMS)
 			default:
-				s.bad = true
+				return s.deploymentKey(k, &v.DeploymentID, &v.App)
 			}
-		}
+			return true
+		})
 		return v, s.end()
 	case domain.EventDeploymentTrafficSwitched:
 		var v domain.DeploymentTrafficSwitched
-		s.open()
-		for first := true; ; first = false {
-			k, more := s.member(first)
-			if !more {
-				break
-			}
-			switch {
-			case s.deploymentKey(k, &v.DeploymentID, &v.App):
-			case string(k) == "container_id":
+		s.fields(func(k []byte) bool {
+			switch string(k) {
+			case "container_id":
 				s.str(&v.ContainerID)
-			case string(k) == "upstream_host":
+			case "upstream_host":
 				s.str(&v.UpstreamHost)
-			case string(k) == "upstream_port":
+			case "upstream_port":
 				s.int(&v.UpstreamPort)
-			case string(k) == "duration_ms":
+			case "duration_ms":
 				s.int64(&v.DurationMS)
 			default:
-				s.bad = true
+				return s.deploymentKey(k, &v.DeploymentID, &v.App)
 			}
-		}
+			return true
+		})
 		return v, s.end()
 	case domain.EventDeploymentPreviousStopped:
 		var v domain.DeploymentPreviousStopped
-		s.open()
-		for first := true; ; first = false {
-			k, more := s.member(first)
-			if !more {
-				break
-			}
-			switch {
-			case s.deploymentKey(k, &v.DeploymentID, &v.App):
-			case string(k) == "previous_deployment_id":
+		s.fields(func(k []byte) bool {
+			switch string(k) {
+			case "previous_deployment_id":
 				s.str(&v.PreviousDeploymentID)
-			case string(k) == "previous_container_id":
+			case "previous_container_id":
 				s.str(&v.PreviousContainerID)
-			case string(k) == "duration_ms":
+			case "duration_ms":
 				s.int64(&v.DurationMS)
 			default:
-				s.bad = true
+				return s.deploymentKey(k, &v.DeploymentID, &v.App)
 			}
-		}
+			return true
+		})
 		return v, s.end()
 	case domain.EventDeploymentSucceeded:
 		var v domain.DeploymentSucceeded
-		s.open()
-		for first := true; ; first = false {
-			k, more := s.member(first)
-			if !more {
-				break
-			}
-			switch {
-			case s.deploymentKey(k, &v.DeploymentID, &v.App):
-			case s.logSummaryKey(k, &v.LogSummary):
-			case string(k) == "image_id":
+		s.fields(func(k []byte) bool {
+			switch string(k) {
+			case "image_id":
 				s.str(&v.ImageID)
-			case string(k) == "container_id":
+			case "container_id":
 				s.str(&v.ContainerID)
-			case string(k) == "duration_ms":
+			case "duration_ms":
 				s.int64(&v.DurationMS)
 			default:
-				s.bad = true
+				return s.deploymentKey(k, &v.DeploymentID, &v.App) || s.logSummaryKey(k, &v.LogSummary)
 			}
-		}
+			return true
+		})
 		return v, s.end()
 	case domain.EventDeploymentCancelled:
 		var v domain.DeploymentCancelled
-		s.open()
-		for first := true; ; first = false {
-			k, more := s.member(first)
-			if !more {
-				break
-			}
-			switch {
-			case s.deploymentKey(k, &v.DeploymentID, &v.App):
-			case s.logSummaryKey(k, &v.LogSummary):
-			case string(k) == "step":
+		s.fields(func(k []byte) bool {
+			switch string(k) {
+			case "step":
 				s.str(&v.Step)
 			default:
-				s.bad = true
+				return s.deploymentKey(k, &v.DeploymentID, &v.App) || s.logSummaryKey(k, &v.LogSummary)
 			}
-		}
+			return true
+		})
 		return v, s.end()
 	case domain.EventAppUpdated:
 		var v domain.AppUpdated
-		s.open()
-		for first := true; ; first = false {
-			k, more := s.member(first)
-			if !more {
-				break
-			}
+		s.fields(func(k []byte) bool {
 			switch string(k) {
 			case "app":
 				s.str(&v.App)
@@ -415,63 +365,52 @@ func decodeFast(e domain.RecordedEvent) (data any, ok bool) {
 			case "changed":
 				v.Changed = array(s, (*jsonScanner).str)
 			default:
-				s.bad = true
+				return false
 			}
-		}
+			return true
+		})
 		return v, s.end()
 	case domain.EventAppEnvSet:
 		var v domain.AppEnvSet
-		s.open()
-		for first := true; ; first = false {
-			k, more := s.member(first)
-			if !more {
-				break
-			}
+		s.fields(func(k []byte) bool {
 			switch string(k) {
 			case "app":
 				s.str(&v.App)
 			case "env":
 				v.Env = array(s, (*jsonScanner).envVar)
 			default:
-				s.bad = true
+				return false
 			}
-		}
+			return true
+		})
 		return v, s.end()
 	case domain.EventAppDomainAdded:
 		var v domain.AppDomainAdded
-		s.open()
-		for first := true; ; first = false {
-			k, more := s.member(first)
-			if !more {
-				break
-			}
+		s.fields(func(k []byte) bool {
 			switch string(k) {
 			case "app":
 				s.str(&v.App)
 			case "route":
 				s.route(&v.Route)
 			default:
-				s.bad = true
+				return false
 			}
-		}
+			return true
+		})
 		return v, s.end()
 	case domain.EventAppDomainRemoved:
 		var v domain.AppDomainRemoved
-		s.open()
-		for first := true; ; first = false {
-			k, more := s.member(first)
-			if !more {
-				break
-			}
+		s.fields(func(k []byte) bool {
 			switch string(k) {
 			case "app":
 				s.str(&v.App)
 			case "host":
 				s.str(&v.Host)
 			default:
-				s.bad = true
+				return false
 			}
-		}
+			return true
+		})
 		return v, s.end()
 	case domain.EventAppStopRequested:
 		var v domain.AppStopRequested
@@ -483,30 +422,21 @@ func decodeFast(e domain.RecordedEvent) (data any, ok bool) {
 		return v, s.end()
 	case domain.EventAppStopped:
 		var v domain.AppStopped
-		s.open()
-		for first := true; ; first = false {
-			k, more := s.member(first)
-			if !more {
-				break
-			}
+		s.fields(func(k []byte) bool {
 			switch string(k) {
 			case "app":
 				s.str(&v.App)
 			case "container_id":
 				s.str(&v.ContainerID)
 			default:
-				s.bad = true
+				return false
 			}
-		}
+			return true
+		})
 		return v, s.end()
 	case domain.EventAppStarted:
 		var v domain.AppStarted
-		s.open()
-		for first := true; ; first = false {
-			k, more := s.member(first)
-			if !more {
-				break
-			}
+		s.fields(func(k []byte) bool {
 			switch string(k) {
 			case "app":
 				s.str(&v.App)
@@ -515,9 +445,10 @@ func decodeFast(e domain.RecordedEvent) (data any, ok bool) {
 			case "upstream_host":
 				s.str(&v.UpstreamHost)
 			default:
-				s.bad = true
+				return false
 			}
-		}
+			return true
+		})
 		return v, s.end()
 	}
 	return nil, false
@@ -537,6 +468,19 @@ func (s *jsonScanner) deploymentKey(k []byte, id, app *string) bool {
 	return true
 }
 
+// appOnly reads an object whose only key is "app".
+func (s *jsonScanner) appOnly(app *string) {
+	s.fields(func(k []byte) bool {
+		switch string(k) {
+		case "app":
+			s.str(app)
+		default:
+			return false
+		}
+		return true
+	})
+}
+
 func (s *jsonScanner) logSummaryKey(k []byte, l *domain.LogSummary) bool {
 	switch string(k) {
 	case "log_lines":
@@ -549,48 +493,22 @@ func (s *jsonScanner) logSummaryKey(k []byte, l *domain.LogSummary) bool {
 	return true
 }
 
-// appOnly reads an object whose only key is "app".
-func (s *jsonScanner) appOnly(app *string) {
-	s.open()
-	for first := true; ; first = false {
-		k, more := s.member(first)
-		if !more {
-			return
-		}
-		if string(k) != "app" {
-			s.bad = true
-			return
-		}
-		s.str(app)
-	}
-}
-
 func (s *jsonScanner) trigger(t *domain.Trigger) {
-	s.open()
-	for first := true; ; first = false {
-		k, more := s.member(first)
-		if !more {
-			return
-		}
+	s.fields(func(k []byte) bool {
 		switch string(k) {
 		case "kind":
 			s.str(&t.Kind)
 		case "detail":
 			s.str(&t.Detail)
 		default:
-			s.bad = true
-			return
+			return false
 		}
-	}
+		return true
+	})
 }
 
 func (s *jsonScanner) route(r *domain.Route) {
-	s.open()
-	for first := true; ; first = false {
-		k, more := s.member(first)
-		if !more {
-			return
-		}
+	s.fields(func(k []byte) bool {
 		switch string(k) {
 		case "host":
 			s.str(&r.Host)
@@ -601,10 +519,10 @@ func (s *jsonScanner) route(r *domain.Route) {
 		case "port":
 			s.int(&r.Port)
 		default:
-			s.bad = true
-			return
+			return false
 		}
-	}
+		return true
+	})
 }
 
 // array reads a JSON array into a fresh slice with elem, as encoding/json
@@ -649,12 +567,7 @@ func (s *jsonScanner) bytes(dst *[]byte) {
 }
 
 func (s *jsonScanner) envVar(v *domain.EnvVar) {
-	s.open()
-	for first := true; ; first = false {
-		k, more := s.member(first)
-		if !more {
-			return
-		}
+	s.fields(func(k []byte) bool {
 		switch string(k) {
 		case "key":
 			s.str(&v.Key)
@@ -665,19 +578,14 @@ func (s *jsonScanner) envVar(v *domain.EnvVar) {
 		case "sealed":
 			s.bytes(&v.Sealed)
 		default:
-			s.bad = true
-			return
+			return false
 		}
-	}
+		return true
+	})
 }
 
 func (s *jsonScanner) source(v *domain.Source) {
-	s.open()
-	for first := true; ; first = false {
-		k, more := s.member(first)
-		if !more {
-			return
-		}
+	s.fields(func(k []byte) bool {
 		switch string(k) {
 		case "git_url":
 			s.str(&v.GitURL)
@@ -686,19 +594,14 @@ func (s *jsonScanner) source(v *domain.Source) {
 		case "image":
 			s.str(&v.Image)
 		default:
-			s.bad = true
-			return
+			return false
 		}
-	}
+		return true
+	})
 }
 
 func (s *jsonScanner) build(v *domain.Build) {
-	s.open()
-	for first := true; ; first = false {
-		k, more := s.member(first)
-		if !more {
-			return
-		}
+	s.fields(func(k []byte) bool {
 		switch string(k) {
 		case "dockerfile":
 			s.str(&v.Dockerfile)
@@ -709,38 +612,28 @@ func (s *jsonScanner) build(v *domain.Build) {
 		case "args":
 			v.Args = array(s, (*jsonScanner).buildArg)
 		default:
-			s.bad = true
-			return
+			return false
 		}
-	}
+		return true
+	})
 }
 
 func (s *jsonScanner) buildArg(v *domain.BuildArg) {
-	s.open()
-	for first := true; ; first = false {
-		k, more := s.member(first)
-		if !more {
-			return
-		}
+	s.fields(func(k []byte) bool {
 		switch string(k) {
 		case "key":
 			s.str(&v.Key)
 		case "value":
 			s.str(&v.Value)
 		default:
-			s.bad = true
-			return
+			return false
 		}
-	}
+		return true
+	})
 }
 
 func (s *jsonScanner) runtime(v *domain.Runtime) {
-	s.open()
-	for first := true; ; first = false {
-		k, more := s.member(first)
-		if !more {
-			return
-		}
+	s.fields(func(k []byte) bool {
 		switch string(k) {
 		case "port":
 			s.int(&v.Port)
@@ -755,76 +648,56 @@ func (s *jsonScanner) runtime(v *domain.Runtime) {
 		case "restart_policy":
 			s.str(&v.RestartPolicy)
 		default:
-			s.bad = true
-			return
+			return false
 		}
-	}
+		return true
+	})
 }
 
 func (s *jsonScanner) volume(v *domain.Volume) {
-	s.open()
-	for first := true; ; first = false {
-		k, more := s.member(first)
-		if !more {
-			return
-		}
+	s.fields(func(k []byte) bool {
 		switch string(k) {
 		case "name":
 			s.str(&v.Name)
 		case "path":
 			s.str(&v.Path)
 		default:
-			s.bad = true
-			return
+			return false
 		}
-	}
+		return true
+	})
 }
 
 func (s *jsonScanner) resources(v *domain.Resources) {
-	s.open()
-	for first := true; ; first = false {
-		k, more := s.member(first)
-		if !more {
-			return
-		}
+	s.fields(func(k []byte) bool {
 		switch string(k) {
 		case "cpu_millis":
 			s.int64(&v.CPUMillis)
 		case "memory_bytes":
 			s.int64(&v.MemoryBytes)
 		default:
-			s.bad = true
-			return
+			return false
 		}
-	}
+		return true
+	})
 }
 
 func (s *jsonScanner) healthCheck(v *domain.HealthCheck) {
-	s.open()
-	for first := true; ; first = false {
-		k, more := s.member(first)
-		if !more {
-			return
-		}
+	s.fields(func(k []byte) bool {
 		switch string(k) {
 		case "path":
 			s.str(&v.Path)
 		case "timeout_seconds":
 			s.int(&v.TimeoutSeconds)
 		default:
-			s.bad = true
-			return
+			return false
 		}
-	}
+		return true
+	})
 }
 
 func (s *jsonScanner) actor(a *domain.Actor) {
-	s.open()
-	for first := true; ; first = false {
-		k, more := s.member(first)
-		if !more {
-			return
-		}
+	s.fields(func(k []byte) bool {
 		switch string(k) {
 		case "kind":
 			s.str(&a.Kind)
@@ -833,10 +706,10 @@ func (s *jsonScanner) actor(a *domain.Actor) {
 		case "name":
 			s.str(&a.Name)
 		default:
-			s.bad = true
-			return
+			return false
 		}
-	}
+		return true
+	})
 }
 
 // decodeMetadataFast decodes metadata as encoding/json would, into md,
@@ -844,12 +717,7 @@ func (s *jsonScanner) actor(a *domain.Actor) {
 // and md is then undefined.
 func decodeMetadataFast(b []byte, md *domain.Metadata) (ok bool) {
 	s := &jsonScanner{b: b}
-	s.open()
-	for first := true; ; first = false {
-		k, more := s.member(first)
-		if !more {
-			break
-		}
+	s.fields(func(k []byte) bool {
 		switch string(k) {
 		case "actor":
 			s.actor(&md.Actor)
@@ -862,8 +730,9 @@ func decodeMetadataFast(b []byte, md *domain.Metadata) (ok bool) {
 		case "origin":
 			s.str(&md.Origin)
 		default:
-			s.bad = true
+			return false
 		}
-	}
+		return true
+	})
 	return s.end()
 }
