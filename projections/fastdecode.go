@@ -538,9 +538,11 @@ func array[T any](s *jsonScanner, elem func(*jsonScanner, *T)) []T {
 		return out
 	}
 	for !s.bad {
-		var v T
-		elem(s, &v)
-		out = append(out, v)
+		// Decoding into the slice's own element, not a local that elem's
+		// pointer would move to the heap, saves an allocation an element.
+		var zero T
+		out = append(out, zero)
+		elem(s, &out[len(out)-1])
 		s.space()
 		if s.i < len(s.b) && s.b[s.i] == ']' {
 			s.i++
