@@ -34,16 +34,9 @@ var ErrClosed = errors.New("eventstore: closed")
 // PostgresConfig configures a Postgres store. Zero fields take defaults.
 type PostgresConfig struct {
 	// Writers is the number of group commit transactions in flight at once
-	// (default 4): while one commits, the next ones insert their rows and
-	// wait for the head (see pipeline). 1 commits one batch at a time.
+	// (default 2): while one commits, the next inserts its rows and waits
+	// for the head (see pipeline). 1 commits one batch at a time.
 	Writers int
-	// PipelineMinEvents is the smallest batch sent through the pipeline
-	// (default 64); smaller ones are written the safe way, one at a time. A
-	// pipelined batch costs an extra round trip and a commit of its own
-	// that follows the one before it; that pays when inserting its rows is
-	// the larger part of its time, not for a few events, which gain more
-	// from waiting and being committed together.
-	PipelineMinEvents int
 	// MaxBatchEvents caps the events coalesced into one transaction
 	// (default 2000).
 	MaxBatchEvents int
@@ -66,10 +59,7 @@ type PostgresConfig struct {
 
 func (c *PostgresConfig) setDefaults() {
 	if c.Writers == 0 {
-		c.Writers = 4
-	}
-	if c.PipelineMinEvents == 0 {
-		c.PipelineMinEvents = 64
+		c.Writers = 2
 	}
 	if c.MaxBatchEvents == 0 {
 		c.MaxBatchEvents = 2000
@@ -99,9 +89,6 @@ func (c PostgresConfig) Validate() error {
 	var errs []error
 	if c.Writers < 1 || c.Writers > 16 {
 		errs = append(errs, domain.Invalid("Writers", "must be between 1 and 16"))
-	}
-	if c.PipelineMinEvents < 1 {
-		errs = append(errs, domain.Invalid("PipelineMinEvents", "must be positive"))
 	}
 	if c.MaxBatchEvents < 1 {
 		errs = append(errs, domain.Invalid("MaxBatchEvents", "must be positive"))
@@ -320,7 +307,6 @@ type flight struct {
 	plan     *plan
 	from     headState     // the tip it was planned on
 	prev     *flight       // the flight before it, nil when none was in flight
-	locked   chan struct{} // closed once it holds the chain lock, or has failed
 	finished chan struct{} // closed once it has committed or failed
 	err      error
 }
@@ -338,8 +324,7 @@ func (p *pipeline) handle(batch []*appendReq) {
 	if len(p.failed) > 0 {
 		p.settle()
 	}
-	if p.tip == nil || events(batch) < p.s.cfg.PipelineMinEvents {
-		p.settle()
+	if p.tip == nil {
 		p.safe(batch)
 		return
 	}
@@ -378,14 +363,6 @@ func (p *pipeline) handle(batch []*appendReq) {
 	p.tip = &headState{position: f.plan.head, hash: f.plan.hash}
 	p.flying = append(p.flying, f)
 	go p.s.fly(f, p.done)
-}
-
-func events(batch []*appendReq) int {
-	n := 0
-	for _, r := range batch {
-		n += r.events
-	}
-	return n
 }
 
 // reap finishes the flights that are done, without waiting.
@@ -458,19 +435,11 @@ func (p *pipeline) prepare(batch []*appendReq) (*flight, error) {
 	in := gather(batch)
 	ctx, cancel := context.WithTimeout(context.Background(), p.s.cfg.WriteTimeout)
 	defer cancel()
-	var rd *readings
-	if len(in.pending) == 0 && allNew(batch) {
-		// Nothing to read: a stream expected not to exist starts at
-		// version 1, and if it does exist that version's unique key fails
-		// the insert, and the batch is written again the safe way.
-		rd = newReadings(batch, &in)
-	} else {
-		b := &pgx.Batch{}
-		queueReads(b, &in, false)
-		var err error
-		if rd, err = readBatch(p.s.pool.SendBatch(ctx, b), batch, &in, false); err != nil {
-			return nil, err
-		}
+	b := &pgx.Batch{}
+	queueReads(b, &in, false)
+	rd, err := readBatch(p.s.pool.SendBatch(ctx, b), batch, &in, false)
+	if err != nil {
+		return nil, err
 	}
 	// What the batches in flight write is not visible yet, or is and
 	// agrees.
@@ -479,7 +448,7 @@ func (p *pipeline) prepare(batch []*appendReq) (*flight, error) {
 		maps.Copy(rd.versions, f.plan.versions)
 	}
 	from := *p.tip
-	f := &flight{batch: batch, plan: planBatch(batch, rd, from), from: from, locked: make(chan struct{}), finished: make(chan struct{})}
+	f := &flight{batch: batch, plan: planBatch(batch, rd, from), from: from, finished: make(chan struct{})}
 	if len(p.flying) > 0 {
 		f.prev = p.flying[len(p.flying)-1]
 	}
@@ -492,20 +461,12 @@ func (p *pipeline) prepare(batch []*appendReq) (*flight, error) {
 // another with it, nor the move of the head (a non-key update), but an
 // appender that locks the head FOR UPDATE (the safe way, Import, another
 // process) waits until the flights holding it have finished, so it never
-// inserts a position a flight already holds. Then it inserts its rows.
-//
-// The flights then move the head one after the other, in order, each
-// holding a transaction-scoped advisory lock from its move to its commit: a
-// flight asks for it once the flight before it holds it, so the server
-// hands it over at that commit, without a round trip in between. Waiting on
-// the head row itself instead could queue the move behind such a waiting
-// appender, which waits for this flight: a deadlock. After the commit
-// before it, the head row is only held FOR KEY SHARE, which the move does
-// not wait for.
+// inserts a position a flight already holds. Then it inserts its rows, and
+// only once the flight before it has finished does it move the head: a move
+// that had to wait for another flight's lock could queue behind such a
+// waiting appender, which waits for this flight: a deadlock.
 func (s *Postgres) fly(f *flight, done chan<- *flight) {
 	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.WriteTimeout)
-	var once sync.Once
-	locked := func() { once.Do(func() { close(f.locked) }) }
 	f.err = s.withConn(ctx, func(conn *pgx.Conn) error {
 		pl := f.plan
 		b := &pgx.Batch{}
@@ -517,31 +478,20 @@ func (s *Postgres) fly(f *flight, done chan<- *flight) {
 		}
 		if f.prev != nil {
 			select {
-			case <-f.prev.locked:
+			case <-f.prev.finished:
 			case <-ctx.Done():
 				return ctx.Err()
 			}
-			select {
-			case <-f.prev.finished:
-				if f.prev.err != nil {
-					return errors.New("the batch before failed")
-				}
-			default:
+			if f.prev.err != nil {
+				return errors.New("the batch before failed")
 			}
 		}
 		b = &pgx.Batch{}
-		b.Queue(sqlChainLock)
 		b.Queue(sqlMoveHead, pl.head, pl.hash, f.from.position, f.from.hash)
 		queueUpsertStreams(b, pl)
 		b.Queue(sqlNotify, s.cfg.NotifyChannel, strconv.FormatInt(pl.head, 10))
 		b.Queue("COMMIT")
-		br := conn.SendBatch(ctx, b)
-		_, err := br.Exec()
-		locked()
-		if cerr := br.Close(); err == nil {
-			err = cerr
-		}
-		if err != nil {
+		if err := conn.SendBatch(ctx, b).Close(); err != nil {
 			return err
 		}
 		if conn.PgConn().TxStatus() != 'I' {
@@ -550,7 +500,6 @@ func (s *Postgres) fly(f *flight, done chan<- *flight) {
 		return nil
 	})
 	cancel()
-	locked()
 	close(f.finished)
 	if f.err == nil {
 		for i, r := range f.batch {
@@ -636,7 +585,6 @@ FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::uuid[], $5::text[], $6::
 ON CONFLICT (stream_id) DO UPDATE SET version = EXCLUDED.version`
 	sqlUpdateHead = `UPDATE event_head SET position = $1, hash = $2 WHERE id`
 	sqlShareHead  = `SELECT 1 FROM event_head WHERE id FOR KEY SHARE`
-	sqlChainLock  = `SELECT pg_advisory_xact_lock(hashtextextended('berth.event_head', 0))`
 	// sqlMoveHead moves the head from ($3, $4) to ($1, $2). When the head
 	// is elsewhere it fails (division by zero), which aborts the
 	// transaction before its COMMIT.
@@ -717,7 +665,16 @@ func queueReads(b *pgx.Batch, in *batchInput, locked bool) {
 // readBatch reads the results of the statements queueReads queued, and
 // closes br.
 func readBatch(br pgx.BatchResults, batch []*appendReq, in *batchInput, locked bool) (*readings, error) {
-	rd := newReadings(batch, in)
+	rd := &readings{
+		normData: make([][]byte, 0, in.n),
+		normMeta: make([][]byte, 0, in.n),
+		versions: map[string]int64{},
+		found:    map[uuid.UUID]existing{},
+	}
+	for _, r := range batch {
+		rd.normData = append(rd.normData, r.data...)
+		rd.normMeta = append(rd.normMeta, r.meta...)
+	}
 	err := func() error {
 		if locked {
 			if _, err := br.Exec(); err != nil {
@@ -785,34 +742,6 @@ func readBatch(br pgx.BatchResults, batch []*appendReq, in *batchInput, locked b
 		return nil, err
 	}
 	return rd, nil
-}
-
-// newReadings returns readings with what the callers normalised and
-// nothing read yet.
-func newReadings(batch []*appendReq, in *batchInput) *readings {
-	rd := &readings{
-		normData: make([][]byte, 0, in.n),
-		normMeta: make([][]byte, 0, in.n),
-		versions: map[string]int64{},
-		found:    map[uuid.UUID]existing{},
-	}
-	for _, r := range batch {
-		rd.normData = append(rd.normData, r.data...)
-		rd.normMeta = append(rd.normMeta, r.meta...)
-	}
-	return rd
-}
-
-// allNew reports whether every stream of batch is expected not to exist.
-func allNew(batch []*appendReq) bool {
-	for _, r := range batch {
-		for _, st := range r.streams {
-			if st.Expected != domain.ExpectNoStream {
-				return false
-			}
-		}
-	}
-	return true
 }
 
 // eventRows are the columns of the events a batch inserts.

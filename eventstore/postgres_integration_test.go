@@ -33,19 +33,7 @@ func appendOne(t *testing.T, s domain.EventStore, stream string) domain.AppendRe
 // see every committed event exactly once, in order, with no gaps.
 func TestStressWritersAbortsAndSubscriber(t *testing.T) {
 	t.Parallel()
-	stressWriters(t, eventstore.PostgresConfig{PollInterval: 100 * time.Millisecond})
-}
-
-// TestStressPipelined is TestStressWritersAbortsAndSubscriber with every
-// batch sent through the pipeline, deeper than by default: the raw
-// transactions that lock the head are appenders of another process.
-func TestStressPipelined(t *testing.T) {
-	t.Parallel()
-	stressWriters(t, eventstore.PostgresConfig{PollInterval: 100 * time.Millisecond, PipelineMinEvents: 1, Writers: 4})
-}
-
-func stressWriters(t *testing.T, cfg eventstore.PostgresConfig) {
-	s := newPostgres(t, cfg)
+	s := newPostgres(t, eventstore.PostgresConfig{PollInterval: 100 * time.Millisecond})
 	pool := s.Pool()
 	writers, appends := 16, 150
 	if testing.Short() {

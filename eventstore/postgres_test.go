@@ -27,12 +27,3 @@ func TestPostgresContract(t *testing.T) {
 		return newPostgres(t, eventstore.PostgresConfig{PollInterval: 200e6})
 	})
 }
-
-// TestPostgresContractPipelined runs the contract with every batch sent
-// through the pipeline.
-func TestPostgresContractPipelined(t *testing.T) {
-	t.Parallel()
-	storetest.Run(t, func(t *testing.T) domain.EventStore {
-		return newPostgres(t, eventstore.PostgresConfig{PollInterval: 200e6, PipelineMinEvents: 1, Writers: 4})
-	})
-}
