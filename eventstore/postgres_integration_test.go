@@ -179,6 +179,22 @@ func TestSubscribeSurvivesTerminatedConnections(t *testing.T) {
 		}
 	}
 	expect(3)
+	// The subscriber opens its LISTEN connection beside its catch-up read:
+	// wait until it is there, so that the first round kills it.
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		var listening int
+		if err := s.Pool().QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity
+WHERE datname = current_database() AND query LIKE 'LISTEN %'`).Scan(&listening); err != nil {
+			t.Fatal(err)
+		}
+		if listening > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the subscriber's LISTEN connection did not appear within 10 s")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 	for round := range 3 {
 		// Make sure the LISTEN connection exists, then kill everything.
 		// The pool may hand out a connection killed in the previous round:
