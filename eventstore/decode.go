@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -111,9 +112,14 @@ func collect(rows pgx.Rows, sizeHint int) ([]domain.RecordedEvent, error) {
 	defer rows.Close()
 	d := newRowDecoder()
 	// A page is often far shorter than its limit (a follower at the head
-	// reads nothing): start small and let append grow the slice.
+	// reads nothing): start small, and once a page outgrows that, make room
+	// for the whole limit at once rather than doubling up to it.
+	sizeHint = min(sizeHint, maxPage)
 	out := make([]domain.RecordedEvent, 0, min(sizeHint, initialPageCap))
 	for rows.Next() {
+		if len(out) == cap(out) && cap(out) < sizeHint {
+			out = slices.Grow(out, sizeHint-len(out))
+		}
 		out = append(out, domain.RecordedEvent{})
 		if _, err := d.decode(rows.RawValues(), &out[len(out)-1], true); err != nil {
 			return nil, fmt.Errorf("eventstore: read: %w", err)
