@@ -488,16 +488,7 @@ func (s *Postgres) fly(f *flight, done chan<- *flight) {
 		}
 		b = &pgx.Batch{}
 		b.Queue(sqlMoveHead, pl.head, pl.hash, f.from.position, f.from.hash)
-		queueUpsertStreams(b, pl)
-		b.Queue(sqlNotify, s.cfg.NotifyChannel, strconv.FormatInt(pl.head, 10))
-		b.Queue("COMMIT")
-		if err := conn.SendBatch(ctx, b).Close(); err != nil {
-			return err
-		}
-		if conn.PgConn().TxStatus() != 'I' {
-			return errors.New("transaction still open after COMMIT")
-		}
-		return nil
+		return s.commitBatch(ctx, conn, b, pl)
 	})
 	cancel()
 	close(f.finished)
@@ -854,6 +845,22 @@ func queueUpsertStreams(b *pgx.Batch, pl *plan) {
 	b.Queue(sqlUpsertStreams, ids, vers)
 }
 
+// commitBatch queues the end of a batch's transaction after what b holds
+// (the upsert of its stream versions, the notification of its new head and
+// the COMMIT), sends it and checks the transaction is over.
+func (s *Postgres) commitBatch(ctx context.Context, conn *pgx.Conn, b *pgx.Batch, pl *plan) error {
+	queueUpsertStreams(b, pl)
+	b.Queue(sqlNotify, s.cfg.NotifyChannel, strconv.FormatInt(pl.head, 10))
+	b.Queue("COMMIT")
+	if err := conn.SendBatch(ctx, b).Close(); err != nil {
+		return err
+	}
+	if conn.PgConn().TxStatus() != 'I' {
+		return errors.New("transaction still open after COMMIT")
+	}
+	return nil
+}
+
 // withConn runs fn on a connection of the pool. When fn fails inside a
 // transaction, the transaction is rolled back, or the connection closed if
 // that fails too.
@@ -917,15 +924,9 @@ func (s *Postgres) commit(ctx context.Context, batch []*appendReq) ([]appendRepl
 		// Round trip 2.
 		b = &pgx.Batch{}
 		queueInsert(b, pl)
-		queueUpsertStreams(b, pl)
 		b.Queue(sqlUpdateHead, pl.head, pl.hash)
-		b.Queue(sqlNotify, s.cfg.NotifyChannel, strconv.FormatInt(pl.head, 10))
-		b.Queue("COMMIT")
-		if err := conn.SendBatch(ctx, b).Close(); err != nil {
+		if err := s.commitBatch(ctx, conn, b, pl); err != nil {
 			return err
-		}
-		if conn.PgConn().TxStatus() != 'I' {
-			return errors.New("transaction still open after COMMIT")
 		}
 		tip = &headState{position: pl.head, hash: pl.hash}
 		return nil

@@ -2,7 +2,6 @@ package projections
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"slices"
 	"strings"
@@ -13,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"berth/domain"
+	"berth/eventstore"
 )
 
 // maxRebuildWorkers bounds the connections one rebuild uses at once.
@@ -277,11 +277,8 @@ func readBlock(ctx context.Context, pool *pgxpool.Pool, lo, hi int64, buf folded
 		if raw := jsonbBytes(raw[5], fields[5].Format); raw != nil {
 			// Decoded into its own variable, so that e stays off the heap.
 			var md domain.Metadata
-			if !decodeMetadataFast(raw, &md) {
-				md = domain.Metadata{}
-				if err := json.Unmarshal(raw, &md); err != nil {
-					return foldedBlock{err: fmt.Errorf("event %d: decode metadata: %w", e.Position, err)}
-				}
+			if err := eventstore.DecodeMetadata(raw, &md); err != nil {
+				return foldedBlock{err: fmt.Errorf("event %d: decode metadata: %w", e.Position, err)}
 			}
 			e.Metadata = md
 		}

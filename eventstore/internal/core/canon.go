@@ -132,19 +132,13 @@ func (c *canonicalizer) object(out []byte, depth int) ([]byte, bool) {
 			return nil, false
 		}
 		c.members = append(c.members, member{key: key, start: vstart, end: len(out), order: len(c.members) - base})
-		c.space()
-		if c.pos == len(c.in) {
+		more, ok := c.next('}')
+		if !ok {
 			return nil, false
 		}
-		if c.in[c.pos] == ',' {
-			c.pos++
-			continue
+		if !more {
+			break
 		}
-		if c.in[c.pos] != '}' {
-			return nil, false
-		}
-		c.pos++
-		break
 	}
 	members := c.members[base:]
 	// jsonb orders keys by length, then bytes; of equal keys the last one
@@ -192,20 +186,33 @@ func (c *canonicalizer) array(out []byte, depth int) ([]byte, bool) {
 		if out, ok = c.value(out, depth+1); !ok {
 			return nil, false
 		}
-		c.space()
-		if c.pos == len(c.in) {
+		more, ok := c.next(']')
+		if !ok {
 			return nil, false
 		}
-		if c.in[c.pos] == ',' {
-			c.pos++
-			continue
+		if !more {
+			return append(out, ']'), true
 		}
-		if c.in[c.pos] != ']' {
-			return nil, false
-		}
-		c.pos++
-		return append(out, ']'), true
 	}
+}
+
+// next reads what follows a member or an element: a comma (more is true)
+// or the closing byte of its object or array (more is false); ok is false
+// for anything else.
+func (c *canonicalizer) next(closing byte) (more, ok bool) {
+	c.space()
+	if c.pos == len(c.in) {
+		return false, false
+	}
+	switch c.in[c.pos] {
+	case ',':
+		c.pos++
+		return true, true
+	case closing:
+		c.pos++
+		return false, true
+	}
+	return false, false
 }
 
 // number copies an integer or a decimal fraction without exponent, which
