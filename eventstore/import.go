@@ -45,11 +45,6 @@ func (s *Postgres) Import(ctx context.Context, appends []domain.StreamAppend) (d
 	if err != nil {
 		return domain.AppendResult{}, fmt.Errorf("eventstore: import: %w", err)
 	}
-	// Wait for the appends in flight, which insert before they hold the
-	// head, and hold the next ones back until the copy has committed.
-	s.exclusive.Lock()
-	defer s.exclusive.Unlock()
-	s.imports.Add(1)
 	var res domain.AppendResult
 	err = pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{IsoLevel: pgx.ReadCommitted}, func(tx pgx.Tx) error {
 		var err error

@@ -2,17 +2,14 @@ package eventstore
 
 import (
 	"bytes"
-	"cmp"
 	"context"
 	"crypto/sha256"
 	"errors"
 	"fmt"
 	"log/slog"
 	"maps"
-	"slices"
 	"strconv"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
@@ -24,19 +21,11 @@ import (
 	"berth/eventstore/internal/core"
 )
 
-// pipelineDrainEvery bounds how long flights hold the head row shared
-// without a pause (see pipeline).
-const pipelineDrainEvery = 250 * time.Millisecond
-
 // ErrClosed is returned by Append after Close.
 var ErrClosed = errors.New("eventstore: closed")
 
 // PostgresConfig configures a Postgres store. Zero fields take defaults.
 type PostgresConfig struct {
-	// Writers is the number of group commit transactions in flight at once
-	// (default 2): while one commits, the next inserts its rows and waits
-	// for the head (see pipeline). 1 commits one batch at a time.
-	Writers int
 	// MaxBatchEvents caps the events coalesced into one transaction
 	// (default 2000).
 	MaxBatchEvents int
@@ -58,9 +47,6 @@ type PostgresConfig struct {
 }
 
 func (c *PostgresConfig) setDefaults() {
-	if c.Writers == 0 {
-		c.Writers = 2
-	}
 	if c.MaxBatchEvents == 0 {
 		c.MaxBatchEvents = 2000
 	}
@@ -87,9 +73,6 @@ func (c *PostgresConfig) setDefaults() {
 // Validate reports every invalid field.
 func (c PostgresConfig) Validate() error {
 	var errs []error
-	if c.Writers < 1 || c.Writers > 16 {
-		errs = append(errs, domain.Invalid("Writers", "must be between 1 and 16"))
-	}
 	if c.MaxBatchEvents < 1 {
 		errs = append(errs, domain.Invalid("MaxBatchEvents", "must be positive"))
 	}
@@ -117,12 +100,6 @@ type Postgres struct {
 	closing chan struct{}
 	stopped chan struct{}
 	once    sync.Once
-	wg      sync.WaitGroup
-	// exclusive is held shared by every pipelined batch in flight and
-	// exclusively by Import, whose copy under the head lock would deadlock
-	// with a batch that inserted rows before taking the head.
-	exclusive sync.RWMutex
-	imports   atomic.Uint64 // Imports started, which move the head
 }
 
 var (
@@ -149,9 +126,10 @@ func NewPostgres(cfg PostgresConfig, pool *pgxpool.Pool) (*Postgres, error) {
 		closing: make(chan struct{}),
 		stopped: make(chan struct{}),
 	}
-	s.wg.Add(1)
-	go s.writer()
-	go func() { s.wg.Wait(); close(s.stopped) }()
+	go func() {
+		s.writer()
+		close(s.stopped)
+	}()
 	return s, nil
 }
 
@@ -229,22 +207,16 @@ func (s *Postgres) Append(ctx context.Context, appends ...domain.StreamAppend) (
 	}
 }
 
-// writer coalesces the waiting appends into batches and commits them through
-// its pipeline, which sends a batch while the ones before it still commit.
+// writer coalesces the waiting appends into batches and writes them one at
+// a time. A batch is collected only once the one before it has committed,
+// so the appends that come meanwhile join it.
 func (s *Postgres) writer() {
-	defer s.wg.Done()
-	p := &pipeline{s: s, done: make(chan *flight, s.cfg.Writers)}
+	w := &batchWriter{s: s, known: map[string]int64{}}
 	for {
 		select {
 		case first := <-s.reqs:
-			p.handle(s.collect(first))
-		case f := <-p.done:
-			p.finish(f)
-			if len(p.failed) > 0 {
-				p.settle()
-			}
+			w.write(s.collect(first))
 		case <-s.closing:
-			p.settle()
 			return
 		}
 	}
@@ -274,147 +246,78 @@ type headState struct {
 	hash     []byte
 }
 
-// pipeline is one writer's state. Its tip is where the log ends once every
-// batch in flight has committed. The next batch is read (see queueReads)
-// without any lock, planned on top of the tip with the effects of the batches in
-// flight laid over what it read, and sent at once: its rows are inserted
-// while the batches before it commit (see fly). Its transaction then moves
-// the head only if the head is still the tip it was planned on. Every read
-// of the batch is valid if that succeeds: anything committed in between (by
-// another process, an Import, or nothing at all because the batch before
-// failed) would have moved the head elsewhere. A batch that fails for any
-// reason is written again the safe way, under the head lock with everything
-// read afresh, after the batches in flight have finished, and its callers
-// get that answer.
+// batchWriter is the writer's state: the head it left (the tip) and the
+// versions it knows of the streams it read or wrote since.
 //
-// Flights keep an appender that locks the head FOR UPDATE waiting while any
-// of them holds the head (see fly); so that one in another process is not
-// starved, the pipeline lets every flight finish at least every
-// pipelineDrainEvery before it sends the next.
-type pipeline struct {
-	s       *Postgres
-	drained time.Time  // when no flight was last in flight
-	tip     *headState // nil: unknown, the next batch is written the safe way
-	gen     uint64     // s.imports when tip was learnt
-	flying  []*flight  // sent and not finished, in position order
-	failed  []*flight
-	done    chan *flight // every flight sends itself here when finished
+// While the tip is known, a batch is written optimistically (see
+// optimistic): planned on the tip and the known versions, reading only the
+// versions of other streams, without a lock, and sent in one round trip
+// whose transaction moves the head only if the head is still the tip.
+// Anything committed since by another process or an Import has moved the
+// head elsewhere, so every read the batch relied on is valid if the move
+// succeeds. When it does not, or anything else fails, the tip is forgotten
+// and the batch is written the safe way (see Postgres.write): under the head
+// lock, with everything read afresh, which also tells the new tip.
+type batchWriter struct {
+	s     *Postgres
+	tip   *headState // nil: unknown
+	known map[string]int64
 }
 
-// flight is one batch sent through the pipeline.
-type flight struct {
-	batch    []*appendReq
-	plan     *plan
-	from     headState     // the tip it was planned on
-	prev     *flight       // the flight before it, nil when none was in flight
-	finished chan struct{} // closed once it has committed or failed
-	err      error
+// versionsOf returns the versions batch can be planned on without reading
+// them, and the streams whose version must be read. A stream's version is
+// known when the writer read or wrote it since the tip, or else assumed to
+// be what its first append expects, unless an append to it expects any
+// version. The move of the streams checks both (see queueAdvanceStreams),
+// for the streams a batch writes.
+func (w *batchWriter) versionsOf(batch []*appendReq) (versions map[string]int64, assumed bool, unknown []string) {
+	versions = map[string]int64{}
+	anyVersion := map[string]bool{}
+	for _, r := range batch {
+		for _, st := range r.streams {
+			if st.Expected == domain.ExpectAny {
+				anyVersion[st.StreamID] = true
+			}
+		}
+	}
+	seen := map[string]bool{}
+	for _, r := range batch {
+		for _, st := range r.streams {
+			id := st.StreamID
+			if seen[id] {
+				continue
+			}
+			seen[id] = true
+			if v, ok := w.known[id]; ok {
+				versions[id] = v
+			} else if anyVersion[id] {
+				unknown = append(unknown, id)
+			} else {
+				versions[id] = int64(st.Expected)
+				assumed = true
+			}
+		}
+	}
+	return versions, assumed, unknown
 }
 
-// handle writes batch, through the pipeline when the tip is known.
-func (p *pipeline) handle(batch []*appendReq) {
+// maxKnownStreams bounds the stream versions a batchWriter remembers.
+const maxKnownStreams = 16384
+
+func (w *batchWriter) write(batch []*appendReq) {
 	batch = live(batch)
 	if len(batch) == 0 {
 		return
 	}
-	p.reap()
-	for len(p.flying) >= p.s.cfg.Writers && len(p.failed) == 0 {
-		p.finish(<-p.done)
-	}
-	if len(p.failed) > 0 {
-		p.settle()
-	}
-	if p.tip == nil {
-		p.safe(batch)
-		return
-	}
-	// Import takes the lock exclusively: no batch is in flight while it
-	// copies, and the tip is stale once it has.
-	p.s.exclusive.RLock()
-	if p.s.imports.Load() != p.gen {
-		p.s.exclusive.RUnlock()
-		p.settle()
-		p.safe(batch)
-		return
-	}
-	f, err := p.prepare(batch)
-	if err != nil || len(f.plan.rows.pos) == 0 {
-		// Data the database rejects (found one request at a time by the
-		// safe way), a connection problem, or nothing to write: answers
-		// that may rest on the batches in flight are given the safe way.
-		p.s.exclusive.RUnlock()
-		if err != nil {
-			p.s.log.Debug("pipelined read failed, writing the safe way", "err", err)
-		}
-		p.settle()
-		p.safe(batch)
-		return
-	}
-	if len(p.flying) > 0 && time.Since(p.drained) > pipelineDrainEvery {
-		p.settle()
-		if p.tip == nil || p.tip.position != f.from.position || !bytes.Equal(p.tip.hash, f.from.hash) {
-			// A flight before it failed: f was planned on it.
-			p.s.exclusive.RUnlock()
-			p.safe(batch)
+	if w.tip != nil {
+		err := w.optimistic(batch)
+		if err == nil {
 			return
 		}
-		f.prev = nil
+		w.s.log.Debug("optimistic batch not written, writing it the safe way", "err", err)
 	}
-	p.tip = &headState{position: f.plan.head, hash: f.plan.hash}
-	p.flying = append(p.flying, f)
-	go p.s.fly(f, p.done)
-}
-
-// reap finishes the flights that are done, without waiting.
-func (p *pipeline) reap() {
-	for {
-		select {
-		case f := <-p.done:
-			p.finish(f)
-		default:
-			return
-		}
-	}
-}
-
-func (p *pipeline) finish(f *flight) {
-	defer func() {
-		if len(p.flying) == 0 {
-			p.drained = time.Now()
-		}
-	}()
-	for i, g := range p.flying {
-		if g == f {
-			p.flying = append(p.flying[:i], p.flying[i+1:]...)
-			break
-		}
-	}
-	if f.err != nil {
-		p.s.log.Debug("pipelined batch failed, writing it again the safe way", "err", f.err)
-		p.failed = append(p.failed, f)
-		p.tip = nil
-	}
-}
-
-// settle waits for every flight and writes the failed ones again, in
-// position order.
-func (p *pipeline) settle() {
-	for len(p.flying) > 0 {
-		p.finish(<-p.done)
-	}
-	failed := p.failed
-	p.failed = nil
-	slices.SortFunc(failed, func(a, b *flight) int { return cmp.Compare(a.from.position, b.from.position) })
-	for _, f := range failed {
-		p.safe(f.batch)
-	}
-}
-
-// safe writes batch under the head lock, which also tells the tip. Nothing
-// may be in flight.
-func (p *pipeline) safe(batch []*appendReq) {
-	p.gen = p.s.imports.Load()
-	p.tip = p.s.write(batch)
+	clear(w.known)
+	w.tip = w.s.write(batch)
 }
 
 // live replies to the requests whose context has ended and returns the rest.
@@ -430,75 +333,79 @@ func live(batch []*appendReq) []*appendReq {
 	return out
 }
 
-// prepare reads what batch needs without a lock and plans it on the tip.
-func (p *pipeline) prepare(batch []*appendReq) (*flight, error) {
-	in := gather(batch)
-	ctx, cancel := context.WithTimeout(context.Background(), p.s.cfg.WriteTimeout)
-	defer cancel()
-	b := &pgx.Batch{}
-	queueReads(b, &in, false)
-	rd, err := readBatch(p.s.pool.SendBatch(ctx, b), batch, &in, false)
-	if err != nil {
-		return nil, err
-	}
-	// What the batches in flight write is not visible yet, or is and
-	// agrees.
-	for _, f := range p.flying {
-		maps.Copy(rd.found, f.plan.written)
-		maps.Copy(rd.versions, f.plan.versions)
-	}
-	from := *p.tip
-	f := &flight{batch: batch, plan: planBatch(batch, rd, from), from: from, finished: make(chan struct{})}
-	if len(p.flying) > 0 {
-		f.prev = p.flying[len(p.flying)-1]
-	}
-	return f, nil
-}
+// errNothingToWrite sends a batch whose every request is refused or a
+// duplicate the safe way, whose reads are authoritative.
+var errNothingToWrite = errors.New("no event to write")
 
-// fly commits one pipelined batch and answers its callers when it commits.
+// optimistic writes batch on the tip and answers its callers, or returns why
+// it did not; then nothing was answered, and the tip may be wrong.
 //
-// It first takes the head row FOR KEY SHARE: flights do not block one
-// another with it, nor the move of the head (a non-key update), but an
-// appender that locks the head FOR UPDATE (the safe way, Import, another
-// process) waits until the flights holding it have finished, so it never
-// inserts a position a flight already holds. Then it inserts its rows, and
-// only once the flight before it has finished does it move the head: a move
-// that had to wait for another flight's lock could queue behind such a
-// waiting appender, which waits for this flight: a deadlock.
-func (s *Postgres) fly(f *flight, done chan<- *flight) {
+// It reads, without a lock and in one round trip, the versions of the
+// streams it does not know and the documents the callers could not
+// normalise; it sends nothing when nothing is left to read. It does not
+// look the event ids up: an id committed before makes the insert fail on
+// the unique constraint, and the safe way answers it.
+//
+// The commit takes the head row FOR KEY SHARE first: an appender that locks
+// it FOR UPDATE (the safe way, Import, another process) waits for it rather
+// than inserting the same positions, and moving the head (a non-key update)
+// after that needs no lock anyone else holds.
+func (w *batchWriter) optimistic(batch []*appendReq) error {
+	s := w.s
 	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.WriteTimeout)
-	f.err = s.withConn(ctx, func(conn *pgx.Conn) error {
-		pl := f.plan
+	defer cancel()
+	in := gather(batch)
+	streams := in.streamIDs
+	versions, assumed, unknown := w.versionsOf(batch)
+	in.streamIDs = unknown
+	rd := newReadings(batch, &in)
+	if len(in.pending) > 0 || len(unknown) > 0 {
 		b := &pgx.Batch{}
-		b.Queue("BEGIN ISOLATION LEVEL READ COMMITTED")
-		b.Queue(sqlShareHead)
-		queueInsert(b, pl)
-		if err := conn.SendBatch(ctx, b).Close(); err != nil {
+		queueReads(b, &in, false)
+		var err error
+		if rd, err = readBatch(s.pool.SendBatch(ctx, b), batch, &in, false); err != nil {
 			return err
 		}
-		if f.prev != nil {
-			select {
-			case <-f.prev.finished:
-			case <-ctx.Done():
-				return ctx.Err()
-			}
-			if f.prev.err != nil {
-				return errors.New("the batch before failed")
-			}
-		}
-		b = &pgx.Batch{}
-		b.Queue(sqlMoveHead, pl.head, pl.hash, f.from.position, f.from.hash)
-		return s.commitBatch(ctx, conn, b, pl)
-	})
-	cancel()
-	close(f.finished)
-	if f.err == nil {
-		for i, r := range f.batch {
-			r.reply <- f.plan.replies[i]
+	}
+	maps.Copy(rd.versions, versions)
+	from := *w.tip
+	pl := planBatch(batch, rd, from)
+	if len(pl.rows.pos) == 0 {
+		return errNothingToWrite
+	}
+	for _, r := range pl.replies {
+		if r.err != nil && assumed {
+			// It may rest on a version assumed and not written, which
+			// nothing checks.
+			return errNothingToWrite
 		}
 	}
-	s.exclusive.RUnlock()
-	done <- f
+	err := s.withConn(ctx, func(conn *pgx.Conn) error {
+		// One round trip, in the implicit transaction of a pipeline.
+		b := &pgx.Batch{}
+		b.Queue(sqlShareHead)
+		queueInsert(b, pl)
+		b.Queue(sqlMoveHead, pl.head, pl.hash, from.position, from.hash)
+		queueAdvanceStreams(b, pl)
+		b.Queue(sqlNotify, s.cfg.NotifyChannel, strconv.FormatInt(pl.head, 10))
+		return conn.SendBatch(ctx, b).Close()
+	})
+	if err != nil {
+		return err
+	}
+	for i, r := range batch {
+		r.reply <- pl.replies[i]
+	}
+	w.tip = &headState{position: pl.head, hash: pl.hash}
+	// rd.versions holds the streams of the batch as it leaves them, but
+	// for those that do not exist and stay so.
+	if len(w.known)+len(streams) > maxKnownStreams {
+		clear(w.known)
+	}
+	for _, id := range streams {
+		w.known[id] = rd.versions[id]
+	}
+	return nil
 }
 
 // write commits batch the safe way, replying to every request in it, and
@@ -574,6 +481,12 @@ SELECT p, s, v, e, t, sv, d::jsonb, m::jsonb, $9, ph, h
 FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::uuid[], $5::text[], $6::int[], $7::text[], $8::text[], $10::bytea[], $11::bytea[]) AS u(p, s, v, e, t, sv, d, m, ph, h)`
 	sqlUpsertStreams = `INSERT INTO streams (stream_id, version) SELECT * FROM unnest($1::text[], $2::bigint[])
 ON CONFLICT (stream_id) DO UPDATE SET version = EXCLUDED.version`
+	// sqlAdvanceStreams moves streams $1 from versions $3 to $2; when any
+	// is elsewhere it fails (division by zero), like sqlMoveHead.
+	sqlAdvanceStreams = `WITH u AS (SELECT * FROM unnest($1::text[], $2::bigint[], $3::bigint[]) AS u(s, v, p)),
+moved AS (UPDATE streams SET version = u.v FROM u WHERE streams.stream_id = u.s AND streams.version = u.p AND u.p > 0 RETURNING 1),
+created AS (INSERT INTO streams (stream_id, version) SELECT s, v FROM u WHERE p = 0 ON CONFLICT (stream_id) DO NOTHING RETURNING 1)
+SELECT 1 / ((SELECT count(*) FROM moved) + (SELECT count(*) FROM created) = cardinality($1::text[]))::int`
 	sqlUpdateHead = `UPDATE event_head SET position = $1, hash = $2 WHERE id`
 	sqlShareHead  = `SELECT 1 FROM event_head WHERE id FOR KEY SHARE`
 	// sqlMoveHead moves the head from ($3, $4) to ($1, $2). When the head
@@ -631,6 +544,22 @@ type readings struct {
 	found              map[uuid.UUID]existing
 }
 
+// newReadings returns the readings of batch before anything is read: the
+// texts its callers normalised.
+func newReadings(batch []*appendReq, in *batchInput) *readings {
+	rd := &readings{
+		normData: make([][]byte, 0, in.n),
+		normMeta: make([][]byte, 0, in.n),
+		versions: map[string]int64{},
+		found:    map[uuid.UUID]existing{},
+	}
+	for _, r := range batch {
+		rd.normData = append(rd.normData, r.data...)
+		rd.normMeta = append(rd.normMeta, r.meta...)
+	}
+	return rd
+}
+
 // queueReads queues what a batch reads. The safe way (locked) begins the
 // transaction and locks the head row, and looks the event ids up under the
 // lock. A pipelined batch does not look them up: the batches in flight tell
@@ -647,7 +576,9 @@ func queueReads(b *pgx.Batch, in *batchInput, locked bool) {
 	if locked {
 		b.Queue(sqlLockHead)
 	}
-	b.Queue(sqlVersions, in.streamIDs)
+	if len(in.streamIDs) > 0 {
+		b.Queue(sqlVersions, in.streamIDs)
+	}
 	if locked {
 		b.Queue(sqlExisting, in.ids)
 	}
@@ -656,16 +587,7 @@ func queueReads(b *pgx.Batch, in *batchInput, locked bool) {
 // readBatch reads the results of the statements queueReads queued, and
 // closes br.
 func readBatch(br pgx.BatchResults, batch []*appendReq, in *batchInput, locked bool) (*readings, error) {
-	rd := &readings{
-		normData: make([][]byte, 0, in.n),
-		normMeta: make([][]byte, 0, in.n),
-		versions: map[string]int64{},
-		found:    map[uuid.UUID]existing{},
-	}
-	for _, r := range batch {
-		rd.normData = append(rd.normData, r.data...)
-		rd.normMeta = append(rd.normMeta, r.meta...)
-	}
+	rd := newReadings(batch, in)
 	err := func() error {
 		if locked {
 			if _, err := br.Exec(); err != nil {
@@ -699,22 +621,24 @@ func readBatch(br pgx.BatchResults, batch []*appendReq, in *batchInput, locked b
 				return err
 			}
 		}
-		rows, err := br.Query()
-		if err != nil {
-			return err
-		}
-		var sid string
-		var v int64
-		if _, err := pgx.ForEachRow(rows, []any{&sid, &v}, func() error {
-			rd.versions[sid] = v
-			return nil
-		}); err != nil {
-			return err
+		if len(in.streamIDs) > 0 {
+			rows, err := br.Query()
+			if err != nil {
+				return err
+			}
+			var sid string
+			var v int64
+			if _, err := pgx.ForEachRow(rows, []any{&sid, &v}, func() error {
+				rd.versions[sid] = v
+				return nil
+			}); err != nil {
+				return err
+			}
 		}
 		if !locked {
 			return nil
 		}
-		rows, err = br.Query()
+		rows, err := br.Query()
 		if err != nil {
 			return err
 		}
@@ -753,8 +677,8 @@ type plan struct {
 	recordedAt time.Time
 	head       int64
 	hash       []byte
-	written    map[uuid.UUID]existing // event id → where it is written
-	versions   map[string]int64       // stream → the version it is left at
+	versions   map[string]int64 // stream → the version it is left at
+	base       map[string]int64 // stream → the version it was found at
 }
 
 // planBatch decides each request of batch against what was read and positions
@@ -765,8 +689,8 @@ func planBatch(batch []*appendReq, rd *readings, from headState) *plan {
 		recordedAt: core.Now(),
 		head:       from.position,
 		hash:       from.hash,
-		written:    map[uuid.UUID]existing{},
 		versions:   map[string]int64{},
+		base:       map[string]int64{},
 	}
 	hasher := core.NewHasher()
 	found, versions := rd.found, rd.versions
@@ -791,6 +715,9 @@ func planBatch(batch []*appendReq, rd *readings, from headState) *plan {
 		j := first
 		for _, st := range r.streams {
 			v := versions[st.StreamID]
+			if _, ok := pl.base[st.StreamID]; !ok {
+				pl.base[st.StreamID] = v
+			}
 			streamID := []byte(st.StreamID)
 			for _, e := range st.Events {
 				pl.head++
@@ -816,7 +743,6 @@ func planBatch(batch []*appendReq, rd *readings, from headState) *plan {
 				rows.hash = append(rows.hash, h)
 				ex := existing{position: pl.head, streamID: st.StreamID, version: v}
 				found[id] = ex
-				pl.written[id] = ex
 				res.Positions = append(res.Positions, pl.head)
 				pl.hash = h
 				j++
@@ -843,6 +769,21 @@ func queueUpsertStreams(b *pgx.Batch, pl *plan) {
 		vers = append(vers, v)
 	}
 	b.Queue(sqlUpsertStreams, ids, vers)
+}
+
+// queueAdvanceStreams queues the move of every stream pl writes from the
+// version it was planned on to the one it leaves, failing the transaction
+// when any stream is not at the version planned.
+func queueAdvanceStreams(b *pgx.Batch, pl *plan) {
+	ids := make([]string, 0, len(pl.versions))
+	vers := make([]int64, 0, len(pl.versions))
+	bases := make([]int64, 0, len(pl.versions))
+	for sid, v := range pl.versions {
+		ids = append(ids, sid)
+		vers = append(vers, v)
+		bases = append(bases, pl.base[sid])
+	}
+	b.Queue(sqlAdvanceStreams, ids, vers, bases)
 }
 
 // commitBatch queues the end of a batch's transaction after what b holds

@@ -287,7 +287,7 @@ func TestVerifyDetectsTampering(t *testing.T) {
 // appends: only the bad one fails, with a validation error.
 func TestDatabaseRejectedDataFailsOnlyItsAppend(t *testing.T) {
 	t.Parallel()
-	s := newPostgres(t, eventstore.PostgresConfig{Writers: 1})
+	s := newPostgres(t, eventstore.PostgresConfig{})
 	var wg sync.WaitGroup
 	errs := make([]error, 20)
 	for i := range errs {

@@ -143,12 +143,18 @@ func newBackoff() *backoff { return &backoff{d: 50 * time.Millisecond} }
 
 func (b *backoff) reset() { b.d = 50 * time.Millisecond }
 
+// next returns the current delay and doubles it (up to 2 s).
+func (b *backoff) next() time.Duration {
+	d := b.d
+	b.d = min(2*b.d, 2*time.Second)
+	return d
+}
+
 // wait sleeps for the current delay and doubles it (up to 2 s). It returns
 // false when ctx ends first.
 func (b *backoff) wait(ctx context.Context) bool {
-	t := time.NewTimer(b.d)
+	t := time.NewTimer(b.next())
 	defer t.Stop()
-	b.d = min(2*b.d, 2*time.Second)
 	select {
 	case <-ctx.Done():
 		return false
