@@ -2,12 +2,14 @@ package eventstore
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"errors"
 	"fmt"
 	"log/slog"
 	"maps"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -207,16 +209,23 @@ func (s *Postgres) Append(ctx context.Context, appends ...domain.StreamAppend) (
 	}
 }
 
-// writer coalesces the waiting appends into batches and writes them one at
-// a time. A batch is collected only once the one before it has committed,
-// so the appends that come meanwhile join it.
+// writer coalesces the waiting appends into batches and writes them. A
+// batch is collected only once it can be sent, so the appends that come
+// while the batches before it commit join it.
 func (s *Postgres) writer() {
-	w := &batchWriter{s: s, known: map[string]int64{}}
+	w := &batchWriter{s: s, known: map[string]int64{}, done: make(chan *flight, maxFlights)}
 	for {
 		select {
 		case first := <-s.reqs:
+			w.makeRoom()
 			w.write(s.collect(first))
+		case f := <-w.done:
+			w.finish(f)
+			if len(w.failed) > 0 {
+				w.settle()
+			}
 		case <-s.closing:
+			w.settle()
 			return
 		}
 	}
@@ -246,22 +255,196 @@ type headState struct {
 	hash     []byte
 }
 
-// batchWriter is the writer's state: the head it left (the tip) and the
-// versions it knows of the streams it read or wrote since.
+// batchWriter is the writer's state: the head it left (the tip), the
+// versions it knows of the streams it read or wrote since, and the batches
+// in flight.
 //
-// While the tip is known, a batch is written optimistically (see
-// optimistic): planned on the tip and the known versions, reading only the
-// versions of other streams, without a lock, and sent in one round trip
-// whose transaction moves the head only if the head is still the tip.
-// Anything committed since by another process or an Import has moved the
-// head elsewhere, so every read the batch relied on is valid if the move
-// succeeds. When it does not, or anything else fails, the tip is forgotten
-// and the batch is written the safe way (see Postgres.write): under the head
-// lock, with everything read afresh, which also tells the new tip.
+// While the tip is known, a batch is written optimistically: planned on the
+// tip and the known versions (see plan), reading only the versions of other
+// streams, without a lock, and sent in a transaction that moves the head
+// and the streams only from where the batch was planned. Anything committed
+// since by another process or an Import has moved the head elsewhere, so
+// every read the batch relied on is valid if the moves succeed. When they
+// do not, or anything else fails, the tip is forgotten and the batch is
+// written the safe way (see Postgres.write): under the head lock, with
+// everything read afresh, which also tells the new tip.
+//
+// A batch of pipelineMinEvents or more is sent while the one before it
+// still commits (see fly): a second backend inserts its rows meanwhile.
+// Smaller batches wait for every flight and go in one round trip.
 type batchWriter struct {
-	s     *Postgres
-	tip   *headState // nil: unknown
-	known map[string]int64
+	s       *Postgres
+	tip     *headState // nil: unknown
+	known   map[string]int64
+	flying  []*flight // sent and not finished, in position order
+	failed  []*flight
+	done    chan *flight // every flight sends itself here when finished
+	drained time.Time    // when no flight was last in flight
+}
+
+// flight is one batch sent while another may still commit.
+type flight struct {
+	batch    []*appendReq
+	plan     *plan
+	from     headState     // the tip it was planned on
+	prev     *flight       // the flight before it, nil when none was in flight
+	finished chan struct{} // closed once it has committed or failed
+	err      error
+}
+
+const (
+	// maxKnownStreams bounds the stream versions a batchWriter remembers.
+	maxKnownStreams = 16384
+	// pipelineMinEvents is the size from which a batch is sent while the
+	// one before it commits. For smaller ones the second transaction costs
+	// more than the overlap saves.
+	pipelineMinEvents = 64
+	// maxFlights is the number of batches in flight at once.
+	maxFlights = 2
+	// pipelineDrainEvery bounds how long flights hold the head row shared
+	// without a pause, so that an appender waiting to lock it (another
+	// process, an Import) is not starved.
+	pipelineDrainEvery = 250 * time.Millisecond
+)
+
+func (w *batchWriter) write(batch []*appendReq) {
+	batch = live(batch)
+	if len(batch) == 0 {
+		return
+	}
+	events := 0
+	for _, r := range batch {
+		events += r.events
+	}
+	if len(w.flying) > 0 && time.Since(w.drained) > pipelineDrainEvery {
+		w.settle()
+	}
+	if w.tip != nil && events >= pipelineMinEvents {
+		err := w.launch(batch)
+		if err == nil {
+			return
+		}
+		w.s.log.Debug("batch not sent through the pipeline", "err", err)
+	}
+	w.settle()
+	if w.tip != nil {
+		err := w.optimistic(batch)
+		if err == nil {
+			return
+		}
+		w.s.log.Debug("optimistic batch not written, writing it the safe way", "err", err)
+	}
+	w.safe(batch)
+}
+
+// safe writes batch under the head lock, which also tells the tip. Nothing
+// may be in flight.
+func (w *batchWriter) safe(batch []*appendReq) {
+	clear(w.known)
+	w.tip = w.s.write(batch)
+}
+
+// makeRoom waits until another flight may be sent, and writes the failed
+// ones again.
+func (w *batchWriter) makeRoom() {
+	w.reap()
+	for len(w.flying) >= maxFlights && len(w.failed) == 0 {
+		w.finish(<-w.done)
+	}
+	if len(w.failed) > 0 {
+		w.settle()
+	}
+}
+
+// reap finishes the flights that are done, without waiting.
+func (w *batchWriter) reap() {
+	for {
+		select {
+		case f := <-w.done:
+			w.finish(f)
+		default:
+			return
+		}
+	}
+}
+
+func (w *batchWriter) finish(f *flight) {
+	w.flying = slices.DeleteFunc(w.flying, func(g *flight) bool { return g == f })
+	if len(w.flying) == 0 {
+		w.drained = time.Now()
+	}
+	if f.err != nil {
+		w.s.log.Debug("pipelined batch failed, writing it again the safe way", "err", f.err)
+		w.failed = append(w.failed, f)
+		w.tip = nil
+		clear(w.known)
+	}
+}
+
+// settle waits for every flight and writes the failed ones again, in
+// position order.
+func (w *batchWriter) settle() {
+	for len(w.flying) > 0 {
+		w.finish(<-w.done)
+	}
+	failed := w.failed
+	w.failed = nil
+	slices.SortFunc(failed, func(a, b *flight) int { return cmp.Compare(a.from.position, b.from.position) })
+	for _, f := range failed {
+		w.safe(f.batch)
+	}
+}
+
+// live replies to the requests whose context has ended and returns the rest.
+func live(batch []*appendReq) []*appendReq {
+	out := batch[:0]
+	for _, r := range batch {
+		if err := r.ctx.Err(); err != nil {
+			r.reply <- appendReply{err: err}
+			continue
+		}
+		out = append(out, r)
+	}
+	return out
+}
+
+// errNothingToWrite sends a batch whose every request is refused or a
+// duplicate the safe way, whose reads are authoritative.
+var errNothingToWrite = errors.New("no event to write")
+
+// plan plans batch on the tip without a lock.
+//
+// It reads, in one round trip, the versions of the streams it neither
+// knows nor may assume (see versionsOf) and the documents the callers could
+// not normalise; it sends nothing when nothing is left to read. It does not
+// look the event ids up: an id committed before makes the insert fail on
+// the unique constraint, and the safe way answers it.
+func (w *batchWriter) plan(ctx context.Context, batch []*appendReq) (*plan, error) {
+	in := gather(batch)
+	versions, assumed, unknown := w.versionsOf(batch)
+	in.streamIDs = unknown
+	rd := newReadings(batch, &in)
+	if len(in.pending) > 0 || len(unknown) > 0 {
+		b := &pgx.Batch{}
+		queueReads(b, &in, false)
+		var err error
+		if rd, err = readBatch(w.s.pool.SendBatch(ctx, b), batch, &in, false); err != nil {
+			return nil, err
+		}
+	}
+	maps.Copy(rd.versions, versions)
+	pl := planBatch(batch, rd, *w.tip)
+	if len(pl.rows.pos) == 0 {
+		return nil, errNothingToWrite
+	}
+	for _, r := range pl.replies {
+		if r.err != nil && assumed {
+			// It may rest on a version assumed and not written, which
+			// nothing checks.
+			return nil, errNothingToWrite
+		}
+	}
+	return pl, nil
 }
 
 // versionsOf returns the versions batch can be planned on without reading
@@ -301,109 +484,118 @@ func (w *batchWriter) versionsOf(batch []*appendReq) (versions map[string]int64,
 	return versions, assumed, unknown
 }
 
-// maxKnownStreams bounds the stream versions a batchWriter remembers.
-const maxKnownStreams = 16384
-
-func (w *batchWriter) write(batch []*appendReq) {
-	batch = live(batch)
-	if len(batch) == 0 {
-		return
+// advance makes the head and the stream versions pl leaves the writer's.
+func (w *batchWriter) advance(pl *plan) {
+	w.tip = &headState{position: pl.head, hash: pl.hash}
+	if len(w.known)+len(pl.versions) > maxKnownStreams {
+		clear(w.known)
 	}
-	if w.tip != nil {
-		err := w.optimistic(batch)
-		if err == nil {
-			return
-		}
-		w.s.log.Debug("optimistic batch not written, writing it the safe way", "err", err)
-	}
-	clear(w.known)
-	w.tip = w.s.write(batch)
+	maps.Copy(w.known, pl.versions)
 }
 
-// live replies to the requests whose context has ended and returns the rest.
-func live(batch []*appendReq) []*appendReq {
-	out := batch[:0]
-	for _, r := range batch {
-		if err := r.ctx.Err(); err != nil {
-			r.reply <- appendReply{err: err}
-			continue
-		}
-		out = append(out, r)
-	}
-	return out
-}
-
-// errNothingToWrite sends a batch whose every request is refused or a
-// duplicate the safe way, whose reads are authoritative.
-var errNothingToWrite = errors.New("no event to write")
-
-// optimistic writes batch on the tip and answers its callers, or returns why
-// it did not; then nothing was answered, and the tip may be wrong.
-//
-// It reads, without a lock and in one round trip, the versions of the
-// streams it does not know and the documents the callers could not
-// normalise; it sends nothing when nothing is left to read. It does not
-// look the event ids up: an id committed before makes the insert fail on
-// the unique constraint, and the safe way answers it.
-//
-// The commit takes the head row FOR KEY SHARE first: an appender that locks
-// it FOR UPDATE (the safe way, Import, another process) waits for it rather
-// than inserting the same positions, and moving the head (a non-key update)
-// after that needs no lock anyone else holds.
+// optimistic writes batch on the tip in one round trip and answers its
+// callers, or returns why it did not; then nothing was answered, and the
+// tip may be wrong.
 func (w *batchWriter) optimistic(batch []*appendReq) error {
-	s := w.s
-	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.WriteTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), w.s.cfg.WriteTimeout)
 	defer cancel()
-	in := gather(batch)
-	streams := in.streamIDs
-	versions, assumed, unknown := w.versionsOf(batch)
-	in.streamIDs = unknown
-	rd := newReadings(batch, &in)
-	if len(in.pending) > 0 || len(unknown) > 0 {
-		b := &pgx.Batch{}
-		queueReads(b, &in, false)
-		var err error
-		if rd, err = readBatch(s.pool.SendBatch(ctx, b), batch, &in, false); err != nil {
-			return err
-		}
-	}
-	maps.Copy(rd.versions, versions)
-	from := *w.tip
-	pl := planBatch(batch, rd, from)
-	if len(pl.rows.pos) == 0 {
-		return errNothingToWrite
-	}
-	for _, r := range pl.replies {
-		if r.err != nil && assumed {
-			// It may rest on a version assumed and not written, which
-			// nothing checks.
-			return errNothingToWrite
-		}
-	}
-	err := s.withConn(ctx, func(conn *pgx.Conn) error {
-		// One round trip, in the implicit transaction of a pipeline.
-		b := &pgx.Batch{}
-		b.Queue(sqlShareHead)
-		queueInsert(b, pl)
-		b.Queue(sqlMoveHead, pl.head, pl.hash, from.position, from.hash)
-		queueAdvanceStreams(b, pl)
-		b.Queue(sqlNotify, s.cfg.NotifyChannel, strconv.FormatInt(pl.head, 10))
-		return conn.SendBatch(ctx, b).Close()
-	})
+	pl, err := w.plan(ctx, batch)
 	if err != nil {
+		return err
+	}
+	from := *w.tip
+	if err := w.s.withConn(ctx, func(conn *pgx.Conn) error {
+		return w.s.commitOptimistic(ctx, conn, pl, from, nil)
+	}); err != nil {
 		return err
 	}
 	for i, r := range batch {
 		r.reply <- pl.replies[i]
 	}
-	w.tip = &headState{position: pl.head, hash: pl.hash}
-	// rd.versions holds the streams of the batch as it leaves them, but
-	// for those that do not exist and stay so.
-	if len(w.known)+len(streams) > maxKnownStreams {
-		clear(w.known)
+	w.advance(pl)
+	return nil
+}
+
+// launch plans batch on the tip and sends it through the pipeline, whose
+// flight answers the callers once it commits. The tip moves to where the
+// batch leaves it at once. It returns an error when nothing was sent.
+func (w *batchWriter) launch(batch []*appendReq) error {
+	ctx, cancel := context.WithTimeout(context.Background(), w.s.cfg.WriteTimeout)
+	defer cancel()
+	pl, err := w.plan(ctx, batch)
+	if err != nil {
+		return err
 	}
-	for _, id := range streams {
-		w.known[id] = rd.versions[id]
+	f := &flight{batch: batch, plan: pl, from: *w.tip, finished: make(chan struct{})}
+	if len(w.flying) > 0 {
+		f.prev = w.flying[len(w.flying)-1]
+	}
+	w.advance(pl)
+	w.flying = append(w.flying, f)
+	go w.s.fly(f, w.done)
+	return nil
+}
+
+// fly commits one pipelined batch and answers its callers when it commits.
+func (s *Postgres) fly(f *flight, done chan<- *flight) {
+	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.WriteTimeout)
+	f.err = s.withConn(ctx, func(conn *pgx.Conn) error {
+		return s.commitOptimistic(ctx, conn, f.plan, f.from, f.prev)
+	})
+	cancel()
+	close(f.finished)
+	if f.err == nil {
+		for i, r := range f.batch {
+			r.reply <- f.plan.replies[i]
+		}
+	}
+	done <- f
+}
+
+// commitOptimistic writes pl, planned on from, in a transaction that moves
+// the head and the streams only from where pl was planned. It takes the
+// head row FOR KEY SHARE first: an appender that locks it FOR UPDATE (the
+// safe way, Import, another process) waits for it rather than inserting the
+// same positions, and moving the head (a non-key update) needs no lock
+// anyone else holds.
+//
+// With no flight before it, all of it goes in one round trip, in the
+// implicit transaction of a pipeline. Otherwise its rows are inserted at
+// once, and the head moved only after the flight before has finished: a
+// move that had to wait for that flight's lock could queue behind an
+// appender waiting for the head, which waits for this transaction.
+func (s *Postgres) commitOptimistic(ctx context.Context, conn *pgx.Conn, pl *plan, from headState, prev *flight) error {
+	b := &pgx.Batch{}
+	if prev != nil {
+		b.Queue("BEGIN ISOLATION LEVEL READ COMMITTED")
+	}
+	b.Queue(sqlShareHead)
+	queueInsert(b, pl)
+	if prev != nil {
+		if err := conn.SendBatch(ctx, b).Close(); err != nil {
+			return err
+		}
+		select {
+		case <-prev.finished:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		if prev.err != nil {
+			return errors.New("the batch before failed")
+		}
+		b = &pgx.Batch{}
+	}
+	b.Queue(sqlMoveHead, pl.head, pl.hash, from.position, from.hash)
+	queueAdvanceStreams(b, pl)
+	b.Queue(sqlNotify, s.cfg.NotifyChannel, strconv.FormatInt(pl.head, 10))
+	if prev != nil {
+		b.Queue("COMMIT")
+	}
+	if err := conn.SendBatch(ctx, b).Close(); err != nil {
+		return err
+	}
+	if conn.PgConn().TxStatus() != 'I' {
+		return errors.New("transaction still open after COMMIT")
 	}
 	return nil
 }
@@ -476,9 +668,13 @@ const (
 	sqlLockHead  = `SELECT position, hash FROM event_head WHERE id FOR UPDATE`
 	sqlVersions  = `SELECT stream_id, version FROM streams WHERE stream_id = ANY($1::text[])`
 	sqlExisting  = `SELECT event_id, position, stream_id, stream_version FROM events WHERE event_id = ANY($1::uuid[])`
-	sqlInsert    = `INSERT INTO events (position, stream_id, stream_version, event_id, type, schema_version, data, metadata, recorded_at, prev_hash, hash)
-SELECT p, s, v, e, t, sv, d::jsonb, m::jsonb, $9, ph, h
-FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::uuid[], $5::text[], $6::int[], $7::text[], $8::text[], $10::bytea[], $11::bytea[]) AS u(p, s, v, e, t, sv, d, m, ph, h)`
+	// sqlInsert inserts a batch's events. Each distinct metadata document
+	// ($12) is parsed once; $8 holds the index of each event's.
+	sqlInsert = `WITH md AS MATERIALIZED (SELECT m::jsonb AS m, n FROM unnest($12::text[]) WITH ORDINALITY AS x(m, n))
+INSERT INTO events (position, stream_id, stream_version, event_id, type, schema_version, data, metadata, recorded_at, prev_hash, hash)
+SELECT p, s, v, e, t, sv, d::jsonb, md.m, $9, ph, h
+FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::uuid[], $5::text[], $6::int[], $7::text[], $8::int[], $10::bytea[], $11::bytea[]) AS u(p, s, v, e, t, sv, d, mi, ph, h)
+JOIN md ON md.n = u.mi`
 	sqlUpsertStreams = `INSERT INTO streams (stream_id, version) SELECT * FROM unnest($1::text[], $2::bigint[])
 ON CONFLICT (stream_id) DO UPDATE SET version = EXCLUDED.version`
 	// sqlAdvanceStreams moves streams $1 from versions $3 to $2; when any
@@ -665,8 +861,26 @@ type eventRows struct {
 	stream, typ []string
 	id          [][16]byte
 	sv          []int32
-	data, meta  [][]byte
+	data        [][]byte
+	meta        []int32  // index into metaDocs, from 1
+	metaDocs    [][]byte // each distinct metadata document once
 	prev, hash  [][]byte
+}
+
+// metaIndex returns the index of doc in r.metaDocs, adding it if it is not
+// there. The events of a batch mostly share their metadata, which is then
+// sent and parsed once.
+func (r *eventRows) metaIndex(doc []byte, seen map[string]int32) int32 {
+	if k := len(r.metaDocs); k > 0 && bytes.Equal(r.metaDocs[k-1], doc) {
+		return int32(k)
+	}
+	if i, ok := seen[string(doc)]; ok {
+		return i
+	}
+	r.metaDocs = append(r.metaDocs, doc)
+	i := int32(len(r.metaDocs))
+	seen[string(doc)] = i
+	return i
 }
 
 // plan is a batch decided and positioned on a head: the reply to each
@@ -698,10 +912,11 @@ func planBatch(batch []*appendReq, rd *readings, from headState) *plan {
 	n := len(rd.normData)
 	*rows = eventRows{
 		pos: make([]int64, 0, n), ver: make([]int64, 0, n), stream: make([]string, 0, n), typ: make([]string, 0, n),
-		id: make([][16]byte, 0, n), sv: make([]int32, 0, n), data: make([][]byte, 0, n), meta: make([][]byte, 0, n),
+		id: make([][16]byte, 0, n), sv: make([]int32, 0, n), data: make([][]byte, 0, n), meta: make([]int32, 0, n),
 		prev: make([][]byte, 0, n), hash: make([][]byte, 0, n),
 	}
 	hashes := make([]byte, 0, n*sha256.Size)
+	metaSeen := map[string]int32{}
 	micros := pl.recordedAt.UnixMicro()
 	k := 0 // index into the normalised texts
 	for i, r := range batch {
@@ -738,7 +953,7 @@ func planBatch(batch []*appendReq, rd *readings, from headState) *plan {
 				rows.typ = append(rows.typ, e.Type)
 				rows.sv = append(rows.sv, int32(e.SchemaVersion))
 				rows.data = append(rows.data, rd.normData[j])
-				rows.meta = append(rows.meta, rd.normMeta[j])
+				rows.meta = append(rows.meta, rows.metaIndex(rd.normMeta[j], metaSeen))
 				rows.prev = append(rows.prev, pl.hash)
 				rows.hash = append(rows.hash, h)
 				ex := existing{position: pl.head, streamID: st.StreamID, version: v}
@@ -758,7 +973,7 @@ func planBatch(batch []*appendReq, rd *readings, from headState) *plan {
 
 func queueInsert(b *pgx.Batch, pl *plan) {
 	r := &pl.rows
-	b.Queue(sqlInsert, r.pos, r.stream, r.ver, r.id, r.typ, r.sv, r.data, r.meta, pl.recordedAt, r.prev, r.hash)
+	b.Queue(sqlInsert, r.pos, r.stream, r.ver, r.id, r.typ, r.sv, r.data, r.meta, pl.recordedAt, r.prev, r.hash, r.metaDocs)
 }
 
 func queueUpsertStreams(b *pgx.Batch, pl *plan) {
