@@ -213,7 +213,7 @@ func (s *Postgres) Append(ctx context.Context, appends ...domain.StreamAppend) (
 // batch is collected only once it can be sent, so the appends that come
 // while the batches before it commit join it.
 func (s *Postgres) writer() {
-	w := &batchWriter{s: s, known: map[string]int64{}, done: make(chan *flight, maxFlights)}
+	w := &batchWriter{s: s, known: map[string]int64{}, done: make(chan *flight, maxFlights), drained: time.Now()}
 	for {
 		select {
 		case first := <-s.reqs:

@@ -134,7 +134,11 @@ func TestTwoStoresWriteTogether(t *testing.T) {
 				if rng.IntN(2) == 0 {
 					expected = domain.ExpectedVersion(rng.IntN(30))
 				}
-				evs := make([]domain.EventData, 1+rng.IntN(3))
+				n := 1 + rng.IntN(3)
+				if rng.IntN(4) == 0 {
+					n = 40 + rng.IntN(60) // batches large enough to be pipelined
+				}
+				evs := make([]domain.EventData, n)
 				for i := range evs {
 					evs[i] = storetest.Event("t.happened", `{"w": 1}`)
 				}
@@ -181,6 +185,71 @@ func TestTwoStoresWriteTogether(t *testing.T) {
 		versions[e.StreamID]++
 	}
 	assertLog(t, b, versions)
+}
+
+// TestImportDuringPipelinedAppends runs Imports in one store while writers
+// in both stores append batches large enough to be pipelined: nothing
+// deadlocks, and the log stays gapless and verifies.
+func TestImportDuringPipelinedAppends(t *testing.T) {
+	t.Parallel()
+	a, b := twoStores(t)
+	ctx := context.Background()
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	total := 0
+	count := func(n int) {
+		mu.Lock()
+		total += n
+		mu.Unlock()
+	}
+	for w := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s := a
+			if w%2 == 1 {
+				s = b
+			}
+			for i := range 12 {
+				res, err := appendN(s, fmt.Sprintf("big-%d-%d", w, i), domain.ExpectNoStream, 80)
+				if err != nil {
+					t.Errorf("append: %v", err)
+					return
+				}
+				count(len(res.Positions))
+			}
+		}()
+	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for i := range 6 {
+			evs := make([]domain.EventData, 50)
+			for k := range evs {
+				evs[k] = storetest.Event("t.imported", `{"k": 1}`)
+			}
+			res, err := a.Import(ctx, []domain.StreamAppend{{StreamID: fmt.Sprintf("imported-%d", i), Expected: domain.ExpectNoStream, Events: evs}})
+			if err != nil {
+				t.Errorf("import: %v", err)
+				return
+			}
+			count(len(res.Positions))
+		}
+	}()
+	wg.Wait()
+	all, err := a.ReadAll(ctx, domain.ReadAllQuery{Limit: 10000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(all) != total {
+		t.Fatalf("log holds %d events, the appends and imports %d", len(all), total)
+	}
+	for i, e := range all {
+		if e.Position != int64(i+1) {
+			t.Fatalf("event %d has position %d", i, e.Position)
+		}
+	}
+	assertLog(t, a, map[string]int64{"big-0-0": 80, "imported-0": 50})
 }
 
 // assertLog checks that every stream in versions is gapless up to its
