@@ -95,19 +95,17 @@ ALTER TABLE plain_events ALTER COLUMN position SET DEFAULT nextval('plain_events
 	}
 
 	// append.single.16w
-	base, err := timed(ctx, opt.Writers, opt.Phase, func(ctx context.Context, w, i int) (int, error) {
-		return 1, plainInsert(ctx, pool, 1, w, i)
-	})
-	if err != nil {
-		return err
-	}
-	val, err := timed(ctx, opt.Writers, opt.Phase, func(ctx context.Context, w, i int) (int, error) {
-		_, err := store.Append(ctx, domain.StreamAppend{
-			StreamID: fmt.Sprintf("bench-%d-%d", w, i/50), Expected: domain.ExpectAny,
-			Events: []domain.EventData{benchEvent(i)},
-		})
-		return 1, err
-	})
+	base, val, err := compare(ctx, opt.Phase,
+		newWorkload(opt.Writers, func(ctx context.Context, w, i int) (int, error) {
+			return 1, plainInsert(ctx, pool, 1, w, i)
+		}),
+		newWorkload(opt.Writers, func(ctx context.Context, w, i int) (int, error) {
+			_, err := store.Append(ctx, domain.StreamAppend{
+				StreamID: fmt.Sprintf("bench-%d-%d", w, i/50), Expected: domain.ExpectAny,
+				Events: []domain.EventData{benchEvent(i)},
+			})
+			return 1, err
+		}))
 	if err != nil {
 		return err
 	}
@@ -115,20 +113,18 @@ ALTER TABLE plain_events ALTER COLUMN position SET DEFAULT nextval('plain_events
 
 	// append.batch100: four clients, 100 events per call.
 	const batchClients = 4
-	base, err = timed(ctx, batchClients, opt.Phase, func(ctx context.Context, w, i int) (int, error) {
-		return 100, plainInsert(ctx, pool, 100, w, i)
-	})
-	if err != nil {
-		return err
-	}
-	val, err = timed(ctx, batchClients, opt.Phase, func(ctx context.Context, w, i int) (int, error) {
-		evs := make([]domain.EventData, 100)
-		for k := range evs {
-			evs[k] = benchEvent(i*100 + k)
-		}
-		_, err := store.Append(ctx, domain.StreamAppend{StreamID: fmt.Sprintf("batch-%d-%d", w, i), Expected: domain.ExpectNoStream, Events: evs})
-		return 100, err
-	})
+	base, val, err = compare(ctx, opt.Phase,
+		newWorkload(batchClients, func(ctx context.Context, w, i int) (int, error) {
+			return 100, plainInsert(ctx, pool, 100, w, i)
+		}),
+		newWorkload(batchClients, func(ctx context.Context, w, i int) (int, error) {
+			evs := make([]domain.EventData, 100)
+			for k := range evs {
+				evs[k] = benchEvent(i*100 + k)
+			}
+			_, err := store.Append(ctx, domain.StreamAppend{StreamID: fmt.Sprintf("batch-%d-%d", w, i), Expected: domain.ExpectNoStream, Events: evs})
+			return 100, err
+		}))
 	if err != nil {
 		return err
 	}
@@ -237,9 +233,23 @@ func plainInsert(ctx context.Context, pool *pgxpool.Pool, n, w, i int) error {
 	return err
 }
 
-// timed runs fn from clients goroutines for d and returns the rate of the
-// units fn reports.
-func timed(ctx context.Context, clients int, d time.Duration, fn func(ctx context.Context, w, i int) (int, error)) (float64, error) {
+// workload is fn run from clients goroutines, timed in slices. Each
+// client's i goes on from slice to slice, so names built from it stay
+// unique.
+type workload struct {
+	clients int
+	fn      func(ctx context.Context, w, i int) (int, error)
+	next    []int
+	units   int64
+	elapsed time.Duration
+}
+
+func newWorkload(clients int, fn func(ctx context.Context, w, i int) (int, error)) *workload {
+	return &workload{clients: clients, fn: fn, next: make([]int, clients)}
+}
+
+// run runs the workload for d more.
+func (l *workload) run(ctx context.Context, d time.Duration) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var total atomic.Int64
@@ -248,12 +258,12 @@ func timed(ctx context.Context, clients int, d time.Duration, fn func(ctx contex
 	var wg sync.WaitGroup
 	deadline := time.Now().Add(d)
 	start := time.Now()
-	for w := range clients {
+	for w := range l.clients {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for i := 0; time.Now().Before(deadline); i++ {
-				n, err := fn(ctx, w, i)
+			for ; time.Now().Before(deadline); l.next[w]++ {
+				n, err := l.fn(ctx, w, l.next[w])
 				if err != nil {
 					once.Do(func() { firstErr = err; cancel() })
 					return
@@ -263,10 +273,33 @@ func timed(ctx context.Context, clients int, d time.Duration, fn func(ctx contex
 		}()
 	}
 	wg.Wait()
+	l.elapsed += time.Since(start)
+	l.units += total.Load()
 	if firstErr != nil {
-		return 0, fmt.Errorf("bench: %w", firstErr)
+		return fmt.Errorf("bench: %w", firstErr)
 	}
-	return float64(total.Load()) / time.Since(start).Seconds(), nil
+	return nil
+}
+
+func (l *workload) rate() float64 { return float64(l.units) / l.elapsed.Seconds() }
+
+// benchSlices is the number of slices each side of a comparison runs in.
+const benchSlices = 5
+
+// compare runs the baseline and the measured workload for d each, in
+// alternating slices, so that what the database does meanwhile in the
+// background (checkpoints, autovacuum) and the growth of its tables fall on
+// both alike. It returns the rate of each.
+func compare(ctx context.Context, d time.Duration, baseline, measured *workload) (float64, float64, error) {
+	for range benchSlices {
+		if err := baseline.run(ctx, d/benchSlices); err != nil {
+			return 0, 0, err
+		}
+		if err := measured.run(ctx, d/benchSlices); err != nil {
+			return 0, 0, err
+		}
+	}
+	return baseline.rate(), measured.rate(), nil
 }
 
 // rawRead reads the whole events table with one ordered SELECT and returns
