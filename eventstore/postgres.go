@@ -147,6 +147,7 @@ func (s *Postgres) Pool() *pgxpool.Pool { return s.pool }
 
 type appendReq struct {
 	ctx     context.Context
+	made    time.Time
 	streams []core.Stream
 	events  int
 	bytes   int
@@ -174,7 +175,7 @@ func (s *Postgres) Append(ctx context.Context, appends ...domain.StreamAppend) (
 	if err != nil {
 		return domain.AppendResult{}, err
 	}
-	req := &appendReq{ctx: ctx, streams: streams, events: n, reply: make(chan appendReply, 1),
+	req := &appendReq{ctx: ctx, made: time.Now(), streams: streams, events: n, reply: make(chan appendReply, 1),
 		data: make([][]byte, 0, n), meta: make([][]byte, 0, n)}
 	// Normalising here, in the callers' goroutines, keeps it out of the
 	// writer and the database. Events of one append mostly share their
@@ -218,7 +219,11 @@ func (s *Postgres) writer() {
 		select {
 		case first := <-s.reqs:
 			w.makeRoom()
-			w.write(s.collect(first))
+			var linger time.Duration
+			if len(w.flying) == 0 && w.answered > 1 {
+				linger = maxLinger
+			}
+			w.write(s.collect(first, w.answeredAt, w.answered, linger))
 		case f := <-w.done:
 			w.finish(f)
 			if len(w.failed) > 0 {
@@ -231,18 +236,44 @@ func (s *Postgres) writer() {
 	}
 }
 
-// collect returns first and the requests already waiting behind it, up to
-// the batch limits.
-func (s *Postgres) collect(first *appendReq) []*appendReq {
+// collect returns first and the requests waiting behind it, up to the
+// batch limits. Until `returning` requests made after `since` have joined,
+// it waits up to linger for them.
+func (s *Postgres) collect(first *appendReq, since time.Time, returning int, linger time.Duration) []*appendReq {
 	batch := []*appendReq{first}
 	events, size := first.events, first.bytes
+	returned := 0
+	add := func(r *appendReq) {
+		batch = append(batch, r)
+		events += r.events
+		size += r.bytes
+		if r.made.After(since) {
+			returned++
+		}
+	}
+	if first.made.After(since) {
+		returned++
+	}
+	var deadline <-chan time.Time
 	for events < s.cfg.MaxBatchEvents && size < s.cfg.MaxBatchBytes {
 		select {
 		case r := <-s.reqs:
-			batch = append(batch, r)
-			events += r.events
-			size += r.bytes
+			add(r)
+			continue
 		default:
+		}
+		if returned >= returning || linger <= 0 {
+			return batch
+		}
+		if deadline == nil {
+			t := time.NewTimer(linger)
+			defer t.Stop()
+			deadline = t.C
+		}
+		select {
+		case r := <-s.reqs:
+			add(r)
+		case <-deadline:
 			return batch
 		}
 	}
@@ -280,6 +311,13 @@ type batchWriter struct {
 	failed  []*flight
 	done    chan *flight // every flight sends itself here when finished
 	drained time.Time    // when no flight was last in flight
+	// answered is the number of callers the last batch written in one
+	// round trip answered, at answeredAt. When several callers append
+	// concurrently, those answered mostly append again at once: the next
+	// batch waits for them a little (see maxLinger) rather than leave them
+	// to the one after.
+	answered   int
+	answeredAt time.Time
 }
 
 // flight is one batch sent while another may still commit.
@@ -299,6 +337,9 @@ const (
 	// one before it commits. For smaller ones the second transaction costs
 	// more than the overlap saves.
 	pipelineMinEvents = 64
+	// maxLinger bounds how long a batch waits for the callers of the one
+	// before to append again.
+	maxLinger = 200 * time.Microsecond
 	// maxFlights is the number of batches in flight at once.
 	maxFlights = 2
 	// pipelineDrainEvery bounds how long flights hold the head row shared
@@ -319,6 +360,7 @@ func (w *batchWriter) write(batch []*appendReq) {
 	if len(w.flying) > 0 && time.Since(w.drained) > pipelineDrainEvery {
 		w.settle()
 	}
+	w.answered = 0
 	if w.tip != nil && events >= pipelineMinEvents {
 		err := w.launch(batch)
 		if err == nil {
@@ -327,6 +369,9 @@ func (w *batchWriter) write(batch []*appendReq) {
 		w.s.log.Debug("batch not sent through the pipeline", "err", err)
 	}
 	w.settle()
+	// Callers answered may append again before write returns.
+	start := time.Now()
+	defer func() { w.answered, w.answeredAt = len(batch), start }()
 	if w.tip != nil {
 		err := w.optimistic(batch)
 		if err == nil {
