@@ -79,6 +79,12 @@ func waitFor(expr string) chromedp.Action[chromedp.Void] {
 	return chromedp.Poll[chromedp.Void](expr, chromedp.WithPollingTimeout(15*time.Second), chromedp.WithPollingInterval(50*time.Millisecond))
 }
 
+// clickLive finds and clicks the element selector names in one step in the
+// page, for elements that a live update may replace between the two.
+func clickLive(selector string) chromedp.Action[chromedp.Void] {
+	return waitFor(fmt.Sprintf(`(() => { const e = document.querySelector(%q); if (!e) return false; e.click(); return true; })()`, selector))
+}
+
 func screenshot(t *testing.T, ctx context.Context, name string) []byte {
 	t.Helper()
 	png := value(t, ctx, "screenshot "+name, chromedp.FullScreenshot(100))
@@ -189,7 +195,7 @@ func TestBrowserCreateDeployCancel(t *testing.T) {
 		t.Fatal(err)
 	}
 	run(t, ctx, "open the deployment",
-		chromedp.Click(chromedp.CSS(`#deployments tbody tr a`)),
+		clickLive(`#deployments tbody tr a`),
 		waitFor(`location.hash === '#/deployments/`+depID+`'`),
 		waitFor(`document.querySelectorAll('#build-log [data-seq]').length === 2`),
 	)
@@ -392,7 +398,7 @@ func TestBrowserServeWithAccounts(t *testing.T) {
 	run(t, ctx, "deploy on the real deployer",
 		chromedp.Click(chromedp.CSS("#deploy")),
 		waitFor(`document.querySelectorAll('#deployments tbody tr').length === 1`),
-		chromedp.Click(chromedp.CSS(`#deployments tbody tr a`)),
+		clickLive(`#deployments tbody tr a`),
 		waitFor(`location.hash.startsWith('#/deployments/')`),
 	)
 	if err := chromedp.Do(ctx, chromedp.Poll[chromedp.Void](`['failed', 'succeeded'].includes(document.querySelector('#final')?.dataset.status)`,
