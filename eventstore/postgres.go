@@ -348,6 +348,9 @@ const (
 	pipelineDrainEvery = 250 * time.Millisecond
 )
 
+// write writes batch and answers its callers: through the pipeline when it
+// is large enough, else optimistically in one round trip once nothing is in
+// flight, and the safe way when either fails.
 func (w *batchWriter) write(batch []*appendReq) {
 	batch = live(batch)
 	if len(batch) == 0 {
