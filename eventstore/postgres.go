@@ -635,17 +635,7 @@ func (s *Postgres) commitOptimistic(ctx context.Context, conn *pgx.Conn, pl *pla
 	}
 	b.Queue(sqlMoveHead, pl.head, pl.hash, from.position, from.hash)
 	queueAdvanceStreams(b, pl)
-	b.Queue(sqlNotify, s.cfg.NotifyChannel, strconv.FormatInt(pl.head, 10))
-	if prev != nil {
-		b.Queue("COMMIT")
-	}
-	if err := conn.SendBatch(ctx, b).Close(); err != nil {
-		return err
-	}
-	if conn.PgConn().TxStatus() != 'I' {
-		return errors.New("transaction still open after COMMIT")
-	}
-	return nil
+	return s.sendEnd(ctx, conn, b, pl, prev != nil)
 }
 
 // write commits batch the safe way, replying to every request in it, and
@@ -1049,13 +1039,14 @@ func queueAdvanceStreams(b *pgx.Batch, pl *plan) {
 	b.Queue(sqlAdvanceStreams, ids, vers, bases)
 }
 
-// commitBatch queues the end of a batch's transaction after what b holds
-// (the upsert of its stream versions, the notification of its new head and
-// the COMMIT), sends it and checks the transaction is over.
-func (s *Postgres) commitBatch(ctx context.Context, conn *pgx.Conn, b *pgx.Batch, pl *plan) error {
-	queueUpsertStreams(b, pl)
+// sendEnd queues the end of a batch's transaction after what b holds (the
+// notification of its new head, and the COMMIT of an explicit transaction),
+// sends it and checks the transaction is over.
+func (s *Postgres) sendEnd(ctx context.Context, conn *pgx.Conn, b *pgx.Batch, pl *plan, explicit bool) error {
 	b.Queue(sqlNotify, s.cfg.NotifyChannel, strconv.FormatInt(pl.head, 10))
-	b.Queue("COMMIT")
+	if explicit {
+		b.Queue("COMMIT")
+	}
 	if err := conn.SendBatch(ctx, b).Close(); err != nil {
 		return err
 	}
@@ -1129,7 +1120,8 @@ func (s *Postgres) commit(ctx context.Context, batch []*appendReq) ([]appendRepl
 		b = &pgx.Batch{}
 		queueInsert(b, pl)
 		b.Queue(sqlUpdateHead, pl.head, pl.hash)
-		if err := s.commitBatch(ctx, conn, b, pl); err != nil {
+		queueUpsertStreams(b, pl)
+		if err := s.sendEnd(ctx, conn, b, pl, true); err != nil {
 			return err
 		}
 		tip = &headState{position: pl.head, hash: pl.hash}

@@ -33,6 +33,14 @@ func twoStores(t *testing.T) (a, b *eventstore.Postgres) {
 	return a, b
 }
 
+// either returns a for even writers and b for odd ones.
+func either(a, b *eventstore.Postgres, w int) *eventstore.Postgres {
+	if w%2 == 1 {
+		return b
+	}
+	return a
+}
+
 func appendN(s domain.EventStore, stream string, expected domain.ExpectedVersion, n int) (domain.AppendResult, error) {
 	evs := make([]domain.EventData, n)
 	for i := range evs {
@@ -123,10 +131,7 @@ func TestTwoStoresWriteTogether(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			s := a
-			if w%2 == 1 {
-				s = b
-			}
+			s := either(a, b, w)
 			rng := rand.New(rand.NewPCG(uint64(w), 11))
 			for range appends {
 				stream := fmt.Sprintf("shared-%d", rng.IntN(4))
@@ -206,10 +211,7 @@ func TestImportDuringPipelinedAppends(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			s := a
-			if w%2 == 1 {
-				s = b
-			}
+			s := either(a, b, w)
 			for i := range 12 {
 				res, err := appendN(s, fmt.Sprintf("big-%d-%d", w, i), domain.ExpectNoStream, 80)
 				if err != nil {
