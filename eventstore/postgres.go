@@ -796,8 +796,8 @@ func newReadings(batch []*appendReq, in *batchInput) *readings {
 
 // queueReads queues what a batch reads. The safe way (locked) begins the
 // transaction and locks the head row, and looks the event ids up under the
-// lock. A pipelined batch does not look them up: the batches in flight tell
-// it theirs, and an id committed before makes its insert fail on the unique
+// lock. An optimistic batch does not look them up: an id committed before,
+// or by a batch still in flight, makes its insert fail on the unique
 // constraint, so that it is written again the safe way, which answers it.
 // Only the documents the callers could not normalise are sent to be.
 func queueReads(b *pgx.Batch, in *batchInput, locked bool) {
