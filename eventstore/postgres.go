@@ -340,6 +340,9 @@ const (
 	// maxLinger bounds how long a batch waits for the callers of the one
 	// before to append again.
 	maxLinger = 200 * time.Microsecond
+	// optimisticLockTimeout bounds each lock wait of an optimistic batch
+	// (see commitOptimistic).
+	optimisticLockTimeout = "100ms"
 	// maxFlights is the number of batches in flight at once.
 	maxFlights = 2
 	// pipelineDrainEvery bounds how long flights hold the head row shared
@@ -612,11 +615,20 @@ func (s *Postgres) fly(f *flight, done chan<- *flight) {
 // once, and the head moved only after the flight before has finished: a
 // move that had to wait for that flight's lock could queue behind an
 // appender waiting for the head, which waits for this transaction.
+//
+// It waits for no lock longer than optimisticLockTimeout. An optimistic
+// batch has nothing to wait for unless it collides with another writer,
+// and then it is written again the safe way anyway; and a wait that went
+// through this writer's own wait for the flight before would be a deadlock
+// PostgreSQL cannot see: flight N waits in the database for a transaction
+// (another process's batch, or flight N+1 itself when both insert one event
+// id), which waits for flight N+1's rows, while N+1 waits here for N.
 func (s *Postgres) commitOptimistic(ctx context.Context, conn *pgx.Conn, pl *plan, from headState, prev *flight) error {
 	b := &pgx.Batch{}
 	if prev != nil {
 		b.Queue("BEGIN ISOLATION LEVEL READ COMMITTED")
 	}
+	b.Queue(sqlLockTimeout, optimisticLockTimeout)
 	b.Queue(sqlShareHead)
 	queueInsert(b, pl)
 	if prev != nil {
@@ -723,6 +735,8 @@ created AS (INSERT INTO streams (stream_id, version) SELECT s, v FROM u WHERE p 
 SELECT 1 / ((SELECT count(*) FROM moved) + (SELECT count(*) FROM created) = cardinality($1::text[]))::int`
 	sqlUpdateHead = `UPDATE event_head SET position = $1, hash = $2 WHERE id`
 	sqlShareHead  = `SELECT 1 FROM event_head WHERE id FOR KEY SHARE`
+	// sqlLockTimeout bounds every lock wait of the current transaction.
+	sqlLockTimeout = `SELECT set_config('lock_timeout', $1, true)`
 	// sqlMoveHead moves the head from ($3, $4) to ($1, $2). When the head
 	// is elsewhere it fails (division by zero), which aborts the
 	// transaction before its COMMIT.

@@ -278,3 +278,45 @@ func assertLog(t *testing.T, s *eventstore.Postgres, versions map[string]int64) 
 		t.Fatalf("verify: %+v, %v", res, err)
 	}
 }
+
+// TestConcurrentRetriesAreAnsweredAsDuplicates sends the same append from
+// many callers in both stores at once, small and large enough to be
+// pipelined: one writes it, every other gets its positions as a duplicate.
+func TestConcurrentRetriesAreAnsweredAsDuplicates(t *testing.T) {
+	t.Parallel()
+	a, b := twoStores(t)
+	for _, n := range []int{1, 80} {
+		evs := make([]domain.EventData, n)
+		for i := range evs {
+			evs[i] = storetest.Event("t.happened", `{"retry": true}`)
+		}
+		stream := fmt.Sprintf("retried-%d", n)
+		results := make([]domain.AppendResult, 12)
+		var wg sync.WaitGroup
+		for w := range results {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				res, err := either(a, b, w).Append(context.Background(), domain.StreamAppend{StreamID: stream, Expected: domain.ExpectAny, Events: evs})
+				if err != nil {
+					t.Errorf("append %d: %v", w, err)
+				}
+				results[w] = res
+			}()
+		}
+		wg.Wait()
+		written := 0
+		for w, res := range results {
+			if !res.Duplicate {
+				written++
+			}
+			if fmt.Sprint(res.Positions) != fmt.Sprint(results[0].Positions) {
+				t.Fatalf("caller %d was told positions %v, caller 0 %v", w, res.Positions, results[0].Positions)
+			}
+		}
+		if written != 1 {
+			t.Fatalf("%d of %d callers were told they wrote the append", written, len(results))
+		}
+		assertLog(t, a, map[string]int64{stream: int64(n)})
+	}
+}
