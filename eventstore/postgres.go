@@ -287,7 +287,7 @@ type headState struct {
 }
 
 // batchWriter is the writer's state: the head it left (the tip), the
-// versions it knows of the streams it read or wrote since, and the batches
+// versions it knows of the streams it wrote since, and the batches
 // in flight.
 //
 // While the tip is known, a batch is written optimistically: planned on the
@@ -500,7 +500,7 @@ func (w *batchWriter) plan(ctx context.Context, batch []*appendReq) (*plan, erro
 
 // versionsOf returns the versions batch can be planned on without reading
 // them, and the streams whose version must be read. A stream's version is
-// known when the writer read or wrote it since the tip, or else assumed to
+// known when the writer wrote it since the tip, or else assumed to
 // be what its first append expects, unless an append to it expects any
 // version. The move of the streams checks both (see queueAdvanceStreams),
 // for the streams a batch writes.
