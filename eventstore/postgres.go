@@ -320,7 +320,8 @@ type batchWriter struct {
 	answeredAt time.Time
 }
 
-// flight is one batch sent while another may still commit.
+// flight is one batch written optimistically, while another may still
+// commit.
 type flight struct {
 	batch    []*appendReq
 	plan     *plan
@@ -351,9 +352,11 @@ const (
 	pipelineDrainEvery = 250 * time.Millisecond
 )
 
-// write writes batch and answers its callers: through the pipeline when it
-// is large enough, else optimistically in one round trip once nothing is in
-// flight, and the safe way when either fails.
+// write writes batch and answers its callers: optimistically, as a flight
+// (see launch), and the safe way when that fails. A batch of
+// pipelineMinEvents or more is sent while the flight before it still
+// commits and write returns at once; a smaller one waits for every flight
+// before it, goes in one round trip, and is waited for.
 func (w *batchWriter) write(batch []*appendReq) {
 	batch = live(batch)
 	if len(batch) == 0 {
@@ -363,28 +366,27 @@ func (w *batchWriter) write(batch []*appendReq) {
 	for _, r := range batch {
 		events += r.events
 	}
-	if len(w.flying) > 0 && time.Since(w.drained) > pipelineDrainEvery {
+	small := events < pipelineMinEvents
+	if len(w.flying) > 0 && (small || time.Since(w.drained) > pipelineDrainEvery) {
 		w.settle()
 	}
 	w.answered = 0
-	if w.tip != nil && events >= pipelineMinEvents {
+	if small {
+		// Callers answered may append again before write returns.
+		start := time.Now()
+		defer func() { w.answered, w.answeredAt = len(batch), start }()
+	}
+	if w.tip != nil {
 		err := w.launch(batch)
 		if err == nil {
+			if small {
+				w.settle()
+			}
 			return
 		}
-		w.s.log.Debug("batch not sent through the pipeline", "err", err)
+		w.s.log.Debug("batch not sent optimistically, writing it the safe way", "err", err)
 	}
 	w.settle()
-	// Callers answered may append again before write returns.
-	start := time.Now()
-	defer func() { w.answered, w.answeredAt = len(batch), start }()
-	if w.tip != nil {
-		err := w.optimistic(batch)
-		if err == nil {
-			return
-		}
-		w.s.log.Debug("optimistic batch not written, writing it the safe way", "err", err)
-	}
 	w.safe(batch)
 }
 
@@ -425,7 +427,7 @@ func (w *batchWriter) finish(f *flight) {
 		w.drained = time.Now()
 	}
 	if f.err != nil {
-		w.s.log.Debug("pipelined batch failed, writing it again the safe way", "err", f.err)
+		w.s.log.Debug("optimistic batch failed, writing it again the safe way", "err", f.err)
 		w.failed = append(w.failed, f)
 		w.tip = nil
 		clear(w.known)
@@ -544,32 +546,9 @@ func (w *batchWriter) advance(pl *plan) {
 	maps.Copy(w.known, pl.versions)
 }
 
-// optimistic writes batch on the tip in one round trip and answers its
-// callers, or returns why it did not; then nothing was answered, and the
-// tip may be wrong.
-func (w *batchWriter) optimistic(batch []*appendReq) error {
-	ctx, cancel := context.WithTimeout(context.Background(), w.s.cfg.WriteTimeout)
-	defer cancel()
-	pl, err := w.plan(ctx, batch)
-	if err != nil {
-		return err
-	}
-	from := *w.tip
-	if err := w.s.withConn(ctx, func(conn *pgx.Conn) error {
-		return w.s.commitOptimistic(ctx, conn, pl, from, nil)
-	}); err != nil {
-		return err
-	}
-	for i, r := range batch {
-		r.reply <- pl.replies[i]
-	}
-	w.advance(pl)
-	return nil
-}
-
-// launch plans batch on the tip and sends it through the pipeline, whose
-// flight answers the callers once it commits. The tip moves to where the
-// batch leaves it at once. It returns an error when nothing was sent.
+// launch plans batch on the tip and sends it as a flight, which answers
+// the callers once it commits (see fly). The tip moves to where the batch
+// leaves it at once. It returns an error when nothing was sent.
 func (w *batchWriter) launch(batch []*appendReq) error {
 	ctx, cancel := context.WithTimeout(context.Background(), w.s.cfg.WriteTimeout)
 	defer cancel()
@@ -587,7 +566,7 @@ func (w *batchWriter) launch(batch []*appendReq) error {
 	return nil
 }
 
-// fly commits one pipelined batch and answers its callers when it commits.
+// fly commits one flight and answers its callers when it commits.
 func (s *Postgres) fly(f *flight, done chan<- *flight) {
 	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.WriteTimeout)
 	f.err = s.withConn(ctx, func(conn *pgx.Conn) error {
