@@ -12,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"berth/domain"
+	"berth/internal/jsonscan"
 )
 
 // eventColumns are read in PostgreSQL's binary format and decoded by
@@ -162,115 +163,50 @@ func DecodeMetadata(b []byte, m *domain.Metadata) error {
 // result is always what json.Unmarshal gives.
 func (d *rowDecoder) decodeMetadata(b []byte, m *domain.Metadata) error {
 	*m = domain.Metadata{}
-	p := jsonScanner{b: b}
-	ok := p.object(func(key []byte) bool {
+	s := jsonscan.New(b)
+	s.Fields(func(key []byte) bool {
 		switch string(key) {
 		case "actor":
-			return p.object(func(k []byte) bool {
-				s, ok := p.str()
-				if !ok {
+			s.Fields(func(k []byte) bool {
+				v := s.Str()
+				if s.Bad() {
 					return false
 				}
 				switch string(k) {
 				case "kind":
-					m.Actor.Kind = d.intern(s)
+					m.Actor.Kind = d.intern(v)
 				case "id":
-					m.Actor.ID = d.intern(s)
+					m.Actor.ID = d.intern(v)
 				case "name":
-					m.Actor.Name = d.intern(s)
+					m.Actor.Name = d.intern(v)
 				default:
 					return false
 				}
 				return true
 			})
+			return true // s is bad if the actor was not read
 		case "correlation_id", "causation_id", "command_id", "origin":
-			s, ok := p.str()
-			if !ok {
+			v := s.Str()
+			if s.Bad() {
 				return false
 			}
 			switch string(key) {
 			case "correlation_id":
-				m.CorrelationID = string(s)
+				m.CorrelationID = string(v)
 			case "causation_id":
-				m.CausationID = string(s)
+				m.CausationID = string(v)
 			case "command_id":
-				m.CommandID = string(s)
+				m.CommandID = string(v)
 			default:
-				m.Origin = d.intern(s)
+				m.Origin = d.intern(v)
 			}
 			return true
 		}
 		return false
-	}) && p.end()
-	if ok {
+	})
+	if s.End() {
 		return nil
 	}
 	*m = domain.Metadata{}
 	return json.Unmarshal(b, m)
-}
-
-// jsonScanner reads the simple JSON that decodeMetadata handles itself.
-type jsonScanner struct {
-	b []byte
-	i int
-}
-
-func (p *jsonScanner) skip() {
-	for p.i < len(p.b) && (p.b[p.i] == ' ' || p.b[p.i] == '\n' || p.b[p.i] == '\t' || p.b[p.i] == '\r') {
-		p.i++
-	}
-}
-
-func (p *jsonScanner) byte(c byte) bool {
-	p.skip()
-	if p.i < len(p.b) && p.b[p.i] == c {
-		p.i++
-		return true
-	}
-	return false
-}
-
-// str reads a string without escapes or control characters.
-func (p *jsonScanner) str() ([]byte, bool) {
-	if !p.byte('"') {
-		return nil, false
-	}
-	start := p.i
-	for p.i < len(p.b) {
-		c := p.b[p.i]
-		switch {
-		case c == '"':
-			p.i++
-			return p.b[start : p.i-1], true
-		case c == '\\' || c < 0x20:
-			return nil, false
-		}
-		p.i++
-	}
-	return nil, false
-}
-
-// object reads an object, calling member after each key to read its value.
-func (p *jsonScanner) object(member func(key []byte) bool) bool {
-	if !p.byte('{') {
-		return false
-	}
-	if p.byte('}') {
-		return true
-	}
-	for {
-		key, ok := p.str()
-		if !ok || !p.byte(':') || !member(key) {
-			return false
-		}
-		if p.byte(',') {
-			continue
-		}
-		return p.byte('}')
-	}
-}
-
-func (p *jsonScanner) end() bool {
-	p.skip()
-	return p.i == len(p.b)
 }

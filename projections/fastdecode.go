@@ -2,9 +2,9 @@ package projections
 
 import (
 	"encoding/base64"
-	"strconv"
 
 	"berth/domain"
+	"berth/internal/jsonscan"
 )
 
 // A rebuild decodes every payload of the log, and encoding/json's
@@ -18,182 +18,27 @@ import (
 // integer. Whatever it does decode is therefore what encoding/json would
 // have decoded.
 
-// jsonScanner reads one JSON value from b. bad is set at the first thing
-// it does not handle; every later read fails.
-type jsonScanner struct {
-	b   []byte
-	i   int
-	bad bool
-}
+// scanner is a jsonscan.Scanner with the readers of the domain's values.
+type scanner struct{ jsonscan.Scanner }
 
-func (s *jsonScanner) space() {
-	for s.i < len(s.b) {
-		switch s.b[s.i] {
-		case ' ', '\t', '\n', '\r':
-			s.i++
-		default:
-			return
-		}
-	}
-}
-
-// byte consumes c, after white space.
-func (s *jsonScanner) byte(c byte) bool {
-	s.space()
-	if s.bad || s.i >= len(s.b) || s.b[s.i] != c {
-		s.bad = true
-		return false
-	}
-	s.i++
-	return true
-}
-
-// open consumes the '{' of an object.
-func (s *jsonScanner) open() bool { return s.byte('{') }
-
-// fields reads an object, calling field with each key once its colon is
-// consumed; field reads the value and returns false for a key it does not
-// know, which gives up on the payload.
-func (s *jsonScanner) fields(field func(k []byte) bool) {
-	s.open()
-	for first := true; ; first = false {
-		k, more := s.member(first)
-		if !more {
-			return
-		}
-		if !field(k) {
-			s.bad = true
-			return
-		}
-	}
-}
-
-// member consumes the separator before an object's next member and its
-// key and colon, and returns the key; ok is false at the object's end
-// ('}' consumed) or when s went bad. first is true for the first call on
-// an object.
-func (s *jsonScanner) member(first bool) (key []byte, ok bool) {
-	s.space()
-	if s.bad || s.i >= len(s.b) {
-		s.bad = true
-		return nil, false
-	}
-	if s.b[s.i] == '}' {
-		s.i++
-		return nil, false
-	}
-	if !first && !s.byte(',') {
-		return nil, false
-	}
-	key = s.plain()
-	if s.bad || !s.byte(':') {
-		s.bad = true
-		return nil, false
-	}
-	return key, true
-}
-
-// plain reads a string without escapes and with printable ASCII only.
-func (s *jsonScanner) plain() []byte {
-	if !s.byte('"') {
-		return nil
-	}
-	start := s.i
-	for s.i < len(s.b) {
-		c := s.b[s.i]
-		switch {
-		case c == '"':
-			s.i++
-			return s.b[start : s.i-1]
-		case c < 0x20 || c >= 0x80 || c == '\\':
-			s.bad = true
-			return nil
-		}
-		s.i++
-	}
-	s.bad = true
-	return nil
-}
-
-func (s *jsonScanner) str(dst *string) {
-	if b := s.plain(); !s.bad {
+// str reads a string of printable ASCII without escapes into *dst.
+func (s *scanner) str(dst *string) {
+	if b := s.ASCII(); !s.Bad() {
 		*dst = string(b)
 	}
-}
-
-// int64 reads an integer: an optional minus and digits without a leading
-// zero, neither fraction nor exponent.
-func (s *jsonScanner) int64(dst *int64) {
-	s.space()
-	if s.bad {
-		return
-	}
-	start := s.i
-	if s.i < len(s.b) && s.b[s.i] == '-' {
-		s.i++
-	}
-	digits := s.i
-	for s.i < len(s.b) && s.b[s.i] >= '0' && s.b[s.i] <= '9' {
-		s.i++
-	}
-	if s.i == digits || (s.b[digits] == '0' && s.i-digits > 1) {
-		s.bad = true
-		return
-	}
-	if s.i < len(s.b) {
-		if c := s.b[s.i]; c == '.' || c == 'e' || c == 'E' {
-			s.bad = true
-			return
-		}
-	}
-	v, err := strconv.ParseInt(string(s.b[start:s.i]), 10, 64)
-	if err != nil {
-		s.bad = true
-		return
-	}
-	*dst = v
-}
-
-func (s *jsonScanner) int(dst *int) {
-	var v int64
-	s.int64(&v)
-	if !s.bad {
-		*dst = int(v)
-	}
-}
-
-func (s *jsonScanner) bool(dst *bool) {
-	s.space()
-	switch {
-	case s.bad:
-	case len(s.b)-s.i >= 4 && string(s.b[s.i:s.i+4]) == "true":
-		*dst = true
-		s.i += 4
-	case len(s.b)-s.i >= 5 && string(s.b[s.i:s.i+5]) == "false":
-		*dst = false
-		s.i += 5
-	default:
-		s.bad = true
-	}
-}
-
-// end reports whether all went well and only white space follows.
-func (s *jsonScanner) end() bool {
-	s.space()
-	return !s.bad && s.i == len(s.b)
 }
 
 // decodeFast decodes e's payload when it is of a type and shape decodeFast
 // handles (see above); ok is false otherwise.
 func decodeFast(e domain.RecordedEvent) (data any, ok bool) {
-	s := &jsonScanner{b: e.Data}
+	s := &scanner{jsonscan.New(e.Data)}
 	switch e.Type {
 	case domain.EventDeploymentRequested:
 		var v domain.DeploymentRequested
-		s.fields(func(k []byte) bool {
+		s.Fields(func(k []byte) bool {
 			switch string(k) {
 			case "app_version":
-				s.int64(&v.AppVersion)
+				s.Int64(&v.AppVersion)
 			case "trigger":
 				s.trigger(&v.Trigger)
 			case "ref":
@@ -209,16 +54,16 @@ func decodeFast(e domain.RecordedEvent) (data any, ok bool) {
 			}
 			return true
 		})
-		return v, s.end()
+		return v, s.End()
 	case domain.EventDeploymentQueued:
 		var v domain.DeploymentQueued
-		s.fields(func(k []byte) bool {
+		s.Fields(func(k []byte) bool {
 			return s.deploymentKey(k, &v.DeploymentID, &v.App)
 		})
-		return v, s.end()
+		return v, s.End()
 	case domain.EventDeploymentStarted:
 		var v domain.DeploymentStarted
-		s.fields(func(k []byte) bool {
+		s.Fields(func(k []byte) bool {
 			switch string(k) {
 			case "worker":
 				s.str(&v.Worker)
@@ -227,10 +72,10 @@ func decodeFast(e domain.RecordedEvent) (data any, ok bool) {
 			}
 			return true
 		})
-		return v, s.end()
+		return v, s.End()
 	case domain.EventDeploymentSourceFetched:
 		var v domain.DeploymentSourceFetched
-		s.fields(func(k []byte) bool {
+		s.Fields(func(k []byte) bool {
 			switch string(k) {
 			case "commit_sha":
 				s.str(&v.CommitSHA)
@@ -239,108 +84,108 @@ func decodeFast(e domain.RecordedEvent) (data any, ok bool) {
 			case "image_digest":
 				s.str(&v.ImageDigest)
 			case "duration_ms":
-				s.int64(&v.DurationMS)
+				s.Int64(&v.DurationMS)
 			default:
 				return s.deploymentKey(k, &v.DeploymentID, &v.App)
 			}
 			return true
 		})
-		return v, s.end()
+		return v, s.End()
 	case domain.EventDeploymentImageBuilt:
 		var v domain.DeploymentImageBuilt
-		s.fields(func(k []byte) bool {
+		s.Fields(func(k []byte) bool {
 			switch string(k) {
 			case "image_id":
 				s.str(&v.ImageID)
 			case "duration_ms":
-				s.int64(&v.DurationMS)
+				s.Int64(&v.DurationMS)
 			default:
 				return s.deploymentKey(k, &v.DeploymentID, &v.App)
 			}
 			return true
 		})
-		return v, s.end()
+		return v, s.End()
 	case domain.EventDeploymentContainerStarted:
 		var v domain.DeploymentContainerStarted
-		s.fields(func(k []byte) bool {
+		s.Fields(func(k []byte) bool {
 			switch string(k) {
 			case "container_id":
 				s.str(&v.ContainerID)
 			case "container_name":
 				s.str(&v.ContainerName)
 			case "duration_ms":
-				s.int64(&v.DurationMS)
+				s.Int64(&v.DurationMS)
 			default:
 				return s.deploymentKey(k, &v.DeploymentID, &v.App)
 			}
 			return true
 		})
-		return v, s.end()
+		return v, s.End()
 	case domain.EventDeploymentHealthPassed:
 		var v domain.DeploymentHealthPassed
-		s.fields(func(k []byte) bool {
+		s.Fields(func(k []byte) bool {
 			switch string(k) {
 			case "duration_ms":
-				s.int64(&v.DurationMS)
+				s.Int64(&v.DurationMS)
 			default:
 				return s.deploymentKey(k, &v.DeploymentID, &v.App)
 			}
 			return true
 		})
-		return v, s.end()
+		return v, s.End()
 	case domain.EventDeploymentTrafficSwitched:
 		var v domain.DeploymentTrafficSwitched
-		s.fields(func(k []byte) bool {
+		s.Fields(func(k []byte) bool {
 			switch string(k) {
 			case "container_id":
 				s.str(&v.ContainerID)
 			case "upstream_host":
 				s.str(&v.UpstreamHost)
 			case "upstream_port":
-				s.int(&v.UpstreamPort)
+				s.Int(&v.UpstreamPort)
 			case "duration_ms":
-				s.int64(&v.DurationMS)
+				s.Int64(&v.DurationMS)
 			default:
 				return s.deploymentKey(k, &v.DeploymentID, &v.App)
 			}
 			return true
 		})
-		return v, s.end()
+		return v, s.End()
 	case domain.EventDeploymentPreviousStopped:
 		var v domain.DeploymentPreviousStopped
-		s.fields(func(k []byte) bool {
+		s.Fields(func(k []byte) bool {
 			switch string(k) {
 			case "previous_deployment_id":
 				s.str(&v.PreviousDeploymentID)
 			case "previous_container_id":
 				s.str(&v.PreviousContainerID)
 			case "duration_ms":
-				s.int64(&v.DurationMS)
+				s.Int64(&v.DurationMS)
 			default:
 				return s.deploymentKey(k, &v.DeploymentID, &v.App)
 			}
 			return true
 		})
-		return v, s.end()
+		return v, s.End()
 	case domain.EventDeploymentSucceeded:
 		var v domain.DeploymentSucceeded
-		s.fields(func(k []byte) bool {
+		s.Fields(func(k []byte) bool {
 			switch string(k) {
 			case "image_id":
 				s.str(&v.ImageID)
 			case "container_id":
 				s.str(&v.ContainerID)
 			case "duration_ms":
-				s.int64(&v.DurationMS)
+				s.Int64(&v.DurationMS)
 			default:
 				return s.deploymentKey(k, &v.DeploymentID, &v.App) || s.logSummaryKey(k, &v.LogSummary)
 			}
 			return true
 		})
-		return v, s.end()
+		return v, s.End()
 	case domain.EventDeploymentCancelled:
 		var v domain.DeploymentCancelled
-		s.fields(func(k []byte) bool {
+		s.Fields(func(k []byte) bool {
 			switch string(k) {
 			case "step":
 				s.str(&v.Step)
@@ -349,10 +194,10 @@ func decodeFast(e domain.RecordedEvent) (data any, ok bool) {
 			}
 			return true
 		})
-		return v, s.end()
+		return v, s.End()
 	case domain.EventAppUpdated:
 		var v domain.AppUpdated
-		s.fields(func(k []byte) bool {
+		s.Fields(func(k []byte) bool {
 			switch string(k) {
 			case "app":
 				s.str(&v.App)
@@ -363,30 +208,30 @@ func decodeFast(e domain.RecordedEvent) (data any, ok bool) {
 			case "runtime":
 				s.runtime(&v.Runtime)
 			case "changed":
-				v.Changed = array(s, (*jsonScanner).str)
+				v.Changed = array(s, (*scanner).str)
 			default:
 				return false
 			}
 			return true
 		})
-		return v, s.end()
+		return v, s.End()
 	case domain.EventAppEnvSet:
 		var v domain.AppEnvSet
-		s.fields(func(k []byte) bool {
+		s.Fields(func(k []byte) bool {
 			switch string(k) {
 			case "app":
 				s.str(&v.App)
 			case "env":
-				v.Env = array(s, (*jsonScanner).envVar)
+				v.Env = array(s, (*scanner).envVar)
 			default:
 				return false
 			}
 			return true
 		})
-		return v, s.end()
+		return v, s.End()
 	case domain.EventAppDomainAdded:
 		var v domain.AppDomainAdded
-		s.fields(func(k []byte) bool {
+		s.Fields(func(k []byte) bool {
 			switch string(k) {
 			case "app":
 				s.str(&v.App)
@@ -397,10 +242,10 @@ func decodeFast(e domain.RecordedEvent) (data any, ok bool) {
 			}
 			return true
 		})
-		return v, s.end()
+		return v, s.End()
 	case domain.EventAppDomainRemoved:
 		var v domain.AppDomainRemoved
-		s.fields(func(k []byte) bool {
+		s.Fields(func(k []byte) bool {
 			switch string(k) {
 			case "app":
 				s.str(&v.App)
@@ -411,18 +256,18 @@ func decodeFast(e domain.RecordedEvent) (data any, ok bool) {
 			}
 			return true
 		})
-		return v, s.end()
+		return v, s.End()
 	case domain.EventAppStopRequested:
 		var v domain.AppStopRequested
 		s.appOnly(&v.App)
-		return v, s.end()
+		return v, s.End()
 	case domain.EventAppStartRequested:
 		var v domain.AppStartRequested
 		s.appOnly(&v.App)
-		return v, s.end()
+		return v, s.End()
 	case domain.EventAppStopped:
 		var v domain.AppStopped
-		s.fields(func(k []byte) bool {
+		s.Fields(func(k []byte) bool {
 			switch string(k) {
 			case "app":
 				s.str(&v.App)
@@ -433,10 +278,10 @@ func decodeFast(e domain.RecordedEvent) (data any, ok bool) {
 			}
 			return true
 		})
-		return v, s.end()
+		return v, s.End()
 	case domain.EventAppStarted:
 		var v domain.AppStarted
-		s.fields(func(k []byte) bool {
+		s.Fields(func(k []byte) bool {
 			switch string(k) {
 			case "app":
 				s.str(&v.App)
@@ -449,14 +294,14 @@ func decodeFast(e domain.RecordedEvent) (data any, ok bool) {
 			}
 			return true
 		})
-		return v, s.end()
+		return v, s.End()
 	}
 	return nil, false
 }
 
 // deploymentKey reads the value of the keys every deployment event has and
 // reports whether k was one of them.
-func (s *jsonScanner) deploymentKey(k []byte, id, app *string) bool {
+func (s *scanner) deploymentKey(k []byte, id, app *string) bool {
 	switch string(k) {
 	case "deployment_id":
 		s.str(id)
@@ -469,8 +314,8 @@ func (s *jsonScanner) deploymentKey(k []byte, id, app *string) bool {
 }
 
 // appOnly reads an object whose only key is "app".
-func (s *jsonScanner) appOnly(app *string) {
-	s.fields(func(k []byte) bool {
+func (s *scanner) appOnly(app *string) {
+	s.Fields(func(k []byte) bool {
 		switch string(k) {
 		case "app":
 			s.str(app)
@@ -481,10 +326,10 @@ func (s *jsonScanner) appOnly(app *string) {
 	})
 }
 
-func (s *jsonScanner) logSummaryKey(k []byte, l *domain.LogSummary) bool {
+func (s *scanner) logSummaryKey(k []byte, l *domain.LogSummary) bool {
 	switch string(k) {
 	case "log_lines":
-		s.int64(&l.LogLines)
+		s.Int64(&l.LogLines)
 	case "log_digest":
 		s.str(&l.LogDigest)
 	default:
@@ -493,8 +338,8 @@ func (s *jsonScanner) logSummaryKey(k []byte, l *domain.LogSummary) bool {
 	return true
 }
 
-func (s *jsonScanner) trigger(t *domain.Trigger) {
-	s.fields(func(k []byte) bool {
+func (s *scanner) trigger(t *domain.Trigger) {
+	s.Fields(func(k []byte) bool {
 		switch string(k) {
 		case "kind":
 			s.str(&t.Kind)
@@ -507,17 +352,17 @@ func (s *jsonScanner) trigger(t *domain.Trigger) {
 	})
 }
 
-func (s *jsonScanner) route(r *domain.Route) {
-	s.fields(func(k []byte) bool {
+func (s *scanner) route(r *domain.Route) {
+	s.Fields(func(k []byte) bool {
 		switch string(k) {
 		case "host":
 			s.str(&r.Host)
 		case "path_prefix":
 			s.str(&r.PathPrefix)
 		case "https":
-			s.bool(&r.HTTPS)
+			s.Bool(&r.HTTPS)
 		case "port":
-			s.int(&r.Port)
+			s.Int(&r.Port)
 		default:
 			return false
 		}
@@ -527,56 +372,52 @@ func (s *jsonScanner) route(r *domain.Route) {
 
 // array reads a JSON array into a fresh slice with elem, as encoding/json
 // does into a nil slice: [] gives an empty slice, not nil.
-func array[T any](s *jsonScanner, elem func(*jsonScanner, *T)) []T {
-	if !s.byte('[') {
+func array[T any](s *scanner, elem func(*scanner, *T)) []T {
+	if !s.Byte('[') {
 		return nil
 	}
 	out := make([]T, 0, 4)
-	s.space()
-	if s.i < len(s.b) && s.b[s.i] == ']' {
-		s.i++
+	if s.Accept(']') {
 		return out
 	}
-	for !s.bad {
+	for !s.Bad() {
 		// Decoding into the slice's own element, not a local that elem's
 		// pointer would move to the heap, saves an allocation an element.
 		var zero T
 		out = append(out, zero)
 		elem(s, &out[len(out)-1])
-		s.space()
-		if s.i < len(s.b) && s.b[s.i] == ']' {
-			s.i++
+		if s.Accept(']') {
 			return out
 		}
-		s.byte(',')
+		s.Byte(',')
 	}
 	return nil
 }
 
 // bytes reads base64 into *dst, as encoding/json decodes a []byte.
-func (s *jsonScanner) bytes(dst *[]byte) {
-	b := s.plain()
-	if s.bad {
+func (s *scanner) bytes(dst *[]byte) {
+	b := s.ASCII()
+	if s.Bad() {
 		return
 	}
 	out := make([]byte, base64.StdEncoding.DecodedLen(len(b)))
 	n, err := base64.StdEncoding.Decode(out, b)
 	if err != nil {
-		s.bad = true
+		s.Fail()
 		return
 	}
 	*dst = out[:n]
 }
 
-func (s *jsonScanner) envVar(v *domain.EnvVar) {
-	s.fields(func(k []byte) bool {
+func (s *scanner) envVar(v *domain.EnvVar) {
+	s.Fields(func(k []byte) bool {
 		switch string(k) {
 		case "key":
 			s.str(&v.Key)
 		case "value":
 			s.str(&v.Value)
 		case "secret":
-			s.bool(&v.Secret)
+			s.Bool(&v.Secret)
 		case "sealed":
 			s.bytes(&v.Sealed)
 		default:
@@ -586,8 +427,8 @@ func (s *jsonScanner) envVar(v *domain.EnvVar) {
 	})
 }
 
-func (s *jsonScanner) source(v *domain.Source) {
-	s.fields(func(k []byte) bool {
+func (s *scanner) source(v *domain.Source) {
+	s.Fields(func(k []byte) bool {
 		switch string(k) {
 		case "git_url":
 			s.str(&v.GitURL)
@@ -602,8 +443,8 @@ func (s *jsonScanner) source(v *domain.Source) {
 	})
 }
 
-func (s *jsonScanner) build(v *domain.Build) {
-	s.fields(func(k []byte) bool {
+func (s *scanner) build(v *domain.Build) {
+	s.Fields(func(k []byte) bool {
 		switch string(k) {
 		case "dockerfile":
 			s.str(&v.Dockerfile)
@@ -612,7 +453,7 @@ func (s *jsonScanner) build(v *domain.Build) {
 		case "target":
 			s.str(&v.Target)
 		case "args":
-			v.Args = array(s, (*jsonScanner).buildArg)
+			v.Args = array(s, (*scanner).buildArg)
 		default:
 			return false
 		}
@@ -620,8 +461,8 @@ func (s *jsonScanner) build(v *domain.Build) {
 	})
 }
 
-func (s *jsonScanner) buildArg(v *domain.BuildArg) {
-	s.fields(func(k []byte) bool {
+func (s *scanner) buildArg(v *domain.BuildArg) {
+	s.Fields(func(k []byte) bool {
 		switch string(k) {
 		case "key":
 			s.str(&v.Key)
@@ -634,17 +475,17 @@ func (s *jsonScanner) buildArg(v *domain.BuildArg) {
 	})
 }
 
-func (s *jsonScanner) runtime(v *domain.Runtime) {
-	s.fields(func(k []byte) bool {
+func (s *scanner) runtime(v *domain.Runtime) {
+	s.Fields(func(k []byte) bool {
 		switch string(k) {
 		case "port":
-			s.int(&v.Port)
+			s.Int(&v.Port)
 		case "volumes":
-			v.Volumes = array(s, (*jsonScanner).volume)
+			v.Volumes = array(s, (*scanner).volume)
 		case "resources":
 			s.resources(&v.Resources)
 		case "replicas":
-			s.int(&v.Replicas)
+			s.Int(&v.Replicas)
 		case "health_check":
 			s.healthCheck(&v.HealthCheck)
 		case "restart_policy":
@@ -656,8 +497,8 @@ func (s *jsonScanner) runtime(v *domain.Runtime) {
 	})
 }
 
-func (s *jsonScanner) volume(v *domain.Volume) {
-	s.fields(func(k []byte) bool {
+func (s *scanner) volume(v *domain.Volume) {
+	s.Fields(func(k []byte) bool {
 		switch string(k) {
 		case "name":
 			s.str(&v.Name)
@@ -670,13 +511,13 @@ func (s *jsonScanner) volume(v *domain.Volume) {
 	})
 }
 
-func (s *jsonScanner) resources(v *domain.Resources) {
-	s.fields(func(k []byte) bool {
+func (s *scanner) resources(v *domain.Resources) {
+	s.Fields(func(k []byte) bool {
 		switch string(k) {
 		case "cpu_millis":
-			s.int64(&v.CPUMillis)
+			s.Int64(&v.CPUMillis)
 		case "memory_bytes":
-			s.int64(&v.MemoryBytes)
+			s.Int64(&v.MemoryBytes)
 		default:
 			return false
 		}
@@ -684,13 +525,13 @@ func (s *jsonScanner) resources(v *domain.Resources) {
 	})
 }
 
-func (s *jsonScanner) healthCheck(v *domain.HealthCheck) {
-	s.fields(func(k []byte) bool {
+func (s *scanner) healthCheck(v *domain.HealthCheck) {
+	s.Fields(func(k []byte) bool {
 		switch string(k) {
 		case "path":
 			s.str(&v.Path)
 		case "timeout_seconds":
-			s.int(&v.TimeoutSeconds)
+			s.Int(&v.TimeoutSeconds)
 		default:
 			return false
 		}
