@@ -28,15 +28,20 @@ func (s *Scanner) Bad() bool { return s.bad }
 func (s *Scanner) Fail() { s.bad = true }
 
 // Space skips white space.
-func (s *Scanner) Space() {
-	for s.i < len(s.b) {
-		switch s.b[s.i] {
+func (s *Scanner) Space() { s.i = SkipSpace(s.b, s.i) }
+
+// SkipSpace returns the index of the first byte of b from i on that is not
+// JSON white space, or len(b).
+func SkipSpace(b []byte, i int) int {
+	for i < len(b) {
+		switch b[i] {
 		case ' ', '\t', '\n', '\r':
-			s.i++
+			i++
 		default:
-			return
+			return i
 		}
 	}
+	return i
 }
 
 // Byte consumes c, after white space, and reports whether it did; s fails

@@ -5,6 +5,8 @@ import (
 	"slices"
 	"sync"
 	"unicode/utf8"
+
+	"berth/internal/jsonscan"
 )
 
 // maxCanonicalDepth is the deepest nesting CanonicalJSON handles itself.
@@ -57,16 +59,7 @@ type canonicalizer struct {
 	members []member
 }
 
-func (c *canonicalizer) space() {
-	for c.pos < len(c.in) {
-		switch c.in[c.pos] {
-		case ' ', '\t', '\n', '\r':
-			c.pos++
-		default:
-			return
-		}
-	}
-}
+func (c *canonicalizer) space() { c.pos = jsonscan.SkipSpace(c.in, c.pos) }
 
 func (c *canonicalizer) value(out []byte, depth int) ([]byte, bool) {
 	c.space()
