@@ -25,16 +25,21 @@ const (
 // Config is berth's configuration. Every field has a flag and a BERTH_*
 // environment variable; the flag wins.
 type Config struct {
-	DatabaseURL   string     // --database-url, BERTH_DATABASE_URL
-	RedisURL      string     // --redis-url, BERTH_REDIS_URL
-	DockerHost    string     // --docker-host, BERTH_DOCKER_HOST; empty: DOCKER_HOST or the local socket
-	TraefikDir    string     // --traefik-dir, BERTH_TRAEFIK_DIR; empty: <data-dir>/traefik/dynamic
-	Listen        string     // --listen, BERTH_LISTEN
-	MasterKeyFile string     // --master-key-file, BERTH_MASTER_KEY_FILE; empty: <data-dir>/master.key
-	DataDir       string     // --data-dir, BERTH_DATA_DIR
-	DeployHost    string     // --deploy-host, BERTH_DEPLOY_HOST: names this Docker host's deploy queue
-	DockerNetwork string     // --docker-network, BERTH_DOCKER_NETWORK: the bridge network of app containers
-	LogLevel      slog.Level // --log-level, BERTH_LOG_LEVEL
+	DatabaseURL string // --database-url, BERTH_DATABASE_URL
+	// OwnerDatabaseURL connects as the schema's owner, for migrations;
+	// serve then grants DatabaseURL's role only what it needs (see
+	// migrations.GrantRuntime): --owner-database-url,
+	// BERTH_OWNER_DATABASE_URL. Empty: DatabaseURL migrates.
+	OwnerDatabaseURL string
+	RedisURL         string     // --redis-url, BERTH_REDIS_URL
+	DockerHost       string     // --docker-host, BERTH_DOCKER_HOST; empty: DOCKER_HOST or the local socket
+	TraefikDir       string     // --traefik-dir, BERTH_TRAEFIK_DIR; empty: <data-dir>/traefik/dynamic
+	Listen           string     // --listen, BERTH_LISTEN
+	MasterKeyFile    string     // --master-key-file, BERTH_MASTER_KEY_FILE; empty: <data-dir>/master.key
+	DataDir          string     // --data-dir, BERTH_DATA_DIR
+	DeployHost       string     // --deploy-host, BERTH_DEPLOY_HOST: names this Docker host's deploy queue
+	DockerNetwork    string     // --docker-network, BERTH_DOCKER_NETWORK: the bridge network of app containers
+	LogLevel         slog.Level // --log-level, BERTH_LOG_LEVEL
 	// WebhooksAllowPrivate lets outbound webhooks reach loopback, private
 	// and link-local addresses: --webhooks-allow-private,
 	// BERTH_WEBHOOKS_ALLOW_PRIVATE.
@@ -78,6 +83,11 @@ func (c Config) Validate() error {
 		errs = append(errs, errors.New("--database-url: must be set"))
 	} else if _, err := pgxpool.ParseConfig(c.DatabaseURL); err != nil {
 		errs = append(errs, fmt.Errorf("--database-url: %w", err))
+	}
+	if c.OwnerDatabaseURL != "" {
+		if _, err := pgxpool.ParseConfig(c.OwnerDatabaseURL); err != nil {
+			errs = append(errs, fmt.Errorf("--owner-database-url: %w", err))
+		}
 	}
 	if c.RedisURL == "" {
 		errs = append(errs, errors.New("--redis-url: must be set"))
@@ -137,6 +147,8 @@ func bindConfig(fs *flag.FlagSet, c *Config, groups flagGroup, getenv func(strin
 	}
 	if groups&flagsServer != 0 {
 		str(&c.Listen, "listen", "BERTH_LISTEN", "HTTP listen address, host:port")
+		secret(&c.OwnerDatabaseURL, "owner-database-url", "BERTH_OWNER_DATABASE_URL",
+			"PostgreSQL URL of the schema's owner: migrates, then grants --database-url's role only what it needs (default: --database-url migrates)")
 		str(&c.DockerHost, "docker-host", "BERTH_DOCKER_HOST", "Docker Engine address (default: DOCKER_HOST or the local socket)")
 		str(&c.TraefikDir, "traefik-dir", "BERTH_TRAEFIK_DIR", "directory of Traefik's dynamic configuration (default: <data-dir>/traefik/dynamic)")
 		str(&c.MasterKeyFile, "master-key-file", "BERTH_MASTER_KEY_FILE", "file holding the master key that wraps data keys (default: <data-dir>/master.key)")
