@@ -92,6 +92,12 @@ func (m *Main) wire(ctx context.Context) (http.Handler, []Runner, error) {
 	if err != nil {
 		return nil, nil, err
 	}
+	// Signed checkpoints of the log.
+	signer, checkpointKey, err := wireCheckpoints(m)
+	if err != nil {
+		return nil, nil, err
+	}
+	integ.CheckpointKey = checkpointKey
 	srv, err := webui.NewServer(webui.ServerConfig{}, webui.Deps{
 		Commands: cmds, Reads: reads, Queue: reads, BuildLogs: webui.BuildLogStore{Store: logs},
 		Metrics: []webui.MetricsWriter{runner}, Logger: m.Logger, Hub: hub,
@@ -118,6 +124,9 @@ func (m *Main) wire(ctx context.Context) (http.Handler, []Runner, error) {
 	}
 	runners = append(runners, authRunners...)
 	runners = append(runners, deliveries)
+	if signer != nil {
+		runners = append(runners, *signer)
+	}
 	return srv, runners, nil
 }
 

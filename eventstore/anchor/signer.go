@@ -113,6 +113,8 @@ func (s *Signer) load(ctx context.Context) error {
 		domain.CheckpointStream).Scan(&pos, &data)
 	switch {
 	case errors.Is(err, pgx.ErrNoRows):
+		// The first checkpoint comes after Every events or Interval.
+		s.at = time.Now()
 	case err != nil:
 		return fmt.Errorf("anchor: read the last checkpoint: %w", err)
 	default:

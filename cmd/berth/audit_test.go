@@ -1,0 +1,73 @@
+package main_test
+
+import (
+	"context"
+	"crypto/ed25519"
+	"encoding/hex"
+	"fmt"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	main "berth/cmd/berth"
+	"berth/eventstore/anchor"
+	"berth/internal/testenv"
+)
+
+// TestEventsVerifyAgainstCheckpoints signs a checkpoint with the key `berth
+// audit key` shows, then truncates the tail and moves the head back as the
+// database's owner could: the chain alone verifies, verify against the
+// anchor directory or an auditor's note names the first missing position.
+func TestEventsVerifyAgainstCheckpoints(t *testing.T) {
+	t.Parallel()
+	store, dbURL := newStore(t)
+	ctx := context.Background()
+	keyFile := filepath.Join(t.TempDir(), "checkpoint.key")
+	anchorDir := t.TempDir()
+	env := map[string]string{"BERTH_DATABASE_URL": dbURL, "BERTH_CHECKPOINT_KEY_FILE": keyFile}
+
+	code, stdout, stderr := run(ctx, env, "audit", "key")
+	if code != main.ExitOK {
+		t.Fatalf("audit key: exit %d: %s", code, stderr)
+	}
+	key, created, err := anchor.LoadOrCreateKey(keyFile)
+	if err != nil || created {
+		t.Fatalf("audit key must create the key file: %v, created again %v", err, created)
+	}
+	pub := anchor.PublicKey(key.Public().(ed25519.PublicKey))
+	if strings.TrimSpace(stdout) != pub {
+		t.Fatalf("audit key printed %q, want %q", stdout, pub)
+	}
+
+	appendEvents(t, store, "app-"+testenv.RandomName("cp"), 6)
+	sg := &anchor.Signer{Store: store, Key: key, Dir: anchorDir}
+	if c, ok, err := sg.Tick(ctx, true); err != nil || !ok || c.Position != 6 {
+		t.Fatalf("sign: %+v, %v, %v", c, ok, err)
+	}
+	hash6, _, err := store.HashAt(ctx, 6)
+	if err != nil {
+		t.Fatal(err)
+	}
+	note := fmt.Sprintf("6:%s", hex.EncodeToString(hash6))
+	code, stdout, stderr = run(ctx, env, "events", "verify", "--checkpoints", anchorDir, "--expect", note, "--key", pub)
+	if code != main.ExitOK || !strings.Contains(stdout, "agrees with 2 checkpoints") {
+		t.Fatalf("intact: exit %d, stdout %q, stderr %q", code, stdout, stderr)
+	}
+
+	testenv.Tamper(t, store.Pool(), "events", `DELETE FROM events WHERE position > 4`)
+	if _, err := store.Pool().Exec(ctx, `UPDATE event_head SET position = 4, hash = (SELECT hash FROM events WHERE position = 4)`); err != nil {
+		t.Fatal(err)
+	}
+	if code, _, stderr := run(ctx, env, "events", "verify"); code != main.ExitOK {
+		t.Fatalf("the truncated chain alone verifies: exit %d, %s", code, stderr)
+	}
+	for _, args := range [][]string{{"--checkpoints", anchorDir}, {"--expect", note}} {
+		code, _, stderr := run(ctx, env, append([]string{"events", "verify"}, args...)...)
+		if code != main.ExitFailure || !strings.Contains(stderr, "position 5") || !strings.Contains(stderr, "removed") {
+			t.Errorf("verify %v after truncation: exit %d, stderr %q; want it to name position 5", args, code, stderr)
+		}
+	}
+	if code, _, stderr := run(ctx, env, "events", "verify", "--expect", "6:nothex"); code != main.ExitUsage || !strings.Contains(stderr, "--expect") {
+		t.Errorf("bad --expect: exit %d, stderr %q; want a usage error naming the flag", code, stderr)
+	}
+}
