@@ -1,6 +1,7 @@
 package main_test
 
 import (
+	"bytes"
 	"context"
 	"crypto/ed25519"
 	"encoding/hex"
@@ -9,8 +10,11 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/jackc/pgx/v5/pgxpool"
+
 	main "berth/cmd/berth"
 	"berth/eventstore/anchor"
+	"berth/eventstore/keyring"
 	"berth/internal/testenv"
 )
 
@@ -69,5 +73,50 @@ func TestEventsVerifyAgainstCheckpoints(t *testing.T) {
 	}
 	if code, _, stderr := run(ctx, env, "events", "verify", "--expect", "6:nothex"); code != main.ExitUsage || !strings.Contains(stderr, "--expect") {
 		t.Errorf("bad --expect: exit %d, stderr %q; want a usage error naming the flag", code, stderr)
+	}
+}
+
+// TestKeysRotate rotates the master key through the CLI: a secret sealed
+// before opens with the new key file, and the key file changed.
+func TestKeysRotate(t *testing.T) {
+	t.Parallel()
+	_, dbURL := newStore(t)
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "master.key")
+	env := map[string]string{"BERTH_DATABASE_URL": dbURL, "BERTH_MASTER_KEY_FILE": path}
+	if code, _, stderr := run(ctx, env, "keys", "rotate"); code != main.ExitFailure || !strings.Contains(stderr, "no master key") {
+		t.Fatalf("rotate without a key: exit %d, %q", code, stderr)
+	}
+	oldKey, _, err := keyring.LoadOrCreateMasterKey(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool, err := pgxpool.New(ctx, dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	k, err := keyring.New(keyring.Config{MasterKey: oldKey}, pool)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ct, err := k.Seal(ctx, "web", []byte("pw"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	code, stdout, stderr := run(ctx, env, "keys", "rotate")
+	if code != main.ExitOK || !strings.Contains(stdout, "1 data keys re-wrapped") {
+		t.Fatalf("rotate: exit %d, stdout %q, stderr %q", code, stdout, stderr)
+	}
+	newKey, _, err := keyring.LoadOrCreateMasterKey(path)
+	if err != nil || bytes.Equal(newKey, oldKey) {
+		t.Fatalf("the master key file did not change: %v", err)
+	}
+	k2, err := keyring.New(keyring.Config{MasterKey: newKey}, pool)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pt, err := k2.Open(ctx, "web", ct); err != nil || string(pt) != "pw" {
+		t.Fatalf("open after rotation: %q, %v", pt, err)
 	}
 }
