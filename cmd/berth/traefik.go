@@ -32,13 +32,13 @@ func runTraefikConfig(_ context.Context, e env, args []string) error {
 		return usagef("--acme-storage: %v", err)
 	}
 	out, err := traefik.StaticConfig(traefik.StaticOptions{
-		DynamicDir:  dynamic,
+		DynamicDir:   dynamic,
 		ACMEEmail:    cfg.TLS.ACMEEmail,
 		ACMEStorage:  storage,
 		ACMECAServer: *acmeCA,
-		HTTPAddr:    *httpAddr,
-		HTTPSAddr:   *httpsAddr,
-		PingAddr:    *pingAddr,
+		HTTPAddr:     *httpAddr,
+		HTTPSAddr:    *httpsAddr,
+		PingAddr:     *pingAddr,
 	})
 	if err != nil {
 		return usageError{err}
