@@ -1,9 +1,13 @@
 package main
 
 import (
+	"context"
 	"flag"
 	"path/filepath"
+	"strings"
 
+	"berth/handlers/certificates"
+	"berth/projections"
 	"berth/projections/traefik"
 )
 
@@ -62,4 +66,42 @@ func (c TLSConfig) routing() (traefik.Config, error) {
 		return traefik.Config{}, err
 	}
 	return traefik.Config{NoACME: c.ACMEEmail == "", CertDir: dir}, nil
+}
+
+// wireCertificates returns the runner that records certificate states from
+// Traefik's ACME storage and log, when ACME is configured.
+func wireCertificates(m *Main) ([]Runner, error) {
+	cfg := m.Config.TLS
+	if cfg.ACMEEmail == "" {
+		return nil, nil
+	}
+	q := projections.NewQueries(m.Pool)
+	w, err := certificates.New(certificates.Config{
+		Storage: cfg.ACMEStorage, LogFile: cfg.TraefikLog, Logger: m.Logger,
+		Resolver: traefik.DefaultConfig().CertResolver,
+	}, m.Store, certificates.RoutesFunc(func(ctx context.Context) (map[string]string, error) {
+		return acmeHosts(ctx, q)
+	}))
+	if err != nil {
+		return nil, err
+	}
+	return []Runner{{Name: "certificates", Run: w.Run}}, nil
+}
+
+// acmeHosts lists host → application of every route served over HTTPS with
+// a certificate from ACME.
+func acmeHosts(ctx context.Context, q *projections.Queries) (map[string]string, error) {
+	apps, err := q.ListApps(ctx, "", false)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]string{}
+	for _, a := range apps {
+		for _, r := range a.Config.Domains {
+			if r.HTTPS && r.Certificate == nil && !strings.HasPrefix(r.Host, "*.") {
+				out[r.Host] = a.Name
+			}
+		}
+	}
+	return out, nil
 }

@@ -123,6 +123,11 @@ func (m *Main) wire(ctx context.Context) (http.Handler, []Runner, error) {
 	}
 	runners = append(runners, authRunners...)
 	runners = append(runners, deliveries)
+	certs, err := wireCertificates(m)
+	if err != nil {
+		return nil, nil, err
+	}
+	runners = append(runners, certs...)
 	return srv, runners, nil
 }
 

@@ -39,6 +39,9 @@ type StaticOptions struct {
 	LogLevel string
 	// LogFile, when set, sends Traefik's log there instead of stdout.
 	LogFile string
+	// LogFormat is "json" (the default: berth reads failed certificate
+	// requests from the log) or "common".
+	LogFormat string
 	// ThrottleDuration is the minimum time between two configuration
 	// reloads; zero keeps Traefik's default (2s).
 	ThrottleDuration time.Duration
@@ -94,6 +97,7 @@ func StaticConfig(opts StaticOptions) ([]byte, error) {
 	}
 	e.line(0, "log:")
 	e.str(1, "level", o.LogLevel)
+	e.str(1, "format", o.LogFormat)
 	e.str(1, "filePath", o.LogFile)
 	return e.b.Bytes(), nil
 }
@@ -110,6 +114,12 @@ func (o StaticOptions) withDefaults() (StaticOptions, error) {
 	}
 	if o.LogLevel == "" {
 		o.LogLevel = "INFO"
+	}
+	if o.LogFormat == "" {
+		o.LogFormat = "json"
+	}
+	if o.LogFormat != "json" && o.LogFormat != "common" {
+		return o, domain.Invalid("logFormat", "must be json or common")
 	}
 	o.Routing = o.Routing.withDefaults()
 
