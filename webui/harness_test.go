@@ -55,9 +55,9 @@ func newEnvCommands(t testing.TB, cc commands.Config, cfg webui.ServerConfig, mu
 	reads := &foldReads{store: store}
 	deps := webui.Deps{
 		Certificates: webui.CertificateReads{Queries: projections.NewQueries(pool), ACMEEnabled: cc.ACME},
-		Commands: cmds,
-		Reads:    reads,
-		Queue:    reads,
+		Commands:     cmds,
+		Reads:        reads,
+		Queue:        reads,
 		Ready: []webui.Check{
 			{Name: "postgres", Check: pool.Ping},
 			{Name: "redis", Check: func(ctx context.Context) error { return testenv.Redis(t).Ping(ctx).Err() }},
