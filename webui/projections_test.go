@@ -12,6 +12,7 @@ import (
 	"berth/internal/testenv"
 	"berth/projections"
 	"berth/webui"
+	"berth/webui/openapitest"
 )
 
 // TestWithProjectionRunner drives the API over the real read models: the
@@ -46,6 +47,7 @@ func TestWithProjectionRunner(t *testing.T) {
 	}
 	e := &env{t: t, store: store, srv: srv}
 	e.http = newHTTPServer(t, srv)
+	e.client = openapitest.Client(t, srv.OpenAPI, e.http.Client())
 
 	created := e.createApp("p", "a", map[string]any{"runtime": map[string]any{"port": 8080}})
 	var patched webui.WriteResponse

@@ -96,6 +96,10 @@ func (m *Main) wire(ctx context.Context) (http.Handler, []Runner, error) {
 		Commands: cmds, Reads: reads, Queue: reads, BuildLogs: webui.BuildLogStore{Store: logs},
 		Metrics: []webui.MetricsWriter{runner}, Logger: m.Logger, Hub: hub,
 		Auth: guard.Authenticate, Integrations: integ,
+		Ready: []webui.Check{
+			{Name: "postgres", Check: m.Pool.Ping},
+			{Name: "redis", Check: func(ctx context.Context) error { return m.Redis.Ping(ctx).Err() }},
+		},
 	})
 	if err != nil {
 		return nil, nil, err
