@@ -66,6 +66,9 @@ func TestWithProjectionRunner(t *testing.T) {
 
 	var dep webui.WriteResponse
 	e.must(http.StatusAccepted, "POST", "/api/v1/apps/a/deployments", nil).json(t, &dep)
+	if dep.QueuePosition == nil || *dep.QueuePosition != 1 {
+		t.Errorf("first deployment through the read model: got queue_position %v, want 1", dep.QueuePosition)
+	}
 	var d projections.Deployment
 	e.must(http.StatusOK, "GET", fmt.Sprintf("/api/v1/deployments/%s?min_position=%d", dep.DeploymentID, dep.Position), nil).json(t, &d)
 	if d.App != "a" {
