@@ -101,6 +101,10 @@ func (m *Main) wire(ctx context.Context) (http.Handler, []Runner, error) {
 		Metrics: []webui.MetricsWriter{runner}, Logger: m.Logger, Hub: hub,
 		Auth: guard.Authenticate, Integrations: integ,
 		Certificates: webui.CertificateReads{Queries: projections.NewQueries(m.Pool), ACMEEnabled: cfg.TLS.ACMEEmail != ""},
+		Ready: []webui.Check{
+			{Name: "postgres", Check: m.Pool.Ping},
+			{Name: "redis", Check: func(ctx context.Context) error { return m.Redis.Ping(ctx).Err() }},
+		},
 	})
 	if err != nil {
 		return nil, nil, err
