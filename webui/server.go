@@ -104,6 +104,9 @@ type Deps struct {
 	Integrations Integrations
 	// Hub serves the live socket GET /api/v1/ws (503 when nil).
 	Hub *Hub
+	// Certificates serves the certificate states of GET /api/v1/domains
+	// (503 when nil).
+	Certificates Certificates
 }
 
 // Server is berth's HTTP server. It is an http.Handler; more routes (the
@@ -214,6 +217,7 @@ func (s *Server) registerRoutes() {
 	s.api("PUT /api/v1/apps/{app}/env", s.setEnv)
 	s.api("POST /api/v1/apps/{app}/domains", s.addDomain)
 	s.api("DELETE /api/v1/apps/{app}/domains/{host}", s.removeDomain)
+	s.registerDomains()
 	s.api("POST /api/v1/apps/{app}/stop", s.stopApp)
 	s.api("POST /api/v1/apps/{app}/start", s.startApp)
 	s.api("POST /api/v1/apps/{app}/rollback", s.rollbackApp)

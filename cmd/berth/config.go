@@ -54,6 +54,8 @@ type Config struct {
 	SecureCookies     bool     // --secure-cookies, BERTH_SECURE_COOKIES: mark session cookies Secure
 	TrustProxyHeaders bool     // --trust-proxy-headers, BERTH_TRUST_PROXY_HEADERS: believe X-Forwarded-Proto/-For
 	AllowedOrigins    []string // --allowed-origins, BERTH_ALLOWED_ORIGINS: extra browser origins, comma-separated
+
+	TLS TLSConfig // --acme-email, --acme-storage, --traefik-log, --cert-dir (tls.go)
 }
 
 // DefaultConfig returns the configuration used when no flag or variable is
@@ -89,6 +91,7 @@ func (c *Config) fillDefaults() {
 	if c.AnchorDir == "" {
 		c.AnchorDir = filepath.Join(c.DataDir, "anchor")
 	}
+	c.TLS.fillDefaults(c.DataDir)
 }
 
 // Validate reports every invalid field, each naming its flag.
@@ -179,6 +182,7 @@ func bindConfig(fs *flag.FlagSet, c *Config, groups flagGroup, getenv func(strin
 		if err := bindCheckpointFlags(fs, c, getenv); err != nil {
 			return err
 		}
+		bindTLSFlags(fs, &c.TLS, getenv)
 		if err := bindAuthFlags(fs, c, getenv); err != nil {
 			return err
 		}

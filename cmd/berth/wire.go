@@ -51,7 +51,7 @@ func (m *Main) wire(ctx context.Context) (http.Handler, []Runner, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	cmds, err := cmdhandlers.New(cmdhandlers.Config{Logger: m.Logger}, m.Store, sealer)
+	cmds, err := cmdhandlers.New(cmdhandlers.Config{Logger: m.Logger, ACME: cfg.TLS.ACMEEmail != ""}, m.Store, sealer)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -60,11 +60,15 @@ func (m *Main) wire(ctx context.Context) (http.Handler, []Runner, error) {
 	if err := os.MkdirAll(cfg.TraefikDir, 0o755); err != nil {
 		return nil, nil, fmt.Errorf("--traefik-dir: %w", err)
 	}
-	writer, err := traefik.NewWriter(traefik.WriterConfig{Dir: cfg.TraefikDir})
+	routingCfg, err := cfg.TLS.routing()
+	if err != nil {
+		return nil, nil, fmt.Errorf("--cert-dir: %w", err)
+	}
+	writer, err := traefik.NewWriter(traefik.WriterConfig{Dir: cfg.TraefikDir, Routing: routingCfg})
 	if err != nil {
 		return nil, nil, fmt.Errorf("--traefik-dir: %w", err)
 	}
-	routing, err := projections.NewRouting(projections.RoutingConfig{Writer: writer, Logger: m.Logger})
+	routing, err := projections.NewRouting(projections.RoutingConfig{Writer: writer, Logger: m.Logger, Sealer: sealer})
 	if err != nil {
 		return nil, nil, err
 	}
@@ -102,6 +106,11 @@ func (m *Main) wire(ctx context.Context) (http.Handler, []Runner, error) {
 		Commands: cmds, Reads: reads, Queue: reads, BuildLogs: webui.BuildLogStore{Store: logs},
 		Metrics: []webui.MetricsWriter{runner}, Logger: m.Logger, Hub: hub,
 		Auth: guard.Authenticate, Integrations: integ,
+		Certificates: webui.CertificateReads{Queries: projections.NewQueries(m.Pool), ACMEEnabled: cfg.TLS.ACMEEmail != ""},
+		Ready: []webui.Check{
+			{Name: "postgres", Check: m.Pool.Ping},
+			{Name: "redis", Check: func(ctx context.Context) error { return m.Redis.Ping(ctx).Err() }},
+		},
 	})
 	if err != nil {
 		return nil, nil, err
@@ -127,6 +136,11 @@ func (m *Main) wire(ctx context.Context) (http.Handler, []Runner, error) {
 	if signer != nil {
 		runners = append(runners, *signer)
 	}
+	certs, err := wireCertificates(m)
+	if err != nil {
+		return nil, nil, err
+	}
+	runners = append(runners, certs...)
 	return srv, runners, nil
 }
 
