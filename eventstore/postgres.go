@@ -245,6 +245,12 @@ func (s *Postgres) write(batch []*appendReq) {
 	for try := 1; errors.Is(err, errConnLost) && try < maxConnLostRetries && ctx.Err() == nil; try++ {
 		replies, err = s.commit(ctx, batch)
 	}
+	// berth_append looks the event ids up before it waits for the lock: one
+	// that another batch committed meanwhile fails the insert. Written
+	// again, the batch finds it and answers it as a duplicate.
+	if isUniqueViolation(err) {
+		replies, err = s.commit(ctx, batch)
+	}
 	if err != nil {
 		var pgErr *pgconn.PgError
 		if len(batch) > 1 && errors.As(err, &pgErr) {
@@ -282,6 +288,11 @@ func live(batch []*appendReq) []*appendReq {
 
 // maxConnLostRetries bounds the attempts of a write on lost connections.
 const maxConnLostRetries = 5
+
+func isUniqueViolation(err error) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && pgErr.Code == "23505"
+}
 
 // errConnLost marks an error of a connection that is closed now.
 var errConnLost = errors.New("connection lost")

@@ -1,9 +1,17 @@
 -- berth_append writes one batch of appends in the calling transaction: it
 -- locks the head row, decides every append on its own (a duplicate, a
 -- conflict, a wrong expected version, or written), positions the written
--- events gaplessly after the head, hashes them with berth_event_encoding
--- over PostgreSQL's own text of the jsonb stored, inserts them, moves the
--- streams and the head, and notifies p_channel with the new head.
+-- events gaplessly after the head, hashes them over berth_event_encoding's
+-- bytes (migration 040) with PostgreSQL's own text of the jsonb stored,
+-- inserts them, moves the streams and the head, and notifies p_channel with
+-- the new head.
+--
+-- Everything that does not depend on the head is done before the lock, so
+-- that it runs while another batch holds it: parsing the documents, the
+-- part of each encoding after position and stream version, and looking up
+-- the event ids (an id inserted meanwhile by another batch makes the
+-- insert fail on its unique constraint, and the caller writes the appends
+-- again one by one).
 --
 -- The batch is given as parallel arrays. Per stream append (one entry per
 -- stream of each append, appends one after the other): p_req, the number of
@@ -34,7 +42,6 @@ DECLARE
     v_changed jsonb := '{}';
     v_n int := coalesce(cardinality(p_req), 0);
     v_at timestamptz := now();
-    v_micros bigint := (extract(epoch FROM now()) * 1000000)::bigint;
     a int := 1;            -- first stream append of the current append
     b int;                 -- its last
     ev int := 1;           -- first event of the current append
@@ -49,33 +56,30 @@ DECLARE
     n_written int := 0;
     sa_pos bigint[] := array_fill(NULL::bigint, ARRAY[v_n]);  -- position before the first event of each stream append written
     sa_ver bigint[] := array_fill(NULL::bigint, ARRAY[v_n]);  -- its stream's version before it
-    x_pos bigint[];
-    x_ver bigint[];
-    x_stream text[];
-    x_id uuid[];
-    x_type text[];
-    x_schema bigint[];
-    x_data jsonb[];
-    x_meta jsonb[];
-    x_enc bytea[];
-    pre_d jsonb[];
+    pre_d jsonb[];         -- data and metadata, parsed
     pre_m jsonb[];
-    pre_db bytea[];
-    pre_mb bytea[];
-    x_prev bytea[] := '{}';
-    x_hash bytea[] := '{}';
+    pre_tail bytea[];      -- each event's encoding after position and stream version
+    x_prev bytea[];        -- per event: prev_hash and hash, NULL when not written
+    x_hash bytea[];
 BEGIN
-    -- Before the lock, so that it runs while another batch holds it: the
-    -- data and metadata as jsonb, and the text of each that the hash covers.
-    SELECT array_agg(y.d), array_agg(convert_to(y.d::text, 'UTF8')), array_agg(y.m), array_agg(convert_to(y.m::text, 'UTF8'))
-        INTO pre_d, pre_db, pre_m, pre_mb
-        FROM (SELECT u.d::jsonb AS d, u.m::jsonb AS m FROM unnest(p_data, p_meta) AS u(d, m) OFFSET 0) y;
+    SELECT array_agg(y.d ORDER BY y.n), array_agg(y.m ORDER BY y.n),
+           array_agg(substr(berth_event_encoding(0, 0, y.sb, y.tb, y.id, y.sv, y.db, y.mb,
+                                                 (extract(epoch FROM v_at) * 1000000)::bigint), 32) ORDER BY y.n)
+        INTO pre_d, pre_m, pre_tail
+        FROM (SELECT x.n, x.d, x.m, x.id, x.sv, convert_to(x.s, 'UTF8') AS sb, convert_to(x.t, 'UTF8') AS tb,
+                     convert_to(x.d::text, 'UTF8') AS db, convert_to(x.m::text, 'UTF8') AS mb
+              FROM (SELECT u.n, u.id, u.t, u.sv::bigint AS sv, p_stream[u.sa] AS s, u.d::jsonb AS d, u.m::jsonb AS m
+                    FROM unnest(p_event_id, p_type, p_schema, p_data, p_meta, p_sa) WITH ORDINALITY AS u(id, t, sv, d, m, sa, n)
+                    OFFSET 0) x
+              OFFSET 0) y;
+    SELECT coalesce(jsonb_object_agg(e.event_id::text, jsonb_build_array(e.position, e.stream_id, e.stream_version)), '{}')
+        INTO v_found FROM events e WHERE e.event_id = ANY (p_event_id);
+    x_prev := array_fill(NULL::bytea, ARRAY[cardinality(p_event_id)]);
+    x_hash := x_prev;
 
     SELECT h.position, h.hash INTO v_head, v_hash FROM event_head h WHERE h.id FOR UPDATE;
     SELECT coalesce(jsonb_object_agg(s.stream_id, s.version), '{}') INTO v_versions
         FROM streams s WHERE s.stream_id = ANY (p_stream);
-    SELECT coalesce(jsonb_object_agg(e.event_id::text, jsonb_build_array(e.position, e.stream_id, e.stream_version)), '{}')
-        INTO v_found FROM events e WHERE e.event_id = ANY (p_event_id);
 
     WHILE a <= v_n LOOP
         b := a;
@@ -132,17 +136,27 @@ BEGIN
                 r_sa := bad; r_outcome := 'version'; r_version := cur; r_positions := NULL;
                 RETURN NEXT;
             ELSE
+                -- Written: position, version and chain hash of each event.
+                j := ev;
                 FOR k IN a..b LOOP
                     cur := coalesce((v_versions ->> p_stream[k])::bigint, 0);
                     r_sa := k; r_outcome := 'ok'; r_version := cur + p_count[k];
                     r_positions := ARRAY(SELECT generate_series(v_head + 1, v_head + p_count[k]));
                     sa_pos[k] := v_head;
                     sa_ver[k] := cur;
+                    FOR i IN j..j + p_count[k] - 1 LOOP
+                        v_head := v_head + 1;
+                        cur := cur + 1;
+                        x_prev[i] := v_hash;
+                        v_hash := sha256(v_hash || '\x62657274682e6576656e742e763100'::bytea
+                                         || int8send(v_head) || int8send(cur) || pre_tail[i]);
+                        x_hash[i] := v_hash;
+                    END LOOP;
                     n_written := n_written + p_count[k];
-                    v_head := v_head + p_count[k];
                     v_versions := v_versions || jsonb_build_object(p_stream[k], r_version);
                     v_changed := v_changed || jsonb_build_object(p_stream[k], r_version);
                     RETURN NEXT;
+                    j := j + p_count[k];
                 END LOOP;
             END IF;
         END IF;
@@ -154,39 +168,11 @@ BEGIN
         RETURN;
     END IF;
 
-    -- The encodings, over the text of the jsonb to be stored, in the order of
-    -- the arguments, which is the order of the positions (checked below);
-    -- then the chain.
-    -- The subqueries are kept apart (OFFSET 0) so that
-    -- berth_event_encoding's arguments are plain columns and the planner
-    -- inlines it.
-    SELECT array_agg(berth_event_encoding(x.pos, x.ver, x.sb, x.tb, x.id, x.sv, x.db, x.mb, v_micros)),
-           array_agg(x.pos), array_agg(x.ver), array_agg(x.s), array_agg(x.id), array_agg(x.t), array_agg(x.sv),
-           array_agg(x.d), array_agg(x.m)
-        INTO x_enc, x_pos, x_ver, x_stream, x_id, x_type, x_schema, x_data, x_meta
-        FROM (SELECT y.*, convert_to(y.s, 'UTF8') AS sb, convert_to(y.t, 'UTF8') AS tb
-              FROM (SELECT sa_pos[e.sa] + e.off AS pos, sa_ver[e.sa] + e.off AS ver, p_stream[e.sa] AS s,
-                           e.id, e.t, e.sv::bigint AS sv, e.d, e.db, e.m, e.mb
-                    FROM unnest(p_event_id, p_type, p_schema, pre_d, pre_db, pre_m, pre_mb, p_sa, p_off)
-                        AS e(id, t, sv, d, db, m, mb, sa, off)
-                    WHERE sa_pos[e.sa] IS NOT NULL
-                    OFFSET 0) y
-              OFFSET 0) x;
-
-    FOR i IN 1..cardinality(x_enc) LOOP
-        IF x_pos[i] <> x_pos[1] + i - 1 THEN
-            RAISE EXCEPTION 'berth_append: events out of order at %', x_pos[i];
-        END IF;
-        x_prev[i] := v_hash;
-        v_hash := sha256(v_hash || x_enc[i]);
-        x_hash[i] := v_hash;
-    END LOOP;
-
     INSERT INTO events (position, stream_id, stream_version, event_id, type, schema_version, data, metadata,
                         recorded_at, prev_hash, hash)
-    SELECT u.pos, u.s, u.ver, u.id, u.t, u.sv::int, u.d, u.m, v_at, u.ph, u.h
-    FROM unnest(x_pos, x_stream, x_ver, x_id, x_type, x_schema, x_data, x_meta, x_prev, x_hash)
-        AS u(pos, s, ver, id, t, sv, d, m, ph, h);
+    SELECT sa_pos[u.sa] + u.off, p_stream[u.sa], sa_ver[u.sa] + u.off, u.id, u.t, u.sv, u.d, u.m, v_at, u.ph, u.h
+    FROM unnest(p_event_id, p_type, p_schema, pre_d, pre_m, p_sa, p_off, x_prev, x_hash) AS u(id, t, sv, d, m, sa, off, ph, h)
+    WHERE u.h IS NOT NULL;
 
     INSERT INTO streams (stream_id, version)
     SELECT c.key, c.value::bigint FROM jsonb_each_text(v_changed) AS c
