@@ -6,13 +6,16 @@ import (
 	"crypto/ed25519"
 	"encoding/hex"
 	"fmt"
+	"net/url"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	main "berth/cmd/berth"
+	"berth/eventstore"
 	"berth/eventstore/anchor"
 	"berth/eventstore/keyring"
 	"berth/internal/testenv"
@@ -118,5 +121,54 @@ func TestKeysRotate(t *testing.T) {
 	}
 	if pt, err := k2.Open(ctx, "web", ct); err != nil || string(pt) != "pw" {
 		t.Fatalf("open after rotation: %q, %v", pt, err)
+	}
+}
+
+// TestServeRunsAsRuntimeRole starts berth serve as the runtime role, with
+// the owner's URL for migrations: it grants itself what it needs, appends,
+// signs checkpoints into the anchor directory, and cannot change history.
+func TestServeRunsAsRuntimeRole(t *testing.T) {
+	t.Parallel()
+	ownerURL := testenv.PostgresURL(t)
+	u, err := url.Parse(ownerURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u.User = url.UserPassword(testenv.RuntimeRole, testenv.RuntimeRole)
+	m := MustRunMain(t, func(m *main.Main) {
+		m.Config.DatabaseURL = u.String()
+		m.Config.OwnerDatabaseURL = ownerURL
+		m.Config.CheckpointEvery = 1
+		m.Config.CheckpointInterval = time.Second
+	})
+	ctx := context.Background()
+	var user string
+	if err := m.Pool.QueryRow(ctx, "SELECT current_user").Scan(&user); err != nil || user != testenv.RuntimeRole {
+		t.Fatalf("serve connects as %q (%v), want %s", user, err, testenv.RuntimeRole)
+	}
+	appendEvents(t, m.Store, "app-"+testenv.RandomName("rt"), 3)
+	dir := filepath.Join(m.Config.DataDir, "anchor")
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		files, _ := filepath.Glob(filepath.Join(dir, "checkpoint-*.json"))
+		if len(files) > 0 {
+			cps, err := anchor.Load(ctx, dir, "")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if d, err := anchor.Check(ctx, m.Store.(*eventstore.Postgres), cps, nil); err != nil || d != nil {
+				t.Fatalf("check the signed checkpoints: %+v, %v", d, err)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no checkpoint in %s after the log grew", dir)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	for _, q := range []string{`UPDATE events SET data = '{}'`, `DELETE FROM events`, `TRUNCATE events`} {
+		if _, err := m.Pool.Exec(ctx, q); err == nil {
+			t.Errorf("as serve's role: %s succeeded", q)
+		}
 	}
 }
