@@ -104,6 +104,9 @@ type Deps struct {
 	Integrations Integrations
 	// Hub serves the live socket GET /api/v1/ws (503 when nil).
 	Hub *Hub
+	// Notifications are the ports of the notification endpoints
+	// (webui/notifications.go); absent ports answer 503.
+	Notifications Notifications
 }
 
 // Server is berth's HTTP server. It is an http.Handler; more routes (the
@@ -225,6 +228,7 @@ func (s *Server) registerRoutes() {
 	s.api("POST /api/v1/deployments/{id}/cancel", s.cancelDeployment)
 	s.api("GET /api/v1/deployments/{id}/logs", s.deploymentLogs)
 	s.registerIntegrations()
+	s.registerNotifications()
 
 	s.api("GET /api/v1/ws", s.websocket)
 }

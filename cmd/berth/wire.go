@@ -51,7 +51,11 @@ func (m *Main) wire(ctx context.Context) (http.Handler, []Runner, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	cmds, err := cmdhandlers.New(cmdhandlers.Config{Logger: m.Logger}, m.Store, sealer)
+	notifier, err := newNotifier(m, sealer)
+	if err != nil {
+		return nil, nil, err
+	}
+	cmds, err := cmdhandlers.New(cmdhandlers.Config{Logger: m.Logger, NotificationURLCheck: notifier.CheckURL}, m.Store, sealer)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -92,10 +96,14 @@ func (m *Main) wire(ctx context.Context) (http.Handler, []Runner, error) {
 	if err != nil {
 		return nil, nil, err
 	}
+	notifications, sending, err := wireNotifications(m, cmds, notifier)
+	if err != nil {
+		return nil, nil, err
+	}
 	srv, err := webui.NewServer(webui.ServerConfig{}, webui.Deps{
 		Commands: cmds, Reads: reads, Queue: reads, BuildLogs: webui.BuildLogStore{Store: logs},
 		Metrics: []webui.MetricsWriter{runner}, Logger: m.Logger, Hub: hub,
-		Auth: guard.Authenticate, Integrations: integ,
+		Auth: guard.Authenticate, Integrations: integ, Notifications: notifications,
 	})
 	if err != nil {
 		return nil, nil, err
@@ -117,7 +125,7 @@ func (m *Main) wire(ctx context.Context) (http.Handler, []Runner, error) {
 		{Name: "deployer", Run: dep.Run},
 	}
 	runners = append(runners, authRunners...)
-	runners = append(runners, deliveries)
+	runners = append(runners, deliveries, sending)
 	return srv, runners, nil
 }
 
