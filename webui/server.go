@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // Headers of the API.
@@ -95,6 +96,8 @@ type Deps struct {
 	Ready []Check
 	// Metrics are written after the server's own metrics on /metrics.
 	Metrics []MetricsWriter
+	// Collectors are registered with the Prometheus registry of /metrics.
+	Collectors []prometheus.Collector
 	// Auth resolves the actor of API requests; nil runs every request as
 	// LocalActor (keep the server on loopback then).
 	Auth   Authenticator
@@ -122,7 +125,7 @@ type Server struct {
 	routes []string
 	doc    []byte // the served OpenAPI document: openapi.json plus added fragments
 
-	requests [6]atomic.Int64 // by status class: 1xx … 5xx (index 0 unused)
+	prom     *serverMetrics
 	inFlight atomic.Int64
 }
 
@@ -148,6 +151,10 @@ func NewServer(cfg ServerConfig, deps Deps) (*Server, error) {
 	}
 	if s.auth == nil {
 		s.auth = localAuthenticator
+	}
+	var err error
+	if s.prom, err = s.newServerMetrics(); err != nil {
+		return nil, err
 	}
 	s.registerRoutes()
 	return s, nil
@@ -256,7 +263,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			status = http.StatusOK
 		}
 		if c := status / 100; c >= 1 && c <= 5 {
-			s.requests[c].Add(1)
+			s.prom.byClass[c].Inc()
 		}
 		s.log.DebugContext(r.Context(), "request", slog.String("method", r.Method), slog.String("path", r.URL.Path),
 			slog.Int("status", status), slog.Duration("duration", time.Since(start)))
