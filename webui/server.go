@@ -110,6 +110,8 @@ type Deps struct {
 	// Notifications are the ports of the notification endpoints
 	// (webui/notifications.go); absent ports answer 503.
 	Notifications Notifications
+	// Monitor serves the monitoring samples (webui/monitor.go); 503 when nil.
+	Monitor MonitorReads
 }
 
 // Server is berth's HTTP server. It is an http.Handler; more routes (the
@@ -236,6 +238,7 @@ func (s *Server) registerRoutes() {
 	s.api("GET /api/v1/deployments/{id}/logs", s.deploymentLogs)
 	s.registerIntegrations()
 	s.registerNotifications()
+	s.registerMonitoring()
 
 	s.api("GET /api/v1/ws", s.websocket)
 }

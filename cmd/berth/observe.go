@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"berth/domain"
+	"berth/handlers/monitor"
 	"berth/handlers/notify"
 	"berth/webui"
 )
@@ -130,4 +131,31 @@ func wireNotifications(m *Main, cmds webui.NotificationCommands, w *notify.Worke
 		return webui.Notifications{}, Runner{}, err
 	}
 	return webui.Notifications{Commands: cmds, Reads: reader, Tester: w}, Runner{Name: "notifications", Run: w.Run}, nil
+}
+
+// wireMonitor builds the sampler of this process's server (named by
+// --deploy-host) and, unless --monitor-interval is 0, its runner.
+func wireMonitor(m *Main) (*monitor.Monitor, []Runner, error) {
+	c := m.Config.Observe
+	interval := c.MonitorInterval
+	if interval == 0 {
+		interval = monitor.DefaultInterval // reads only: nothing samples
+	}
+	mon, err := monitor.New(monitor.Config{
+		Server: m.Config.DeployHost, DockerHost: m.Config.DockerHost, Interval: interval, DataDir: m.Config.DataDir,
+		Thresholds: monitor.Thresholds{
+			CPU:    monitor.Threshold(c.CPU),
+			Memory: monitor.Threshold(c.Memory),
+			Disk:   monitor.Threshold(c.Disk),
+		},
+		Logger: m.Logger,
+	}, m.Store, m.Pool)
+	if err != nil {
+		return nil, nil, fmt.Errorf("monitoring: %w", err)
+	}
+	m.closers = append(m.closers, mon.Close)
+	if c.MonitorInterval == 0 {
+		return mon, nil, nil
+	}
+	return mon, []Runner{{Name: "monitor", Run: mon.Run}}, nil
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/ThreeDotsLabs/watermill"
 	"github.com/ThreeDotsLabs/watermill-redisstream/pkg/redisstream"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 
 	"berth/domain"
@@ -100,10 +101,15 @@ func (m *Main) wire(ctx context.Context) (http.Handler, []Runner, error) {
 	if err != nil {
 		return nil, nil, err
 	}
+	mon, sampling, err := wireMonitor(m)
+	if err != nil {
+		return nil, nil, err
+	}
 	srv, err := webui.NewServer(webui.ServerConfig{}, webui.Deps{
 		Commands: cmds, Reads: reads, Queue: reads, BuildLogs: webui.BuildLogStore{Store: logs},
 		Metrics: []webui.MetricsWriter{runner}, Logger: m.Logger, Hub: hub,
 		Auth: guard.Authenticate, Integrations: integ, Notifications: notifications,
+		Monitor: mon, Collectors: []prometheus.Collector{mon},
 	})
 	if err != nil {
 		return nil, nil, err
@@ -126,6 +132,7 @@ func (m *Main) wire(ctx context.Context) (http.Handler, []Runner, error) {
 	}
 	runners = append(runners, authRunners...)
 	runners = append(runners, deliveries, sending)
+	runners = append(runners, sampling...)
 	return srv, runners, nil
 }
 

@@ -200,7 +200,7 @@ func (m *Monitor) session(ctx context.Context) error {
 		if _, err := m.SampleOnce(ctx); err != nil && ctx.Err() == nil {
 			m.log.Warn("monitor: sampling failed", "err", err)
 		}
-		if err := m.maintain(ctx, time.Now()); err != nil && ctx.Err() == nil {
+		if err := m.Downsample(ctx, time.Now()); err != nil && ctx.Err() == nil {
 			m.log.Warn("monitor: downsampling failed", "err", err)
 		}
 		select {
@@ -347,9 +347,9 @@ func (m *Monitor) hostSample(now time.Time) (Sample, error) {
 	return s, nil
 }
 
-// maintain rolls finished buckets up into the coarser tiers and prunes
-// each tier past its retention.
-func (m *Monitor) maintain(ctx context.Context, now time.Time) error {
+// Downsample rolls the buckets finished by now up into the coarser tiers
+// and prunes each tier past its retention. Run calls it after each sample.
+func (m *Monitor) Downsample(ctx context.Context, now time.Time) error {
 	for tier := Tier1m; tier <= Tier10m; tier++ {
 		step := tierStep[tier]
 		end := now.Truncate(step)
@@ -373,6 +373,9 @@ func (m *Monitor) maintain(ctx context.Context, now time.Time) error {
 	}
 	return nil
 }
+
+// Record stores samples as raw samples (tier 0), as SampleOnce does.
+func (m *Monitor) Record(ctx context.Context, samples []Sample) error { return m.db.insert(ctx, samples) }
 
 // Series returns one target's samples over rng ("1h", "6h", "1d", "7d",
 // "30d"), ending now.
