@@ -160,4 +160,3 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) error {
 	writeJSON(w, http.StatusOK, map[string]any{"status": "ready", "checks": results})
 	return nil
 }
-

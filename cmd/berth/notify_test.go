@@ -358,4 +358,3 @@ func waitDelivery(tb testing.TB, api apiClient, channel string, pos int64, outco
 	}
 	tb.Fatalf("channel %s: no %s delivery of position %d: %s", channel, outcome, pos, last)
 }
-

@@ -375,7 +375,9 @@ func (m *Monitor) Downsample(ctx context.Context, now time.Time) error {
 }
 
 // Record stores samples as raw samples (tier 0), as SampleOnce does.
-func (m *Monitor) Record(ctx context.Context, samples []Sample) error { return m.db.insert(ctx, samples) }
+func (m *Monitor) Record(ctx context.Context, samples []Sample) error {
+	return m.db.insert(ctx, samples)
+}
 
 // Series returns one target's samples over rng ("1h", "6h", "1d", "7d",
 // "30d"), ending now.

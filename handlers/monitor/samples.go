@@ -199,4 +199,3 @@ FROM monitor_samples WHERE tier = 0 ORDER BY kind, target, at DESC`)
 	}
 	return out, nil
 }
-
