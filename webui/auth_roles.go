@@ -64,7 +64,7 @@ func RouteAccess(pattern string) (Access, bool) {
 		"POST /api/v1/webhooks/{id}/pause", "POST /api/v1/webhooks/{id}/resume":
 		return Access{Role: domain.RoleAdmin}, true
 	}
-	return Access{}, false
+	return notificationRouteAccess(pattern)
 }
 
 // authOpenAPIDocument describes the Guard's endpoints (login, logout,
