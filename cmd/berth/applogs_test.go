@@ -339,5 +339,3 @@ func TestAppLogsThroughServe(t *testing.T) {
 		}
 	}
 }
-
-
