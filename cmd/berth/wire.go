@@ -21,6 +21,7 @@ import (
 	"berth/eventstore/keyring"
 	"berth/handlers/buildlog"
 	cmdhandlers "berth/handlers/commands"
+	"berth/handlers/containerlogs"
 	"berth/handlers/deployer"
 	"berth/handlers/engine"
 	"berth/handlers/relay"
@@ -109,8 +110,14 @@ func (m *Main) wire(ctx context.Context) (http.Handler, []Runner, error) {
 	if err != nil {
 		return nil, nil, err
 	}
+	// Runtime logs of the applications' containers on this deploy host.
+	clogs, err := containerlogs.New(containerlogs.Config{DockerHost: cfg.DockerHost, Logger: m.Logger})
+	if err != nil {
+		return nil, nil, err
+	}
+	m.closers = append(m.closers, clogs.Close)
 	srv, err := webui.NewServer(webui.ServerConfig{}, webui.Deps{
-		Commands: cmds, Reads: reads, Queue: reads, BuildLogs: webui.BuildLogStore{Store: logs},
+		Commands: cmds, Reads: reads, Queue: reads, BuildLogs: webui.BuildLogStore{Store: logs}, ContainerLogs: clogs,
 		Metrics: []webui.MetricsWriter{runner}, Logger: m.Logger, Hub: hub,
 		Auth: guard.Authenticate, Integrations: integ, Notifications: notifications,
 		Monitor: mon, Collectors: []prometheus.Collector{mon},
