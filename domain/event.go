@@ -37,6 +37,10 @@ func DecodeEvent(e RecordedEvent) (any, error) {
 	switch e.Type {
 	case EventProjectCreated:
 		return decode[ProjectCreated](e)
+	case EventProjectAppAdded:
+		return decode[ProjectAppAdded](e)
+	case EventProjectDeleted:
+		return decode[ProjectDeleted](e)
 	case EventAppCreated:
 		return decode[AppCreated](e)
 	case EventAppUpdated:

@@ -47,7 +47,7 @@ func RouteAccess(pattern string) (Access, bool) {
 		return Access{Role: domain.RoleAuditor}, true
 
 	// Managing and deploying applications.
-	case "POST /api/v1/projects",
+	case "POST /api/v1/projects", "DELETE /api/v1/projects/{name}",
 		"POST /api/v1/apps", "PATCH /api/v1/apps/{app}", "DELETE /api/v1/apps/{app}",
 		"PUT /api/v1/apps/{app}/env",
 		"POST /api/v1/apps/{app}/domains", "DELETE /api/v1/apps/{app}/domains/{host}",
@@ -64,7 +64,7 @@ func RouteAccess(pattern string) (Access, bool) {
 		"POST /api/v1/webhooks/{id}/pause", "POST /api/v1/webhooks/{id}/resume":
 		return Access{Role: domain.RoleAdmin}, true
 	}
-	return Access{}, false
+	return notificationRouteAccess(pattern)
 }
 
 // authOpenAPIDocument describes the Guard's endpoints (login, logout,

@@ -166,8 +166,8 @@ func TestEventHistoryAsCloudEvents(t *testing.T) {
 		t.Fatalf("got %+v, want the one app.created", p.Events)
 	}
 	e.must(http.StatusOK, "GET", "/api/v1/events?stream=project-shop", nil).json(t, &p)
-	if len(p.Events) != 1 || p.Events[0].Type != domain.EventProjectCreated {
-		t.Fatalf("got %+v, want project.created", p.Events)
+	if len(p.Events) != 2 || p.Events[0].Type != domain.EventProjectCreated || p.Events[1].Type != domain.EventProjectAppAdded {
+		t.Fatalf("got %+v, want project.created and project.app_added", p.Events)
 	}
 	future := time.Now().Add(time.Hour).UTC().Format(time.RFC3339)
 	e.must(http.StatusOK, "GET", "/api/v1/events?since="+future, nil).json(t, &p)

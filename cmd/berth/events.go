@@ -221,7 +221,8 @@ func runEventsTail(ctx context.Context, e env, args []string) error {
 	return err
 }
 
-// FormatEvent renders ev as one human-readable line:
+// FormatEvent renders ev as one human-readable line, naming the actor by
+// name (by id when it has none):
 //
 //	#42 2026-01-02T15:04:05.123Z app-shop@3 app.domain_added actor=user:alice corr=…
 //
@@ -232,7 +233,13 @@ func FormatEvent(ev domain.RecordedEvent) string {
 	fmt.Fprintf(&b, "#%d %s %s@%d %s", ev.Position, ev.RecordedAt.UTC().Format("2006-01-02T15:04:05.000Z"),
 		safe(ev.StreamID), ev.StreamVersion, safe(ev.Type))
 	if a := ev.Metadata.Actor; a.Kind != "" || a.ID != "" {
-		b.WriteString(" actor=" + safe(a.Kind+":"+a.ID))
+		// By name, as the UI shows it (an e-mail address, a token's
+		// name); by id when the actor has no name.
+		who := a.Name
+		if who == "" {
+			who = a.ID
+		}
+		b.WriteString(" actor=" + safe(a.Kind+":"+who))
 	}
 	if c := ev.Metadata.CorrelationID; c != "" {
 		b.WriteString(" corr=" + safe(c))

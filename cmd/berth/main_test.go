@@ -340,6 +340,16 @@ func TestFormatEventQuotesHostileValues(t *testing.T) {
 			"#42 2026-01-02T15:04:05.123Z app-shop@3 app.domain_added actor=user:alice corr=c1",
 		},
 		{
+			domain.RecordedEvent{Position: 43, StreamID: "app-shop", StreamVersion: 4, Type: "app.updated", RecordedAt: at,
+				Metadata: domain.Metadata{Actor: domain.Actor{Kind: "user", ID: "0b7c2a41", Name: "alice@example.com"}}},
+			"#43 2026-01-02T15:04:05.123Z app-shop@4 app.updated actor=user:alice@example.com",
+		},
+		{
+			domain.RecordedEvent{Position: 44, StreamID: "app-shop", StreamVersion: 5, Type: "app.updated", RecordedAt: at,
+				Metadata: domain.Metadata{Actor: domain.Actor{Kind: "token", ID: "t1", Name: "ci deploy\n#45 forged"}}},
+			`#44 2026-01-02T15:04:05.123Z app-shop@5 app.updated actor="token:ci deploy\n#45 forged"`,
+		},
+		{
 			domain.RecordedEvent{Position: 7, StreamID: "app-x\n#8 forged", StreamVersion: 1, Type: "app.created", RecordedAt: at},
 			`#7 2026-01-02T15:04:05.123Z "app-x\n#8 forged"@1 app.created`,
 		},

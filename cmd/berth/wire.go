@@ -13,6 +13,7 @@ import (
 	"github.com/ThreeDotsLabs/watermill"
 	"github.com/ThreeDotsLabs/watermill-redisstream/pkg/redisstream"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 
 	"berth/domain"
@@ -20,6 +21,7 @@ import (
 	"berth/eventstore/keyring"
 	"berth/handlers/buildlog"
 	cmdhandlers "berth/handlers/commands"
+	"berth/handlers/containerlogs"
 	"berth/handlers/deployer"
 	"berth/handlers/engine"
 	"berth/handlers/relay"
@@ -51,7 +53,11 @@ func (m *Main) wire(ctx context.Context) (http.Handler, []Runner, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	cmds, err := cmdhandlers.New(cmdhandlers.Config{Logger: m.Logger, ACME: cfg.TLS.ACMEEmail != ""}, m.Store, sealer)
+	notifier, err := newNotifier(m, sealer)
+	if err != nil {
+		return nil, nil, err
+	}
+	cmds, err := cmdhandlers.New(cmdhandlers.Config{Logger: m.Logger, ACME: cfg.TLS.ACMEEmail != "", NotificationURLCheck: notifier.CheckURL}, m.Store, sealer)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -102,10 +108,25 @@ func (m *Main) wire(ctx context.Context) (http.Handler, []Runner, error) {
 		return nil, nil, err
 	}
 	integ.CheckpointKey = checkpointKey
+	notifications, sending, err := wireNotifications(m, cmds, notifier)
+	if err != nil {
+		return nil, nil, err
+	}
+	mon, sampling, err := wireMonitor(m)
+	if err != nil {
+		return nil, nil, err
+	}
+	// Runtime logs of the applications' containers on this deploy host.
+	clogs, err := containerlogs.New(containerlogs.Config{DockerHost: cfg.DockerHost, Logger: m.Logger})
+	if err != nil {
+		return nil, nil, err
+	}
+	m.closers = append(m.closers, clogs.Close)
 	srv, err := webui.NewServer(webui.ServerConfig{}, webui.Deps{
-		Commands: cmds, Reads: reads, Queue: reads, BuildLogs: webui.BuildLogStore{Store: logs},
+		Commands: cmds, Reads: reads, Queue: reads, BuildLogs: webui.BuildLogStore{Store: logs}, ContainerLogs: clogs,
 		Metrics: []webui.MetricsWriter{runner}, Logger: m.Logger, Hub: hub,
-		Auth: guard.Authenticate, Integrations: integ,
+		Auth: guard.Authenticate, Integrations: integ, Notifications: notifications,
+		Monitor: mon, Collectors: []prometheus.Collector{mon},
 		Certificates: webui.CertificateReads{Queries: projections.NewQueries(m.Pool), ACMEEnabled: cfg.TLS.ACMEEmail != ""},
 		Ready: []webui.Check{
 			{Name: "postgres", Check: m.Pool.Ping},
@@ -132,7 +153,8 @@ func (m *Main) wire(ctx context.Context) (http.Handler, []Runner, error) {
 		{Name: "deployer", Run: dep.Run},
 	}
 	runners = append(runners, authRunners...)
-	runners = append(runners, deliveries)
+	runners = append(runners, deliveries, sending)
+	runners = append(runners, sampling...)
 	if signer != nil {
 		runners = append(runners, *signer)
 	}
