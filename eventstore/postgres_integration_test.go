@@ -396,17 +396,25 @@ func TestChainVerifiesInGoAndSQL(t *testing.T) {
 			t.Fatalf("Append %s: %v", d, err)
 		}
 	}
+	// One append of several events to two streams, chained in one call.
+	multi := []domain.StreamAppend{
+		{StreamID: "multi-a", Expected: domain.ExpectNoStream, Events: []domain.EventData{storetest.Event("t.a", data[0]), storetest.Event("t.b", data[2])}},
+		{StreamID: "multi-b", Expected: domain.ExpectAny, Events: []domain.EventData{storetest.Event("t.c", data[3]), storetest.Event("t.d", data[1]), storetest.Event("t.e", data[4])}},
+	}
+	if _, err := s.Append(context.Background(), multi...); err != nil {
+		t.Fatal(err)
+	}
 	res, err := s.Verify(context.Background(), 0)
-	if err != nil || !res.OK() || res.Verified != int64(len(data)) {
-		t.Fatalf("Verify: got %+v, %v, want %d intact", res, err, len(data))
+	if err != nil || !res.OK() || res.Verified != int64(len(data)+5) {
+		t.Fatalf("Verify: got %+v, %v, want %d intact", res, err, len(data)+5)
 	}
 	var sqlOK bool
 	if err := s.Pool().QueryRow(context.Background(), `SELECT bool_and(hash = berth_event_hash(position)) FROM events`).Scan(&sqlOK); err != nil || !sqlOK {
 		t.Fatalf("berth_event_hash: got %v, %v, want every stored hash", sqlOK, err)
 	}
 	events, err := s.ReadAll(context.Background(), domain.ReadAllQuery{})
-	if err != nil || len(events) != len(data) {
-		t.Fatalf("ReadAll: got %d, %v, want %d", len(events), err, len(data))
+	if err != nil || len(events) != len(data)+5 {
+		t.Fatalf("ReadAll: got %d, %v, want %d", len(events), err, len(data)+5)
 	}
 	if got, want := events[0].Metadata.Origin, "naïve \"origin\" ☃"; got != want {
 		t.Fatalf("origin: got %q, want %q", got, want)
