@@ -147,8 +147,15 @@ func RotateMasterKeyFile(ctx context.Context, pool *pgxpool.Pool, path string) (
 		_ = d.Sync()
 		_ = d.Close()
 	}
+	// A running berth may have wrapped a new data key with the old master
+	// key while the first pass ran, before it saw the new file: re-wrap
+	// those too, while the old key is still at hand.
+	more, err := Rotate(ctx, pool, oldKey, newKey)
 	clear(oldKey)
-	return n, nil
+	if err != nil {
+		return n, err
+	}
+	return n + more, nil
 }
 
 // PendingRotation reports whether a rotation of the master key in path was
