@@ -125,6 +125,8 @@ func DecodeEvent(e RecordedEvent) (any, error) {
 		return decode[TokenRevoked](e)
 	case EventTokenUsed:
 		return decode[TokenUsed](e)
+	case EventCheckpointSigned:
+		return decode[CheckpointSigned](e)
 	default:
 		return nil, fmt.Errorf("event %d %q: %w", e.Position, e.Type, ErrUnknownEventType)
 	}

@@ -42,7 +42,7 @@ func RouteAccess(pattern string) (Access, bool) {
 	// The event history, audit, export, verification, time travel: every
 	// role (auditors above all).
 	case "GET /api/v1/events", "GET /api/v1/events/export", "GET /api/v1/events/stream", "GET /api/v1/events/ws",
-		"GET /api/v1/audit", "GET /api/v1/audit/verify", "GET /api/v1/replay",
+		"GET /api/v1/audit", "GET /api/v1/audit/verify", "GET /api/v1/audit/checkpoints", "GET /api/v1/replay",
 		"GET /api/v1/webhooks", "GET /api/v1/webhooks/{id}/deliveries":
 		return Access{Role: domain.RoleAuditor}, true
 

@@ -41,6 +41,9 @@ type Integrations struct {
 	Traefik traefik.Config
 	// Stream bounds the live streams.
 	Stream StreamConfig
+	// CheckpointKey is the public key checkpoints are signed with now
+	// (standard base64), shown by GET /api/v1/audit/checkpoints.
+	CheckpointKey string
 }
 
 // StreamConfig bounds each live-stream connection. Zero fields take the
@@ -129,6 +132,7 @@ func (s *Server) registerIntegrations() {
 	s.api("GET /api/v1/events/export", s.exportEvents)
 	s.api("GET /api/v1/audit", s.auditTrail)
 	s.api("GET /api/v1/audit/verify", s.verifyLog)
+	s.api("GET /api/v1/audit/checkpoints", s.listCheckpoints)
 	s.api("GET /api/v1/replay", s.replay)
 
 	s.api("POST /api/v1/webhooks", s.createWebhook)

@@ -116,6 +116,12 @@ func (m *Main) wire(ctx context.Context) (http.Handler, []Runner, error) {
 		return nil, nil, err
 	}
 	m.closers = append(m.closers, clogs.Close)
+	// Signed checkpoints of the log.
+	signer, checkpointKey, err := wireCheckpoints(m)
+	if err != nil {
+		return nil, nil, err
+	}
+	integ.CheckpointKey = checkpointKey
 	srv, err := webui.NewServer(webui.ServerConfig{}, webui.Deps{
 		Commands: cmds, Reads: reads, Queue: reads, BuildLogs: webui.BuildLogStore{Store: logs}, ContainerLogs: clogs,
 		Metrics: []webui.MetricsWriter{runner}, Logger: m.Logger, Hub: hub,
@@ -149,6 +155,9 @@ func (m *Main) wire(ctx context.Context) (http.Handler, []Runner, error) {
 	runners = append(runners, authRunners...)
 	runners = append(runners, deliveries, sending)
 	runners = append(runners, sampling...)
+	if signer != nil {
+		runners = append(runners, *signer)
+	}
 	certs, err := wireCertificates(m)
 	if err != nil {
 		return nil, nil, err
