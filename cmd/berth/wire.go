@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"net/url"
@@ -94,7 +95,7 @@ func (m *Main) wire(ctx context.Context) (http.Handler, []Runner, error) {
 	}
 	srv, err := webui.NewServer(webui.ServerConfig{}, webui.Deps{
 		Commands: cmds, Reads: reads, Queue: reads, BuildLogs: webui.BuildLogStore{Store: logs},
-		Metrics: []webui.MetricsWriter{runner}, Logger: m.Logger, Hub: hub,
+		Metrics: []webui.MetricsWriter{runner, queueMetrics{m: m}}, Logger: m.Logger, Hub: hub,
 		Auth: guard.Authenticate, Integrations: integ,
 	})
 	if err != nil {
@@ -109,6 +110,7 @@ func (m *Main) wire(ctx context.Context) (http.Handler, []Runner, error) {
 		return nil, nil, err
 	}
 	m.closers = append(m.closers, closePub)
+	m.relay = rl
 
 	runners := []Runner{
 		{Name: "projections", Run: runner.Run},
@@ -182,7 +184,7 @@ func wireDeployer(ctx context.Context, m *Main, logs *buildlog.Store, sealer dom
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("redis publisher: %w", err)
 	}
-	rl, err := relay.New(relay.Config{Host: cfg.DeployHost, Logger: m.Logger}, m.Store, checkpoints, pub)
+	rl, err := relay.New(relay.Config{Host: cfg.DeployHost, Logger: m.Logger, Redis: m.Redis}, m.Store, checkpoints, pub)
 	if err != nil {
 		_ = pub.Close()
 		return nil, nil, nil, err
@@ -242,4 +244,33 @@ func redactURL(raw string) string {
 		return "(unparseable URL)"
 	}
 	return u.Redacted()
+}
+
+// queueMetrics writes the deploy queue's state: whether it is whole in
+// Redis, and how often the relay re-derived it from the log.
+type queueMetrics struct{ m *Main }
+
+func (q queueMetrics) WriteMetrics(w io.Writer) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	up := 1
+	if err := relay.CheckQueue(ctx, q.m.Redis, deployer.DefaultTopicPrefix, q.m.Config.DeployHost); err != nil {
+		up = 0
+	}
+	host := q.m.Config.DeployHost
+	var resyncs, republished int64
+	if r := q.m.relay; r != nil {
+		resyncs, republished = r.Resyncs(), r.Republished()
+	}
+	_, err := fmt.Fprintf(w, `# HELP berth_queue_up Whether the deploy queue is whole in Redis (0: Redis lost it and the relay has not re-derived it yet).
+# TYPE berth_queue_up gauge
+berth_queue_up{host=%q} %d
+# HELP berth_queue_resyncs_total Times this process found the deploy queue lost in Redis and re-derived it from the log.
+# TYPE berth_queue_resyncs_total counter
+berth_queue_resyncs_total{host=%q} %d
+# HELP berth_queue_republished_total Commands this process published again after Redis lost them.
+# TYPE berth_queue_republished_total counter
+berth_queue_republished_total{host=%q} %d
+`, host, up, host, resyncs, host, republished)
+	return err
 }
