@@ -6,6 +6,7 @@ import (
 	"berth/domain"
 	"berth/eventstore"
 	cmdhandlers "berth/handlers/commands"
+	"berth/handlers/leases"
 	"berth/handlers/webhooks"
 	"berth/projections"
 	"berth/webui"
@@ -13,12 +14,12 @@ import (
 
 // wireIntegrations builds the ports of the event history, audit and webhook
 // endpoints, and the webhook delivery worker's runner.
-func wireIntegrations(m *Main, cmds *cmdhandlers.Handler, sealer domain.SecretSealer) (webui.Integrations, Runner, error) {
+func wireIntegrations(m *Main, cmds *cmdhandlers.Handler, sealer domain.SecretSealer, ls *leases.Leases) (webui.Integrations, Runner, error) {
 	reader, err := webhooks.NewReader(m.Store, m.Pool)
 	if err != nil {
 		return webui.Integrations{}, Runner{}, err
 	}
-	worker, err := webhooks.New(webhooks.Config{AllowPrivate: m.Config.WebhooksAllowPrivate, Logger: m.Logger}, m.Store, m.Pool, sealer)
+	worker, err := webhooks.New(webhooks.Config{AllowPrivate: m.Config.WebhooksAllowPrivate, Leases: ls, Logger: m.Logger}, m.Store, m.Pool, sealer)
 	if err != nil {
 		return webui.Integrations{}, Runner{}, fmt.Errorf("webhook delivery: %w", err)
 	}

@@ -23,6 +23,7 @@ import (
 	cmdhandlers "berth/handlers/commands"
 	"berth/handlers/deployer"
 	"berth/handlers/engine"
+	"berth/handlers/leases"
 	"berth/handlers/relay"
 	"berth/projections"
 	"berth/projections/traefik"
@@ -88,8 +89,15 @@ func (m *Main) wire(ctx context.Context) (http.Handler, []Runner, error) {
 	if err != nil {
 		return nil, nil, err
 	}
+	// Work that must happen once across every berth process on this
+	// database (the relay of a deploy host, the delivery of a webhook
+	// subscription) runs under a lease; all leases share one connection.
+	ls, err := leases.New(leases.Config{Logger: m.Logger}, m.Pool)
+	if err != nil {
+		return nil, nil, err
+	}
 	// Event history, live streams, audit, webhooks (delivery runs below).
-	integ, deliveries, err := wireIntegrations(m, cmds, sealer)
+	integ, deliveries, err := wireIntegrations(m, cmds, sealer, ls)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -115,7 +123,8 @@ func (m *Main) wire(ctx context.Context) (http.Handler, []Runner, error) {
 	runners := []Runner{
 		{Name: "projections", Run: runner.Run},
 		{Name: "hub", Run: hub.Run},
-		{Name: "relay", Run: rl.Run},
+		{Name: "leases", Run: ls.Run},
+		{Name: "relay", Run: func(ctx context.Context) error { return ls.Lead(ctx, "relay/"+cfg.DeployHost, rl.Run) }},
 		{Name: "deployer", Run: dep.Run},
 	}
 	runners = append(runners, authRunners...)
