@@ -26,6 +26,8 @@ func wireIntegrations(m *Main, cmds *cmdhandlers.Handler, sealer domain.SecretSe
 	integ := webui.Integrations{
 		Log: m.Store, Audit: projections.NewQueries(m.Pool),
 		Webhooks: cmds, WebhookReads: reader,
+		Stream:      webui.StreamConfig{MaxStreams: m.Config.MaxStreams},
+		MaxWebhooks: m.Config.MaxWebhooks,
 	}
 	if pg, ok := m.Store.(*eventstore.Postgres); ok {
 		integ.Export = pg
