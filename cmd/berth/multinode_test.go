@@ -23,13 +23,13 @@ import (
 	"berth/internal/testenv"
 )
 
-// receiver counts the deliveries of each webhook-id.
-type receiver struct {
+// hookReceiver counts the deliveries of each webhook-id.
+type hookReceiver struct {
 	mu   sync.Mutex
 	seen map[string]int
 }
 
-func (r *receiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
+func (r *hookReceiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	r.mu.Lock()
 	r.seen[req.Header.Get(webhooks.HeaderID)]++
 	r.mu.Unlock()
@@ -37,7 +37,7 @@ func (r *receiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 }
 
 // counts returns the distinct ids and the ids delivered more than once.
-func (r *receiver) counts() (distinct int, dup []string) {
+func (r *hookReceiver) counts() (distinct int, dup []string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for id, n := range r.seen {
@@ -50,7 +50,7 @@ func (r *receiver) counts() (distinct int, dup []string) {
 
 // TestTwoProcessesRelayAndDeliverOnce runs two berth processes (two Mains)
 // on one database and one Redis: each deployment request appears once in the
-// deploy queue's stream and each webhook event reaches the receiver once,
+// deploy queue's stream and each webhook event reaches the hookReceiver once,
 // also after the process doing the work stopped and the other took over.
 func TestTwoProcessesRelayAndDeliverOnce(t *testing.T) {
 	t.Parallel()
@@ -61,7 +61,7 @@ func TestTwoProcessesRelayAndDeliverOnce(t *testing.T) {
 	network := testenv.RandomName("berth-multi")
 	t.Cleanup(func() { _ = exec.Command("docker", "network", "rm", network).Run() })
 
-	recv := &receiver{seen: map[string]int{}}
+	recv := &hookReceiver{seen: map[string]int{}}
 	srv := httptest.NewServer(recv)
 	defer srv.Close()
 

@@ -56,6 +56,8 @@ type Main struct {
 	closers []func() error
 	relay   *relay.Relay
 	once    sync.Once
+	// ownHealth: Handler serves /healthz and /readyz itself.
+	ownHealth bool
 }
 
 // NewMain returns a Main with the default configuration and a logger that
@@ -128,7 +130,9 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		return err
 	}
 	if m.Handler == nil {
-		m.Handler = handler
+		// The webui answers /healthz and /readyz itself, as its OpenAPI
+		// document describes them.
+		m.Handler, m.ownHealth = handler, handler != nil
 	}
 	runners = append(runners, m.Runners...)
 
@@ -219,6 +223,9 @@ func (m *Main) Close() error {
 }
 
 func (m *Main) routes() http.Handler {
+	if m.ownHealth {
+		return m.Handler
+	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
