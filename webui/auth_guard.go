@@ -169,6 +169,10 @@ type Guard struct {
 	// hashSlots bounds the password checks running at once.
 	hashSlots chan struct{}
 
+	// live tracks the requests being served (auth_revoke.go).
+	liveMu sync.Mutex
+	live   map[*liveConn]struct{}
+
 	setupMu      sync.Mutex
 	setupHash    []byte
 	setupExpires time.Time
@@ -201,6 +205,11 @@ func (g *Guard) Authenticate(r *http.Request) (domain.Actor, error) {
 	}
 	if slot, ok := ctx.Value(slotKey{}).(*authSlot); ok {
 		slot.set, slot.p, slot.allowedOrigins = true, p, g.cfg.AllowedOrigins
+		session := ""
+		if c, err := r.Cookie(g.cfg.CookieName); err == nil && p.Session {
+			session = c.Value
+		}
+		slot.track = func(ctx context.Context, p Principal) (context.Context, func()) { return g.track(ctx, p, session) }
 	}
 	return p.Actor, nil
 }

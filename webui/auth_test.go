@@ -112,7 +112,8 @@ func newAuthEnvArgon(t testing.TB, gcfg webui.GuardConfig, argon accounts.Argon2
 		t.Fatalf("NewGuard: %v", err)
 	}
 	reads := &foldReads{store: es}
-	srv, err := webui.NewServer(webui.ServerConfig{}, webui.Deps{Commands: cmds, Reads: reads, Queue: reads, Auth: guard.Authenticate, Logger: logger})
+	srv, err := webui.NewServer(webui.ServerConfig{}, webui.Deps{Commands: cmds, Reads: reads, Queue: reads, Auth: guard.Authenticate, Logger: logger,
+		Integrations: webui.Integrations{Log: es}})
 	if err != nil {
 		t.Fatalf("NewServer: %v", err)
 	}

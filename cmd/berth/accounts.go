@@ -59,6 +59,7 @@ func wireAuth(m *Main, cmds *cmdhandlers.Handler, sealer domain.SecretSealer) (*
 		}
 	}
 	runners = append(runners, Runner{Name: "login-failures", Run: accts.RunLoginFailureFlusher})
+	runners = append(runners, Runner{Name: "revocations", Run: func(ctx context.Context) error { return guard.RunRevocations(ctx, m.Store) }})
 	runners = append(runners, Runner{Name: "setup-link", Run: func(ctx context.Context) error {
 		logSetupLink(ctx, m, guard)
 		<-ctx.Done()
