@@ -1,13 +1,13 @@
 package webui
 
 import (
+	"context"
 	"crypto/hmac"
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
-	"context"
 	"fmt"
 	"io"
 	"net"
