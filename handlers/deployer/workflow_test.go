@@ -1,0 +1,390 @@
+package deployer_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"reflect"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+
+	"berth/domain"
+	"berth/eventstore/memstore"
+	"berth/handlers/deployer"
+	"berth/internal/runtimetest"
+)
+
+// steps is a StepRecorder that keeps the step types and gives each the
+// next position of a pretend log.
+type steps struct {
+	mu    sync.Mutex
+	types []string
+	data  []any
+	pos   int64
+}
+
+func (s *steps) Step(_ context.Context, data any) (int64, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	name := strings.TrimPrefix(fmt.Sprintf("%T", data), "domain.Deployment")
+	s.types, s.data = append(s.types, name), append(s.data, data)
+	s.pos++
+	return 1000 + s.pos, nil
+}
+
+func (s *steps) Current() string { return "" }
+
+// flowEnv is a workflow over an in-memory runtime and log, with one
+// application whose image source is example.org/web:1.
+type flowEnv struct {
+	t      *testing.T
+	store  *memstore.Store
+	rt     *runtimetest.Runtime
+	logs   *runtimetest.Log
+	app    string
+	routed []int64
+	flow   *deployer.Workflow
+}
+
+func newFlowEnv(t *testing.T, routes func(ctx context.Context, pos int64) error) *flowEnv {
+	t.Helper()
+	e := &flowEnv{t: t, store: memstore.New(), rt: runtimetest.New(), logs: runtimetest.NewLog(), app: "web"}
+	e.appendTo(domain.AppStream(e.app), domain.EventAppCreated, domain.AppCreated{
+		App: e.app, Project: "p", Source: domain.Source{Image: "example.org/web:1"},
+		Runtime: domain.Runtime{Port: 8080, HealthCheck: domain.HealthCheck{Path: "/", TimeoutSeconds: 5}},
+	})
+	var mu sync.Mutex
+	flow, err := deployer.NewWorkflow(deployer.WorkflowConfig{
+		Runtime: e.rt, Logs: e.logs, Drain: time.Millisecond, Logger: slog.New(slog.DiscardHandler),
+		Routes: deployer.RouteWaiterFunc(func(ctx context.Context, pos int64) error {
+			mu.Lock()
+			e.routed = append(e.routed, pos)
+			mu.Unlock()
+			if routes != nil {
+				return routes(ctx, pos)
+			}
+			return nil
+		}),
+	}, e.store)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.flow = flow
+	return e
+}
+
+func (e *flowEnv) appendTo(stream, typ string, data any) {
+	e.t.Helper()
+	ev, err := domain.Event{Type: typ, Data: data}.Encode(uuid.NewString(), domain.Metadata{Actor: domain.Actor{Kind: domain.ActorSystem, ID: "test"}})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	if _, err := e.store.Append(context.Background(), domain.StreamAppend{StreamID: stream, Expected: domain.ExpectAny, Events: []domain.EventData{ev}}); err != nil {
+		e.t.Fatal(err)
+	}
+}
+
+// serving makes a deployment that already serves: its instance runs and
+// the log says traffic was switched to it.
+func (e *flowEnv) serving(id string) domain.Instance {
+	e.t.Helper()
+	in, err := e.rt.Start(context.Background(), domain.InstanceSpec{App: e.app, DeploymentID: id, Image: runtimetest.ImageID("old"), Runtime: domain.Runtime{Port: 8080}})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	s := domain.DeploymentStream(id)
+	e.appendTo(s, domain.EventDeploymentRequested, domain.DeploymentRequested{DeploymentID: id, App: e.app, AppVersion: 1, Trigger: domain.Trigger{Kind: domain.TriggerManual}})
+	e.appendTo(s, domain.EventDeploymentTrafficSwitched, domain.DeploymentTrafficSwitched{DeploymentID: id, App: e.app, ContainerID: in.ID})
+	return in
+}
+
+func (e *flowEnv) job(id string) deployer.Job {
+	return deployer.Job{DeploymentID: id, App: e.app, Attempt: 1, Request: domain.DeploymentRequested{
+		DeploymentID: id, App: e.app, AppVersion: 1, Trigger: domain.Trigger{Kind: domain.TriggerManual},
+	}}
+}
+
+func TestWorkflowOverAFakeRuntime(t *testing.T) {
+	t.Parallel()
+	const (
+		prev = "prev"
+		dep  = "next"
+	)
+	newName := "web-next-0"
+	oldName := "web-prev-0"
+	allSteps := []string{"SourceFetched", "ImageBuilt", "ContainerStarted", "HealthPassed", "TrafficSwitched", "PreviousStopped"}
+	unhealthy := &domain.UnhealthyError{Reason: "GET / answered 500", LogTail: "boom"}
+	tests := []struct {
+		name string
+		// setup shapes the runtime and the job; it returns the job.
+		setup   func(e *flowEnv, job *deployer.Job)
+		routes  func(ctx context.Context, pos int64) error
+		cancel  bool // cancel the run during the health check
+		wantErr func(error) bool
+		// wantStep is the failed step named by a *StepError ("" for none).
+		wantStep    string
+		wantSteps   []string
+		wantRunning []string
+		wantOps     []string
+		wantRouted  bool
+	}{
+		{
+			name:        "first deployment",
+			setup:       func(*flowEnv, *deployer.Job) {},
+			wantSteps:   allSteps,
+			wantRunning: []string{newName},
+			wantOps:     []string{"start " + newName, "healthy " + newName},
+			wantRouted:  true,
+		},
+		{
+			name:        "redeploy switches, then drains and removes the previous instance",
+			setup:       func(e *flowEnv, _ *deployer.Job) { e.serving(prev) },
+			wantSteps:   allSteps,
+			wantRunning: []string{newName},
+			wantOps:     []string{"start " + oldName, "start " + newName, "healthy " + newName, "remove " + oldName},
+			wantRouted:  true,
+		},
+		{
+			name: "unhealthy new instance is removed and the previous keeps serving",
+			setup: func(e *flowEnv, _ *deployer.Job) {
+				e.serving(prev)
+				e.rt.BeforeHealth = func(context.Context, domain.Instance) error { return unhealthy }
+			},
+			wantErr:     func(err error) bool { return errors.Is(err, domain.ErrUnhealthy) || strings.Contains(err.Error(), "answered 500") },
+			wantStep:    domain.StepHealthCheck,
+			wantSteps:   []string{"SourceFetched", "ImageBuilt", "ContainerStarted"},
+			wantRunning: []string{oldName},
+			wantOps:     []string{"start " + oldName, "start " + newName, "remove " + newName},
+		},
+		{
+			name: "a failed start records the step",
+			setup: func(e *flowEnv, _ *deployer.Job) {
+				e.serving(prev)
+				e.rt.BeforeStart = func(_ context.Context, s domain.InstanceSpec) error {
+					if s.DeploymentID == dep {
+						return errors.New("no space left")
+					}
+					return nil
+				}
+			},
+			wantErr:     func(err error) bool { return strings.Contains(err.Error(), "no space left") },
+			wantStep:    domain.StepStartContainer,
+			wantSteps:   []string{"SourceFetched", "ImageBuilt"},
+			wantRunning: []string{oldName},
+			wantOps:     []string{"start " + oldName},
+		},
+		{
+			name: "an unreachable runtime is retryable",
+			setup: func(e *flowEnv, _ *deployer.Job) {
+				e.rt.BeforeSource = func(context.Context, string) error {
+					return fmt.Errorf("docker daemon unreachable: %w", domain.ErrUnavailable)
+				}
+			},
+			wantErr:  func(err error) bool { return errors.Is(err, deployer.ErrRetryable) },
+			wantStep: domain.StepFetchSource,
+		},
+		{
+			name: "a rollback reuses the image without resolving the source",
+			setup: func(e *flowEnv, job *deployer.Job) {
+				e.serving(prev)
+				e.rt.AddImage("sha256:earlier", e.app)
+				job.Request.ImageID, job.Request.RollbackOf = "sha256:earlier", "d0"
+				e.rt.BeforeSource = func(context.Context, string) error { return errors.New("the source must not be resolved") }
+			},
+			wantSteps:   []string{"ImageBuilt", "ContainerStarted", "HealthPassed", "TrafficSwitched", "PreviousStopped"},
+			wantRunning: []string{newName},
+			wantOps:     []string{"start " + oldName, "start " + newName, "healthy " + newName, "remove " + oldName},
+			wantRouted:  true,
+		},
+		{
+			name: "a rollback to a collected image fails",
+			setup: func(e *flowEnv, job *deployer.Job) {
+				e.serving(prev)
+				job.Request.ImageID, job.Request.RollbackOf = "sha256:gone", "d0"
+			},
+			wantErr:     func(err error) bool { return errors.Is(err, domain.ErrNotFound) },
+			wantStep:    domain.StepBuildImage,
+			wantRunning: []string{oldName},
+			wantOps:     []string{"start " + oldName},
+		},
+		{
+			name:        "a cancel during the health check removes only the new instance",
+			setup:       func(e *flowEnv, _ *deployer.Job) { e.serving(prev) },
+			cancel:      true,
+			wantErr:     func(err error) bool { return errors.Is(err, context.Canceled) },
+			wantSteps:   []string{"SourceFetched", "ImageBuilt", "ContainerStarted"},
+			wantRunning: []string{oldName},
+			wantOps:     []string{"start " + oldName, "start " + newName, "remove " + newName},
+		},
+		{
+			name:   "routes not applied in time: the previous instance keeps running",
+			setup:  func(e *flowEnv, _ *deployer.Job) { e.serving(prev) },
+			routes: func(context.Context, int64) error { return context.DeadlineExceeded },
+			wantErr: func(err error) bool {
+				return errors.Is(err, context.DeadlineExceeded)
+			},
+			wantStep:    domain.StepSwitchTraffic,
+			wantSteps:   []string{"SourceFetched", "ImageBuilt", "ContainerStarted", "HealthPassed", "TrafficSwitched"},
+			wantRunning: []string{newName, oldName},
+			wantOps:     []string{"start " + oldName, "start " + newName, "healthy " + newName},
+			wantRouted:  true,
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			e := newFlowEnv(t, tt.routes)
+			job := e.job(dep)
+			tt.setup(e, &job)
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			if tt.cancel {
+				e.rt.BeforeHealth = func(hctx context.Context, _ domain.Instance) error {
+					cancel()
+					<-hctx.Done()
+					return hctx.Err()
+				}
+			}
+			rec := &steps{}
+			err := e.flow.Deploy(ctx, job, rec)
+			switch {
+			case tt.wantErr == nil && err != nil:
+				t.Fatalf("Deploy: got %v, want success", err)
+			case tt.wantErr != nil && (err == nil || !tt.wantErr(err)):
+				t.Fatalf("Deploy: got %v, want a matching error", err)
+			}
+			var se *deployer.StepError
+			if tt.wantStep != "" && (!errors.As(err, &se) || se.Step != tt.wantStep) {
+				t.Errorf("failed step: got %v, want %s", err, tt.wantStep)
+			}
+			if !slices.Equal(rec.types, tt.wantSteps) {
+				t.Errorf("steps: got %v, want %v", rec.types, tt.wantSteps)
+			}
+			if got := e.rt.Running(e.app); !slices.Equal(got, tt.wantRunning) {
+				t.Errorf("running: got %v, want %v", got, tt.wantRunning)
+			}
+			if got := e.rt.Ops(); !slices.Equal(got, tt.wantOps) {
+				t.Errorf("runtime operations: got %v, want %v", got, tt.wantOps)
+			}
+			// The routes are awaited at the position the switch was
+			// appended at, which the recorder returned.
+			if tt.wantRouted {
+				i := slices.Index(rec.types, "TrafficSwitched")
+				if want := []int64{1000 + int64(i) + 1}; !reflect.DeepEqual(e.routed, want) {
+					t.Errorf("routes awaited at: got %v, want %v", e.routed, want)
+				}
+				sw := rec.data[i].(domain.DeploymentTrafficSwitched)
+				if sw.UpstreamHost == "" || sw.UpstreamPort != 8080 {
+					t.Errorf("traffic switched to %s:%d, want the new instance's address and port 8080", sw.UpstreamHost, sw.UpstreamPort)
+				}
+			} else if len(e.routed) > 0 {
+				t.Errorf("routes awaited at %v, want no switch", e.routed)
+			}
+			if tt.wantStep == domain.StepHealthCheck && (se == nil || se.LogTail != "boom") {
+				t.Errorf("log tail: got %+v, want the instance's last lines", se)
+			}
+			if !strings.Contains(e.logs.Text(dep), "deploy: berth: deploying web") {
+				t.Errorf("deployment log lacks the progress lines:\n%s", e.logs.Text(dep))
+			}
+		})
+	}
+}
+
+func TestWorkflowBuildsGitSourcesAndRemovesTheCheckout(t *testing.T) {
+	t.Parallel()
+	e := newFlowEnv(t, nil)
+	e.appendTo(domain.AppStream(e.app), domain.EventAppUpdated, domain.AppUpdated{
+		App: e.app, Source: domain.Source{GitURL: "https://example.org/web.git", GitRef: "main"},
+		Runtime: domain.Runtime{Port: 8080, HealthCheck: domain.HealthCheck{TimeoutSeconds: 5}}, Changed: []string{"source.git_url"},
+	})
+	job := e.job("g1")
+	job.Request.AppVersion = 2
+	rec := &steps{}
+	if err := e.flow.Deploy(context.Background(), job, rec); err != nil {
+		t.Fatalf("Deploy: %v", err)
+	}
+	checks := []struct {
+		name      string
+		got, want int
+	}{
+		{"FetchGit calls", e.rt.Calls("FetchGit", "g1"), 1},
+		{"Build calls", e.rt.Calls("Build", "g1"), 1},
+		{"ResolveImage calls", e.rt.Calls("ResolveImage", "g1"), 0},
+		{"RemoveWork calls", e.rt.Calls("RemoveWork", "g1"), 1},
+	}
+	for _, c := range checks {
+		if c.got != c.want {
+			t.Errorf("%s: got %d, want %d", c.name, c.got, c.want)
+		}
+	}
+	fetched := rec.data[0].(domain.DeploymentSourceFetched)
+	if len(fetched.CommitSHA) != 40 || fetched.Ref != "main" {
+		t.Errorf("source fetched: got %+v, want a commit of main", fetched)
+	}
+	if !strings.Contains(e.logs.Text("g1"), "build: building "+fetched.CommitSHA) {
+		t.Errorf("deployment log lacks the build's lines:\n%s", e.logs.Text("g1"))
+	}
+}
+
+func TestWorkflowStopsStartsAndDeletesApps(t *testing.T) {
+	t.Parallel()
+	e := newFlowEnv(t, nil)
+	old := e.serving("d1")
+	ctx := context.Background()
+	id, err := e.flow.StopApp(ctx, e.app)
+	if err != nil || id != old.ID {
+		t.Fatalf("StopApp: got %q, %v, want %q", id, err, old.ID)
+	}
+	if got := e.rt.Running(e.app); len(got) != 0 {
+		t.Errorf("running after stop: got %v, want none", got)
+	}
+	in, err := e.flow.StartApp(ctx, e.app)
+	if err != nil || in.ID != old.ID || in.Address == old.Address || in.Address == "" {
+		t.Fatalf("StartApp: got %+v, %v, want %s at a new address", in, err, old.ID)
+	}
+	e.rt.AddImage("sha256:x", e.app)
+	e.appendTo(domain.AppStream(e.app), domain.EventAppDeleted, domain.AppDeleted{App: e.app})
+	instances, images, err := e.flow.DeleteApp(ctx, e.app)
+	if err != nil || !slices.Equal(instances, []string{old.ID}) || !slices.Equal(images, []string{"sha256:x"}) {
+		t.Fatalf("DeleteApp: got %v, %v, %v, want [%s] and [sha256:x]", instances, images, err, old.ID)
+	}
+	if got, _ := e.rt.Instances(ctx, e.app); len(got) != 0 {
+		t.Errorf("instances after delete: got %v, want none", got)
+	}
+	if _, _, err := e.flow.DeleteApp(ctx, "../etc"); !errors.Is(err, domain.ErrInvalid) {
+		t.Errorf("DeleteApp of a hostile name: got %v, want ErrInvalid", err)
+	}
+}
+
+func TestNewWorkflowValidates(t *testing.T) {
+	t.Parallel()
+	rt, logs, store := runtimetest.New(), runtimetest.NewLog(), memstore.New()
+	tests := []struct {
+		name  string
+		cfg   deployer.WorkflowConfig
+		store domain.EventStore
+		ok    bool
+	}{
+		{"defaults", deployer.WorkflowConfig{Runtime: rt, Logs: logs}, store, true},
+		{"no runtime", deployer.WorkflowConfig{Logs: logs}, store, false},
+		{"no logs", deployer.WorkflowConfig{Runtime: rt}, store, false},
+		{"no store", deployer.WorkflowConfig{Runtime: rt, Logs: logs}, nil, false},
+		{"negative drain", deployer.WorkflowConfig{Runtime: rt, Logs: logs, Drain: -time.Second}, store, false},
+		{"negative keep", deployer.WorkflowConfig{Runtime: rt, Logs: logs, KeepImages: -1}, store, false},
+	}
+	for _, tt := range tests {
+		_, err := deployer.NewWorkflow(tt.cfg, tt.store)
+		if got := err == nil; got != tt.ok {
+			t.Errorf("%s: got error %v, want ok %v", tt.name, err, tt.ok)
+		}
+		if err != nil && !errors.Is(err, domain.ErrInvalid) {
+			t.Errorf("%s: got %v, want ErrInvalid", tt.name, err)
+		}
+	}
+}
