@@ -382,4 +382,3 @@ func (s *deployStack) deployOnce(ctx context.Context, repo string, i int) (time.
 		}
 	}
 }
-

@@ -75,6 +75,9 @@ type AppStarted struct {
 	// UpstreamHost, when set, is where the routes now reach the container
 	// (its new address on berth's network); empty: unchanged.
 	UpstreamHost string `json:"upstream_host,omitempty"`
+	// Upstreams, when set, are the addresses of every replica started
+	// again, UpstreamHost the first's.
+	Upstreams []Upstream `json:"upstreams,omitempty"`
 }
 
 // AppDeleted is recorded ("app.deleted") when an application is deleted. Its

@@ -79,6 +79,8 @@ func DecodeEvent(e RecordedEvent) (any, error) {
 		return decode[DeploymentHealthPassed](e)
 	case EventDeploymentTrafficSwitched:
 		return decode[DeploymentTrafficSwitched](e)
+	case EventDeploymentReplicaSwitched:
+		return decode[DeploymentReplicaSwitched](e)
 	case EventDeploymentPreviousStopped:
 		return decode[DeploymentPreviousStopped](e)
 	case EventDeploymentSucceeded:

@@ -34,6 +34,7 @@ const (
 	MaxDomains        = 64
 	MaxDescriptionLen = 1000
 	MaxCPUMillis      = 256_000            // 256 cores
+	MaxReplicas       = 20                 // containers of one application on a host
 	MinMemoryBytes    = 6 << 20            // Docker's minimum
 	MaxMemoryBytes    = 1 << 40            // 1 TiB
 	MinHealthTimeout  = 1                  // second
@@ -820,8 +821,8 @@ func (r Runtime) Validate(prefix string) error {
 	if m := r.Resources.MemoryBytes; m != 0 && (m < MinMemoryBytes || m > MaxMemoryBytes) {
 		return Invalid(field(res, "memory_bytes"), fmt.Sprintf("must be between %d (6 MiB) and %d bytes, or 0 for no limit", MinMemoryBytes, MaxMemoryBytes))
 	}
-	if r.Replicas != 1 {
-		return Invalid(field(prefix, "replicas"), "must be 1")
+	if r.Replicas < 1 || r.Replicas > MaxReplicas {
+		return Invalid(field(prefix, "replicas"), fmt.Sprintf("must be between 1 and %d", MaxReplicas))
 	}
 	hc := field(prefix, "health_check")
 	if r.HealthCheck.Path != "" {

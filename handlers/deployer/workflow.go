@@ -304,15 +304,12 @@ func (r *run) deploy(ctx context.Context) error {
 		return FailStep(domain.StepStartContainer, err)
 	}
 	if rt.Replicas > 1 {
-		r.progress(fmt.Sprintf("replicas: %d requested, one instance runs on a single Docker host", rt.Replicas))
-	}
-	if err := r.start(ctx, imageID, env, rt); err != nil {
-		return err
+		r.progress(fmt.Sprintf("rolling update of %d replicas, one at a time, each started and healthy before it takes traffic", rt.Replicas))
 	}
 	// The instances traffic goes to now, and the images of the last
 	// successful deployments (which image collection keeps), are looked up
-	// while the new one warms up: the deployer runs one command at a time,
-	// so neither changes meanwhile.
+	// while the first new replica starts and warms up: the deployer runs
+	// one command at a time, so neither changes meanwhile.
 	serving := async(func() ([]domain.Instance, error) {
 		return w.servingInstances(ctx, job.App, job.DeploymentID)
 	})
@@ -323,18 +320,76 @@ func (r *run) deploy(ctx context.Context) error {
 		return w.recentImages(rctx, job.App, w.cfg.KeepImages-1)
 	})
 	defer recent.wait()
-	if err := r.waitHealthy(ctx, rt); err != nil {
-		return err
-	}
-	previous, err := serving.wait()
-	if err != nil {
-		return FailStep(domain.StepSwitchTraffic, err)
-	}
-	if err := r.switchTraffic(ctx, rt, previous); err != nil {
+	if err := r.rollout(ctx, imageID, env, rt, serving); err != nil {
 		return err
 	}
 	r.collectImages(context.WithoutCancel(ctx), imageID, recent)
 	return nil
+}
+
+// rollout replaces the serving instances with rt.Replicas new ones, one
+// replica at a time, start-first: each new replica starts beside the
+// serving ones and passes its health check before the routes send it
+// traffic; then the previous replica it replaces leaves the routes, drains
+// and goes, and only then does the next one start. The first replica
+// records container_started, health_passed and traffic_switched; each
+// further one records replica_switched; previous_stopped ends the rollout.
+// A failure stops it there: the replicas in the routes keep serving, the
+// one that failed is removed.
+//
+// Once traffic_switched is recorded the new version serves: cancelling no
+// longer undoes anything, the remaining steps finish (bounded by their own
+// timeouts).
+func (r *run) rollout(ctx context.Context, imageID string, env map[string]string, rt domain.Runtime, serving *future[[]domain.Instance]) error {
+	n := rt.Replicas
+	fresh := make([]domain.Instance, 0, n)
+	var previous []domain.Instance
+	stopped := domain.DeploymentPreviousStopped{}
+	for i := range n {
+		began := time.Now()
+		in, err := r.start(ctx, imageID, env, rt, i)
+		if err != nil {
+			return err
+		}
+		if i == 0 {
+			if previous, err = serving.wait(); err != nil {
+				return FailStep(domain.StepSwitchTraffic, err)
+			}
+			if len(previous) > 0 {
+				stopped.PreviousDeploymentID, stopped.PreviousContainerID = previous[0].Deployment, previous[0].ID
+			}
+		}
+		if err := r.waitHealthy(ctx, in, rt, i); err != nil {
+			return err
+		}
+		fresh = append(fresh, in)
+		// The routes: the new replicas so far, then the previous ones
+		// not replaced yet (those beyond n leave at the first switch).
+		upstreams := make([]domain.Upstream, 0, n)
+		for _, f := range fresh {
+			upstreams = append(upstreams, domain.Upstream{Host: f.Address, Port: rt.Port})
+		}
+		for j := i + 1; j < min(n, len(previous)); j++ {
+			upstreams = append(upstreams, domain.Upstream{Host: previous[j].Address, Port: rt.Port})
+		}
+		var replaced *domain.Instance
+		if i < len(previous) {
+			replaced = &previous[i]
+		}
+		if err := r.switchTraffic(ctx, in, rt, i, upstreams, replaced, time.Since(began)); err != nil {
+			return err
+		}
+		ctx = context.WithoutCancel(ctx)
+	}
+	began := time.Now()
+	for _, p := range previous[min(n, len(previous)):] {
+		if err := r.removePrevious(ctx, p); err != nil {
+			return err
+		}
+	}
+	stopped.DurationMS = time.Since(began).Milliseconds()
+	_, err := r.steps.Step(ctx, stopped)
+	return err
 }
 
 // future is the result of a function running in its own goroutine.
@@ -473,33 +528,37 @@ func (r *run) buildFromGit(ctx context.Context, cfg domain.AppConfig) (string, e
 	return img.ID, nil
 }
 
-// start runs the new instance beside the serving one.
-func (r *run) start(ctx context.Context, imageID string, env map[string]string, rt domain.Runtime) error {
+// start runs replica i of the new version beside the serving instances;
+// the first records container_started.
+func (r *run) start(ctx context.Context, imageID string, env map[string]string, rt domain.Runtime, i int) (domain.Instance, error) {
 	w, job := r.w, r.job
 	began := time.Now()
 	sctx, cancel := context.WithTimeout(ctx, w.cfg.StartTimeout)
 	defer cancel()
-	r.progress("starting a new instance of " + job.App)
-	in, err := w.rt.Start(sctx, domain.InstanceSpec{App: job.App, DeploymentID: job.DeploymentID, Image: imageID, Env: env, Runtime: rt})
+	r.progress(fmt.Sprintf("starting replica %d of %s", i+1, job.App))
+	in, err := w.rt.Start(sctx, domain.InstanceSpec{App: job.App, DeploymentID: job.DeploymentID, Replica: i, Image: imageID, Env: env, Runtime: rt})
 	if err != nil {
-		return FailStep(domain.StepStartContainer, stepTimeout(ctx, sctx, w.cfg.StartTimeout, err))
+		return domain.Instance{}, FailStep(domain.StepStartContainer, stepTimeout(ctx, sctx, w.cfg.StartTimeout, err))
 	}
 	r.fresh = &in
 	r.progress("started instance " + in.Name)
-	_, err = r.steps.Step(ctx, domain.DeploymentContainerStarted{ContainerID: in.ID, ContainerName: in.Name, DurationMS: time.Since(began).Milliseconds()})
-	return err
+	if i == 0 {
+		_, err = r.steps.Step(ctx, domain.DeploymentContainerStarted{ContainerID: in.ID, ContainerName: in.Name, DurationMS: time.Since(began).Milliseconds()})
+	}
+	return in, err
 }
 
-// waitHealthy waits for the new instance's health check. A failure leaves
-// the serving version alone; Deploy removes the new one.
-func (r *run) waitHealthy(ctx context.Context, rt domain.Runtime) error {
+// waitHealthy waits for a new instance's health check; the first replica's
+// records health_passed. A failure leaves the serving instances alone;
+// Deploy removes the new one.
+func (r *run) waitHealthy(ctx context.Context, in domain.Instance, rt domain.Runtime, i int) error {
 	what := "TCP port " + fmt.Sprint(rt.Port)
 	if rt.HealthCheck.Path != "" {
 		what = "GET " + rt.HealthCheck.Path
 	}
-	r.progress(fmt.Sprintf("health check: %s within %s", what, rt.HealthCheck.Timeout()))
+	r.progress(fmt.Sprintf("health check of %s: %s within %s", in.Name, what, rt.HealthCheck.Timeout()))
 	start := time.Now()
-	err := r.w.rt.WaitHealthy(ctx, *r.fresh, domain.HealthProbe{Path: rt.HealthCheck.Path, Port: rt.Port, Timeout: rt.HealthCheck.Timeout(), Interval: r.w.cfg.HealthInterval})
+	err := r.w.rt.WaitHealthy(ctx, in, domain.HealthProbe{Path: rt.HealthCheck.Path, Port: rt.Port, Timeout: rt.HealthCheck.Timeout(), Interval: r.w.cfg.HealthInterval})
 	if err != nil {
 		if ctx.Err() != nil {
 			return err
@@ -516,19 +575,34 @@ func (r *run) waitHealthy(ctx context.Context, rt domain.Runtime) error {
 		return FailStep(domain.StepHealthCheck, err)
 	}
 	r.progress("health check passed")
+	if i > 0 {
+		return nil
+	}
 	_, err = r.steps.Step(ctx, domain.DeploymentHealthPassed{DurationMS: time.Since(start).Milliseconds()})
 	return err
 }
 
-// switchTraffic records the switch, waits until the routes applied the
-// position it was appended at, drains and removes the previous instances.
-// Once traffic_switched is recorded the new instance is the serving one:
-// cancelling no longer undoes anything, the remaining steps finish (bounded
-// by their own timeouts).
-func (r *run) switchTraffic(ctx context.Context, rt domain.Runtime, previous []domain.Instance) error {
-	w, in := r.w, r.fresh
+// switchTraffic records that the routes now go to upstreams (new replica i
+// among them, replaced out of them), waits until the routes applied the
+// position that record was appended at, then drains and removes replaced.
+func (r *run) switchTraffic(ctx context.Context, in domain.Instance, rt domain.Runtime, i int, upstreams []domain.Upstream, replaced *domain.Instance, took time.Duration) error {
+	w := r.w
 	start := time.Now()
-	pos, err := r.steps.Step(ctx, domain.DeploymentTrafficSwitched{ContainerID: in.ID, UpstreamHost: in.Address, UpstreamPort: rt.Port})
+	var step any
+	if i == 0 {
+		sw := domain.DeploymentTrafficSwitched{ContainerID: in.ID, UpstreamHost: in.Address, UpstreamPort: rt.Port}
+		if rt.Replicas > 1 || len(upstreams) > 1 {
+			sw.Upstreams = upstreams
+		}
+		step = sw
+	} else {
+		rs := domain.DeploymentReplicaSwitched{Replica: i, ContainerID: in.ID, ContainerName: in.Name, Upstreams: upstreams, DurationMS: took.Milliseconds()}
+		if replaced != nil {
+			rs.PreviousContainerID = replaced.ID
+		}
+		step = rs
+	}
+	pos, err := r.steps.Step(ctx, step)
 	if err != nil {
 		return err
 	}
@@ -540,33 +614,31 @@ func (r *run) switchTraffic(ctx context.Context, rt domain.Runtime, previous []d
 		err = w.cfg.Routes.WaitRouted(rctx, pos)
 		cancel()
 		if err != nil {
-			r.progress("the routes did not apply the switch in time; the previous instance keeps running")
+			r.progress("the routes did not apply the switch in time; the previous instances keep running")
 			return FailStep(domain.StepSwitchTraffic, fmt.Errorf("routes not updated within %s: %w", w.cfg.RouteTimeout, err))
 		}
 	}
 	r.progress(fmt.Sprintf("traffic switched to %s (%s:%d) in %s", in.Name, in.Address, rt.Port, time.Since(start).Round(time.Millisecond)))
-
-	start = time.Now()
-	stopped := domain.DeploymentPreviousStopped{}
-	if len(previous) > 0 && w.cfg.Drain > 0 {
-		r.progress(fmt.Sprintf("draining the previous instance for %s", w.cfg.Drain))
+	if replaced == nil {
+		return nil
+	}
+	if w.cfg.Drain > 0 {
+		r.progress(fmt.Sprintf("draining %s for %s", replaced.Name, w.cfg.Drain))
 		time.Sleep(w.cfg.Drain)
 	}
-	for i, p := range previous {
-		sctx, cancel := context.WithTimeout(ctx, w.cfg.StopGrace+30*time.Second)
-		err := w.rt.Remove(sctx, p, w.cfg.StopGrace)
-		cancel()
-		if err != nil {
-			return FailStep(domain.StepStopPrevious, err)
-		}
-		r.progress("stopped and removed previous instance " + p.Name)
-		if i == 0 {
-			stopped.PreviousDeploymentID, stopped.PreviousContainerID = p.Deployment, p.ID
-		}
+	return r.removePrevious(ctx, *replaced)
+}
+
+// removePrevious stops and removes a previous instance.
+func (r *run) removePrevious(ctx context.Context, p domain.Instance) error {
+	sctx, cancel := context.WithTimeout(ctx, r.w.cfg.StopGrace+30*time.Second)
+	err := r.w.rt.Remove(sctx, p, r.w.cfg.StopGrace)
+	cancel()
+	if err != nil {
+		return FailStep(domain.StepStopPrevious, err)
 	}
-	stopped.DurationMS = time.Since(start).Milliseconds()
-	_, err = r.steps.Step(ctx, stopped)
-	return err
+	r.progress("stopped and removed previous instance " + p.Name)
+	return nil
 }
 
 // collectImages removes the application's images except those of its last

@@ -156,7 +156,9 @@ func TestWorkflowOverAFakeRuntime(t *testing.T) {
 				e.serving(prev)
 				e.rt.BeforeHealth = func(context.Context, domain.Instance) error { return unhealthy }
 			},
-			wantErr:     func(err error) bool { return errors.Is(err, domain.ErrUnhealthy) || strings.Contains(err.Error(), "answered 500") },
+			wantErr: func(err error) bool {
+				return errors.Is(err, domain.ErrUnhealthy) || strings.Contains(err.Error(), "answered 500")
+			},
 			wantStep:    domain.StepHealthCheck,
 			wantSteps:   []string{"SourceFetched", "ImageBuilt", "ContainerStarted"},
 			wantRunning: []string{oldName},
@@ -387,4 +389,165 @@ func TestNewWorkflowValidates(t *testing.T) {
 			t.Errorf("%s: got %v, want ErrInvalid", tt.name, err)
 		}
 	}
+}
+
+// servingReplicas makes a deployment whose n replicas serve.
+func (e *flowEnv) servingReplicas(id string, n int) []domain.Instance {
+	e.t.Helper()
+	var out []domain.Instance
+	for i := range n {
+		in, err := e.rt.Start(context.Background(), domain.InstanceSpec{App: e.app, DeploymentID: id, Replica: i, Image: runtimetest.ImageID("old"), Runtime: domain.Runtime{Port: 8080}})
+		if err != nil {
+			e.t.Fatal(err)
+		}
+		out = append(out, in)
+	}
+	s := domain.DeploymentStream(id)
+	e.appendTo(s, domain.EventDeploymentRequested, domain.DeploymentRequested{DeploymentID: id, App: e.app, AppVersion: 1, Trigger: domain.Trigger{Kind: domain.TriggerManual}})
+	e.appendTo(s, domain.EventDeploymentTrafficSwitched, domain.DeploymentTrafficSwitched{DeploymentID: id, App: e.app, ContainerID: out[0].ID})
+	return out
+}
+
+func TestWorkflowRollsReplicasOneAtATime(t *testing.T) {
+	t.Parallel()
+	names := func(prefix string, idx ...int) []string {
+		var out []string
+		for _, i := range idx {
+			out = append(out, fmt.Sprintf("web-%s-%d", prefix, i))
+		}
+		return out
+	}
+	tests := []struct {
+		name         string
+		replicas     int
+		previous     int
+		failHealthOf string // the new instance whose health check fails
+		wantErrStep  string
+		wantSteps    []string
+		wantOps      []string
+		// wantUpstreams are the instances in the routes after each switch.
+		wantUpstreams [][]string
+		wantRunning   []string
+	}{
+		{
+			name: "first deployment of three replicas", replicas: 3,
+			wantSteps: []string{"SourceFetched", "ImageBuilt", "ContainerStarted", "HealthPassed", "TrafficSwitched", "ReplicaSwitched", "ReplicaSwitched", "PreviousStopped"},
+			wantOps: []string{"start web-new-0", "healthy web-new-0", "start web-new-1", "healthy web-new-1",
+				"start web-new-2", "healthy web-new-2"},
+			wantUpstreams: [][]string{names("new", 0), names("new", 0, 1), names("new", 0, 1, 2)},
+			wantRunning:   names("new", 0, 1, 2),
+		},
+		{
+			name: "redeploy of three replicas replaces one at a time", replicas: 3, previous: 3,
+			wantSteps: []string{"SourceFetched", "ImageBuilt", "ContainerStarted", "HealthPassed", "TrafficSwitched", "ReplicaSwitched", "ReplicaSwitched", "PreviousStopped"},
+			wantOps: []string{"start web-new-0", "healthy web-new-0", "remove web-old-0",
+				"start web-new-1", "healthy web-new-1", "remove web-old-1",
+				"start web-new-2", "healthy web-new-2", "remove web-old-2"},
+			wantUpstreams: [][]string{
+				append(names("new", 0), names("old", 1, 2)...),
+				append(names("new", 0, 1), names("old", 2)...),
+				names("new", 0, 1, 2),
+			},
+			wantRunning: names("new", 0, 1, 2),
+		},
+		{
+			name: "a failed replica stops the rollout; the replicas in the routes keep serving", replicas: 3, previous: 3,
+			failHealthOf: "web-new-1", wantErrStep: domain.StepHealthCheck,
+			wantSteps: []string{"SourceFetched", "ImageBuilt", "ContainerStarted", "HealthPassed", "TrafficSwitched"},
+			wantOps: []string{"start web-new-0", "healthy web-new-0", "remove web-old-0",
+				"start web-new-1", "remove web-new-1"},
+			wantUpstreams: [][]string{append(names("new", 0), names("old", 1, 2)...)},
+			wantRunning:   append(names("new", 0), names("old", 1, 2)...),
+		},
+		{
+			name: "scaling down leaves the routes at the first switch", replicas: 1, previous: 3,
+			wantSteps:     []string{"SourceFetched", "ImageBuilt", "ContainerStarted", "HealthPassed", "TrafficSwitched", "PreviousStopped"},
+			wantOps:       []string{"start web-new-0", "healthy web-new-0", "remove web-old-0", "remove web-old-1", "remove web-old-2"},
+			wantUpstreams: [][]string{names("new", 0)},
+			wantRunning:   names("new", 0),
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			e := newFlowEnv(t, nil)
+			e.appendTo(domain.AppStream(e.app), domain.EventAppUpdated, domain.AppUpdated{
+				App: e.app, Source: domain.Source{Image: "example.org/web:2"}, Changed: []string{"runtime.replicas"},
+				Runtime: domain.Runtime{Port: 8080, Replicas: tt.replicas, HealthCheck: domain.HealthCheck{Path: "/", TimeoutSeconds: 5}},
+			})
+			if tt.previous > 0 {
+				e.servingReplicas("old", tt.previous)
+			}
+			ops := len(e.rt.Ops())
+			e.rt.BeforeHealth = func(_ context.Context, in domain.Instance) error {
+				if in.Name == tt.failHealthOf {
+					return &domain.UnhealthyError{Reason: "exited", LogTail: "panic"}
+				}
+				return nil
+			}
+			address := map[string]string{}
+			before, _ := e.rt.Instances(context.Background(), e.app)
+			for _, in := range before {
+				address[in.Address] = in.Name
+			}
+			job := e.job("new")
+			job.Request.AppVersion = 2
+			rec := &steps{}
+			err := e.flow.Deploy(context.Background(), job, rec)
+			var se *deployer.StepError
+			switch {
+			case tt.wantErrStep == "" && err != nil:
+				t.Fatalf("Deploy: got %v, want success", err)
+			case tt.wantErrStep != "" && (!errors.As(err, &se) || se.Step != tt.wantErrStep):
+				t.Fatalf("Deploy: got %v, want a failure at %s", err, tt.wantErrStep)
+			}
+			if !slices.Equal(rec.types, tt.wantSteps) {
+				t.Errorf("steps: got %v, want %v", rec.types, tt.wantSteps)
+			}
+			if got := e.rt.Ops()[ops:]; !slices.Equal(got, tt.wantOps) {
+				t.Errorf("runtime operations: got %v, want %v", got, tt.wantOps)
+			}
+			if got := e.rt.Running(e.app); !slices.Equal(got, tt.wantRunning) {
+				t.Errorf("running: got %v, want %v", got, tt.wantRunning)
+			}
+			// Map the routes back to names: the instances before and after.
+			all, _ := e.rt.Instances(context.Background(), e.app)
+			for _, in := range all {
+				address[in.Address] = in.Name
+			}
+			var got [][]string
+			for _, d := range rec.data {
+				var ups []domain.Upstream
+				switch v := d.(type) {
+				case domain.DeploymentTrafficSwitched:
+					ups = v.Upstreams
+					if len(ups) == 0 {
+						ups = []domain.Upstream{{Host: v.UpstreamHost, Port: v.UpstreamPort}}
+					}
+				case domain.DeploymentReplicaSwitched:
+					ups = v.Upstreams
+				default:
+					continue
+				}
+				var hosts []string
+				for _, u := range ups {
+					hosts = append(hosts, cmpOr(address[u.Host], u.Host))
+				}
+				got = append(got, hosts)
+			}
+			if !reflect.DeepEqual(got, tt.wantUpstreams) {
+				t.Errorf("routes after each switch: got %v, want %v", got, tt.wantUpstreams)
+			}
+			if len(e.routed) != len(tt.wantUpstreams) {
+				t.Errorf("routes awaited %d times, want %d", len(e.routed), len(tt.wantUpstreams))
+			}
+		})
+	}
+}
+
+func cmpOr(a, b string) string {
+	if a != "" {
+		return a
+	}
+	return b
 }
