@@ -11,25 +11,45 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 )
 
-// TraefikVersion is the Traefik release the tests run against.
-const TraefikVersion = "v3.6.12"
+// traefikVersionFile holds the Traefik release berth runs against, relative
+// to the repository root. It is the only place the version is written: the
+// Taskfile, the scripts and the tests all read it.
+const traefikVersionFile = "scripts/traefik.version"
+
+// DefaultTraefikBin returns where `go tool task traefik` puts the Traefik
+// binary: <repo root>/.cache/traefik/<pinned version>/traefik.
+func DefaultTraefikBin() (string, error) {
+	root, err := traefikRepoRoot()
+	if err != nil {
+		return "", err
+	}
+	data, err := os.ReadFile(filepath.Join(root, traefikVersionFile))
+	if err != nil {
+		return "", fmt.Errorf("traefik version pin: %w", err)
+	}
+	version := string(bytes.TrimSpace(data))
+	if version == "" || strings.ContainsAny(version, "/\\ \t\n") {
+		return "", fmt.Errorf("traefik version pin %s: bad version %q", traefikVersionFile, version)
+	}
+	return filepath.Join(root, ".cache", "traefik", version, "traefik"), nil
+}
 
 // TraefikBin returns the path of the Traefik binary for tests:
-// $BERTH_TRAEFIK_BIN, or <repo root>/.cache/traefik/v3.6.12/traefik. A
-// missing binary fails the test with a message saying how to build it.
+// $BERTH_TRAEFIK_BIN, or DefaultTraefikBin. A missing binary fails the test
+// with a message saying how to build it.
 func TraefikBin(tb testing.TB) string {
 	tb.Helper()
 	bin := os.Getenv("BERTH_TRAEFIK_BIN")
 	if bin == "" {
-		root, err := traefikRepoRoot()
-		if err != nil {
+		var err error
+		if bin, err = DefaultTraefikBin(); err != nil {
 			tb.Fatalf("Traefik binary: %v", err)
 		}
-		bin = filepath.Join(root, ".cache", "traefik", TraefikVersion, "traefik")
 	}
 	if fi, err := os.Stat(bin); err != nil || fi.IsDir() {
 		tb.Fatalf("Traefik binary not found at %s: build it with `go tool task traefik`", bin)
