@@ -85,7 +85,10 @@ type DeploymentImageBuilt struct {
 	DeploymentID string `json:"deployment_id"`
 	App          string `json:"app"`
 	ImageID      string `json:"image_id"`
-	DurationMS   int64  `json:"duration_ms"`
+	// Pushed, when the image was pushed to a registry, is the reference by
+	// digest it was pushed as ("registry/name@sha256:…").
+	Pushed     string `json:"pushed,omitempty"`
+	DurationMS int64  `json:"duration_ms"`
 }
 
 // DeploymentContainerStarted is recorded ("deployment.container_started")

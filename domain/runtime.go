@@ -81,11 +81,31 @@ type BuiltImage struct {
 	Duration time.Duration
 }
 
+// RegistryAuth is what a runtime presents to an image registry; the zero
+// value is anonymous. The password is plain text, opened for this call
+// only: never log it.
+type RegistryAuth struct {
+	Username, Password string
+}
+
 // ImageRequest asks a runtime for the image an image source names.
 type ImageRequest struct {
 	App, DeploymentID string
 	// Ref is the image reference (name:tag or name@digest).
 	Ref string
+	// Policy is PullAlways, PullIfNotPresent or PullNever.
+	Policy string
+	// Auth is presented to Ref's registry when pulling.
+	Auth RegistryAuth
+}
+
+// PushRequest asks a runtime to push a built image to a registry.
+type PushRequest struct {
+	App, DeploymentID string
+	// Image is the image id; Target the reference it is pushed as
+	// ("registry/name:tag").
+	Image, Target string
+	Auth          RegistryAuth
 }
 
 // ResolvedImage is the image an ImageRequest resolved to: its id on the
@@ -138,8 +158,12 @@ type RuntimePort interface {
 	// Build builds an image from a checkout, passing each output line to
 	// onLine; it fails with ErrBuildFailed when the build itself fails.
 	Build(ctx context.Context, b BuildRequest, onLine func(string)) (BuiltImage, error)
-	// ResolveImage returns the image an image source names on the target.
+	// ResolveImage returns the image an image source names on the target,
+	// pulling it as its policy says (progress lines to onLine).
 	ResolveImage(ctx context.Context, r ImageRequest, onLine func(string)) (ResolvedImage, error)
+	// Push pushes a built image to a registry; it returns the pushed
+	// reference by digest ("registry/name@sha256:…").
+	Push(ctx context.Context, p PushRequest, onLine func(string)) (string, error)
 	// HasImage reports whether image id is still on the target.
 	HasImage(ctx context.Context, id string) (bool, error)
 	// Start creates and starts an instance beside the others; a leftover

@@ -745,7 +745,14 @@ func (s Source) Validate(prefix string) error {
 		if s.GitRef != "" {
 			return Invalid(field(prefix, "git_ref"), "applies only to a git source")
 		}
+		switch s.PullPolicy {
+		case "", PullAlways, PullIfNotPresent, PullNever:
+		default:
+			return Invalid(field(prefix, "pull_policy"), `must be "always", "if-not-present" or "never"`)
+		}
 		return ValidateImageRef(field(prefix, "image"), s.Image)
+	case s.PullPolicy != "":
+		return Invalid(field(prefix, "pull_policy"), "applies only to an image source")
 	}
 	if err := ValidateGitURL(field(prefix, "git_url"), s.GitURL); err != nil {
 		return err
@@ -766,6 +773,17 @@ func (b Build) Validate(prefix string) error {
 	}
 	if err := ValidateRepoPath(field(prefix, "context"), b.Context); err != nil {
 		return err
+	}
+	if b.Push != "" {
+		if err := ValidateImageRef(field(prefix, "push"), b.Push); err != nil {
+			return err
+		}
+		if strings.ContainsAny(b.Push, "@") || strings.Contains(b.Push[strings.LastIndexByte(b.Push, '/')+1:], ":") {
+			return Invalid(field(prefix, "push"), "must be a repository without a tag or digest (berth tags each image with its deployment)")
+		}
+		if ImageRegistry(b.Push) == "docker.io" && !strings.HasPrefix(b.Push, "docker.io/") {
+			return Invalid(field(prefix, "push"), "must name its registry, such as registry.example.com/team/app")
+		}
 	}
 	if b.Target != "" {
 		if !imageTagRE.MatchString(b.Target) {

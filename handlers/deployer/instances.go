@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"berth/domain"
@@ -300,4 +301,79 @@ func (w *Workflow) CleanupInterrupted(ctx context.Context, app, deploymentID str
 		w.log.Info("removed the instance of an interrupted deployment", "app", app, "deployment", deploymentID, "instance", r.in.Name)
 	}
 	return errors.Join(errs...)
+}
+
+// registryAuth returns the credentials of the registry at address (the
+// last one added there and not removed), the password opened; anonymous
+// when berth knows no registry there.
+func (w *Workflow) registryAuth(ctx context.Context, address string) (domain.RegistryAuth, error) {
+	var found *domain.RegistryAdded
+	byName := map[string]domain.RegistryAdded{}
+	var after int64
+	for {
+		page, err := w.store.ReadAll(ctx, domain.ReadAllQuery{After: after, Limit: 1000, Filter: domain.Filter{Categories: []string{domain.CategoryRegistry}}})
+		if err != nil {
+			return domain.RegistryAuth{}, fmt.Errorf("read registries: %w", err)
+		}
+		if len(page) == 0 {
+			break
+		}
+		for _, e := range page {
+			data, err := domain.DecodeEvent(e)
+			if err != nil {
+				return domain.RegistryAuth{}, err
+			}
+			switch v := data.(type) {
+			case domain.RegistryAdded:
+				byName[v.Registry] = v
+			case domain.RegistryRemoved:
+				delete(byName, v.Registry)
+			}
+		}
+		after = page[len(page)-1].Position
+	}
+	for _, r := range byName {
+		if r.Address == address {
+			found = &r
+		}
+	}
+	if found == nil || found.Username == "" {
+		return domain.RegistryAuth{}, nil
+	}
+	if w.cfg.Sealer == nil {
+		return domain.RegistryAuth{}, fmt.Errorf("the credentials of registry %s cannot be opened: berth runs without a secret keyring: %w", found.Registry, domain.ErrInvalid)
+	}
+	plain, err := w.cfg.Sealer.Open(ctx, domain.RegistryKeyOwner(found.Registry), found.SealedPassword)
+	if err != nil {
+		return domain.RegistryAuth{}, fmt.Errorf("open the credentials of registry %s: %w", found.Registry, err)
+	}
+	return domain.RegistryAuth{Username: found.Username, Password: string(plain)}, nil
+}
+
+// digestOf returns the reference by digest deployment id recorded: its
+// image source's repository digest or the reference its build was pushed
+// as; "" when it recorded none.
+func (w *Workflow) digestOf(ctx context.Context, id string) (string, error) {
+	events, err := w.store.ReadStream(ctx, domain.DeploymentStream(id), 1, 0)
+	if err != nil {
+		return "", fmt.Errorf("read deployment %s: %w", id, err)
+	}
+	ref := ""
+	for _, e := range events {
+		data, err := domain.DecodeEvent(e)
+		if err != nil {
+			return "", err
+		}
+		switch v := data.(type) {
+		case domain.DeploymentSourceFetched:
+			if strings.Contains(v.ImageDigest, "@sha256:") {
+				ref = v.ImageDigest
+			}
+		case domain.DeploymentImageBuilt:
+			if v.Pushed != "" {
+				ref = v.Pushed
+			}
+		}
+	}
+	return ref, nil
 }

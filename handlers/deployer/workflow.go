@@ -421,33 +421,37 @@ func (r *run) image(ctx context.Context, cfg domain.AppConfig) (string, error) {
 	w, req := r.w, r.job.Request
 	switch {
 	case req.ImageID != "":
-		// A rollback: the earlier deployment's image, no build.
-		ok, err := w.rt.HasImage(ctx, req.ImageID)
+		// A rollback: the earlier deployment's image, no build; pulled
+		// again by digest when image collection removed it.
+		id, err := r.rollbackImage(ctx, req)
 		if err != nil {
-			return "", FailStep(domain.StepBuildImage, err)
-		}
-		if !ok {
-			return "", FailStep(domain.StepBuildImage, fmt.Errorf("image %s of deployment %s is no longer on this Docker host (removed by image collection); deploy that commit again instead: %w", short(req.ImageID), req.RollbackOf, domain.ErrNotFound))
+			return "", err
 		}
 		if domain.IsCommitSHA(req.Ref) {
 			if _, err := r.steps.Step(ctx, domain.DeploymentSourceFetched{CommitSHA: req.Ref, Ref: req.Ref}); err != nil {
 				return "", err
 			}
 		}
-		r.progress(fmt.Sprintf("rollback to deployment %s: reusing image %s", req.RollbackOf, short(req.ImageID)))
-		if _, err := r.steps.Step(ctx, domain.DeploymentImageBuilt{ImageID: req.ImageID}); err != nil {
+		r.progress(fmt.Sprintf("rollback to deployment %s: reusing image %s", req.RollbackOf, short(id)))
+		if _, err := r.steps.Step(ctx, domain.DeploymentImageBuilt{ImageID: id}); err != nil {
 			return "", err
 		}
-		return req.ImageID, nil
+		return id, nil
 
 	case cfg.Source.Image != "":
 		start := time.Now()
-		img, err := w.rt.ResolveImage(ctx, domain.ImageRequest{App: r.job.App, DeploymentID: r.job.DeploymentID, Ref: cfg.Source.Image}, r.buildLine)
+		ref, policy := cfg.Source.Image, cfg.Source.Pull()
+		auth, err := w.registryAuth(ctx, domain.ImageRegistry(ref))
 		if err != nil {
 			return "", FailStep(domain.StepFetchSource, err)
 		}
-		r.progress(fmt.Sprintf("image %s is %s", cfg.Source.Image, short(img.ID)))
+		r.progress(fmt.Sprintf("image %s (pull policy %s)", ref, policy))
+		img, err := w.rt.ResolveImage(ctx, domain.ImageRequest{App: r.job.App, DeploymentID: r.job.DeploymentID, Ref: ref, Policy: policy, Auth: auth}, r.buildLine)
+		if err != nil {
+			return "", FailStep(domain.StepFetchSource, err)
+		}
 		digest := cmp.Or(img.Digest, img.ID)
+		r.progress(fmt.Sprintf("image %s is %s (%s)", ref, short(img.ID), digest))
 		if _, err := r.steps.Step(ctx, domain.DeploymentSourceFetched{ImageDigest: digest, DurationMS: time.Since(start).Milliseconds()}); err != nil {
 			return "", err
 		}
@@ -460,6 +464,38 @@ func (r *run) image(ctx context.Context, cfg domain.AppConfig) (string, error) {
 		return r.buildFromGit(ctx, cfg)
 	}
 	return "", FailStep(domain.StepFetchSource, domain.Invalid("source", "the application has neither a git URL nor an image"))
+}
+
+// rollbackImage returns the image a rollback reuses: the earlier
+// deployment's, still on the host, or pulled again by the digest that
+// deployment recorded (its image source's, or the one its build was pushed
+// as).
+func (r *run) rollbackImage(ctx context.Context, req domain.DeploymentRequested) (string, error) {
+	w := r.w
+	ok, err := w.rt.HasImage(ctx, req.ImageID)
+	if err != nil {
+		return "", FailStep(domain.StepBuildImage, err)
+	}
+	if ok {
+		return req.ImageID, nil
+	}
+	ref, err := w.digestOf(ctx, req.RollbackOf)
+	if err != nil {
+		return "", FailStep(domain.StepBuildImage, err)
+	}
+	if ref == "" {
+		return "", FailStep(domain.StepBuildImage, fmt.Errorf("image %s of deployment %s is no longer on this Docker host (removed by image collection) and was never in a registry; deploy that commit again instead: %w", short(req.ImageID), req.RollbackOf, domain.ErrNotFound))
+	}
+	auth, err := w.registryAuth(ctx, domain.ImageRegistry(ref))
+	if err != nil {
+		return "", FailStep(domain.StepBuildImage, err)
+	}
+	r.progress(fmt.Sprintf("image %s is gone from this host: pulling %s", short(req.ImageID), ref))
+	img, err := w.rt.ResolveImage(ctx, domain.ImageRequest{App: r.job.App, DeploymentID: r.job.DeploymentID, Ref: ref, Policy: domain.PullIfNotPresent, Auth: auth}, r.buildLine)
+	if err != nil {
+		return "", FailStep(domain.StepBuildImage, err)
+	}
+	return img.ID, nil
 }
 
 // buildFromGit fetches the repository into a work directory (always
@@ -522,7 +558,24 @@ func (r *run) buildFromGit(ctx context.Context, cfg domain.AppConfig) (string, e
 		return "", FailStep(domain.StepBuildImage, err)
 	}
 	r.progress(fmt.Sprintf("built image %s in %s", short(img.ID), img.Duration.Round(time.Millisecond)))
-	if _, err := r.steps.Step(ctx, domain.DeploymentImageBuilt{ImageID: img.ID, DurationMS: img.Duration.Milliseconds()}); err != nil {
+	built := domain.DeploymentImageBuilt{ImageID: img.ID, DurationMS: img.Duration.Milliseconds()}
+	if b.Push != "" {
+		target := b.Push + ":" + job.DeploymentID
+		auth, err := w.registryAuth(ctx, domain.ImageRegistry(target))
+		if err != nil {
+			return "", FailStep(domain.StepBuildImage, err)
+		}
+		r.progress("pushing " + target)
+		pctx, cancel := context.WithTimeout(ctx, w.cfg.BuildTimeout)
+		pushed, err := w.rt.Push(pctx, domain.PushRequest{App: job.App, DeploymentID: job.DeploymentID, Image: img.ID, Target: target, Auth: auth}, r.buildLine)
+		cancel()
+		if err != nil {
+			return "", FailStep(domain.StepBuildImage, fmt.Errorf("push %s: %w", target, err))
+		}
+		r.progress("pushed " + pushed)
+		built.Pushed = pushed
+	}
+	if _, err := r.steps.Step(ctx, built); err != nil {
 		return "", err
 	}
 	return img.ID, nil

@@ -551,3 +551,141 @@ func cmpOr(a, b string) string {
 	}
 	return b
 }
+
+// sealer is a SecretSealer that "seals" by prefixing the owner.
+type sealer struct{}
+
+func (sealer) Seal(_ context.Context, owner string, p []byte) ([]byte, error) {
+	return append([]byte(owner+":"), p...), nil
+}
+
+func (sealer) Open(_ context.Context, owner string, c []byte) ([]byte, error) {
+	rest, ok := strings.CutPrefix(string(c), owner+":")
+	if !ok {
+		return nil, errors.New("sealed for another owner")
+	}
+	return []byte(rest), nil
+}
+
+func TestWorkflowPullsPushesAndRollsBackByDigest(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	newEnv := func(t *testing.T, src domain.Source, b domain.Build) (*flowEnv, *deployer.Workflow) {
+		e := newFlowEnv(t, nil)
+		e.appendTo(domain.AppStream(e.app), domain.EventAppUpdated, domain.AppUpdated{
+			App: e.app, Source: src, Build: b, Changed: []string{"source"},
+			Runtime: domain.Runtime{Port: 8080, HealthCheck: domain.HealthCheck{TimeoutSeconds: 5}},
+		})
+		sealed, _ := sealer{}.Seal(ctx, domain.RegistryKeyOwner("team"), []byte("pa55"))
+		e.appendTo(domain.RegistryStream("team"), domain.EventRegistryAdded, domain.RegistryAdded{Registry: "team", Address: "reg.example.com:5000", Username: "ci", SealedPassword: sealed})
+		flow, err := deployer.NewWorkflow(deployer.WorkflowConfig{Runtime: &authRuntime{Runtime: e.rt}, Logs: e.logs, Sealer: sealer{}, Drain: time.Millisecond, Logger: slog.New(slog.DiscardHandler)}, e.store)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return e, flow
+	}
+	deploy := func(t *testing.T, e *flowEnv, flow *deployer.Workflow, id string) *steps {
+		t.Helper()
+		job := e.job(id)
+		job.Request.AppVersion = 2
+		rec := &steps{}
+		if err := flow.Deploy(ctx, job, rec); err != nil {
+			t.Fatalf("Deploy %s: %v", id, err)
+		}
+		return rec
+	}
+
+	t.Run("policies", func(t *testing.T) {
+		t.Parallel()
+		const ref = "reg.example.com:5000/team/web:1"
+		tests := []struct {
+			policy    string
+			wantPulls int // over two deployments
+		}{
+			{domain.PullAlways, 2},
+			{domain.PullIfNotPresent, 1},
+			{"", 1},
+		}
+		for _, tt := range tests {
+			e, flow := newEnv(t, domain.Source{Image: ref, PullPolicy: tt.policy}, domain.Build{})
+			rec := deploy(t, e, flow, "p1")
+			deploy(t, e, flow, "p2")
+			if got := e.rt.Calls("Pull", ref); got != tt.wantPulls {
+				t.Errorf("policy %q: pulls over two deployments: got %d, want %d", tt.policy, got, tt.wantPulls)
+			}
+			fetched := rec.data[0].(domain.DeploymentSourceFetched)
+			if want := "reg.example.com:5000/team/web@" + runtimetest.ImageID(ref); fetched.ImageDigest != want {
+				t.Errorf("policy %q: digest recorded: got %q, want %q", tt.policy, fetched.ImageDigest, want)
+			}
+		}
+		e, flow := newEnv(t, domain.Source{Image: ref, PullPolicy: domain.PullNever}, domain.Build{})
+		job := e.job("n1")
+		job.Request.AppVersion = 2
+		var se *deployer.StepError
+		if err := flow.Deploy(ctx, job, &steps{}); !errors.Is(err, domain.ErrNotFound) || !errors.As(err, &se) || se.Step != domain.StepFetchSource {
+			t.Errorf("policy never, image absent: got %v, want ErrNotFound at fetch_source", err)
+		}
+	})
+
+	t.Run("credentials of the image's registry are opened for the pull", func(t *testing.T) {
+		t.Parallel()
+		e, flow := newEnv(t, domain.Source{Image: "reg.example.com:5000/team/web:1"}, domain.Build{})
+		deploy(t, e, flow, "a1")
+		other, flow2 := newEnv(t, domain.Source{Image: "other.example.com/web:1"}, domain.Build{})
+		deploy(t, other, flow2, "a2")
+		got := append(e.rt.Ops(), other.rt.Ops()...)
+		want := []string{"auth reg.example.com:5000/team/web:1 ci:pa55", "auth other.example.com/web:1 anonymous"}
+		for _, w := range want {
+			if !slices.Contains(got, w) {
+				t.Errorf("pull credentials: got %v, want %q among them", got, w)
+			}
+		}
+		if strings.Contains(e.logs.Text("a1"), "pa55") {
+			t.Errorf("the registry password reached the deployment log:\n%s", e.logs.Text("a1"))
+		}
+	})
+
+	t.Run("built images are pushed and rollbacks pull the digest back", func(t *testing.T) {
+		t.Parallel()
+		e, flow := newEnv(t, domain.Source{GitURL: "https://example.org/web.git"}, domain.Build{Push: "reg.example.com:5000/team/web"})
+		rec := deploy(t, e, flow, "b1")
+		built := rec.data[1].(domain.DeploymentImageBuilt)
+		if !strings.HasPrefix(built.Pushed, "reg.example.com:5000/team/web@sha256:") {
+			t.Fatalf("image built: got %+v, want it pushed by digest", built)
+		}
+		if !slices.Contains(e.rt.Ops(), "push reg.example.com:5000/team/web:b1") {
+			t.Errorf("runtime operations: got %v, want the push of the deployment's tag", e.rt.Ops())
+		}
+		// b1's deployment stream as the deployer writes it, then its image
+		// collected: a rollback pulls it by digest.
+		s := domain.DeploymentStream("b1")
+		e.appendTo(s, domain.EventDeploymentRequested, domain.DeploymentRequested{DeploymentID: "b1", App: e.app, AppVersion: 2, Trigger: domain.Trigger{Kind: domain.TriggerManual}})
+		e.appendTo(s, domain.EventDeploymentImageBuilt, built)
+		if err := e.rt.Remove(ctx, domain.Instance{ID: "c1"}, 0); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := e.rt.RemoveImages(ctx, e.app, nil); err != nil {
+			t.Fatal(err)
+		}
+		job := e.job("b2")
+		job.Request.AppVersion, job.Request.ImageID, job.Request.RollbackOf = 2, built.ImageID, "b1"
+		if err := flow.Deploy(ctx, job, &steps{}); err != nil {
+			t.Fatalf("rollback: %v", err)
+		}
+		if got := e.rt.Calls("Pull", built.Pushed); got != 1 {
+			t.Errorf("pulls of %s: got %d, want 1", built.Pushed, got)
+		}
+	})
+}
+
+// authRuntime records the credentials each pull presents.
+type authRuntime struct{ *runtimetest.Runtime }
+
+func (a *authRuntime) ResolveImage(ctx context.Context, req domain.ImageRequest, onLine func(string)) (domain.ResolvedImage, error) {
+	who := "anonymous"
+	if req.Auth.Username != "" {
+		who = req.Auth.Username + ":" + req.Auth.Password
+	}
+	a.Runtime.AddOp("auth " + req.Ref + " " + who)
+	return a.Runtime.ResolveImage(ctx, req, onLine)
+}

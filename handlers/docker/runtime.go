@@ -134,17 +134,42 @@ func (r *Runtime) Build(ctx context.Context, b domain.BuildRequest, onLine func(
 	return domain.BuiltImage{ID: res.ImageID, Duration: res.Duration}, nil
 }
 
-// ResolveImage implements domain.RuntimePort: the id of the image ref names
-// on this engine.
+// ResolveImage implements domain.RuntimePort: under PullNever the engine's
+// own image; under PullIfNotPresent the engine's, pulled when absent; under
+// PullAlways pulled every time (a mutable tag is followed).
 func (r *Runtime) ResolveImage(ctx context.Context, req domain.ImageRequest, onLine func(string)) (domain.ResolvedImage, error) {
-	id, err := r.eng.ImageIDOf(ctx, req.Ref)
-	if errors.Is(err, domain.ErrNotFound) {
-		return domain.ResolvedImage{}, fmt.Errorf("image %s is not on this Docker host and berth pulls from no registry: load or build it there first: %w", req.Ref, domain.ErrNotFound)
+	policy := req.Policy
+	if policy == "" {
+		policy = domain.PullIfNotPresent
 	}
+	if policy != domain.PullAlways {
+		id, digest, err := r.eng.imageDigest(ctx, req.Ref)
+		switch {
+		case err == nil:
+			if onLine != nil {
+				onLine(fmt.Sprintf("image %s is on this Docker host (pull policy %s)", req.Ref, policy))
+			}
+			return domain.ResolvedImage{ID: id, Digest: digest}, nil
+		case !errors.Is(err, domain.ErrNotFound):
+			return domain.ResolvedImage{}, unavailable(err)
+		case policy == domain.PullNever:
+			return domain.ResolvedImage{}, fmt.Errorf("image %s is not on this Docker host and its pull policy is never: %w", req.Ref, domain.ErrNotFound)
+		}
+	}
+	if onLine != nil {
+		onLine("pulling " + req.Ref)
+	}
+	id, digest, err := r.eng.Pull(ctx, req.Ref, Auth{Username: req.Auth.Username, Password: req.Auth.Password, ServerAddress: domain.ImageRegistry(req.Ref)}, onLine)
 	if err != nil {
 		return domain.ResolvedImage{}, unavailable(err)
 	}
-	return domain.ResolvedImage{ID: id}, nil
+	return domain.ResolvedImage{ID: id, Digest: digest}, nil
+}
+
+// Push implements domain.RuntimePort.
+func (r *Runtime) Push(ctx context.Context, p domain.PushRequest, onLine func(string)) (string, error) {
+	pushed, err := r.eng.Push(ctx, p.Image, p.Target, Auth{Username: p.Auth.Username, Password: p.Auth.Password, ServerAddress: domain.ImageRegistry(p.Target)}, onLine)
+	return pushed, unavailable(err)
 }
 
 // HasImage implements domain.RuntimePort.

@@ -81,6 +81,9 @@ func (r *Runtime) Ops() []string {
 	return slices.Clone(r.ops)
 }
 
+// AddOp appends an operation of the test's own to Ops.
+func (r *Runtime) AddOp(s string) { r.op(s) }
+
 func (r *Runtime) op(s string) {
 	r.mu.Lock()
 	r.ops = append(r.ops, s)
@@ -124,7 +127,8 @@ func (r *Runtime) Build(ctx context.Context, b domain.BuildRequest, onLine func(
 }
 
 // ResolveImage implements domain.RuntimePort: every reference resolves to
-// ImageID(ref).
+// ImageID(ref), pulled (counted as Calls("Pull", ref)) as the policy says;
+// under PullNever an image not added before is not found.
 func (r *Runtime) ResolveImage(ctx context.Context, req domain.ImageRequest, onLine func(string)) (domain.ResolvedImage, error) {
 	r.count("ResolveImage " + req.DeploymentID)
 	if r.BeforeSource != nil {
@@ -134,11 +138,37 @@ func (r *Runtime) ResolveImage(ctx context.Context, req domain.ImageRequest, onL
 	}
 	id := ImageID(req.Ref)
 	r.mu.Lock()
-	if _, ok := r.images[id]; !ok {
+	defer r.mu.Unlock()
+	_, present := r.images[id]
+	switch {
+	case req.Policy == domain.PullNever && !present:
+		return domain.ResolvedImage{}, fmt.Errorf("image %s: %w", req.Ref, domain.ErrNotFound)
+	case req.Policy == domain.PullAlways || !present:
+		r.calls["Pull "+req.Ref]++
 		r.images[id] = req.App
+		onLine("pulled " + req.Ref)
 	}
-	r.mu.Unlock()
-	return domain.ResolvedImage{ID: id}, nil
+	return domain.ResolvedImage{ID: id, Digest: Repository(req.Ref) + "@" + id}, nil
+}
+
+// Push implements domain.RuntimePort: the digest is derived from the image
+// id; Pushed lists what was pushed.
+func (r *Runtime) Push(ctx context.Context, p domain.PushRequest, _ func(string)) (string, error) {
+	r.count("Push " + p.DeploymentID)
+	if err := ctx.Err(); err != nil {
+		return "", err
+	}
+	r.op("push " + p.Target)
+	return Repository(p.Target) + "@" + p.Image, nil
+}
+
+// Repository returns ref without its tag or digest.
+func Repository(ref string) string {
+	name, _, _ := strings.Cut(ref, "@")
+	if i := strings.LastIndexByte(name, ':'); i >= 0 && !strings.Contains(name[i+1:], "/") {
+		name = name[:i]
+	}
+	return name
 }
 
 // HasImage implements domain.RuntimePort.
