@@ -43,6 +43,7 @@ func TestStressWritersAbortsAndSubscriber(t *testing.T) {
 		writers, appends = 8, 40
 	}
 	subCtx, stopSub := context.WithCancel(context.Background())
+	defer stopSub() // a failure must not leave it holding a connection
 	var seen []int64
 	subDone := make(chan error, 1)
 	go func() {
