@@ -101,6 +101,9 @@ VALUES ($1, 'aborted-1', 1, gen_random_uuid(), 'x.aborted', 1, '{}', '{}', now()
 		}()
 	}
 	wg.Wait()
+	// An append whose caller gave up may still be committing: Close waits
+	// for the writers, so the head read next is final.
+	s.Close()
 
 	head, err := s.Head(context.Background())
 	if err != nil {
@@ -207,7 +210,7 @@ WHERE datname = current_database() AND query LIKE 'LISTEN %'`).Scan(&listening);
 		var err error
 		for try := 0; try < 5; try++ {
 			err = s.Pool().QueryRow(context.Background(), `SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
-WHERE datname = current_database() AND pid <> pg_backend_pid()`).Scan(&killed)
+WHERE datname = current_database() AND pid <> pg_backend_pid() AND backend_type = 'client backend'`).Scan(&killed)
 			if err == nil {
 				break
 			}
