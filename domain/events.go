@@ -73,6 +73,8 @@ const (
 	EventWebhookDeleted = "webhook.deleted"
 
 	EventGitHookSecretSet = "githook.secret_set"
+	EventGitHookEnabled   = "githook.enabled"
+	EventGitHookDisabled  = "githook.disabled"
 )
 
 // Event type names of accounts and API tokens.

@@ -152,7 +152,7 @@ func (s *Server) setDomainCertificate(w http.ResponseWriter, r *http.Request) er
 	if err != nil {
 		return err
 	}
-	return written(w, http.StatusOK, res, WriteResponse{App: name, Host: strings.ToLower(host)})
+	return s.written(w, r, http.StatusOK, res, WriteResponse{App: name, Host: strings.ToLower(host)})
 }
 
 func (s *Server) removeDomainCertificate(w http.ResponseWriter, r *http.Request) error {
@@ -165,5 +165,5 @@ func (s *Server) removeDomainCertificate(w http.ResponseWriter, r *http.Request)
 	if err != nil {
 		return err
 	}
-	return written(w, http.StatusOK, res, WriteResponse{App: name, Host: strings.ToLower(host)})
+	return s.written(w, r, http.StatusOK, res, WriteResponse{App: name, Host: strings.ToLower(host)})
 }

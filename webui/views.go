@@ -9,9 +9,13 @@ import (
 // WriteResponse is the body of every successful write: the log position it
 // produced and the ids it concerns.
 type WriteResponse struct {
-	// Position is the last log position the write produced (0 when it
-	// changed nothing). Pass it as ?min_position to read your write.
-	Position      int64  `json:"position"`
+	// Position is the last log position the write produced, or the log's
+	// head when it changed nothing. Pass it as ?min_position to read your
+	// write.
+	Position int64 `json:"position"`
+	// Changed is false when the command changed nothing (no event was
+	// appended).
+	Changed       bool   `json:"changed"`
 	StreamVersion int64  `json:"stream_version,omitempty"`
 	Project       string `json:"project,omitempty"`
 	App           string `json:"app,omitempty"`

@@ -39,6 +39,8 @@ type Config struct {
 	// and link-local addresses: --webhooks-allow-private,
 	// BERTH_WEBHOOKS_ALLOW_PRIVATE.
 	WebhooksAllowPrivate bool
+	// Observe configures notifications and monitoring (observe.go).
+	Observe ObserveConfig
 
 	SecureCookies     bool     // --secure-cookies, BERTH_SECURE_COOKIES: mark session cookies Secure
 	TrustProxyHeaders bool     // --trust-proxy-headers, BERTH_TRUST_PROXY_HEADERS: believe X-Forwarded-Proto/-For
@@ -57,6 +59,7 @@ func DefaultConfig() Config {
 		DataDir:     DefaultDataDir,
 		DeployHost:  "local",
 		LogLevel:    slog.LevelInfo,
+		Observe:     DefaultObserveConfig(),
 	}
 }
 
@@ -77,6 +80,9 @@ func (c *Config) fillDefaults() {
 // Validate reports every invalid field, each naming its flag.
 func (c Config) Validate() error {
 	var errs []error
+	if err := c.Observe.validate(); err != nil {
+		errs = append(errs, err)
+	}
 	if c.DatabaseURL == "" {
 		errs = append(errs, errors.New("--database-url: must be set"))
 	} else if _, err := pgxpool.ParseConfig(c.DatabaseURL); err != nil {
@@ -146,6 +152,9 @@ func bindConfig(fs *flag.FlagSet, c *Config, groups flagGroup, getenv func(strin
 		str(&c.DataDir, "data-dir", "BERTH_DATA_DIR", "directory for berth's local state")
 		bindTLSFlags(fs, &c.TLS, getenv)
 		if err := bindAuthFlags(fs, c, getenv); err != nil {
+			return err
+		}
+		if err := bindObserveFlags(fs, &c.Observe, getenv); err != nil {
 			return err
 		}
 		str(&c.DeployHost, "deploy-host", "BERTH_DEPLOY_HOST", "name of this Docker host's deploy queue (one deployer per name)")

@@ -35,6 +35,10 @@ type Config struct {
 	// command replays only the events since; 0 means 1024, negative
 	// disables the cache.
 	AppCacheSize int
+	// NotificationURLCheck, when set, checks a notification channel's URL
+	// beyond its shape (the service's own syntax, the outbound address
+	// rules) and returns a *domain.ValidationError naming field.
+	NotificationURLCheck func(field, raw string) error
 }
 
 // Handler executes commands against an event store. It is safe for

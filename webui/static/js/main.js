@@ -8,6 +8,8 @@ import { deploymentView } from './views/deployment.js';
 import { auditView } from './views/audit.js';
 import { domainsView } from './views/domains.js';
 import { loginView, setupView } from './views/login.js';
+import { notificationsView } from './views/notifications.js';
+import { monitoringView } from './views/monitoring.js';
 
 const view = document.getElementById('view');
 const liveEl = document.getElementById('live');
@@ -49,6 +51,8 @@ const routes = [
   [/^#\/deployments\/([^/?]+)$/, (m) => (el, u) => deploymentView(el, u, decodeURIComponent(m[1]))],
   [/^#\/domains$/, () => domainsView],
   [/^#\/audit(\?.*)?$/, (m) => (el, u) => auditView(el, u, new URLSearchParams((m[1] || '').slice(1)))],
+  [/^#\/monitoring(\?.*)?$/, (m) => (el, u) => monitoringView(el, u, new URLSearchParams((m[1] || '').slice(1)))],
+  [/^#\/notifications$/, () => notificationsView],
   [/^#\/login$/, () => loginView],
   [/^#setup=([A-Za-z0-9_-]+)$/, (m) => (el, u) => setupView(el, u, m[1])],
 ];
@@ -64,7 +68,7 @@ function route() {
     const m = hash.match(re);
     if (m) { render = make(m); break; }
   }
-  const section = hash.startsWith('#/audit') ? 'audit' : hash.startsWith('#/domains') ? 'domains' : 'dashboard';
+  const section = ['audit', 'domains', 'monitoring', 'notifications'].find((n) => hash.startsWith('#/' + n)) || 'dashboard';
   for (const a of document.querySelectorAll('[data-nav]')) {
     if (a.dataset.nav === section) a.setAttribute('aria-current', 'page');
     else a.removeAttribute('aria-current');
