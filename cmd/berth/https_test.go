@@ -77,7 +77,10 @@ func TestServeHTTPSWithPebble(t *testing.T) {
 	}
 	call("POST", "/api/v1/projects", map[string]any{"name": "shop"}, http.StatusCreated)
 	call("POST", "/api/v1/apps", map[string]any{"project": "shop", "name": "web", "source": map[string]any{"image": "example/web:1"}}, http.StatusCreated)
-	call("POST", "/api/v1/apps/web/domains", map[string]any{"host": "shop.berth.test", "https": true}, http.StatusCreated)
+	var added struct{ Position int64 }
+	if err := json.Unmarshal(call("POST", "/api/v1/apps/web/domains", map[string]any{"host": "shop.berth.test", "https": true}, http.StatusCreated), &added); err != nil {
+		t.Fatal(err)
+	}
 
 	type cert struct {
 		State, Fingerprint, Reason string
@@ -93,7 +96,7 @@ func TestServeHTTPSWithPebble(t *testing.T) {
 				Certificate cert
 			}
 		}
-		if err := json.Unmarshal(call("GET", "/api/v1/domains", nil, http.StatusOK), &page); err != nil {
+		if err := json.Unmarshal(call("GET", fmt.Sprintf("/api/v1/domains?min_position=%d", added.Position), nil, http.StatusOK), &page); err != nil {
 			t.Fatal(err)
 		}
 		if !page.ACME.Enabled || len(page.Domains) != 1 {
@@ -131,7 +134,7 @@ func TestServeHTTPSWithPebble(t *testing.T) {
 	}
 
 	events := string(call("GET", "/api/v1/events?type="+domain.EventCertificateIssued, nil, http.StatusOK))
-	if !strings.Contains(events, "shop.berth.test") || !strings.Contains(events, fmt.Sprint(got.Fingerprint)) {
+	if !strings.Contains(events, "shop.berth.test") || !strings.Contains(events, got.Fingerprint) {
 		t.Fatalf("the log holds no domain.certificate_issued for shop.berth.test: %s", events)
 	}
 }
