@@ -4,11 +4,13 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -17,6 +19,7 @@ import (
 
 	main "berth/cmd/berth"
 	"berth/domain"
+	"berth/internal/testcert"
 	"berth/internal/testenv"
 )
 
@@ -131,6 +134,61 @@ func TestServeHTTPSWithPebble(t *testing.T) {
 	_ = resp.Body.Close()
 	if resp.StatusCode != http.StatusMovedPermanently && resp.StatusCode != http.StatusPermanentRedirect || resp.Header.Get("Location") != "https://shop.berth.test/path" {
 		t.Fatalf("HTTP: got %d %q, want a permanent redirect to https://shop.berth.test/path", resp.StatusCode, resp.Header.Get("Location"))
+	}
+
+	// An uploaded certificate: its key sealed in the log, opened by the
+	// routing projection into a 0600 file, served by Traefik.
+	ca := testcert.MustCA(t, "berth uploaded CA")
+	own := ca.MustLeaf(t, 30*24*time.Hour, "own.berth.test")
+	call("POST", "/api/v1/apps/web/domains", map[string]any{"host": "own.berth.test"}, http.StatusCreated)
+	call("PUT", "/api/v1/apps/web/domains/own.berth.test/certificate", map[string]any{"certificate": string(own.CertPEM), "private_key": string(own.KeyPEM)}, http.StatusOK)
+	var served *x509.Certificate
+	for served == nil {
+		c, err := tls.Dial("tcp", websecure, &tls.Config{ServerName: "own.berth.test", RootCAs: ca.Pool()})
+		if err == nil {
+			served = c.ConnectionState().PeerCertificates[0]
+			_ = c.Close()
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("Traefik does not serve the uploaded certificate: %v", err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if !served.Equal(own.Leaf) {
+		t.Fatalf("served %q, want the uploaded certificate", served.Subject)
+	}
+	keys, _ := filepath.Glob(filepath.Join(dataDir, "traefik", "certs", "web.*.key"))
+	if len(keys) != 1 {
+		t.Fatalf("key files: got %v, want one", keys)
+	}
+	if fi, err := os.Stat(keys[0]); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("key file %s: %v, %v; want mode 0600", keys[0], fi.Mode(), err)
+	}
+	if logged := string(call("GET", "/api/v1/events?type="+domain.EventAppDomainChanged, nil, http.StatusOK)); strings.Contains(logged, "PRIVATE KEY") {
+		t.Fatal("the private key is in the log in plain text")
+	}
+
+	// Basic auth through Traefik, its password never in the log.
+	call("POST", "/api/v1/apps/web/domains", map[string]any{"host": "admin.berth.test",
+		"basic_auth": []map[string]any{{"username": "alice", "password": "open sesame!"}}}, http.StatusCreated)
+	for {
+		req, _ := http.NewRequest(http.MethodGet, "http://"+web+"/", nil)
+		req.Host = "admin.berth.test"
+		resp, err := http.DefaultClient.Do(req)
+		if err == nil {
+			_ = resp.Body.Close()
+			if resp.StatusCode == http.StatusUnauthorized {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("admin.berth.test without credentials: %v, want 401", err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if logged := string(call("GET", "/api/v1/events?type="+domain.EventAppDomainAdded, nil, http.StatusOK)); strings.Contains(logged, "open sesame") {
+		t.Fatal("the basic-auth password is in the log")
 	}
 
 	events := string(call("GET", "/api/v1/events?type="+domain.EventCertificateIssued, nil, http.StatusOK))
