@@ -186,15 +186,16 @@ func (spec NewApp) Normalize(allowWildcard bool) (NewApp, error) {
 // CreateApp decides the creation of an application in project (nil: the
 // project does not exist). hosts holds the loaded ownership of every host in
 // spec.Domains (after Normalize). Events: app.created, then app.env_set when
-// Env is not empty, then app.domain_added on the application's stream and
-// host.claimed on each host's stream. Append the application stream expecting
-// no stream and each host stream expecting its Version.
+// Env is not empty, then app.domain_added on the application's stream,
+// host.claimed on each host's stream and project.app_added on the project's.
+// Append the application stream expecting no stream, each host stream
+// expecting its Version and the project's stream expecting its Version.
 func CreateApp(project *Project, spec NewApp, hosts map[string]*Host, allowWildcard bool) ([]Event, error) {
 	spec, err := spec.Normalize(allowWildcard)
 	if err != nil {
 		return nil, err
 	}
-	if project == nil || project.Name() != spec.Project {
+	if project == nil || project.Name() != spec.Project || project.Deleted() {
 		return nil, fmt.Errorf("%s: %w", spec.Project, ErrProjectNotFound)
 	}
 	stream := AppStream(spec.Name)
@@ -217,7 +218,7 @@ func CreateApp(project *Project, spec NewApp, hosts map[string]*Host, allowWildc
 		claims = append(claims, c...)
 		events = append(events, Event{StreamID: stream, Type: EventAppDomainAdded, Data: AppDomainAdded{App: spec.Name, Route: r}})
 	}
-	return append(events, claims...), nil
+	return append(append(events, claims...), project.addApp(spec.Name)), nil
 }
 
 // LoadApplication rebuilds an application from its stream. It returns

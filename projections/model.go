@@ -320,6 +320,15 @@ func (m *Model) applyDecoded(e domain.RecordedEvent, data any) {
 }
 
 func (m *Model) apply(e domain.RecordedEvent, data any) {
+	if d, ok := data.(domain.ProjectDeleted); ok {
+		// The row goes (writeDirty deletes it); its applications are
+		// deleted by their own events in the same append.
+		if _, exists := m.Projects[d.Project]; exists {
+			delete(m.Projects, d.Project)
+			m.markProject(d.Project)
+		}
+		return
+	}
 	if d, ok := data.(domain.ProjectCreated); ok {
 		if _, exists := m.Projects[d.Project]; !exists && d.Project != "" {
 			m.Projects[d.Project] = &Project{Name: d.Project, Description: d.Description, CreatedAt: e.RecordedAt, Position: e.Position}

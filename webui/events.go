@@ -41,6 +41,9 @@ type Integrations struct {
 	Traefik traefik.Config
 	// Stream bounds the live streams.
 	Stream StreamConfig
+	// CheckpointKey is the public key checkpoints are signed with now
+	// (standard base64), shown by GET /api/v1/audit/checkpoints.
+	CheckpointKey string
 	// MaxWebhooks bounds the webhook subscriptions (paused ones count);
 	// creating one more answers 429. 100 by default.
 	MaxWebhooks int
@@ -133,6 +136,7 @@ func (s *Server) registerIntegrations() {
 	s.api("GET /api/v1/events/export", s.exportEvents)
 	s.api("GET /api/v1/audit", s.auditTrail)
 	s.api("GET /api/v1/audit/verify", s.verifyLog)
+	s.api("GET /api/v1/audit/checkpoints", s.listCheckpoints)
 	s.api("GET /api/v1/replay", s.replay)
 
 	s.api("POST /api/v1/webhooks", s.createWebhook)

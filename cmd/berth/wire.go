@@ -22,6 +22,7 @@ import (
 	"berth/eventstore/keyring"
 	"berth/handlers/buildlog"
 	cmdhandlers "berth/handlers/commands"
+	"berth/handlers/containerlogs"
 	"berth/handlers/deployer"
 	"berth/handlers/engine"
 	"berth/handlers/leases"
@@ -118,8 +119,20 @@ func (m *Main) wire(ctx context.Context) (http.Handler, []Runner, error) {
 	if err != nil {
 		return nil, nil, err
 	}
+	// Runtime logs of the applications' containers on this deploy host.
+	clogs, err := containerlogs.New(containerlogs.Config{DockerHost: cfg.DockerHost, Logger: m.Logger})
+	if err != nil {
+		return nil, nil, err
+	}
+	m.closers = append(m.closers, clogs.Close)
+	// Signed checkpoints of the log.
+	signer, checkpointKey, err := wireCheckpoints(m)
+	if err != nil {
+		return nil, nil, err
+	}
+	integ.CheckpointKey = checkpointKey
 	srv, err := webui.NewServer(webui.ServerConfig{}, webui.Deps{
-		Commands: cmds, Reads: reads, Queue: reads, BuildLogs: webui.BuildLogStore{Store: logs},
+		Commands: cmds, Reads: reads, Queue: reads, BuildLogs: webui.BuildLogStore{Store: logs}, ContainerLogs: clogs,
 		Metrics: []webui.MetricsWriter{runner, queueMetrics{m: m}}, Logger: m.Logger, Hub: hub,
 		Auth: guard.Authenticate, Integrations: integ, Notifications: notifications,
 		Monitor: mon, Collectors: []prometheus.Collector{mon},
@@ -156,6 +169,9 @@ func (m *Main) wire(ctx context.Context) (http.Handler, []Runner, error) {
 	runners = append(runners, authRunners...)
 	runners = append(runners, deliveries, sending)
 	runners = append(runners, sampling...)
+	if signer != nil {
+		runners = append(runners, *signer)
+	}
 	certs, err := wireCertificates(m)
 	if err != nil {
 		return nil, nil, err
