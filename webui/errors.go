@@ -26,7 +26,7 @@ const (
 	CodeVersionConflict = "version_conflict"   // 409: an expected version did not hold
 	CodeConflict        = "conflict"           // 409: the state forbids the request
 	CodeTooLarge        = "too_large"          // 413
-	CodeTooMany         = "too_many_requests"  // 429: a configured limit is reached; retry later
+	CodeRateLimited     = "rate_limited"       // 429: a rate or a configured limit is reached; retry after Retry-After
 	CodeMediaType       = "unsupported_media"  // 415
 	CodeTimeout         = "timeout"            // 504: read models did not catch up in time
 	CodeUnavailable     = "unavailable"        // 503
@@ -106,7 +106,7 @@ func statusOf(err error) (int, ErrorDetail) {
 	case errors.As(err, &mal):
 		return http.StatusBadRequest, ErrorDetail{Code: CodeMalformed, Message: mal.msg, Field: mal.field}
 	case errors.As(err, &le):
-		return http.StatusTooManyRequests, ErrorDetail{Code: CodeTooMany, Message: le.msg}
+		return http.StatusTooManyRequests, ErrorDetail{Code: CodeRateLimited, Message: le.msg}
 	case errors.Is(err, errUnsupportedMedia):
 		return http.StatusUnsupportedMediaType, ErrorDetail{Code: CodeMediaType, Message: errUnsupportedMedia.Error()}
 	case errors.As(err, &ve):
