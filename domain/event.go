@@ -89,6 +89,12 @@ func DecodeEvent(e RecordedEvent) (any, error) {
 		return decode[DeploymentHealthPassed](e)
 	case EventDeploymentTrafficSwitched:
 		return decode[DeploymentTrafficSwitched](e)
+	case EventRegistryAdded:
+		return decode[RegistryAdded](e)
+	case EventRegistryRemoved:
+		return decode[RegistryRemoved](e)
+	case EventDeploymentReplicaSwitched:
+		return decode[DeploymentReplicaSwitched](e)
 	case EventDeploymentPreviousStopped:
 		return decode[DeploymentPreviousStopped](e)
 	case EventDeploymentSucceeded:

@@ -61,7 +61,8 @@ func RouteAccess(pattern string) (Access, bool) {
 	case "GET /api/v1/users", "POST /api/v1/users", "PATCH /api/v1/users/{id}",
 		"GET /api/v1/tokens", "POST /api/v1/tokens", "DELETE /api/v1/tokens/{id}",
 		"POST /api/v1/webhooks", "DELETE /api/v1/webhooks/{id}",
-		"POST /api/v1/webhooks/{id}/pause", "POST /api/v1/webhooks/{id}/resume":
+		"POST /api/v1/webhooks/{id}/pause", "POST /api/v1/webhooks/{id}/resume",
+		"GET /api/v1/registries", "POST /api/v1/registries", "DELETE /api/v1/registries/{name}":
 		return Access{Role: domain.RoleAdmin}, true
 	}
 	return notificationRouteAccess(pattern)

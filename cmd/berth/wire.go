@@ -13,7 +13,6 @@ import (
 
 	"github.com/ThreeDotsLabs/watermill"
 	"github.com/ThreeDotsLabs/watermill-redisstream/pkg/redisstream"
-	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 
@@ -24,7 +23,7 @@ import (
 	cmdhandlers "berth/handlers/commands"
 	"berth/handlers/containerlogs"
 	"berth/handlers/deployer"
-	"berth/handlers/engine"
+	"berth/handlers/docker"
 	"berth/handlers/leases"
 	"berth/handlers/relay"
 	"berth/projections"
@@ -214,22 +213,27 @@ func wireDeployer(ctx context.Context, m *Main, logs *buildlog.Store, sealer dom
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("--data-dir: %w", err)
 	}
-	eng, err := engine.New(engine.Config{DockerHost: cfg.DockerHost, Network: cfg.DockerNetwork, WorkRoot: filepath.Join(dataDir, "work")})
+	eng, err := docker.New(docker.Config{DockerHost: cfg.DockerHost, Network: cfg.DockerNetwork, WorkRoot: filepath.Join(dataDir, "work")})
 	if err != nil {
 		return nil, nil, nil, err
 	}
 	m.closers = append(m.closers, eng.Close)
-	exec, err := deployer.NewDockerExecutor(deployer.DockerExecutorConfig{
-		Engine: eng, Logs: logs, Sealer: sealer, Logger: m.Logger,
+	rt, err := docker.NewRuntime(docker.RuntimeConfig{Engine: eng})
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	flow, err := deployer.NewWorkflow(deployer.WorkflowConfig{
+		Runtime: rt, Logs: logs, Sealer: sealer, Logger: m.Logger,
+		// The routes are live once this process's routing projection
+		// wrote the switch the workflow appended.
 		Routes: deployer.RouteWaiterFunc(func(ctx context.Context, pos int64) error {
-			runner.Notify(pos) // the switch was just appended: wake the projections now
-			return waitCheckpoint(ctx, m.Pool, projections.RoutingName, pos)
+			return runner.WaitApplied(ctx, projections.RoutingName, pos)
 		}),
 	}, m.Store)
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	dep, err := deployer.New(deployer.Config{Host: cfg.DeployHost, Logger: m.Logger}, m.Store, m.Pool, redisOpts, exec)
+	dep, err := deployer.New(deployer.Config{Host: cfg.DeployHost, Logger: m.Logger}, m.Store, m.Pool, redisOpts, flow)
 	if err != nil {
 		return nil, nil, nil, err
 	}
@@ -247,25 +251,6 @@ func wireDeployer(ctx context.Context, m *Main, logs *buildlog.Store, sealer dom
 		return nil, nil, nil, err
 	}
 	return dep, rl, pub.Close, nil
-}
-
-// waitCheckpoint waits until the stored checkpoint of projection name
-// reached pos: the routing projection runs in this process or another one.
-func waitCheckpoint(ctx context.Context, pool *pgxpool.Pool, name string, pos int64) error {
-	t := time.NewTicker(20 * time.Millisecond)
-	defer t.Stop()
-	for {
-		var got int64
-		err := pool.QueryRow(ctx, "SELECT position FROM checkpoints WHERE name = $1", name).Scan(&got)
-		if err == nil && got >= pos {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("wait for %s to apply position %d: %w", name, pos, ctx.Err())
-		case <-t.C:
-		}
-	}
 }
 
 // openEventStore returns the PostgreSQL event store over m.Pool and

@@ -148,7 +148,7 @@ type Deployer struct {
 	store     domain.EventStore
 	pool      *pgxpool.Pool
 	redisOpts *redis.Options
-	exec      Executor
+	flow      *Workflow
 	log       *slog.Logger
 	wmLog     watermill.LoggerAdapter
 
@@ -158,16 +158,17 @@ type Deployer struct {
 	failures map[string]int        // message UUID → handler failures
 }
 
-// New returns a Deployer for cfg.Host. pool provides the connection settings
-// of the dedicated advisory-lock connection; redisOpts those of the Redis
-// clients (one per subscriber: a Watermill subscriber closes its client).
-func New(cfg Config, store domain.EventStore, pool *pgxpool.Pool, redisOpts *redis.Options, exec Executor) (*Deployer, error) {
+// New returns a Deployer for cfg.Host that runs deployments with flow. pool
+// provides the connection settings of the dedicated advisory-lock
+// connection; redisOpts those of the Redis clients (one per subscriber: a
+// Watermill subscriber closes its client).
+func New(cfg Config, store domain.EventStore, pool *pgxpool.Pool, redisOpts *redis.Options, flow *Workflow) (*Deployer, error) {
 	cfg.setDefaults()
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("deployer config: %w", err)
 	}
-	if store == nil || pool == nil || redisOpts == nil || exec == nil {
-		return nil, fmt.Errorf("deployer: store, pool, redis options and executor are required: %w", domain.ErrInvalid)
+	if store == nil || pool == nil || redisOpts == nil || flow == nil {
+		return nil, fmt.Errorf("deployer: store, pool, redis options and workflow are required: %w", domain.ErrInvalid)
 	}
 	topics, _ := HostTopics(cfg.TopicPrefix, cfg.Host) // validated above
 	consumer := ConsumerName(cfg.Host)
@@ -180,7 +181,7 @@ func New(cfg Config, store domain.EventStore, pool *pgxpool.Pool, redisOpts *red
 		store:     store,
 		pool:      pool,
 		redisOpts: redisOpts,
-		exec:      exec,
+		flow:      flow,
 		log:       log,
 		wmLog: watermill.NewSlogLoggerWithLevelMapping(log, map[slog.Level]slog.Level{
 			slog.LevelInfo: slog.LevelDebug,

@@ -24,6 +24,7 @@ import (
 	"berth/eventstore"
 	"berth/handlers/deployer"
 	"berth/handlers/relay"
+	"berth/internal/runtimetest"
 	"berth/internal/testenv"
 )
 
@@ -200,8 +201,9 @@ func (e *env) startRelay(cfg relay.Config) *relay.Relay {
 	return r
 }
 
-// newDeployer builds a deployer on its own pool.
-func (e *env) newDeployer(cfg deployer.Config, ex deployer.Executor) *deployer.Deployer {
+// newDeployer builds a deployer on its own pool, running the deployment
+// workflow over rt.
+func (e *env) newDeployer(cfg deployer.Config, rt domain.RuntimePort) *deployer.Deployer {
 	e.t.Helper()
 	pool, err := pgxpool.New(context.Background(), e.pool.Config().ConnString())
 	if err != nil {
@@ -220,7 +222,11 @@ func (e *env) newDeployer(cfg deployer.Config, ex deployer.Executor) *deployer.D
 	}
 	cfg.RetryDelay = 100 * time.Millisecond
 	cfg.LockCheckInterval = 200 * time.Millisecond
-	d, err := deployer.New(cfg, e.store, pool, e.redisOpts, ex)
+	flow, err := deployer.NewWorkflow(deployer.WorkflowConfig{Runtime: rt, Logs: runtimetest.NewLog(), Drain: time.Millisecond, Logger: e.log}, e.store)
+	if err != nil {
+		e.t.Fatalf("deployer.NewWorkflow: %v", err)
+	}
+	d, err := deployer.New(cfg, e.store, pool, e.redisOpts, flow)
 	if err != nil {
 		e.t.Fatalf("deployer.New: %v", err)
 	}
@@ -255,16 +261,17 @@ func (e *env) run(name string, fn func(context.Context) error, after func()) (st
 	return stop
 }
 
-// fakeExecutor records every step of a deployment, like the Docker engine
-// would, without Docker. Behaviour per deployment is set by hooks.
+// fakeExecutor counts and shapes the deployments its fake runtimes run:
+// the real workflow runs over an in-memory runtime whose source step
+// reports here. Behaviour per deployment is set by hooks.
 type fakeExecutor struct {
 	delay time.Duration
 
 	mu        sync.Mutex
-	calls     map[string]int // Execute calls per deployment
-	succeeded map[string]int // Execute calls that returned nil
+	calls     map[string]int // source steps per deployment
+	succeeded map[string]int // health checks reached per deployment
 	started   map[string]chan struct{}
-	behave    func(job deployer.Job) error // optional: error to return after steps, or blocks
+	behave    func(id string) error // optional: error to return from the source step, or blocks
 	active    atomic.Int32
 	maxActive atomic.Int32
 }
@@ -293,26 +300,46 @@ func (f *fakeExecutor) count(m map[string]int, id string) int {
 	return m[id]
 }
 
-func (f *fakeExecutor) Execute(ctx context.Context, job deployer.Job, steps deployer.StepRecorder) error {
+// runtime returns a new fake runtime reporting to f; onSource, when set,
+// runs first in each source step.
+func (f *fakeExecutor) runtime(onSource func(id string)) *runtimetest.Runtime {
+	rt := runtimetest.New()
+	rt.BeforeSource = func(ctx context.Context, id string) error {
+		if onSource != nil {
+			onSource(id)
+		}
+		return f.source(ctx, id)
+	}
+	rt.BeforeHealth = func(ctx context.Context, in domain.Instance) error {
+		f.mu.Lock()
+		f.succeeded[in.Deployment]++
+		f.mu.Unlock()
+		f.active.Add(-1)
+		return nil
+	}
+	return rt
+}
+
+func (f *fakeExecutor) source(ctx context.Context, id string) (err error) {
 	if n := f.active.Add(1); n > f.maxActive.Load() {
 		f.maxActive.Store(n)
 	}
-	defer f.active.Add(-1)
-	ch := f.startedCh(job.DeploymentID)
+	defer func() {
+		if err != nil {
+			f.active.Add(-1)
+		}
+	}()
+	ch := f.startedCh(id)
 	f.mu.Lock()
-	f.calls[job.DeploymentID]++
+	f.calls[id]++
 	select {
 	case <-ch:
 	default:
 		close(ch)
 	}
 	f.mu.Unlock()
-
-	if err := steps.Step(ctx, domain.DeploymentSourceFetched{Ref: "main", CommitSHA: "abc"}); err != nil {
-		return err
-	}
 	if f.behave != nil {
-		if err := f.behave(job); err != nil {
+		if err := f.behave(id); err != nil {
 			return err
 		}
 	}
@@ -321,20 +348,6 @@ func (f *fakeExecutor) Execute(ctx context.Context, job deployer.Job, steps depl
 		return ctx.Err()
 	case <-time.After(f.delay):
 	}
-	for _, s := range []any{
-		domain.DeploymentImageBuilt{ImageID: "sha256:" + job.DeploymentID},
-		domain.DeploymentContainerStarted{ContainerID: "c-" + job.DeploymentID, ContainerName: job.App},
-		domain.DeploymentHealthPassed{},
-		domain.DeploymentTrafficSwitched{ContainerID: "c-" + job.DeploymentID},
-		domain.DeploymentPreviousStopped{},
-	} {
-		if err := steps.Step(ctx, s); err != nil {
-			return err
-		}
-	}
-	f.mu.Lock()
-	f.succeeded[job.DeploymentID]++
-	f.mu.Unlock()
 	return nil
 }
 

@@ -27,9 +27,9 @@ func TestRedisLosesItsDataMidQueue(t *testing.T) {
 			e := newEnv(t, srv.url())
 			fake := newFake()
 			gate := make(chan struct{})
-			fake.behave = func(deployer.Job) error { <-gate; return nil }
+			fake.behave = func(string) error { <-gate; return nil }
 			rl := e.startRelay(relay.Config{})
-			e.run("deployer", e.newDeployer(deployer.Config{}, fake).Run, nil)
+			e.run("deployer", e.newDeployer(deployer.Config{}, fake.runtime(nil)).Run, nil)
 
 			var ids []string
 			for range 5 {
@@ -105,7 +105,7 @@ func TestCheckQueueReportsALostQueue(t *testing.T) {
 	stopRelay := e.run("relay", func(ctx context.Context) error {
 		return runRelay(ctx, e)
 	}, nil)
-	stopDeployer := e.run("deployer", e.newDeployer(deployer.Config{}, fake).Run, nil)
+	stopDeployer := e.run("deployer", e.newDeployer(deployer.Config{}, fake.runtime(nil)).Run, nil)
 	e.waitFor("the queue to be whole", 30*time.Second, func() bool { return check() == nil })
 	id := e.request()
 	e.waitTerminal(30*time.Second, id)
