@@ -333,6 +333,7 @@ type AppPatch struct {
 	Context    *string     `json:"context,omitempty"`
 	Target     *string     `json:"target,omitempty"`
 	BuildArgs  *[]BuildArg `json:"build_args,omitempty"`
+	KeepImages *int        `json:"keep_images,omitempty"`
 
 	Port                      *int      `json:"port,omitempty"`
 	Volumes                   *[]Volume `json:"volumes,omitempty"`
@@ -366,6 +367,7 @@ func (a *Application) Update(p AppPatch) ([]Event, error) {
 	set(&b.Context, p.Context)
 	set(&b.Target, p.Target)
 	set(&b.Args, p.BuildArgs)
+	set(&b.KeepImages, p.KeepImages)
 	set(&rt.Port, p.Port)
 	set(&rt.Volumes, p.Volumes)
 	set(&rt.Resources.CPUMillis, p.CPUMillis)
@@ -399,6 +401,7 @@ func (a *Application) Update(p AppPatch) ([]Event, error) {
 	diff("build.context", old.Build.Context, b.Context)
 	diff("build.target", old.Build.Target, b.Target)
 	diff("build.args", normalizeNil(old.Build.Args), normalizeNil(b.Args))
+	diff("build.keep_images", old.Build.KeepImages, b.KeepImages)
 	diff("runtime.port", old.Runtime.Port, rt.Port)
 	diff("runtime.volumes", normalizeNil(old.Runtime.Volumes), normalizeNil(rt.Volumes))
 	diff("runtime.resources.cpu_millis", old.Runtime.Resources.CPUMillis, rt.Resources.CPUMillis)

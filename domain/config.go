@@ -52,7 +52,15 @@ type Build struct {
 	// Target is an optional multi-stage build target.
 	Target string     `json:"target,omitempty"`
 	Args   []BuildArg `json:"args,omitempty"`
+	// KeepImages is how many of the latest successful deployments keep
+	// their images on the Docker host, so that rolling back to them is
+	// instant (older ones are rebuilt from their commit); 0: the server's
+	// default (3).
+	KeepImages int `json:"keep_images,omitempty"`
 }
+
+// MaxKeepImages bounds Build.KeepImages.
+const MaxKeepImages = 100
 
 // Volume mounts a named Docker volume at an absolute container path.
 type Volume struct {

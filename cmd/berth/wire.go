@@ -23,6 +23,7 @@ import (
 	"berth/handlers/containerlogs"
 	"berth/handlers/deployer"
 	"berth/handlers/engine"
+	"berth/handlers/imagegc"
 	"berth/handlers/relay"
 	"berth/projections"
 	"berth/projections/traefik"
@@ -167,8 +168,13 @@ func wireDeployer(ctx context.Context, m *Main, logs *buildlog.Store, sealer dom
 		return nil, nil, nil, err
 	}
 	m.closers = append(m.closers, eng.Close)
+	gc, err := imagegc.New(imagegc.Config{DockerHost: cfg.DockerHost})
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	m.closers = append(m.closers, gc.Close)
 	exec, err := deployer.NewDockerExecutor(deployer.DockerExecutorConfig{
-		Engine: eng, Logs: logs, Sealer: sealer, Logger: m.Logger,
+		Engine: eng, Logs: logs, Sealer: sealer, Logger: m.Logger, Leftovers: gc,
 		Routes: deployer.RouteWaiterFunc(func(ctx context.Context, pos int64) error {
 			runner.Notify(pos) // the switch was just appended: wake the projections now
 			return waitCheckpoint(ctx, m.Pool, projections.RoutingName, pos)

@@ -21,6 +21,7 @@ import (
 	"berth/domain"
 	"berth/handlers/buildlog"
 	"berth/handlers/engine"
+	"berth/handlers/imagegc"
 )
 
 // Upstream modes: what a traffic switch tells the proxy to send requests to.
@@ -84,6 +85,10 @@ type DockerExecutorConfig struct {
 	// deployments keep their images for rollbacks; older images are removed
 	// after each success. Default 3.
 	KeepImages int
+	// Leftovers, when set, removes the intermediate images a failed or
+	// cancelled build left, right after it and when the application is
+	// deleted (*imagegc.Collector).
+	Leftovers LeftoverCollector
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
 }
@@ -146,6 +151,13 @@ func (c DockerExecutorConfig) Validate() error {
 		errs = append(errs, domain.Invalid("keep_images", "must be at least 1"))
 	}
 	return errors.Join(errs...)
+}
+
+// LeftoverCollector removes images a failed or cancelled build committed
+// (ids as imagegc.BuildTracker names them), skipping any still in use, and
+// returns those it removed.
+type LeftoverCollector interface {
+	RemoveLeftovers(ctx context.Context, ids []string) ([]string, error)
 }
 
 // DockerExecutor is the Executor that deploys with the Docker Engine: it
@@ -288,7 +300,7 @@ func (ex *execution) run(ctx context.Context) error {
 	recent := async(func() (map[string]bool, error) {
 		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Minute)
 		defer cancel()
-		return x.recentImages(rctx, job.App, x.cfg.KeepImages-1)
+		return x.recentImages(rctx, job.App, x.keepImages(rctx, job.App)-1)
 	})
 	defer recent.wait()
 	if err := ex.waitHealthy(ctx, rt); err != nil {
@@ -336,7 +348,7 @@ func (ex *execution) image(ctx context.Context, cfg domain.AppConfig) (string, e
 			return "", FailStep(domain.StepBuildImage, err)
 		}
 		if !ok {
-			return "", FailStep(domain.StepBuildImage, fmt.Errorf("image %s of deployment %s is no longer on this Docker host (removed by image collection); deploy that commit again instead: %w", short(req.ImageID), req.RollbackOf, domain.ErrNotFound))
+			return ex.rebuild(ctx, cfg)
 		}
 		if domain.IsCommitSHA(req.Ref) {
 			if err := ex.steps.Step(ctx, domain.DeploymentSourceFetched{CommitSHA: req.Ref, Ref: req.Ref}); err != nil {
@@ -371,6 +383,48 @@ func (ex *execution) image(ctx context.Context, cfg domain.AppConfig) (string, e
 		return ex.buildFromGit(ctx, cfg)
 	}
 	return "", FailStep(domain.StepFetchSource, domain.Invalid("source", "the application has neither a git URL nor an image"))
+}
+
+// rebuild makes again the image of the deployment a rollback returns to,
+// collected since: from the commit it deployed and the configuration as of
+// it, both recorded in the log. An image source is found again when its
+// reference still names the very image.
+func (ex *execution) rebuild(ctx context.Context, cfg domain.AppConfig) (string, error) {
+	x, req := ex.x, ex.job.Request
+	gone := fmt.Sprintf("image %s of deployment %s is no longer on this Docker host (removed by image collection)", short(req.ImageID), req.RollbackOf)
+	switch {
+	case cfg.Source.GitURL != "" && domain.IsCommitSHA(req.Ref):
+		ex.progress(ctx, fmt.Sprintf("%s: rebuilding it from commit %s with the configuration as of that deployment", gone, req.Ref))
+		return ex.buildFromGit(ctx, cfg)
+	case cfg.Source.Image != "":
+		id, err := x.eng.ImageIDOf(ctx, cfg.Source.Image)
+		if err == nil && strings.TrimPrefix(id, "sha256:") == strings.TrimPrefix(req.ImageID, "sha256:") {
+			ex.progress(ctx, fmt.Sprintf("rollback to deployment %s: image %s is %s again", req.RollbackOf, cfg.Source.Image, short(id)))
+			if err := ex.steps.Step(ctx, domain.DeploymentImageBuilt{ImageID: id}); err != nil {
+				return "", err
+			}
+			return id, nil
+		}
+		return "", FailStep(domain.StepBuildImage, fmt.Errorf("%s, and %s does not name it any more: load that image on this host again: %w", gone, cfg.Source.Image, domain.ErrNotFound))
+	}
+	return "", FailStep(domain.StepBuildImage, fmt.Errorf("%s, and the log records no commit to rebuild it from: %w", gone, domain.ErrNotFound))
+}
+
+// removeLeftovers removes the intermediate images a failed or cancelled
+// build committed. Failures are only logged.
+func (x *DockerExecutor) removeLeftovers(ctx context.Context, ex *execution, ids []string) {
+	if x.cfg.Leftovers == nil || len(ids) == 0 {
+		return
+	}
+	gctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Minute)
+	defer cancel()
+	removed, err := x.cfg.Leftovers.RemoveLeftovers(gctx, ids)
+	if err != nil {
+		ex.log.Warn("intermediate images of the build not removed", "err", err)
+	}
+	if len(removed) > 0 {
+		ex.progress(gctx, fmt.Sprintf("removed %d intermediate image(s) the build left", len(removed)))
+	}
 }
 
 // buildFromGit fetches the repository into a fresh work directory (always
@@ -429,6 +483,7 @@ func (ex *execution) buildFromGit(ctx context.Context, cfg domain.AppConfig) (st
 	ex.lines.flush()
 	w := x.cfg.Logs.NewWriter(context.WithoutCancel(ctx), job.DeploymentID, buildlog.StreamBuild)
 	bctx, cancel := context.WithTimeout(ctx, x.cfg.BuildTimeout)
+	var built imagegc.BuildTracker
 	res, err := x.eng.Build(bctx, engine.BuildSpec{
 		ContextDir: ctxDir, Dockerfile: dockerfile, Target: b.Target, BuildArgs: args,
 		Tags: []string{"berth/" + job.App + ":" + job.DeploymentID},
@@ -436,12 +491,14 @@ func (ex *execution) buildFromGit(ctx context.Context, cfg domain.AppConfig) (st
 	}, func(line string) {
 		w.Line(line)
 		ex.remember(line)
+		built.Line(line)
 	})
 	cancel()
 	if werr := w.Close(); werr != nil {
 		ex.log.Error("build log lines lost", "err", werr)
 	}
 	if err != nil {
+		x.removeLeftovers(ctx, ex, built.Created())
 		err = stepTimeout(ctx, bctx, x.cfg.BuildTimeout, err)
 		if errors.Is(err, engine.ErrBuildFailed) {
 			return "", &StepError{Step: domain.StepBuildImage, Err: firstLine(err), LogTail: ex.tailText()}
@@ -605,6 +662,18 @@ func (x *DockerExecutor) collectImages(ctx context.Context, ex *execution, curre
 	if len(removed) > 0 {
 		ex.progress(ctx, fmt.Sprintf("removed %d old image(s) of %s", len(removed), ex.job.App))
 	}
+}
+
+// keepImages is how many images app keeps: its current configuration's
+// build.keep_images, or KeepImages.
+func (x *DockerExecutor) keepImages(ctx context.Context, app string) int {
+	events, err := x.store.ReadStream(ctx, domain.AppStream(app), 1, 0)
+	if err == nil {
+		if a, err := domain.LoadApplication(events); err == nil && a.Config().Build.KeepImages > 0 {
+			return a.Config().Build.KeepImages
+		}
+	}
+	return x.cfg.KeepImages
 }
 
 // recentImages returns the image ids of app's last n successful
@@ -833,10 +902,81 @@ func (x *DockerExecutor) DeleteApp(ctx context.Context, app string) (containers,
 	if err != nil {
 		return containers, images, retryableIfDown(err)
 	}
+	// What its failed, cancelled or interrupted builds left, as their
+	// build logs name it.
+	if x.cfg.Leftovers != nil {
+		left, err := x.buildLeftovers(ctx, app)
+		if err == nil {
+			var more []string
+			more, err = x.cfg.Leftovers.RemoveLeftovers(ctx, left)
+			images = append(images, more...)
+		}
+		if err != nil {
+			log.Warn("intermediate images of failed builds not removed", "err", err)
+		}
+	}
 	if len(images) > 0 {
 		log.Info("removed the images of a deleted application", "images", len(images))
 	}
 	return containers, images, nil
+}
+
+// buildLeftovers names the intermediate images the builds of app's
+// deployments that did not succeed committed, read from their build logs.
+func (x *DockerExecutor) buildLeftovers(ctx context.Context, app string) ([]string, error) {
+	ended := map[string]bool{}
+	var ids []string
+	var after int64
+	for {
+		page, err := x.store.ReadAll(ctx, domain.ReadAllQuery{After: after, Limit: 1000, Filter: domain.Filter{
+			Categories: []string{domain.CategoryDeployment},
+			Types:      []string{domain.EventDeploymentRequested, domain.EventDeploymentSucceeded},
+		}})
+		if err != nil {
+			return nil, fmt.Errorf("read the deployments of %s: %w", app, err)
+		}
+		for _, e := range page {
+			var d struct {
+				App          string `json:"app"`
+				DeploymentID string `json:"deployment_id"`
+			}
+			if json.Unmarshal(e.Data, &d) != nil || d.App != app {
+				continue
+			}
+			if e.Type == domain.EventDeploymentSucceeded {
+				ended[d.DeploymentID] = true
+			} else {
+				ids = append(ids, d.DeploymentID)
+			}
+		}
+		if len(page) < 1000 {
+			break
+		}
+		after = page[len(page)-1].Position
+	}
+	var out []string
+	for _, id := range ids {
+		if ended[id] {
+			continue // its layers went with its image
+		}
+		var t imagegc.BuildTracker
+		var seq int64
+		for {
+			lines, done, err := x.cfg.Logs.Read(ctx, id, seq, 1000)
+			if err != nil {
+				return nil, fmt.Errorf("read the build log of %s: %w", id, err)
+			}
+			for _, l := range lines {
+				t.Line(l.Text)
+				seq = l.Seq
+			}
+			if done || len(lines) < 1000 {
+				break
+			}
+		}
+		out = append(out, t.Created()...)
+	}
+	return out, nil
 }
 
 // drainDeleted waits, before a deleted application's containers stop, until
