@@ -9,5 +9,8 @@ if [ -n "$unformatted" ]; then
 	printf 'gofmt: these files need formatting:\n%s\n' "$unformatted" >&2
 	exit 1
 fi
+export GOWORK=off
 go vet ./...
-go tool staticcheck ./...
+# staticcheck is a tool of the tools module; run its binary on berth's packages.
+staticcheck=$(go -C tools tool -n staticcheck)
+"$staticcheck" ./...

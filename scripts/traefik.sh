@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # traefik.sh builds Traefik from its Go module at a pinned version into
-# .cache/traefik/<version>/traefik, unless that binary already exists.
+# .cache/traefik/<version>/traefik (the version in scripts/traefik.version), unless that binary already exists.
 # Built binaries are also kept in a per-machine cache
 # ($BERTH_CACHE_DIR, default ~/.cache/berth), so a fresh clone on the same
 # machine copies the binary instead of building Traefik again; a lock
@@ -12,8 +12,9 @@
 # as the main module in a scratch copy instead.
 set -euo pipefail
 
-VERSION=${TRAEFIK_VERSION:-v3.6.12}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
+# The version is pinned in scripts/traefik.version and nowhere else.
+VERSION=${TRAEFIK_VERSION:-$(tr -d '[:space:]' <"$ROOT/scripts/traefik.version")}
 DEST_DIR="$ROOT/.cache/traefik/$VERSION"
 DEST="$DEST_DIR/traefik"
 SHARED_DIR="${BERTH_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/berth}/traefik/$VERSION"

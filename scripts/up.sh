@@ -12,7 +12,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 DATA_DIR=${BERTH_DATA_DIR:-data}
-TRAEFIK_BIN=${BERTH_TRAEFIK_BIN:-.cache/traefik/v3.6.12/traefik}
+TRAEFIK_BIN=${BERTH_TRAEFIK_BIN:-.cache/traefik/$(tr -d '[:space:]' <scripts/traefik.version)/traefik}
 mkdir -p "$DATA_DIR/traefik"
 static="$DATA_DIR/traefik/traefik.yml"
 traefik_log="$DATA_DIR/traefik/traefik.log"

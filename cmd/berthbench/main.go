@@ -24,11 +24,11 @@ import (
 	"time"
 
 	"berth/bench"
+	"berth/internal/testenv"
 )
 
 const (
 	defaultDatabaseURL = "postgres://berth:berth@127.0.0.1:5432/berth?sslmode=disable"
-	defaultTraefikBin  = ".cache/traefik/v3.6.12/traefik"
 	defaultRedisURL    = "redis://127.0.0.1:6379/0"
 )
 
@@ -97,8 +97,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		"PostgreSQL URL; suites create and drop their own databases beside it (env BERTH_DATABASE_URL)")
 	redisURL := fs.String("redis-url", envOr(getenv, "BERTH_REDIS_URL", defaultRedisURL),
 		"Redis URL for the deploy, dispatch and rss suites (env BERTH_REDIS_URL)")
-	traefikBin := fs.String("traefik-bin", envOr(getenv, "BERTH_TRAEFIK_BIN", defaultTraefikBin),
-		"Traefik binary for the route suite (env BERTH_TRAEFIK_BIN)")
+	traefikBin := fs.String("traefik-bin", getenv("BERTH_TRAEFIK_BIN"),
+		"Traefik binary for the route suite (env BERTH_TRAEFIK_BIN; default: the pinned version under .cache/traefik)")
 	runPattern := fs.String("run", "", "run only suites whose name matches this regular expression")
 	list := fs.Bool("list", false, "list the suites and exit")
 	if err := fs.Parse(args); err != nil {
@@ -115,6 +115,14 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err != nil {
 		fmt.Fprintf(stderr, "berthbench: --run: %v\n", err)
 		return 2
+	}
+	if *traefikBin == "" {
+		def, err := testenv.DefaultTraefikBin()
+		if err != nil {
+			fmt.Fprintf(stderr, "berthbench: --traefik-bin: %v\n", err)
+			return 2
+		}
+		*traefikBin = def
 	}
 	bin, err := filepath.Abs(*traefikBin)
 	if err != nil {

@@ -11,25 +11,45 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 )
 
-// TraefikVersion is the Traefik release the tests run against.
-const TraefikVersion = "v3.6.12"
+// traefikVersionFile holds the Traefik release berth runs against, relative
+// to the repository root. It is the only place the version is written: the
+// Taskfile, the scripts and the tests all read it.
+const traefikVersionFile = "scripts/traefik.version"
+
+// DefaultTraefikBin returns where `go tool task traefik` puts the Traefik
+// binary: <repo root>/.cache/traefik/<pinned version>/traefik.
+func DefaultTraefikBin() (string, error) {
+	root, err := traefikRepoRoot()
+	if err != nil {
+		return "", err
+	}
+	data, err := os.ReadFile(filepath.Join(root, traefikVersionFile))
+	if err != nil {
+		return "", fmt.Errorf("traefik version pin: %w", err)
+	}
+	version := string(bytes.TrimSpace(data))
+	if version == "" || strings.ContainsAny(version, "/\\ \t\n") {
+		return "", fmt.Errorf("traefik version pin %s: bad version %q", traefikVersionFile, version)
+	}
+	return filepath.Join(root, ".cache", "traefik", version, "traefik"), nil
+}
 
 // TraefikBin returns the path of the Traefik binary for tests:
-// $BERTH_TRAEFIK_BIN, or <repo root>/.cache/traefik/v3.6.12/traefik. A
-// missing binary fails the test with a message saying how to build it.
+// $BERTH_TRAEFIK_BIN, or DefaultTraefikBin. A missing binary fails the test
+// with a message saying how to build it.
 func TraefikBin(tb testing.TB) string {
 	tb.Helper()
 	bin := os.Getenv("BERTH_TRAEFIK_BIN")
 	if bin == "" {
-		root, err := traefikRepoRoot()
-		if err != nil {
+		var err error
+		if bin, err = DefaultTraefikBin(); err != nil {
 			tb.Fatalf("Traefik binary: %v", err)
 		}
-		bin = filepath.Join(root, ".cache", "traefik", TraefikVersion, "traefik")
 	}
 	if fi, err := os.Stat(bin); err != nil || fi.IsDir() {
 		tb.Fatalf("Traefik binary not found at %s: build it with `go tool task traefik`", bin)
@@ -45,7 +65,6 @@ func TraefikBin(tb testing.TB) string {
 // printed if the test fails. The process is killed when the test ends.
 func StartTraefik(tb testing.TB, dynamicDir string) (httpAddr string) {
 	tb.Helper()
-	bin := TraefikBin(tb)
 	dynamicDir, err := filepath.Abs(dynamicDir)
 	if err != nil {
 		tb.Fatalf("StartTraefik: %v", err)
@@ -78,13 +97,25 @@ log:
 	if err := os.WriteFile(configFile, []byte(static), 0o644); err != nil {
 		tb.Fatalf("StartTraefik: %v", err)
 	}
+	RunTraefik(tb, configFile, pingAddr, logFile)
+	return httpAddr
+}
 
+// RunTraefik runs the Traefik binary with the static configuration file
+// configFile, whose ping entry point listens on pingAddr, in the file's
+// directory, with env added to its environment; it waits until Traefik
+// answers ping. logFile (may be "") is printed if the test fails. The
+// process is killed when the test ends.
+func RunTraefik(tb testing.TB, configFile, pingAddr, logFile string, env ...string) {
+	tb.Helper()
+	bin := TraefikBin(tb)
 	var out bytes.Buffer
 	cmd := exec.Command(bin, "--configFile="+configFile)
-	cmd.Dir = work
+	cmd.Dir = filepath.Dir(configFile)
+	cmd.Env = append(os.Environ(), env...)
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Start(); err != nil {
-		tb.Fatalf("StartTraefik: %v", err)
+		tb.Fatalf("RunTraefik: %v", err)
 	}
 	exited := make(chan error, 1)
 	go func() { exited <- cmd.Wait() }()
@@ -106,7 +137,7 @@ log:
 		if err == nil {
 			_ = resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
-				return httpAddr
+				return
 			}
 		}
 		select {
@@ -118,6 +149,13 @@ log:
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
+}
+
+// FreeAddr returns a 127.0.0.1 address with a port that was free a moment
+// ago.
+func FreeAddr(tb testing.TB) string {
+	tb.Helper()
+	return freeAddr(tb)
 }
 
 // freeAddr returns a 127.0.0.1 address with a port that was free a moment
