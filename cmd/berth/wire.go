@@ -109,6 +109,11 @@ func (m *Main) wire(ctx context.Context) (http.Handler, []Runner, error) {
 		return nil, nil, err
 	}
 	m.closers = append(m.closers, clogs.Close)
+	images, err := imagegc.New(imagegc.Config{DockerHost: cfg.DockerHost})
+	if err != nil {
+		return nil, nil, err
+	}
+	m.closers = append(m.closers, images.Close)
 	notifications, sending, err := wireNotifications(m, cmds, notifier)
 	if err != nil {
 		return nil, nil, err
@@ -118,7 +123,7 @@ func (m *Main) wire(ctx context.Context) (http.Handler, []Runner, error) {
 		return nil, nil, err
 	}
 	srv, err := webui.NewServer(webui.ServerConfig{}, webui.Deps{
-		Commands: cmds, Reads: reads, Queue: reads, BuildLogs: webui.BuildLogStore{Store: logs}, ContainerLogs: clogs,
+		Commands: cmds, Reads: reads, Queue: reads, BuildLogs: webui.BuildLogStore{Store: logs}, ContainerLogs: clogs, Images: images,
 		Metrics: []webui.MetricsWriter{runner}, Logger: m.Logger, Hub: hub,
 		Auth: guard.Authenticate, Integrations: integ, Notifications: notifications,
 		Monitor: mon, Collectors: []prometheus.Collector{mon},

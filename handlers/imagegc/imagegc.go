@@ -152,3 +152,20 @@ func isInUse(err error) bool {
 	msg = strings.ToLower(msg)
 	return strings.Contains(msg, "conflict") || strings.Contains(msg, "being used") || strings.Contains(msg, "has dependent child images")
 }
+
+// Present reports whether the image id is on the host (what an instant
+// rollback reuses).
+func (c *Collector) Present(ctx context.Context, id string) (bool, error) {
+	if !reID.MatchString(id) {
+		return false, fmt.Errorf("imagegc: %q is not an image id", id)
+	}
+	_, err := c.docker.ImageInspect(ctx, id)
+	switch {
+	case err == nil:
+		return true, nil
+	case cerrdefs.IsNotFound(err):
+		return false, nil
+	default:
+		return false, fmt.Errorf("inspect image %s: %w", id, err)
+	}
+}
