@@ -289,6 +289,37 @@ func TestAppLogsThroughServe(t *testing.T) {
 		t.Errorf("GET logs?since=<after the last line>: got %d %q, want 200 and no lines", code, body)
 	}
 
+	// Following with past lines: they arrive at once, before any new line.
+	{
+		fctx, fcancel := context.WithCancel(context.Background())
+		req, _ := http.NewRequestWithContext(fctx, "GET", a.base+"/api/v1/apps/"+app+"/logs?follow=1&tail=2&format=jsonl", nil)
+		req.Header.Set("Authorization", "Bearer "+a.token)
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := make(chan string, 2)
+		go func() {
+			sc := bufio.NewScanner(res.Body)
+			for sc.Scan() {
+				got <- sc.Text()
+			}
+			close(got)
+		}()
+		for i := range 2 {
+			select {
+			case l := <-got:
+				if !strings.Contains(l, `"container"`) {
+					t.Errorf("followed past line %d: got %q", i, l)
+				}
+			case <-time.After(30 * time.Second):
+				t.Fatalf("following with tail=2: past line %d did not arrive", i)
+			}
+		}
+		fcancel()
+		res.Body.Close()
+	}
+
 	// Follow: the stream stays open and carries the lines of the container a
 	// new deployment starts (a second container of the application).
 	ctx, cancel := context.WithCancel(context.Background())
