@@ -89,6 +89,12 @@ func DecodeEvent(e RecordedEvent) (any, error) {
 		return decode[DeploymentHealthPassed](e)
 	case EventDeploymentTrafficSwitched:
 		return decode[DeploymentTrafficSwitched](e)
+	case EventRegistryAdded:
+		return decode[RegistryAdded](e)
+	case EventRegistryRemoved:
+		return decode[RegistryRemoved](e)
+	case EventDeploymentReplicaSwitched:
+		return decode[DeploymentReplicaSwitched](e)
 	case EventDeploymentPreviousStopped:
 		return decode[DeploymentPreviousStopped](e)
 	case EventDeploymentSucceeded:
@@ -125,6 +131,8 @@ func DecodeEvent(e RecordedEvent) (any, error) {
 		return decode[TokenRevoked](e)
 	case EventTokenUsed:
 		return decode[TokenUsed](e)
+	case EventCheckpointSigned:
+		return decode[CheckpointSigned](e)
 	default:
 		return nil, fmt.Errorf("event %d %q: %w", e.Position, e.Type, ErrUnknownEventType)
 	}

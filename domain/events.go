@@ -61,6 +61,7 @@ const (
 	EventDeploymentContainerStarted = "deployment.container_started"
 	EventDeploymentHealthPassed     = "deployment.health_passed"
 	EventDeploymentTrafficSwitched  = "deployment.traffic_switched"
+	EventDeploymentReplicaSwitched  = "deployment.replica_switched"
 	EventDeploymentPreviousStopped  = "deployment.previous_stopped"
 	EventDeploymentSucceeded        = "deployment.succeeded"
 	EventDeploymentFailed           = "deployment.failed"

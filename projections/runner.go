@@ -511,6 +511,38 @@ func (r *Runner) WaitFor(ctx context.Context, position int64) error {
 	}
 }
 
+// WaitApplied blocks until the projection called name, running in this
+// runner, has applied position, or ctx ends (then it returns ctx's error).
+// It waits on the runner's own progress, never polling the database: an
+// appender in this process learns when what it appended took effect here
+// (the routing projection's files, which this process's Traefik reads).
+// Errors: ErrNotFound for a name this runner does not run.
+func (r *Runner) WaitApplied(ctx context.Context, name string, position int64) error {
+	var st *projState
+	for _, s := range r.states {
+		if s.p.Name() == name {
+			st = s
+		}
+	}
+	if st == nil {
+		return fmt.Errorf("projection %q: %w", name, domain.ErrNotFound)
+	}
+	r.Notify(position) // the caller just appended it: wake the projections now
+	for {
+		r.mu.Lock()
+		progress, done := r.progress, st.pos >= position
+		r.mu.Unlock()
+		if done {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("wait for %s to apply position %d: %w", name, position, ctx.Err())
+		case <-progress:
+		}
+	}
+}
+
 // Rebuild rebuilds the projection called name from position 0 into fresh
 // tables and swaps them in while the live ones keep serving; the running
 // projection then continues from the rebuilt position. It returns the

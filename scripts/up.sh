@@ -51,6 +51,15 @@ else
 	printf 'up: no Traefik binary at %s (go tool task traefik); berth runs without it\n' "$TRAEFIK_BIN" >&2
 fi
 
+# berth runs as the runtime role berth_app (INSERT and SELECT only on the
+# log and the other tables of record); the owner berth migrates and grants.
+# `go tool task services` creates both. With BERTH_DATABASE_URL set, the
+# operator chooses (see the README's "Append-only in the database").
+if [ -z "${BERTH_DATABASE_URL:-}" ]; then
+	export BERTH_OWNER_DATABASE_URL='postgres://berth:berth@127.0.0.1:5432/berth?sslmode=disable'
+	export BERTH_DATABASE_URL='postgres://berth_app:berth_app@127.0.0.1:5432/berth?sslmode=disable'
+fi
+
 # berth runs in the background, its log on the terminal and in a file, so
 # that once it answers the summary below can name the setup link.
 listen=${BERTH_LISTEN:-127.0.0.1:3000}

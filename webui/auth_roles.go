@@ -42,7 +42,7 @@ func RouteAccess(pattern string) (Access, bool) {
 	// The event history, audit, export, verification, time travel: every
 	// role (auditors above all).
 	case "GET /api/v1/events", "GET /api/v1/events/export", "GET /api/v1/events/stream", "GET /api/v1/events/ws",
-		"GET /api/v1/audit", "GET /api/v1/audit/verify", "GET /api/v1/replay",
+		"GET /api/v1/audit", "GET /api/v1/audit/verify", "GET /api/v1/audit/checkpoints", "GET /api/v1/replay",
 		"GET /api/v1/webhooks", "GET /api/v1/webhooks/{id}/deliveries":
 		return Access{Role: domain.RoleAuditor}, true
 
@@ -61,7 +61,8 @@ func RouteAccess(pattern string) (Access, bool) {
 	case "GET /api/v1/users", "POST /api/v1/users", "PATCH /api/v1/users/{id}",
 		"GET /api/v1/tokens", "POST /api/v1/tokens", "DELETE /api/v1/tokens/{id}",
 		"POST /api/v1/webhooks", "DELETE /api/v1/webhooks/{id}",
-		"POST /api/v1/webhooks/{id}/pause", "POST /api/v1/webhooks/{id}/resume":
+		"POST /api/v1/webhooks/{id}/pause", "POST /api/v1/webhooks/{id}/resume",
+		"GET /api/v1/registries", "POST /api/v1/registries", "DELETE /api/v1/registries/{name}":
 		return Access{Role: domain.RoleAdmin}, true
 	}
 	return notificationRouteAccess(pattern)

@@ -33,6 +33,9 @@ type Commands interface {
 	RequestDeployment(ctx context.Context, m commands.Meta, c commands.RequestDeployment) (commands.Result, error)
 	CancelDeployment(ctx context.Context, m commands.Meta, c commands.CancelDeployment) (commands.Result, error)
 	RollbackApp(ctx context.Context, m commands.Meta, c commands.RollbackApp) (commands.Result, error)
+	AddRegistry(ctx context.Context, m commands.Meta, c commands.AddRegistry) (commands.Result, error)
+	RemoveRegistry(ctx context.Context, m commands.Meta, c commands.RemoveRegistry) (commands.Result, error)
+	Registries(ctx context.Context) ([]commands.RegistryInfo, error)
 }
 
 var _ Commands = (*commands.Handler)(nil)

@@ -248,6 +248,7 @@ func (s *Server) registerRoutes() {
 	s.registerIntegrations()
 	s.registerNotifications()
 	s.registerMonitoring()
+	s.registerRegistries()
 
 	s.api("GET /api/v1/ws", s.websocket)
 }

@@ -1,4 +1,6 @@
-// Package engine holds the Docker primitives the deployer drives: fetching a
+// Package docker runs applications as containers on one Docker Engine: the
+// Runtime adapter of domain.RuntimePort, over the Docker primitives the
+// deployer drives: fetching a
 // git source, building an image from a context directory, running a
 // container on berth's bridge network, waiting for it to be healthy,
 // stopping, removing, reading logs and collecting old images.
@@ -10,7 +12,7 @@
 // Each operation honours its context: cancelling it stops exactly the build,
 // git process or wait it started, nothing else. An Engine is safe for
 // concurrent use.
-package engine
+package docker
 
 import (
 	"context"
@@ -33,6 +35,7 @@ const (
 	LabelManaged    = "berth.managed"    // "true" on every network, image and container berth creates
 	LabelApp        = "berth.app"        // the application name
 	LabelDeployment = "berth.deployment" // the deployment id
+	LabelReplica    = "berth.replica"    // the replica number of a container, from 0
 )
 
 // DefaultNetwork is the user-defined bridge network of berth's containers.

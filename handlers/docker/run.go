@@ -1,4 +1,4 @@
-package engine
+package docker
 
 import (
 	"context"
@@ -56,6 +56,8 @@ type RunSpec struct {
 	// App and DeploymentID label the container; required, here or in Labels.
 	App          string
 	DeploymentID string
+	// Replica numbers the container among its deployment's replicas.
+	Replica int
 }
 
 // Container is a container berth runs.
@@ -70,6 +72,7 @@ type Container struct {
 	// The fields below are filled by ListContainers.
 	App        string
 	Deployment string
+	Replica    int
 	ImageID    string
 	State      string // "created", "running", "exited", …
 	Created    time.Time
@@ -132,6 +135,10 @@ func (e *Engine) runConfig(spec RunSpec) (*container.Config, *container.HostConf
 	if err != nil {
 		return fail(err)
 	}
+	if spec.Replica < 0 || spec.Replica > 999 {
+		return fail(domain.Invalid("replica", "must be between 0 and 999"))
+	}
+	labels[LabelReplica] = strconv.Itoa(spec.Replica)
 	name := spec.Name
 	if name == "" {
 		if name, err = ContainerName(labels[LabelApp], labels[LabelDeployment]); err != nil {
@@ -297,6 +304,7 @@ func (e *Engine) ListContainers(ctx context.Context, app string) ([]Container, e
 			c.Name = strings.TrimPrefix(s.Names[0], "/")
 		}
 		c.Port, _ = strconv.Atoi(s.Labels[labelPort])
+		c.Replica, _ = strconv.Atoi(s.Labels[LabelReplica])
 		if s.NetworkSettings != nil {
 			if n, ok := s.NetworkSettings.Networks[e.cfg.Network]; ok && n != nil {
 				c.IP = n.IPAddress

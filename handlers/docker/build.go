@@ -1,4 +1,4 @@
-package engine
+package docker
 
 import (
 	"bufio"
@@ -22,7 +22,7 @@ import (
 // ErrBuildFailed reports a build the daemon ran and that failed (a RUN step
 // exited non-zero, a COPY source was missing, the Dockerfile did not parse).
 // The error text ends with the last lines of the build output.
-var ErrBuildFailed = errors.New("image build failed")
+var ErrBuildFailed = domain.ErrBuildFailed
 
 // buildTailLines is how many output lines a build error quotes.
 const buildTailLines = 20

@@ -1,4 +1,4 @@
-package engine_test
+package docker_test
 
 import (
 	"context"
@@ -17,17 +17,17 @@ import (
 	"github.com/docker/docker/api/types/image"
 	"github.com/docker/docker/client"
 
-	"berth/handlers/engine"
+	"berth/handlers/docker"
 	"berth/internal/testenv"
 )
 
 // MustEngine returns an Engine on a fresh network, removed (with every
 // container and image of the apps registered through cleanupApp) when the
 // test ends.
-func MustEngine(tb testing.TB) (*engine.Engine, *client.Client) {
+func MustEngine(tb testing.TB) (*docker.Engine, *client.Client) {
 	tb.Helper()
 	dc := testenv.Docker(tb)
-	e, err := engine.New(engine.Config{Network: testenv.RandomName("berth-test"), WorkRoot: tb.TempDir()})
+	e, err := docker.New(docker.Config{Network: testenv.RandomName("berth-test"), WorkRoot: tb.TempDir()})
 	if err != nil {
 		tb.Fatalf("New: %v", err)
 	}
@@ -53,7 +53,7 @@ func cleanupApp(tb testing.TB, dc *client.Client, app string) {
 	tb.Helper()
 	tb.Cleanup(func() {
 		ctx := context.Background()
-		f := filters.NewArgs(filters.Arg("label", engine.LabelApp+"="+app))
+		f := filters.NewArgs(filters.Arg("label", docker.LabelApp+"="+app))
 		cs, _ := dc.ContainerList(ctx, container.ListOptions{All: true, Filters: f})
 		for _, c := range cs {
 			_ = dc.ContainerRemove(ctx, c.ID, container.RemoveOptions{Force: true})
@@ -92,7 +92,7 @@ func (l *lines) text() string {
 }
 
 // buildServerImage builds the test server FROM scratch for app.
-func buildServerImage(t *testing.T, e *engine.Engine, app, dep string, extra string) (engine.BuildResult, *lines) {
+func buildServerImage(t *testing.T, e *docker.Engine, app, dep string, extra string) (docker.BuildResult, *lines) {
 	t.Helper()
 	dir := t.TempDir()
 	testenv.BuildTestServer(t, dir)
@@ -105,7 +105,7 @@ func buildServerImage(t *testing.T, e *engine.Engine, app, dep string, extra str
 		t.Fatal(err)
 	}
 	var out lines
-	res, err := e.Build(context.Background(), engine.BuildSpec{
+	res, err := e.Build(context.Background(), docker.BuildSpec{
 		ContextDir: dir, Dockerfile: "deploy/Dockerfile", App: app, DeploymentID: dep,
 		Tags: []string{"berth-test/" + app + ":" + dep}, Labels: map[string]string{"org.example.k": "v"},
 	}, out.add)
@@ -133,7 +133,7 @@ func TestBuildRunHealthyServe(t *testing.T) {
 	if err != nil {
 		t.Fatalf("ImageInspect: %v", err)
 	}
-	for k, want := range map[string]string{engine.LabelApp: app, engine.LabelDeployment: dep, engine.LabelManaged: "true", "org.example.k": "v"} {
+	for k, want := range map[string]string{docker.LabelApp: app, docker.LabelDeployment: dep, docker.LabelManaged: "true", "org.example.k": "v"} {
 		if got := ins.Config.Labels[k]; got != want {
 			t.Errorf("image label %s: got %q, want %q", k, got, want)
 		}
@@ -142,20 +142,20 @@ func TestBuildRunHealthyServe(t *testing.T) {
 		t.Fatalf("ImageExists: got %v, %v, want true, nil", ok, err)
 	}
 
-	c, err := e.Run(ctx, engine.RunSpec{
+	c, err := e.Run(ctx, docker.RunSpec{
 		Image: res.ImageID, App: app, DeploymentID: dep, Port: 8080,
 		Env: map[string]string{"VERSION": "v1"}, MemoryBytes: 64 << 20, NanoCPUs: 500_000_000,
-		Volumes: []engine.Volume{{Name: app + "-data", Target: "/data"}},
+		Volumes: []docker.Volume{{Name: app + "-data", Target: "/data"}},
 	})
 	if err != nil {
 		t.Fatalf("Run: %v", err)
 	}
 	t.Cleanup(func() { _ = dc.VolumeRemove(context.Background(), app+"-data", true) })
-	wantName, _ := engine.ContainerName(app, dep)
+	wantName, _ := docker.ContainerName(app, dep)
 	if c.Name != wantName || c.IP == "" || c.ID == "" {
 		t.Fatalf("got container %+v, want name %s and an IP", c, wantName)
 	}
-	for _, hs := range []engine.HealthSpec{
+	for _, hs := range []docker.HealthSpec{
 		{Path: "/healthz", Timeout: 20 * time.Second, Interval: 200 * time.Millisecond},
 		{Timeout: 20 * time.Second, Interval: 200 * time.Millisecond}, // TCP connect
 	} {
@@ -214,13 +214,13 @@ func TestWaitHealthyTimesOutWithLogs(t *testing.T) {
 	cleanupApp(t, dc, app)
 	ctx := context.Background()
 	res, _ := buildServerImage(t, e, app, dep, "")
-	c, err := e.Run(ctx, engine.RunSpec{Image: res.ImageID, App: app, DeploymentID: dep, Port: 8080, Env: map[string]string{"HEALTH_FAIL": "1", "VERSION": "sick"}})
+	c, err := e.Run(ctx, docker.RunSpec{Image: res.ImageID, App: app, DeploymentID: dep, Port: 8080, Env: map[string]string{"HEALTH_FAIL": "1", "VERSION": "sick"}})
 	if err != nil {
 		t.Fatalf("Run: %v", err)
 	}
 	start := time.Now()
-	err = e.WaitHealthy(ctx, c, engine.HealthSpec{Path: "/healthz", Timeout: 3 * time.Second, Interval: 300 * time.Millisecond})
-	if !errors.Is(err, engine.ErrUnhealthy) {
+	err = e.WaitHealthy(ctx, c, docker.HealthSpec{Path: "/healthz", Timeout: 3 * time.Second, Interval: 300 * time.Millisecond})
+	if !errors.Is(err, docker.ErrUnhealthy) {
 		t.Fatalf("got %v, want ErrUnhealthy", err)
 	}
 	if d := time.Since(start); d > 10*time.Second {
@@ -241,13 +241,13 @@ func TestWaitHealthyExitedContainerFailsFast(t *testing.T) {
 	ctx := context.Background()
 	res, _ := buildServerImage(t, e, app, dep, "")
 	// An invalid port makes the server exit at once.
-	c, err := e.Run(ctx, engine.RunSpec{Image: res.ImageID, App: app, DeploymentID: dep, Port: 8080, RestartPolicy: "no", Env: map[string]string{"PORT": "notaport"}})
+	c, err := e.Run(ctx, docker.RunSpec{Image: res.ImageID, App: app, DeploymentID: dep, Port: 8080, RestartPolicy: "no", Env: map[string]string{"PORT": "notaport"}})
 	if err != nil {
 		t.Fatalf("Run: %v", err)
 	}
 	start := time.Now()
-	err = e.WaitHealthy(ctx, c, engine.HealthSpec{Path: "/healthz", Timeout: 30 * time.Second, Interval: 200 * time.Millisecond})
-	if !errors.Is(err, engine.ErrUnhealthy) || !strings.Contains(err.Error(), "exited with code") {
+	err = e.WaitHealthy(ctx, c, docker.HealthSpec{Path: "/healthz", Timeout: 30 * time.Second, Interval: 200 * time.Millisecond})
+	if !errors.Is(err, docker.ErrUnhealthy) || !strings.Contains(err.Error(), "exited with code") {
 		t.Fatalf("got %v, want ErrUnhealthy for an exited container", err)
 	}
 	if d := time.Since(start); d > 15*time.Second {
@@ -257,7 +257,7 @@ func TestWaitHealthyExitedContainerFailsFast(t *testing.T) {
 
 // buildBusyboxBase builds a FROM scratch image holding a static busybox as
 // /bin/busybox and /bin/sh, tagged with a random name, and returns the tag.
-func buildBusyboxBase(t *testing.T, e *engine.Engine, app string) string {
+func buildBusyboxBase(t *testing.T, e *docker.Engine, app string) string {
 	t.Helper()
 	dir := t.TempDir()
 	bb, err := os.ReadFile(testenv.BusyboxPath(t))
@@ -269,7 +269,7 @@ func buildBusyboxBase(t *testing.T, e *engine.Engine, app string) string {
 	}
 	writeFiles(t, dir, map[string]string{"Dockerfile": "FROM scratch\nCOPY busybox /bin/busybox\nCOPY busybox /bin/sh\n"})
 	tag := "berth-test/" + app + "-base:latest"
-	if _, err := e.Build(context.Background(), engine.BuildSpec{ContextDir: dir, App: app, DeploymentID: "base", Tags: []string{tag}}, nil); err != nil {
+	if _, err := e.Build(context.Background(), docker.BuildSpec{ContextDir: dir, App: app, DeploymentID: "base", Tags: []string{tag}}, nil); err != nil {
 		t.Fatalf("build busybox base: %v", err)
 	}
 	return tag
@@ -301,8 +301,8 @@ func TestBuildFailureReturnsLogTail(t *testing.T) {
 			}
 			writeFiles(t, dir, files)
 			var out lines
-			_, err := e.Build(context.Background(), engine.BuildSpec{ContextDir: dir, App: app, DeploymentID: testenv.RandomName("dep")}, out.add)
-			if !errors.Is(err, engine.ErrBuildFailed) {
+			_, err := e.Build(context.Background(), docker.BuildSpec{ContextDir: dir, App: app, DeploymentID: testenv.RandomName("dep")}, out.add)
+			if !errors.Is(err, docker.ErrBuildFailed) {
 				t.Fatalf("got %v, want ErrBuildFailed", err)
 			}
 			if !strings.Contains(err.Error(), tt.want) || !strings.Contains(out.text(), tt.want) {
@@ -334,7 +334,7 @@ func TestBuildCancelStopsOnlyThatBuild(t *testing.T) {
 	defer cancel()
 	quickErr := make(chan error, 1)
 	go func() {
-		_, err := e.Build(context.Background(), engine.BuildSpec{ContextDir: quickDir, App: app, DeploymentID: quickDep}, nil)
+		_, err := e.Build(context.Background(), docker.BuildSpec{ContextDir: quickDir, App: app, DeploymentID: quickDep}, nil)
 		quickErr <- err
 	}()
 	started := make(chan struct{})
@@ -347,7 +347,7 @@ func TestBuildCancelStopsOnlyThatBuild(t *testing.T) {
 	}()
 	begin := time.Now()
 	var cancelledAt time.Time
-	_, err = e.Build(ctx, engine.BuildSpec{ContextDir: slowDir, App: app, DeploymentID: slowDep}, func(line string) {
+	_, err = e.Build(ctx, docker.BuildSpec{ContextDir: slowDir, App: app, DeploymentID: slowDep}, func(line string) {
 		if strings.Contains(line, "Running in") {
 			once.Do(func() { close(started) })
 		}
@@ -382,7 +382,7 @@ func TestBuildCancelStopsOnlyThatBuild(t *testing.T) {
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
-	imgs, err := dc.ImageList(context.Background(), image.ListOptions{All: true, Filters: filters.NewArgs(filters.Arg("label", engine.LabelDeployment+"="+slowDep))})
+	imgs, err := dc.ImageList(context.Background(), image.ListOptions{All: true, Filters: filters.NewArgs(filters.Arg("label", docker.LabelDeployment+"="+slowDep))})
 	if err != nil || len(imgs) != 0 {
 		t.Errorf("images of the cancelled build: got %d, %v, want 0", len(imgs), err)
 	}

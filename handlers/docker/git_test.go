@@ -1,4 +1,4 @@
-package engine_test
+package docker_test
 
 import (
 	"context"
@@ -10,7 +10,7 @@ import (
 	"testing"
 
 	"berth/domain"
-	"berth/handlers/engine"
+	"berth/handlers/docker"
 )
 
 // gitRun runs git in dir for test setup.
@@ -52,7 +52,7 @@ func TestFetchGit(t *testing.T) {
 	t.Parallel()
 	repo, shas := MustRepo(t)
 	root := t.TempDir()
-	e, err := engine.New(engine.Config{WorkRoot: root})
+	e, err := docker.New(docker.Config{WorkRoot: root})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -74,7 +74,7 @@ func TestFetchGit(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			sha, err := e.FetchGit(context.Background(), engine.FetchSpec{URL: url, Ref: tt.ref}, dir)
+			sha, err := e.FetchGit(context.Background(), docker.FetchSpec{URL: url, Ref: tt.ref}, dir)
 			if err != nil {
 				cleanup()
 				t.Fatalf("FetchGit: %v", err)
@@ -99,12 +99,12 @@ func TestFetchGit(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer cleanup()
-		if _, err := e.FetchGit(context.Background(), engine.FetchSpec{URL: url, Ref: "nope"}, dir); err == nil || !strings.Contains(err.Error(), "nope") {
+		if _, err := e.FetchGit(context.Background(), docker.FetchSpec{URL: url, Ref: "nope"}, dir); err == nil || !strings.Contains(err.Error(), "nope") {
 			t.Errorf("got %v, want an error naming the ref", err)
 		}
 	})
 	t.Run("file protocol refused when not allowed", func(t *testing.T) {
-		e2, err := engine.New(engine.Config{WorkRoot: root, GitProtocols: []string{"https"}})
+		e2, err := docker.New(docker.Config{WorkRoot: root, GitProtocols: []string{"https"}})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -114,7 +114,7 @@ func TestFetchGit(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer cleanup()
-		if _, err := e2.FetchGit(context.Background(), engine.FetchSpec{URL: url}, dir); !errors.Is(err, domain.ErrInvalid) {
+		if _, err := e2.FetchGit(context.Background(), docker.FetchSpec{URL: url}, dir); !errors.Is(err, domain.ErrInvalid) {
 			t.Errorf("got %v, want ErrInvalid", err)
 		}
 	})
@@ -126,7 +126,7 @@ func TestFetchGit(t *testing.T) {
 		defer cleanup()
 		ctx, cancel := context.WithCancel(context.Background())
 		cancel()
-		if _, err := e.FetchGit(ctx, engine.FetchSpec{URL: url}, dir); !errors.Is(err, context.Canceled) {
+		if _, err := e.FetchGit(ctx, docker.FetchSpec{URL: url}, dir); !errors.Is(err, context.Canceled) {
 			t.Errorf("got %v, want context.Canceled", err)
 		}
 	})
@@ -143,7 +143,7 @@ func TestHostileInputsRejectedBeforeAnyProcess(t *testing.T) {
 	if err := os.WriteFile(shim, []byte("#!/bin/sh\necho \"$@\" >> "+marker+"\nexit 1\n"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	e, err := engine.New(engine.Config{WorkRoot: root, GitBinary: shim, DockerHost: "unix://" + filepath.Join(bin, "no-docker.sock")})
+	e, err := docker.New(docker.Config{WorkRoot: root, GitBinary: shim, DockerHost: "unix://" + filepath.Join(bin, "no-docker.sock")})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -155,7 +155,7 @@ func TestHostileInputsRejectedBeforeAnyProcess(t *testing.T) {
 	}
 	defer cleanup()
 
-	fetches := []engine.FetchSpec{
+	fetches := []docker.FetchSpec{
 		{URL: "https://example.com/r.git", Ref: "--upload-pack=x"},
 		{URL: "-oProxyCommand=x"},
 		{URL: "ssh://-oProxyCommand=x/r"},
@@ -180,7 +180,7 @@ func TestHostileInputsRejectedBeforeAnyProcess(t *testing.T) {
 		}
 	}
 	// A directory outside the work root is refused too.
-	if _, err := e.FetchGit(ctx, engine.FetchSpec{URL: "https://example.com/r.git"}, t.TempDir()); !errors.Is(err, domain.ErrInvalid) {
+	if _, err := e.FetchGit(ctx, docker.FetchSpec{URL: "https://example.com/r.git"}, t.TempDir()); !errors.Is(err, domain.ErrInvalid) {
 		t.Errorf("FetchGit outside the work root: got %v, want ErrInvalid", err)
 	}
 	if b, err := os.ReadFile(marker); err == nil {
@@ -200,7 +200,7 @@ func TestHostileInputsRejectedBeforeAnyProcess(t *testing.T) {
 	if err := os.Symlink("/etc/passwd", filepath.Join(ctxDir, "link")); err != nil {
 		t.Fatal(err)
 	}
-	builds := []engine.BuildSpec{
+	builds := []docker.BuildSpec{
 		{ContextDir: ctxDir, Dockerfile: "../x"},
 		{ContextDir: ctxDir, Dockerfile: "sub/../../x"},
 		{ContextDir: ctxDir, Dockerfile: "/etc/passwd"},
@@ -212,10 +212,10 @@ func TestHostileInputsRejectedBeforeAnyProcess(t *testing.T) {
 		{ContextDir: ctxDir, BuildArgs: map[string]string{"A=B": "x"}},
 		{ContextDir: ctxDir, Tags: []string{"--x"}},
 		{ContextDir: ctxDir, Labels: map[string]string{"berth.managed": "false"}},
-		{ContextDir: ctxDir, Labels: map[string]string{engine.LabelApp: "../x"}},
+		{ContextDir: ctxDir, Labels: map[string]string{docker.LabelApp: "../x"}},
 	}
 	for i, b := range builds {
-		if b.App == "" && b.Labels[engine.LabelApp] == "" {
+		if b.App == "" && b.Labels[docker.LabelApp] == "" {
 			b.App = "web"
 		}
 		b.DeploymentID = "dep-1"
@@ -223,19 +223,19 @@ func TestHostileInputsRejectedBeforeAnyProcess(t *testing.T) {
 			t.Errorf("Build #%d (%+v): got %v, want ErrInvalid", i, b, err)
 		}
 	}
-	if _, err := e.Build(ctx, engine.BuildSpec{ContextDir: ctxDir, App: "Web_App", DeploymentID: "d"}, nil); !errors.Is(err, domain.ErrInvalid) {
+	if _, err := e.Build(ctx, docker.BuildSpec{ContextDir: ctxDir, App: "Web_App", DeploymentID: "d"}, nil); !errors.Is(err, domain.ErrInvalid) {
 		t.Errorf("Build with a bad app name: got %v, want ErrInvalid", err)
 	}
-	runs := []engine.RunSpec{
+	runs := []docker.RunSpec{
 		{Name: "../x", Image: "img"},
 		{Name: "-x", Image: "img"},
 		{Image: "-x"},
 		{Image: ""},
 		{Image: "img", Port: 70000},
 		{Image: "img", Env: map[string]string{"A=B": "x"}},
-		{Image: "img", Volumes: []engine.Volume{{Name: "v", Target: "relative"}}},
-		{Image: "img", Volumes: []engine.Volume{{Name: "/etc", Target: "/x"}}},
-		{Image: "img", Volumes: []engine.Volume{{Name: "v", Target: "/x/../etc"}}},
+		{Image: "img", Volumes: []docker.Volume{{Name: "v", Target: "relative"}}},
+		{Image: "img", Volumes: []docker.Volume{{Name: "/etc", Target: "/x"}}},
+		{Image: "img", Volumes: []docker.Volume{{Name: "v", Target: "/x/../etc"}}},
 		{Image: "img", RestartPolicy: "sometimes"},
 	}
 	for i, r := range runs {
@@ -244,7 +244,7 @@ func TestHostileInputsRejectedBeforeAnyProcess(t *testing.T) {
 			t.Errorf("Run #%d (%+v): got %v, want ErrInvalid", i, r, err)
 		}
 	}
-	if err := e.WaitHealthy(ctx, engine.Container{ID: "abc", Port: 80}, engine.HealthSpec{Path: "//evil.example/"}); !errors.Is(err, domain.ErrInvalid) {
+	if err := e.WaitHealthy(ctx, docker.Container{ID: "abc", Port: 80}, docker.HealthSpec{Path: "//evil.example/"}); !errors.Is(err, domain.ErrInvalid) {
 		t.Errorf("WaitHealthy with a host in the path: got %v, want ErrInvalid", err)
 	}
 	if _, err := e.ListContainers(ctx, "a,b"); !errors.Is(err, domain.ErrInvalid) {
@@ -253,7 +253,7 @@ func TestHostileInputsRejectedBeforeAnyProcess(t *testing.T) {
 
 	// The shim is really used for valid input: the test above would pass
 	// vacuously otherwise.
-	if _, err := e.FetchGit(ctx, engine.FetchSpec{URL: "https://example.com/r.git", Ref: "main"}, dir); err == nil {
+	if _, err := e.FetchGit(ctx, docker.FetchSpec{URL: "https://example.com/r.git", Ref: "main"}, dir); err == nil {
 		t.Fatalf("FetchGit through the failing shim: got nil, want an error")
 	}
 	if _, err := os.Stat(marker); err != nil {
@@ -273,7 +273,7 @@ func TestContainerName(t *testing.T) {
 		{"-web", "x", "", true},
 	}
 	for _, tt := range tests {
-		got, err := engine.ContainerName(tt.app, tt.id)
+		got, err := docker.ContainerName(tt.app, tt.id)
 		if got != tt.want || (err != nil) != tt.wantErr {
 			t.Errorf("ContainerName(%q, %q): got %v, %v, want %v (error %v)", tt.app, tt.id, got, err, tt.want, tt.wantErr)
 		}
@@ -303,7 +303,7 @@ func TestValidateGitURL(t *testing.T) {
 		{"https:///nohost", false},
 	}
 	for _, tt := range tests {
-		err := engine.ValidateGitURL(tt.url, all)
+		err := docker.ValidateGitURL(tt.url, all)
 		if (err == nil) != tt.ok {
 			t.Errorf("ValidateGitURL(%q): got %v, want ok=%v", tt.url, err, tt.ok)
 		}

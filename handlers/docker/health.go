@@ -1,4 +1,4 @@
-package engine
+package docker
 
 import (
 	"bytes"
@@ -19,7 +19,7 @@ import (
 // ErrUnhealthy reports a container that did not become healthy in time, or
 // that exited while berth waited. The error text ends with the container's
 // last log lines.
-var ErrUnhealthy = errors.New("container not healthy")
+var ErrUnhealthy = domain.ErrUnhealthy
 
 // Health check defaults.
 const (
