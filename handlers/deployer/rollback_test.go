@@ -154,3 +154,51 @@ func TestFailedBuildLeavesNoIntermediateImages(t *testing.T) {
 		}
 	}
 }
+
+// TestCancelledBuildLeavesNoIntermediateImages cancels a deployment while
+// its build runs a long step, after a step committed a 4 MB layer, and
+// checks that the image that step committed is gone.
+func TestCancelledBuildLeavesNoIntermediateImages(t *testing.T) {
+	s := newStack(t, stackOptions{drain: 200 * time.Millisecond, noProxy: true})
+	blob := make([]byte, 4<<20)
+	if _, err := rand.Read(blob); err != nil {
+		t.Fatal(err)
+	}
+	repo := newRepo(t, "FROM scratch\nCOPY busybox /bin/busybox\nCOPY blob /blob\nRUN [\"/bin/busybox\", \"sleep\", \"60\"]\nCOPY server /server\n",
+		map[string]string{"blob": hex.EncodeToString(blob)})
+	copyBusybox(t, repo)
+	git(t, repo, "add", "-A")
+	git(t, repo, "-c", "user.name=e2e", "-c", "user.email=e2e@example.test", "commit", "--quiet", "-m", "busybox")
+	a := s.newApp(repo, nil, domain.HealthCheck{Path: "/healthz", TimeoutSeconds: 30})
+
+	id := a.deploy()
+	lines := func() []string {
+		ls, _, err := s.logs.Read(context.Background(), id, 0, buildlog.MaxPage)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var text []string
+		for _, l := range ls {
+			text = append(text, l.Text)
+		}
+		return text
+	}
+	waitUntil(t, 2*time.Minute, "the long step to start", func() bool {
+		return strings.Contains(strings.Join(lines(), "\n"), "sleep")
+	})
+	if _, err := s.cmds.CancelDeployment(context.Background(), meta(), commands.CancelDeployment{DeploymentID: id, Reason: "e2e"}); err != nil {
+		t.Fatal(err)
+	}
+	if d := s.wait(id, time.Minute); d.Status() != domain.DeploymentCancelledStatus {
+		t.Fatalf("got %s, want cancelled", d.Status())
+	}
+	created := imagegc.CreatedImages(lines())
+	if len(created) == 0 {
+		t.Fatalf("the cancelled build committed no image by its log:\n%s", strings.Join(lines(), "\n"))
+	}
+	for _, img := range created {
+		if s.imageExists(img) {
+			t.Errorf("intermediate image %s of the cancelled build is still there", img)
+		}
+	}
+}

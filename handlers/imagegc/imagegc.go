@@ -21,6 +21,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"time"
 
 	cerrdefs "github.com/containerd/errdefs"
 	"github.com/docker/docker/api/types/image"
@@ -82,11 +83,16 @@ type Config struct {
 	// DockerHost is the daemon's address; empty: the DOCKER_* environment,
 	// then the default socket.
 	DockerHost string
+	// Settle is how long RemoveLeftovers waits for a container that uses a
+	// leftover image to go (the step container of a cancelled build, which
+	// the daemon kills and removes after the client left); 30 s by default.
+	Settle time.Duration
 }
 
 // Collector removes leftover build images from one Docker Engine.
 type Collector struct {
 	docker *client.Client
+	settle time.Duration
 }
 
 // New returns a Collector for cfg. It does not contact the daemon.
@@ -99,7 +105,10 @@ func New(cfg Config) (*Collector, error) {
 	if err != nil {
 		return nil, fmt.Errorf("docker client: %w", err)
 	}
-	return &Collector{docker: c}, nil
+	if cfg.Settle <= 0 {
+		cfg.Settle = 30 * time.Second
+	}
+	return &Collector{docker: c, settle: cfg.Settle}, nil
 }
 
 // Close releases the Docker client.
@@ -117,29 +126,57 @@ func (c *Collector) RemoveLeftovers(ctx context.Context, ids []string) (removed 
 			return nil, fmt.Errorf("imagegc: %q is not an image id", id)
 		}
 	}
+	deadline := time.Now().Add(c.settle)
 	for _, id := range slices.Backward(ids) {
-		ins, err := c.docker.ImageInspect(ctx, id)
-		switch {
-		case cerrdefs.IsNotFound(err):
-			continue
-		case err != nil:
-			return removed, fmt.Errorf("inspect image %s: %w", id, err)
-		}
-		if len(ins.RepoTags) > 0 {
-			continue // someone tagged it: not a leftover
-		}
-		// No force (a container using it or a child image keeps it), no
-		// pruning of its parents (they may be other builds' cache).
-		_, err = c.docker.ImageRemove(ctx, ins.ID, image.RemoveOptions{Force: false, PruneChildren: false})
-		switch {
-		case err == nil:
-			removed = append(removed, ins.ID)
-		case cerrdefs.IsNotFound(err), cerrdefs.IsConflict(err), isInUse(err):
-		default:
-			return removed, fmt.Errorf("remove image %s: %w", id, err)
+		for {
+			gone, busy, err := c.removeOne(ctx, id)
+			if err != nil {
+				return removed, err
+			}
+			if gone != "" {
+				removed = append(removed, gone)
+			}
+			if !busy || time.Now().After(deadline) {
+				break
+			}
+			// A container still uses it: the step container of a build
+			// the daemon is still stopping.
+			select {
+			case <-ctx.Done():
+				return removed, ctx.Err()
+			case <-time.After(250 * time.Millisecond):
+			}
 		}
 	}
 	return removed, nil
+}
+
+// removeOne removes one leftover image unless it is tagged or something
+// depends on it; busy reports that a container uses it.
+func (c *Collector) removeOne(ctx context.Context, id string) (removed string, busy bool, err error) {
+	ins, err := c.docker.ImageInspect(ctx, id)
+	switch {
+	case cerrdefs.IsNotFound(err):
+		return "", false, nil
+	case err != nil:
+		return "", false, fmt.Errorf("inspect image %s: %w", id, err)
+	}
+	if len(ins.RepoTags) > 0 {
+		return "", false, nil // someone tagged it: not a leftover
+	}
+	// No force (a container using it or a child image keeps it), no
+	// pruning of its parents (they may be other builds' cache).
+	_, err = c.docker.ImageRemove(ctx, ins.ID, image.RemoveOptions{Force: false, PruneChildren: false})
+	switch {
+	case err == nil:
+		return ins.ID, false, nil
+	case cerrdefs.IsNotFound(err):
+		return "", false, nil
+	case cerrdefs.IsConflict(err), isInUse(err):
+		return "", strings.Contains(strings.ToLower(err.Error()), "container"), nil
+	default:
+		return "", false, fmt.Errorf("remove image %s: %w", id, err)
+	}
 }
 
 // isInUse recognises the daemon's refusals to remove an image something
