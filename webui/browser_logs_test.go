@@ -91,3 +91,38 @@ func TestBrowserAppLogs(t *testing.T) {
 
 	run(t, ctx, "back to the overview", clickLive("#tab-overview"), waitFor(`document.querySelector('#app-logs').closest('section').hidden`))
 }
+
+// TestBrowserDeleteProject deletes a project with an application from the
+// dashboard: the confirmation names the application, and the project and
+// its application leave the page.
+func TestBrowserDeleteProject(t *testing.T) {
+	if testing.Short() {
+		t.Skip("browser end-to-end test")
+	}
+	e := newHubEnv(t, nil, webui.HubConfig{})
+	e.must(http.StatusCreated, "POST", "/api/v1/projects", map[string]any{"name": "old"})
+	e.must(http.StatusCreated, "POST", "/api/v1/apps", map[string]any{"project": "old", "name": "relic", "source": map[string]any{"image": "example/relic:1"}})
+	e.must(http.StatusCreated, "POST", "/api/v1/projects", map[string]any{"name": "keep"})
+	ctx := browser(t, 1366, 900)
+	run(t, ctx, "open the dashboard",
+		chromedp.Navigate(e.http.URL+"/"),
+		waitFor(`document.querySelector('[data-app="relic"]') !== null`),
+		clickLive(`[data-delete-project="old"]`),
+		chromedp.WaitVisible(chromedp.CSS("#confirm")),
+	)
+	text := value(t, ctx, "read the confirmation", chromedp.Text(chromedp.CSS("#confirm-text")))
+	if !strings.Contains(text, "relic") {
+		t.Errorf("confirmation %q does not name the application deleted with the project", text)
+	}
+	run(t, ctx, "confirm",
+		chromedp.Click(chromedp.CSS("#confirm-ok")),
+		waitFor(`document.querySelector('[data-delete-project="old"]') === null`),
+		waitFor(`document.querySelector('[data-app="relic"]') === null`),
+		waitFor(`document.querySelector('[data-delete-project="keep"]') !== null`),
+	)
+	var a struct{ Status, DesiredStatus string }
+	e.must(http.StatusOK, "GET", "/api/v1/apps/relic", nil).json(t, &a)
+	if a.Status != "deleted" && a.DesiredStatus != "deleted" {
+		t.Errorf("relic after its project's deletion: got %+v, want deleted", a)
+	}
+}
