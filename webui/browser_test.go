@@ -329,10 +329,19 @@ func TestBrowserServeWithAccounts(t *testing.T) {
 	}
 	addr := ln.Addr().String()
 	ln.Close()
+	// The server's Docker network is removed once it stopped (this cleanup
+	// runs after the one stopping it).
+	network := testenv.RandomName("ui")
+	docker := testenv.Docker(t)
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		_ = docker.NetworkRemove(ctx, network)
+	})
 	var logs lockedBuffer
 	serve := exec.Command(bin, "serve", "--database-url", testenv.PostgresURL(t), "--redis-url", testenv.RedisURL(t),
 		"--listen", addr, "--data-dir", filepath.Join(dir, "data"), "--deploy-host", testenv.RandomName("ui"),
-		"--docker-network", testenv.RandomName("ui"), "--log-level", "info")
+		"--docker-network", network, "--log-level", "info")
 	serve.Stdout, serve.Stderr = &logs, &logs
 	if err := serve.Start(); err != nil {
 		t.Fatal(err)

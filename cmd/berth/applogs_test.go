@@ -106,14 +106,22 @@ func startAPI(t *testing.T) (api, *client.Client, *main.Main) {
 	docker := testenv.Docker(t)
 	dbURL := testenv.PostgresURL(t)
 	network := testenv.RandomName("berth-logs")
-	m := MustRunMain(t, func(m *main.Main) {
-		m.Config.DatabaseURL = dbURL
-		m.Config.DockerNetwork = network
-	})
+	// Registered first, so run last: after the server stopped and the
+	// test's containers were removed.
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()
-		_ = docker.NetworkRemove(ctx, network)
+		list, _ := docker.ContainerList(ctx, container.ListOptions{All: true, Filters: filters.NewArgs(filters.Arg("network", network))})
+		for _, c := range list {
+			_ = docker.ContainerRemove(ctx, c.ID, container.RemoveOptions{Force: true})
+		}
+		if err := docker.NetworkRemove(ctx, network); err != nil && !strings.Contains(err.Error(), "not found") {
+			t.Errorf("remove network %s: %v", network, err)
+		}
+	})
+	m := MustRunMain(t, func(m *main.Main) {
+		m.Config.DatabaseURL = dbURL
+		m.Config.DockerNetwork = network
 	})
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
