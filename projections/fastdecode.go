@@ -454,6 +454,8 @@ func (s *scanner) build(v *domain.Build) {
 			s.str(&v.Target)
 		case "args":
 			v.Args = array(s, (*scanner).buildArg)
+		case "keep_images":
+			s.Int(&v.KeepImages)
 		default:
 			return false
 		}

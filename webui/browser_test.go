@@ -329,6 +329,15 @@ func TestBrowserServeWithAccounts(t *testing.T) {
 	}
 	addr := ln.Addr().String()
 	ln.Close()
+	// The server's Docker network is removed once it stopped (this cleanup
+	// runs after the one stopping it).
+	network := testenv.RandomName("ui")
+	docker := testenv.Docker(t)
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		_ = docker.NetworkRemove(ctx, network)
+	})
 	var logs lockedBuffer
 	// berth serve creates its application network: remove it once serve
 	// stopped (cleanups run last-registered first).

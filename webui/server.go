@@ -95,6 +95,9 @@ type Deps struct {
 	Queue         Queue
 	BuildLogs     BuildLogs
 	ContainerLogs ContainerLogs
+	// Images tells GET /api/v1/apps/{app}/rollbacks which rollbacks are
+	// instant.
+	Images Images
 	// Ready are the probes of /readyz (PostgreSQL, Redis).
 	Ready []Check
 	// Metrics are written after the server's own metrics on /metrics.
@@ -241,6 +244,7 @@ func (s *Server) registerRoutes() {
 
 	s.api("POST /api/v1/apps/{app}/deployments", s.requestDeployment)
 	s.api("GET /api/v1/apps/{app}/deployments", s.listDeployments)
+	s.api("GET /api/v1/apps/{app}/rollbacks", s.appRollbacks)
 	s.api("GET /api/v1/deployments/{id}", s.getDeployment)
 	s.api("POST /api/v1/deployments/{id}/cancel", s.cancelDeployment)
 	s.api("GET /api/v1/deployments/{id}/logs", s.deploymentLogs)

@@ -34,6 +34,7 @@ import (
 	"berth/handlers/commands"
 	"berth/handlers/deployer"
 	dockerrt "berth/handlers/docker"
+	"berth/handlers/imagegc"
 	"berth/handlers/relay"
 	"berth/internal/testenv"
 	"berth/projections"
@@ -114,12 +115,17 @@ func newStack(t *testing.T, opt stackOptions) *stack {
 		t.Fatal(err)
 	}
 
+	gc, err := imagegc.New(imagegc.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = gc.Close() })
 	rt, err := dockerrt.NewRuntime(dockerrt.RuntimeConfig{Engine: s.eng})
 	if err != nil {
 		t.Fatal(err)
 	}
 	exec, err := deployer.NewWorkflow(deployer.WorkflowConfig{
-		Runtime: rt, Logs: s.logs, Sealer: sealer, Drain: opt.drain, KeepImages: opt.keepImages,
+		Runtime: rt, Logs: s.logs, Sealer: sealer, Drain: opt.drain, KeepImages: opt.keepImages, Leftovers: gc, BuildLogs: s.logs,
 		Routes: deployer.RouteWaiterFunc(func(ctx context.Context, pos int64) error {
 			return runner.WaitApplied(ctx, projections.RoutingName, pos)
 		}),
@@ -817,22 +823,22 @@ func TestImagesCollectedAndAppStopStart(t *testing.T) {
 		t.Errorf("images after 3 deployments: got %v, want the last two (%s, %s)", kept, deps[1].ImageID(), deps[2].ImageID())
 	}
 
-	// Rolling back to the first deployment: its image is gone.
+	// Rolling back to the first deployment: its image is gone, and is
+	// rebuilt from its commit.
 	res, err := s.cmds.RollbackApp(context.Background(), meta(), commands.RollbackApp{App: a.name, To: deps[0].ID()})
 	if err != nil {
 		t.Fatalf("RollbackApp: %v", err)
 	}
-	d := s.wait(res.DeploymentID, time.Minute)
-	if d.Status() != domain.DeploymentFailedStatus || !strings.Contains(d.Failure().Reason, "no longer on this Docker host") {
-		t.Errorf("rollback to a collected image: got %s (%+v), want failed saying the image is gone", d.Status(), d.Failure())
+	if d := s.mustSucceed(res.DeploymentID); d.CommitSHA() != deps[0].CommitSHA() || d.ImageID() == deps[0].ImageID() {
+		t.Errorf("rollback to a collected image: got commit %s image %s, want commit %s rebuilt", d.CommitSHA(), d.ImageID(), deps[0].CommitSHA())
 	}
-	// The rollback to the previous one works, with the image reused.
-	res, err = s.cmds.RollbackApp(context.Background(), meta(), commands.RollbackApp{App: a.name, To: deps[1].ID()})
+	// The rollback to one of the last two successes reuses its image.
+	res, err = s.cmds.RollbackApp(context.Background(), meta(), commands.RollbackApp{App: a.name, To: deps[2].ID()})
 	if err != nil {
 		t.Fatalf("RollbackApp: %v", err)
 	}
-	if d := s.mustSucceed(res.DeploymentID); d.ImageID() != deps[1].ImageID() {
-		t.Errorf("rollback image: got %s, want %s", d.ImageID(), deps[1].ImageID())
+	if d := s.mustSucceed(res.DeploymentID); d.ImageID() != deps[2].ImageID() {
+		t.Errorf("rollback image: got %s, want %s", d.ImageID(), deps[2].ImageID())
 	}
 	a.waitBody("hello v1", 10*time.Second)
 

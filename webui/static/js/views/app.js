@@ -7,6 +7,9 @@ import { field, submitting } from './forms.js';
 import { domainsPanel } from './domains.js';
 import { logsPanel } from './logs.js';
 
+// ROLLBACK_MODES label the rollback choices.
+const ROLLBACK_MODES = { instant: ' · instant', rebuild: ' · rebuilt from its commit', unavailable: ' · unavailable (image gone)' };
+
 export function appView(el, ui, name) {
   const state = { app: null, deployments: new Map(), editing: false };
   const header = h('div', { class: 'toolbar' });
@@ -52,12 +55,30 @@ export function appView(el, ui, name) {
     try { await fn(); } catch (err) { ui.toast(`${label}: ${err.message}`, 'error'); }
   }
 
+  // How a rollback to each successful deployment would run (GET
+  // /apps/{app}/rollbacks), read again when the deployments or the serving
+  // one change.
+  const rollbackModes = new Map();
+  let rollbackKey = '';
+  function loadRollbackModes(succeeded, serving) {
+    const key = succeeded.map((d) => d.id).join(',') + '|' + (serving || '');
+    if (key === rollbackKey) return;
+    rollbackKey = key;
+    api('GET', `/apps/${enc(name)}/rollbacks`).then((res) => {
+      rollbackModes.clear();
+      for (const r of (res && res.rollbacks) || []) rollbackModes.set(r.deployment_id, r.mode);
+      if (state.app) renderHeader();
+    }).catch(() => { /* the labels are a hint; the list still works */ });
+  }
+
   function renderHeader() {
     const a = state.app;
     const cur = current();
     const succeeded = sorted().filter((d) => d.status === 'succeeded');
+    loadRollbackModes(succeeded, a.serving_deployment_id);
     const rollbackSel = h('select', { id: 'rollback-to', 'aria-label': 'Deployment to roll back to' },
-      succeeded.length ? succeeded.map((d) => h('option', { value: d.id }, `${short(d.id)} · ${when(d.finished_at)}${d.commit_sha ? ' · ' + d.commit_sha.slice(0, 7) : ''}`))
+      succeeded.length ? succeeded.map((d) => h('option', { value: d.id, dataset: { mode: rollbackModes.get(d.id) || '' } },
+        `${short(d.id)} · ${when(d.finished_at)}${d.commit_sha ? ' · ' + d.commit_sha.slice(0, 7) : ''}${ROLLBACK_MODES[rollbackModes.get(d.id)] || ''}`))
         : h('option', { value: '' }, 'no successful deployment'));
     replace(actions,
       h('button', { type: 'button', id: 'deploy', class: 'write', onclick: () => act('Deploy', async () => {

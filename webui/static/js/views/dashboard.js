@@ -49,9 +49,29 @@ export function dashboard(el, ui) {
       return;
     }
     replace(list, [...byProject].map(([project, apps]) => h('section', { class: 'project', 'aria-label': `Project ${project}` },
-      h('h2', {}, project, h('span', { class: 'meta' }, `${apps.length} application${apps.length === 1 ? '' : 's'}`)),
+      h('h2', {}, project, h('span', { class: 'meta' }, `${apps.length} application${apps.length === 1 ? '' : 's'}`),
+        h('button', { type: 'button', class: 'link write', dataset: { deleteProject: project }, onclick: () => deleteProject(project, apps) }, 'Delete project')),
       apps.length === 0 ? h('div', { class: 'empty' }, 'No applications in this project.')
         : h('div', { class: 'grid' }, apps.map(card)))));
+  }
+
+  // deleteProject deletes a project after a confirmation that names the
+  // applications deleted with it.
+  async function deleteProject(project, apps) {
+    const names = apps.map((a) => a.name);
+    const text = names.length
+      ? `Delete project ${project} and its applications ${names.join(', ')}? Their containers and routes are removed; the history stays in the log.`
+      : `Delete project ${project}? Its history stays in the log and its name can be used again.`;
+    if (!await ui.confirm(text, 'Delete')) return;
+    try {
+      await api('DELETE', `/projects/${enc(project)}${names.length ? '?cascade=true' : ''}`);
+      state.projects.delete(project);
+      for (const n of names) state.apps.delete(n);
+      render();
+      ui.toast(`Project ${project} deleted`);
+    } catch (err) {
+      ui.toast(`Delete project: ${err.message}`, 'error');
+    }
   }
 
   function card(a) {
