@@ -189,15 +189,16 @@ func (spec NewApp) Normalize(allowWildcard bool) (NewApp, error) {
 // CreateApp decides the creation of an application in project (nil: the
 // project does not exist). hosts holds the loaded ownership of every host in
 // spec.Domains (after Normalize). Events: app.created, then app.env_set when
-// Env is not empty, then app.domain_added on the application's stream and
-// host.claimed on each host's stream. Append the application stream expecting
-// no stream and each host stream expecting its Version.
+// Env is not empty, then app.domain_added on the application's stream,
+// host.claimed on each host's stream and project.app_added on the project's.
+// Append the application stream expecting no stream, each host stream
+// expecting its Version and the project's stream expecting its Version.
 func CreateApp(project *Project, spec NewApp, hosts map[string]*Host, allowWildcard bool) ([]Event, error) {
 	spec, err := spec.Normalize(allowWildcard)
 	if err != nil {
 		return nil, err
 	}
-	if project == nil || project.Name() != spec.Project {
+	if project == nil || project.Name() != spec.Project || project.Deleted() {
 		return nil, fmt.Errorf("%s: %w", spec.Project, ErrProjectNotFound)
 	}
 	stream := AppStream(spec.Name)
@@ -220,7 +221,7 @@ func CreateApp(project *Project, spec NewApp, hosts map[string]*Host, allowWildc
 		claims = append(claims, c...)
 		events = append(events, Event{StreamID: stream, Type: EventAppDomainAdded, Data: AppDomainAdded{App: spec.Name, Route: r}})
 	}
-	return append(events, claims...), nil
+	return append(append(events, claims...), project.addApp(spec.Name)), nil
 }
 
 // LoadApplication rebuilds an application from its stream. It returns
@@ -265,6 +266,13 @@ func (a *Application) apply(data any) error {
 		a.config.Domains = append(slices.Clone(a.config.Domains), d.Route)
 	case AppDomainRemoved:
 		a.config.Domains = slices.DeleteFunc(slices.Clone(a.config.Domains), func(r Route) bool { return r.Host == d.Host })
+	case AppDomainChanged:
+		a.config.Domains = slices.Clone(a.config.Domains)
+		for i, r := range a.config.Domains {
+			if r.Host == d.Route.Host {
+				a.config.Domains[i] = d.Route
+			}
+		}
 	case AppStopRequested:
 		a.status = AppStatusStopped
 	case AppStartRequested:
@@ -469,7 +477,7 @@ func (a *Application) AddDomain(r Route, host *Host, allowWildcard bool) ([]Even
 	}
 	for _, o := range a.config.Domains {
 		if o.Host == r.Host {
-			if o == r {
+			if o.Equal(r) {
 				return nil, nil
 			}
 			return nil, fmt.Errorf("host %s is already routed by %s with other settings, remove it first: %w", r.Host, a.name, ErrConflict)

@@ -234,6 +234,8 @@ func keysOf(data any) (app, deployment string) {
 		return d.App, ""
 	case domain.AppDomainRemoved:
 		return d.App, ""
+	case domain.AppDomainChanged:
+		return d.App, ""
 	case domain.AppStopRequested:
 		return d.App, ""
 	case domain.AppStopped:
@@ -323,6 +325,15 @@ func (m *Model) applyDecoded(e domain.RecordedEvent, data any) {
 }
 
 func (m *Model) apply(e domain.RecordedEvent, data any) {
+	if d, ok := data.(domain.ProjectDeleted); ok {
+		// The row goes (writeDirty deletes it); its applications are
+		// deleted by their own events in the same append.
+		if _, exists := m.Projects[d.Project]; exists {
+			delete(m.Projects, d.Project)
+			m.markProject(d.Project)
+		}
+		return
+	}
 	if d, ok := data.(domain.ProjectCreated); ok {
 		if _, exists := m.Projects[d.Project]; !exists && d.Project != "" {
 			m.Projects[d.Project] = &Project{Name: d.Project, Description: d.Description, CreatedAt: e.RecordedAt, Position: e.Position}
@@ -392,6 +403,8 @@ func (m *Model) applyApp(a *App, data any) {
 		m.addDomain(a, d.Route)
 	case domain.AppDomainRemoved:
 		m.removeDomain(a, d.Host)
+	case domain.AppDomainChanged:
+		m.addDomain(a, d.Route)
 	case domain.AppStopRequested:
 		a.DesiredStatus = domain.AppStatusStopped
 	case domain.AppStartRequested:

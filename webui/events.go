@@ -41,6 +41,9 @@ type Integrations struct {
 	Traefik traefik.Config
 	// Stream bounds the live streams.
 	Stream StreamConfig
+	// CheckpointKey is the public key checkpoints are signed with now
+	// (standard base64), shown by GET /api/v1/audit/checkpoints.
+	CheckpointKey string
 }
 
 // StreamConfig bounds each live-stream connection. Zero fields take the
@@ -99,6 +102,10 @@ type WebhookCommands interface {
 	// GitHookSecret returns an application's inbound git webhook secret, or
 	// an ErrNotFound-wrapped error.
 	GitHookSecret(ctx context.Context, app string) ([]byte, error)
+	// SetGitHookEnabled turns deployment on push on or off.
+	SetGitHookEnabled(ctx context.Context, m commands.Meta, c commands.SetGitHookEnabled) (commands.Result, error)
+	// GitHook returns the state of an application's inbound git webhook.
+	GitHook(ctx context.Context, app string) (domain.GitHookState, error)
 }
 
 // WebhookReads is the read side of webhooks; *webhooks.Reader implements it.
@@ -125,6 +132,7 @@ func (s *Server) registerIntegrations() {
 	s.api("GET /api/v1/events/export", s.exportEvents)
 	s.api("GET /api/v1/audit", s.auditTrail)
 	s.api("GET /api/v1/audit/verify", s.verifyLog)
+	s.api("GET /api/v1/audit/checkpoints", s.listCheckpoints)
 	s.api("GET /api/v1/replay", s.replay)
 
 	s.api("POST /api/v1/webhooks", s.createWebhook)
@@ -134,6 +142,8 @@ func (s *Server) registerIntegrations() {
 	s.api("DELETE /api/v1/webhooks/{id}", s.deleteWebhook)
 	s.api("GET /api/v1/webhooks/{id}/deliveries", s.webhookDeliveries)
 	s.api("POST /api/v1/apps/{app}/hooks/git/secret", s.setGitHookSecret)
+	s.api("GET /api/v1/apps/{app}/hooks/git", s.getGitHook)
+	s.api("PUT /api/v1/apps/{app}/hooks/git", s.setGitHookEnabled)
 	s.plain("POST /api/v1/hooks/git/{app}", s.inboundGitHook)
 }
 

@@ -28,7 +28,7 @@ func (s *Server) addRegistry(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	return written(w, http.StatusCreated, res, WriteResponse{})
+	return s.written(w, r, http.StatusCreated, res, WriteResponse{})
 }
 
 func (s *Server) listRegistries(w http.ResponseWriter, r *http.Request) error {
@@ -49,5 +49,5 @@ func (s *Server) removeRegistry(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	return written(w, http.StatusOK, res, WriteResponse{})
+	return s.written(w, r, http.StatusOK, res, WriteResponse{})
 }

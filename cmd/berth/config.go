@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/redis/go-redis/v9"
@@ -25,24 +26,38 @@ const (
 // Config is berth's configuration. Every field has a flag and a BERTH_*
 // environment variable; the flag wins.
 type Config struct {
-	DatabaseURL   string     // --database-url, BERTH_DATABASE_URL
-	RedisURL      string     // --redis-url, BERTH_REDIS_URL
-	DockerHost    string     // --docker-host, BERTH_DOCKER_HOST; empty: DOCKER_HOST or the local socket
-	TraefikDir    string     // --traefik-dir, BERTH_TRAEFIK_DIR; empty: <data-dir>/traefik/dynamic
-	Listen        string     // --listen, BERTH_LISTEN
-	MasterKeyFile string     // --master-key-file, BERTH_MASTER_KEY_FILE; empty: <data-dir>/master.key
-	DataDir       string     // --data-dir, BERTH_DATA_DIR
-	DeployHost    string     // --deploy-host, BERTH_DEPLOY_HOST: names this Docker host's deploy queue
-	DockerNetwork string     // --docker-network, BERTH_DOCKER_NETWORK: the bridge network of app containers
-	LogLevel      slog.Level // --log-level, BERTH_LOG_LEVEL
+	DatabaseURL string // --database-url, BERTH_DATABASE_URL
+	// OwnerDatabaseURL connects as the schema's owner, for migrations;
+	// serve then grants DatabaseURL's role only what it needs (see
+	// migrations.GrantRuntime): --owner-database-url,
+	// BERTH_OWNER_DATABASE_URL. Empty: DatabaseURL migrates.
+	OwnerDatabaseURL string
+	RedisURL         string // --redis-url, BERTH_REDIS_URL
+	DockerHost       string // --docker-host, BERTH_DOCKER_HOST; empty: DOCKER_HOST or the local socket
+	TraefikDir       string // --traefik-dir, BERTH_TRAEFIK_DIR; empty: <data-dir>/traefik/dynamic
+	Listen           string // --listen, BERTH_LISTEN
+	MasterKeyFile    string // --master-key-file, BERTH_MASTER_KEY_FILE; empty: <data-dir>/master.key
+	DataDir          string // --data-dir, BERTH_DATA_DIR
+	// Signed checkpoints (see eventstore/anchor).
+	CheckpointKeyFile  string        // --checkpoint-key-file, BERTH_CHECKPOINT_KEY_FILE; empty: checkpoint.key beside the master key
+	AnchorDir          string        // --anchor-dir, BERTH_ANCHOR_DIR; empty: <data-dir>/anchor
+	CheckpointEvery    int64         // --checkpoint-every, BERTH_CHECKPOINT_EVERY: sign after this many events
+	CheckpointInterval time.Duration // --checkpoint-interval, BERTH_CHECKPOINT_INTERVAL: sign at least this often while the log grows
+	DeployHost         string        // --deploy-host, BERTH_DEPLOY_HOST: names this Docker host's deploy queue
+	DockerNetwork      string        // --docker-network, BERTH_DOCKER_NETWORK: the bridge network of app containers
+	LogLevel           slog.Level    // --log-level, BERTH_LOG_LEVEL
 	// WebhooksAllowPrivate lets outbound webhooks reach loopback, private
 	// and link-local addresses: --webhooks-allow-private,
 	// BERTH_WEBHOOKS_ALLOW_PRIVATE.
 	WebhooksAllowPrivate bool
+	// Observe configures notifications and monitoring (observe.go).
+	Observe ObserveConfig
 
 	SecureCookies     bool     // --secure-cookies, BERTH_SECURE_COOKIES: mark session cookies Secure
 	TrustProxyHeaders bool     // --trust-proxy-headers, BERTH_TRUST_PROXY_HEADERS: believe X-Forwarded-Proto/-For
 	AllowedOrigins    []string // --allowed-origins, BERTH_ALLOWED_ORIGINS: extra browser origins, comma-separated
+
+	TLS TLSConfig // --acme-email, --acme-storage, --traefik-log, --cert-dir (tls.go)
 }
 
 // DefaultConfig returns the configuration used when no flag or variable is
@@ -54,7 +69,11 @@ func DefaultConfig() Config {
 		Listen:      DefaultListen,
 		DataDir:     DefaultDataDir,
 		DeployHost:  "local",
-		LogLevel:    slog.LevelInfo,
+		Observe:     DefaultObserveConfig(),
+
+		CheckpointEvery:    1000,
+		CheckpointInterval: time.Minute,
+		LogLevel:           slog.LevelInfo,
 	}
 }
 
@@ -69,15 +88,30 @@ func (c *Config) fillDefaults() {
 	if c.MasterKeyFile == "" {
 		c.MasterKeyFile = filepath.Join(c.DataDir, "master.key")
 	}
+	if c.CheckpointKeyFile == "" {
+		c.CheckpointKeyFile = filepath.Join(filepath.Dir(c.MasterKeyFile), "checkpoint.key")
+	}
+	if c.AnchorDir == "" {
+		c.AnchorDir = filepath.Join(c.DataDir, "anchor")
+	}
+	c.TLS.fillDefaults(c.DataDir)
 }
 
 // Validate reports every invalid field, each naming its flag.
 func (c Config) Validate() error {
 	var errs []error
+	if err := c.Observe.validate(); err != nil {
+		errs = append(errs, err)
+	}
 	if c.DatabaseURL == "" {
 		errs = append(errs, errors.New("--database-url: must be set"))
 	} else if _, err := pgxpool.ParseConfig(c.DatabaseURL); err != nil {
 		errs = append(errs, fmt.Errorf("--database-url: %w", err))
+	}
+	if c.OwnerDatabaseURL != "" {
+		if _, err := pgxpool.ParseConfig(c.OwnerDatabaseURL); err != nil {
+			errs = append(errs, fmt.Errorf("--owner-database-url: %w", err))
+		}
 	}
 	if c.RedisURL == "" {
 		errs = append(errs, errors.New("--redis-url: must be set"))
@@ -93,10 +127,18 @@ func (c Config) Validate() error {
 		{"--data-dir", c.DataDir},
 		{"--traefik-dir", c.TraefikDir},
 		{"--master-key-file", c.MasterKeyFile},
+		{"--checkpoint-key-file", c.CheckpointKeyFile},
+		{"--anchor-dir", c.AnchorDir},
 	} {
 		if strings.ContainsRune(p.value, 0) {
 			errs = append(errs, fmt.Errorf("%s: contains a NUL byte", p.flag))
 		}
+	}
+	if c.CheckpointEvery < 1 {
+		errs = append(errs, fmt.Errorf("--checkpoint-every %d: must be at least 1", c.CheckpointEvery))
+	}
+	if c.CheckpointInterval < time.Second {
+		errs = append(errs, fmt.Errorf("--checkpoint-interval %s: must be at least 1s", c.CheckpointInterval))
 	}
 	return errors.Join(errs...)
 }
@@ -137,11 +179,20 @@ func bindConfig(fs *flag.FlagSet, c *Config, groups flagGroup, getenv func(strin
 	}
 	if groups&flagsServer != 0 {
 		str(&c.Listen, "listen", "BERTH_LISTEN", "HTTP listen address, host:port")
+		secret(&c.OwnerDatabaseURL, "owner-database-url", "BERTH_OWNER_DATABASE_URL",
+			"PostgreSQL URL of the schema's owner: migrates, then grants --database-url's role only what it needs (default: --database-url migrates)")
 		str(&c.DockerHost, "docker-host", "BERTH_DOCKER_HOST", "Docker Engine address (default: DOCKER_HOST or the local socket)")
 		str(&c.TraefikDir, "traefik-dir", "BERTH_TRAEFIK_DIR", "directory of Traefik's dynamic configuration (default: <data-dir>/traefik/dynamic)")
 		str(&c.MasterKeyFile, "master-key-file", "BERTH_MASTER_KEY_FILE", "file holding the master key that wraps data keys (default: <data-dir>/master.key)")
 		str(&c.DataDir, "data-dir", "BERTH_DATA_DIR", "directory for berth's local state")
+		if err := bindCheckpointFlags(fs, c, getenv); err != nil {
+			return err
+		}
+		bindTLSFlags(fs, &c.TLS, getenv)
 		if err := bindAuthFlags(fs, c, getenv); err != nil {
+			return err
+		}
+		if err := bindObserveFlags(fs, &c.Observe, getenv); err != nil {
 			return err
 		}
 		str(&c.DeployHost, "deploy-host", "BERTH_DEPLOY_HOST", "name of this Docker host's deploy queue (one deployer per name)")

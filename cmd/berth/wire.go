@@ -11,6 +11,7 @@ import (
 
 	"github.com/ThreeDotsLabs/watermill"
 	"github.com/ThreeDotsLabs/watermill-redisstream/pkg/redisstream"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 
 	"berth/domain"
@@ -18,6 +19,7 @@ import (
 	"berth/eventstore/keyring"
 	"berth/handlers/buildlog"
 	cmdhandlers "berth/handlers/commands"
+	"berth/handlers/containerlogs"
 	"berth/handlers/deployer"
 	"berth/handlers/docker"
 	"berth/handlers/relay"
@@ -49,7 +51,11 @@ func (m *Main) wire(ctx context.Context) (http.Handler, []Runner, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	cmds, err := cmdhandlers.New(cmdhandlers.Config{Logger: m.Logger}, m.Store, sealer)
+	notifier, err := newNotifier(m, sealer)
+	if err != nil {
+		return nil, nil, err
+	}
+	cmds, err := cmdhandlers.New(cmdhandlers.Config{Logger: m.Logger, ACME: cfg.TLS.ACMEEmail != "", NotificationURLCheck: notifier.CheckURL}, m.Store, sealer)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -58,11 +64,15 @@ func (m *Main) wire(ctx context.Context) (http.Handler, []Runner, error) {
 	if err := os.MkdirAll(cfg.TraefikDir, 0o755); err != nil {
 		return nil, nil, fmt.Errorf("--traefik-dir: %w", err)
 	}
-	writer, err := traefik.NewWriter(traefik.WriterConfig{Dir: cfg.TraefikDir})
+	routingCfg, err := cfg.TLS.routing()
+	if err != nil {
+		return nil, nil, fmt.Errorf("--cert-dir: %w", err)
+	}
+	writer, err := traefik.NewWriter(traefik.WriterConfig{Dir: cfg.TraefikDir, Routing: routingCfg})
 	if err != nil {
 		return nil, nil, fmt.Errorf("--traefik-dir: %w", err)
 	}
-	routing, err := projections.NewRouting(projections.RoutingConfig{Writer: writer, Logger: m.Logger})
+	routing, err := projections.NewRouting(projections.RoutingConfig{Writer: writer, Logger: m.Logger, Sealer: sealer})
 	if err != nil {
 		return nil, nil, err
 	}
@@ -90,10 +100,36 @@ func (m *Main) wire(ctx context.Context) (http.Handler, []Runner, error) {
 	if err != nil {
 		return nil, nil, err
 	}
+	notifications, sending, err := wireNotifications(m, cmds, notifier)
+	if err != nil {
+		return nil, nil, err
+	}
+	mon, sampling, err := wireMonitor(m)
+	if err != nil {
+		return nil, nil, err
+	}
+	// Runtime logs of the applications' containers on this deploy host.
+	clogs, err := containerlogs.New(containerlogs.Config{DockerHost: cfg.DockerHost, Logger: m.Logger})
+	if err != nil {
+		return nil, nil, err
+	}
+	m.closers = append(m.closers, clogs.Close)
+	// Signed checkpoints of the log.
+	signer, checkpointKey, err := wireCheckpoints(m)
+	if err != nil {
+		return nil, nil, err
+	}
+	integ.CheckpointKey = checkpointKey
 	srv, err := webui.NewServer(webui.ServerConfig{}, webui.Deps{
-		Commands: cmds, Reads: reads, Queue: reads, BuildLogs: webui.BuildLogStore{Store: logs},
+		Commands: cmds, Reads: reads, Queue: reads, BuildLogs: webui.BuildLogStore{Store: logs}, ContainerLogs: clogs,
 		Metrics: []webui.MetricsWriter{runner}, Logger: m.Logger, Hub: hub,
-		Auth: guard.Authenticate, Integrations: integ,
+		Auth: guard.Authenticate, Integrations: integ, Notifications: notifications,
+		Monitor: mon, Collectors: []prometheus.Collector{mon},
+		Certificates: webui.CertificateReads{Queries: projections.NewQueries(m.Pool), ACMEEnabled: cfg.TLS.ACMEEmail != ""},
+		Ready: []webui.Check{
+			{Name: "postgres", Check: m.Pool.Ping},
+			{Name: "redis", Check: func(ctx context.Context) error { return m.Redis.Ping(ctx).Err() }},
+		},
 	})
 	if err != nil {
 		return nil, nil, err
@@ -115,7 +151,16 @@ func (m *Main) wire(ctx context.Context) (http.Handler, []Runner, error) {
 		{Name: "deployer", Run: dep.Run},
 	}
 	runners = append(runners, authRunners...)
-	runners = append(runners, deliveries)
+	runners = append(runners, deliveries, sending)
+	runners = append(runners, sampling...)
+	if signer != nil {
+		runners = append(runners, *signer)
+	}
+	certs, err := wireCertificates(m)
+	if err != nil {
+		return nil, nil, err
+	}
+	runners = append(runners, certs...)
 	return srv, runners, nil
 }
 
