@@ -392,7 +392,8 @@ func (r *recorder) Step(ctx context.Context, data any) (int64, error) {
 func isStep(data any) bool {
 	switch data.(type) {
 	case domain.DeploymentSourceFetched, domain.DeploymentImageBuilt, domain.DeploymentContainerStarted,
-		domain.DeploymentHealthPassed, domain.DeploymentTrafficSwitched, domain.DeploymentPreviousStopped:
+		domain.DeploymentHealthPassed, domain.DeploymentTrafficSwitched, domain.DeploymentReplicaSwitched,
+		domain.DeploymentPreviousStopped:
 		return true
 	}
 	return false

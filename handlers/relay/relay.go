@@ -45,11 +45,6 @@ type Config struct {
 	// CheckpointInterval saves the checkpoint at least this often while
 	// events flow. Default 20 ms.
 	CheckpointInterval time.Duration
-	// QueuedWriters append deployment.queued concurrently with publishing,
-	// so a slow append never delays the next command. Default 4. The
-	// deployer records the same event (same id) when it starts first, so a
-	// queued event lost in a crash is written anyway.
-	QueuedWriters int
 	// RetryMin and RetryMax bound the backoff between failed publishes or
 	// appends. Defaults 50 ms and 5 s.
 	RetryMin, RetryMax time.Duration
@@ -73,9 +68,6 @@ func (c *Config) setDefaults() {
 	if c.CheckpointInterval == 0 {
 		c.CheckpointInterval = 20 * time.Millisecond
 	}
-	if c.QueuedWriters == 0 {
-		c.QueuedWriters = 4
-	}
 	if c.RetryMin == 0 {
 		c.RetryMin = 50 * time.Millisecond
 	}
@@ -95,9 +87,6 @@ func (c Config) Validate() error {
 	}
 	if c.Name == "" || len(c.Name) > 200 {
 		errs = append(errs, domain.Invalid("name", "must be 1-200 characters"))
-	}
-	if c.QueuedWriters < 1 {
-		errs = append(errs, domain.Invalid("queued_writers", "must be at least 1"))
 	}
 	if c.CheckpointEvery < 1 {
 		errs = append(errs, domain.Invalid("checkpoint_every", "must be at least 1"))
@@ -184,29 +173,10 @@ func (r *Relay) Run(ctx context.Context) error {
 		defer wg.Done()
 		r.saveLoop(subCtx, from)
 	}()
-	queued := make(chan domain.RecordedEvent, 1024)
-	var qwg sync.WaitGroup
-	for range r.cfg.QueuedWriters {
-		qwg.Add(1)
-		go func() {
-			defer qwg.Done()
-			for e := range queued {
-				_ = r.retry(subCtx, "record queued", e, func() error { return r.appendQueued(subCtx, e) })
-			}
-		}()
-	}
 	var n int
 	err = r.store.Subscribe(subCtx, from, domain.Filter{Types: Types()}, func(ctx context.Context, e domain.RecordedEvent) error {
-		isRun, err := r.relay(ctx, e)
-		if err != nil {
+		if err := r.relay(ctx, e); err != nil {
 			return err
-		}
-		if isRun {
-			select {
-			case queued <- e:
-			case <-ctx.Done():
-				return ctx.Err()
-			}
 		}
 		r.done.Store(e.Position)
 		if n++; n%r.cfg.CheckpointEvery == 0 {
@@ -218,8 +188,6 @@ func (r *Relay) Run(ctx context.Context) error {
 		return nil
 	})
 	stop()
-	close(queued)
-	qwg.Wait()
 	wg.Wait()
 	if ctx.Err() != nil {
 		return nil
@@ -256,20 +224,23 @@ func (r *Relay) saveLoop(ctx context.Context, saved int64) {
 }
 
 // relay publishes the command derived from e, retrying until it succeeds or
-// ctx ends. It reports whether the command was a RunDeployment, whose
-// deployment.queued the caller records.
-func (r *Relay) relay(ctx context.Context, e domain.RecordedEvent) (bool, error) {
+// ctx ends. For a RunDeployment it first records deployment.queued, of which
+// it is the one writer: the log says queued before the deployer can start
+// it, and a crash between the two re-relays the request, which records
+// nothing twice.
+func (r *Relay) relay(ctx context.Context, e domain.RecordedEvent) error {
 	cmd, ok := r.command(e)
 	if !ok {
-		return false, nil
+		return nil
 	}
-	if err := r.retry(ctx, "publish "+cmd.CommandName(), e, func() error {
+	if _, isRun := cmd.(deployer.RunDeployment); isRun {
+		if err := r.retry(ctx, "record queued", e, func() error { return r.appendQueued(ctx, e) }); err != nil {
+			return err
+		}
+	}
+	return r.retry(ctx, "publish "+cmd.CommandName(), e, func() error {
 		return r.bus.SendWithModifiedMessage(ctx, cmd, deployer.SourceModifier(e))
-	}); err != nil {
-		return false, err
-	}
-	_, isRun := cmd.(deployer.RunDeployment)
-	return isRun, nil
+	})
 }
 
 // command maps a source event to its command; false for events it skips.
@@ -318,7 +289,7 @@ func (r *Relay) command(e domain.RecordedEvent) (deployer.Command, bool) {
 // appendQueued records deployment.queued when the deployment's state
 // machine still allows it (requested, not started or finished), with an id
 // derived from the request's, so relaying the request again never
-// duplicates it (the deployer writes the same event when it starts first).
+// duplicates it.
 func (r *Relay) appendQueued(ctx context.Context, e domain.RecordedEvent) error {
 	corr := e.Metadata.CorrelationID
 	if corr == "" {
