@@ -45,6 +45,11 @@ type Config struct {
 	// CheckpointInterval saves the checkpoint at least this often while
 	// events flow. Default 20 ms.
 	CheckpointInterval time.Duration
+	// QueuedWriters append deployment.queued concurrently with publishing,
+	// so a slow append never delays the next command. Default 4. The relay
+	// is the event's one writer: a deployer that receives the command first
+	// waits for it (a little) before it starts the deployment.
+	QueuedWriters int
 	// RetryMin and RetryMax bound the backoff between failed publishes or
 	// appends. Defaults 50 ms and 5 s.
 	RetryMin, RetryMax time.Duration
@@ -68,6 +73,9 @@ func (c *Config) setDefaults() {
 	if c.CheckpointInterval == 0 {
 		c.CheckpointInterval = 20 * time.Millisecond
 	}
+	if c.QueuedWriters == 0 {
+		c.QueuedWriters = 4
+	}
 	if c.RetryMin == 0 {
 		c.RetryMin = 50 * time.Millisecond
 	}
@@ -87,6 +95,9 @@ func (c Config) Validate() error {
 	}
 	if c.Name == "" || len(c.Name) > 200 {
 		errs = append(errs, domain.Invalid("name", "must be 1-200 characters"))
+	}
+	if c.QueuedWriters < 1 {
+		errs = append(errs, domain.Invalid("queued_writers", "must be at least 1"))
 	}
 	if c.CheckpointEvery < 1 {
 		errs = append(errs, domain.Invalid("checkpoint_every", "must be at least 1"))
@@ -173,10 +184,29 @@ func (r *Relay) Run(ctx context.Context) error {
 		defer wg.Done()
 		r.saveLoop(subCtx, from)
 	}()
+	queued := make(chan domain.RecordedEvent, 1024)
+	var qwg sync.WaitGroup
+	for range r.cfg.QueuedWriters {
+		qwg.Add(1)
+		go func() {
+			defer qwg.Done()
+			for e := range queued {
+				_ = r.retry(subCtx, "record queued", e, func() error { return r.appendQueued(subCtx, e) })
+			}
+		}()
+	}
 	var n int
 	err = r.store.Subscribe(subCtx, from, domain.Filter{Types: Types()}, func(ctx context.Context, e domain.RecordedEvent) error {
-		if err := r.relay(ctx, e); err != nil {
+		isRun, err := r.relay(ctx, e)
+		if err != nil {
 			return err
+		}
+		if isRun {
+			select {
+			case queued <- e:
+			case <-ctx.Done():
+				return ctx.Err()
+			}
 		}
 		r.done.Store(e.Position)
 		if n++; n%r.cfg.CheckpointEvery == 0 {
@@ -188,6 +218,8 @@ func (r *Relay) Run(ctx context.Context) error {
 		return nil
 	})
 	stop()
+	close(queued)
+	qwg.Wait()
 	wg.Wait()
 	if ctx.Err() != nil {
 		return nil
@@ -224,23 +256,20 @@ func (r *Relay) saveLoop(ctx context.Context, saved int64) {
 }
 
 // relay publishes the command derived from e, retrying until it succeeds or
-// ctx ends. For a RunDeployment it first records deployment.queued, of which
-// it is the one writer: the log says queued before the deployer can start
-// it, and a crash between the two re-relays the request, which records
-// nothing twice.
-func (r *Relay) relay(ctx context.Context, e domain.RecordedEvent) error {
+// ctx ends. It reports whether the command was a RunDeployment, whose
+// deployment.queued the caller records.
+func (r *Relay) relay(ctx context.Context, e domain.RecordedEvent) (bool, error) {
 	cmd, ok := r.command(e)
 	if !ok {
-		return nil
+		return false, nil
 	}
-	if _, isRun := cmd.(deployer.RunDeployment); isRun {
-		if err := r.retry(ctx, "record queued", e, func() error { return r.appendQueued(ctx, e) }); err != nil {
-			return err
-		}
-	}
-	return r.retry(ctx, "publish "+cmd.CommandName(), e, func() error {
+	if err := r.retry(ctx, "publish "+cmd.CommandName(), e, func() error {
 		return r.bus.SendWithModifiedMessage(ctx, cmd, deployer.SourceModifier(e))
-	})
+	}); err != nil {
+		return false, err
+	}
+	_, isRun := cmd.(deployer.RunDeployment)
+	return isRun, nil
 }
 
 // command maps a source event to its command; false for events it skips.
