@@ -95,6 +95,8 @@ type Postgres struct {
 	closing chan struct{}
 	stopped chan struct{}
 	once    sync.Once
+
+	notifier notifier // subscribe.go: the one LISTEN connection and log tail
 }
 
 var (

@@ -467,8 +467,12 @@ func TestLiveStreamsAreBounded(t *testing.T) {
 	e := newIntEnv(t, webui.StreamConfig{MaxStreams: 2})
 	openSSE(t, e, "", "")
 	c := openSSE(t, e, "", "")
-	if r := e.do("GET", "/api/v1/events/stream", nil); r.status != http.StatusServiceUnavailable {
-		t.Fatalf("third stream: got %d, want 503", r.status)
+	r := e.do("GET", "/api/v1/events/stream", nil)
+	if r.status != http.StatusTooManyRequests {
+		t.Fatalf("third stream: got %d, want 429", r.status)
+	}
+	if !strings.Contains(string(r.body), `"too_many_requests"`) || !strings.Contains(string(r.body), "--max-streams") {
+		t.Errorf("third stream: body %s, want code too_many_requests naming --max-streams", r.body)
 	}
 	c.res.Body.Close()
 	deadline := time.Now().Add(5 * time.Second)

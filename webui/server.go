@@ -242,9 +242,9 @@ func (s *Server) registerRoutes() {
 	s.api("POST /api/v1/deployments/{id}/cancel", s.cancelDeployment)
 	s.api("GET /api/v1/deployments/{id}/logs", s.deploymentLogs)
 	s.registerIntegrations()
-	s.registerRegistries()
 	s.registerNotifications()
 	s.registerMonitoring()
+	s.registerRegistries()
 
 	s.api("GET /api/v1/ws", s.websocket)
 }

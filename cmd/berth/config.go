@@ -50,6 +50,12 @@ type Config struct {
 	// and link-local addresses: --webhooks-allow-private,
 	// BERTH_WEBHOOKS_ALLOW_PRIVATE.
 	WebhooksAllowPrivate bool
+	// MaxStreams bounds the live event streams (SSE and WebSocket) served
+	// at once: --max-streams, BERTH_MAX_STREAMS (default 1000).
+	MaxStreams int
+	// MaxWebhooks bounds the webhook subscriptions: --max-webhooks,
+	// BERTH_MAX_WEBHOOKS (default 100).
+	MaxWebhooks int
 	// Observe configures notifications and monitoring (observe.go).
 	Observe ObserveConfig
 
@@ -112,6 +118,12 @@ func (c Config) Validate() error {
 		if _, err := pgxpool.ParseConfig(c.OwnerDatabaseURL); err != nil {
 			errs = append(errs, fmt.Errorf("--owner-database-url: %w", err))
 		}
+	}
+	if c.MaxStreams < 0 {
+		errs = append(errs, errors.New("--max-streams: must be positive"))
+	}
+	if c.MaxWebhooks < 0 {
+		errs = append(errs, errors.New("--max-webhooks: must be positive"))
 	}
 	if c.RedisURL == "" {
 		errs = append(errs, errors.New("--redis-url: must be set"))
@@ -207,6 +219,27 @@ func bindConfig(fs *flag.FlagSet, c *Config, groups flagGroup, getenv func(strin
 		}
 		fs.BoolVar(&c.WebhooksAllowPrivate, "webhooks-allow-private", allowPrivate,
 			"let outbound webhooks reach loopback, private and link-local addresses (env BERTH_WEBHOOKS_ALLOW_PRIVATE)")
+		for _, v := range []struct {
+			p               *int
+			name, env, help string
+			def             int
+		}{
+			{&c.MaxStreams, "max-streams", "BERTH_MAX_STREAMS", "live event streams (SSE, WebSocket) served at once; beyond, 429", 1000},
+			{&c.MaxWebhooks, "max-webhooks", "BERTH_MAX_WEBHOOKS", "webhook subscriptions kept; beyond, creating one answers 429", 100},
+		} {
+			n := *v.p
+			if n == 0 {
+				n = v.def
+			}
+			if e := getenv(v.env); e != "" {
+				parsed, err := strconv.Atoi(e)
+				if err != nil || parsed < 1 {
+					return fmt.Errorf("%s: must be a positive number", v.env)
+				}
+				n = parsed
+			}
+			fs.IntVar(v.p, v.name, n, v.help+" (env "+v.env+")")
+		}
 	}
 	if v := getenv("BERTH_LOG_LEVEL"); v != "" {
 		if err := c.LogLevel.UnmarshalText([]byte(v)); err != nil {

@@ -96,7 +96,12 @@ func TestMainServesHealthAndReadiness(t *testing.T) {
 		}
 	}
 
+	// Ready once the relay found the deploy queue whole (or made it so).
 	status, body := get(t, m.URL()+"/readyz")
+	for deadline := time.Now().Add(30 * time.Second); status != http.StatusOK && time.Now().Before(deadline); {
+		time.Sleep(50 * time.Millisecond)
+		status, body = get(t, m.URL()+"/readyz")
+	}
 	if status != http.StatusOK {
 		t.Fatalf("GET /readyz: got %d %s, want 200", status, body)
 	}
@@ -104,7 +109,7 @@ func TestMainServesHealthAndReadiness(t *testing.T) {
 	if err := json.Unmarshal([]byte(body), &checks); err != nil {
 		t.Fatalf("GET /readyz: body %q: %v", body, err)
 	}
-	for _, dep := range []string{"postgres", "redis"} {
+	for _, dep := range []string{"postgres", "redis", "queue"} {
 		if checks[dep] != "ok" {
 			t.Errorf("/readyz %s: got %q, want ok", dep, checks[dep])
 		}

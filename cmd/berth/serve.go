@@ -15,6 +15,8 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"berth/domain"
+	"berth/handlers/deployer"
+	"berth/handlers/relay"
 	"berth/migrations"
 )
 
@@ -52,6 +54,7 @@ type Main struct {
 	wg      sync.WaitGroup
 	errc    chan error
 	closers []func() error
+	relay   *relay.Relay
 	once    sync.Once
 	// ownHealth: Handler serves /healthz and /readyz itself.
 	ownHealth bool
@@ -236,7 +239,9 @@ func (m *Main) routes() http.Handler {
 }
 
 // handleReady answers 200 when PostgreSQL and Redis both answer within two
-// seconds, 503 otherwise, with each dependency's state as JSON.
+// seconds and the deploy queue is whole (relay.CheckQueue: Redis did not
+// lose it, or the relay re-derived it), 503 otherwise, with each
+// dependency's state as JSON.
 func (m *Main) handleReady(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 	defer cancel()
@@ -249,6 +254,11 @@ func (m *Main) handleReady(w http.ResponseWriter, r *http.Request) {
 	if err := m.Redis.Ping(ctx).Err(); err != nil {
 		checks["redis"] = err.Error()
 		status = http.StatusServiceUnavailable
+	} else if err := relay.CheckQueue(ctx, m.Redis, deployer.DefaultTopicPrefix, m.Config.DeployHost); err != nil {
+		checks["queue"] = err.Error()
+		status = http.StatusServiceUnavailable
+	} else {
+		checks["queue"] = "ok"
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
 
@@ -298,6 +299,7 @@ func (d *Deployer) consume(ctx context.Context) error {
 	}
 	defer cancelSub.Close()
 
+	go d.keepGroups(ctx, rdb)
 	errc := make(chan error, 2)
 	go func() { errc <- d.loop(ctx, cancelMsgs, d.handleCancelTopic) }()
 	go func() { errc <- d.loop(ctx, runMsgs, d.handleRunTopic) }()
@@ -308,6 +310,32 @@ func (d *Deployer) consume(ctx context.Context) error {
 	}
 	<-errc
 	return nil
+}
+
+// keepGroups re-creates the consumer group of both topics every
+// ClaimInterval when Redis lost it (a restart without persistence, a
+// fail-over to an empty replica, FLUSHALL): the subscriber's XREADGROUP
+// fails with NOGROUP until the group exists again. The group reads from the
+// first entry, so commands published since the loss are consumed.
+func (d *Deployer) keepGroups(ctx context.Context, rdb *redis.Client) {
+	t := time.NewTicker(d.cfg.ClaimInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		for _, topic := range []string{d.topics.Run, d.topics.Cancel} {
+			err := rdb.XGroupCreateMkStream(ctx, topic, d.consumer, "0").Err()
+			switch {
+			case err == nil:
+				d.log.Warn("deploy queue lost its consumer group in Redis; re-created it", "topic", topic)
+			case !strings.HasPrefix(err.Error(), "BUSYGROUP") && ctx.Err() == nil:
+				d.log.Warn("deploy queue: cannot check the consumer group", "topic", topic, "err", err)
+			}
+		}
+	}
 }
 
 // subscribe opens a consumer-group subscription on topic with our one

@@ -173,12 +173,21 @@ func (e *env) waitTerminal(timeout time.Duration, ids ...string) {
 	})
 }
 
-// startRelay runs a relay until the test ends.
-func (e *env) startRelay(cfg relay.Config) {
+// startRelay runs a relay until the test ends, watching the queue for lost
+// data like berth serve does.
+func (e *env) startRelay(cfg relay.Config) *relay.Relay {
 	e.t.Helper()
 	cfg.Host, cfg.Logger = e.host, e.log
 	if cfg.RetryMax == 0 {
 		cfg.RetryMax = 200 * time.Millisecond
+	}
+	if cfg.Redis == nil {
+		rdb := redis.NewClient(e.redisOpts)
+		e.t.Cleanup(func() { _ = rdb.Close() })
+		cfg.Redis = rdb
+	}
+	if cfg.QueueCheckInterval == 0 {
+		cfg.QueueCheckInterval = 100 * time.Millisecond
 	}
 	pub, err := redisstream.NewPublisher(redisstream.PublisherConfig{Client: redis.NewClient(e.redisOpts)}, nil)
 	if err != nil {
@@ -189,6 +198,7 @@ func (e *env) startRelay(cfg relay.Config) {
 		e.t.Fatalf("relay.New: %v", err)
 	}
 	e.run("relay", r.Run, func() { _ = pub.Close() })
+	return r
 }
 
 // newDeployer builds a deployer on its own pool, running the deployment
@@ -358,12 +368,24 @@ func (e *env) retryOf(id string) string {
 }
 
 // redisServer is a private redis-server with AOF, which a test can kill and
-// restart on the same port and data directory.
+// restart on the same port and data directory. With volatile set it keeps
+// nothing on disk, so a restart loses every key.
 type redisServer struct {
-	t    *testing.T
-	dir  string
-	port int
-	cmd  *exec.Cmd
+	t        *testing.T
+	dir      string
+	port     int
+	cmd      *exec.Cmd
+	volatile bool
+}
+
+// startVolatileRedisServer starts a private redis-server without any
+// persistence.
+func startVolatileRedisServer(t *testing.T) *redisServer {
+	t.Helper()
+	s := &redisServer{t: t, dir: t.TempDir(), port: 20000 + int(time.Now().UnixNano()%20000), volatile: true}
+	s.start()
+	t.Cleanup(s.kill)
+	return s
 }
 
 func startRedisServer(t *testing.T) *redisServer {
@@ -383,8 +405,12 @@ func (s *redisServer) url() string { return fmt.Sprintf("redis://127.0.0.1:%d/0"
 
 func (s *redisServer) start() {
 	s.t.Helper()
+	aof := "yes"
+	if s.volatile {
+		aof = "no"
+	}
 	s.cmd = exec.Command("redis-server", "--port", strconv.Itoa(s.port), "--bind", "127.0.0.1",
-		"--dir", s.dir, "--appendonly", "yes", "--appendfsync", "always", "--save", "",
+		"--dir", s.dir, "--appendonly", aof, "--appendfsync", "always", "--save", "",
 		"--logfile", filepath.Join(s.dir, "redis.log"))
 	s.cmd.Stdout, s.cmd.Stderr = io.Discard, io.Discard
 	if err := s.cmd.Start(); err != nil {
