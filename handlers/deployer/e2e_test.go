@@ -953,3 +953,62 @@ func TestDeleteAppRemovesItsContainersAndImages(t *testing.T) {
 		return err == nil && code == http.StatusNotFound
 	})
 }
+
+// TestReplicasRollWithoutFailedRequests runs three replicas behind the real
+// Traefik and redeploys them under a steady load: every request answers
+// 200, the replicas are replaced one at a time, three serve at the end; a
+// failing replica stops the next rollout with the serving ones untouched.
+func TestReplicasRollWithoutFailedRequests(t *testing.T) {
+	s := newStack(t, stackOptions{drain: 2 * time.Second})
+	repo := newRepo(t, "", nil)
+	a := s.newApp(repo, map[string]string{"VERSION": "v1"}, domain.HealthCheck{Path: "/healthz", TimeoutSeconds: 30})
+	a.update(domain.AppPatch{Replicas: ptr(3)})
+	d1 := s.mustSucceed(a.deploy())
+	a.waitBody("hello v1", 15*time.Second)
+	if n := len(s.containers(a.name)); n != 3 {
+		t.Fatalf("containers after the first deployment: got %d, want 3", n)
+	}
+	want := []string{"requested", "queued", "started", "source_fetched", "image_built", "container_started", "health_passed",
+		"traffic_switched", "replica_switched", "replica_switched", "previous_stopped", "succeeded"}
+	if got := s.types(d1.ID()); strings.Join(got, ",") != strings.Join(want, ",") {
+		t.Errorf("events of the first deployment: got %v, want %v", got, want)
+	}
+
+	a.setEnv([]commands.EnvInput{{Key: "VERSION", Value: "v2"}})
+	stop := make(chan struct{})
+	ok, bad, errs, done := a.hammer(stop)
+	time.Sleep(300 * time.Millisecond)
+	d2 := s.mustSucceed(a.deploy())
+	a.waitBody("hello v2", 15*time.Second)
+	time.Sleep(500 * time.Millisecond)
+	close(stop)
+	<-done
+	if bad.Load() != 0 {
+		var seen []string
+		errs.Range(func(k, _ any) bool { seen = append(seen, k.(string)); return true })
+		t.Errorf("rolling update: %d of %d requests failed: %v", bad.Load(), bad.Load()+ok.Load(), seen)
+	}
+	t.Logf("rolling update of 3 replicas under load: %d requests answered 200, %d failed", ok.Load(), bad.Load())
+	cs := s.containers(a.name)
+	if len(cs) != 3 {
+		t.Fatalf("containers after the rolling update: got %d, want 3", len(cs))
+	}
+	for _, c := range cs {
+		if c.Labels[dockerrt.LabelDeployment] != d2.ID() {
+			t.Errorf("container %s belongs to %s, want %s", c.Names, c.Labels[dockerrt.LabelDeployment], d2.ID())
+		}
+	}
+
+	// A version whose health check fails: the first new replica never
+	// takes traffic, the three v2 replicas keep serving.
+	a.setEnv([]commands.EnvInput{{Key: "VERSION", Value: "v3"}, {Key: "HEALTH_FAIL", Value: "1"}})
+	a.update(domain.AppPatch{HealthCheckTimeoutSeconds: ptr(3)})
+	d3 := s.wait(a.deploy(), 2*time.Minute)
+	if d3.Status() != domain.DeploymentFailedStatus || d3.Failure().Step != domain.StepHealthCheck {
+		t.Fatalf("unhealthy rollout: got %s %+v, want failed at health_check", d3.Status(), d3.Failure())
+	}
+	a.waitBody("hello v2", 15*time.Second)
+	if n := len(s.containers(a.name)); n != 3 {
+		t.Errorf("containers after the failed rollout: got %d, want the 3 serving ones", n)
+	}
+}
