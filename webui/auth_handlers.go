@@ -198,7 +198,7 @@ func (g *Guard) setup(s *Server, w http.ResponseWriter, r *http.Request) error {
 	}
 	g.setupHash = nil
 	g.log.InfoContext(r.Context(), "first administrator created", "user_id", u.ID)
-	return written(w, http.StatusCreated, res, WriteResponse{})
+	return s.written(w, r, http.StatusCreated, res, WriteResponse{})
 }
 
 func (g *Guard) listUsers(s *Server, w http.ResponseWriter, r *http.Request) error {
@@ -269,7 +269,7 @@ func (g *Guard) updateUser(s *Server, w http.ResponseWriter, r *http.Request) er
 			return err
 		}
 	}
-	return written(w, http.StatusOK, res, WriteResponse{})
+	return s.written(w, r, http.StatusOK, res, WriteResponse{})
 }
 
 // TokenView is an API token as listed: never its secret or hash.
@@ -329,5 +329,5 @@ func (g *Guard) revokeToken(s *Server, w http.ResponseWriter, r *http.Request) e
 	if err != nil {
 		return err
 	}
-	return written(w, http.StatusOK, res, WriteResponse{})
+	return s.written(w, r, http.StatusOK, res, WriteResponse{})
 }

@@ -29,6 +29,7 @@ import (
 	"berth/handlers/commands"
 	"berth/internal/testenv"
 	"berth/webui"
+	"berth/webui/openapitest"
 )
 
 // authEnv is a berth API behind a Guard: real PostgreSQL, real keyring,
@@ -113,7 +114,7 @@ func newAuthEnvTB(t testing.TB, gcfg webui.GuardConfig) *authEnv {
 	hs := httptest.NewServer(srv)
 	t.Cleanup(hs.Close)
 	return &authEnv{
-		env:   &env{t: t, store: es, srv: srv, http: hs},
+		env:   &env{t: t, store: es, srv: srv, http: hs, client: openapitest.Client(t, srv.OpenAPI, hs.Client())},
 		accts: accts, guard: guard, store: st, keys: keys, clock: clock, logs: logs, bodies: &syncBuffer{}, pool: pool,
 	}
 }
@@ -165,7 +166,7 @@ func (e *authEnv) call(method, path string, body any, headers ...string) (res re
 	for i := 0; i+1 < len(headers); i += 2 {
 		req.Header.Set(headers[i], headers[i+1])
 	}
-	r, err := e.http.Client().Do(req)
+	r, err := e.client.Do(req)
 	if err != nil {
 		if errors.Is(err, context.DeadlineExceeded) {
 			return response{}, true

@@ -99,6 +99,10 @@ type WebhookCommands interface {
 	// GitHookSecret returns an application's inbound git webhook secret, or
 	// an ErrNotFound-wrapped error.
 	GitHookSecret(ctx context.Context, app string) ([]byte, error)
+	// SetGitHookEnabled turns deployment on push on or off.
+	SetGitHookEnabled(ctx context.Context, m commands.Meta, c commands.SetGitHookEnabled) (commands.Result, error)
+	// GitHook returns the state of an application's inbound git webhook.
+	GitHook(ctx context.Context, app string) (domain.GitHookState, error)
 }
 
 // WebhookReads is the read side of webhooks; *webhooks.Reader implements it.
@@ -134,6 +138,8 @@ func (s *Server) registerIntegrations() {
 	s.api("DELETE /api/v1/webhooks/{id}", s.deleteWebhook)
 	s.api("GET /api/v1/webhooks/{id}/deliveries", s.webhookDeliveries)
 	s.api("POST /api/v1/apps/{app}/hooks/git/secret", s.setGitHookSecret)
+	s.api("GET /api/v1/apps/{app}/hooks/git", s.getGitHook)
+	s.api("PUT /api/v1/apps/{app}/hooks/git", s.setGitHookEnabled)
 	s.plain("POST /api/v1/hooks/git/{app}", s.inboundGitHook)
 }
 

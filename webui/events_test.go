@@ -24,6 +24,7 @@ import (
 	"berth/internal/testenv"
 	"berth/projections"
 	"berth/webui"
+	"berth/webui/openapitest"
 )
 
 // intEnv is an env whose server has every integration port wired to the
@@ -60,7 +61,8 @@ func newIntEnv(t testing.TB, stream webui.StreamConfig) *intEnv {
 	if err != nil {
 		t.Fatalf("NewServer: %v", err)
 	}
-	return &intEnv{env: &env{t: t, store: store, srv: srv, http: newHTTPServer(t, srv)}, cmds: cmds}
+	hs := newHTTPServer(t, srv)
+	return &intEnv{env: &env{t: t, store: store, srv: srv, http: hs, client: openapitest.Client(t, srv.OpenAPI, hs.Client())}, cmds: cmds}
 }
 
 // appendProbes appends n events of type typ to stream, in one append.
@@ -207,7 +209,7 @@ func openSSE(t testing.TB, e *intEnv, query, lastID string) *sseClient {
 	if lastID != "" {
 		req.Header.Set("Last-Event-ID", lastID)
 	}
-	res, err := e.http.Client().Do(req)
+	res, err := e.client.Do(req)
 	if err != nil {
 		t.Fatalf("open stream: %v", err)
 	}
@@ -474,7 +476,7 @@ func TestLiveStreamsAreBounded(t *testing.T) {
 	deadline := time.Now().Add(5 * time.Second)
 	for {
 		req, _ := http.NewRequest("GET", e.http.URL+"/api/v1/events/stream", nil)
-		res, err := e.http.Client().Do(req)
+		res, err := e.client.Do(req)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"time"
 
 	"berth/domain"
 	"berth/handlers/commands"
@@ -108,7 +109,7 @@ func (s *Server) pauseWebhook(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	return written(w, http.StatusOK, res, WriteResponse{})
+	return s.written(w, r, http.StatusOK, res, WriteResponse{})
 }
 
 func (s *Server) resumeWebhook(w http.ResponseWriter, r *http.Request) error {
@@ -124,7 +125,7 @@ func (s *Server) resumeWebhook(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	return written(w, http.StatusOK, res, WriteResponse{})
+	return s.written(w, r, http.StatusOK, res, WriteResponse{})
 }
 
 func (s *Server) deleteWebhook(w http.ResponseWriter, r *http.Request) error {
@@ -140,7 +141,7 @@ func (s *Server) deleteWebhook(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	return written(w, http.StatusOK, res, WriteResponse{})
+	return s.written(w, r, http.StatusOK, res, WriteResponse{})
 }
 
 // DeliveryPage is the body of GET /api/v1/webhooks/{id}/deliveries.
@@ -215,6 +216,62 @@ func (s *Server) setGitHookSecret(w http.ResponseWriter, r *http.Request) error 
 	}
 	writeJSON(w, status, GitHookSecretResponse{Position: res.Position, App: app, Secret: secret, URL: "/api/v1/hooks/git/" + app})
 	return nil
+}
+
+// GitHookView is the body of GET /api/v1/apps/{app}/hooks/git: the hook's
+// URL and state, never its secret.
+type GitHookView struct {
+	App string `json:"app"`
+	// URL is the path the git host must POST push events to.
+	URL         string    `json:"url"`
+	Configured  bool      `json:"configured"`
+	Enabled     bool      `json:"enabled"`
+	SecretSetAt time.Time `json:"secret_set_at,omitzero"`
+}
+
+func (s *Server) getGitHook(w http.ResponseWriter, r *http.Request) error {
+	cmds, err := s.webhookCommands()
+	if err != nil {
+		return err
+	}
+	app := r.PathValue("app")
+	if _, err := s.deps.Reads.GetApp(r.Context(), app); err != nil {
+		return err
+	}
+	st, err := cmds.GitHook(r.Context(), app)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, GitHookView{App: app, URL: "/api/v1/hooks/git/" + app, Configured: st.Configured, Enabled: st.Enabled, SecretSetAt: st.SecretSetAt})
+	return nil
+}
+
+type gitHookEnabledRequest struct {
+	Enabled *bool `json:"enabled"`
+}
+
+func (s *Server) setGitHookEnabled(w http.ResponseWriter, r *http.Request) error {
+	cmds, err := s.webhookCommands()
+	if err != nil {
+		return err
+	}
+	m, err := s.meta(r)
+	if err != nil {
+		return err
+	}
+	var req gitHookEnabledRequest
+	if err := s.decodeJSON(w, r, &req, true); err != nil {
+		return err
+	}
+	if req.Enabled == nil {
+		return domain.Invalid("enabled", "is required: true deploys on push, false stops it")
+	}
+	app := r.PathValue("app")
+	res, err := cmds.SetGitHookEnabled(r.Context(), m, commands.SetGitHookEnabled{App: app, Enabled: *req.Enabled})
+	if err != nil {
+		return err
+	}
+	return s.written(w, r, http.StatusOK, res, WriteResponse{App: app})
 }
 
 // Git providers of inbound webhooks.
@@ -304,6 +361,12 @@ func (s *Server) inboundGitHook(w http.ResponseWriter, r *http.Request) error {
 	}
 	if event == "ping" {
 		writeJSON(w, http.StatusOK, GitHookResponse{Status: "pong"})
+		return nil
+	}
+	if st, err := cmds.GitHook(r.Context(), app); err != nil {
+		return err
+	} else if !st.Enabled {
+		writeJSON(w, http.StatusAccepted, GitHookResponse{Status: "ignored", Reason: "automatic deployment on push is turned off for this application"})
 		return nil
 	}
 	if event != "push" && event != "Push Hook" {

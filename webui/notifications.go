@@ -189,7 +189,7 @@ func (s *Server) updateChannel(w http.ResponseWriter, r *http.Request) error {
 	if res.StreamVersion > 0 {
 		w.Header().Set("ETag", etag(res.StreamVersion))
 	}
-	return written(w, http.StatusOK, res, WriteResponse{})
+	return s.written(w, r, http.StatusOK, res, WriteResponse{})
 }
 
 func (s *Server) deleteChannel(w http.ResponseWriter, r *http.Request) error {
@@ -205,7 +205,7 @@ func (s *Server) deleteChannel(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	return written(w, http.StatusOK, res, WriteResponse{})
+	return s.written(w, r, http.StatusOK, res, WriteResponse{})
 }
 
 func (s *Server) testChannel(w http.ResponseWriter, r *http.Request) error {

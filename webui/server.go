@@ -112,6 +112,9 @@ type Deps struct {
 	Notifications Notifications
 	// Monitor serves the monitoring samples (webui/monitor.go); 503 when nil.
 	Monitor MonitorReads
+	// Certificates serves the certificate states of GET /api/v1/domains
+	// (503 when nil).
+	Certificates Certificates
 }
 
 // Server is berth's HTTP server. It is an http.Handler; more routes (the
@@ -226,6 +229,7 @@ func (s *Server) registerRoutes() {
 	s.api("PUT /api/v1/apps/{app}/env", s.setEnv)
 	s.api("POST /api/v1/apps/{app}/domains", s.addDomain)
 	s.api("DELETE /api/v1/apps/{app}/domains/{host}", s.removeDomain)
+	s.registerDomains()
 	s.api("POST /api/v1/apps/{app}/stop", s.stopApp)
 	s.api("POST /api/v1/apps/{app}/start", s.startApp)
 	s.api("POST /api/v1/apps/{app}/rollback", s.rollbackApp)

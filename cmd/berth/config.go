@@ -45,6 +45,8 @@ type Config struct {
 	SecureCookies     bool     // --secure-cookies, BERTH_SECURE_COOKIES: mark session cookies Secure
 	TrustProxyHeaders bool     // --trust-proxy-headers, BERTH_TRUST_PROXY_HEADERS: believe X-Forwarded-Proto/-For
 	AllowedOrigins    []string // --allowed-origins, BERTH_ALLOWED_ORIGINS: extra browser origins, comma-separated
+
+	TLS TLSConfig // --acme-email, --acme-storage, --traefik-log, --cert-dir (tls.go)
 }
 
 // DefaultConfig returns the configuration used when no flag or variable is
@@ -72,6 +74,7 @@ func (c *Config) fillDefaults() {
 	if c.MasterKeyFile == "" {
 		c.MasterKeyFile = filepath.Join(c.DataDir, "master.key")
 	}
+	c.TLS.fillDefaults(c.DataDir)
 }
 
 // Validate reports every invalid field, each naming its flag.
@@ -147,6 +150,7 @@ func bindConfig(fs *flag.FlagSet, c *Config, groups flagGroup, getenv func(strin
 		str(&c.TraefikDir, "traefik-dir", "BERTH_TRAEFIK_DIR", "directory of Traefik's dynamic configuration (default: <data-dir>/traefik/dynamic)")
 		str(&c.MasterKeyFile, "master-key-file", "BERTH_MASTER_KEY_FILE", "file holding the master key that wraps data keys (default: <data-dir>/master.key)")
 		str(&c.DataDir, "data-dir", "BERTH_DATA_DIR", "directory for berth's local state")
+		bindTLSFlags(fs, &c.TLS, getenv)
 		if err := bindAuthFlags(fs, c, getenv); err != nil {
 			return err
 		}

@@ -16,6 +16,7 @@ import (
 	"berth/domain"
 	"berth/eventstore"
 	"berth/internal/testenv"
+	"berth/webui/openapitest"
 )
 
 // MustRunMain starts a Main on 127.0.0.1:0 against a fresh test database and
@@ -127,19 +128,33 @@ func TestReadyzReportsRedisDown(t *testing.T) {
 	m := MustRunMain(t, func(m *main.Main) {
 		m.Config.RedisURL = "redis://127.0.0.1:1/0" // nothing listens on port 1
 	})
-	status, body := get(t, m.URL()+"/readyz")
-	if status != http.StatusServiceUnavailable {
-		t.Fatalf("GET /readyz: got %d, want 503", status)
+	// The webui answers the probes as its OpenAPI document says.
+	_, doc := get(t, m.URL()+"/api/v1/openapi.json")
+	client := openapitest.Client(t, func() []byte { return []byte(doc) }, nil)
+	res, err := client.Get(m.URL() + "/readyz")
+	if err != nil {
+		t.Fatalf("GET /readyz: %v", err)
 	}
-	var checks map[string]string
-	if err := json.Unmarshal([]byte(body), &checks); err != nil {
-		t.Fatalf("GET /readyz: body %q: %v", body, err)
+	defer res.Body.Close()
+	if res.StatusCode != http.StatusServiceUnavailable {
+		t.Fatalf("GET /readyz: got %d, want 503", res.StatusCode)
 	}
-	if checks["postgres"] != "ok" || checks["redis"] == "ok" {
-		t.Errorf("/readyz: got %v, want postgres ok and a redis error", checks)
+	var body struct {
+		Status string            `json:"status"`
+		Checks map[string]string `json:"checks"`
 	}
-	if status, _ := get(t, m.URL()+"/healthz"); status != http.StatusOK {
-		t.Errorf("GET /healthz: got %d, want 200", status)
+	if err := json.NewDecoder(res.Body).Decode(&body); err != nil {
+		t.Fatalf("GET /readyz: %v", err)
+	}
+	if body.Status != "not_ready" || body.Checks["postgres"] != "ok" || body.Checks["redis"] == "ok" {
+		t.Errorf("/readyz: got %+v, want not_ready with postgres ok and redis not", body)
+	}
+	res, err = client.Get(m.URL() + "/healthz")
+	if err != nil || res.StatusCode != http.StatusOK {
+		t.Errorf("GET /healthz: got %v %v, want 200", res, err)
+	}
+	if err == nil {
+		res.Body.Close()
 	}
 }
 

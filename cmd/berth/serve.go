@@ -53,6 +53,8 @@ type Main struct {
 	errc    chan error
 	closers []func() error
 	once    sync.Once
+	// ownHealth: Handler serves /healthz and /readyz itself.
+	ownHealth bool
 }
 
 // NewMain returns a Main with the default configuration and a logger that
@@ -125,7 +127,9 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		return err
 	}
 	if m.Handler == nil {
-		m.Handler = handler
+		// The webui answers /healthz and /readyz itself, as its OpenAPI
+		// document describes them.
+		m.Handler, m.ownHealth = handler, handler != nil
 	}
 	runners = append(runners, m.Runners...)
 
@@ -216,6 +220,9 @@ func (m *Main) Close() error {
 }
 
 func (m *Main) routes() http.Handler {
+	if m.ownHealth {
+		return m.Handler
+	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 
 	"berth/domain"
@@ -18,7 +19,14 @@ func wireIntegrations(m *Main, cmds *cmdhandlers.Handler, sealer domain.SecretSe
 	if err != nil {
 		return webui.Integrations{}, Runner{}, err
 	}
-	worker, err := webhooks.New(webhooks.Config{AllowPrivate: m.Config.WebhooksAllowPrivate, Logger: m.Logger}, m.Store, m.Pool, sealer)
+	// An endpoint answering 410 Gone pauses its subscription, as the
+	// system, with the reason in the log.
+	disable := func(ctx context.Context, id, reason string) error {
+		meta := cmdhandlers.Meta{Actor: domain.Actor{Kind: domain.ActorSystem, ID: "webhooks"}}
+		_, err := cmds.PauseWebhook(ctx, meta, cmdhandlers.PauseWebhook{ID: id, Reason: reason})
+		return err
+	}
+	worker, err := webhooks.New(webhooks.Config{AllowPrivate: m.Config.WebhooksAllowPrivate, Logger: m.Logger, Disable: disable}, m.Store, m.Pool, sealer)
 	if err != nil {
 		return webui.Integrations{}, Runner{}, fmt.Errorf("webhook delivery: %w", err)
 	}

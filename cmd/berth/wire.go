@@ -56,7 +56,7 @@ func (m *Main) wire(ctx context.Context) (http.Handler, []Runner, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	cmds, err := cmdhandlers.New(cmdhandlers.Config{Logger: m.Logger, NotificationURLCheck: notifier.CheckURL}, m.Store, sealer)
+	cmds, err := cmdhandlers.New(cmdhandlers.Config{Logger: m.Logger, ACME: cfg.TLS.ACMEEmail != "", NotificationURLCheck: notifier.CheckURL}, m.Store, sealer)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -65,11 +65,15 @@ func (m *Main) wire(ctx context.Context) (http.Handler, []Runner, error) {
 	if err := os.MkdirAll(cfg.TraefikDir, 0o755); err != nil {
 		return nil, nil, fmt.Errorf("--traefik-dir: %w", err)
 	}
-	writer, err := traefik.NewWriter(traefik.WriterConfig{Dir: cfg.TraefikDir})
+	routingCfg, err := cfg.TLS.routing()
+	if err != nil {
+		return nil, nil, fmt.Errorf("--cert-dir: %w", err)
+	}
+	writer, err := traefik.NewWriter(traefik.WriterConfig{Dir: cfg.TraefikDir, Routing: routingCfg})
 	if err != nil {
 		return nil, nil, fmt.Errorf("--traefik-dir: %w", err)
 	}
-	routing, err := projections.NewRouting(projections.RoutingConfig{Writer: writer, Logger: m.Logger})
+	routing, err := projections.NewRouting(projections.RoutingConfig{Writer: writer, Logger: m.Logger, Sealer: sealer})
 	if err != nil {
 		return nil, nil, err
 	}
@@ -110,6 +114,11 @@ func (m *Main) wire(ctx context.Context) (http.Handler, []Runner, error) {
 		Metrics: []webui.MetricsWriter{runner}, Logger: m.Logger, Hub: hub,
 		Auth: guard.Authenticate, Integrations: integ, Notifications: notifications,
 		Monitor: mon, Collectors: []prometheus.Collector{mon},
+		Certificates: webui.CertificateReads{Queries: projections.NewQueries(m.Pool), ACMEEnabled: cfg.TLS.ACMEEmail != ""},
+		Ready: []webui.Check{
+			{Name: "postgres", Check: m.Pool.Ping},
+			{Name: "redis", Check: func(ctx context.Context) error { return m.Redis.Ping(ctx).Err() }},
+		},
 	})
 	if err != nil {
 		return nil, nil, err
@@ -133,6 +142,11 @@ func (m *Main) wire(ctx context.Context) (http.Handler, []Runner, error) {
 	runners = append(runners, authRunners...)
 	runners = append(runners, deliveries, sending)
 	runners = append(runners, sampling...)
+	certs, err := wireCertificates(m)
+	if err != nil {
+		return nil, nil, err
+	}
+	runners = append(runners, certs...)
 	return srv, runners, nil
 }
 

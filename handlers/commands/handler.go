@@ -26,6 +26,9 @@ import (
 type Config struct {
 	// AllowWildcardHosts lets routes use a "*.example.com" host.
 	AllowWildcardHosts bool
+	// ACME says an ACME resolver (Let's Encrypt) is configured. Without it
+	// a route may ask for HTTPS only with an uploaded certificate.
+	ACME bool
 	// Logger receives debug logs of retries; nil means slog.Default().
 	Logger *slog.Logger
 	// AppCacheSize is how many rebuilt applications are kept in memory so a
