@@ -228,3 +228,22 @@ func TestOneSenderPerChannelAcrossWorkers(t *testing.T) {
 		}
 	}
 }
+
+func TestDeliveriesAreAppendOnly(t *testing.T) {
+	t.Parallel()
+	pool := testenv.Postgres(t)
+	ctx := context.Background()
+	if _, err := pool.Exec(ctx, `INSERT INTO notification_deliveries (channel_id, event_id, position, event_type, attempt, outcome)
+VALUES ('c', 'e', 1, 'deployment.failed', 1, 'sent')`); err != nil {
+		t.Fatal(err)
+	}
+	for _, q := range []string{
+		`UPDATE notification_deliveries SET outcome = 'failed'`,
+		`DELETE FROM notification_deliveries`,
+		`TRUNCATE notification_deliveries`,
+	} {
+		if _, err := pool.Exec(ctx, q); err == nil || !strings.Contains(err.Error(), "append-only") {
+			t.Errorf("%s: got %v, want it refused", q, err)
+		}
+	}
+}
