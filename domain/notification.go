@@ -57,7 +57,8 @@ func RuleEventTypes(rule string) []string {
 	case RuleDeploymentCancelled:
 		return []string{EventDeploymentCancelled}
 	case RuleThresholdCrossed:
-		return []string{EventThresholdCrossed}
+		// A crossing, and its end.
+		return []string{EventThresholdCrossed, EventThresholdCleared}
 	case RuleCertificateFailing:
 		return []string{EventCertificateFailed}
 	}
