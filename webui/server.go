@@ -107,14 +107,14 @@ type Deps struct {
 	Integrations Integrations
 	// Hub serves the live socket GET /api/v1/ws (503 when nil).
 	Hub *Hub
+	// Certificates serves the certificate states of GET /api/v1/domains
+	// (503 when nil).
+	Certificates Certificates
 	// Notifications are the ports of the notification endpoints
 	// (webui/notifications.go); absent ports answer 503.
 	Notifications Notifications
 	// Monitor serves the monitoring samples (webui/monitor.go); 503 when nil.
 	Monitor MonitorReads
-	// Certificates serves the certificate states of GET /api/v1/domains
-	// (503 when nil).
-	Certificates Certificates
 }
 
 // Server is berth's HTTP server. It is an http.Handler; more routes (the
@@ -226,6 +226,7 @@ func (s *Server) registerRoutes() {
 	s.api("GET /api/v1/apps/{app}", s.getApp)
 	s.api("PATCH /api/v1/apps/{app}", s.updateApp)
 	s.api("DELETE /api/v1/apps/{app}", s.deleteApp)
+	s.api("DELETE /api/v1/projects/{name}", s.deleteProject)
 	s.api("PUT /api/v1/apps/{app}/env", s.setEnv)
 	s.api("POST /api/v1/apps/{app}/domains", s.addDomain)
 	s.api("DELETE /api/v1/apps/{app}/domains/{host}", s.removeDomain)
@@ -243,6 +244,7 @@ func (s *Server) registerRoutes() {
 	s.registerIntegrations()
 	s.registerNotifications()
 	s.registerMonitoring()
+	s.registerRegistries()
 
 	s.api("GET /api/v1/ws", s.websocket)
 }
