@@ -92,6 +92,16 @@ func suites() []suite {
 		{"push", func(ctx context.Context, c config, out io.Writer) error {
 			return bench.RunPush(ctx, c.databaseURL, out)
 		}},
+		{"notify", func(ctx context.Context, c config, out io.Writer) error {
+			return bench.RunNotify(ctx, c.databaseURL, out)
+		}},
+		{"metrics", func(ctx context.Context, c config, out io.Writer) error {
+			dir, err := os.Getwd() // inside the module: the suite builds ./cmd/berth
+			if err != nil {
+				return err
+			}
+			return bench.RunMetrics(ctx, dir, c.databaseURL, c.redisURL, out)
+		}},
 		{"rss", func(ctx context.Context, c config, out io.Writer) error {
 			dir, err := os.Getwd() // inside the module: the suite builds ./cmd/berth
 			if err != nil {

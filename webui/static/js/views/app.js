@@ -109,6 +109,7 @@ export function appView(el, ui, name) {
       h('div', {}, h('h1', {}, a.name, ' ', badge(a.status)),
         h('p', { class: 'sub' }, `Project ${a.project} · version ${a.stream_version} · updated ${ago(a.updated_at)} · `,
           h('a', { href: `#/audit?app=${enc(a.name)}` }, 'history'), ' · ',
+          h('a', { href: `#/monitoring?app=${enc(a.name)}` }, 'metrics'), ' · ',
           h('a', { href: `#/apps/${enc(a.name)}/at/${a.position}` }, 'as of now'))),
       actions);
   }
