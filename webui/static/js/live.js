@@ -37,9 +37,19 @@ export class Live {
     });
   }
 
+  // pause closes the socket and stops reconnecting (signed out: the server
+  // would refuse it) until restart.
+  pause() {
+    this.closed = true;
+    clearTimeout(this.timer);
+    if (this.ws) this.ws.close();
+    this.ws = null;
+  }
+
   // restart reconnects now (after signing in, the socket carries the new
   // session cookie).
   restart() {
+    this.closed = false;
     clearTimeout(this.timer);
     const old = this.ws;
     this.retry = 0;

@@ -7,6 +7,7 @@ import { appView, appAsOf } from './views/app.js';
 import { deploymentView } from './views/deployment.js';
 import { auditView } from './views/audit.js';
 import { loginView, setupView } from './views/login.js';
+import { usersView, tokensView, webhooksView } from './views/admin.js';
 
 const view = document.getElementById('view');
 const liveEl = document.getElementById('live');
@@ -47,6 +48,9 @@ const routes = [
   [/^#\/apps\/([^/?]+)$/, (m) => (el, u) => appView(el, u, decodeURIComponent(m[1]))],
   [/^#\/deployments\/([^/?]+)$/, (m) => (el, u) => deploymentView(el, u, decodeURIComponent(m[1]))],
   [/^#\/audit(\?.*)?$/, (m) => (el, u) => auditView(el, u, new URLSearchParams((m[1] || '').slice(1)))],
+  [/^#\/users$/, () => usersView],
+  [/^#\/tokens$/, () => tokensView],
+  [/^#\/webhooks$/, () => webhooksView],
   [/^#\/login$/, () => loginView],
   [/^#setup=([A-Za-z0-9_-]+)$/, (m) => (el, u) => setupView(el, u, m[1])],
 ];
@@ -62,7 +66,11 @@ function route() {
     const m = hash.match(re);
     if (m) { render = make(m); break; }
   }
-  const section = hash.startsWith('#/audit') ? 'audit' : 'dashboard';
+  const section = ['audit', 'users', 'tokens', 'webhooks'].find((s) => hash.startsWith(`#/${s}`)) || 'dashboard';
+  // Signed-out pages have no live socket to speak of.
+  const signedOut = hash.startsWith('#/login') || hash.startsWith('#setup=');
+  liveEl.hidden = signedOut;
+  if (signedOut) live.pause();
   for (const a of document.querySelectorAll('[data-nav]')) {
     if (a.dataset.nav === section) a.setAttribute('aria-current', 'page');
     else a.removeAttribute('aria-current');
