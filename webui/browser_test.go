@@ -16,6 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/cdp"
+	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/chromedp"
 	"github.com/google/uuid"
 
@@ -366,8 +368,8 @@ func TestBrowserCreateDeployCancel(t *testing.T) {
 			run(t, c, fmt.Sprintf("%s at %d px", pg.hash, w),
 				chromedp.Navigate(base+"/"+pg.hash),
 				waitFor(pg.ready),
-				waitFor(`document.documentElement.scrollWidth <= window.innerWidth + 1`),
 			)
+			fitsWidth(t, c, fmt.Sprintf("%s at %d px", pg.hash, w))
 		}
 		screenshot(t, c, fmt.Sprintf("app-%dpx", w))
 	}
@@ -573,8 +575,8 @@ func TestBrowserServeWithAccounts(t *testing.T) {
 				chromedp.Navigate(base+"/"+pg),
 				waitFor(`document.querySelector('#live')?.dataset.state === 'live'`),
 				waitFor(`document.querySelector('main h1') !== null && !document.querySelector('main').textContent.includes('Loading…')`),
-				waitFor(`document.documentElement.scrollWidth <= window.innerWidth + 1`),
 			)
+			fitsWidth(t, c, fmt.Sprintf("%s at %d px", pg, w))
 		}
 		if w == 420 {
 			shot(t, c, "phone")
@@ -582,18 +584,27 @@ func TestBrowserServeWithAccounts(t *testing.T) {
 	}
 	run(t, ctx, "back to the desktop viewport", chromedp.EmulateViewport(1280, 900))
 
-	// Signed out: the login page never says "reconnecting…".
+	// Signed out: the login page never says "reconnecting…", from its
+	// first paint on (the watcher is installed before any script runs).
+	watch := func(ctx context.Context, tg *chromedp.Target) (chromedp.Void, error) {
+		_, err := cdp.Call(ctx, tg, page.AddScriptToEvaluateOnNewDocument, page.AddScriptToEvaluateOnNewDocumentParams{Source: `
+			window.__sawReconnecting = false;
+			new MutationObserver(() => {
+				const l = document.getElementById('live');
+				if (l && !l.hidden && l.textContent.includes('reconnecting')) window.__sawReconnecting = true;
+			}).observe(document, { childList: true, characterData: true, subtree: true, attributes: true });`})
+		return chromedp.Void{}, err
+	}
 	run(t, ctx, "sign out",
 		chromedp.Navigate(base+"/#/"),
 		waitFor(`document.querySelector('#who button') !== null`),
-		chromedp.Evaluate[chromedp.Void](`window.__sawReconnecting = false;
-			new MutationObserver(() => { if (document.querySelector('#live').textContent.includes('reconnecting')) window.__sawReconnecting = true; })
-				.observe(document.querySelector('#live'), { childList: true, characterData: true, subtree: true });`),
-		clickLive(`#who button`),
-		waitFor(`location.hash === '#/login' && document.querySelector('#login-user') !== null`),
+		watch,
+		chromedp.Evaluate[chromedp.Void](`setTimeout(() => document.querySelector('#who button').click(), 0)`),
 	)
-	time.Sleep(2 * time.Second) // long enough for the socket's first reconnect attempts
-	if v := value(t, ctx, "check the live indicator", chromedp.Evaluate[bool](`window.__sawReconnecting || (!document.querySelector('#live').hidden && document.querySelector('#live').textContent.includes('reconnecting'))`)); v {
+	time.Sleep(time.Second) // the page reloads
+	run(t, ctx, "the login page", waitFor(`location.hash === '#/login' && document.querySelector('#login-user') !== null`))
+	time.Sleep(2 * time.Second) // long enough for a socket's reconnect attempts
+	if v := value(t, ctx, "check the live indicator", chromedp.Evaluate[bool](`window.__sawReconnecting`)); v {
 		t.Error("the signed-out page said reconnecting…")
 	}
 	shot(t, ctx, "login")
@@ -627,4 +638,18 @@ func (s *lockedBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
+}
+
+// fitsWidth fails when the page scrolls sideways, naming the elements that
+// stick out.
+func fitsWidth(t *testing.T, ctx context.Context, what string) {
+	t.Helper()
+	if err := chromedp.Do(ctx, chromedp.Poll[chromedp.Void](`document.documentElement.scrollWidth <= window.innerWidth + 1`,
+		chromedp.WithPollingTimeout(3*time.Second), chromedp.WithPollingInterval(50*time.Millisecond))); err == nil {
+		return
+	}
+	wide := value(t, ctx, "find what sticks out", chromedp.Evaluate[string](`[...document.querySelectorAll('body *')]
+		.filter(e => e.getBoundingClientRect().right > window.innerWidth + 1)
+		.slice(-8).map(e => e.tagName + (e.id ? '#' + e.id : '') + '.' + [...e.classList].join('.') + ' right=' + Math.round(e.getBoundingClientRect().right)).join('; ')`))
+	t.Fatalf("%s: the page is wider than the window (%s)", what, wide)
 }

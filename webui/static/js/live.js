@@ -5,13 +5,13 @@ import { lastWrite } from './api.js';
 // reconnect or when the server says the page fell behind ("resync"),
 // subscribes again from there so nothing is missed.
 export class Live {
-  constructor(onState) {
+  constructor(onState, { paused = false } = {}) {
     this.topics = new Map(); // topic -> {after, handlers: Set}
     this.onState = onState || (() => {});
     this.retry = 0;
     this.ws = null;
-    this.closed = false;
-    this.connect();
+    this.closed = paused;
+    if (!paused) this.connect();
   }
 
   connect() {

@@ -13,10 +13,14 @@ const view = document.getElementById('view');
 const liveEl = document.getElementById('live');
 const LIVE_TEXT = { live: 'live', connecting: 'connecting…', reconnecting: 'reconnecting…' };
 
+// Signed-out pages (login, setup) open no socket: the server would refuse
+// it, and the page would say "reconnecting…" for nothing.
+const signedOutHash = () => location.hash.startsWith('#/login') || location.hash.startsWith('#setup=');
+liveEl.hidden = signedOutHash();
 const live = new Live((state) => {
   liveEl.dataset.state = state;
   liveEl.textContent = LIVE_TEXT[state] || state;
-});
+}, { paused: signedOutHash() });
 
 // ui is what every view gets: the socket, navigation and dialogs.
 const ui = {
@@ -68,7 +72,7 @@ function route() {
   }
   const section = ['audit', 'users', 'tokens', 'webhooks'].find((s) => hash.startsWith(`#/${s}`)) || 'dashboard';
   // Signed-out pages have no live socket to speak of.
-  const signedOut = hash.startsWith('#/login') || hash.startsWith('#setup=');
+  const signedOut = signedOutHash();
   liveEl.hidden = signedOut;
   if (signedOut) live.pause();
   for (const a of document.querySelectorAll('[data-nav]')) {

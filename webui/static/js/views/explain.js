@@ -6,10 +6,10 @@ const rules = [
     `health check failed: the app did not answer on port ${port || 'its configured port'}; it may listen on another port, or take longer to start than the health check waits`],
   [/health/i, /status (\d{3})|answered (\d{3})|HTTP (\d{3})/i, (d, port, m) =>
     `health check failed: the app answered ${m[1] || m[2] || m[3]} on port ${port || 'its port'}; the health check path must answer 2xx`],
+  [/pull|image|source/i, /(image .*not on this Docker host|pull access denied|manifest unknown|no such image|repository does not exist)/i, () => 'could not get the image: it is not on this Docker host and could not be pulled (check its name and tag)'],
   [/fetch|source|git/i, /could not resolve host|resolve/i, () => 'could not fetch the source: the git host could not be resolved (check the repository URL)'],
   [/fetch|source|git/i, /(authentication|could not read Username|403|401|permission denied)/i, () => 'could not fetch the source: the git host refused access (a private repository needs credentials)'],
-  [/fetch|source|git/i, /(couldn't find remote ref|not found|unknown revision|did not match)/i, () => 'could not fetch the source: the branch, tag or commit does not exist in the repository'],
-  [/pull|image|source/i, /(pull access denied|manifest unknown|not found|no such host|repository does not exist|no such image)/i, () => 'could not get the image: it does not exist on this Docker host and could not be pulled (check its name and tag)'],
+  [/fetch|source|git/i, /(couldn't find remote ref|remote branch .* not found|unknown revision|did not match)/i, () => 'could not fetch the source: the branch, tag or commit does not exist in the repository'],
   [/build/i, /./, () => 'the image build failed: the last lines of the build log below say why'],
   [/start|container|run/i, /(port is already allocated|address already in use)/i, () => 'the container could not start: its port is already taken on this host'],
   [/start|container|run/i, /./, () => 'the container could not start or exited at once: its output below says why'],
