@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -401,7 +402,7 @@ func TestBrowserServeWithAccounts(t *testing.T) {
 	var logs lockedBuffer
 	serve := exec.Command(bin, "serve", "--database-url", testenv.PostgresURL(t), "--redis-url", testenv.RedisURL(t),
 		"--listen", addr, "--data-dir", filepath.Join(dir, "data"), "--deploy-host", testenv.RandomName("ui"),
-		"--docker-network", testenv.RandomName("ui"), "--log-level", "info")
+		"--docker-network", testenv.RandomName("ui"), "--log-level", "info", "--webhooks-allow-private")
 	serve.Stdout, serve.Stderr = &logs, &logs
 	if err := serve.Start(); err != nil {
 		t.Fatal(err)
@@ -546,19 +547,44 @@ func TestBrowserServeWithAccounts(t *testing.T) {
 		t.Fatalf("a revoked token: got %v %v, want 401", res, err)
 	}
 
-	// Outbound webhooks: create (secret once), deliveries, pause, resume.
+	// Outbound webhooks: create (secret once), see its deliveries, pause,
+	// resume. The receiver is a local endpoint that accepts everything.
+	var received sync.WaitGroup
+	received.Add(1)
+	var once sync.Once
+	receiver := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		once.Do(received.Done)
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	t.Cleanup(receiver.Close)
 	run(t, ctx, "webhooks",
 		chromedp.Navigate(base+"/#/webhooks"),
 		chromedp.WaitVisible(chromedp.CSS(`#webhook-form`)),
-		chromedp.SendKeys(chromedp.CSS(`#webhook-form input[name="url"]`), "https://hooks.example.com/berth"),
-		chromedp.SendKeys(chromedp.CSS(`#webhook-form input[name="types"]`), "deployment.*"),
+		chromedp.SendKeys(chromedp.CSS(`#webhook-form input[name="url"]`), receiver.URL+"/berth"),
+		chromedp.SendKeys(chromedp.CSS(`#webhook-form input[name="types"]`), "token.*"),
 		chromedp.Click(chromedp.CSS(`#webhook-form button[type="submit"]`)),
 		waitFor(`document.querySelector('#webhook-secret')?.value.startsWith('whsec_')`),
 		waitFor(`document.querySelector('#webhooks .hook')?.dataset.status === 'active'`),
+	)
+	// An event it subscribes to: a token created from the tokens screen.
+	run(t, ctx, "another token",
+		chromedp.Navigate(base+"/#/tokens"),
+		chromedp.WaitVisible(chromedp.CSS(`#token-form`)),
+		chromedp.SendKeys(chromedp.CSS(`#token-form input[name="name"]`), "deploy-bot"),
+		chromedp.Click(chromedp.CSS(`#token-form button[type="submit"]`)),
+		waitFor(`document.querySelector('#token-secret')?.value.length > 20`),
+	)
+	received.Wait()
+	run(t, ctx, "the delivery, pause",
+		chromedp.Navigate(base+"/#/webhooks"),
+		waitFor(`document.querySelector('#webhooks .hook')?.dataset.status === 'active'`),
+		clickLive(`#webhooks .hook summary`),
+		waitFor(`[...document.querySelectorAll('#webhooks .deliveries tbody tr')].some(r => r.textContent.includes('token.created') && r.textContent.includes('delivered'))`),
 		clickLive(`#webhooks .hook [data-action="pause"]`),
 		waitFor(`document.querySelector('#webhooks .hook')?.dataset.status === 'paused'`),
+		waitFor(`document.querySelector('#webhooks .hook .warn-text')?.textContent.includes('paused from the UI')`),
 		clickLive(`#webhooks .hook summary`),
-		waitFor(`document.querySelector('#webhooks .hook details p, #webhooks .hook details table') !== null`),
+		waitFor(`document.querySelectorAll('#webhooks .deliveries tbody tr').length > 0`),
 	)
 	shot(t, ctx, "webhooks")
 	run(t, ctx, "resume the webhook",

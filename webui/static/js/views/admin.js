@@ -141,7 +141,7 @@ export function webhooksView(el, ui) {
       return h('li', { class: 'hook', dataset: { webhook: w.id, status: w.status } },
         h('div', { class: 'toolbar' },
           h('div', {}, h('div', { class: 'mono' }, w.url),
-            h('div', { class: 'meta' }, `${(w.types && w.types.length) ? w.types.join(', ') : 'every event'}${w.description ? ' · ' + w.description : ''} · created ${ago(w.created_at)} · delivered up to event #${w.cursor}`),
+            h('div', { class: 'meta' }, `${(w.types && w.types.length) ? w.types.join(', ') : 'every event'}${w.description ? ' · ' + w.description : ''} · created ${ago(w.created_at)} · ${w.cursor ? `delivered up to event #${w.cursor}` : 'nothing delivered yet'}`),
             w.status === 'paused' && w.paused_reason ? h('div', { class: 'meta warn-text' }, `Paused: ${w.paused_reason}`) : null),
           h('div', { class: 'actions' },
             h('span', { class: 'badge', dataset: { status: w.status === 'active' ? 'succeeded' : 'stopped' } }, w.status),
