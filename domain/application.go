@@ -262,6 +262,13 @@ func (a *Application) apply(data any) error {
 		a.config.Domains = append(slices.Clone(a.config.Domains), d.Route)
 	case AppDomainRemoved:
 		a.config.Domains = slices.DeleteFunc(slices.Clone(a.config.Domains), func(r Route) bool { return r.Host == d.Host })
+	case AppDomainChanged:
+		a.config.Domains = slices.Clone(a.config.Domains)
+		for i, r := range a.config.Domains {
+			if r.Host == d.Route.Host {
+				a.config.Domains[i] = d.Route
+			}
+		}
 	case AppStopRequested:
 		a.status = AppStatusStopped
 	case AppStartRequested:
@@ -458,7 +465,7 @@ func (a *Application) AddDomain(r Route, host *Host, allowWildcard bool) ([]Even
 	}
 	for _, o := range a.config.Domains {
 		if o.Host == r.Host {
-			if o == r {
+			if o.Equal(r) {
 				return nil, nil
 			}
 			return nil, fmt.Errorf("host %s is already routed by %s with other settings, remove it first: %w", r.Host, a.name, ErrConflict)

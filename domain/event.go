@@ -59,6 +59,12 @@ func DecodeEvent(e RecordedEvent) (any, error) {
 		return decode[AppDeleted](e)
 	case EventAppRemoved:
 		return decode[AppRemoved](e)
+	case EventAppDomainChanged:
+		return decode[AppDomainChanged](e)
+	case EventCertificateIssued:
+		return decode[CertificateIssued](e)
+	case EventCertificateFailed:
+		return decode[CertificateFailed](e)
 	case EventHostClaimed:
 		return decode[HostClaimed](e)
 	case EventHostReleased:

@@ -37,6 +37,7 @@ const (
 	EventAppEnvSet         = "app.env_set"
 	EventAppDomainAdded    = "app.domain_added"
 	EventAppDomainRemoved  = "app.domain_removed"
+	EventAppDomainChanged  = "app.domain_changed"
 	EventAppStopRequested  = "app.stop_requested"
 	EventAppStopped        = "app.stopped"
 	EventAppStartRequested = "app.start_requested"
@@ -46,6 +47,9 @@ const (
 
 	EventHostClaimed  = "host.claimed"
 	EventHostReleased = "host.released"
+
+	EventCertificateIssued = "domain.certificate_issued"
+	EventCertificateFailed = "domain.certificate_failed"
 
 	EventDeploymentRequested        = "deployment.requested"
 	EventDeploymentQueued           = "deployment.queued"

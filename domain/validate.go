@@ -859,7 +859,7 @@ func (rt Route) Normalize(prefix string, allowWildcard bool) (Route, error) {
 			return Route{}, err
 		}
 	}
-	return rt, nil
+	return rt.checkOptions(prefix)
 }
 
 // ValidateEnv checks an environment set under prefix: POSIX keys, each once,

@@ -231,6 +231,8 @@ func keysOf(data any) (app, deployment string) {
 		return d.App, ""
 	case domain.AppDomainRemoved:
 		return d.App, ""
+	case domain.AppDomainChanged:
+		return d.App, ""
 	case domain.AppStopRequested:
 		return d.App, ""
 	case domain.AppStopped:
@@ -387,6 +389,8 @@ func (m *Model) applyApp(a *App, data any) {
 		m.addDomain(a, d.Route)
 	case domain.AppDomainRemoved:
 		m.removeDomain(a, d.Host)
+	case domain.AppDomainChanged:
+		m.addDomain(a, d.Route)
 	case domain.AppStopRequested:
 		a.DesiredStatus = domain.AppStatusStopped
 	case domain.AppStartRequested:

@@ -24,6 +24,11 @@ type RoutingConfig struct {
 	Writer *traefik.Writer
 	// Logger receives applications whose routes are rejected (slog.Default()).
 	Logger *slog.Logger
+	// Sealer opens the sealed private keys of uploaded certificates, which
+	// are decrypted only to be written to Traefik's key files (mode 0600).
+	// Nil: routes with an uploaded certificate fall back to ACME (or plain
+	// HTTP without it), logged.
+	Sealer domain.SecretSealer
 }
 
 // Routing is the projection that keeps the Traefik directory in step with
@@ -34,9 +39,10 @@ type RoutingConfig struct {
 // switch touches. An application whose routes fail validation keeps no new
 // file (Traefik never sees an invalid host); the failure is logged.
 type Routing struct {
-	w     *traefik.Writer
-	log   *slog.Logger
-	model *Model
+	w      *traefik.Writer
+	log    *slog.Logger
+	sealer domain.SecretSealer
+	model  *Model
 }
 
 var _ Projection = (*Routing)(nil)
@@ -49,7 +55,7 @@ func NewRouting(cfg RoutingConfig) (*Routing, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	return &Routing{w: cfg.Writer, log: cfg.Logger}, nil
+	return &Routing{w: cfg.Writer, log: cfg.Logger, sealer: cfg.Sealer}, nil
 }
 
 // Name returns RoutingName.
@@ -74,7 +80,7 @@ func (r *Routing) Start(ctx context.Context, pool *pgxpool.Pool) (int64, error) 
 	apps := make([]traefik.App, 0, len(m.Apps))
 	for _, name := range slices.Sorted(maps.Keys(m.Apps)) {
 		if a := m.Apps[name]; a.Status != AppDeleted {
-			apps = append(apps, r.valid(a))
+			apps = append(apps, r.valid(ctx, a))
 		}
 	}
 	if err := r.w.Reconcile(apps); err != nil {
@@ -100,7 +106,7 @@ func (r *Routing) Apply(ctx context.Context, _ pgx.Tx, events []domain.RecordedE
 	for _, e := range events {
 		r.model.Apply(e)
 		switch e.Type {
-		case domain.EventAppDomainAdded, domain.EventAppDomainRemoved, domain.EventAppDeleted,
+		case domain.EventAppDomainAdded, domain.EventAppDomainRemoved, domain.EventAppDomainChanged, domain.EventAppDeleted,
 			domain.EventAppStopped, domain.EventAppStarted, domain.EventDeploymentTrafficSwitched:
 			if app, _ := Keys(e); app != "" && !slices.Contains(touched, app) {
 				touched = append(touched, app)
@@ -116,7 +122,7 @@ func (r *Routing) Apply(ctx context.Context, _ pgx.Tx, events []domain.RecordedE
 		if a == nil || a.Status == AppDeleted {
 			err = r.w.Remove(name)
 		} else {
-			err = r.w.Put(r.valid(a))
+			err = r.w.Put(r.valid(ctx, a))
 		}
 		if errors.Is(err, domain.ErrInvalid) {
 			r.log.Warn("routing: application's routes rejected; file left as it was", "app", name, "err", err)
@@ -132,12 +138,47 @@ func (r *Routing) Apply(ctx context.Context, _ pgx.Tx, events []domain.RecordedE
 // valid returns a's routing without the routes the Traefik builder rejects,
 // logging them: the application's other hosts keep working, and a hostile
 // host never reaches a file.
-func (r *Routing) valid(a *App) traefik.App {
+func (r *Routing) valid(ctx context.Context, a *App) traefik.App {
 	t, errs := routable(a)
 	for _, err := range errs {
 		r.log.Warn("routing: route rejected", "app", a.Name, "err", err)
 	}
+	r.openKeys(ctx, a, &t)
 	return t
+}
+
+// openKeys fills in the private keys of t's uploaded certificates from
+// a's sealed ones. A key that cannot be opened (no sealer, the
+// application's key shredded) drops the certificate: the route falls back
+// to ACME, or plain HTTP without it, and the reason is logged.
+func (r *Routing) openKeys(ctx context.Context, a *App, t *traefik.App) {
+	for i := range t.Routes {
+		rt := &t.Routes[i]
+		if rt.Certificate == nil {
+			continue
+		}
+		var sealed []byte
+		for _, d := range a.Config.Domains {
+			if d.Host == rt.Host && d.Certificate != nil {
+				sealed = d.Certificate.SealedKey
+			}
+		}
+		var key []byte
+		err := fmt.Errorf("no sealer: %w", domain.ErrInvalid)
+		if r.sealer != nil && len(sealed) > 0 {
+			key, err = r.sealer.Open(ctx, a.Name, sealed)
+		}
+		if err != nil {
+			r.log.Warn("routing: uploaded certificate's key cannot be opened; the route goes without it", "app", a.Name, "host", rt.Host, "err", err)
+			c := *rt
+			c.Certificate = nil
+			*rt = c
+			continue
+		}
+		c := *rt.Certificate
+		c.KeyPEM = key
+		rt.Certificate = &c
+	}
 }
 
 // routable returns a's routing without the routes the Traefik builder
@@ -178,7 +219,20 @@ func traefikApp(a *App) traefik.App {
 		return t
 	}
 	for _, r := range a.Config.Domains {
-		t.Routes = append(t.Routes, traefik.Route{Host: r.Host, PathPrefix: r.PathPrefix, HTTPS: r.HTTPS, Port: r.Port})
+		t.Routes = append(t.Routes, TraefikRoute(r))
+	}
+	return t
+}
+
+// TraefikRoute is the Traefik builder's view of route r; an uploaded
+// certificate comes without its key (Routing opens it only to write it).
+func TraefikRoute(r domain.Route) traefik.Route {
+	t := traefik.Route{Host: r.Host, PathPrefix: r.PathPrefix, HTTPS: r.HTTPS, Port: r.Port, RedirectTo: r.RedirectTo}
+	for _, u := range r.BasicAuth {
+		t.BasicAuth = append(t.BasicAuth, u.Username+":"+u.Hash)
+	}
+	if c := r.Certificate; c != nil {
+		t.Certificate = &traefik.Certificate{Fingerprint: c.Fingerprint, ChainPEM: []byte(c.ChainPEM)}
 	}
 	return t
 }

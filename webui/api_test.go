@@ -39,7 +39,7 @@ func TestProjectsAndApps(t *testing.T) {
 		"source":  map[string]any{"image": "example/web:1"},
 		"runtime": map[string]any{"port": 8080},
 		"env":     []map[string]any{{"key": "MODE", "value": "prod"}, {"key": "TOKEN", "value": secret, "secret": true}},
-		"domains": []map[string]any{{"host": "Shop.Example.com", "https": true}},
+		"domains": []map[string]any{{"host": "Shop.Example.com"}},
 	})
 	if r.header.Get("Location") != "/api/v1/apps/web" {
 		t.Fatalf("got Location %q, want /api/v1/apps/web", r.header.Get("Location"))

@@ -35,7 +35,7 @@ func RouteAccess(pattern string) (Access, bool) {
 		"GET /api/v1/apps", "GET /api/v1/apps/{app}", "GET /api/v1/apps/{app}/logs",
 		"GET /api/v1/apps/{app}/deployments", "GET /api/v1/apps/{app}/hooks/git",
 		"GET /api/v1/deployments/{id}", "GET /api/v1/deployments/{id}/logs",
-		"GET /api/v1/ws",
+		"GET /api/v1/ws", "GET /api/v1/domains",
 		"GET /api/v1/session", "POST /api/v1/logout":
 		return Access{Role: domain.RoleAuditor}, true
 
@@ -51,6 +51,7 @@ func RouteAccess(pattern string) (Access, bool) {
 		"POST /api/v1/apps", "PATCH /api/v1/apps/{app}", "DELETE /api/v1/apps/{app}",
 		"PUT /api/v1/apps/{app}/env",
 		"POST /api/v1/apps/{app}/domains", "DELETE /api/v1/apps/{app}/domains/{host}",
+		"PUT /api/v1/apps/{app}/domains/{host}/certificate", "DELETE /api/v1/apps/{app}/domains/{host}/certificate",
 		"POST /api/v1/apps/{app}/stop", "POST /api/v1/apps/{app}/start", "POST /api/v1/apps/{app}/rollback",
 		"POST /api/v1/apps/{app}/deployments", "POST /api/v1/deployments/{id}/cancel",
 		"POST /api/v1/apps/{app}/hooks/git/secret", "PUT /api/v1/apps/{app}/hooks/git":
@@ -63,7 +64,7 @@ func RouteAccess(pattern string) (Access, bool) {
 		"POST /api/v1/webhooks/{id}/pause", "POST /api/v1/webhooks/{id}/resume":
 		return Access{Role: domain.RoleAdmin}, true
 	}
-	return Access{}, false
+	return notificationRouteAccess(pattern)
 }
 
 // authOpenAPIDocument describes the Guard's endpoints (login, logout,

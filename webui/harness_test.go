@@ -40,21 +40,28 @@ type env struct {
 
 func newEnv(t testing.TB, cfg webui.ServerConfig, mutate ...func(*webui.Deps)) *env {
 	t.Helper()
+	return newEnvCommands(t, commands.Config{}, cfg, mutate...)
+}
+
+// newEnvCommands is newEnv with the command handlers' configuration.
+func newEnvCommands(t testing.TB, cc commands.Config, cfg webui.ServerConfig, mutate ...func(*webui.Deps)) *env {
+	t.Helper()
 	pool := testenv.Postgres(t)
 	store, err := eventstore.NewPostgres(eventstore.PostgresConfig{}, pool)
 	if err != nil {
 		t.Fatalf("NewPostgres: %v", err)
 	}
 	t.Cleanup(store.Close)
-	cmds, err := commands.New(commands.Config{}, store, newSealer(t))
+	cmds, err := commands.New(cc, store, newSealer(t))
 	if err != nil {
 		t.Fatalf("commands.New: %v", err)
 	}
 	reads := &foldReads{store: store}
 	deps := webui.Deps{
-		Commands: cmds,
-		Reads:    reads,
-		Queue:    reads,
+		Certificates: webui.CertificateReads{Queries: projections.NewQueries(pool), ACMEEnabled: cc.ACME},
+		Commands:     cmds,
+		Reads:        reads,
+		Queue:        reads,
 		Ready: []webui.Check{
 			{Name: "postgres", Check: pool.Ping},
 			{Name: "redis", Check: func(ctx context.Context) error { return testenv.Redis(t).Ping(ctx).Err() }},

@@ -23,6 +23,8 @@ type Commands interface {
 	SetEnv(ctx context.Context, m commands.Meta, c commands.SetEnv) (commands.Result, error)
 	AddDomain(ctx context.Context, m commands.Meta, c commands.AddDomain) (commands.Result, error)
 	RemoveDomain(ctx context.Context, m commands.Meta, c commands.RemoveDomain) (commands.Result, error)
+	SetDomainCertificate(ctx context.Context, m commands.Meta, c commands.SetDomainCertificate) (commands.Result, error)
+	RemoveDomainCertificate(ctx context.Context, m commands.Meta, c commands.RemoveDomainCertificate) (commands.Result, error)
 	DeleteApp(ctx context.Context, m commands.Meta, c commands.DeleteApp) (commands.Result, error)
 	StopApp(ctx context.Context, m commands.Meta, c commands.StopApp) (commands.Result, error)
 	StartApp(ctx context.Context, m commands.Meta, c commands.StartApp) (commands.Result, error)

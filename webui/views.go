@@ -38,10 +38,31 @@ func scrubApp(a projections.App) projections.App {
 		env = append(env, e)
 	}
 	a.Config.Env = env
-	if a.Config.Domains == nil {
-		a.Config.Domains = []domain.Route{}
-	}
+	a.Config.Domains = publicRoutes(a.Config.Domains)
 	return a
+}
+
+// publicRoutes returns routes as the API shows them: basic-auth users
+// without their password hashes, certificates without their chain and
+// sealed key (never an empty list as null).
+func publicRoutes(routes []domain.Route) []domain.Route {
+	out := make([]domain.Route, 0, len(routes))
+	for _, r := range routes {
+		if len(r.BasicAuth) > 0 {
+			users := make([]domain.BasicAuthUser, len(r.BasicAuth))
+			for i, u := range r.BasicAuth {
+				users[i] = domain.BasicAuthUser{Username: u.Username}
+			}
+			r.BasicAuth = users
+		}
+		if r.Certificate != nil {
+			c := *r.Certificate
+			c.ChainPEM, c.SealedKey = "", nil
+			r.Certificate = &c
+		}
+		out = append(out, r)
+	}
+	return out
 }
 
 // Request bodies. Unknown fields are rejected.

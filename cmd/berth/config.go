@@ -39,10 +39,14 @@ type Config struct {
 	// and link-local addresses: --webhooks-allow-private,
 	// BERTH_WEBHOOKS_ALLOW_PRIVATE.
 	WebhooksAllowPrivate bool
+	// Observe configures notifications and monitoring (observe.go).
+	Observe ObserveConfig
 
 	SecureCookies     bool     // --secure-cookies, BERTH_SECURE_COOKIES: mark session cookies Secure
 	TrustProxyHeaders bool     // --trust-proxy-headers, BERTH_TRUST_PROXY_HEADERS: believe X-Forwarded-Proto/-For
 	AllowedOrigins    []string // --allowed-origins, BERTH_ALLOWED_ORIGINS: extra browser origins, comma-separated
+
+	TLS TLSConfig // --acme-email, --acme-storage, --traefik-log, --cert-dir (tls.go)
 }
 
 // DefaultConfig returns the configuration used when no flag or variable is
@@ -55,6 +59,7 @@ func DefaultConfig() Config {
 		DataDir:     DefaultDataDir,
 		DeployHost:  "local",
 		LogLevel:    slog.LevelInfo,
+		Observe:     DefaultObserveConfig(),
 	}
 }
 
@@ -69,11 +74,15 @@ func (c *Config) fillDefaults() {
 	if c.MasterKeyFile == "" {
 		c.MasterKeyFile = filepath.Join(c.DataDir, "master.key")
 	}
+	c.TLS.fillDefaults(c.DataDir)
 }
 
 // Validate reports every invalid field, each naming its flag.
 func (c Config) Validate() error {
 	var errs []error
+	if err := c.Observe.validate(); err != nil {
+		errs = append(errs, err)
+	}
 	if c.DatabaseURL == "" {
 		errs = append(errs, errors.New("--database-url: must be set"))
 	} else if _, err := pgxpool.ParseConfig(c.DatabaseURL); err != nil {
@@ -141,7 +150,11 @@ func bindConfig(fs *flag.FlagSet, c *Config, groups flagGroup, getenv func(strin
 		str(&c.TraefikDir, "traefik-dir", "BERTH_TRAEFIK_DIR", "directory of Traefik's dynamic configuration (default: <data-dir>/traefik/dynamic)")
 		str(&c.MasterKeyFile, "master-key-file", "BERTH_MASTER_KEY_FILE", "file holding the master key that wraps data keys (default: <data-dir>/master.key)")
 		str(&c.DataDir, "data-dir", "BERTH_DATA_DIR", "directory for berth's local state")
+		bindTLSFlags(fs, &c.TLS, getenv)
 		if err := bindAuthFlags(fs, c, getenv); err != nil {
+			return err
+		}
+		if err := bindObserveFlags(fs, &c.Observe, getenv); err != nil {
 			return err
 		}
 		str(&c.DeployHost, "deploy-host", "BERTH_DEPLOY_HOST", "name of this Docker host's deploy queue (one deployer per name)")

@@ -27,7 +27,8 @@ func openRunner(ctx context.Context, cfg Config, e env) (*projections.Runner, fu
 	}
 	ps := []projections.Projection{projections.NewReadModel(), projections.NewAudit()}
 	if fi, err := os.Stat(cfg.TraefikDir); err == nil && fi.IsDir() {
-		if w, err := traefik.NewWriter(traefik.WriterConfig{Dir: cfg.TraefikDir}); err == nil {
+		routing, _ := cfg.TLS.routing()
+		if w, err := traefik.NewWriter(traefik.WriterConfig{Dir: cfg.TraefikDir, Routing: routing}); err == nil {
 			if r, err := projections.NewRouting(projections.RoutingConfig{Writer: w, Logger: log}); err == nil {
 				ps = append(ps, r)
 			}

@@ -13,6 +13,7 @@ import (
 	"github.com/ThreeDotsLabs/watermill"
 	"github.com/ThreeDotsLabs/watermill-redisstream/pkg/redisstream"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 
 	"berth/domain"
@@ -51,7 +52,11 @@ func (m *Main) wire(ctx context.Context) (http.Handler, []Runner, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	cmds, err := cmdhandlers.New(cmdhandlers.Config{Logger: m.Logger}, m.Store, sealer)
+	notifier, err := newNotifier(m, sealer)
+	if err != nil {
+		return nil, nil, err
+	}
+	cmds, err := cmdhandlers.New(cmdhandlers.Config{Logger: m.Logger, ACME: cfg.TLS.ACMEEmail != "", NotificationURLCheck: notifier.CheckURL}, m.Store, sealer)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -60,11 +65,15 @@ func (m *Main) wire(ctx context.Context) (http.Handler, []Runner, error) {
 	if err := os.MkdirAll(cfg.TraefikDir, 0o755); err != nil {
 		return nil, nil, fmt.Errorf("--traefik-dir: %w", err)
 	}
-	writer, err := traefik.NewWriter(traefik.WriterConfig{Dir: cfg.TraefikDir})
+	routingCfg, err := cfg.TLS.routing()
+	if err != nil {
+		return nil, nil, fmt.Errorf("--cert-dir: %w", err)
+	}
+	writer, err := traefik.NewWriter(traefik.WriterConfig{Dir: cfg.TraefikDir, Routing: routingCfg})
 	if err != nil {
 		return nil, nil, fmt.Errorf("--traefik-dir: %w", err)
 	}
-	routing, err := projections.NewRouting(projections.RoutingConfig{Writer: writer, Logger: m.Logger})
+	routing, err := projections.NewRouting(projections.RoutingConfig{Writer: writer, Logger: m.Logger, Sealer: sealer})
 	if err != nil {
 		return nil, nil, err
 	}
@@ -92,10 +101,20 @@ func (m *Main) wire(ctx context.Context) (http.Handler, []Runner, error) {
 	if err != nil {
 		return nil, nil, err
 	}
+	notifications, sending, err := wireNotifications(m, cmds, notifier)
+	if err != nil {
+		return nil, nil, err
+	}
+	mon, sampling, err := wireMonitor(m)
+	if err != nil {
+		return nil, nil, err
+	}
 	srv, err := webui.NewServer(webui.ServerConfig{}, webui.Deps{
 		Commands: cmds, Reads: reads, Queue: reads, BuildLogs: webui.BuildLogStore{Store: logs},
 		Metrics: []webui.MetricsWriter{runner}, Logger: m.Logger, Hub: hub,
-		Auth: guard.Authenticate, Integrations: integ,
+		Auth: guard.Authenticate, Integrations: integ, Notifications: notifications,
+		Monitor: mon, Collectors: []prometheus.Collector{mon},
+		Certificates: webui.CertificateReads{Queries: projections.NewQueries(m.Pool), ACMEEnabled: cfg.TLS.ACMEEmail != ""},
 		Ready: []webui.Check{
 			{Name: "postgres", Check: m.Pool.Ping},
 			{Name: "redis", Check: func(ctx context.Context) error { return m.Redis.Ping(ctx).Err() }},
@@ -121,7 +140,13 @@ func (m *Main) wire(ctx context.Context) (http.Handler, []Runner, error) {
 		{Name: "deployer", Run: dep.Run},
 	}
 	runners = append(runners, authRunners...)
-	runners = append(runners, deliveries)
+	runners = append(runners, deliveries, sending)
+	runners = append(runners, sampling...)
+	certs, err := wireCertificates(m)
+	if err != nil {
+		return nil, nil, err
+	}
+	runners = append(runners, certs...)
 	return srv, runners, nil
 }
 

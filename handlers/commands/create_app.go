@@ -31,9 +31,15 @@ func (h *Handler) CreateApp(ctx context.Context, meta Meta, cmd CreateApp) (Resu
 	if err != nil {
 		return Result{}, err
 	}
+	domains := make([]domain.Route, len(cmd.Domains))
+	for i, r := range cmd.Domains {
+		if domains[i], err = h.prepareRoute(fmt.Sprintf("domains[%d]", i), r); err != nil {
+			return Result{}, err
+		}
+	}
 	spec, err := domain.NewApp{
 		Project: cmd.Project, Name: cmd.Name, Source: cmd.Source, Build: cmd.Build, Runtime: cmd.Runtime,
-		Env: plainEnv, Domains: cmd.Domains,
+		Env: plainEnv, Domains: domains,
 	}.Normalize(h.cfg.AllowWildcardHosts)
 	if err != nil {
 		return Result{}, err

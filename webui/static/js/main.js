@@ -6,7 +6,10 @@ import { dashboard } from './views/dashboard.js';
 import { appView, appAsOf } from './views/app.js';
 import { deploymentView } from './views/deployment.js';
 import { auditView } from './views/audit.js';
+import { domainsView } from './views/domains.js';
 import { loginView, setupView } from './views/login.js';
+import { notificationsView } from './views/notifications.js';
+import { monitoringView } from './views/monitoring.js';
 import { usersView, tokensView, webhooksView } from './views/admin.js';
 
 const view = document.getElementById('view');
@@ -51,7 +54,10 @@ const routes = [
   [/^#\/apps\/([^/?]+)\/at\/(\d+)$/, (m) => (el, u) => appAsOf(el, u, decodeURIComponent(m[1]), Number(m[2]))],
   [/^#\/apps\/([^/?]+)$/, (m) => (el, u) => appView(el, u, decodeURIComponent(m[1]))],
   [/^#\/deployments\/([^/?]+)$/, (m) => (el, u) => deploymentView(el, u, decodeURIComponent(m[1]))],
+  [/^#\/domains$/, () => domainsView],
   [/^#\/audit(\?.*)?$/, (m) => (el, u) => auditView(el, u, new URLSearchParams((m[1] || '').slice(1)))],
+  [/^#\/monitoring(\?.*)?$/, (m) => (el, u) => monitoringView(el, u, new URLSearchParams((m[1] || '').slice(1)))],
+  [/^#\/notifications$/, () => notificationsView],
   [/^#\/users$/, () => usersView],
   [/^#\/tokens$/, () => tokensView],
   [/^#\/webhooks$/, () => webhooksView],
@@ -70,7 +76,7 @@ function route() {
     const m = hash.match(re);
     if (m) { render = make(m); break; }
   }
-  const section = ['audit', 'users', 'tokens', 'webhooks'].find((s) => hash.startsWith(`#/${s}`)) || 'dashboard';
+  const section = ['audit', 'domains', 'monitoring', 'notifications', 'users', 'tokens', 'webhooks'].find((n) => hash.startsWith('#/' + n)) || 'dashboard';
   // Signed-out pages have no live socket to speak of.
   const signedOut = signedOutHash();
   liveEl.hidden = signedOut;
