@@ -266,7 +266,7 @@ func TestBrowserCreateDeployCancel(t *testing.T) {
 	// building; the dashboard follows them live.
 	run(t, ctx, "dashboard", chromedp.Navigate(base+"/#/"), waitFor(`document.querySelectorAll('#projects .card').length === 1`))
 	e.createApp("shop", "api", map[string]any{"source": map[string]any{"git_url": "https://git.example/shop/api.git", "git_ref": "main"}, "runtime": map[string]any{"port": 8080},
-		"domains": []map[string]any{{"host": "api.shop.example", "https": true}}})
+		"domains": []map[string]any{{"host": "api.shop.example"}}})
 	e.createApp("internal", "worker", map[string]any{"source": map[string]any{"image": "registry.example/internal/worker:2.0"}, "runtime": map[string]any{"port": 9000}})
 	deploy := func(app string) string {
 		var w webui.WriteResponse
@@ -295,7 +295,7 @@ func TestBrowserCreateDeployCancel(t *testing.T) {
 		waitFor(`document.querySelector('.card[data-app="worker"] .progress') !== null`),
 	)
 	run(t, ctx, "see the application's URL on its card",
-		waitFor(`document.querySelector('.card[data-app="api"] a.app-url')?.href === 'https://api.shop.example/'`),
+		waitFor(`document.querySelector('.card[data-app="api"] a.app-url')?.href === 'http://api.shop.example/'`),
 		waitFor(`document.querySelector('.card[data-app="worker"] .app-url') === null`),
 	)
 	png := screenshot(t, ctx, "dashboard")
