@@ -603,9 +603,9 @@ func TestBrowserServeWithAccounts(t *testing.T) {
 				waitFor(`document.querySelector('main h1') !== null && !document.querySelector('main').textContent.includes('Loading…')`),
 			)
 			fitsWidth(t, c, fmt.Sprintf("%s at %d px", pg, w))
-		}
-		if w == 420 {
-			shot(t, c, "phone")
+			if w == 420 && pg == "#/apps/site" {
+				shot(t, c, "phone")
+			}
 		}
 	}
 	run(t, ctx, "back to the desktop viewport", chromedp.EmulateViewport(1280, 900))
