@@ -23,6 +23,7 @@ const (
 	CodeConflict        = "conflict"           // 409: the state forbids the request
 	CodeTooLarge        = "too_large"          // 413
 	CodeMediaType       = "unsupported_media"  // 415
+	CodeRateLimited     = "rate_limited"       // 429: too many attempts; Retry-After says when to retry
 	CodeTimeout         = "timeout"            // 504: read models did not catch up in time
 	CodeUnavailable     = "unavailable"        // 503
 	CodeInternal        = "internal"           // 500
