@@ -32,6 +32,25 @@ type Source struct {
 	GitRef string `json:"git_ref,omitempty"`
 	// Image is an image reference ("[registry/]name[:tag][@sha256:…]").
 	Image string `json:"image,omitempty"`
+	// PullPolicy says when an image source is pulled: PullAlways (every
+	// deployment, so a mutable tag is followed), PullIfNotPresent (the
+	// default: only when the host lacks it) or PullNever (the host's own).
+	PullPolicy string `json:"pull_policy,omitempty"`
+}
+
+// Pull policies of an image source.
+const (
+	PullAlways       = "always"
+	PullIfNotPresent = "if-not-present"
+	PullNever        = "never"
+)
+
+// Pull returns the source's pull policy, PullIfNotPresent when unset.
+func (s Source) Pull() string {
+	if s.PullPolicy == "" {
+		return PullIfNotPresent
+	}
+	return s.PullPolicy
 }
 
 // IsGit reports whether the source is a git repository.
@@ -52,6 +71,10 @@ type Build struct {
 	// Target is an optional multi-stage build target.
 	Target string     `json:"target,omitempty"`
 	Args   []BuildArg `json:"args,omitempty"`
+	// Push, when set, is a repository ("registry.example.com/team/api")
+	// every built image is pushed to, tagged with the deployment id, with
+	// the credentials of the registry it names: other hosts can then run it.
+	Push string `json:"push,omitempty"`
 }
 
 // Volume mounts a named Docker volume at an absolute container path.

@@ -30,7 +30,9 @@ func DeploymentStream(id string) string { return CategoryDeployment + "-" + id }
 // Event type names. These strings are stored in the log: never rename one;
 // evolve with a new name or a schema version.
 const (
-	EventProjectCreated = "project.created"
+	EventProjectCreated  = "project.created"
+	EventProjectAppAdded = "project.app_added"
+	EventProjectDeleted  = "project.deleted"
 
 	EventAppCreated        = "app.created"
 	EventAppUpdated        = "app.updated"
@@ -59,6 +61,7 @@ const (
 	EventDeploymentContainerStarted = "deployment.container_started"
 	EventDeploymentHealthPassed     = "deployment.health_passed"
 	EventDeploymentTrafficSwitched  = "deployment.traffic_switched"
+	EventDeploymentReplicaSwitched  = "deployment.replica_switched"
 	EventDeploymentPreviousStopped  = "deployment.previous_stopped"
 	EventDeploymentSucceeded        = "deployment.succeeded"
 	EventDeploymentFailed           = "deployment.failed"

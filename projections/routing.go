@@ -107,7 +107,8 @@ func (r *Routing) Apply(ctx context.Context, _ pgx.Tx, events []domain.RecordedE
 		r.model.Apply(e)
 		switch e.Type {
 		case domain.EventAppDomainAdded, domain.EventAppDomainRemoved, domain.EventAppDomainChanged, domain.EventAppDeleted,
-			domain.EventAppStopped, domain.EventAppStarted, domain.EventDeploymentTrafficSwitched:
+			domain.EventAppStopped, domain.EventAppStarted, domain.EventDeploymentTrafficSwitched,
+			domain.EventDeploymentReplicaSwitched:
 			if app, _ := Keys(e); app != "" && !slices.Contains(touched, app) {
 				touched = append(touched, app)
 			}
@@ -215,6 +216,9 @@ func TraefikApps(m *Model) []traefik.App {
 
 func traefikApp(a *App) traefik.App {
 	t := traefik.App{Name: a.Name, Upstream: traefik.Upstream{Host: a.UpstreamHost, Port: a.UpstreamPort}}
+	if a.UpstreamHost != "" {
+		t.ReplicaHosts = slices.Clone(a.ReplicaHosts)
+	}
 	if a.Status == AppDeleted {
 		return t
 	}

@@ -233,6 +233,25 @@ func (s *Server) updateApp(w http.ResponseWriter, r *http.Request) error {
 	return s.written(w, r, http.StatusOK, res, WriteResponse{App: name})
 }
 
+// deleteProject deletes a project; ?cascade=true deletes its applications
+// with it (409 without it while it has any).
+func (s *Server) deleteProject(w http.ResponseWriter, r *http.Request) error {
+	m, err := s.meta(r)
+	if err != nil {
+		return err
+	}
+	cascade, err := queryBool(r, "cascade")
+	if err != nil {
+		return err
+	}
+	name := r.PathValue("name")
+	res, err := s.deps.Commands.DeleteProject(r.Context(), m, commands.DeleteProject{Name: name, Cascade: cascade})
+	if err != nil {
+		return err
+	}
+	return s.written(w, r, http.StatusOK, res, WriteResponse{Project: name})
+}
+
 func (s *Server) deleteApp(w http.ResponseWriter, r *http.Request) error {
 	m, err := s.meta(r)
 	if err != nil {

@@ -82,8 +82,19 @@ func (g *Guard) login(s *Server, w http.ResponseWriter, r *http.Request) error {
 		keys = append(keys, "acct:"+email)
 	}
 	now := g.cfg.Now()
-	if wait := g.limiter.wait(now, keys...); wait > 0 {
+	if wait := g.limiter.begin(now, keys...); wait > 0 {
 		return g.writeRateLimited(w, wait)
+	}
+	defer g.limiter.end(keys...)
+	// Password hashing is memory-hard: only MaxConcurrentHashes run at
+	// once; beyond them, after a short wait, the answer is 429.
+	select {
+	case g.hashSlots <- struct{}{}:
+		defer func() { <-g.hashSlots }()
+	case <-time.After(g.cfg.HashWait):
+		return g.writeRateLimited(w, time.Second)
+	case <-r.Context().Done():
+		return r.Context().Err()
 	}
 	m, _ := s.meta(r.WithContext(WithActor(r.Context(), domain.Actor{Kind: domain.ActorSystem, ID: "login"})))
 	m.IdempotencyKey = ""

@@ -1,6 +1,7 @@
 package webui
 
 import (
+	"context"
 	"crypto/hmac"
 	"crypto/sha256"
 	"crypto/subtle"
@@ -52,6 +53,10 @@ func (s *Server) createWebhook(w http.ResponseWriter, r *http.Request) error {
 	}
 	var req createWebhookRequest
 	if err := s.decodeJSON(w, r, &req, true); err != nil {
+		return err
+	}
+	if err := s.checkWebhookLimit(r.Context()); err != nil {
+		w.Header().Set("Retry-After", "60")
 		return err
 	}
 	res, created, err := cmds.CreateWebhook(r.Context(), m, commands.CreateWebhook{URL: req.URL, Types: req.Types, Description: req.Description})
@@ -485,4 +490,25 @@ func printable(s string, n int) string {
 		}
 	}
 	return b.String()
+}
+
+// checkWebhookLimit refuses a new subscription when Integrations.MaxWebhooks
+// exist already (deleted ones do not count).
+func (s *Server) checkWebhookLimit(ctx context.Context) error {
+	reads := s.integrations().WebhookReads
+	if reads == nil {
+		return nil
+	}
+	limit := s.integrations().MaxWebhooks
+	if limit <= 0 {
+		limit = 100
+	}
+	subs, err := reads.Subscriptions(ctx)
+	if err != nil {
+		return err
+	}
+	if len(subs) >= limit {
+		return &limitError{fmt.Sprintf("this server keeps at most %d webhook subscriptions (--max-webhooks); delete one first", limit)}
+	}
+	return nil
 }

@@ -226,6 +226,7 @@ func (s *Server) registerRoutes() {
 	s.api("GET /api/v1/apps/{app}", s.getApp)
 	s.api("PATCH /api/v1/apps/{app}", s.updateApp)
 	s.api("DELETE /api/v1/apps/{app}", s.deleteApp)
+	s.api("DELETE /api/v1/projects/{name}", s.deleteProject)
 	s.api("PUT /api/v1/apps/{app}/env", s.setEnv)
 	s.api("POST /api/v1/apps/{app}/domains", s.addDomain)
 	s.api("DELETE /api/v1/apps/{app}/domains/{host}", s.removeDomain)
@@ -243,6 +244,7 @@ func (s *Server) registerRoutes() {
 	s.registerIntegrations()
 	s.registerNotifications()
 	s.registerMonitoring()
+	s.registerRegistries()
 
 	s.api("GET /api/v1/ws", s.websocket)
 }

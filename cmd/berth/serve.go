@@ -15,6 +15,8 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"berth/domain"
+	"berth/handlers/deployer"
+	"berth/handlers/relay"
 	"berth/migrations"
 )
 
@@ -52,6 +54,7 @@ type Main struct {
 	wg      sync.WaitGroup
 	errc    chan error
 	closers []func() error
+	relay   *relay.Relay
 	once    sync.Once
 	// ownHealth: Handler serves /healthz and /readyz itself.
 	ownHealth bool
@@ -103,7 +106,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	if err := m.Pool.Ping(ctx); err != nil {
 		return fmt.Errorf("PostgreSQL at %s is not reachable (start it with `go tool task services`): %w", redactURL(m.Config.DatabaseURL), err)
 	}
-	if err := migrations.Migrate(ctx, m.Pool); err != nil {
+	if err := m.migrate(ctx, poolCfg.ConnConfig.User); err != nil {
 		return err
 	}
 
@@ -236,7 +239,9 @@ func (m *Main) routes() http.Handler {
 }
 
 // handleReady answers 200 when PostgreSQL and Redis both answer within two
-// seconds, 503 otherwise, with each dependency's state as JSON.
+// seconds and the deploy queue is whole (relay.CheckQueue: Redis did not
+// lose it, or the relay re-derived it), 503 otherwise, with each
+// dependency's state as JSON.
 func (m *Main) handleReady(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 	defer cancel()
@@ -249,6 +254,11 @@ func (m *Main) handleReady(w http.ResponseWriter, r *http.Request) {
 	if err := m.Redis.Ping(ctx).Err(); err != nil {
 		checks["redis"] = err.Error()
 		status = http.StatusServiceUnavailable
+	} else if err := relay.CheckQueue(ctx, m.Redis, deployer.DefaultTopicPrefix, m.Config.DeployHost); err != nil {
+		checks["queue"] = err.Error()
+		status = http.StatusServiceUnavailable
+	} else {
+		checks["queue"] = "ok"
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")
@@ -285,9 +295,36 @@ func runServe(ctx context.Context, e env, args []string) error {
 	return errors.Join(runErr, m.Close())
 }
 
+// migrate applies the migrations: as the owner when --owner-database-url
+// is set, granting the runtime role (runtime, the user of --database-url)
+// only what it needs, otherwise through m.Pool.
+func (m *Main) migrate(ctx context.Context, runtime string) error {
+	if m.Config.OwnerDatabaseURL == "" {
+		return migrations.Migrate(ctx, m.Pool)
+	}
+	owner, err := openPool(ctx, Config{DatabaseURL: m.Config.OwnerDatabaseURL})
+	if err != nil {
+		return fmt.Errorf("--owner-database-url: %w", err)
+	}
+	defer owner.Close()
+	if err := migrations.Migrate(ctx, owner); err != nil {
+		return err
+	}
+	var user string
+	if err := owner.QueryRow(ctx, "SELECT current_user").Scan(&user); err != nil {
+		return fmt.Errorf("--owner-database-url: %w", err)
+	}
+	if user == runtime {
+		return nil
+	}
+	return migrations.GrantRuntime(ctx, owner, runtime)
+}
+
 // runMigrate is `berth migrate`.
 func runMigrate(ctx context.Context, e env, args []string) error {
 	fs := newFlagSet(e, "migrate")
+	role := fs.String("runtime-role", e.getenv("BERTH_RUNTIME_ROLE"),
+		"after migrating, grant this role (the one berth serve runs as) only what it needs: INSERT and SELECT on the tables of record (env BERTH_RUNTIME_ROLE)")
 	cfg, err := parseConfig(e, fs, flagsDB, args)
 	if err != nil {
 		return err
@@ -299,6 +336,11 @@ func runMigrate(ctx context.Context, e env, args []string) error {
 	defer pool.Close()
 	if err := migrations.Migrate(ctx, pool); err != nil {
 		return err
+	}
+	if *role != "" {
+		if err := migrations.GrantRuntime(ctx, pool, *role); err != nil {
+			return fmt.Errorf("--runtime-role: %w", err)
+		}
 	}
 	applied, available, err := migrations.Version(ctx, pool)
 	if err != nil {

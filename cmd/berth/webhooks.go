@@ -7,6 +7,7 @@ import (
 	"berth/domain"
 	"berth/eventstore"
 	cmdhandlers "berth/handlers/commands"
+	"berth/handlers/leases"
 	"berth/handlers/webhooks"
 	"berth/projections"
 	"berth/webui"
@@ -14,7 +15,7 @@ import (
 
 // wireIntegrations builds the ports of the event history, audit and webhook
 // endpoints, and the webhook delivery worker's runner.
-func wireIntegrations(m *Main, cmds *cmdhandlers.Handler, sealer domain.SecretSealer) (webui.Integrations, Runner, error) {
+func wireIntegrations(m *Main, cmds *cmdhandlers.Handler, sealer domain.SecretSealer, ls *leases.Leases) (webui.Integrations, Runner, error) {
 	reader, err := webhooks.NewReader(m.Store, m.Pool)
 	if err != nil {
 		return webui.Integrations{}, Runner{}, err
@@ -26,13 +27,15 @@ func wireIntegrations(m *Main, cmds *cmdhandlers.Handler, sealer domain.SecretSe
 		_, err := cmds.PauseWebhook(ctx, meta, cmdhandlers.PauseWebhook{ID: id, Reason: reason})
 		return err
 	}
-	worker, err := webhooks.New(webhooks.Config{AllowPrivate: m.Config.WebhooksAllowPrivate, Logger: m.Logger, Disable: disable}, m.Store, m.Pool, sealer)
+	worker, err := webhooks.New(webhooks.Config{AllowPrivate: m.Config.WebhooksAllowPrivate, Leases: ls, Logger: m.Logger, Disable: disable}, m.Store, m.Pool, sealer)
 	if err != nil {
 		return webui.Integrations{}, Runner{}, fmt.Errorf("webhook delivery: %w", err)
 	}
 	integ := webui.Integrations{
 		Log: m.Store, Audit: projections.NewQueries(m.Pool),
 		Webhooks: cmds, WebhookReads: reader,
+		Stream:      webui.StreamConfig{MaxStreams: m.Config.MaxStreams},
+		MaxWebhooks: m.Config.MaxWebhooks,
 	}
 	if pg, ok := m.Store.(*eventstore.Postgres); ok {
 		integ.Export = pg

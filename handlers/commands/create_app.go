@@ -80,7 +80,9 @@ func (h *Handler) CreateApp(ctx context.Context, meta Meta, cmd CreateApp) (Resu
 		if err != nil {
 			return plan{}, err
 		}
-		expected := map[string]domain.ExpectedVersion{stream: domain.ExpectNoStream}
+		// The project's stream too (project.app_added): a concurrent
+		// deletion of the project conflicts with this creation.
+		expected := map[string]domain.ExpectedVersion{stream: domain.ExpectNoStream, domain.ProjectStream(spec.Project): domain.ExpectVersion(project.Version())}
 		hostsExpected(expected, hosts)
 		return plan{primary: stream, events: events, expected: expected}, nil
 	})

@@ -50,12 +50,24 @@ type Config struct {
 	Source string
 	// UserAgent of deliveries; "berth-webhooks/1" when empty.
 	UserAgent string
+	// Leases, when set, gives each subscription one delivery worker across
+	// every process sharing the database: a subscription is delivered only
+	// while this process holds its lease ("webhook/<id>"), from the cursor
+	// its previous holder recorded. Without it every process delivers.
+	Leases Leader
 	// Disable is called when an endpoint answers 410 Gone: it should
 	// pause the subscription with reason (through the webhook commands, so
 	// the log records who and why). Nil only stops delivering until the
 	// worker restarts.
 	Disable func(ctx context.Context, id, reason string) error
 	Logger  *slog.Logger
+}
+
+// Leader runs work while this process holds the named lease (see
+// handlers/leases): fn's context ends when the lease is lost, and Lead
+// returns when ctx ends.
+type Leader interface {
+	Lead(ctx context.Context, name string, fn func(context.Context) error) error
 }
 
 // ContentType is the media type of a delivery: a structured-mode
@@ -210,9 +222,22 @@ func (w *Worker) Run(ctx context.Context) error {
 	return err
 }
 
-// follow delivers to one subscription until ctx ends, restarting after
-// failures of the log or the database with a backoff.
+// follow delivers to one subscription until ctx ends, while this process
+// holds the subscription's lease when Config.Leases is set.
 func (w *Worker) follow(ctx context.Context, st subState) {
+	if w.cfg.Leases == nil {
+		w.followRetrying(ctx, st)
+		return
+	}
+	_ = w.cfg.Leases.Lead(ctx, "webhook/"+st.sub.ID(), func(ctx context.Context) error {
+		w.followRetrying(ctx, st)
+		return ctx.Err()
+	})
+}
+
+// followRetrying delivers to one subscription until ctx ends, restarting
+// after failures of the log or the database with a backoff.
+func (w *Worker) followRetrying(ctx context.Context, st subState) {
 	sub := st.sub
 	log := w.log.With("webhook", sub.ID())
 	delay := w.cfg.InitialBackoff

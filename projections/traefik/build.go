@@ -51,9 +51,19 @@ func Build(cfg Config, app App) (Dynamic, error) {
 	if err := ValidAppName(app.Name); err != nil {
 		return Dynamic{}, fmt.Errorf("traefik: %w", err)
 	}
+	hosts := []string{}
 	if !app.Upstream.IsZero() {
 		if err := validUpstream(app.Upstream); err != nil {
 			return Dynamic{}, fmt.Errorf("traefik: app %q: %w", app.Name, err)
+		}
+		hosts = append(hosts, app.Upstream.Host)
+		for _, h := range app.ReplicaHosts {
+			if err := validUpstream(Upstream{Host: h, Port: app.Upstream.Port}); err != nil {
+				return Dynamic{}, fmt.Errorf("traefik: app %q: replica: %w", app.Name, err)
+			}
+			if !slices.Contains(hosts, h) {
+				hosts = append(hosts, h)
+			}
 		}
 	}
 
@@ -95,8 +105,8 @@ func Build(cfg Config, app App) (Dynamic, error) {
 		}
 		if _, ok := h.Services[service]; !ok {
 			lb := &LoadBalancer{}
-			if !app.Upstream.IsZero() {
-				lb.Servers = []Server{{URL: "http://" + app.Upstream.Host + ":" + strconv.Itoa(port)}}
+			for _, host := range hosts {
+				lb.Servers = append(lb.Servers, Server{URL: "http://" + host + ":" + strconv.Itoa(port)})
 			}
 			h.Services[service] = Service{LoadBalancer: lb}
 		}

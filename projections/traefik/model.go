@@ -15,6 +15,10 @@ type App struct {
 	// no servers, so Traefik answers 503 instead of 404 and keeps the host's
 	// HTTPS redirect and certificate.
 	Upstream Upstream
+	// ReplicaHosts are the hosts of the application's other replicas, on
+	// Upstream's port (or a route's): the load balancer spreads requests
+	// over Upstream and them. Ignored without an Upstream.
+	ReplicaHosts []string
 }
 
 // Route is one host (and optional path prefix) routed to an application.

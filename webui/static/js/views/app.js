@@ -5,6 +5,7 @@ import { h, replace, badge, isActive, depStatus, when, duration, short, actorNam
 import { api, enc } from '../api.js';
 import { field, submitting } from './forms.js';
 import { domainsPanel } from './domains.js';
+import { logsPanel } from './logs.js';
 import { gitHookPanel } from './githook.js';
 import { explainFailure } from './explain.js';
 
@@ -18,7 +19,9 @@ export function appView(el, ui, name) {
   const history = h('section', { class: 'panel', 'aria-label': 'Deployments' });
   const side = h('section', { class: 'panel', 'aria-label': 'Status' });
   const failure = h('section', { class: 'panel failure', id: 'last-failure', 'aria-label': 'Why the last deployment failed', hidden: true });
-  replace(el, header, h('div', { class: 'cols' }, h('div', { class: 'stack' }, failure, history, settings, env, domains), h('div', { class: 'stack' }, side, gitHookPanel(name, ui))));
+  const overview = h('div', { class: 'cols' }, h('div', { class: 'stack' }, failure, history, settings, env, domains), h('div', { class: 'stack' }, side, gitHookPanel(name, ui)));
+  const logs = logsPanel(name);
+  replace(el, header, tabs([['overview', 'Overview', overview], ['logs', 'Logs', logs.el, logs.start, logs.stop]]), overview, logs.el);
   header.append(h('p', { class: 'meta' }, 'Loading…'));
 
   const keep = (d) => {
@@ -233,7 +236,27 @@ export function appView(el, ui, name) {
     else domainsStop = domainsPanel(domains, ui, name);
   }
 
-  return () => { unsub(); if (domainsStop) domainsStop(); };
+  return () => { unsub(); logs.stop(); if (domainsStop) domainsStop(); };
+}
+
+// tabs renders a tab bar over panels: [id, label, panel, onShow, onHide].
+function tabs(list) {
+  const bar = h('div', { class: 'tabs', role: 'tablist', 'aria-label': 'Application' });
+  const show = (id) => {
+    for (const [tid, , panel, onShow, onHide] of list) {
+      const on = tid === id;
+      const was = !panel.hidden;
+      panel.hidden = !on;
+      bar.querySelector(`[data-tab="${tid}"]`).setAttribute('aria-selected', String(on));
+      if (on && !was && onShow) onShow();
+      if (!on && was && onHide) onHide();
+    }
+  };
+  for (const [id, label, panel] of list) {
+    panel.setAttribute('role', 'tabpanel');
+    bar.append(h('button', { type: 'button', role: 'tab', id: `tab-${id}`, dataset: { tab: id }, 'aria-selected': String(id === list[0][0]), onclick: () => show(id) }, label));
+  }
+  return bar;
 }
 
 // appAsOf shows the application as it was at log position at.
