@@ -478,7 +478,7 @@ func TestBrowserServeWithAccounts(t *testing.T) {
 	}
 	screenshot(t, ctx, "serve-deployment")
 	run(t, ctx, "the failure in words",
-		waitFor(`document.querySelector('#final-cause')?.textContent.includes('could not get the image')`),
+		waitFor(`/could not (pull|get) the image/.test(document.querySelector('#final-cause')?.textContent)`),
 	)
 
 	// Git auto-deploy: the hook URL, the secret shown once, on and off.

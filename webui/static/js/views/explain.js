@@ -6,6 +6,12 @@ const rules = [
     `health check failed: the app did not answer on port ${port || 'its configured port'}; it may listen on another port, or take longer to start than the health check waits`],
   [/health/i, /status (\d{3})|answered (\d{3})|HTTP (\d{3})/i, (d, port, m) =>
     `health check failed: the app answered ${m[1] || m[2] || m[3]} on port ${port || 'its port'}; the health check path must answer 2xx`],
+  [/pull|image|source/i, /pull (\S+?):? .*(no such host|lookup|dial tcp|connection refused|i\/o timeout|TLS handshake)/i, (d, port, m) =>
+    `could not pull the image ${m[1]}: its registry could not be reached (check the image name and that this host reaches the registry)`],
+  [/pull|image|source/i, /pull (\S+?):? .*(pull access denied|unauthorized|denied|authentication required)/i, (d, port, m) =>
+    `could not pull the image ${m[1]}: the registry refused access (a private image needs registry credentials)`],
+  [/pull|image|source/i, /pull (\S+?):? .*(manifest unknown|not found)/i, (d, port, m) =>
+    `could not pull the image ${m[1]}: the registry has no such image or tag`],
   [/pull|image|source/i, /(image .*not on this Docker host|pull access denied|manifest unknown|no such image|repository does not exist)/i, () => 'could not get the image: it is not on this Docker host and could not be pulled (check its name and tag)'],
   [/fetch|source|git/i, /could not resolve host|resolve/i, () => 'could not fetch the source: the git host could not be resolved (check the repository URL)'],
   [/fetch|source|git/i, /(authentication|could not read Username|403|401|permission denied)/i, () => 'could not fetch the source: the git host refused access (a private repository needs credentials)'],
