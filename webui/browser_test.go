@@ -600,7 +600,7 @@ func TestBrowserServeWithAccounts(t *testing.T) {
 			run(t, c, fmt.Sprintf("%s at %d px", pg, w),
 				chromedp.Navigate(base+"/"+pg),
 				waitFor(`document.querySelector('#live')?.dataset.state === 'live'`),
-				waitFor(`document.querySelector('main h1') !== null && !document.querySelector('main').textContent.includes('Loading…')`),
+				waitFor(`document.querySelector('main h1') !== null && !/Loading/.test(document.querySelector('main').textContent)`),
 			)
 			fitsWidth(t, c, fmt.Sprintf("%s at %d px", pg, w))
 			if w == 420 && pg == "#/apps/site" {

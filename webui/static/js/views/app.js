@@ -120,7 +120,7 @@ export function appView(el, ui, name) {
       h('tbody', {}, rows.map((d) => h('tr', { dataset: { deployment: d.id } },
         h('td', { class: 'mono' }, h('a', { href: `#/deployments/${enc(d.id)}` }, short(d.id)), d.rollback_of ? h('div', { class: 'meta' }, `rollback to ${short(d.rollback_of)}`) : null),
         h('td', {}, badge(depStatus(d), { deployment: true }), d.queue_position ? h('div', { class: 'meta' }, `#${d.queue_position} in queue`) : null,
-          d.failure_reason ? h('div', { class: 'meta', title: explainFailure(d, (state.app.config.runtime || {}).port) }, explainFailure(d, (state.app.config.runtime || {}).port).split(':')[0]) : null),
+          d.failure_reason ? h('div', { class: 'meta', title: explainFailure(d, (state.app.config.runtime || {}).port) }, explainFailure(d, (state.app.config.runtime || {}).port).split(': ')[0]) : null),
         h('td', {}, d.trigger.kind, d.trigger.detail ? h('div', { class: 'meta' }, d.trigger.detail) : null),
         h('td', {}, actorName(d.actor)),
         h('td', { class: 'mono' }, d.commit_sha ? d.commit_sha.slice(0, 7) : (d.ref || '—')),
