@@ -17,6 +17,7 @@ const rules = [
   [/fetch|source|git/i, /(authentication|could not read Username|403|401|permission denied)/i, () => 'could not fetch the source: the git host refused access (a private repository needs credentials)'],
   [/fetch|source|git/i, /(couldn't find remote ref|remote branch .* not found|unknown revision|did not match)/i, () => 'could not fetch the source: the branch, tag or commit does not exist in the repository'],
   [/build/i, /./, () => 'the image build failed: the last lines of the build log below say why'],
+  [/start|container|run/i, /(non-overlapping IPv4 address pool|create network)/i, () => 'the container could not start: Docker could not create its network on this host (it may have run out of address pools: remove unused Docker networks)'],
   [/start|container|run/i, /(port is already allocated|address already in use)/i, () => 'the container could not start: its port is already taken on this host'],
   [/start|container|run/i, /./, () => 'the container could not start or exited at once: its output below says why'],
   [/timeout/i, /./, () => 'the deployment took longer than its time limit and was stopped'],
