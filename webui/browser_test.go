@@ -400,9 +400,20 @@ func TestBrowserServeWithAccounts(t *testing.T) {
 	addr := ln.Addr().String()
 	ln.Close()
 	var logs lockedBuffer
+	// berth serve creates its application network: remove it once serve
+	// stopped (cleanups run last-registered first).
+	network := testenv.RandomName("ui")
+	docker := testenv.Docker(t)
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if err := docker.NetworkRemove(ctx, network); err != nil && !strings.Contains(err.Error(), "not found") {
+			t.Errorf("remove network %s: %v", network, err)
+		}
+	})
 	serve := exec.Command(bin, "serve", "--database-url", testenv.PostgresURL(t), "--redis-url", testenv.RedisURL(t),
 		"--listen", addr, "--data-dir", filepath.Join(dir, "data"), "--deploy-host", testenv.RandomName("ui"),
-		"--docker-network", testenv.RandomName("ui"), "--log-level", "info", "--webhooks-allow-private")
+		"--docker-network", network, "--log-level", "info", "--webhooks-allow-private")
 	serve.Stdout, serve.Stderr = &logs, &logs
 	if err := serve.Start(); err != nil {
 		t.Fatal(err)

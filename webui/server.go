@@ -9,11 +9,14 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"regexp"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"github.com/google/uuid"
 	"github.com/prometheus/client_golang/prometheus"
@@ -285,6 +288,11 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	rec.Header().Set(HeaderCorrelationID, cid)
 	r = r.WithContext(context.WithValue(r.Context(), correlationKey{}, cid))
 
+	if field, ok := validRequestText(r); !ok {
+		writeJSON(rec, http.StatusBadRequest, ErrorBody{Error: ErrorDetail{Code: CodeMalformed,
+			Message: field + " must be valid UTF-8 without NUL characters", Field: field}})
+		return
+	}
 	if _, pattern := s.mux.Handler(r); pattern == "" && isAPIPath(r.URL.Path) {
 		if allow := s.allowedMethods(r); len(allow) > 0 {
 			rec.Header().Set("Allow", joinComma(allow))
@@ -295,6 +303,34 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.mux.ServeHTTP(rec, r)
+}
+
+// validRequestText reports whether the request's path and query parameters
+// are valid UTF-8 without NUL (PostgreSQL refuses both in text, and no
+// name berth knows contains them); otherwise it names the first offender.
+func validRequestText(r *http.Request) (string, bool) {
+	ok := func(s string) bool { return utf8.ValidString(s) && !strings.ContainsRune(s, 0) }
+	if !ok(r.URL.Path) {
+		return "path", false
+	}
+	if r.URL.RawQuery == "" {
+		return "", true
+	}
+	q, err := url.ParseQuery(r.URL.RawQuery)
+	if err != nil {
+		return "query", false
+	}
+	for k, vs := range q {
+		if !ok(k) {
+			return "query", false
+		}
+		for _, v := range vs {
+			if !ok(v) {
+				return k, false
+			}
+		}
+	}
+	return "", true
 }
 
 var validCorrelationID = regexp.MustCompile(`^[A-Za-z0-9._:-]{1,128}$`)

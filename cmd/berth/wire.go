@@ -192,7 +192,7 @@ func openSealer(m *Main) (domain.SecretSealer, error) {
 	if created {
 		m.Logger.Warn("created a new master key: back it up, secrets cannot be opened without it", "file", m.Config.MasterKeyFile)
 	}
-	k, err := keyring.New(keyring.Config{MasterKey: key, Logger: m.Logger}, m.Pool)
+	k, err := keyring.New(keyring.Config{MasterKey: key, MasterKeyFile: m.Config.MasterKeyFile, Logger: m.Logger}, m.Pool)
 	if err != nil {
 		return nil, fmt.Errorf("open keyring: %w", err)
 	}

@@ -77,7 +77,7 @@ func (h *Handler) CreateNotificationChannel(ctx context.Context, meta Meta, cmd 
 	if err != nil {
 		return Result{}, "", fmt.Errorf("seal notification URL: %w", err)
 	}
-	res, err := h.execute(ctx, c, false, func(ctx context.Context) (plan, error) {
+	res, err := h.execute(ctx, c, true, func(ctx context.Context) (plan, error) {
 		if dup, ok, err := c.duplicate(ctx, stream, ""); err != nil || ok {
 			return plan{dup: &dup}, err
 		}
