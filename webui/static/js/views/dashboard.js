@@ -76,8 +76,11 @@ export function dashboard(el, ui) {
 
   function card(a) {
     const d = a.current_deployment_id ? state.deployments.get(a.current_deployment_id) : null;
-    return h('a', { class: 'panel card', href: `#/apps/${enc(a.name)}`, dataset: { app: a.name } },
-      h('h3', {}, h('span', {}, a.name), badge(a.status)),
+    const u = appURL(a);
+    return h('div', { class: 'panel card', dataset: { app: a.name } },
+      h('h3', {}, h('a', { class: 'card-link', href: `#/apps/${enc(a.name)}` }, a.name), badge(a.status)),
+      u ? h('a', { class: 'app-url mono', href: u, target: '_blank', rel: 'noopener noreferrer', title: `Open ${u}` }, u.replace(/^https?:\/\//, ''))
+        : h('div', { class: 'meta' }, 'No domain yet'),
       h('div', { class: 'meta mono' }, source(a)),
       d && isActive(d) ? [
         h('div', { class: 'progress', role: 'progressbar', 'aria-valuemin': 0, 'aria-valuemax': 100, 'aria-valuenow': Math.round(progress(d) * 100),
@@ -87,6 +90,13 @@ export function dashboard(el, ui) {
   }
 
   return unsub;
+}
+
+// appURL is where an application is served: its first domain.
+export function appURL(a) {
+  const d = ((a.config && a.config.domains) || [])[0];
+  if (!d || !d.host) return '';
+  return `${d.https ? 'https' : 'http'}://${d.host}${d.path_prefix || ''}`;
 }
 
 function bar(fraction) {
