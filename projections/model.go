@@ -151,9 +151,7 @@ type Route struct {
 // A Model is not safe for concurrent use.
 //
 // WARNING: Apply changes the slices of the rows it touches in place (an
-// application's domains, a deployment's steps): copying them for every
-// event made folding an application with thousands of domains quadratic.
-// A copy of a row that must not change while the Model goes on applying
+// application's domains, a deployment's steps). A copy of a row that must not change while the Model goes on applying
 // events needs its own copies of those slices (slices.Clone).
 type Model struct {
 	Projects    map[string]*Project
@@ -162,10 +160,6 @@ type Model struct {
 	// Position is the last applied position; At its recorded time.
 	Position int64
 	At       time.Time
-
-	// domainIdx finds the domains of applications that have many; see
-	// domainIndex.
-	domainIdx map[*App]*domainIndex
 
 	track       bool
 	dirtyProj   map[string]bool
@@ -384,9 +378,10 @@ func (m *Model) applyApp(a *App, data any) {
 	case domain.AppEnvSet:
 		a.Config.Env = publicEnv(d.Env)
 	case domain.AppDomainAdded:
-		m.addDomain(a, d.Route)
+		// A host appears once: the new route replaces the old, last.
+		a.Config.Domains = append(slices.DeleteFunc(a.Config.Domains, func(r domain.Route) bool { return r.Host == d.Route.Host }), d.Route)
 	case domain.AppDomainRemoved:
-		m.removeDomain(a, d.Host)
+		a.Config.Domains = slices.DeleteFunc(a.Config.Domains, func(r domain.Route) bool { return r.Host == d.Host })
 	case domain.AppStopRequested:
 		a.DesiredStatus = domain.AppStatusStopped
 	case domain.AppStartRequested:
