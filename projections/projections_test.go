@@ -461,7 +461,8 @@ func TestRoutingWritesRemovesAndReconciles(t *testing.T) {
 	file := filepath.Join(dir, traefik.FileName("api"))
 
 	ctx, cancel := context.WithCancel(context.Background())
-	r, err := projections.NewRunner(projections.RunnerConfig{Pool: pool, PollInterval: 20 * time.Millisecond}, newRouting())
+	// Routing follows the read model, which runs beside it.
+	r, err := projections.NewRunner(projections.RunnerConfig{Pool: pool, PollInterval: 20 * time.Millisecond}, projections.NewReadModel(), newRouting())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -494,7 +495,7 @@ func TestRoutingWritesRemovesAndReconciles(t *testing.T) {
 	if err := os.WriteFile(ghost, []byte("http: {}\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	startRunner(t, pool, newRouting())
+	startRunner(t, pool, projections.NewReadModel(), newRouting())
 	eventually(t, func() bool {
 		b, _ := os.ReadFile(file)
 		_, err := os.Stat(ghost)
