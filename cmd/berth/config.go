@@ -43,6 +43,10 @@ type Config struct {
 	SecureCookies     bool     // --secure-cookies, BERTH_SECURE_COOKIES: mark session cookies Secure
 	TrustProxyHeaders bool     // --trust-proxy-headers, BERTH_TRUST_PROXY_HEADERS: believe X-Forwarded-Proto/-For
 	AllowedOrigins    []string // --allowed-origins, BERTH_ALLOWED_ORIGINS: extra browser origins, comma-separated
+
+	// ReadyMaxLag is how many events a read model may lag behind the log
+	// before /readyz answers 503: --ready-max-lag, BERTH_READY_MAX_LAG.
+	ReadyMaxLag int64
 }
 
 // DefaultConfig returns the configuration used when no flag or variable is
@@ -55,6 +59,7 @@ func DefaultConfig() Config {
 		DataDir:     DefaultDataDir,
 		DeployHost:  "local",
 		LogLevel:    slog.LevelInfo,
+		ReadyMaxLag: 1000,
 	}
 }
 
@@ -88,6 +93,9 @@ func (c Config) Validate() error {
 		errs = append(errs, fmt.Errorf("--listen %q: want host:port: %w", c.Listen, err))
 	} else if port == "" {
 		errs = append(errs, fmt.Errorf("--listen %q: missing port", c.Listen))
+	}
+	if c.ReadyMaxLag < 0 {
+		errs = append(errs, fmt.Errorf("--ready-max-lag %d: must be at least 0", c.ReadyMaxLag))
 	}
 	for _, p := range []struct{ flag, value string }{
 		{"--data-dir", c.DataDir},
@@ -156,6 +164,15 @@ func bindConfig(fs *flag.FlagSet, c *Config, groups flagGroup, getenv func(strin
 		}
 		fs.BoolVar(&c.WebhooksAllowPrivate, "webhooks-allow-private", allowPrivate,
 			"let outbound webhooks reach loopback, private and link-local addresses (env BERTH_WEBHOOKS_ALLOW_PRIVATE)")
+		if v := getenv("BERTH_READY_MAX_LAG"); v != "" {
+			n, err := strconv.ParseInt(v, 10, 64)
+			if err != nil || n < 0 {
+				return fmt.Errorf("BERTH_READY_MAX_LAG: want a number of events, at least 0: %q", v)
+			}
+			c.ReadyMaxLag = n
+		}
+		fs.Int64Var(&c.ReadyMaxLag, "ready-max-lag", c.ReadyMaxLag,
+			"events a read model may lag behind the log before /readyz answers 503 (env BERTH_READY_MAX_LAG)")
 	}
 	if v := getenv("BERTH_LOG_LEVEL"); v != "" {
 		if err := c.LogLevel.UnmarshalText([]byte(v)); err != nil {

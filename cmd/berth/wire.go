@@ -73,6 +73,7 @@ func (m *Main) wire(ctx context.Context) (http.Handler, []Runner, error) {
 	if err != nil {
 		return nil, nil, err
 	}
+	m.Projections = runner
 
 	// The HTTP API.
 	logs := buildlog.New(m.Pool)
