@@ -161,6 +161,12 @@ type Model struct {
 	Position int64
 	At       time.Time
 
+	// missing, when set, is asked for a deployment an event touches that
+	// is not in Deployments (a rebuild keeps finished ones out of memory);
+	// its first error is kept in missingErr and stops further lookups.
+	missing    func(id string) (*Deployment, error)
+	missingErr error
+
 	track       bool
 	dirtyProj   map[string]bool
 	dirtyApps   map[string]bool
@@ -346,6 +352,11 @@ func (m *Model) apply(e domain.RecordedEvent, data any) {
 		return
 	}
 	d := m.Deployments[depID]
+	if d == nil && m.missing != nil && m.missingErr == nil {
+		if d, m.missingErr = m.missing(depID); d != nil {
+			m.Deployments[depID] = d
+		}
+	}
 	if r, ok := data.(domain.DeploymentRequested); ok && d == nil {
 		d = &Deployment{
 			ID: depID, App: appName, Status: DeploymentRequested, Step: "requested",

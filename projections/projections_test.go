@@ -138,12 +138,39 @@ func dump(t *testing.T, pool *pgxpool.Pool) map[string][]string {
 	return out
 }
 
+// rowDiff lists (a few of) the rows only one of got and want holds.
+func rowDiff(got, want []string) string {
+	in := func(rows []string) map[string]bool {
+		m := map[string]bool{}
+		for _, r := range rows {
+			m[r] = true
+		}
+		return m
+	}
+	g, w := in(got), in(want)
+	var b strings.Builder
+	n := 0
+	for _, r := range got {
+		if !w[r] && n < 5 {
+			fmt.Fprintf(&b, "\n only got:  %s", r)
+			n++
+		}
+	}
+	for _, r := range want {
+		if !g[r] && n < 10 {
+			fmt.Fprintf(&b, "\n only want: %s", r)
+			n++
+		}
+	}
+	return b.String()
+}
+
 func compareDumps(t *testing.T, got, want map[string][]string) {
 	t.Helper()
 	for table, w := range want {
 		g := got[table]
 		if len(g) != len(w) {
-			t.Errorf("%s: got %d rows, want %d", table, len(g), len(w))
+			t.Errorf("%s: got %d rows, want %d%s", table, len(g), len(w), rowDiff(g, w))
 			continue
 		}
 		for i := range w {
