@@ -68,8 +68,12 @@ func (m *Main) wire(ctx context.Context) (http.Handler, []Runner, error) {
 	if err != nil {
 		return nil, nil, err
 	}
+	replay, err := projections.NewReplay(projections.ReplayConfig{Logger: m.Logger}, m.Pool)
+	if err != nil {
+		return nil, nil, err
+	}
 	runner, err := projections.NewRunner(projections.RunnerConfig{Pool: m.Pool, Log: m.Store, Logger: m.Logger},
-		projections.NewReadModel(), projections.NewAudit(), routing)
+		projections.NewReadModel(), projections.NewAudit(), routing, replay)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -77,7 +81,7 @@ func (m *Main) wire(ctx context.Context) (http.Handler, []Runner, error) {
 
 	// The HTTP API.
 	logs := buildlog.New(m.Pool)
-	reads := &webui.ProjectionReads{Queries: projections.NewQueries(m.Pool), Runner: runner, Log: m.Store}
+	reads := &webui.ProjectionReads{Queries: projections.NewQueries(m.Pool), Runner: runner, Log: m.Store, Replay: replay}
 	// The live socket: one log subscription per process fanned out to pages.
 	hub, err := webui.NewHub(webui.HubConfig{Logger: m.Logger, AllowedOrigins: m.Config.AllowedOrigins}, webui.HubDeps{Log: m.Store, Reads: reads, BuildLogs: webui.BuildLogStore{Store: logs}, Notify: runner.Notify})
 	if err != nil {
@@ -93,6 +97,7 @@ func (m *Main) wire(ctx context.Context) (http.Handler, []Runner, error) {
 	if err != nil {
 		return nil, nil, err
 	}
+	integ.Replay = replay
 	srv, err := webui.NewServer(webui.ServerConfig{}, webui.Deps{
 		Commands: cmds, Reads: reads, Queue: reads, BuildLogs: webui.BuildLogStore{Store: logs},
 		Metrics: []webui.MetricsWriter{runner}, Logger: m.Logger, Hub: hub,
