@@ -301,9 +301,6 @@ func encodeSnapshot(m *Model) ([]byte, error) {
 	return buf.Bytes(), nil
 }
 
-// maxSnapshotString bounds a string of a snapshot, against corruption.
-const maxSnapshotString = 1 << 20
-
 func decodeSnapshot(data []byte) (*Model, error) {
 	zr, err := gzip.NewReader(bytes.NewReader(data))
 	if err != nil {
@@ -333,33 +330,39 @@ func decodeSnapshot(data []byte) (*Model, error) {
 		}
 		m.Apps[a.Name] = a
 	}
-	str := func() (string, error) {
-		n, err := binary.ReadUvarint(r)
-		if err != nil {
-			return "", err
-		}
-		if n > maxSnapshotString {
-			return "", errors.New("string too long")
-		}
-		b := make([]byte, n)
-		if _, err := io.ReadFull(r, b); err != nil {
-			return "", err
-		}
-		return string(b), nil
-	}
-	count, err := binary.ReadUvarint(r)
+	// The deployments' strings are substrings of one string, and the
+	// deployments elements of one slice: two allocations for all of them.
+	rest, err := io.ReadAll(r)
 	if err != nil {
 		return nil, fmt.Errorf("replay: decode snapshot: %w", err)
 	}
-	m.Deployments = make(map[string]*Deployment, min(count, 1<<20))
-	for range count {
-		var d Deployment
-		for _, p := range []*string{&d.ID, &d.App, &d.ImageID, &d.ContainerID, &d.ContainerName} {
-			if *p, err = str(); err != nil {
-				return nil, fmt.Errorf("replay: decode snapshot: %w", err)
-			}
+	all := string(rest)
+	pos := 0
+	next := func() (uint64, bool) {
+		v, n := binary.Uvarint(rest[pos:])
+		if n <= 0 {
+			return 0, false
 		}
-		m.Deployments[d.ID] = &d
+		pos += n
+		return v, true
+	}
+	count, ok := next()
+	if !ok || count > uint64(len(rest)) {
+		return nil, errors.New("replay: decode snapshot: bad deployment count")
+	}
+	deps := make([]Deployment, count)
+	m.Deployments = make(map[string]*Deployment, count)
+	for i := range deps {
+		d := &deps[i]
+		for _, p := range []*string{&d.ID, &d.App, &d.ImageID, &d.ContainerID, &d.ContainerName} {
+			n, ok := next()
+			if !ok || n > uint64(len(rest)-pos) {
+				return nil, errors.New("replay: decode snapshot: truncated")
+			}
+			*p = all[pos : pos+int(n)]
+			pos += int(n)
+		}
+		m.Deployments[d.ID] = d
 	}
 	return m, nil
 }
