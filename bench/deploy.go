@@ -26,7 +26,7 @@ import (
 	"berth/handlers/buildlog"
 	"berth/handlers/commands"
 	"berth/handlers/deployer"
-	"berth/handlers/engine"
+	"berth/handlers/docker"
 	"berth/handlers/relay"
 	"berth/internal/testenv"
 	"berth/projections"
@@ -231,9 +231,9 @@ func cleanupDocker(network string) {
 	for _, id := range strings.Fields(ids) {
 		_ = cmdRun(ctx, "", "docker", "rmi", "--force", id)
 	}
-	ids, _ = cmdOutput(ctx, "", "docker", "images", "--quiet", "--filter", "label="+engine.LabelApp)
+	ids, _ = cmdOutput(ctx, "", "docker", "images", "--quiet", "--filter", "label="+docker.LabelApp)
 	for _, id := range strings.Fields(ids) {
-		if out, _ := cmdOutput(ctx, "", "docker", "inspect", "--format", "{{index .Config.Labels \""+engine.LabelApp+"\"}}", id); strings.HasPrefix(out, "bench-") {
+		if out, _ := cmdOutput(ctx, "", "docker", "inspect", "--format", "{{index .Config.Labels \""+docker.LabelApp+"\"}}", id); strings.HasPrefix(out, "bench-") {
 			_ = cmdRun(ctx, "", "docker", "rmi", "--force", id)
 		}
 	}
@@ -247,7 +247,7 @@ type deployStack struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 	pub    *redisstream.Publisher
-	eng    *engine.Engine
+	eng    *docker.Engine
 	n      int
 }
 
@@ -277,15 +277,18 @@ func startDeployStack(ctx context.Context, pool *pgxpool.Pool, redisURL, network
 	if err != nil {
 		return nil, err
 	}
-	eng, err := engine.New(engine.Config{Network: network, WorkRoot: filepath.Join(work, "work")})
+	eng, err := docker.New(docker.Config{Network: network, WorkRoot: filepath.Join(work, "work")})
 	if err != nil {
 		return nil, err
 	}
-	exec, err := deployer.NewDockerExecutor(deployer.DockerExecutorConfig{
-		Engine: eng, Logs: buildlog.New(pool), Logger: log,
+	rt, err := docker.NewRuntime(docker.RuntimeConfig{Engine: eng})
+	if err != nil {
+		return nil, err
+	}
+	exec, err := deployer.NewWorkflow(deployer.WorkflowConfig{
+		Runtime: rt, Logs: buildlog.New(pool), Logger: log,
 		Routes: deployer.RouteWaiterFunc(func(ctx context.Context, pos int64) error {
-			runner.Notify(pos)
-			return pollCheckpoint(ctx, pool, projections.RoutingName, pos)
+			return runner.WaitApplied(ctx, projections.RoutingName, pos)
 		}),
 	}, store)
 	if err != nil {
@@ -375,20 +378,6 @@ func (s *deployStack) deployOnce(ctx context.Context, repo string, i int) (time.
 		select {
 		case <-ctx.Done():
 			return 0, ctx.Err()
-		case <-time.After(10 * time.Millisecond):
-		}
-	}
-}
-
-func pollCheckpoint(ctx context.Context, pool *pgxpool.Pool, name string, pos int64) error {
-	for {
-		var got int64
-		if err := pool.QueryRow(ctx, "SELECT position FROM checkpoints WHERE name = $1", name).Scan(&got); err == nil && got >= pos {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
 		case <-time.After(10 * time.Millisecond):
 		}
 	}

@@ -22,6 +22,7 @@ import (
 	"berth/eventstore"
 	"berth/handlers/deployer"
 	"berth/handlers/relay"
+	"berth/internal/runtimetest"
 	"berth/migrations"
 )
 
@@ -171,7 +172,12 @@ func measureDispatch(ctx context.Context, store *eventstore.Postgres, pool *pgxp
 	if err != nil {
 		return nil, fmt.Errorf("bench: %w", err)
 	}
-	dp, err := deployer.New(deployer.Config{Host: host, Logger: quiet, OnReceive: onReceive}, store, pool, redisOpts, benchExecutor{})
+	// The requests name no application: the workflow fails each at once.
+	flow, err := deployer.NewWorkflow(deployer.WorkflowConfig{Runtime: runtimetest.New(), Logs: runtimetest.NewLog(), Logger: quiet}, store)
+	if err != nil {
+		return nil, fmt.Errorf("bench: %w", err)
+	}
+	dp, err := deployer.New(deployer.Config{Host: host, Logger: quiet, OnReceive: onReceive}, store, pool, redisOpts, flow)
 	if err != nil {
 		return nil, fmt.Errorf("bench: %w", err)
 	}
@@ -253,13 +259,6 @@ func measureDispatch(ctx context.Context, store *eventstore.Postgres, pool *pgxp
 	}
 	mu.Unlock()
 	return lat, nil
-}
-
-// benchExecutor records nothing: the benchmark measures dispatch only.
-type benchExecutor struct{}
-
-func (benchExecutor) Execute(context.Context, deployer.Job, deployer.StepRecorder) error {
-	return deployer.FailStep(domain.StepFetchSource, errors.New("benchmark: not executed"))
 }
 
 // request appends one deployment.requested and notes its commit time.

@@ -75,6 +75,9 @@ type AppStarted struct {
 	// UpstreamHost, when set, is where the routes now reach the container
 	// (its new address on berth's network); empty: unchanged.
 	UpstreamHost string `json:"upstream_host,omitempty"`
+	// Upstreams, when set, are the addresses of every replica started
+	// again, UpstreamHost the first's.
+	Upstreams []Upstream `json:"upstreams,omitempty"`
 }
 
 // AppDeleted is recorded ("app.deleted") when an application is deleted. Its
@@ -186,15 +189,16 @@ func (spec NewApp) Normalize(allowWildcard bool) (NewApp, error) {
 // CreateApp decides the creation of an application in project (nil: the
 // project does not exist). hosts holds the loaded ownership of every host in
 // spec.Domains (after Normalize). Events: app.created, then app.env_set when
-// Env is not empty, then app.domain_added on the application's stream and
-// host.claimed on each host's stream. Append the application stream expecting
-// no stream and each host stream expecting its Version.
+// Env is not empty, then app.domain_added on the application's stream,
+// host.claimed on each host's stream and project.app_added on the project's.
+// Append the application stream expecting no stream, each host stream
+// expecting its Version and the project's stream expecting its Version.
 func CreateApp(project *Project, spec NewApp, hosts map[string]*Host, allowWildcard bool) ([]Event, error) {
 	spec, err := spec.Normalize(allowWildcard)
 	if err != nil {
 		return nil, err
 	}
-	if project == nil || project.Name() != spec.Project {
+	if project == nil || project.Name() != spec.Project || project.Deleted() {
 		return nil, fmt.Errorf("%s: %w", spec.Project, ErrProjectNotFound)
 	}
 	stream := AppStream(spec.Name)
@@ -217,7 +221,7 @@ func CreateApp(project *Project, spec NewApp, hosts map[string]*Host, allowWildc
 		claims = append(claims, c...)
 		events = append(events, Event{StreamID: stream, Type: EventAppDomainAdded, Data: AppDomainAdded{App: spec.Name, Route: r}})
 	}
-	return append(events, claims...), nil
+	return append(append(events, claims...), project.addApp(spec.Name)), nil
 }
 
 // LoadApplication rebuilds an application from its stream. It returns
@@ -262,6 +266,13 @@ func (a *Application) apply(data any) error {
 		a.config.Domains = append(slices.Clone(a.config.Domains), d.Route)
 	case AppDomainRemoved:
 		a.config.Domains = slices.DeleteFunc(slices.Clone(a.config.Domains), func(r Route) bool { return r.Host == d.Host })
+	case AppDomainChanged:
+		a.config.Domains = slices.Clone(a.config.Domains)
+		for i, r := range a.config.Domains {
+			if r.Host == d.Route.Host {
+				a.config.Domains[i] = d.Route
+			}
+		}
 	case AppStopRequested:
 		a.status = AppStatusStopped
 	case AppStartRequested:
@@ -327,11 +338,15 @@ type AppPatch struct {
 	GitURL *string `json:"git_url,omitempty"`
 	GitRef *string `json:"git_ref,omitempty"`
 	Image  *string `json:"image,omitempty"`
+	// PullPolicy: "always", "if-not-present" or "never".
+	PullPolicy *string `json:"pull_policy,omitempty"`
 
 	Dockerfile *string     `json:"dockerfile,omitempty"`
 	Context    *string     `json:"context,omitempty"`
 	Target     *string     `json:"target,omitempty"`
 	BuildArgs  *[]BuildArg `json:"build_args,omitempty"`
+	// Push: the repository built images are pushed to ("" stops pushing).
+	Push *string `json:"push,omitempty"`
 
 	Port                      *int      `json:"port,omitempty"`
 	Volumes                   *[]Volume `json:"volumes,omitempty"`
@@ -356,15 +371,17 @@ func (a *Application) Update(p AppPatch) ([]Event, error) {
 		src.GitURL, src.GitRef = "", ""
 	}
 	if p.GitURL != nil && *p.GitURL != "" && p.Image == nil {
-		src.Image = ""
+		src.Image, src.PullPolicy = "", ""
 	}
 	set(&src.GitURL, p.GitURL)
 	set(&src.GitRef, p.GitRef)
 	set(&src.Image, p.Image)
+	set(&src.PullPolicy, p.PullPolicy)
 	set(&b.Dockerfile, p.Dockerfile)
 	set(&b.Context, p.Context)
 	set(&b.Target, p.Target)
 	set(&b.Args, p.BuildArgs)
+	set(&b.Push, p.Push)
 	set(&rt.Port, p.Port)
 	set(&rt.Volumes, p.Volumes)
 	set(&rt.Resources.CPUMillis, p.CPUMillis)
@@ -394,10 +411,12 @@ func (a *Application) Update(p AppPatch) ([]Event, error) {
 	diff("source.git_url", old.Source.GitURL, src.GitURL)
 	diff("source.git_ref", old.Source.GitRef, src.GitRef)
 	diff("source.image", old.Source.Image, src.Image)
+	diff("source.pull_policy", old.Source.PullPolicy, src.PullPolicy)
 	diff("build.dockerfile", old.Build.Dockerfile, b.Dockerfile)
 	diff("build.context", old.Build.Context, b.Context)
 	diff("build.target", old.Build.Target, b.Target)
 	diff("build.args", normalizeNil(old.Build.Args), normalizeNil(b.Args))
+	diff("build.push", old.Build.Push, b.Push)
 	diff("runtime.port", old.Runtime.Port, rt.Port)
 	diff("runtime.volumes", normalizeNil(old.Runtime.Volumes), normalizeNil(rt.Volumes))
 	diff("runtime.resources.cpu_millis", old.Runtime.Resources.CPUMillis, rt.Resources.CPUMillis)
@@ -458,7 +477,7 @@ func (a *Application) AddDomain(r Route, host *Host, allowWildcard bool) ([]Even
 	}
 	for _, o := range a.config.Domains {
 		if o.Host == r.Host {
-			if o == r {
+			if o.Equal(r) {
 				return nil, nil
 			}
 			return nil, fmt.Errorf("host %s is already routed by %s with other settings, remove it first: %w", r.Host, a.name, ErrConflict)

@@ -32,6 +32,25 @@ type Source struct {
 	GitRef string `json:"git_ref,omitempty"`
 	// Image is an image reference ("[registry/]name[:tag][@sha256:…]").
 	Image string `json:"image,omitempty"`
+	// PullPolicy says when an image source is pulled: PullAlways (every
+	// deployment, so a mutable tag is followed), PullIfNotPresent (the
+	// default: only when the host lacks it) or PullNever (the host's own).
+	PullPolicy string `json:"pull_policy,omitempty"`
+}
+
+// Pull policies of an image source.
+const (
+	PullAlways       = "always"
+	PullIfNotPresent = "if-not-present"
+	PullNever        = "never"
+)
+
+// Pull returns the source's pull policy, PullIfNotPresent when unset.
+func (s Source) Pull() string {
+	if s.PullPolicy == "" {
+		return PullIfNotPresent
+	}
+	return s.PullPolicy
 }
 
 // IsGit reports whether the source is a git repository.
@@ -52,6 +71,10 @@ type Build struct {
 	// Target is an optional multi-stage build target.
 	Target string     `json:"target,omitempty"`
 	Args   []BuildArg `json:"args,omitempty"`
+	// Push, when set, is a repository ("registry.example.com/team/api")
+	// every built image is pushed to, tagged with the deployment id, with
+	// the credentials of the registry it names: other hosts can then run it.
+	Push string `json:"push,omitempty"`
 }
 
 // Volume mounts a named Docker volume at an absolute container path.
@@ -103,11 +126,72 @@ type EnvVar struct {
 // Route sends requests for Host (and, when set, PathPrefix) to an
 // application's container.
 type Route struct {
-	Host       string `json:"host"`
+	Host string `json:"host"`
+	// PathPrefix limits the route to paths under it; the prefix is stripped
+	// before the request reaches the application.
 	PathPrefix string `json:"path_prefix,omitempty"`
-	HTTPS      bool   `json:"https"`
+	// HTTPS serves the route over TLS (HTTP then redirects to HTTPS), with
+	// Certificate when set, otherwise with a certificate from ACME. Without
+	// ACME configured and without a Certificate it cannot be set.
+	HTTPS bool `json:"https"`
 	// Port is the target container port; 0 means the application's Port.
 	Port int `json:"port,omitempty"`
+	// RedirectTo, when set, answers every request for Host with a permanent
+	// redirect to the same path on this host (www → apex, or the reverse);
+	// the application is not reached.
+	RedirectTo string `json:"redirect_to,omitempty"`
+	// BasicAuth, when not empty, requires HTTP basic authentication by one
+	// of these users. Only password hashes are ever recorded.
+	BasicAuth []BasicAuthUser `json:"basic_auth,omitempty"`
+	// Certificate is the route's own certificate, uploaded instead of one
+	// from ACME; nil for none.
+	Certificate *Certificate `json:"certificate,omitempty"`
+}
+
+// BasicAuthUser is one user allowed through a route's basic
+// authentication.
+type BasicAuthUser struct {
+	Username string `json:"username"`
+	// Password is the plain password as a client sends it. The command
+	// handlers replace it by Hash before anything is validated or recorded:
+	// a route in an event never carries it.
+	Password string `json:"password,omitempty"`
+	// Hash is the password's bcrypt hash ("$2a$…", "$2b$…" or "$2y$…").
+	Hash string `json:"hash,omitempty"`
+}
+
+// Certificate is a route's uploaded certificate: the chain in PEM, the
+// private key sealed like a secret (SecretSealer, for the application), and
+// what was read from the leaf when it was validated.
+type Certificate struct {
+	// ChainPEM is the leaf certificate followed by its intermediates.
+	ChainPEM string `json:"chain_pem,omitempty"`
+	// SealedKey is the PEM private key, sealed for the application.
+	SealedKey []byte `json:"sealed_key,omitempty"`
+	// Fingerprint is the hex SHA-256 of the leaf's DER encoding.
+	Fingerprint string    `json:"fingerprint"`
+	Issuer      string    `json:"issuer"`
+	NotBefore   time.Time `json:"not_before"`
+	NotAfter    time.Time `json:"not_after"`
+}
+
+// Equal reports whether r and o are the same route.
+func (r Route) Equal(o Route) bool {
+	if r.Host != o.Host || r.PathPrefix != o.PathPrefix || r.HTTPS != o.HTTPS || r.Port != o.Port ||
+		r.RedirectTo != o.RedirectTo || len(r.BasicAuth) != len(o.BasicAuth) {
+		return false
+	}
+	for i := range r.BasicAuth {
+		if r.BasicAuth[i] != o.BasicAuth[i] {
+			return false
+		}
+	}
+	switch {
+	case r.Certificate == nil || o.Certificate == nil:
+		return r.Certificate == nil && o.Certificate == nil
+	default:
+		return r.Certificate.Fingerprint == o.Certificate.Fingerprint && string(r.Certificate.SealedKey) == string(o.Certificate.SealedKey)
+	}
 }
 
 // AppConfig is an application's whole configuration at one stream version.

@@ -85,7 +85,10 @@ type DeploymentImageBuilt struct {
 	DeploymentID string `json:"deployment_id"`
 	App          string `json:"app"`
 	ImageID      string `json:"image_id"`
-	DurationMS   int64  `json:"duration_ms"`
+	// Pushed, when the image was pushed to a registry, is the reference by
+	// digest it was pushed as ("registry/name@sha256:…").
+	Pushed     string `json:"pushed,omitempty"`
+	DurationMS int64  `json:"duration_ms"`
 }
 
 // DeploymentContainerStarted is recorded ("deployment.container_started")
@@ -117,7 +120,36 @@ type DeploymentTrafficSwitched struct {
 	// reaches it); empty: the container's name and the application's port.
 	UpstreamHost string `json:"upstream_host,omitempty"`
 	UpstreamPort int    `json:"upstream_port,omitempty"`
-	DurationMS   int64  `json:"duration_ms"`
+	// Upstreams, when set, is every address the routes send requests to
+	// from now on (several replicas: the new one and the previous ones not
+	// replaced yet); UpstreamHost and UpstreamPort are its first.
+	Upstreams  []Upstream `json:"upstreams,omitempty"`
+	DurationMS int64      `json:"duration_ms"`
+}
+
+// Upstream is one address the routes send an application's requests to:
+// one replica's container on berth's network.
+type Upstream struct {
+	Host string `json:"host"`
+	Port int    `json:"port"`
+}
+
+// DeploymentReplicaSwitched is recorded ("deployment.replica_switched")
+// during a rolling update of several replicas, after traffic_switched, each
+// time one more new replica passed its health check and took the place of
+// a previous one in the routes.
+type DeploymentReplicaSwitched struct {
+	DeploymentID  string `json:"deployment_id"`
+	App           string `json:"app"`
+	Replica       int    `json:"replica"`
+	ContainerID   string `json:"container_id"`
+	ContainerName string `json:"container_name"`
+	// PreviousContainerID is the previous replica this one replaces, which
+	// drains and stops next ("" when there was none).
+	PreviousContainerID string `json:"previous_container_id,omitempty"`
+	// Upstreams is every address the routes send requests to from now on.
+	Upstreams  []Upstream `json:"upstreams"`
+	DurationMS int64      `json:"duration_ms"`
 }
 
 // DeploymentPreviousStopped is recorded ("deployment.previous_stopped") when
@@ -523,6 +555,10 @@ func (d *Deployment) check(data any) error {
 		if cur < DeploymentTrafficSwitchedStatus.rank() {
 			return fmt.Errorf("succeed %s while %s: traffic has not switched: %w", d.id, d.status, ErrBadTransition)
 		}
+	case DeploymentReplicaSwitched:
+		if d.status != DeploymentTrafficSwitchedStatus {
+			return fmt.Errorf("switch a replica of %s while %s: %w", d.id, d.status, ErrBadTransition)
+		}
 	case DeploymentFailed, DeploymentCancelRequested, DeploymentCancelled, DeploymentInterrupted, DeploymentDeadLettered:
 	default:
 		next, ok := statusOf(data)
@@ -578,6 +614,9 @@ func (d *Deployment) stamp(data any) (string, any, bool) {
 	case DeploymentTrafficSwitched:
 		v.DeploymentID, v.App = id, app
 		return EventDeploymentTrafficSwitched, v, true
+	case DeploymentReplicaSwitched:
+		v.DeploymentID, v.App = id, app
+		return EventDeploymentReplicaSwitched, v, true
 	case DeploymentPreviousStopped:
 		v.DeploymentID, v.App = id, app
 		return EventDeploymentPreviousStopped, v, true

@@ -37,6 +37,10 @@ func DecodeEvent(e RecordedEvent) (any, error) {
 	switch e.Type {
 	case EventProjectCreated:
 		return decode[ProjectCreated](e)
+	case EventProjectAppAdded:
+		return decode[ProjectAppAdded](e)
+	case EventProjectDeleted:
+		return decode[ProjectDeleted](e)
 	case EventAppCreated:
 		return decode[AppCreated](e)
 	case EventAppUpdated:
@@ -59,6 +63,12 @@ func DecodeEvent(e RecordedEvent) (any, error) {
 		return decode[AppDeleted](e)
 	case EventAppRemoved:
 		return decode[AppRemoved](e)
+	case EventAppDomainChanged:
+		return decode[AppDomainChanged](e)
+	case EventCertificateIssued:
+		return decode[CertificateIssued](e)
+	case EventCertificateFailed:
+		return decode[CertificateFailed](e)
 	case EventHostClaimed:
 		return decode[HostClaimed](e)
 	case EventHostReleased:
@@ -89,6 +99,12 @@ func DecodeEvent(e RecordedEvent) (any, error) {
 		return decode[DeploymentHealthPassed](e)
 	case EventDeploymentTrafficSwitched:
 		return decode[DeploymentTrafficSwitched](e)
+	case EventRegistryAdded:
+		return decode[RegistryAdded](e)
+	case EventRegistryRemoved:
+		return decode[RegistryRemoved](e)
+	case EventDeploymentReplicaSwitched:
+		return decode[DeploymentReplicaSwitched](e)
 	case EventDeploymentPreviousStopped:
 		return decode[DeploymentPreviousStopped](e)
 	case EventDeploymentSucceeded:
@@ -125,6 +141,8 @@ func DecodeEvent(e RecordedEvent) (any, error) {
 		return decode[TokenRevoked](e)
 	case EventTokenUsed:
 		return decode[TokenUsed](e)
+	case EventCheckpointSigned:
+		return decode[CheckpointSigned](e)
 	default:
 		return nil, fmt.Errorf("event %d %q: %w", e.Position, e.Type, ErrUnknownEventType)
 	}

@@ -30,13 +30,16 @@ func DeploymentStream(id string) string { return CategoryDeployment + "-" + id }
 // Event type names. These strings are stored in the log: never rename one;
 // evolve with a new name or a schema version.
 const (
-	EventProjectCreated = "project.created"
+	EventProjectCreated  = "project.created"
+	EventProjectAppAdded = "project.app_added"
+	EventProjectDeleted  = "project.deleted"
 
 	EventAppCreated        = "app.created"
 	EventAppUpdated        = "app.updated"
 	EventAppEnvSet         = "app.env_set"
 	EventAppDomainAdded    = "app.domain_added"
 	EventAppDomainRemoved  = "app.domain_removed"
+	EventAppDomainChanged  = "app.domain_changed"
 	EventAppStopRequested  = "app.stop_requested"
 	EventAppStopped        = "app.stopped"
 	EventAppStartRequested = "app.start_requested"
@@ -47,6 +50,9 @@ const (
 	EventHostClaimed  = "host.claimed"
 	EventHostReleased = "host.released"
 
+	EventCertificateIssued = "domain.certificate_issued"
+	EventCertificateFailed = "domain.certificate_failed"
+
 	EventDeploymentRequested        = "deployment.requested"
 	EventDeploymentQueued           = "deployment.queued"
 	EventDeploymentStarted          = "deployment.started"
@@ -55,6 +61,7 @@ const (
 	EventDeploymentContainerStarted = "deployment.container_started"
 	EventDeploymentHealthPassed     = "deployment.health_passed"
 	EventDeploymentTrafficSwitched  = "deployment.traffic_switched"
+	EventDeploymentReplicaSwitched  = "deployment.replica_switched"
 	EventDeploymentPreviousStopped  = "deployment.previous_stopped"
 	EventDeploymentSucceeded        = "deployment.succeeded"
 	EventDeploymentFailed           = "deployment.failed"
@@ -69,6 +76,8 @@ const (
 	EventWebhookDeleted = "webhook.deleted"
 
 	EventGitHookSecretSet = "githook.secret_set"
+	EventGitHookEnabled   = "githook.enabled"
+	EventGitHookDisabled  = "githook.disabled"
 )
 
 // Event type names of accounts and API tokens.

@@ -30,6 +30,7 @@ type Host struct {
 	name    string
 	owner   string
 	version int64
+	cert    CertificateRecord
 }
 
 // LoadHost rebuilds the ownership of host from its stream (an empty stream
@@ -60,8 +61,14 @@ func (h *Host) apply(data any) {
 	switch d := data.(type) {
 	case HostClaimed:
 		h.name, h.owner = d.Host, d.App
+		h.cert = CertificateRecord{}
 	case HostReleased:
 		h.owner = ""
+		h.cert = CertificateRecord{}
+	case CertificateIssued:
+		h.cert = CertificateRecord{State: CertStateIssued, Fingerprint: d.Fingerprint, Issuer: d.Issuer, NotAfter: d.NotAfter}
+	case CertificateFailed:
+		h.cert = CertificateRecord{State: CertStateFailed, Reason: d.Reason}
 	}
 }
 

@@ -1,12 +1,37 @@
 package domain
 
-import "fmt"
+import (
+	"fmt"
+	"slices"
+	"strings"
+)
 
 // ProjectCreated is recorded ("project.created") when a project is created.
 type ProjectCreated struct {
 	Project     string `json:"project"`
 	Description string `json:"description,omitempty"`
 }
+
+// ProjectAppAdded is recorded ("project.app_added") on the project's stream
+// in the append that creates an application in it, so that creating an
+// application and deleting its project conflict instead of leaving an
+// application in a deleted project.
+type ProjectAppAdded struct {
+	Project string `json:"project"`
+	App     string `json:"app"`
+}
+
+// ProjectDeleted is recorded ("project.deleted") when a project is deleted.
+// Apps names the applications deleted with it, in the same append (their
+// app.deleted events follow). The name may be used again afterwards.
+type ProjectDeleted struct {
+	Project string   `json:"project"`
+	Apps    []string `json:"apps,omitempty"`
+}
+
+// ErrProjectHasApps is returned when a project that still has applications is
+// deleted without asking to delete them too.
+var ErrProjectHasApps = fmt.Errorf("project still has applications: delete them first or confirm deleting them with it: %w", ErrConflict)
 
 // ErrProjectNotFound is returned when a command names a project that does not
 // exist.
@@ -20,12 +45,15 @@ var ErrProjectExists = fmt.Errorf("project already exists: %w", ErrConflict)
 type Project struct {
 	name        string
 	description string
+	deleted     bool
+	apps        []string // applications created in it, in order
 	version     int64
 }
 
 // CreateProject decides the creation of project name. The caller appends the
-// events to ProjectStream(name) expecting no stream; a concurrency failure
-// there means the name is taken.
+// events to ProjectStream(name) expecting no stream, or, when the name was
+// used by a deleted project, expecting that project's version; a
+// concurrency failure there means the name is taken.
 func CreateProject(name, description string) ([]Event, error) {
 	if err := ValidateName("name", name); err != nil {
 		return nil, err
@@ -60,7 +88,12 @@ func (p *Project) Apply(e RecordedEvent) error {
 	}
 	switch d := data.(type) {
 	case ProjectCreated:
-		p.name, p.description = d.Project, d.Description
+		// Also a project created again under a deleted one's name.
+		p.name, p.description, p.deleted, p.apps = d.Project, d.Description, false, nil
+	case ProjectAppAdded:
+		p.apps = append(p.apps, d.App)
+	case ProjectDeleted:
+		p.deleted, p.apps = true, nil
 	default:
 		return fmt.Errorf("project stream %s: unexpected event %s: %w", e.StreamID, e.Type, ErrInvalid)
 	}
@@ -76,3 +109,54 @@ func (p *Project) Description() string { return p.description }
 
 // Version is the project stream's version.
 func (p *Project) Version() int64 { return p.version }
+
+// Deleted reports whether the project is deleted (its name is free again).
+func (p *Project) Deleted() bool { return p.deleted }
+
+// Apps lists the applications created in the project since it was (last)
+// created, deleted ones included. Applications created before berth
+// recorded project.app_added are not listed: find those in the log.
+func (p *Project) Apps() []string { return slices.Clone(p.apps) }
+
+// addApp returns the event recording app's creation in the project.
+func (p *Project) addApp(app string) Event {
+	return Event{StreamID: ProjectStream(p.name), Type: EventProjectAppAdded, Data: ProjectAppAdded{Project: p.name, App: app}}
+}
+
+// Delete decides deleting the project. apps are the project's applications
+// (loaded; deleted ones are skipped) and hosts the loaded ownership of every
+// host they route. With live applications it fails with ErrProjectHasApps
+// unless cascade is set; then each is deleted, its hosts released, in the
+// same append: append the project stream expecting Version(), each
+// application's stream expecting its version, each host's stream expecting
+// its version.
+func (p *Project) Delete(apps []*Application, hosts map[string]*Host, cascade bool) ([]Event, error) {
+	if p.deleted {
+		return nil, fmt.Errorf("%s: %w", p.name, ErrProjectNotFound)
+	}
+	var live []*Application
+	for _, a := range apps {
+		if a.Project() != p.name {
+			return nil, fmt.Errorf("application %s is not in project %s: %w", a.Name(), p.name, ErrInvalid)
+		}
+		if a.Status() != AppStatusDeleted {
+			live = append(live, a)
+		}
+	}
+	names := make([]string, 0, len(live))
+	for _, a := range live {
+		names = append(names, a.Name())
+	}
+	if len(live) > 0 && !cascade {
+		return nil, fmt.Errorf("%s has %s: %w", p.name, strings.Join(names, ", "), ErrProjectHasApps)
+	}
+	events := []Event{{StreamID: ProjectStream(p.name), Type: EventProjectDeleted, Data: ProjectDeleted{Project: p.name, Apps: names}}}
+	for _, a := range live {
+		evs, err := a.Delete(hosts)
+		if err != nil {
+			return nil, err
+		}
+		events = append(events, evs...)
+	}
+	return events, nil
+}

@@ -168,6 +168,11 @@ type UserLoginFailed struct {
 	Email  string `json:"email,omitempty"`
 	Remote string `json:"remote,omitempty"`
 	Reason string `json:"reason"`
+	// Count is how many refused logins of this address the event stands
+	// for (absent: one). A flood is recorded in bounded form: the first
+	// failure of a window is recorded at once, the others of that window
+	// together in one event when it closes.
+	Count int `json:"count,omitempty"`
 }
 
 // Login failure reasons.

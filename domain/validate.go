@@ -34,6 +34,7 @@ const (
 	MaxDomains        = 64
 	MaxDescriptionLen = 1000
 	MaxCPUMillis      = 256_000            // 256 cores
+	MaxReplicas       = 20                 // containers of one application on a host
 	MinMemoryBytes    = 6 << 20            // Docker's minimum
 	MaxMemoryBytes    = 1 << 40            // 1 TiB
 	MinHealthTimeout  = 1                  // second
@@ -744,7 +745,14 @@ func (s Source) Validate(prefix string) error {
 		if s.GitRef != "" {
 			return Invalid(field(prefix, "git_ref"), "applies only to a git source")
 		}
+		switch s.PullPolicy {
+		case "", PullAlways, PullIfNotPresent, PullNever:
+		default:
+			return Invalid(field(prefix, "pull_policy"), `must be "always", "if-not-present" or "never"`)
+		}
 		return ValidateImageRef(field(prefix, "image"), s.Image)
+	case s.PullPolicy != "":
+		return Invalid(field(prefix, "pull_policy"), "applies only to an image source")
 	}
 	if err := ValidateGitURL(field(prefix, "git_url"), s.GitURL); err != nil {
 		return err
@@ -765,6 +773,17 @@ func (b Build) Validate(prefix string) error {
 	}
 	if err := ValidateRepoPath(field(prefix, "context"), b.Context); err != nil {
 		return err
+	}
+	if b.Push != "" {
+		if err := ValidateImageRef(field(prefix, "push"), b.Push); err != nil {
+			return err
+		}
+		if strings.ContainsAny(b.Push, "@") || strings.Contains(b.Push[strings.LastIndexByte(b.Push, '/')+1:], ":") {
+			return Invalid(field(prefix, "push"), "must be a repository without a tag or digest (berth tags each image with its deployment)")
+		}
+		if ImageRegistry(b.Push) == "docker.io" && !strings.HasPrefix(b.Push, "docker.io/") {
+			return Invalid(field(prefix, "push"), "must name its registry, such as registry.example.com/team/app")
+		}
 	}
 	if b.Target != "" {
 		if !imageTagRE.MatchString(b.Target) {
@@ -820,8 +839,8 @@ func (r Runtime) Validate(prefix string) error {
 	if m := r.Resources.MemoryBytes; m != 0 && (m < MinMemoryBytes || m > MaxMemoryBytes) {
 		return Invalid(field(res, "memory_bytes"), fmt.Sprintf("must be between %d (6 MiB) and %d bytes, or 0 for no limit", MinMemoryBytes, MaxMemoryBytes))
 	}
-	if r.Replicas != 1 {
-		return Invalid(field(prefix, "replicas"), "must be 1")
+	if r.Replicas < 1 || r.Replicas > MaxReplicas {
+		return Invalid(field(prefix, "replicas"), fmt.Sprintf("must be between 1 and %d", MaxReplicas))
 	}
 	hc := field(prefix, "health_check")
 	if r.HealthCheck.Path != "" {
@@ -859,7 +878,7 @@ func (rt Route) Normalize(prefix string, allowWildcard bool) (Route, error) {
 			return Route{}, err
 		}
 	}
-	return rt, nil
+	return rt.checkOptions(prefix)
 }
 
 // ValidateEnv checks an environment set under prefix: POSIX keys, each once,

@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/url"
 	"strings"
+	"time"
 )
 
 // WebhookStream is the stream of webhook subscription id.
@@ -77,6 +78,45 @@ type WebhookDeleted struct {
 type GitHookSecretSet struct {
 	App          string `json:"app"`
 	SealedSecret []byte `json:"sealed_secret"`
+}
+
+// GitHookToggled is recorded as "githook.enabled" or "githook.disabled" on
+// GitHookStream(app): automatic deployment on push turned on or off. The
+// secret stays; a disabled hook answers pushes without deploying.
+type GitHookToggled struct {
+	App string `json:"app"`
+}
+
+// GitHookState is an application's inbound git webhook as its stream tells
+// it: whether a secret was issued, when, and whether pushes deploy.
+type GitHookState struct {
+	Configured  bool      `json:"configured"`
+	Enabled     bool      `json:"enabled"`
+	SecretSetAt time.Time `json:"secret_set_at,omitzero"`
+	// Version is the stream's version (0: no events).
+	Version int64 `json:"-"`
+}
+
+// FoldGitHook folds the events of GitHookStream(app). A hook is enabled
+// from its first secret on until it is disabled.
+func FoldGitHook(recs []RecordedEvent) GitHookState {
+	var st GitHookState
+	for _, e := range recs {
+		switch e.Type {
+		case EventGitHookSecretSet:
+			if !st.Configured {
+				st.Enabled = true
+			}
+			st.Configured = true
+			st.SecretSetAt = e.RecordedAt
+		case EventGitHookEnabled:
+			st.Enabled = true
+		case EventGitHookDisabled:
+			st.Enabled = false
+		}
+		st.Version = e.StreamVersion
+	}
+	return st
 }
 
 // WebhookSealScope is the name under which a subscription's secret is sealed

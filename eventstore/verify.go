@@ -215,3 +215,37 @@ func (c *verifyChunk) add(v [][]byte) error {
 	})
 	return nil
 }
+
+// HeadHash returns the head row: the last position and its hash.
+func (s *Postgres) HeadHash(ctx context.Context) (int64, []byte, error) {
+	var pos int64
+	var hash []byte
+	if err := s.pool.QueryRow(ctx, `SELECT position, hash FROM event_head WHERE id`).Scan(&pos, &hash); err != nil {
+		return 0, nil, fmt.Errorf("eventstore: read head: %w", err)
+	}
+	return pos, hash, nil
+}
+
+// HashAt returns the stored hash of the event at position, and false when
+// there is no such row.
+func (s *Postgres) HashAt(ctx context.Context, position int64) ([]byte, bool, error) {
+	var hash []byte
+	err := s.pool.QueryRow(ctx, `SELECT hash FROM events WHERE position = $1`, position).Scan(&hash)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, false, nil
+	}
+	if err != nil {
+		return nil, false, fmt.Errorf("eventstore: read hash at %d: %w", position, err)
+	}
+	return hash, true, nil
+}
+
+// LastPosition returns the highest position stored in the events table
+// (0 when empty), whatever the head row says.
+func (s *Postgres) LastPosition(ctx context.Context) (int64, error) {
+	var pos int64
+	if err := s.pool.QueryRow(ctx, `SELECT coalesce(max(position), 0) FROM events`).Scan(&pos); err != nil {
+		return 0, fmt.Errorf("eventstore: read last position: %w", err)
+	}
+	return pos, nil
+}

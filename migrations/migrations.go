@@ -13,6 +13,7 @@ import (
 	"regexp"
 	"sort"
 	"strconv"
+	"strings"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -38,6 +39,11 @@ func FS() fs.FS { return files }
 // other processes) are serialised by an advisory lock; the later ones find
 // nothing left to do.
 func Migrate(ctx context.Context, pool *pgxpool.Pool) error {
+	// A runtime role (see GrantRuntime) may read the version table but not
+	// create it: when nothing is left to do, that is all it needs.
+	if applied, available, err := Version(ctx, pool); err == nil && applied == available {
+		return nil
+	}
 	pc, err := pool.Acquire(ctx)
 	if err != nil {
 		return fmt.Errorf("migrate: acquire connection: %w", err)
@@ -143,4 +149,20 @@ func Version(ctx context.Context, pool *pgxpool.Pool) (applied, available int32,
 		return 0, int32(len(names)), fmt.Errorf("migrations: read version: %w", err)
 	}
 	return applied, int32(len(names)), nil
+}
+
+// GrantRuntime gives role, the role berth serve runs as, SELECT and INSERT
+// only on the tables of record (the log and the others whose changes the
+// append-only triggers refuse), SELECT on the version table, and SELECT,
+// INSERT, UPDATE and DELETE on the rest (read models, checkpoints, keys,
+// sessions). pool must connect as the schema's owner, migrated. Run it
+// after every migration: it covers the tables that exist.
+func GrantRuntime(ctx context.Context, pool *pgxpool.Pool, role string) error {
+	if role == "" || len(role) > 63 || strings.ContainsRune(role, 0) {
+		return fmt.Errorf("runtime role %q: want 1 to 63 bytes", role)
+	}
+	if _, err := pool.Exec(ctx, "SELECT berth_grant_runtime($1)", role); err != nil {
+		return fmt.Errorf("grant the runtime role %q: %w", role, err)
+	}
+	return nil
 }

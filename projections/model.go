@@ -79,8 +79,11 @@ type App struct {
 	ServingContainer    string `json:"serving_container,omitempty"`
 	// UpstreamHost and UpstreamPort are where Traefik sends the traffic;
 	// empty while nothing runs (never deployed, stopped, deleted).
-	UpstreamHost string    `json:"upstream_host,omitempty"`
-	UpstreamPort int       `json:"upstream_port,omitempty"`
+	UpstreamHost string `json:"upstream_host,omitempty"`
+	UpstreamPort int    `json:"upstream_port,omitempty"`
+	// ReplicaHosts are the addresses of the other replicas Traefik
+	// balances the traffic over, on UpstreamPort too.
+	ReplicaHosts []string  `json:"replica_hosts,omitempty"`
 	CreatedAt    time.Time `json:"created_at"`
 	UpdatedAt    time.Time `json:"updated_at"`
 	// Position is the log position of the last event that changed the row.
@@ -231,6 +234,8 @@ func keysOf(data any) (app, deployment string) {
 		return d.App, ""
 	case domain.AppDomainRemoved:
 		return d.App, ""
+	case domain.AppDomainChanged:
+		return d.App, ""
 	case domain.AppStopRequested:
 		return d.App, ""
 	case domain.AppStopped:
@@ -256,6 +261,8 @@ func keysOf(data any) (app, deployment string) {
 	case domain.DeploymentHealthPassed:
 		return d.App, d.DeploymentID
 	case domain.DeploymentTrafficSwitched:
+		return d.App, d.DeploymentID
+	case domain.DeploymentReplicaSwitched:
 		return d.App, d.DeploymentID
 	case domain.DeploymentPreviousStopped:
 		return d.App, d.DeploymentID
@@ -318,6 +325,15 @@ func (m *Model) applyDecoded(e domain.RecordedEvent, data any) {
 }
 
 func (m *Model) apply(e domain.RecordedEvent, data any) {
+	if d, ok := data.(domain.ProjectDeleted); ok {
+		// The row goes (writeDirty deletes it); its applications are
+		// deleted by their own events in the same append.
+		if _, exists := m.Projects[d.Project]; exists {
+			delete(m.Projects, d.Project)
+			m.markProject(d.Project)
+		}
+		return
+	}
 	if d, ok := data.(domain.ProjectCreated); ok {
 		if _, exists := m.Projects[d.Project]; !exists && d.Project != "" {
 			m.Projects[d.Project] = &Project{Name: d.Project, Description: d.Description, CreatedAt: e.RecordedAt, Position: e.Position}
@@ -393,13 +409,15 @@ func (m *Model) applyApp(a *App, data any) {
 		a.Config.Domains = append(slices.DeleteFunc(a.Config.Domains, func(r domain.Route) bool { return r.Host == d.Route.Host }), d.Route)
 	case domain.AppDomainRemoved:
 		a.Config.Domains = slices.DeleteFunc(a.Config.Domains, func(r domain.Route) bool { return r.Host == d.Host })
+	case domain.AppDomainChanged:
+		a.Config.Domains = append(slices.DeleteFunc(a.Config.Domains, func(r domain.Route) bool { return r.Host == d.Route.Host }), d.Route)
 	case domain.AppStopRequested:
 		a.DesiredStatus = domain.AppStatusStopped
 	case domain.AppStartRequested:
 		a.DesiredStatus = domain.AppStatusActive
 	case domain.AppStopped:
 		a.Status = AppStopped
-		a.UpstreamHost, a.UpstreamPort = "", 0
+		a.UpstreamHost, a.UpstreamPort, a.ReplicaHosts = "", 0, nil
 	case domain.AppStarted:
 		if a.Status == AppDeleted {
 			return
@@ -407,14 +425,30 @@ func (m *Model) applyApp(a *App, data any) {
 		if a.ServingContainer != "" {
 			a.Status = AppRunning
 			a.UpstreamHost, a.UpstreamPort = cmp.Or(d.UpstreamHost, a.ServingContainer), a.Config.Runtime.Port
+			if len(d.Upstreams) > 1 {
+				a.ReplicaHosts = replicaHosts(d.Upstreams)
+			}
 		} else {
 			a.Status = AppNew
 		}
 	case domain.AppDeleted:
 		a.Status, a.DesiredStatus = AppDeleted, domain.AppStatusDeleted
 		a.Config.Domains = []domain.Route{}
-		a.UpstreamHost, a.UpstreamPort = "", 0
+		a.UpstreamHost, a.UpstreamPort, a.ReplicaHosts = "", 0, nil
 	}
+}
+
+// replicaHosts returns the hosts of upstreams after the first (nil for one
+// or none).
+func replicaHosts(upstreams []domain.Upstream) []string {
+	if len(upstreams) < 2 {
+		return nil
+	}
+	out := make([]string, 0, len(upstreams)-1)
+	for _, u := range upstreams[1:] {
+		out = append(out, u.Host)
+	}
+	return out
 }
 
 // publicEnv drops values of secrets and every ciphertext.
@@ -515,7 +549,13 @@ func (m *Model) applyDeployment(a *App, d *Deployment, e domain.RecordedEvent, d
 			if a.UpstreamHost == "" {
 				a.UpstreamPort = 0
 			}
+			a.ReplicaHosts = replicaHosts(x.Upstreams)
 			a.Status = AppDeploying
+		}
+	case domain.DeploymentReplicaSwitched:
+		if a.Status != AppDeleted && a.ServingDeploymentID == d.ID && len(x.Upstreams) > 0 {
+			a.UpstreamHost, a.UpstreamPort = x.Upstreams[0].Host, cmp.Or(x.Upstreams[0].Port, a.Config.Runtime.Port)
+			a.ReplicaHosts = replicaHosts(x.Upstreams)
 		}
 	case domain.DeploymentPreviousStopped:
 		step("previous_stopped", x.DurationMS)

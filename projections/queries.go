@@ -72,8 +72,14 @@ func (q *Queries) GetApp(ctx context.Context, name string) (App, error) {
 	return *a, nil
 }
 
+// deploymentSelect computes the queue position: a queued deployment counts
+// the queued ones up to itself; a requested one, not yet queued by the
+// relay, waits behind every queued one and the requested ones before it.
 const deploymentSelect = `, CASE WHEN d.status = 'queued' THEN
-       (SELECT count(*) FROM rm_deployments q WHERE q.status = 'queued' AND q.queue_seq <= d.queue_seq) ELSE 0 END
+       (SELECT count(*) FROM rm_deployments q WHERE q.status = 'queued' AND q.queue_seq <= d.queue_seq)
+     WHEN d.status = 'requested' THEN
+       (SELECT count(*) FROM rm_deployments q WHERE q.status = 'queued' OR (q.status = 'requested' AND q.position <= d.position))
+     ELSE 0 END
   FROM rm_deployments d`
 
 func deploymentQuery(where string) string {

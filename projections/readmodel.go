@@ -67,6 +67,10 @@ func loadTouched(ctx context.Context, tx pgx.Tx, events []domain.RecordedEvent) 
 			projects = append(projects, p.Project)
 			continue
 		}
+		if p, ok := data.(domain.ProjectDeleted); ok {
+			projects = append(projects, p.Project)
+			continue
+		}
 		a, d := keysOf(data)
 		if a != "" {
 			apps = append(apps, a)
@@ -139,6 +143,10 @@ func writeDirty(ctx context.Context, tx pgx.Tx, m *Model, suffix string) error {
 	projects, apps, deps := m.Dirty()
 	b := &pgx.Batch{}
 	for _, k := range projects {
+		if m.Projects[k] == nil { // deleted
+			b.Queue("DELETE FROM "+tableProjects+suffix+" WHERE name = $1", k)
+			continue
+		}
 		b.Queue(upsertSQL(tableProjects+suffix, projectColumns), projectRow(m.Projects[k])...)
 	}
 	for _, k := range apps {

@@ -24,6 +24,11 @@ type RoutingConfig struct {
 	Writer *traefik.Writer
 	// Logger receives applications whose routes are rejected (slog.Default()).
 	Logger *slog.Logger
+	// Sealer opens the sealed private keys of uploaded certificates, which
+	// are decrypted only to be written to Traefik's key files (mode 0600).
+	// Nil: routes with an uploaded certificate fall back to ACME (or plain
+	// HTTP without it), logged.
+	Sealer domain.SecretSealer
 }
 
 // Routing is the projection that keeps the Traefik directory in step with
@@ -38,9 +43,10 @@ type RoutingConfig struct {
 // validation keeps no new file (Traefik never sees an invalid host); the
 // failure is logged.
 type Routing struct {
-	w    *traefik.Writer
-	log  *slog.Logger
-	poll time.Duration
+	w      *traefik.Writer
+	log    *slog.Logger
+	sealer domain.SecretSealer
+	poll   time.Duration
 }
 
 var _ Projection = (*Routing)(nil)
@@ -53,7 +59,7 @@ func NewRouting(cfg RoutingConfig) (*Routing, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	return &Routing{w: cfg.Writer, log: cfg.Logger, poll: 20 * time.Millisecond}, nil
+	return &Routing{w: cfg.Writer, log: cfg.Logger, sealer: cfg.Sealer, poll: 20 * time.Millisecond}, nil
 }
 
 // Name returns RoutingName.
@@ -83,7 +89,7 @@ func (r *Routing) Start(ctx context.Context, pool *pgxpool.Pool) (int64, error) 
 	if err := loadRows(ctx, pool, tableApps, appColumns, "status <> '"+AppDeleted+"' ORDER BY name", nil, func(row pgx.Rows) error {
 		a, err := scanApp(row)
 		if err == nil {
-			apps = append(apps, r.valid(a))
+			apps = append(apps, r.valid(ctx, a))
 		}
 		return err
 	}); err != nil {
@@ -128,8 +134,9 @@ func (r *Routing) Apply(ctx context.Context, tx pgx.Tx, events []domain.Recorded
 	var touched []string
 	for _, e := range events {
 		switch e.Type {
-		case domain.EventAppDomainAdded, domain.EventAppDomainRemoved, domain.EventAppDeleted,
-			domain.EventAppStopped, domain.EventAppStarted, domain.EventDeploymentTrafficSwitched:
+		case domain.EventAppDomainAdded, domain.EventAppDomainRemoved, domain.EventAppDomainChanged, domain.EventAppDeleted,
+			domain.EventAppStopped, domain.EventAppStarted, domain.EventDeploymentTrafficSwitched,
+			domain.EventDeploymentReplicaSwitched:
 			if app, _ := Keys(e); app != "" && !slices.Contains(touched, app) {
 				touched = append(touched, app)
 			}
@@ -160,7 +167,7 @@ func (r *Routing) Apply(ctx context.Context, tx pgx.Tx, events []domain.Recorded
 		if a == nil || a.Status == AppDeleted {
 			err = r.w.Remove(name)
 		} else {
-			err = r.w.Put(r.valid(a))
+			err = r.w.Put(r.valid(ctx, a))
 		}
 		if errors.Is(err, domain.ErrInvalid) {
 			r.log.Warn("routing: application's routes rejected; file left as it was", "app", name, "err", err)
@@ -176,12 +183,47 @@ func (r *Routing) Apply(ctx context.Context, tx pgx.Tx, events []domain.Recorded
 // valid returns a's routing without the routes the Traefik builder rejects,
 // logging them: the application's other hosts keep working, and a hostile
 // host never reaches a file.
-func (r *Routing) valid(a *App) traefik.App {
+func (r *Routing) valid(ctx context.Context, a *App) traefik.App {
 	t, errs := routable(a)
 	for _, err := range errs {
 		r.log.Warn("routing: route rejected", "app", a.Name, "err", err)
 	}
+	r.openKeys(ctx, a, &t)
 	return t
+}
+
+// openKeys fills in the private keys of t's uploaded certificates from
+// a's sealed ones. A key that cannot be opened (no sealer, the
+// application's key shredded) drops the certificate: the route falls back
+// to ACME, or plain HTTP without it, and the reason is logged.
+func (r *Routing) openKeys(ctx context.Context, a *App, t *traefik.App) {
+	for i := range t.Routes {
+		rt := &t.Routes[i]
+		if rt.Certificate == nil {
+			continue
+		}
+		var sealed []byte
+		for _, d := range a.Config.Domains {
+			if d.Host == rt.Host && d.Certificate != nil {
+				sealed = d.Certificate.SealedKey
+			}
+		}
+		var key []byte
+		err := fmt.Errorf("no sealer: %w", domain.ErrInvalid)
+		if r.sealer != nil && len(sealed) > 0 {
+			key, err = r.sealer.Open(ctx, a.Name, sealed)
+		}
+		if err != nil {
+			r.log.Warn("routing: uploaded certificate's key cannot be opened; the route goes without it", "app", a.Name, "host", rt.Host, "err", err)
+			c := *rt
+			c.Certificate = nil
+			*rt = c
+			continue
+		}
+		c := *rt.Certificate
+		c.KeyPEM = key
+		rt.Certificate = &c
+	}
 }
 
 // routable returns a's routing without the routes the Traefik builder
@@ -218,11 +260,27 @@ func TraefikApps(m *Model) []traefik.App {
 
 func traefikApp(a *App) traefik.App {
 	t := traefik.App{Name: a.Name, Upstream: traefik.Upstream{Host: a.UpstreamHost, Port: a.UpstreamPort}}
+	if a.UpstreamHost != "" {
+		t.ReplicaHosts = slices.Clone(a.ReplicaHosts)
+	}
 	if a.Status == AppDeleted {
 		return t
 	}
 	for _, r := range a.Config.Domains {
-		t.Routes = append(t.Routes, traefik.Route{Host: r.Host, PathPrefix: r.PathPrefix, HTTPS: r.HTTPS, Port: r.Port})
+		t.Routes = append(t.Routes, TraefikRoute(r))
+	}
+	return t
+}
+
+// TraefikRoute is the Traefik builder's view of route r; an uploaded
+// certificate comes without its key (Routing opens it only to write it).
+func TraefikRoute(r domain.Route) traefik.Route {
+	t := traefik.Route{Host: r.Host, PathPrefix: r.PathPrefix, HTTPS: r.HTTPS, Port: r.Port, RedirectTo: r.RedirectTo}
+	for _, u := range r.BasicAuth {
+		t.BasicAuth = append(t.BasicAuth, u.Username+":"+u.Hash)
+	}
+	if c := r.Certificate; c != nil {
+		t.Certificate = &traefik.Certificate{Fingerprint: c.Fingerprint, ChainPEM: []byte(c.ChainPEM)}
 	}
 	return t
 }

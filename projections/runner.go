@@ -67,6 +67,9 @@ type Status struct {
 	Failures   int    `json:"failures,omitempty"`
 	Rebuilding bool   `json:"rebuilding,omitempty"`
 	ReadModel  bool   `json:"read_model"`
+	// Processes is how many berth processes apply the projection (from
+	// their liveness locks in PostgreSQL); 0 when none does.
+	Processes int `json:"processes"`
 }
 
 // RunnerConfig configures a Runner.
@@ -175,10 +178,14 @@ func (r *Runner) Run(ctx context.Context) error {
 			r.runOne(ctx, s)
 		}()
 	}
-	wg.Add(1)
+	wg.Add(2)
 	go func() {
 		defer wg.Done()
 		r.pollHead(ctx)
+	}()
+	go func() {
+		defer wg.Done()
+		r.holdLiveness(ctx)
 	}()
 	wg.Wait()
 	return ctx.Err()
@@ -415,7 +422,8 @@ func loadCheckpoint(ctx context.Context, pool *pgxpool.Pool, name string) (int64
 // between them. When the head cannot be read the last known one is used.
 //
 // Projections this runner is not running (a CLI's runner that never calls
-// Run) report their stored checkpoint, as another process advanced it.
+// Run) report their stored checkpoint, as another process advanced it, and
+// are running when another process holds their liveness lock.
 func (r *Runner) Status(ctx context.Context) []Status {
 	if h, err := r.cfg.Log.Head(ctx); err == nil {
 		r.mu.Lock()
@@ -425,11 +433,17 @@ func (r *Runner) Status(ctx context.Context) []Status {
 	st := r.snapshot()
 	for i, s := range st {
 		if s.State != StateStopped {
+			st[i].Processes = max(r.liveProcesses(ctx, s.Name), 1)
 			continue
 		}
 		var pos int64
 		if err := r.cfg.Pool.QueryRow(ctx, "SELECT position FROM checkpoints WHERE name = $1", s.Name).Scan(&pos); err == nil {
 			st[i].Position, st[i].Lag = pos, max(s.Head-pos, 0)
+		}
+		// Stopped here: running when another process holds its
+		// liveness lock.
+		if n := r.liveProcesses(ctx, s.Name); n > 0 {
+			st[i].State, st[i].Processes = StateRunning, n
 		}
 	}
 	return st
@@ -546,6 +560,38 @@ func (r *Runner) WaitFor(ctx context.Context, position int64) error {
 			return fmt.Errorf("wait for position %d: %w", position, ctx.Err())
 		case <-progress:
 		case <-t.C:
+		}
+	}
+}
+
+// WaitApplied blocks until the projection called name, running in this
+// runner, has applied position, or ctx ends (then it returns ctx's error).
+// It waits on the runner's own progress, never polling the database: an
+// appender in this process learns when what it appended took effect here
+// (the routing projection's files, which this process's Traefik reads).
+// Errors: ErrNotFound for a name this runner does not run.
+func (r *Runner) WaitApplied(ctx context.Context, name string, position int64) error {
+	var st *projState
+	for _, s := range r.states {
+		if s.p.Name() == name {
+			st = s
+		}
+	}
+	if st == nil {
+		return fmt.Errorf("projection %q: %w", name, domain.ErrNotFound)
+	}
+	r.Notify(position) // the caller just appended it: wake the projections now
+	for {
+		r.mu.Lock()
+		progress, done := r.progress, st.pos >= position
+		r.mu.Unlock()
+		if done {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("wait for %s to apply position %d: %w", name, position, ctx.Err())
+		case <-progress:
 		}
 	}
 }

@@ -12,6 +12,7 @@
 set -euo pipefail
 
 DEFAULT_DATABASE_URL='postgres://berth:berth@127.0.0.1:5432/berth?sslmode=disable'
+DEFAULT_RUNTIME_DATABASE_URL='postgres://berth_app:berth_app@127.0.0.1:5432/berth?sslmode=disable'
 DEFAULT_REDIS_URL='redis://127.0.0.1:6379/0'
 PG_PORT=5432
 REDIS_PORT=6379
@@ -131,7 +132,7 @@ start_pg() {
 	done
 	pg_isready -q -h 127.0.0.1 -p "$PG_PORT" || die "PostgreSQL did not become ready on 127.0.0.1:$PG_PORT (see /var/log/postgresql/)"
 
-	log "PostgreSQL: ensuring role and database berth"
+	log "PostgreSQL: ensuring roles berth (owner) and berth_app (runtime) and database berth"
 	as_root runuser -u postgres -- psql -XqAt -p "$PG_PORT" -v ON_ERROR_STOP=1 <<'SQL' >/dev/null
 SET client_min_messages = warning;
 DO $$
@@ -143,10 +144,21 @@ END
 $$;
 ALTER ROLE berth LOGIN CREATEDB PASSWORD 'berth';
 GRANT pg_signal_backend TO berth;
+-- The runtime role berth serve runs as: it owns nothing, and the schema's
+-- owner (berth) grants it INSERT and SELECT only on the tables of record.
+DO $$
+BEGIN
+	IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'berth_app') THEN
+		CREATE ROLE berth_app LOGIN PASSWORD 'berth_app';
+	END IF;
+END
+$$;
+ALTER ROLE berth_app LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOBYPASSRLS PASSWORD 'berth_app';
 SELECT 'CREATE DATABASE berth OWNER berth' WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = 'berth')
 \gexec
 SQL
 	pg_reachable "$DEFAULT_DATABASE_URL" || die "PostgreSQL runs but $DEFAULT_DATABASE_URL is not usable (check pg_hba.conf)"
+	pg_reachable "$DEFAULT_RUNTIME_DATABASE_URL" || die "PostgreSQL runs but $DEFAULT_RUNTIME_DATABASE_URL is not usable (check pg_hba.conf)"
 }
 
 if [ "$need_pg" -eq 1 ]; then

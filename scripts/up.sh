@@ -24,13 +24,17 @@ fi
 ./bin/berth traefik config "${args[@]}"
 
 traefik_pid=""
+berth_pid=""
 cleanup() {
-	if [ -n "$traefik_pid" ] && kill -0 "$traefik_pid" 2>/dev/null; then
-		kill "$traefik_pid" 2>/dev/null || true
-		wait "$traefik_pid" 2>/dev/null || true
-	fi
+	for pid in "$berth_pid" "$traefik_pid"; do
+		if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
+			kill "$pid" 2>/dev/null || true
+			wait "$pid" 2>/dev/null || true
+		fi
+	done
 }
 trap cleanup EXIT
+trap 'exit 130' INT TERM
 
 if [ -x "$TRAEFIK_BIN" ]; then
 	"$TRAEFIK_BIN" --configFile="$static" >"$traefik_log" 2>&1 &
@@ -47,5 +51,57 @@ else
 	printf 'up: no Traefik binary at %s (go tool task traefik); berth runs without it\n' "$TRAEFIK_BIN" >&2
 fi
 
-printf 'up: berth on http://%s\n' "${BERTH_LISTEN:-127.0.0.1:3000}" >&2
-./bin/berth serve
+# berth runs as the runtime role berth_app (INSERT and SELECT only on the
+# log and the other tables of record); the owner berth migrates and grants.
+# `go tool task services` creates both. With BERTH_DATABASE_URL set, the
+# operator chooses (see the README's "Append-only in the database").
+if [ -z "${BERTH_DATABASE_URL:-}" ]; then
+	export BERTH_OWNER_DATABASE_URL='postgres://berth:berth@127.0.0.1:5432/berth?sslmode=disable'
+	export BERTH_DATABASE_URL='postgres://berth_app:berth_app@127.0.0.1:5432/berth?sslmode=disable'
+fi
+
+# berth runs in the background, its log on the terminal and in a file, so
+# that once it answers the summary below can name the setup link.
+listen=${BERTH_LISTEN:-127.0.0.1:3000}
+berth_log="$DATA_DIR/berth.log"
+: >"$berth_log"
+./bin/berth serve > >(tee -a "$berth_log") 2>&1 &
+berth_pid=$!
+ready=""
+for _ in $(seq 1 300); do
+	kill -0 "$berth_pid" 2>/dev/null || break
+	if (exec 3<>"/dev/tcp/${listen%:*}/${listen##*:}") 2>/dev/null && grep -q 'berth serving' "$berth_log"; then
+		ready=1
+		break
+	fi
+	sleep 0.2
+done
+if [ -z "$ready" ]; then
+	printf 'up: berth did not start; see the log above\n' >&2
+	wait "$berth_pid"
+	exit 1
+fi
+sleep 0.5 # the setup link is logged just after start
+ui="http://$listen"
+[ "${listen%:*}" = "0.0.0.0" ] && ui="http://localhost:${listen##*:}"
+{
+	printf '\n────────────────────────────────────────────────────────────\n'
+	printf ' berth is up\n'
+	printf '   UI and API      %s/\n' "$ui"
+	if [ -n "$traefik_pid" ]; then
+		printf '   applications    http on %s, https on %s (Traefik: a domain reaches its app once its DNS points at this machine)\n' \
+			"${BERTH_HTTP_ADDRESS:-:80}" "${BERTH_HTTPS_ADDRESS:-:443}"
+		[ -n "${BERTH_ACME_EMAIL:-}" ] || printf '                   HTTPS certificates need BERTH_ACME_EMAIL (Let'"'"'s Encrypt); without it only http is served\n'
+	else
+		printf '   applications    not served: Traefik is not running (see above)\n'
+	fi
+	link=$(grep -o 'link="[^"]*"' "$berth_log" | tail -n 1 | sed 's/^link="//; s/"$//')
+	if [ -n "$link" ]; then
+		printf '   first sign-in   %s  (one-time link: creates the first administrator)\n' "$link"
+	else
+		printf '   sign in         %s/ui/#/login\n' "$ui"
+	fi
+	printf '   stop            Ctrl-C\n'
+	printf '────────────────────────────────────────────────────────────\n\n'
+} >&2
+wait "$berth_pid"

@@ -33,6 +33,9 @@ type Replayer interface {
 
 var _ ReadModels = (*ProjectionReads)(nil)
 
+// Head returns the log's head position.
+func (p *ProjectionReads) Head(ctx context.Context) (int64, error) { return p.Log.Head(ctx) }
+
 // ListProjects implements ReadModels.
 func (p *ProjectionReads) ListProjects(ctx context.Context) ([]projections.Project, error) {
 	return p.Queries.ListProjects(ctx)

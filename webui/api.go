@@ -3,6 +3,7 @@ package webui
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
@@ -49,19 +50,46 @@ func validIdempotencyKey(k string) bool {
 }
 
 // written answers a successful write: status, the body, X-Berth-Position,
-// and Idempotency-Replayed when the command was a replay.
-func written(w http.ResponseWriter, status int, res commands.Result, body WriteResponse) error {
+// and Idempotency-Replayed when the command was a replay. A command that
+// changed nothing answers "changed": false with the log's current head as
+// its position, so that ?min_position still reads the state it found.
+func (s *Server) written(w http.ResponseWriter, r *http.Request, status int, res commands.Result, body WriteResponse) error {
 	body.Position = res.Position
+	body.Changed = res.Position > 0
+	if !body.Changed {
+		head, err := s.head(r.Context())
+		if err != nil {
+			return fmt.Errorf("read the log head: %w", err)
+		}
+		body.Position = head
+	}
 	body.StreamVersion = res.StreamVersion
 	if body.DeploymentID == "" {
 		body.DeploymentID = res.DeploymentID
 	}
-	w.Header().Set(HeaderPosition, strconv.FormatInt(res.Position, 10))
+	w.Header().Set(HeaderPosition, strconv.FormatInt(body.Position, 10))
 	if res.Duplicate {
 		w.Header().Set(HeaderReplayed, "true")
 	}
 	writeJSON(w, status, body)
 	return nil
+}
+
+// headReader is what answers the log's head: the event store of the
+// integrations, or read models that know it.
+type headReader interface {
+	Head(ctx context.Context) (int64, error)
+}
+
+// head returns the log's current head position.
+func (s *Server) head(ctx context.Context) (int64, error) {
+	if s.deps.Integrations.Log != nil {
+		return s.deps.Integrations.Log.Head(ctx)
+	}
+	if h, ok := s.deps.Reads.(headReader); ok {
+		return h.Head(ctx)
+	}
+	return 0, errUnavailable
 }
 
 // awaitPosition honours ?min_position=N: it waits, at most cfg.ReadWait,
@@ -99,7 +127,7 @@ func (s *Server) createProject(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	return written(w, http.StatusCreated, res, WriteResponse{Project: req.Name})
+	return s.written(w, r, http.StatusCreated, res, WriteResponse{Project: req.Name})
 }
 
 func (s *Server) listProjects(w http.ResponseWriter, r *http.Request) error {
@@ -134,7 +162,7 @@ func (s *Server) createApp(w http.ResponseWriter, r *http.Request) error {
 	}
 	w.Header().Set("Location", appLocation(req.Name))
 	w.Header().Set("ETag", etag(res.StreamVersion))
-	return written(w, http.StatusCreated, res, WriteResponse{Project: req.Project, App: req.Name})
+	return s.written(w, r, http.StatusCreated, res, WriteResponse{Project: req.Project, App: req.Name})
 }
 
 func (s *Server) listApps(w http.ResponseWriter, r *http.Request) error {
@@ -202,7 +230,26 @@ func (s *Server) updateApp(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	w.Header().Set("ETag", etag(res.StreamVersion))
-	return written(w, http.StatusOK, res, WriteResponse{App: name})
+	return s.written(w, r, http.StatusOK, res, WriteResponse{App: name})
+}
+
+// deleteProject deletes a project; ?cascade=true deletes its applications
+// with it (409 without it while it has any).
+func (s *Server) deleteProject(w http.ResponseWriter, r *http.Request) error {
+	m, err := s.meta(r)
+	if err != nil {
+		return err
+	}
+	cascade, err := queryBool(r, "cascade")
+	if err != nil {
+		return err
+	}
+	name := r.PathValue("name")
+	res, err := s.deps.Commands.DeleteProject(r.Context(), m, commands.DeleteProject{Name: name, Cascade: cascade})
+	if err != nil {
+		return err
+	}
+	return s.written(w, r, http.StatusOK, res, WriteResponse{Project: name})
 }
 
 func (s *Server) deleteApp(w http.ResponseWriter, r *http.Request) error {
@@ -215,7 +262,7 @@ func (s *Server) deleteApp(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	return written(w, http.StatusOK, res, WriteResponse{App: name})
+	return s.written(w, r, http.StatusOK, res, WriteResponse{App: name})
 }
 
 func (s *Server) setEnv(w http.ResponseWriter, r *http.Request) error {
@@ -240,7 +287,7 @@ func (s *Server) setEnv(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	w.Header().Set("ETag", etag(res.StreamVersion))
-	return written(w, http.StatusOK, res, WriteResponse{App: name})
+	return s.written(w, r, http.StatusOK, res, WriteResponse{App: name})
 }
 
 func (s *Server) addDomain(w http.ResponseWriter, r *http.Request) error {
@@ -257,7 +304,7 @@ func (s *Server) addDomain(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return rebaseField(err, "route.")
 	}
-	return written(w, http.StatusCreated, res, WriteResponse{App: name, Host: strings.ToLower(route.Host)})
+	return s.written(w, r, http.StatusCreated, res, WriteResponse{App: name, Host: strings.ToLower(route.Host)})
 }
 
 func (s *Server) removeDomain(w http.ResponseWriter, r *http.Request) error {
@@ -270,7 +317,7 @@ func (s *Server) removeDomain(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	return written(w, http.StatusOK, res, WriteResponse{App: name, Host: strings.ToLower(host)})
+	return s.written(w, r, http.StatusOK, res, WriteResponse{App: name, Host: strings.ToLower(host)})
 }
 
 func (s *Server) stopApp(w http.ResponseWriter, r *http.Request) error {
@@ -299,7 +346,7 @@ func (s *Server) appCommand(w http.ResponseWriter, r *http.Request, cmd func(con
 	if err != nil {
 		return err
 	}
-	return written(w, http.StatusAccepted, res, WriteResponse{App: name})
+	return s.written(w, r, http.StatusAccepted, res, WriteResponse{App: name})
 }
 
 // Deployments.
@@ -346,7 +393,14 @@ func (s *Server) rollbackApp(w http.ResponseWriter, r *http.Request) error {
 func (s *Server) deploymentAccepted(w http.ResponseWriter, r *http.Request, res commands.Result, app string) error {
 	body := WriteResponse{App: app, DeploymentID: res.DeploymentID}
 	if s.deps.Queue != nil && res.DeploymentID != "" {
-		n, err := s.deps.Queue.QueuePosition(r.Context(), res.DeploymentID)
+		// The queue is a read model: let it apply this request first (a
+		// short wait), or it does not know the deployment yet.
+		ctx, cancel := context.WithTimeout(r.Context(), s.cfg.ReadWait)
+		if res.Position > 0 {
+			_ = s.deps.Reads.WaitFor(ctx, res.Position)
+		}
+		n, err := s.deps.Queue.QueuePosition(ctx, res.DeploymentID)
+		cancel()
 		if err != nil {
 			s.log.WarnContext(r.Context(), "queue position unavailable", slog.String("deployment", res.DeploymentID), slog.Any("error", err))
 		} else {
@@ -356,7 +410,7 @@ func (s *Server) deploymentAccepted(w http.ResponseWriter, r *http.Request, res 
 	if res.DeploymentID != "" {
 		w.Header().Set("Location", "/api/v1/deployments/"+url.PathEscape(res.DeploymentID))
 	}
-	return written(w, http.StatusAccepted, res, body)
+	return s.written(w, r, http.StatusAccepted, res, body)
 }
 
 func (s *Server) listDeployments(w http.ResponseWriter, r *http.Request) error {
@@ -404,7 +458,7 @@ func (s *Server) cancelDeployment(w http.ResponseWriter, r *http.Request) error 
 	if err != nil {
 		return err
 	}
-	return written(w, http.StatusAccepted, res, WriteResponse{DeploymentID: id})
+	return s.written(w, r, http.StatusAccepted, res, WriteResponse{DeploymentID: id})
 }
 
 // rebaseField strips prefix from the field of a *domain.ValidationError in

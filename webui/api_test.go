@@ -39,7 +39,7 @@ func TestProjectsAndApps(t *testing.T) {
 		"source":  map[string]any{"image": "example/web:1"},
 		"runtime": map[string]any{"port": 8080},
 		"env":     []map[string]any{{"key": "MODE", "value": "prod"}, {"key": "TOKEN", "value": secret, "secret": true}},
-		"domains": []map[string]any{{"host": "Shop.Example.com", "https": true}},
+		"domains": []map[string]any{{"host": "Shop.Example.com"}},
 	})
 	if r.header.Get("Location") != "/api/v1/apps/web" {
 		t.Fatalf("got Location %q, want /api/v1/apps/web", r.header.Get("Location"))
@@ -362,5 +362,46 @@ func TestHealthReadyMetrics(t *testing.T) {
 	r = down.must(http.StatusServiceUnavailable, "GET", "/readyz", nil)
 	if strings.Contains(string(r.body), "hunter2") || !strings.Contains(string(r.body), "broken") {
 		t.Fatalf("got readiness body %s, want the failing check named and no details", r.body)
+	}
+}
+
+// TestWriteThatChangesNothing: a command accepted without effect says so,
+// with the log's head as its position, and appends nothing.
+func TestWriteThatChangesNothing(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, webui.ServerConfig{})
+	e.createApp("p", "a", nil)
+	patch := map[string]any{"port": 9000}
+	var first, second webui.WriteResponse
+	e.must(http.StatusOK, "PATCH", "/api/v1/apps/a", patch).json(t, &first)
+	if !first.Changed || first.Position == 0 {
+		t.Fatalf("first write: got %+v, want changed at a position", first)
+	}
+	head := e.head()
+	r := e.must(http.StatusOK, "PATCH", "/api/v1/apps/a", patch)
+	r.json(t, &second)
+	if second.Changed {
+		t.Errorf("the same patch again: got changed true, want false")
+	}
+	if second.Position != head || r.header.Get(webui.HeaderPosition) != strconv.FormatInt(head, 10) {
+		t.Errorf("the same patch again: got position %d (header %s), want the head %d", second.Position, r.header.Get(webui.HeaderPosition), head)
+	}
+	if got := e.head(); got != head {
+		t.Errorf("head moved from %d to %d: a write that changed nothing appended", head, got)
+	}
+	// The position reads the state it found.
+	e.must(http.StatusOK, "GET", fmt.Sprintf("/api/v1/apps/a?min_position=%d", second.Position), nil)
+}
+
+// TestFirstDeploymentHasQueuePosition: the 202 of the very first request
+// carries its place in the queue, as documented.
+func TestFirstDeploymentHasQueuePosition(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, webui.ServerConfig{})
+	e.createApp("p", "a", nil)
+	var w webui.WriteResponse
+	e.must(http.StatusAccepted, "POST", "/api/v1/apps/a/deployments", map[string]any{}).json(t, &w)
+	if w.QueuePosition == nil || *w.QueuePosition != 1 {
+		t.Fatalf("first deployment: got queue_position %v, want 1", w.QueuePosition)
 	}
 }

@@ -54,6 +54,9 @@ type authSlot struct {
 	set            bool
 	p              Principal
 	allowedOrigins []string
+	// track, when set, registers the request so that revoking its
+	// credential ends it (auth_revoke.go).
+	track func(ctx context.Context, p Principal) (context.Context, func())
 }
 
 // WithActor returns a copy of ctx carrying actor.
@@ -121,6 +124,11 @@ func (s *Server) authenticate(next http.Handler) http.Handler {
 			}
 		}
 		ctx := context.WithValue(WithActor(r.Context(), p.Actor), principalKey{}, p)
+		if slot.track != nil {
+			var release func()
+			ctx, release = slot.track(ctx, p)
+			defer release()
+		}
 		next.ServeHTTP(w, r.WithContext(ctx))
 	})
 }

@@ -86,6 +86,13 @@ type GuardConfig struct {
 	LoginLockBase time.Duration
 	// LoginLockMax caps the lock; 15 minutes.
 	LoginLockMax time.Duration
+	// MaxConcurrentHashes bounds the password checks (argon2id, memory-hard)
+	// running at once; size it to memory: the budget for hashing divided by
+	// one hash's memory. 2 by default.
+	MaxConcurrentHashes int
+	// HashWait is how long a login waits for a hashing slot before it is
+	// answered 429; 500 ms.
+	HashWait time.Duration
 	// SetupTTL is how long a setup link lives; 1 hour.
 	SetupTTL time.Duration
 	// Now is the clock; time.Now.
@@ -114,6 +121,12 @@ func (c GuardConfig) withDefaults() GuardConfig {
 	}
 	if c.SetupTTL == 0 {
 		c.SetupTTL = DefaultSetupTTL
+	}
+	if c.MaxConcurrentHashes == 0 {
+		c.MaxConcurrentHashes = 2
+	}
+	if c.HashWait == 0 {
+		c.HashWait = 500 * time.Millisecond
 	}
 	if c.Now == nil {
 		c.Now = time.Now
@@ -153,6 +166,12 @@ type Guard struct {
 	tokens   TokenLister
 	log      *slog.Logger
 	limiter  *loginLimiter
+	// hashSlots bounds the password checks running at once.
+	hashSlots chan struct{}
+
+	// live tracks the requests being served (auth_revoke.go).
+	liveMu sync.Mutex
+	live   map[*liveConn]struct{}
 
 	setupMu      sync.Mutex
 	setupHash    []byte
@@ -171,7 +190,8 @@ func NewGuard(cfg GuardConfig, accounts AccountCommands, sessions SessionStore, 
 	}
 	return &Guard{
 		cfg: cfg, accounts: accounts, sessions: sessions, tokens: tokens, log: cfg.Logger,
-		limiter: newLoginLimiter(cfg.LoginFreeFailures, cfg.LoginLockBase, cfg.LoginLockMax, 100_000),
+		limiter:   newLoginLimiter(cfg.LoginFreeFailures, cfg.LoginLockBase, cfg.LoginLockMax, 100_000),
+		hashSlots: make(chan struct{}, cfg.MaxConcurrentHashes),
 	}, nil
 }
 
@@ -185,6 +205,11 @@ func (g *Guard) Authenticate(r *http.Request) (domain.Actor, error) {
 	}
 	if slot, ok := ctx.Value(slotKey{}).(*authSlot); ok {
 		slot.set, slot.p, slot.allowedOrigins = true, p, g.cfg.AllowedOrigins
+		session := ""
+		if c, err := r.Cookie(g.cfg.CookieName); err == nil && p.Session {
+			session = c.Value
+		}
+		slot.track = func(ctx context.Context, p Principal) (context.Context, func()) { return g.track(ctx, p, session) }
 	}
 	return p.Actor, nil
 }

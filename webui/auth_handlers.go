@@ -82,8 +82,19 @@ func (g *Guard) login(s *Server, w http.ResponseWriter, r *http.Request) error {
 		keys = append(keys, "acct:"+email)
 	}
 	now := g.cfg.Now()
-	if wait := g.limiter.wait(now, keys...); wait > 0 {
+	if wait := g.limiter.begin(now, keys...); wait > 0 {
 		return g.writeRateLimited(w, wait)
+	}
+	defer g.limiter.end(keys...)
+	// Password hashing is memory-hard: only MaxConcurrentHashes run at
+	// once; beyond them, after a short wait, the answer is 429.
+	select {
+	case g.hashSlots <- struct{}{}:
+		defer func() { <-g.hashSlots }()
+	case <-time.After(g.cfg.HashWait):
+		return g.writeRateLimited(w, time.Second)
+	case <-r.Context().Done():
+		return r.Context().Err()
 	}
 	m, _ := s.meta(r.WithContext(WithActor(r.Context(), domain.Actor{Kind: domain.ActorSystem, ID: "login"})))
 	m.IdempotencyKey = ""
@@ -198,7 +209,7 @@ func (g *Guard) setup(s *Server, w http.ResponseWriter, r *http.Request) error {
 	}
 	g.setupHash = nil
 	g.log.InfoContext(r.Context(), "first administrator created", "user_id", u.ID)
-	return written(w, http.StatusCreated, res, WriteResponse{})
+	return s.written(w, r, http.StatusCreated, res, WriteResponse{})
 }
 
 func (g *Guard) listUsers(s *Server, w http.ResponseWriter, r *http.Request) error {
@@ -269,7 +280,7 @@ func (g *Guard) updateUser(s *Server, w http.ResponseWriter, r *http.Request) er
 			return err
 		}
 	}
-	return written(w, http.StatusOK, res, WriteResponse{})
+	return s.written(w, r, http.StatusOK, res, WriteResponse{})
 }
 
 // TokenView is an API token as listed: never its secret or hash.
@@ -329,5 +340,5 @@ func (g *Guard) revokeToken(s *Server, w http.ResponseWriter, r *http.Request) e
 	if err != nil {
 		return err
 	}
-	return written(w, http.StatusOK, res, WriteResponse{})
+	return s.written(w, r, http.StatusOK, res, WriteResponse{})
 }

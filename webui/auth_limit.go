@@ -24,8 +24,56 @@ type loginLimiter struct {
 
 type limitState struct {
 	fails       int
+	inflight    int // attempts begun and not ended
 	lockedUntil time.Time
 	last        time.Time
+}
+
+// begin starts an attempt of every key, atomically with the check: an
+// attempt in flight counts as a failure to come, so that a burst of parallel
+// attempts cannot pass the check together before any of them failed. It
+// returns how long to wait (0: go ahead, and call end once).
+func (l *loginLimiter) begin(now time.Time, keys ...string) time.Duration {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var d time.Duration
+	for _, k := range keys {
+		st := l.failures[k]
+		if st == nil {
+			continue
+		}
+		if now.Before(st.lockedUntil) {
+			d = max(d, st.lockedUntil.Sub(now))
+		} else if st.fails+st.inflight >= l.free && st.inflight > 0 {
+			d = max(d, time.Second) // the attempts in flight decide
+		}
+	}
+	if d > 0 {
+		return d
+	}
+	for _, k := range keys {
+		st := l.failures[k]
+		if st == nil {
+			if len(l.failures) >= l.maxKeys {
+				l.evict(now)
+			}
+			st = &limitState{last: now}
+			l.failures[k] = st
+		}
+		st.inflight++
+	}
+	return 0
+}
+
+// end ends an attempt begun with begin.
+func (l *loginLimiter) end(keys ...string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, k := range keys {
+		if st := l.failures[k]; st != nil && st.inflight > 0 {
+			st.inflight--
+		}
+	}
 }
 
 func newLoginLimiter(free int, base, max time.Duration, maxKeys int) *loginLimiter {
@@ -71,10 +119,14 @@ func (l *loginLimiter) fail(now time.Time, keys ...string) {
 	}
 }
 
-// succeed clears key.
+// succeed clears key's failures.
 func (l *loginLimiter) succeed(key string) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	if st := l.failures[key]; st != nil && st.inflight > 0 {
+		st.fails, st.lockedUntil = 0, time.Time{}
+		return
+	}
 	delete(l.failures, key)
 }
 
@@ -82,7 +134,7 @@ func (l *loginLimiter) succeed(key string) {
 // with mu held.
 func (l *loginLimiter) evict(now time.Time) {
 	for k, st := range l.failures {
-		if now.Sub(st.last) > l.max && now.After(st.lockedUntil) {
+		if now.Sub(st.last) > l.max && now.After(st.lockedUntil) && st.inflight == 0 {
 			delete(l.failures, k)
 		}
 	}

@@ -33,37 +33,39 @@ func RouteAccess(pattern string) (Access, bool) {
 	// Reading: every role.
 	case "GET /api/v1/projects",
 		"GET /api/v1/apps", "GET /api/v1/apps/{app}", "GET /api/v1/apps/{app}/logs",
-		"GET /api/v1/apps/{app}/deployments",
+		"GET /api/v1/apps/{app}/deployments", "GET /api/v1/apps/{app}/hooks/git",
 		"GET /api/v1/deployments/{id}", "GET /api/v1/deployments/{id}/logs",
-		"GET /api/v1/ws",
+		"GET /api/v1/ws", "GET /api/v1/domains",
 		"GET /api/v1/session", "POST /api/v1/logout":
 		return Access{Role: domain.RoleAuditor}, true
 
 	// The event history, audit, export, verification, time travel: every
 	// role (auditors above all).
 	case "GET /api/v1/events", "GET /api/v1/events/export", "GET /api/v1/events/stream", "GET /api/v1/events/ws",
-		"GET /api/v1/audit", "GET /api/v1/audit/verify", "GET /api/v1/replay",
+		"GET /api/v1/audit", "GET /api/v1/audit/verify", "GET /api/v1/audit/checkpoints", "GET /api/v1/replay",
 		"GET /api/v1/webhooks", "GET /api/v1/webhooks/{id}/deliveries":
 		return Access{Role: domain.RoleAuditor}, true
 
 	// Managing and deploying applications.
-	case "POST /api/v1/projects",
+	case "POST /api/v1/projects", "DELETE /api/v1/projects/{name}",
 		"POST /api/v1/apps", "PATCH /api/v1/apps/{app}", "DELETE /api/v1/apps/{app}",
 		"PUT /api/v1/apps/{app}/env",
 		"POST /api/v1/apps/{app}/domains", "DELETE /api/v1/apps/{app}/domains/{host}",
+		"PUT /api/v1/apps/{app}/domains/{host}/certificate", "DELETE /api/v1/apps/{app}/domains/{host}/certificate",
 		"POST /api/v1/apps/{app}/stop", "POST /api/v1/apps/{app}/start", "POST /api/v1/apps/{app}/rollback",
 		"POST /api/v1/apps/{app}/deployments", "POST /api/v1/deployments/{id}/cancel",
-		"POST /api/v1/apps/{app}/hooks/git/secret":
+		"POST /api/v1/apps/{app}/hooks/git/secret", "PUT /api/v1/apps/{app}/hooks/git":
 		return Access{Role: domain.RoleDeployer}, true
 
 	// Users, tokens and outbound integrations.
 	case "GET /api/v1/users", "POST /api/v1/users", "PATCH /api/v1/users/{id}",
 		"GET /api/v1/tokens", "POST /api/v1/tokens", "DELETE /api/v1/tokens/{id}",
 		"POST /api/v1/webhooks", "DELETE /api/v1/webhooks/{id}",
-		"POST /api/v1/webhooks/{id}/pause", "POST /api/v1/webhooks/{id}/resume":
+		"POST /api/v1/webhooks/{id}/pause", "POST /api/v1/webhooks/{id}/resume",
+		"GET /api/v1/registries", "POST /api/v1/registries", "DELETE /api/v1/registries/{name}":
 		return Access{Role: domain.RoleAdmin}, true
 	}
-	return Access{}, false
+	return notificationRouteAccess(pattern)
 }
 
 // authOpenAPIDocument describes the Guard's endpoints (login, logout,

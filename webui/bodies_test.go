@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"berth/webui"
+	"berth/webui/openapitest"
 )
 
 func TestHostileBodies(t *testing.T) {
@@ -77,9 +78,11 @@ func FuzzCreateApp(f *testing.F) {
 	}
 	shared := newEnv(f, webui.ServerConfig{})
 	shared.createApp("p", "a", nil)
+	contract := openapitest.New(f, shared.srv.OpenAPI)
 	f.Fuzz(func(t *testing.T, body string) {
 		e := *shared
 		e.t = t
+		e.client = contract.For(t).Client(shared.http.Client())
 		for _, ep := range []struct{ method, path string }{
 			{"POST", "/api/v1/apps"}, {"PATCH", "/api/v1/apps/a"}, {"PUT", "/api/v1/apps/a/env"},
 			{"POST", "/api/v1/apps/a/domains"}, {"POST", "/api/v1/apps/a/rollback"},

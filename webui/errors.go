@@ -22,6 +22,7 @@ const (
 	CodeVersionConflict = "version_conflict"   // 409: an expected version did not hold
 	CodeConflict        = "conflict"           // 409: the state forbids the request
 	CodeTooLarge        = "too_large"          // 413
+	CodeTooMany         = "too_many_requests"  // 429: a configured limit is reached; retry later
 	CodeMediaType       = "unsupported_media"  // 415
 	CodeTimeout         = "timeout"            // 504: read models did not catch up in time
 	CodeUnavailable     = "unavailable"        // 503
@@ -52,6 +53,12 @@ func (e *malformedError) Error() string { return e.msg }
 func malformed(field, format string, args ...any) error {
 	return &malformedError{field: field, msg: fmt.Sprintf(format, args...)}
 }
+
+// limitError reports a configured limit reached (429); the handler sets
+// Retry-After.
+type limitError struct{ msg string }
+
+func (e *limitError) Error() string { return e.msg }
 
 // errTooLarge reports a body over the limit when no *http.MaxBytesError is
 // available.
@@ -85,6 +92,7 @@ func statusOf(err error) (int, ErrorDetail) {
 		mbe *http.MaxBytesError
 		ve  *domain.ValidationError
 		wt  *waitTimeoutError
+		le  *limitError
 	)
 	switch {
 	case errors.As(err, &mbe):
@@ -93,6 +101,8 @@ func statusOf(err error) (int, ErrorDetail) {
 		return http.StatusRequestEntityTooLarge, ErrorDetail{Code: CodeTooLarge, Message: errTooLarge.Error()}
 	case errors.As(err, &mal):
 		return http.StatusBadRequest, ErrorDetail{Code: CodeMalformed, Message: mal.msg, Field: mal.field}
+	case errors.As(err, &le):
+		return http.StatusTooManyRequests, ErrorDetail{Code: CodeTooMany, Message: le.msg}
 	case errors.Is(err, errUnsupportedMedia):
 		return http.StatusUnsupportedMediaType, ErrorDetail{Code: CodeMediaType, Message: errUnsupportedMedia.Error()}
 	case errors.As(err, &ve):

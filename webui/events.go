@@ -44,6 +44,12 @@ type Integrations struct {
 	Traefik traefik.Config
 	// Stream bounds the live streams.
 	Stream StreamConfig
+	// CheckpointKey is the public key checkpoints are signed with now
+	// (standard base64), shown by GET /api/v1/audit/checkpoints.
+	CheckpointKey string
+	// MaxWebhooks bounds the webhook subscriptions (paused ones count);
+	// creating one more answers 429. 100 by default.
+	MaxWebhooks int
 }
 
 // StreamConfig bounds each live-stream connection. Zero fields take the
@@ -58,9 +64,10 @@ type StreamConfig struct {
 	// (WebSocket); 15 s by default.
 	Heartbeat time.Duration
 	// MaxStreams bounds the live streams (SSE and WebSocket) served at
-	// once; beyond it a new one answers 503. Each follows the log with its
-	// own subscription (one PostgreSQL LISTEN connection), so keep it below
-	// the database's connection limit; 32 by default.
+	// once; beyond it a new one answers 429 with Retry-After. Streams share
+	// the process's one LISTEN connection and its tail of the log, so the
+	// bound is about memory (each may buffer Buffer events); 1000 by
+	// default.
 	MaxStreams int
 }
 
@@ -75,7 +82,7 @@ func (c StreamConfig) withDefaults() StreamConfig {
 		c.Heartbeat = 15 * time.Second
 	}
 	if c.MaxStreams <= 0 {
-		c.MaxStreams = 32
+		c.MaxStreams = 1000
 	}
 	return c
 }
@@ -102,6 +109,10 @@ type WebhookCommands interface {
 	// GitHookSecret returns an application's inbound git webhook secret, or
 	// an ErrNotFound-wrapped error.
 	GitHookSecret(ctx context.Context, app string) ([]byte, error)
+	// SetGitHookEnabled turns deployment on push on or off.
+	SetGitHookEnabled(ctx context.Context, m commands.Meta, c commands.SetGitHookEnabled) (commands.Result, error)
+	// GitHook returns the state of an application's inbound git webhook.
+	GitHook(ctx context.Context, app string) (domain.GitHookState, error)
 }
 
 // WebhookReads is the read side of webhooks; *webhooks.Reader implements it.
@@ -128,6 +139,7 @@ func (s *Server) registerIntegrations() {
 	s.api("GET /api/v1/events/export", s.exportEvents)
 	s.api("GET /api/v1/audit", s.auditTrail)
 	s.api("GET /api/v1/audit/verify", s.verifyLog)
+	s.api("GET /api/v1/audit/checkpoints", s.listCheckpoints)
 	s.api("GET /api/v1/replay", s.replay)
 
 	s.api("POST /api/v1/webhooks", s.createWebhook)
@@ -137,20 +149,20 @@ func (s *Server) registerIntegrations() {
 	s.api("DELETE /api/v1/webhooks/{id}", s.deleteWebhook)
 	s.api("GET /api/v1/webhooks/{id}/deliveries", s.webhookDeliveries)
 	s.api("POST /api/v1/apps/{app}/hooks/git/secret", s.setGitHookSecret)
+	s.api("GET /api/v1/apps/{app}/hooks/git", s.getGitHook)
+	s.api("PUT /api/v1/apps/{app}/hooks/git", s.setGitHookEnabled)
 	s.plain("POST /api/v1/hooks/git/{app}", s.inboundGitHook)
 }
 
-// errTooManyStreams answers a live stream beyond StreamConfig.MaxStreams.
-var errTooManyStreams = fmt.Errorf("too many live event streams; retry later: %w", errUnavailable)
-
-// limitStreams runs fn only while it holds one of slots.
+// limitStreams runs fn only while it holds one of slots; beyond them it
+// answers 429 with Retry-After.
 func limitStreams(slots chan struct{}, fn apiFunc) apiFunc {
 	return func(w http.ResponseWriter, r *http.Request) error {
 		select {
 		case slots <- struct{}{}:
 		default:
 			w.Header().Set("Retry-After", "5")
-			return errTooManyStreams
+			return &limitError{fmt.Sprintf("this server serves at most %d live event streams at once (--max-streams); retry later", cap(slots))}
 		}
 		defer func() { <-slots }()
 		return fn(w, r)

@@ -24,6 +24,7 @@ import (
 	"berth/internal/testenv"
 	"berth/projections"
 	"berth/webui"
+	"berth/webui/openapitest"
 )
 
 // intEnv is an env whose server has every integration port wired to the
@@ -60,7 +61,8 @@ func newIntEnv(t testing.TB, stream webui.StreamConfig) *intEnv {
 	if err != nil {
 		t.Fatalf("NewServer: %v", err)
 	}
-	return &intEnv{env: &env{t: t, store: store, srv: srv, http: newHTTPServer(t, srv)}, cmds: cmds}
+	hs := newHTTPServer(t, srv)
+	return &intEnv{env: &env{t: t, store: store, srv: srv, http: hs, client: openapitest.Client(t, srv.OpenAPI, hs.Client())}, cmds: cmds}
 }
 
 // appendProbes appends n events of type typ to stream, in one append.
@@ -164,8 +166,8 @@ func TestEventHistoryAsCloudEvents(t *testing.T) {
 		t.Fatalf("got %+v, want the one app.created", p.Events)
 	}
 	e.must(http.StatusOK, "GET", "/api/v1/events?stream=project-shop", nil).json(t, &p)
-	if len(p.Events) != 1 || p.Events[0].Type != domain.EventProjectCreated {
-		t.Fatalf("got %+v, want project.created", p.Events)
+	if len(p.Events) != 2 || p.Events[0].Type != domain.EventProjectCreated || p.Events[1].Type != domain.EventProjectAppAdded {
+		t.Fatalf("got %+v, want project.created and project.app_added", p.Events)
 	}
 	future := time.Now().Add(time.Hour).UTC().Format(time.RFC3339)
 	e.must(http.StatusOK, "GET", "/api/v1/events?since="+future, nil).json(t, &p)
@@ -207,7 +209,7 @@ func openSSE(t testing.TB, e *intEnv, query, lastID string) *sseClient {
 	if lastID != "" {
 		req.Header.Set("Last-Event-ID", lastID)
 	}
-	res, err := e.http.Client().Do(req)
+	res, err := e.client.Do(req)
 	if err != nil {
 		t.Fatalf("open stream: %v", err)
 	}
@@ -406,9 +408,7 @@ func TestVerifyReportsTamperedRow(t *testing.T) {
 	if !v.OK || v.BrokenAt != 0 || v.Head != 12 || v.Verified != 12 || len(v.HeadHash) != 64 {
 		t.Fatalf("intact log: got %+v, want ok at head 12", v)
 	}
-	if _, err := e.store.Pool().Exec(context.Background(), `UPDATE events SET data = '{"n": 999}' WHERE position = 7`); err != nil {
-		t.Fatal(err)
-	}
+	testenv.Tamper(t, e.store.Pool(), "events", `UPDATE events SET data = '{"n": 999}' WHERE position = 7`)
 	e.must(http.StatusOK, "GET", "/api/v1/audit/verify", nil).json(t, &v)
 	if v.OK || v.BrokenAt != 7 || v.Cause == "" {
 		t.Fatalf("tampered log: got %+v, want broken at 7 with a cause", v)
@@ -467,14 +467,18 @@ func TestLiveStreamsAreBounded(t *testing.T) {
 	e := newIntEnv(t, webui.StreamConfig{MaxStreams: 2})
 	openSSE(t, e, "", "")
 	c := openSSE(t, e, "", "")
-	if r := e.do("GET", "/api/v1/events/stream", nil); r.status != http.StatusServiceUnavailable {
-		t.Fatalf("third stream: got %d, want 503", r.status)
+	r := e.do("GET", "/api/v1/events/stream", nil)
+	if r.status != http.StatusTooManyRequests {
+		t.Fatalf("third stream: got %d, want 429", r.status)
+	}
+	if !strings.Contains(string(r.body), `"too_many_requests"`) || !strings.Contains(string(r.body), "--max-streams") {
+		t.Errorf("third stream: body %s, want code too_many_requests naming --max-streams", r.body)
 	}
 	c.res.Body.Close()
 	deadline := time.Now().Add(5 * time.Second)
 	for {
 		req, _ := http.NewRequest("GET", e.http.URL+"/api/v1/events/stream", nil)
-		res, err := e.http.Client().Do(req)
+		res, err := e.client.Do(req)
 		if err != nil {
 			t.Fatal(err)
 		}

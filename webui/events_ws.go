@@ -33,7 +33,10 @@ func (s *Server) streamEventsWS(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	up := websocket.Upgrader{ReadBufferSize: 1024, WriteBufferSize: 64 << 10, HandshakeTimeout: 10 * time.Second}
+	if !websocket.IsWebSocketUpgrade(r) {
+		return malformed("Upgrade", "this endpoint speaks WebSocket only (send Upgrade: websocket); GET /api/v1/events pages the same history and GET /api/v1/events/stream follows it as Server-Sent Events")
+	}
+	up := websocket.Upgrader{ReadBufferSize: 1024, WriteBufferSize: 64 << 10, HandshakeTimeout: 10 * time.Second, Error: upgradeError}
 	conn, err := up.Upgrade(w, r, nil)
 	if err != nil {
 		return nil // the upgrader answered the client
@@ -87,4 +90,20 @@ func (s *Server) streamEventsWS(w http.ResponseWriter, r *http.Request) error {
 		_ = conn.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseInternalServerErr, "stream ended"), deadline)
 	}
 	return nil
+}
+
+// upgradeError answers a failed WebSocket handshake in the API's error
+// shape (the upgrader's default is text/plain).
+func upgradeError(w http.ResponseWriter, _ *http.Request, status int, reason error) {
+	code := CodeMalformed
+	switch status {
+	case http.StatusForbidden:
+		code = CodeForbidden
+	case http.StatusMethodNotAllowed:
+		code = CodeMethod
+	}
+	if status >= 500 {
+		code = CodeInternal
+	}
+	writeJSON(w, status, ErrorBody{Error: ErrorDetail{Code: code, Message: "websocket handshake: " + reason.Error()}})
 }

@@ -22,6 +22,7 @@ import (
 	"berth/internal/testenv"
 	"berth/projections"
 	"berth/webui"
+	"berth/webui/openapitest"
 )
 
 // env is one test's berth: the real PostgreSQL event store, the real command
@@ -32,9 +33,18 @@ type env struct {
 	store *eventstore.Postgres
 	srv   *webui.Server
 	http  *httptest.Server
+	// client validates every request and response against the served
+	// OpenAPI document (webui/openapitest).
+	client *http.Client
 }
 
 func newEnv(t testing.TB, cfg webui.ServerConfig, mutate ...func(*webui.Deps)) *env {
+	t.Helper()
+	return newEnvCommands(t, commands.Config{}, cfg, mutate...)
+}
+
+// newEnvCommands is newEnv with the command handlers' configuration.
+func newEnvCommands(t testing.TB, cc commands.Config, cfg webui.ServerConfig, mutate ...func(*webui.Deps)) *env {
 	t.Helper()
 	pool := testenv.Postgres(t)
 	store, err := eventstore.NewPostgres(eventstore.PostgresConfig{}, pool)
@@ -42,15 +52,16 @@ func newEnv(t testing.TB, cfg webui.ServerConfig, mutate ...func(*webui.Deps)) *
 		t.Fatalf("NewPostgres: %v", err)
 	}
 	t.Cleanup(store.Close)
-	cmds, err := commands.New(commands.Config{}, store, newSealer(t))
+	cmds, err := commands.New(cc, store, newSealer(t))
 	if err != nil {
 		t.Fatalf("commands.New: %v", err)
 	}
 	reads := &foldReads{store: store}
 	deps := webui.Deps{
-		Commands: cmds,
-		Reads:    reads,
-		Queue:    reads,
+		Certificates: webui.CertificateReads{Queries: projections.NewQueries(pool), ACMEEnabled: cc.ACME},
+		Commands:     cmds,
+		Reads:        reads,
+		Queue:        reads,
 		Ready: []webui.Check{
 			{Name: "postgres", Check: pool.Ping},
 			{Name: "redis", Check: func(ctx context.Context) error { return testenv.Redis(t).Ping(ctx).Err() }},
@@ -63,7 +74,8 @@ func newEnv(t testing.TB, cfg webui.ServerConfig, mutate ...func(*webui.Deps)) *
 	if err != nil {
 		t.Fatalf("NewServer: %v", err)
 	}
-	return &env{t: t, store: store, srv: srv, http: newHTTPServer(t, srv)}
+	hs := newHTTPServer(t, srv)
+	return &env{t: t, store: store, srv: srv, http: hs, client: openapitest.Client(t, srv.OpenAPI, hs.Client())}
 }
 
 func newHTTPServer(t testing.TB, h http.Handler) *httptest.Server {
@@ -125,7 +137,7 @@ func (e *env) do(method, path string, body any, headers ...string) response {
 	for i := 0; i+1 < len(headers); i += 2 {
 		req.Header.Set(headers[i], headers[i+1])
 	}
-	res, err := e.http.Client().Do(req)
+	res, err := e.client.Do(req)
 	if err != nil {
 		e.t.Fatalf("%s %s: %v", method, path, err)
 	}
@@ -269,6 +281,8 @@ func (f *foldReads) GetDeployment(ctx context.Context, id string) (projections.D
 	}
 	return *d, nil
 }
+
+func (f *foldReads) Head(ctx context.Context) (int64, error) { return f.store.Head(ctx) }
 
 func (f *foldReads) WaitFor(ctx context.Context, position int64) error {
 	for {

@@ -1,6 +1,7 @@
 package webui
 
 import (
+	"context"
 	"crypto/hmac"
 	"crypto/sha256"
 	"crypto/subtle"
@@ -13,6 +14,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"time"
 
 	"berth/domain"
 	"berth/handlers/commands"
@@ -51,6 +53,10 @@ func (s *Server) createWebhook(w http.ResponseWriter, r *http.Request) error {
 	}
 	var req createWebhookRequest
 	if err := s.decodeJSON(w, r, &req, true); err != nil {
+		return err
+	}
+	if err := s.checkWebhookLimit(r.Context()); err != nil {
+		w.Header().Set("Retry-After", "60")
 		return err
 	}
 	res, created, err := cmds.CreateWebhook(r.Context(), m, commands.CreateWebhook{URL: req.URL, Types: req.Types, Description: req.Description})
@@ -108,7 +114,7 @@ func (s *Server) pauseWebhook(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	return written(w, http.StatusOK, res, WriteResponse{})
+	return s.written(w, r, http.StatusOK, res, WriteResponse{})
 }
 
 func (s *Server) resumeWebhook(w http.ResponseWriter, r *http.Request) error {
@@ -124,7 +130,7 @@ func (s *Server) resumeWebhook(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	return written(w, http.StatusOK, res, WriteResponse{})
+	return s.written(w, r, http.StatusOK, res, WriteResponse{})
 }
 
 func (s *Server) deleteWebhook(w http.ResponseWriter, r *http.Request) error {
@@ -140,7 +146,7 @@ func (s *Server) deleteWebhook(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	return written(w, http.StatusOK, res, WriteResponse{})
+	return s.written(w, r, http.StatusOK, res, WriteResponse{})
 }
 
 // DeliveryPage is the body of GET /api/v1/webhooks/{id}/deliveries.
@@ -215,6 +221,62 @@ func (s *Server) setGitHookSecret(w http.ResponseWriter, r *http.Request) error 
 	}
 	writeJSON(w, status, GitHookSecretResponse{Position: res.Position, App: app, Secret: secret, URL: "/api/v1/hooks/git/" + app})
 	return nil
+}
+
+// GitHookView is the body of GET /api/v1/apps/{app}/hooks/git: the hook's
+// URL and state, never its secret.
+type GitHookView struct {
+	App string `json:"app"`
+	// URL is the path the git host must POST push events to.
+	URL         string    `json:"url"`
+	Configured  bool      `json:"configured"`
+	Enabled     bool      `json:"enabled"`
+	SecretSetAt time.Time `json:"secret_set_at,omitzero"`
+}
+
+func (s *Server) getGitHook(w http.ResponseWriter, r *http.Request) error {
+	cmds, err := s.webhookCommands()
+	if err != nil {
+		return err
+	}
+	app := r.PathValue("app")
+	if _, err := s.deps.Reads.GetApp(r.Context(), app); err != nil {
+		return err
+	}
+	st, err := cmds.GitHook(r.Context(), app)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, GitHookView{App: app, URL: "/api/v1/hooks/git/" + app, Configured: st.Configured, Enabled: st.Enabled, SecretSetAt: st.SecretSetAt})
+	return nil
+}
+
+type gitHookEnabledRequest struct {
+	Enabled *bool `json:"enabled"`
+}
+
+func (s *Server) setGitHookEnabled(w http.ResponseWriter, r *http.Request) error {
+	cmds, err := s.webhookCommands()
+	if err != nil {
+		return err
+	}
+	m, err := s.meta(r)
+	if err != nil {
+		return err
+	}
+	var req gitHookEnabledRequest
+	if err := s.decodeJSON(w, r, &req, true); err != nil {
+		return err
+	}
+	if req.Enabled == nil {
+		return domain.Invalid("enabled", "is required: true deploys on push, false stops it")
+	}
+	app := r.PathValue("app")
+	res, err := cmds.SetGitHookEnabled(r.Context(), m, commands.SetGitHookEnabled{App: app, Enabled: *req.Enabled})
+	if err != nil {
+		return err
+	}
+	return s.written(w, r, http.StatusOK, res, WriteResponse{App: app})
 }
 
 // Git providers of inbound webhooks.
@@ -304,6 +366,12 @@ func (s *Server) inboundGitHook(w http.ResponseWriter, r *http.Request) error {
 	}
 	if event == "ping" {
 		writeJSON(w, http.StatusOK, GitHookResponse{Status: "pong"})
+		return nil
+	}
+	if st, err := cmds.GitHook(r.Context(), app); err != nil {
+		return err
+	} else if !st.Enabled {
+		writeJSON(w, http.StatusAccepted, GitHookResponse{Status: "ignored", Reason: "automatic deployment on push is turned off for this application"})
 		return nil
 	}
 	if event != "push" && event != "Push Hook" {
@@ -422,4 +490,25 @@ func printable(s string, n int) string {
 		}
 	}
 	return b.String()
+}
+
+// checkWebhookLimit refuses a new subscription when Integrations.MaxWebhooks
+// exist already (deleted ones do not count).
+func (s *Server) checkWebhookLimit(ctx context.Context) error {
+	reads := s.integrations().WebhookReads
+	if reads == nil {
+		return nil
+	}
+	limit := s.integrations().MaxWebhooks
+	if limit <= 0 {
+		limit = 100
+	}
+	subs, err := reads.Subscriptions(ctx)
+	if err != nil {
+		return err
+	}
+	if len(subs) >= limit {
+		return &limitError{fmt.Sprintf("this server keeps at most %d webhook subscriptions (--max-webhooks); delete one first", limit)}
+	}
+	return nil
 }

@@ -206,3 +206,54 @@ func TestInboundGitWebhook(t *testing.T) {
 		t.Errorf("secret for a missing app: got %d, want 404", r.status)
 	}
 }
+
+// TestGitHookOnOff: the hook's state is readable without its secret;
+// turning it off makes an authentic push deploy nothing, turning it on
+// again deploys; setting the state it already has changes nothing.
+func TestGitHookOnOff(t *testing.T) {
+	t.Parallel()
+	e := newIntEnv(t, webui.StreamConfig{})
+	e.createApp("shop", "web", map[string]any{"source": map[string]any{"git_url": "https://git.example.com/shop/web.git", "git_ref": "main"}})
+	var st webui.GitHookView
+	e.must(http.StatusOK, "GET", "/api/v1/apps/web/hooks/git", nil).json(t, &st)
+	if st.Configured || st.Enabled || st.URL != "/api/v1/hooks/git/web" {
+		t.Fatalf("before a secret: got %+v, want not configured", st)
+	}
+	if r := e.do("PUT", "/api/v1/apps/web/hooks/git", map[string]any{"enabled": true}); r.status != http.StatusConflict {
+		t.Fatalf("enable without a secret: got %d, want 409", r.status)
+	}
+	var sec webui.GitHookSecretResponse
+	e.must(http.StatusCreated, "POST", "/api/v1/apps/web/hooks/git/secret", nil).json(t, &sec)
+	r := e.must(http.StatusOK, "GET", "/api/v1/apps/web/hooks/git", nil)
+	r.json(t, &st)
+	if !st.Configured || !st.Enabled || st.SecretSetAt.IsZero() || strings.Contains(string(r.body), sec.Secret) {
+		t.Fatalf("after the secret: got %s, want configured, enabled, no secret", r.body)
+	}
+	var w webui.WriteResponse
+	e.must(http.StatusOK, "PUT", "/api/v1/apps/web/hooks/git", map[string]any{"enabled": false}).json(t, &w)
+	if !w.Changed {
+		t.Fatalf("disable: got %+v, want changed", w)
+	}
+	e.must(http.StatusOK, "PUT", "/api/v1/apps/web/hooks/git", map[string]any{"enabled": false}).json(t, &w)
+	if w.Changed {
+		t.Errorf("disable again: got changed true, want false")
+	}
+	body := `{"ref":"refs/heads/main","after":"` + strings.Repeat("cd34", 10) + `"}`
+	var res webui.GitHookResponse
+	head := e.head()
+	e.must(http.StatusAccepted, "POST", "/api/v1/hooks/git/web", body, "X-GitHub-Event", "push", "X-GitHub-Delivery", "off-1", "X-Hub-Signature-256", githubSig(sec.Secret, body)).json(t, &res)
+	if res.Status != "ignored" || !strings.Contains(res.Reason, "turned off") || e.head() != head {
+		t.Fatalf("push while off: got %+v (head %d → %d), want ignored and nothing appended", res, head, e.head())
+	}
+	if r := e.do("POST", "/api/v1/hooks/git/web", body, "X-GitHub-Event", "push", "X-GitHub-Delivery", "off-2", "X-Hub-Signature-256", githubSig("wrong", body)); r.status != http.StatusUnauthorized {
+		t.Errorf("unauthentic push while off: got %d, want 401 (the state is not revealed)", r.status)
+	}
+	e.must(http.StatusOK, "PUT", "/api/v1/apps/web/hooks/git", map[string]any{"enabled": true})
+	e.must(http.StatusAccepted, "POST", "/api/v1/hooks/git/web", body, "X-GitHub-Event", "push", "X-GitHub-Delivery", "on-1", "X-Hub-Signature-256", githubSig(sec.Secret, body)).json(t, &res)
+	if res.Status != "deployed" {
+		t.Fatalf("push while on: got %+v, want deployed", res)
+	}
+	if r := e.do("PUT", "/api/v1/apps/web/hooks/git", map[string]any{}); r.status != http.StatusUnprocessableEntity || r.apiError(t).Field != "enabled" {
+		t.Errorf("no enabled: got %d %s, want 422 naming enabled", r.status, r.body)
+	}
+}

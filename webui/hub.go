@@ -237,6 +237,7 @@ func NewHub(cfg HubConfig, deps HubDeps) (*Hub, error) {
 		WriteBufferSize:   4096,
 		CheckOrigin:       h.checkOrigin,
 		EnableCompression: false,
+		Error:             upgradeError,
 	}
 	return h, nil
 }

@@ -1,6 +1,7 @@
 package webui
 
 import (
+	"bufio"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -8,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"berth/handlers/containerlogs"
 )
 
 // Limits of build-log pages.
@@ -111,70 +114,140 @@ func (s *Server) deploymentLogs(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-// appLogs streams an application's container logs as text: the last
-// ?tail=N lines (default 200, 0 for all), then new ones while ?follow=1.
+// appLogs answers an application's runtime logs, from every container of
+// the application (all replicas): the last ?tail=N lines (default 200) since
+// ?since (an RFC 3339 time or a duration back from now, "10m"), in time
+// order, then, with ?follow=1, new lines until the client leaves. Each line
+// names its container and stream (stdout or stderr). The body is text
+// ("<container> <stream> [<time>] <line>", the time with ?timestamps=1) by
+// default, JSON Lines with ?format=jsonl, and Server-Sent Events (one "line"
+// event per line) when the client accepts text/event-stream.
 func (s *Server) appLogs(w http.ResponseWriter, r *http.Request) error {
-	if s.deps.ContainerLogs == nil {
-		return fmt.Errorf("container logs: %w", errUnavailable)
-	}
 	name := r.PathValue("app")
 	if _, err := s.deps.Reads.GetApp(r.Context(), name); err != nil {
 		return err
 	}
+	if s.deps.ContainerLogs == nil {
+		return fmt.Errorf("container logs: %w", errUnavailable)
+	}
+	var q containerlogs.Query
 	tail, err := queryInt(r, "tail", defaultTail)
 	if err != nil {
 		return err
 	}
-	follow, err := queryBool(r, "follow")
+	if tail > containerlogs.MaxTail {
+		return malformed("tail", "tail must be at most %d", containerlogs.MaxTail)
+	}
+	q.Tail = int(tail)
+	if q.Since, err = parseSince(r.URL.Query().Get("since"), time.Now()); err != nil {
+		return err
+	}
+	if q.Follow, err = queryBool(r, "follow"); err != nil {
+		return err
+	}
+	timestamps, err := queryBool(r, "timestamps")
 	if err != nil {
 		return err
 	}
-	if tail == 0 {
-		tail = -1
+	format := r.URL.Query().Get("format")
+	switch format {
+	case "", "text", "jsonl":
+	default:
+		return malformed("format", "format must be text or jsonl")
 	}
+	if strings.Contains(r.Header.Get("Accept"), "text/event-stream") {
+		format = "sse"
+	}
+
 	rc := http.NewResponseController(w)
-	if follow {
-		_ = rc.SetWriteDeadline(time.Time{})
+	_ = rc.SetWriteDeadline(time.Time{})
+	started := false
+	start := func() {
+		if started {
+			return
+		}
+		started = true
+		switch format {
+		case "sse":
+			w.Header().Set("Content-Type", "text/event-stream")
+		case "jsonl":
+			w.Header().Set("Content-Type", "application/x-ndjson")
+		default:
+			w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		}
+		w.Header().Set("X-Content-Type-Options", "nosniff")
+		w.Header().Set("Cache-Control", "no-cache")
+		w.Header().Set("X-Accel-Buffering", "no")
+		w.WriteHeader(http.StatusOK)
 	}
-	fw := &flushWriter{w: w, rc: rc}
-	if err := s.deps.ContainerLogs.AppLogs(r.Context(), name, follow, int(tail), fw); err != nil {
-		if !fw.started {
+	// Past lines are buffered and flushed once; followed lines one by one.
+	live := false
+	q.Live = func() {
+		start()
+		live = true
+		_ = rc.Flush()
+	}
+	bw := bufio.NewWriter(w)
+	err = s.deps.ContainerLogs.AppLogs(r.Context(), name, q, func(l containerlogs.Line) error {
+		start()
+		if err := writeContainerLine(bw, format, timestamps, l); err != nil {
 			return err
 		}
-		if r.Context().Err() == nil {
-			s.log.WarnContext(r.Context(), "container log stream failed", "app", name, "error", err)
+		if !live {
+			return nil
 		}
-		return nil
+		if err := bw.Flush(); err != nil {
+			return err
+		}
+		return rc.Flush()
+	})
+	if err != nil && !started {
+		return err
 	}
-	if !fw.started {
-		fw.start()
+	if err != nil && r.Context().Err() == nil {
+		s.log.WarnContext(r.Context(), "container log stream failed", "app", name, "error", err)
 	}
+	start()
+	_ = bw.Flush()
+	_ = rc.Flush()
 	return nil
 }
 
-// flushWriter sends the response headers on the first write and flushes
-// after every write, so followed logs arrive as they are produced.
-type flushWriter struct {
-	w       http.ResponseWriter
-	rc      *http.ResponseController
-	started bool
+// writeContainerLine writes one container log line in format.
+func writeContainerLine(w *bufio.Writer, format string, timestamps bool, l containerlogs.Line) error {
+	switch format {
+	case "sse", "jsonl":
+		b, err := json.Marshal(l)
+		if err != nil {
+			return err
+		}
+		if format == "sse" {
+			_, err = fmt.Fprintf(w, "event: line\ndata: %s\n\n", b)
+		} else {
+			_, err = fmt.Fprintf(w, "%s\n", b)
+		}
+		return err
+	default:
+		if timestamps {
+			_, err := fmt.Fprintf(w, "%s %s %s %s\n", l.Container, l.Stream, l.At.Format(time.RFC3339Nano), l.Line)
+			return err
+		}
+		_, err := fmt.Fprintf(w, "%s %s %s\n", l.Container, l.Stream, l.Line)
+		return err
+	}
 }
 
-func (f *flushWriter) start() {
-	f.started = true
-	f.w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-	f.w.Header().Set("X-Content-Type-Options", "nosniff")
-	f.w.Header().Set("Cache-Control", "no-cache")
-	f.w.WriteHeader(http.StatusOK)
-}
-
-func (f *flushWriter) Write(p []byte) (int, error) {
-	if !f.started {
-		f.start()
+// parseSince reads ?since: an RFC 3339 time, or a duration back from now
+// ("90s", "10m", "2h").
+func parseSince(v string, now time.Time) (time.Time, error) {
+	if v == "" {
+		return time.Time{}, nil
 	}
-	n, err := f.w.Write(p)
-	if err != nil {
-		return n, err
+	if t, err := time.Parse(time.RFC3339Nano, v); err == nil {
+		return t, nil
 	}
-	return n, f.rc.Flush()
+	if d, err := time.ParseDuration(v); err == nil && d > 0 {
+		return now.Add(-d), nil
+	}
+	return time.Time{}, malformed("since", "since must be an RFC 3339 time or a positive duration such as 10m")
 }

@@ -160,25 +160,3 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) error {
 	writeJSON(w, http.StatusOK, map[string]any{"status": "ready", "checks": results})
 	return nil
 }
-
-// metrics writes the Prometheus text exposition: the server's own counters,
-// then every configured MetricsWriter (projection lag, …).
-func (s *Server) metrics(w http.ResponseWriter, r *http.Request) error {
-	var buf bytes.Buffer
-	buf.WriteString("# HELP berth_http_requests_total HTTP requests served, by status class.\n")
-	buf.WriteString("# TYPE berth_http_requests_total counter\n")
-	for c := 1; c <= 5; c++ {
-		fmt.Fprintf(&buf, "berth_http_requests_total{class=\"%dxx\"} %d\n", c, s.requests[c].Load())
-	}
-	buf.WriteString("# HELP berth_http_requests_in_flight HTTP requests being served.\n")
-	buf.WriteString("# TYPE berth_http_requests_in_flight gauge\n")
-	fmt.Fprintf(&buf, "berth_http_requests_in_flight %d\n", s.inFlight.Load())
-	for _, m := range s.deps.Metrics {
-		if err := m.WriteMetrics(&buf); err != nil {
-			return fmt.Errorf("write metrics: %w", err)
-		}
-	}
-	w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
-	_, _ = w.Write(buf.Bytes())
-	return nil
-}

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"berth/handlers/commands"
+	"berth/handlers/containerlogs"
 	"berth/projections"
 )
 
@@ -18,17 +19,23 @@ import (
 // (Duplicate set) when repeated.
 type Commands interface {
 	CreateProject(ctx context.Context, m commands.Meta, c commands.CreateProject) (commands.Result, error)
+	DeleteProject(ctx context.Context, m commands.Meta, c commands.DeleteProject) (commands.Result, error)
 	CreateApp(ctx context.Context, m commands.Meta, c commands.CreateApp) (commands.Result, error)
 	UpdateApp(ctx context.Context, m commands.Meta, c commands.UpdateApp) (commands.Result, error)
 	SetEnv(ctx context.Context, m commands.Meta, c commands.SetEnv) (commands.Result, error)
 	AddDomain(ctx context.Context, m commands.Meta, c commands.AddDomain) (commands.Result, error)
 	RemoveDomain(ctx context.Context, m commands.Meta, c commands.RemoveDomain) (commands.Result, error)
+	SetDomainCertificate(ctx context.Context, m commands.Meta, c commands.SetDomainCertificate) (commands.Result, error)
+	RemoveDomainCertificate(ctx context.Context, m commands.Meta, c commands.RemoveDomainCertificate) (commands.Result, error)
 	DeleteApp(ctx context.Context, m commands.Meta, c commands.DeleteApp) (commands.Result, error)
 	StopApp(ctx context.Context, m commands.Meta, c commands.StopApp) (commands.Result, error)
 	StartApp(ctx context.Context, m commands.Meta, c commands.StartApp) (commands.Result, error)
 	RequestDeployment(ctx context.Context, m commands.Meta, c commands.RequestDeployment) (commands.Result, error)
 	CancelDeployment(ctx context.Context, m commands.Meta, c commands.CancelDeployment) (commands.Result, error)
 	RollbackApp(ctx context.Context, m commands.Meta, c commands.RollbackApp) (commands.Result, error)
+	AddRegistry(ctx context.Context, m commands.Meta, c commands.AddRegistry) (commands.Result, error)
+	RemoveRegistry(ctx context.Context, m commands.Meta, c commands.RemoveRegistry) (commands.Result, error)
+	Registries(ctx context.Context) ([]commands.RegistryInfo, error)
 }
 
 var _ Commands = (*commands.Handler)(nil)
@@ -75,11 +82,16 @@ type BuildLogs interface {
 	Follow(ctx context.Context, deploymentID string, afterSeq int64, fn func(LogLine) error) error
 }
 
-// ContainerLogs streams an application's container logs to w: the last tail
-// lines (tail < 0: all), then, when follow is set, new lines until ctx ends.
+// ContainerLogs reads the runtime logs of every container of an
+// application (*containerlogs.Reader implements it): fn is called with the
+// past lines q selects in time order, then, with q.Follow, with new lines
+// until ctx ends (then it returns nil). Errors wrapping domain.ErrInvalid
+// name the bad field. Safe for concurrent use.
 type ContainerLogs interface {
-	AppLogs(ctx context.Context, app string, follow bool, tail int, w io.Writer) error
+	AppLogs(ctx context.Context, app string, q containerlogs.Query, fn func(containerlogs.Line) error) error
 }
+
+var _ ContainerLogs = (*containerlogs.Reader)(nil)
 
 // Check is a named readiness probe (PostgreSQL reachable, Redis reachable).
 type Check struct {

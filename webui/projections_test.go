@@ -12,6 +12,7 @@ import (
 	"berth/internal/testenv"
 	"berth/projections"
 	"berth/webui"
+	"berth/webui/openapitest"
 )
 
 // TestWithProjectionRunner drives the API over the real read models: the
@@ -46,6 +47,7 @@ func TestWithProjectionRunner(t *testing.T) {
 	}
 	e := &env{t: t, store: store, srv: srv}
 	e.http = newHTTPServer(t, srv)
+	e.client = openapitest.Client(t, srv.OpenAPI, e.http.Client())
 
 	created := e.createApp("p", "a", map[string]any{"runtime": map[string]any{"port": 8080}})
 	var patched webui.WriteResponse
@@ -64,6 +66,9 @@ func TestWithProjectionRunner(t *testing.T) {
 
 	var dep webui.WriteResponse
 	e.must(http.StatusAccepted, "POST", "/api/v1/apps/a/deployments", nil).json(t, &dep)
+	if dep.QueuePosition == nil || *dep.QueuePosition != 1 {
+		t.Errorf("first deployment through the read model: got queue_position %v, want 1", dep.QueuePosition)
+	}
 	var d projections.Deployment
 	e.must(http.StatusOK, "GET", fmt.Sprintf("/api/v1/deployments/%s?min_position=%d", dep.DeploymentID, dep.Position), nil).json(t, &d)
 	if d.App != "a" {

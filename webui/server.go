@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // Headers of the API.
@@ -95,6 +96,8 @@ type Deps struct {
 	Ready []Check
 	// Metrics are written after the server's own metrics on /metrics.
 	Metrics []MetricsWriter
+	// Collectors are registered with the Prometheus registry of /metrics.
+	Collectors []prometheus.Collector
 	// Auth resolves the actor of API requests; nil runs every request as
 	// LocalActor (keep the server on loopback then).
 	Auth   Authenticator
@@ -104,6 +107,14 @@ type Deps struct {
 	Integrations Integrations
 	// Hub serves the live socket GET /api/v1/ws (503 when nil).
 	Hub *Hub
+	// Certificates serves the certificate states of GET /api/v1/domains
+	// (503 when nil).
+	Certificates Certificates
+	// Notifications are the ports of the notification endpoints
+	// (webui/notifications.go); absent ports answer 503.
+	Notifications Notifications
+	// Monitor serves the monitoring samples (webui/monitor.go); 503 when nil.
+	Monitor MonitorReads
 }
 
 // Server is berth's HTTP server. It is an http.Handler; more routes (the
@@ -119,7 +130,7 @@ type Server struct {
 	routes []string
 	doc    []byte // the served OpenAPI document: openapi.json plus added fragments
 
-	requests [6]atomic.Int64 // by status class: 1xx … 5xx (index 0 unused)
+	prom     *serverMetrics
 	inFlight atomic.Int64
 }
 
@@ -145,6 +156,10 @@ func NewServer(cfg ServerConfig, deps Deps) (*Server, error) {
 	}
 	if s.auth == nil {
 		s.auth = localAuthenticator
+	}
+	var err error
+	if s.prom, err = s.newServerMetrics(); err != nil {
+		return nil, err
 	}
 	s.registerRoutes()
 	return s, nil
@@ -211,9 +226,11 @@ func (s *Server) registerRoutes() {
 	s.api("GET /api/v1/apps/{app}", s.getApp)
 	s.api("PATCH /api/v1/apps/{app}", s.updateApp)
 	s.api("DELETE /api/v1/apps/{app}", s.deleteApp)
+	s.api("DELETE /api/v1/projects/{name}", s.deleteProject)
 	s.api("PUT /api/v1/apps/{app}/env", s.setEnv)
 	s.api("POST /api/v1/apps/{app}/domains", s.addDomain)
 	s.api("DELETE /api/v1/apps/{app}/domains/{host}", s.removeDomain)
+	s.registerDomains()
 	s.api("POST /api/v1/apps/{app}/stop", s.stopApp)
 	s.api("POST /api/v1/apps/{app}/start", s.startApp)
 	s.api("POST /api/v1/apps/{app}/rollback", s.rollbackApp)
@@ -225,6 +242,9 @@ func (s *Server) registerRoutes() {
 	s.api("POST /api/v1/deployments/{id}/cancel", s.cancelDeployment)
 	s.api("GET /api/v1/deployments/{id}/logs", s.deploymentLogs)
 	s.registerIntegrations()
+	s.registerNotifications()
+	s.registerMonitoring()
+	s.registerRegistries()
 
 	s.api("GET /api/v1/ws", s.websocket)
 }
@@ -252,7 +272,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			status = http.StatusOK
 		}
 		if c := status / 100; c >= 1 && c <= 5 {
-			s.requests[c].Add(1)
+			s.prom.byClass[c].Inc()
 		}
 		s.log.DebugContext(r.Context(), "request", slog.String("method", r.Method), slog.String("path", r.URL.Path),
 			slog.Int("status", status), slog.Duration("duration", time.Since(start)))

@@ -9,9 +9,13 @@ import (
 // WriteResponse is the body of every successful write: the log position it
 // produced and the ids it concerns.
 type WriteResponse struct {
-	// Position is the last log position the write produced (0 when it
-	// changed nothing). Pass it as ?min_position to read your write.
-	Position      int64  `json:"position"`
+	// Position is the last log position the write produced, or the log's
+	// head when it changed nothing. Pass it as ?min_position to read your
+	// write.
+	Position int64 `json:"position"`
+	// Changed is false when the command changed nothing (no event was
+	// appended).
+	Changed       bool   `json:"changed"`
 	StreamVersion int64  `json:"stream_version,omitempty"`
 	Project       string `json:"project,omitempty"`
 	App           string `json:"app,omitempty"`
@@ -34,10 +38,31 @@ func scrubApp(a projections.App) projections.App {
 		env = append(env, e)
 	}
 	a.Config.Env = env
-	if a.Config.Domains == nil {
-		a.Config.Domains = []domain.Route{}
-	}
+	a.Config.Domains = publicRoutes(a.Config.Domains)
 	return a
+}
+
+// publicRoutes returns routes as the API shows them: basic-auth users
+// without their password hashes, certificates without their chain and
+// sealed key (never an empty list as null).
+func publicRoutes(routes []domain.Route) []domain.Route {
+	out := make([]domain.Route, 0, len(routes))
+	for _, r := range routes {
+		if len(r.BasicAuth) > 0 {
+			users := make([]domain.BasicAuthUser, len(r.BasicAuth))
+			for i, u := range r.BasicAuth {
+				users[i] = domain.BasicAuthUser{Username: u.Username}
+			}
+			r.BasicAuth = users
+		}
+		if r.Certificate != nil {
+			c := *r.Certificate
+			c.ChainPEM, c.SealedKey = "", nil
+			r.Certificate = &c
+		}
+		out = append(out, r)
+	}
+	return out
 }
 
 // Request bodies. Unknown fields are rejected.

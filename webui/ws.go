@@ -164,10 +164,12 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		defer close(writerDone)
 		c.writeLoop()
 	}()
+	revoked := revokedChan(r.Context())
 	go func() {
 		select {
 		case <-h.done:
 		case <-ctx.Done():
+		case <-revoked: // its credential was revoked
 		}
 		cancel()
 		_ = ws.SetReadDeadline(time.Now()) // unblock the reader

@@ -21,6 +21,7 @@ import (
 	"berth/handlers/commands"
 	"berth/internal/testenv"
 	"berth/webui"
+	"berth/webui/openapitest"
 )
 
 // hubEnv is one berth process for the hub's tests: the real PostgreSQL
@@ -69,7 +70,7 @@ func newHubEnv(t *testing.T, pool *pgxpool.Pool, cfg webui.HubConfig) *hubEnv {
 		hs.Close()
 	})
 	waitUntil(t, "the hub follows the log", func() bool { h, _ := store.Head(ctx); return hub.Position() == h && h >= 0 })
-	return &hubEnv{env: &env{t: t, store: store, srv: srv, http: hs}, hub: hub, logs: logs}
+	return &hubEnv{env: &env{t: t, store: store, srv: srv, http: hs, client: openapitest.Client(t, srv.OpenAPI, hs.Client())}, hub: hub, logs: logs}
 }
 
 func waitUntil(t *testing.T, what string, ok func() bool) {

@@ -27,6 +27,10 @@ import (
 // store, gives the Guard to deps, and returns it; Register it on the server
 // once built. It also returns the shredder runner that destroys deleted
 // applications' data keys (nil when sealer is not a keyring).
+// loginHashBudget is the memory the password checks of logins may use at
+// once.
+const loginHashBudget = 64 << 20
+
 func wireAuth(m *Main, cmds *cmdhandlers.Handler, sealer domain.SecretSealer) (*webui.Guard, *cmdhandlers.Accounts, []Runner, error) {
 	st, err := accounts.New(accounts.Config{Logger: m.Logger}, m.Pool)
 	if err != nil {
@@ -39,6 +43,9 @@ func wireAuth(m *Main, cmds *cmdhandlers.Handler, sealer domain.SecretSealer) (*
 	guard, err := webui.NewGuard(webui.GuardConfig{
 		SecureCookies: m.Config.SecureCookies, TrustProxyHeaders: m.Config.TrustProxyHeaders,
 		AllowedOrigins: m.Config.AllowedOrigins, Logger: m.Logger,
+		// Password checks share a memory budget: each argon2id check
+		// holds its memory cost (19 MiB by default) while it runs.
+		MaxConcurrentHashes: max(1, loginHashBudget/(int(accounts.DefaultArgon2.Memory)<<10)),
 	}, accts, st, st)
 	if err != nil {
 		return nil, nil, nil, err
@@ -51,6 +58,8 @@ func wireAuth(m *Main, cmds *cmdhandlers.Handler, sealer domain.SecretSealer) (*
 			runners = append(runners, Runner{Name: "keyring-shredder", Run: sh.Run})
 		}
 	}
+	runners = append(runners, Runner{Name: "login-failures", Run: accts.RunLoginFailureFlusher})
+	runners = append(runners, Runner{Name: "revocations", Run: func(ctx context.Context) error { return guard.RunRevocations(ctx, m.Store) }})
 	runners = append(runners, Runner{Name: "setup-link", Run: func(ctx context.Context) error {
 		logSetupLink(ctx, m, guard)
 		<-ctx.Done()

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/redis/go-redis/v9"
@@ -25,20 +26,38 @@ const (
 // Config is berth's configuration. Every field has a flag and a BERTH_*
 // environment variable; the flag wins.
 type Config struct {
-	DatabaseURL   string     // --database-url, BERTH_DATABASE_URL
-	RedisURL      string     // --redis-url, BERTH_REDIS_URL
-	DockerHost    string     // --docker-host, BERTH_DOCKER_HOST; empty: DOCKER_HOST or the local socket
-	TraefikDir    string     // --traefik-dir, BERTH_TRAEFIK_DIR; empty: <data-dir>/traefik/dynamic
-	Listen        string     // --listen, BERTH_LISTEN
-	MasterKeyFile string     // --master-key-file, BERTH_MASTER_KEY_FILE; empty: <data-dir>/master.key
-	DataDir       string     // --data-dir, BERTH_DATA_DIR
-	DeployHost    string     // --deploy-host, BERTH_DEPLOY_HOST: names this Docker host's deploy queue
-	DockerNetwork string     // --docker-network, BERTH_DOCKER_NETWORK: the bridge network of app containers
-	LogLevel      slog.Level // --log-level, BERTH_LOG_LEVEL
+	DatabaseURL string // --database-url, BERTH_DATABASE_URL
+	// OwnerDatabaseURL connects as the schema's owner, for migrations;
+	// serve then grants DatabaseURL's role only what it needs (see
+	// migrations.GrantRuntime): --owner-database-url,
+	// BERTH_OWNER_DATABASE_URL. Empty: DatabaseURL migrates.
+	OwnerDatabaseURL string
+	RedisURL         string // --redis-url, BERTH_REDIS_URL
+	DockerHost       string // --docker-host, BERTH_DOCKER_HOST; empty: DOCKER_HOST or the local socket
+	TraefikDir       string // --traefik-dir, BERTH_TRAEFIK_DIR; empty: <data-dir>/traefik/dynamic
+	Listen           string // --listen, BERTH_LISTEN
+	MasterKeyFile    string // --master-key-file, BERTH_MASTER_KEY_FILE; empty: <data-dir>/master.key
+	DataDir          string // --data-dir, BERTH_DATA_DIR
+	// Signed checkpoints (see eventstore/anchor).
+	CheckpointKeyFile  string        // --checkpoint-key-file, BERTH_CHECKPOINT_KEY_FILE; empty: checkpoint.key beside the master key
+	AnchorDir          string        // --anchor-dir, BERTH_ANCHOR_DIR; empty: <data-dir>/anchor
+	CheckpointEvery    int64         // --checkpoint-every, BERTH_CHECKPOINT_EVERY: sign after this many events
+	CheckpointInterval time.Duration // --checkpoint-interval, BERTH_CHECKPOINT_INTERVAL: sign at least this often while the log grows
+	DeployHost         string        // --deploy-host, BERTH_DEPLOY_HOST: names this Docker host's deploy queue
+	DockerNetwork      string        // --docker-network, BERTH_DOCKER_NETWORK: the bridge network of app containers
+	LogLevel           slog.Level    // --log-level, BERTH_LOG_LEVEL
 	// WebhooksAllowPrivate lets outbound webhooks reach loopback, private
 	// and link-local addresses: --webhooks-allow-private,
 	// BERTH_WEBHOOKS_ALLOW_PRIVATE.
 	WebhooksAllowPrivate bool
+	// MaxStreams bounds the live event streams (SSE and WebSocket) served
+	// at once: --max-streams, BERTH_MAX_STREAMS (default 1000).
+	MaxStreams int
+	// MaxWebhooks bounds the webhook subscriptions: --max-webhooks,
+	// BERTH_MAX_WEBHOOKS (default 100).
+	MaxWebhooks int
+	// Observe configures notifications and monitoring (observe.go).
+	Observe ObserveConfig
 
 	SecureCookies     bool     // --secure-cookies, BERTH_SECURE_COOKIES: mark session cookies Secure
 	TrustProxyHeaders bool     // --trust-proxy-headers, BERTH_TRUST_PROXY_HEADERS: believe X-Forwarded-Proto/-For
@@ -47,6 +66,7 @@ type Config struct {
 	// ReadyMaxLag is how many events a read model may lag behind the log
 	// before /readyz answers 503: --ready-max-lag, BERTH_READY_MAX_LAG.
 	ReadyMaxLag int64
+	TLS TLSConfig // --acme-email, --acme-storage, --traefik-log, --cert-dir (tls.go)
 }
 
 // DefaultConfig returns the configuration used when no flag or variable is
@@ -58,8 +78,12 @@ func DefaultConfig() Config {
 		Listen:      DefaultListen,
 		DataDir:     DefaultDataDir,
 		DeployHost:  "local",
-		LogLevel:    slog.LevelInfo,
-		ReadyMaxLag: 1000,
+		Observe:     DefaultObserveConfig(),
+
+		CheckpointEvery:    1000,
+		CheckpointInterval: time.Minute,
+		LogLevel:           slog.LevelInfo,
+		ReadyMaxLag:        1000,
 	}
 }
 
@@ -74,15 +98,36 @@ func (c *Config) fillDefaults() {
 	if c.MasterKeyFile == "" {
 		c.MasterKeyFile = filepath.Join(c.DataDir, "master.key")
 	}
+	if c.CheckpointKeyFile == "" {
+		c.CheckpointKeyFile = filepath.Join(filepath.Dir(c.MasterKeyFile), "checkpoint.key")
+	}
+	if c.AnchorDir == "" {
+		c.AnchorDir = filepath.Join(c.DataDir, "anchor")
+	}
+	c.TLS.fillDefaults(c.DataDir)
 }
 
 // Validate reports every invalid field, each naming its flag.
 func (c Config) Validate() error {
 	var errs []error
+	if err := c.Observe.validate(); err != nil {
+		errs = append(errs, err)
+	}
 	if c.DatabaseURL == "" {
 		errs = append(errs, errors.New("--database-url: must be set"))
 	} else if _, err := pgxpool.ParseConfig(c.DatabaseURL); err != nil {
 		errs = append(errs, fmt.Errorf("--database-url: %w", err))
+	}
+	if c.OwnerDatabaseURL != "" {
+		if _, err := pgxpool.ParseConfig(c.OwnerDatabaseURL); err != nil {
+			errs = append(errs, fmt.Errorf("--owner-database-url: %w", err))
+		}
+	}
+	if c.MaxStreams < 0 {
+		errs = append(errs, errors.New("--max-streams: must be positive"))
+	}
+	if c.MaxWebhooks < 0 {
+		errs = append(errs, errors.New("--max-webhooks: must be positive"))
 	}
 	if c.RedisURL == "" {
 		errs = append(errs, errors.New("--redis-url: must be set"))
@@ -101,10 +146,18 @@ func (c Config) Validate() error {
 		{"--data-dir", c.DataDir},
 		{"--traefik-dir", c.TraefikDir},
 		{"--master-key-file", c.MasterKeyFile},
+		{"--checkpoint-key-file", c.CheckpointKeyFile},
+		{"--anchor-dir", c.AnchorDir},
 	} {
 		if strings.ContainsRune(p.value, 0) {
 			errs = append(errs, fmt.Errorf("%s: contains a NUL byte", p.flag))
 		}
+	}
+	if c.CheckpointEvery < 1 {
+		errs = append(errs, fmt.Errorf("--checkpoint-every %d: must be at least 1", c.CheckpointEvery))
+	}
+	if c.CheckpointInterval < time.Second {
+		errs = append(errs, fmt.Errorf("--checkpoint-interval %s: must be at least 1s", c.CheckpointInterval))
 	}
 	return errors.Join(errs...)
 }
@@ -145,11 +198,20 @@ func bindConfig(fs *flag.FlagSet, c *Config, groups flagGroup, getenv func(strin
 	}
 	if groups&flagsServer != 0 {
 		str(&c.Listen, "listen", "BERTH_LISTEN", "HTTP listen address, host:port")
+		secret(&c.OwnerDatabaseURL, "owner-database-url", "BERTH_OWNER_DATABASE_URL",
+			"PostgreSQL URL of the schema's owner: migrates, then grants --database-url's role only what it needs (default: --database-url migrates)")
 		str(&c.DockerHost, "docker-host", "BERTH_DOCKER_HOST", "Docker Engine address (default: DOCKER_HOST or the local socket)")
 		str(&c.TraefikDir, "traefik-dir", "BERTH_TRAEFIK_DIR", "directory of Traefik's dynamic configuration (default: <data-dir>/traefik/dynamic)")
 		str(&c.MasterKeyFile, "master-key-file", "BERTH_MASTER_KEY_FILE", "file holding the master key that wraps data keys (default: <data-dir>/master.key)")
 		str(&c.DataDir, "data-dir", "BERTH_DATA_DIR", "directory for berth's local state")
+		if err := bindCheckpointFlags(fs, c, getenv); err != nil {
+			return err
+		}
+		bindTLSFlags(fs, &c.TLS, getenv)
 		if err := bindAuthFlags(fs, c, getenv); err != nil {
+			return err
+		}
+		if err := bindObserveFlags(fs, &c.Observe, getenv); err != nil {
 			return err
 		}
 		str(&c.DeployHost, "deploy-host", "BERTH_DEPLOY_HOST", "name of this Docker host's deploy queue (one deployer per name)")
@@ -164,6 +226,27 @@ func bindConfig(fs *flag.FlagSet, c *Config, groups flagGroup, getenv func(strin
 		}
 		fs.BoolVar(&c.WebhooksAllowPrivate, "webhooks-allow-private", allowPrivate,
 			"let outbound webhooks reach loopback, private and link-local addresses (env BERTH_WEBHOOKS_ALLOW_PRIVATE)")
+		for _, v := range []struct {
+			p               *int
+			name, env, help string
+			def             int
+		}{
+			{&c.MaxStreams, "max-streams", "BERTH_MAX_STREAMS", "live event streams (SSE, WebSocket) served at once; beyond, 429", 1000},
+			{&c.MaxWebhooks, "max-webhooks", "BERTH_MAX_WEBHOOKS", "webhook subscriptions kept; beyond, creating one answers 429", 100},
+		} {
+			n := *v.p
+			if n == 0 {
+				n = v.def
+			}
+			if e := getenv(v.env); e != "" {
+				parsed, err := strconv.Atoi(e)
+				if err != nil || parsed < 1 {
+					return fmt.Errorf("%s: must be a positive number", v.env)
+				}
+				n = parsed
+			}
+			fs.IntVar(v.p, v.name, n, v.help+" (env "+v.env+")")
+		}
 		if v := getenv("BERTH_READY_MAX_LAG"); v != "" {
 			n, err := strconv.ParseInt(v, 10, 64)
 			if err != nil || n < 0 {

@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"crypto/ed25519"
 	"encoding/hex"
 	"errors"
 	"flag"
@@ -14,6 +15,7 @@ import (
 	"unicode"
 
 	"berth/domain"
+	"berth/eventstore/anchor"
 )
 
 // filterFlags are the event selection flags shared by tail and export.
@@ -81,12 +83,40 @@ func parseTime(s string) (time.Time, error) {
 func runEventsVerify(ctx context.Context, e env, args []string) error {
 	fs := newFlagSet(e, "events verify")
 	from := fs.Int64("from", 0, "trust the stored hash at this position and verify the events after it")
+	var sources, expects stringList
+	fs.Var(&sources, "checkpoints", "check the log against the signed checkpoints in this directory, file or http(s) URL (repeatable; a URL gets BERTH_TOKEN as bearer token)")
+	fs.Var(&expects, "expect", "check the log against an auditor's note POSITION:HASH (repeatable)")
+	keyFlag := fs.String("key", "", "the public key the checkpoints must be signed with (berth audit key); default: the key each names")
 	cfg, err := parseConfig(e, fs, flagsDB, args)
 	if err != nil {
 		return err
 	}
 	if *from < 0 {
 		return usagef("--from must be >= 0, got %d", *from)
+	}
+	var key ed25519.PublicKey
+	if *keyFlag != "" {
+		if key, err = anchor.ParsePublicKey(*keyFlag); err != nil {
+			return usagef("--key: %v", err)
+		}
+	}
+	var cps []anchor.Checkpoint
+	for _, x := range expects {
+		c, err := anchor.ParseExpect(x)
+		if err != nil {
+			return usagef("--expect: %v", err)
+		}
+		cps = append(cps, c)
+	}
+	for _, src := range sources {
+		got, err := anchor.Load(ctx, src, e.getenv("BERTH_TOKEN"))
+		if err != nil {
+			return fmt.Errorf("--checkpoints %s: %w", src, err)
+		}
+		if len(got) == 0 {
+			return fmt.Errorf("--checkpoints %s: no checkpoint found", src)
+		}
+		cps = append(cps, got...)
 	}
 	store, closeStore, err := openStandaloneStore(ctx, cfg, newLogger(e.stderr, cfg.LogLevel))
 	if err != nil {
@@ -100,7 +130,19 @@ func runEventsVerify(ctx context.Context, e env, args []string) error {
 	if !res.OK() {
 		return fmt.Errorf("hash chain broken at position %d: %s (%d events verified before it)", res.BrokenAt, res.BrokenCause, res.Verified)
 	}
+	if len(cps) > 0 {
+		d, err := anchor.Check(ctx, store, cps, key)
+		if err != nil {
+			return fmt.Errorf("checkpoints: %w", err)
+		}
+		if d != nil {
+			return fmt.Errorf("the log disagrees with a checkpoint at position %d: %s", d.Position, d.Cause)
+		}
+	}
 	_, err = fmt.Fprintf(e.stdout, "ok: %d events verified, head position %d, head hash %s\n", res.Verified, res.Head, hex.EncodeToString(res.HeadHash))
+	if err == nil && len(cps) > 0 {
+		_, err = fmt.Fprintf(e.stdout, "ok: the log agrees with %d checkpoints\n", len(cps))
+	}
 	return err
 }
 
@@ -179,7 +221,8 @@ func runEventsTail(ctx context.Context, e env, args []string) error {
 	return err
 }
 
-// FormatEvent renders ev as one human-readable line:
+// FormatEvent renders ev as one human-readable line, naming the actor by
+// name (by id when it has none):
 //
 //	#42 2026-01-02T15:04:05.123Z app-shop@3 app.domain_added actor=user:alice corr=…
 //
@@ -190,7 +233,13 @@ func FormatEvent(ev domain.RecordedEvent) string {
 	fmt.Fprintf(&b, "#%d %s %s@%d %s", ev.Position, ev.RecordedAt.UTC().Format("2006-01-02T15:04:05.000Z"),
 		safe(ev.StreamID), ev.StreamVersion, safe(ev.Type))
 	if a := ev.Metadata.Actor; a.Kind != "" || a.ID != "" {
-		b.WriteString(" actor=" + safe(a.Kind+":"+a.ID))
+		// By name, as the UI shows it (an e-mail address, a token's
+		// name); by id when the actor has no name.
+		who := a.Name
+		if who == "" {
+			who = a.ID
+		}
+		b.WriteString(" actor=" + safe(a.Kind+":"+who))
 	}
 	if c := ev.Metadata.CorrelationID; c != "" {
 		b.WriteString(" corr=" + safe(c))

@@ -16,6 +16,7 @@ import (
 	"berth/domain"
 	"berth/eventstore"
 	"berth/internal/testenv"
+	"berth/webui/openapitest"
 )
 
 // MustRunMain starts a Main on 127.0.0.1:0 against a fresh test database and
@@ -95,7 +96,12 @@ func TestMainServesHealthAndReadiness(t *testing.T) {
 		}
 	}
 
+	// Ready once the relay found the deploy queue whole (or made it so).
 	status, body := get(t, m.URL()+"/readyz")
+	for deadline := time.Now().Add(30 * time.Second); status != http.StatusOK && time.Now().Before(deadline); {
+		time.Sleep(50 * time.Millisecond)
+		status, body = get(t, m.URL()+"/readyz")
+	}
 	if status != http.StatusOK {
 		t.Fatalf("GET /readyz: got %d %s, want 200", status, body)
 	}
@@ -103,7 +109,7 @@ func TestMainServesHealthAndReadiness(t *testing.T) {
 	if err := json.Unmarshal([]byte(body), &checks); err != nil {
 		t.Fatalf("GET /readyz: body %q: %v", body, err)
 	}
-	for _, dep := range []string{"postgres", "redis"} {
+	for _, dep := range []string{"postgres", "redis", "queue"} {
 		if checks[dep] != "ok" {
 			t.Errorf("/readyz %s: got %q, want ok", dep, checks[dep])
 		}
@@ -127,19 +133,33 @@ func TestReadyzReportsRedisDown(t *testing.T) {
 	m := MustRunMain(t, func(m *main.Main) {
 		m.Config.RedisURL = "redis://127.0.0.1:1/0" // nothing listens on port 1
 	})
-	status, body := get(t, m.URL()+"/readyz")
-	if status != http.StatusServiceUnavailable {
-		t.Fatalf("GET /readyz: got %d, want 503", status)
+	// The webui answers the probes as its OpenAPI document says.
+	_, doc := get(t, m.URL()+"/api/v1/openapi.json")
+	client := openapitest.Client(t, func() []byte { return []byte(doc) }, nil)
+	res, err := client.Get(m.URL() + "/readyz")
+	if err != nil {
+		t.Fatalf("GET /readyz: %v", err)
 	}
-	var checks map[string]string
-	if err := json.Unmarshal([]byte(body), &checks); err != nil {
-		t.Fatalf("GET /readyz: body %q: %v", body, err)
+	defer res.Body.Close()
+	if res.StatusCode != http.StatusServiceUnavailable {
+		t.Fatalf("GET /readyz: got %d, want 503", res.StatusCode)
 	}
-	if checks["postgres"] != "ok" || checks["redis"] == "ok" {
-		t.Errorf("/readyz: got %v, want postgres ok and a redis error", checks)
+	var body struct {
+		Status string            `json:"status"`
+		Checks map[string]string `json:"checks"`
 	}
-	if status, _ := get(t, m.URL()+"/healthz"); status != http.StatusOK {
-		t.Errorf("GET /healthz: got %d, want 200", status)
+	if err := json.NewDecoder(res.Body).Decode(&body); err != nil {
+		t.Fatalf("GET /readyz: %v", err)
+	}
+	if body.Status != "not_ready" || body.Checks["postgres"] != "ok" || body.Checks["redis"] == "ok" {
+		t.Errorf("/readyz: got %+v, want not_ready with postgres ok and redis not", body)
+	}
+	res, err = client.Get(m.URL() + "/healthz")
+	if err != nil || res.StatusCode != http.StatusOK {
+		t.Errorf("GET /healthz: got %v %v, want 200", res, err)
+	}
+	if err == nil {
+		res.Body.Close()
 	}
 }
 
@@ -199,9 +219,7 @@ func TestEventsVerifyNamesTamperedPosition(t *testing.T) {
 		t.Fatalf("verify intact chain: got exit %d, stdout %q, stderr %q; want exit 0 and 5 events verified", code, stdout, stderr)
 	}
 
-	if _, err := store.Pool().Exec(ctx, `UPDATE events SET data = '{"n":99}' WHERE position = 3`); err != nil {
-		t.Fatalf("tamper with position 3: %v", err)
-	}
+	testenv.Tamper(t, store.Pool(), "events", `UPDATE events SET data = '{"n":99}' WHERE position = 3`)
 	code, stdout, stderr = run(ctx, env, "events", "verify")
 	if code != main.ExitFailure {
 		t.Errorf("verify tampered chain: got exit %d, want %d (stdout %q)", code, main.ExitFailure, stdout)
@@ -325,6 +343,16 @@ func TestFormatEventQuotesHostileValues(t *testing.T) {
 			domain.RecordedEvent{Position: 42, StreamID: "app-shop", StreamVersion: 3, Type: "app.domain_added", RecordedAt: at,
 				Metadata: domain.Metadata{Actor: domain.Actor{Kind: "user", ID: "alice"}, CorrelationID: "c1"}},
 			"#42 2026-01-02T15:04:05.123Z app-shop@3 app.domain_added actor=user:alice corr=c1",
+		},
+		{
+			domain.RecordedEvent{Position: 43, StreamID: "app-shop", StreamVersion: 4, Type: "app.updated", RecordedAt: at,
+				Metadata: domain.Metadata{Actor: domain.Actor{Kind: "user", ID: "0b7c2a41", Name: "alice@example.com"}}},
+			"#43 2026-01-02T15:04:05.123Z app-shop@4 app.updated actor=user:alice@example.com",
+		},
+		{
+			domain.RecordedEvent{Position: 44, StreamID: "app-shop", StreamVersion: 5, Type: "app.updated", RecordedAt: at,
+				Metadata: domain.Metadata{Actor: domain.Actor{Kind: "token", ID: "t1", Name: "ci deploy\n#45 forged"}}},
+			`#44 2026-01-02T15:04:05.123Z app-shop@5 app.updated actor="token:ci deploy\n#45 forged"`,
 		},
 		{
 			domain.RecordedEvent{Position: 7, StreamID: "app-x\n#8 forged", StreamVersion: 1, Type: "app.created", RecordedAt: at},

@@ -27,7 +27,8 @@ func openRunner(ctx context.Context, cfg Config, e env) (*projections.Runner, fu
 	}
 	ps := []projections.Projection{projections.NewReadModel(), projections.NewAudit()}
 	if fi, err := os.Stat(cfg.TraefikDir); err == nil && fi.IsDir() {
-		if w, err := traefik.NewWriter(traefik.WriterConfig{Dir: cfg.TraefikDir}); err == nil {
+		routing, _ := cfg.TLS.routing()
+		if w, err := traefik.NewWriter(traefik.WriterConfig{Dir: cfg.TraefikDir, Routing: routing}); err == nil {
 			if r, err := projections.NewRouting(projections.RoutingConfig{Writer: w, Logger: log}); err == nil {
 				ps = append(ps, r)
 			}
@@ -62,9 +63,9 @@ func runProjectionsStatus(ctx context.Context, e env, args []string) error {
 		return enc.Encode(st)
 	}
 	tw := tabwriter.NewWriter(e.stdout, 2, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "NAME\tPOSITION\tHEAD\tLAG\tSTATE\tLAST ERROR")
+	fmt.Fprintln(tw, "NAME\tPOSITION\tHEAD\tLAG\tSTATE\tPROCESSES\tLAST ERROR")
 	for _, s := range st {
-		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%s\t%s\n", s.Name, s.Position, s.Head, s.Lag, s.State, s.LastError)
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%s\t%d\t%s\n", s.Name, s.Position, s.Head, s.Lag, s.State, s.Processes, s.LastError)
 	}
 	return tw.Flush()
 }
@@ -131,6 +132,15 @@ func runReplay(ctx context.Context, e env, args []string) error {
 		return err
 	}
 	defer closeStore()
+	if point.Time.IsZero() {
+		head, err := store.Head(ctx)
+		if err != nil {
+			return fmt.Errorf("replay: read the log head: %w", err)
+		}
+		if point.Position > head {
+			return usagef("--at %d is beyond the head of the log (position %d): give a position up to %d or a time", point.Position, head, head)
+		}
+	}
 	// From the snapshots `berth serve` takes; without them, from 0.
 	replay, err := projections.NewReplay(projections.ReplayConfig{}, store.Pool())
 	if err != nil {

@@ -16,6 +16,8 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"berth/domain"
+	"berth/handlers/deployer"
+	"berth/handlers/relay"
 	"berth/migrations"
 	"berth/projections"
 )
@@ -57,7 +59,10 @@ type Main struct {
 	wg      sync.WaitGroup
 	errc    chan error
 	closers []func() error
+	relay   *relay.Relay
 	once    sync.Once
+	// ownHealth: Handler serves /healthz and /readyz itself.
+	ownHealth bool
 }
 
 // NewMain returns a Main with the default configuration and a logger that
@@ -111,7 +116,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	if err := m.Pool.Ping(ctx); err != nil {
 		return fmt.Errorf("PostgreSQL at %s is not reachable (start it with `go tool task services`): %w", redactURL(m.Config.DatabaseURL), err)
 	}
-	if err := migrations.Migrate(ctx, m.Pool); err != nil {
+	if err := m.migrate(ctx, poolCfg.ConnConfig.User); err != nil {
 		return err
 	}
 
@@ -135,7 +140,9 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		return err
 	}
 	if m.Handler == nil {
-		m.Handler = handler
+		// The webui answers /healthz and /readyz itself, as its OpenAPI
+		// document describes them.
+		m.Handler, m.ownHealth = handler, handler != nil
 	}
 	runners = append(runners, m.Runners...)
 
@@ -226,6 +233,9 @@ func (m *Main) Close() error {
 }
 
 func (m *Main) routes() http.Handler {
+	if m.ownHealth {
+		return m.Handler
+	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
@@ -239,9 +249,11 @@ func (m *Main) routes() http.Handler {
 }
 
 // handleReady answers 200 when PostgreSQL and Redis both answer within two
-// seconds and no read model lags more than Config.ReadyMaxLag events behind
-// the log, 503 otherwise, with each dependency's state as JSON (a lagging
-// read model appears as "projection:<name>").
+// seconds, the deploy queue is whole (relay.CheckQueue: Redis did not
+// lose it, or the relay re-derived it) and no read model lags more than
+// Config.ReadyMaxLag events behind the log, 503 otherwise, with each
+// dependency's state as JSON (a lagging read model appears as
+// "projection:<name>").
 func (m *Main) handleReady(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 	defer cancel()
@@ -254,6 +266,11 @@ func (m *Main) handleReady(w http.ResponseWriter, r *http.Request) {
 	if err := m.Redis.Ping(ctx).Err(); err != nil {
 		checks["redis"] = err.Error()
 		status = http.StatusServiceUnavailable
+	} else if err := relay.CheckQueue(ctx, m.Redis, deployer.DefaultTopicPrefix, m.Config.DeployHost); err != nil {
+		checks["queue"] = err.Error()
+		status = http.StatusServiceUnavailable
+	} else {
+		checks["queue"] = "ok"
 	}
 	if m.Projections != nil {
 		for _, s := range m.Projections.Lagging(ctx, m.Config.ReadyMaxLag) {
@@ -297,9 +314,36 @@ func runServe(ctx context.Context, e env, args []string) error {
 	return errors.Join(runErr, m.Close())
 }
 
+// migrate applies the migrations: as the owner when --owner-database-url
+// is set, granting the runtime role (runtime, the user of --database-url)
+// only what it needs, otherwise through m.Pool.
+func (m *Main) migrate(ctx context.Context, runtime string) error {
+	if m.Config.OwnerDatabaseURL == "" {
+		return migrations.Migrate(ctx, m.Pool)
+	}
+	owner, err := openPool(ctx, Config{DatabaseURL: m.Config.OwnerDatabaseURL})
+	if err != nil {
+		return fmt.Errorf("--owner-database-url: %w", err)
+	}
+	defer owner.Close()
+	if err := migrations.Migrate(ctx, owner); err != nil {
+		return err
+	}
+	var user string
+	if err := owner.QueryRow(ctx, "SELECT current_user").Scan(&user); err != nil {
+		return fmt.Errorf("--owner-database-url: %w", err)
+	}
+	if user == runtime {
+		return nil
+	}
+	return migrations.GrantRuntime(ctx, owner, runtime)
+}
+
 // runMigrate is `berth migrate`.
 func runMigrate(ctx context.Context, e env, args []string) error {
 	fs := newFlagSet(e, "migrate")
+	role := fs.String("runtime-role", e.getenv("BERTH_RUNTIME_ROLE"),
+		"after migrating, grant this role (the one berth serve runs as) only what it needs: INSERT and SELECT on the tables of record (env BERTH_RUNTIME_ROLE)")
 	cfg, err := parseConfig(e, fs, flagsDB, args)
 	if err != nil {
 		return err
@@ -311,6 +355,11 @@ func runMigrate(ctx context.Context, e env, args []string) error {
 	defer pool.Close()
 	if err := migrations.Migrate(ctx, pool); err != nil {
 		return err
+	}
+	if *role != "" {
+		if err := migrations.GrantRuntime(ctx, pool, *role); err != nil {
+			return fmt.Errorf("--runtime-role: %w", err)
+		}
 	}
 	applied, available, err := migrations.Version(ctx, pool)
 	if err != nil {

@@ -18,8 +18,7 @@ func runTraefikConfig(_ context.Context, e env, args []string) error {
 	httpAddr := fs.String("http-address", ":80", "plain-HTTP entry point address")
 	httpsAddr := fs.String("https-address", ":443", "TLS entry point address")
 	pingAddr := fs.String("ping-address", "", "address of a ping entry point answering GET /ping (off when empty)")
-	acmeEmail := fs.String("acme-email", "", "Let's Encrypt account e-mail; empty leaves ACME out (Traefik's default certificate)")
-	acmeStorage := fs.String("acme-storage", "", "file for ACME certificates (default: <data-dir>/traefik/acme.json)")
+	acmeCA := fs.String("acme-ca-server", "", "ACME directory URL (default: Let's Encrypt's production directory)")
 	cfg, err := parseConfig(e, fs, flagsServer, args)
 	if err != nil {
 		return err
@@ -28,20 +27,18 @@ func runTraefikConfig(_ context.Context, e env, args []string) error {
 	if err != nil {
 		return usagef("--traefik-dir: %v", err)
 	}
-	storage := *acmeStorage
-	if storage == "" {
-		storage = filepath.Join(cfg.DataDir, "traefik", "acme.json")
-	}
-	if storage, err = filepath.Abs(storage); err != nil {
+	storage, err := filepath.Abs(cfg.TLS.ACMEStorage)
+	if err != nil {
 		return usagef("--acme-storage: %v", err)
 	}
 	out, err := traefik.StaticConfig(traefik.StaticOptions{
-		DynamicDir:  dynamic,
-		ACMEEmail:   *acmeEmail,
-		ACMEStorage: storage,
-		HTTPAddr:    *httpAddr,
-		HTTPSAddr:   *httpsAddr,
-		PingAddr:    *pingAddr,
+		DynamicDir:   dynamic,
+		ACMEEmail:    cfg.TLS.ACMEEmail,
+		ACMEStorage:  storage,
+		ACMECAServer: *acmeCA,
+		HTTPAddr:     *httpAddr,
+		HTTPSAddr:    *httpsAddr,
+		PingAddr:     *pingAddr,
 	})
 	if err != nil {
 		return usageError{err}

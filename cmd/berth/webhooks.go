@@ -1,11 +1,13 @@
 package main
 
 import (
+	"context"
 	"fmt"
 
 	"berth/domain"
 	"berth/eventstore"
 	cmdhandlers "berth/handlers/commands"
+	"berth/handlers/leases"
 	"berth/handlers/webhooks"
 	"berth/projections"
 	"berth/webui"
@@ -13,18 +15,27 @@ import (
 
 // wireIntegrations builds the ports of the event history, audit and webhook
 // endpoints, and the webhook delivery worker's runner.
-func wireIntegrations(m *Main, cmds *cmdhandlers.Handler, sealer domain.SecretSealer) (webui.Integrations, Runner, error) {
+func wireIntegrations(m *Main, cmds *cmdhandlers.Handler, sealer domain.SecretSealer, ls *leases.Leases) (webui.Integrations, Runner, error) {
 	reader, err := webhooks.NewReader(m.Store, m.Pool)
 	if err != nil {
 		return webui.Integrations{}, Runner{}, err
 	}
-	worker, err := webhooks.New(webhooks.Config{AllowPrivate: m.Config.WebhooksAllowPrivate, Logger: m.Logger}, m.Store, m.Pool, sealer)
+	// An endpoint answering 410 Gone pauses its subscription, as the
+	// system, with the reason in the log.
+	disable := func(ctx context.Context, id, reason string) error {
+		meta := cmdhandlers.Meta{Actor: domain.Actor{Kind: domain.ActorSystem, ID: "webhooks"}}
+		_, err := cmds.PauseWebhook(ctx, meta, cmdhandlers.PauseWebhook{ID: id, Reason: reason})
+		return err
+	}
+	worker, err := webhooks.New(webhooks.Config{AllowPrivate: m.Config.WebhooksAllowPrivate, Leases: ls, Logger: m.Logger, Disable: disable}, m.Store, m.Pool, sealer)
 	if err != nil {
 		return webui.Integrations{}, Runner{}, fmt.Errorf("webhook delivery: %w", err)
 	}
 	integ := webui.Integrations{
 		Log: m.Store, Audit: projections.NewQueries(m.Pool),
 		Webhooks: cmds, WebhookReads: reader,
+		Stream:      webui.StreamConfig{MaxStreams: m.Config.MaxStreams},
+		MaxWebhooks: m.Config.MaxWebhooks,
 	}
 	if pg, ok := m.Store.(*eventstore.Postgres); ok {
 		integ.Export = pg

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"net/url"
@@ -12,7 +13,7 @@ import (
 
 	"github.com/ThreeDotsLabs/watermill"
 	"github.com/ThreeDotsLabs/watermill-redisstream/pkg/redisstream"
-	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 
 	"berth/domain"
@@ -20,8 +21,10 @@ import (
 	"berth/eventstore/keyring"
 	"berth/handlers/buildlog"
 	cmdhandlers "berth/handlers/commands"
+	"berth/handlers/containerlogs"
 	"berth/handlers/deployer"
-	"berth/handlers/engine"
+	"berth/handlers/docker"
+	"berth/handlers/leases"
 	"berth/handlers/relay"
 	"berth/projections"
 	"berth/projections/traefik"
@@ -51,7 +54,11 @@ func (m *Main) wire(ctx context.Context) (http.Handler, []Runner, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	cmds, err := cmdhandlers.New(cmdhandlers.Config{Logger: m.Logger}, m.Store, sealer)
+	notifier, err := newNotifier(m, sealer)
+	if err != nil {
+		return nil, nil, err
+	}
+	cmds, err := cmdhandlers.New(cmdhandlers.Config{Logger: m.Logger, ACME: cfg.TLS.ACMEEmail != "", NotificationURLCheck: notifier.CheckURL}, m.Store, sealer)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -60,11 +67,15 @@ func (m *Main) wire(ctx context.Context) (http.Handler, []Runner, error) {
 	if err := os.MkdirAll(cfg.TraefikDir, 0o755); err != nil {
 		return nil, nil, fmt.Errorf("--traefik-dir: %w", err)
 	}
-	writer, err := traefik.NewWriter(traefik.WriterConfig{Dir: cfg.TraefikDir})
+	routingCfg, err := cfg.TLS.routing()
+	if err != nil {
+		return nil, nil, fmt.Errorf("--cert-dir: %w", err)
+	}
+	writer, err := traefik.NewWriter(traefik.WriterConfig{Dir: cfg.TraefikDir, Routing: routingCfg})
 	if err != nil {
 		return nil, nil, fmt.Errorf("--traefik-dir: %w", err)
 	}
-	routing, err := projections.NewRouting(projections.RoutingConfig{Writer: writer, Logger: m.Logger})
+	routing, err := projections.NewRouting(projections.RoutingConfig{Writer: writer, Logger: m.Logger, Sealer: sealer})
 	if err != nil {
 		return nil, nil, err
 	}
@@ -92,16 +103,52 @@ func (m *Main) wire(ctx context.Context) (http.Handler, []Runner, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	// Event history, live streams, audit, webhooks (delivery runs below).
-	integ, deliveries, err := wireIntegrations(m, cmds, sealer)
+	// Work that must happen once across every berth process on this
+	// database (the relay of a deploy host, the delivery of a webhook
+	// subscription) runs under a lease; all leases share one connection.
+	ls, err := leases.New(leases.Config{Logger: m.Logger}, m.Pool)
 	if err != nil {
 		return nil, nil, err
 	}
+	// Event history, live streams, audit, webhooks (delivery runs below).
+	integ, deliveries, err := wireIntegrations(m, cmds, sealer, ls)
+	if err != nil {
+		return nil, nil, err
+	}
+	notifications, sending, err := wireNotifications(m, cmds, notifier)
+	if err != nil {
+		return nil, nil, err
+	}
+	mon, sampling, err := wireMonitor(m)
+	if err != nil {
+		return nil, nil, err
+	}
+	// Runtime logs of the applications' containers on this deploy host.
+	clogs, err := containerlogs.New(containerlogs.Config{DockerHost: cfg.DockerHost, Logger: m.Logger})
+	if err != nil {
+		return nil, nil, err
+	}
+	m.closers = append(m.closers, clogs.Close)
+	// Signed checkpoints of the log.
+	signer, checkpointKey, err := wireCheckpoints(m)
+	if err != nil {
+		return nil, nil, err
+	}
+	integ.CheckpointKey = checkpointKey
 	integ.Replay = replay
 	srv, err := webui.NewServer(webui.ServerConfig{}, webui.Deps{
-		Commands: cmds, Reads: reads, Queue: reads, BuildLogs: webui.BuildLogStore{Store: logs},
-		Metrics: []webui.MetricsWriter{runner}, Logger: m.Logger, Hub: hub,
-		Auth: guard.Authenticate, Integrations: integ,
+		Commands: cmds, Reads: reads, Queue: reads, BuildLogs: webui.BuildLogStore{Store: logs}, ContainerLogs: clogs,
+		Metrics: []webui.MetricsWriter{runner, queueMetrics{m: m}}, Logger: m.Logger, Hub: hub,
+		Auth: guard.Authenticate, Integrations: integ, Notifications: notifications,
+		Monitor: mon, Collectors: []prometheus.Collector{mon},
+		Certificates: webui.CertificateReads{Queries: projections.NewQueries(m.Pool), ACMEEnabled: cfg.TLS.ACMEEmail != ""},
+		Ready: []webui.Check{
+			{Name: "postgres", Check: m.Pool.Ping},
+			{Name: "redis", Check: func(ctx context.Context) error { return m.Redis.Ping(ctx).Err() }},
+			{Name: "queue", Check: func(ctx context.Context) error {
+				return relay.CheckQueue(ctx, m.Redis, deployer.DefaultTopicPrefix, cfg.DeployHost)
+			}},
+		},
 	})
 	if err != nil {
 		return nil, nil, err
@@ -115,15 +162,26 @@ func (m *Main) wire(ctx context.Context) (http.Handler, []Runner, error) {
 		return nil, nil, err
 	}
 	m.closers = append(m.closers, closePub)
+	m.relay = rl
 
 	runners := []Runner{
 		{Name: "projections", Run: runner.Run},
 		{Name: "hub", Run: hub.Run},
-		{Name: "relay", Run: rl.Run},
+		{Name: "leases", Run: ls.Run},
+		{Name: "relay", Run: func(ctx context.Context) error { return ls.Lead(ctx, "relay/"+cfg.DeployHost, rl.Run) }},
 		{Name: "deployer", Run: dep.Run},
 	}
 	runners = append(runners, authRunners...)
-	runners = append(runners, deliveries)
+	runners = append(runners, deliveries, sending)
+	runners = append(runners, sampling...)
+	if signer != nil {
+		runners = append(runners, *signer)
+	}
+	certs, err := wireCertificates(m)
+	if err != nil {
+		return nil, nil, err
+	}
+	runners = append(runners, certs...)
 	return srv, runners, nil
 }
 
@@ -161,22 +219,27 @@ func wireDeployer(ctx context.Context, m *Main, logs *buildlog.Store, sealer dom
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("--data-dir: %w", err)
 	}
-	eng, err := engine.New(engine.Config{DockerHost: cfg.DockerHost, Network: cfg.DockerNetwork, WorkRoot: filepath.Join(dataDir, "work")})
+	eng, err := docker.New(docker.Config{DockerHost: cfg.DockerHost, Network: cfg.DockerNetwork, WorkRoot: filepath.Join(dataDir, "work")})
 	if err != nil {
 		return nil, nil, nil, err
 	}
 	m.closers = append(m.closers, eng.Close)
-	exec, err := deployer.NewDockerExecutor(deployer.DockerExecutorConfig{
-		Engine: eng, Logs: logs, Sealer: sealer, Logger: m.Logger,
+	rt, err := docker.NewRuntime(docker.RuntimeConfig{Engine: eng})
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	flow, err := deployer.NewWorkflow(deployer.WorkflowConfig{
+		Runtime: rt, Logs: logs, Sealer: sealer, Logger: m.Logger,
+		// The routes are live once this process's routing projection
+		// wrote the switch the workflow appended.
 		Routes: deployer.RouteWaiterFunc(func(ctx context.Context, pos int64) error {
-			runner.Notify(pos) // the switch was just appended: wake the projections now
-			return waitCheckpoint(ctx, m.Pool, projections.RoutingName, pos)
+			return runner.WaitApplied(ctx, projections.RoutingName, pos)
 		}),
 	}, m.Store)
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	dep, err := deployer.New(deployer.Config{Host: cfg.DeployHost, Logger: m.Logger}, m.Store, m.Pool, redisOpts, exec)
+	dep, err := deployer.New(deployer.Config{Host: cfg.DeployHost, Logger: m.Logger}, m.Store, m.Pool, redisOpts, flow)
 	if err != nil {
 		return nil, nil, nil, err
 	}
@@ -188,31 +251,12 @@ func wireDeployer(ctx context.Context, m *Main, logs *buildlog.Store, sealer dom
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("redis publisher: %w", err)
 	}
-	rl, err := relay.New(relay.Config{Host: cfg.DeployHost, Logger: m.Logger}, m.Store, checkpoints, pub)
+	rl, err := relay.New(relay.Config{Host: cfg.DeployHost, Logger: m.Logger, Redis: m.Redis}, m.Store, checkpoints, pub)
 	if err != nil {
 		_ = pub.Close()
 		return nil, nil, nil, err
 	}
 	return dep, rl, pub.Close, nil
-}
-
-// waitCheckpoint waits until the stored checkpoint of projection name
-// reached pos: the routing projection runs in this process or another one.
-func waitCheckpoint(ctx context.Context, pool *pgxpool.Pool, name string, pos int64) error {
-	t := time.NewTicker(20 * time.Millisecond)
-	defer t.Stop()
-	for {
-		var got int64
-		err := pool.QueryRow(ctx, "SELECT position FROM checkpoints WHERE name = $1", name).Scan(&got)
-		if err == nil && got >= pos {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("wait for %s to apply position %d: %w", name, pos, ctx.Err())
-		case <-t.C:
-		}
-	}
 }
 
 // openEventStore returns the PostgreSQL event store over m.Pool and
@@ -248,4 +292,33 @@ func redactURL(raw string) string {
 		return "(unparseable URL)"
 	}
 	return u.Redacted()
+}
+
+// queueMetrics writes the deploy queue's state: whether it is whole in
+// Redis, and how often the relay re-derived it from the log.
+type queueMetrics struct{ m *Main }
+
+func (q queueMetrics) WriteMetrics(w io.Writer) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	up := 1
+	if err := relay.CheckQueue(ctx, q.m.Redis, deployer.DefaultTopicPrefix, q.m.Config.DeployHost); err != nil {
+		up = 0
+	}
+	host := q.m.Config.DeployHost
+	var resyncs, republished int64
+	if r := q.m.relay; r != nil {
+		resyncs, republished = r.Resyncs(), r.Republished()
+	}
+	_, err := fmt.Fprintf(w, `# HELP berth_queue_up Whether the deploy queue is whole in Redis (0: Redis lost it and the relay has not re-derived it yet).
+# TYPE berth_queue_up gauge
+berth_queue_up{host=%q} %d
+# HELP berth_queue_resyncs_total Times this process found the deploy queue lost in Redis and re-derived it from the log.
+# TYPE berth_queue_resyncs_total counter
+berth_queue_resyncs_total{host=%q} %d
+# HELP berth_queue_republished_total Commands this process published again after Redis lost them.
+# TYPE berth_queue_republished_total counter
+berth_queue_republished_total{host=%q} %d
+`, host, up, host, resyncs, host, republished)
+	return err
 }

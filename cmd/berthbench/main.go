@@ -59,6 +59,9 @@ func suites() []suite {
 		{"stream", func(ctx context.Context, c config, out io.Writer) error {
 			return bench.RunStream(ctx, c.databaseURL, out)
 		}},
+		{"streamclients", func(ctx context.Context, c config, out io.Writer) error {
+			return bench.RunStreamClients(ctx, c.databaseURL, out)
+		}},
 		{"route", func(ctx context.Context, c config, out io.Writer) error {
 			if _, err := os.Stat(c.traefikBin); err != nil {
 				return fmt.Errorf("traefik binary: %w: build it with `go tool task traefik` or set BERTH_TRAEFIK_BIN", err)
@@ -67,6 +70,12 @@ func suites() []suite {
 		}},
 		{"deploy", func(ctx context.Context, c config, out io.Writer) error {
 			return bench.RunDeploy(ctx, c.databaseURL, c.redisURL, out)
+		}},
+		{"replicas", func(ctx context.Context, c config, out io.Writer) error {
+			if _, err := os.Stat(c.traefikBin); err != nil {
+				return fmt.Errorf("traefik binary: %w: build it with `go tool task traefik` or set BERTH_TRAEFIK_BIN", err)
+			}
+			return bench.RunReplicas(ctx, c.databaseURL, c.redisURL, c.traefikBin, out)
 		}},
 		{"dispatch", func(ctx context.Context, c config, out io.Writer) error {
 			return bench.RunDispatch(ctx, c.databaseURL, c.redisURL, out)

@@ -23,7 +23,6 @@ import (
 	"crypto/aes"
 	"crypto/cipher"
 	"crypto/rand"
-	"crypto/sha256"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -84,8 +83,7 @@ func New(cfg Config, pool *pgxpool.Pool) (*Keyring, error) {
 	if err != nil {
 		return nil, err
 	}
-	id := sha256.Sum256(append([]byte("berth master key id\x00"), cfg.MasterKey...))
-	return &Keyring{pool: pool, master: master, masterID: id[:8], log: cfg.Logger}, nil
+	return &Keyring{pool: pool, master: master, masterID: masterID(cfg.MasterKey), log: cfg.Logger}, nil
 }
 
 func newGCM(key []byte) (cipher.AEAD, error) {

@@ -29,6 +29,8 @@ type Accounts struct {
 	// tokenSeen is when this process last recorded each token's use; the
 	// token table's conditional update decides across processes.
 	tokenSeen map[string]time.Time
+
+	failures loginFailures // refused logins gathered per window
 }
 
 // maxCachedUsers bounds the user cache; past it the cache starts over.

@@ -24,7 +24,11 @@ func (h *Handler) AddDomain(ctx context.Context, meta Meta, cmd AddDomain) (Resu
 	if err := domain.ValidateName("app", cmd.App); err != nil {
 		return Result{}, err
 	}
-	route, err := cmd.Route.Normalize("route", h.cfg.AllowWildcardHosts)
+	route, err := h.prepareRoute("route", cmd.Route)
+	if err != nil {
+		return Result{}, err
+	}
+	route, err = route.Normalize("route", h.cfg.AllowWildcardHosts)
 	if err != nil {
 		return Result{}, err
 	}

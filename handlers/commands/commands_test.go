@@ -43,7 +43,7 @@ var _ domain.SecretSealer = prefixSealer{}
 func MustHandler(tb testing.TB) (*commands.Handler, *memstore.Store) {
 	tb.Helper()
 	store := memstore.New()
-	h, err := commands.New(commands.Config{}, store, prefixSealer{})
+	h, err := commands.New(commands.Config{ACME: true}, store, prefixSealer{})
 	if err != nil {
 		tb.Fatal(err)
 	}

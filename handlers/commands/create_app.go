@@ -31,9 +31,15 @@ func (h *Handler) CreateApp(ctx context.Context, meta Meta, cmd CreateApp) (Resu
 	if err != nil {
 		return Result{}, err
 	}
+	domains := make([]domain.Route, len(cmd.Domains))
+	for i, r := range cmd.Domains {
+		if domains[i], err = h.prepareRoute(fmt.Sprintf("domains[%d]", i), r); err != nil {
+			return Result{}, err
+		}
+	}
 	spec, err := domain.NewApp{
 		Project: cmd.Project, Name: cmd.Name, Source: cmd.Source, Build: cmd.Build, Runtime: cmd.Runtime,
-		Env: plainEnv, Domains: cmd.Domains,
+		Env: plainEnv, Domains: domains,
 	}.Normalize(h.cfg.AllowWildcardHosts)
 	if err != nil {
 		return Result{}, err
@@ -74,7 +80,9 @@ func (h *Handler) CreateApp(ctx context.Context, meta Meta, cmd CreateApp) (Resu
 		if err != nil {
 			return plan{}, err
 		}
-		expected := map[string]domain.ExpectedVersion{stream: domain.ExpectNoStream}
+		// The project's stream too (project.app_added): a concurrent
+		// deletion of the project conflicts with this creation.
+		expected := map[string]domain.ExpectedVersion{stream: domain.ExpectNoStream, domain.ProjectStream(spec.Project): domain.ExpectVersion(project.Version())}
 		hostsExpected(expected, hosts)
 		return plan{primary: stream, events: events, expected: expected}, nil
 	})

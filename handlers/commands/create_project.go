@@ -14,7 +14,8 @@ type CreateProject struct {
 	Description string `json:"description"`
 }
 
-// CreateProject creates a project; ErrProjectExists when the name is taken.
+// CreateProject creates a project; ErrProjectExists when the name is taken
+// (by a project that is not deleted).
 func (h *Handler) CreateProject(ctx context.Context, meta Meta, cmd CreateProject) (Result, error) {
 	c, err := h.newCall("CreateProject", meta)
 	if err != nil {
@@ -33,10 +34,19 @@ func (h *Handler) CreateProject(ctx context.Context, meta Meta, cmd CreateProjec
 		if err != nil {
 			return plan{}, err
 		}
-		if len(recs) > 0 {
-			return plan{}, fmt.Errorf("%s: %w", cmd.Name, domain.ErrProjectExists)
+		old, err := domain.LoadProject(recs)
+		if err != nil {
+			return plan{}, err
 		}
-		return plan{primary: stream, events: events, expected: map[string]domain.ExpectedVersion{stream: domain.ExpectNoStream}}, nil
+		expected := domain.ExpectNoStream
+		if old != nil {
+			if !old.Deleted() {
+				return plan{}, fmt.Errorf("%s: %w", cmd.Name, domain.ErrProjectExists)
+			}
+			// The name of a deleted project is free again.
+			expected = domain.ExpectVersion(old.Version())
+		}
+		return plan{primary: stream, events: events, expected: map[string]domain.ExpectedVersion{stream: expected}}, nil
 	})
 	if errors.Is(err, domain.ErrConcurrency) {
 		return Result{}, fmt.Errorf("%s: %w (%w)", cmd.Name, domain.ErrProjectExists, err)

@@ -26,12 +26,19 @@ import (
 type Config struct {
 	// AllowWildcardHosts lets routes use a "*.example.com" host.
 	AllowWildcardHosts bool
+	// ACME says an ACME resolver (Let's Encrypt) is configured. Without it
+	// a route may ask for HTTPS only with an uploaded certificate.
+	ACME bool
 	// Logger receives debug logs of retries; nil means slog.Default().
 	Logger *slog.Logger
 	// AppCacheSize is how many rebuilt applications are kept in memory so a
 	// command replays only the events since; 0 means 1024, negative
 	// disables the cache.
 	AppCacheSize int
+	// NotificationURLCheck, when set, checks a notification channel's URL
+	// beyond its shape (the service's own syntax, the outbound address
+	// rules) and returns a *domain.ValidationError naming field.
+	NotificationURLCheck func(field, raw string) error
 }
 
 // Handler executes commands against an event store. It is safe for

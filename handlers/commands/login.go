@@ -23,7 +23,8 @@ var ErrLoginFailed = fmt.Errorf("e-mail address or password is wrong: %w", domai
 // user.login_succeeded, or user.login_failed on the user's stream (or on
 // domain.UnknownLoginStream for an address that names no user). The event's
 // actor is the user (or the system's "login" component for an unknown
-// address); meta supplies correlation and origin. Rate limiting is the
+// address); meta supplies correlation and origin. Refused logins are
+// recorded in bounded form (login_failures.go). Rate limiting is the
 // caller's job.
 func (a *Accounts) Login(ctx context.Context, meta Meta, cmd Login) (UserInfo, error) {
 	if meta.Actor.ID == "" {
@@ -47,7 +48,7 @@ func (a *Accounts) Login(ctx context.Context, meta Meta, cmd Login) (UserInfo, e
 		_ = a.creds.CheckPassword(ctx, "", []byte(cmd.Password))
 		ev := domain.Event{StreamID: domain.UnknownLoginStream, Type: domain.EventUserLoginFailed,
 			Data: domain.UserLoginFailed{Email: email, Remote: meta.Origin, Reason: domain.LoginUnknownUser}}
-		if err := a.record(ctx, "Login", meta, ev); err != nil {
+		if err := a.recordFailure(ctx, meta, ev); err != nil {
 			return UserInfo{}, err
 		}
 		return UserInfo{}, ErrLoginFailed
@@ -64,7 +65,7 @@ func (a *Accounts) Login(ctx context.Context, meta Meta, cmd Login) (UserInfo, e
 		reason = domain.LoginDisabled
 	}
 	if reason != "" {
-		if err := a.record(ctx, "Login", meta, u.LoginFailed(meta.Origin, reason)...); err != nil {
+		if err := a.recordFailure(ctx, meta, u.LoginFailed(meta.Origin, reason)[0]); err != nil {
 			return UserInfo{}, err
 		}
 		return UserInfo{}, ErrLoginFailed

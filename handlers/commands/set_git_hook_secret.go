@@ -84,10 +84,17 @@ func (h *Handler) GitHookSecret(ctx context.Context, app string) ([]byte, error)
 	if err != nil {
 		return nil, err
 	}
-	if len(recs) == 0 {
+	// The latest secret wins; the stream also records turning the hook on
+	// and off.
+	var last domain.RecordedEvent
+	for _, e := range recs {
+		if e.Type == domain.EventGitHookSecretSet {
+			last = e
+		}
+	}
+	if last.Type == "" {
 		return nil, fmt.Errorf("git hook secret of %s: %w", app, domain.ErrNotFound)
 	}
-	last := recs[len(recs)-1]
 	var d domain.GitHookSecretSet
 	if err := json.Unmarshal(last.Data, &d); err != nil {
 		return nil, fmt.Errorf("decode %s at %d: %v: %w", last.Type, last.Position, err, domain.ErrInvalid)

@@ -13,17 +13,13 @@ import (
 	"berth/domain"
 )
 
-// controlApp handles StopApp and StartApp through the executor's
-// AppController, then records app.stopped or app.started on the
-// application's stream (with an id derived from the request event, so a
-// redelivery records it once). A deleted application's containers belong to
-// DeleteApp: both commands are skipped for it.
+// controlApp handles StopApp and StartApp through the workflow, then
+// records app.stopped or app.started on the application's stream (with an id
+// derived from the request event, so a redelivery records it once); app.started
+// carries the started instance's new address, which the routes follow. A
+// deleted application's instances belong to DeleteApp: both commands are
+// skipped for it.
 func (d *Deployer) controlApp(ctx context.Context, msg *message.Message, name, app string) error {
-	ctrl, ok := d.exec.(AppController)
-	if !ok {
-		d.log.Warn("executor cannot stop or start applications: command ignored", "command", name, "app", app)
-		return nil
-	}
 	switch deleted, err := d.appDeletedSince(ctx, app, 0); {
 	case err != nil:
 		return err
@@ -32,16 +28,20 @@ func (d *Deployer) controlApp(ctx context.Context, msg *message.Message, name, a
 		return nil
 	}
 	var (
-		eventType   string
-		containerID string
-		err         error
+		eventType string
+		data      any
+		err       error
 	)
 	if name == CommandStopApp {
 		eventType = domain.EventAppStopped
-		containerID, err = ctrl.StopApp(ctx, app)
+		var id string
+		id, err = d.flow.StopApp(ctx, app)
+		data = domain.AppStopped{App: app, ContainerID: id}
 	} else {
 		eventType = domain.EventAppStarted
-		containerID, err = ctrl.StartApp(ctx, app)
+		var in domain.Instance
+		in, err = d.flow.StartApp(ctx, app)
+		data = domain.AppStarted{App: app, ContainerID: in.ID, UpstreamHost: in.Address}
 	}
 	if err != nil {
 		if errors.Is(err, ErrRetryable) {
@@ -49,14 +49,6 @@ func (d *Deployer) controlApp(ctx context.Context, msg *message.Message, name, a
 		}
 		d.log.Error("application command failed", "command", name, "app", app, "err", err)
 		return nil
-	}
-	started := domain.AppStarted{App: app, ContainerID: containerID}
-	if u, ok := ctrl.(AppUpstreamer); ok && name == CommandStartApp && containerID != "" {
-		started.UpstreamHost = u.UpstreamOf(ctx, containerID)
-	}
-	var data any = started
-	if name == CommandStopApp {
-		data = domain.AppStopped{App: app, ContainerID: containerID}
 	}
 	ev, err := domain.Event{Type: eventType, Data: data}.Encode(DerivedID(eventType, msg.UUID), messageMetadata(msg, d.consumer))
 	if err != nil {
@@ -99,8 +91,7 @@ const cancelWait = 5 * time.Minute
 
 // deleteApp handles DeleteApp: it cancels the application's running
 // deployment (only that application's) and waits for it to stop, removes
-// the application's containers and images through the executor's
-// AppRemover, then records app.removed on the application's stream, with an
+// the application's instances and images through the workflow, then records app.removed on the application's stream, with an
 // id derived from the message (the app.deleted event), so a redelivery
 // records it once. An application already removed is skipped: a redelivered
 // command changes nothing.
@@ -126,12 +117,7 @@ func (d *Deployer) deleteApp(ctx context.Context, msg *message.Message) error {
 	if ctx.Err() != nil {
 		return ctx.Err()
 	}
-	remover, ok := d.exec.(AppRemover)
-	if !ok {
-		log.Warn("executor cannot remove applications: command ignored")
-		return nil
-	}
-	containers, images, err := remover.DeleteApp(ctx, cmd.App)
+	containers, images, err := d.flow.DeleteApp(ctx, cmd.App)
 	if err != nil {
 		if errors.Is(err, domain.ErrInvalid) {
 			log.Error("application not removed", "err", err)

@@ -174,8 +174,8 @@ func DerivedID(parts ...string) string {
 }
 
 // QueuedEventID is the id of the deployment.queued event of the deployment
-// whose deployment.requested event has id requestedEventID. The relay and the
-// deployer both use it, so the event is written once whoever writes first.
+// whose deployment.requested event has id requestedEventID. The relay is its
+// one writer; the derived id makes relaying a request again write it once.
 func QueuedEventID(requestedEventID string) string {
 	return DerivedID("queued", requestedEventID)
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
 
@@ -147,7 +148,7 @@ type Deployer struct {
 	store     domain.EventStore
 	pool      *pgxpool.Pool
 	redisOpts *redis.Options
-	exec      Executor
+	flow      *Workflow
 	log       *slog.Logger
 	wmLog     watermill.LoggerAdapter
 
@@ -157,16 +158,17 @@ type Deployer struct {
 	failures map[string]int        // message UUID → handler failures
 }
 
-// New returns a Deployer for cfg.Host. pool provides the connection settings
-// of the dedicated advisory-lock connection; redisOpts those of the Redis
-// clients (one per subscriber: a Watermill subscriber closes its client).
-func New(cfg Config, store domain.EventStore, pool *pgxpool.Pool, redisOpts *redis.Options, exec Executor) (*Deployer, error) {
+// New returns a Deployer for cfg.Host that runs deployments with flow. pool
+// provides the connection settings of the dedicated advisory-lock
+// connection; redisOpts those of the Redis clients (one per subscriber: a
+// Watermill subscriber closes its client).
+func New(cfg Config, store domain.EventStore, pool *pgxpool.Pool, redisOpts *redis.Options, flow *Workflow) (*Deployer, error) {
 	cfg.setDefaults()
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("deployer config: %w", err)
 	}
-	if store == nil || pool == nil || redisOpts == nil || exec == nil {
-		return nil, fmt.Errorf("deployer: store, pool, redis options and executor are required: %w", domain.ErrInvalid)
+	if store == nil || pool == nil || redisOpts == nil || flow == nil {
+		return nil, fmt.Errorf("deployer: store, pool, redis options and workflow are required: %w", domain.ErrInvalid)
 	}
 	topics, _ := HostTopics(cfg.TopicPrefix, cfg.Host) // validated above
 	consumer := ConsumerName(cfg.Host)
@@ -179,7 +181,7 @@ func New(cfg Config, store domain.EventStore, pool *pgxpool.Pool, redisOpts *red
 		store:     store,
 		pool:      pool,
 		redisOpts: redisOpts,
-		exec:      exec,
+		flow:      flow,
 		log:       log,
 		wmLog: watermill.NewSlogLoggerWithLevelMapping(log, map[slog.Level]slog.Level{
 			slog.LevelInfo: slog.LevelDebug,
@@ -297,6 +299,7 @@ func (d *Deployer) consume(ctx context.Context) error {
 	}
 	defer cancelSub.Close()
 
+	go d.keepGroups(ctx, rdb)
 	errc := make(chan error, 2)
 	go func() { errc <- d.loop(ctx, cancelMsgs, d.handleCancelTopic) }()
 	go func() { errc <- d.loop(ctx, runMsgs, d.handleRunTopic) }()
@@ -307,6 +310,32 @@ func (d *Deployer) consume(ctx context.Context) error {
 	}
 	<-errc
 	return nil
+}
+
+// keepGroups re-creates the consumer group of both topics every
+// ClaimInterval when Redis lost it (a restart without persistence, a
+// fail-over to an empty replica, FLUSHALL): the subscriber's XREADGROUP
+// fails with NOGROUP until the group exists again. The group reads from the
+// first entry, so commands published since the loss are consumed.
+func (d *Deployer) keepGroups(ctx context.Context, rdb *redis.Client) {
+	t := time.NewTicker(d.cfg.ClaimInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		for _, topic := range []string{d.topics.Run, d.topics.Cancel} {
+			err := rdb.XGroupCreateMkStream(ctx, topic, d.consumer, "0").Err()
+			switch {
+			case err == nil:
+				d.log.Warn("deploy queue lost its consumer group in Redis; re-created it", "topic", topic)
+			case !strings.HasPrefix(err.Error(), "BUSYGROUP") && ctx.Err() == nil:
+				d.log.Warn("deploy queue: cannot check the consumer group", "topic", topic, "err", err)
+			}
+		}
+	}
 }
 
 // subscribe opens a consumer-group subscription on topic with our one

@@ -12,6 +12,7 @@ import (
 	"berth/domain"
 	"berth/eventstore"
 	"berth/handlers/deployer"
+	"berth/internal/runtimetest"
 	"berth/internal/testenv"
 )
 
@@ -128,23 +129,26 @@ func TestConfigValidation(t *testing.T) {
 	}
 	defer store.Close()
 	opts := &redis.Options{Addr: "127.0.0.1:6379"}
-	if _, err := deployer.New(deployer.Config{}, store, pool, opts, nopExecutor{}); err != nil {
+	flow, err := deployer.NewWorkflow(deployer.WorkflowConfig{Runtime: runtimetest.New(), Logs: runtimetest.NewLog()}, store)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := deployer.New(deployer.Config{}, store, pool, opts, flow); err != nil {
 		t.Errorf("defaults: got %v, want no error", err)
 	}
 	for _, tt := range tests {
-		_, err := deployer.New(tt.cfg, store, pool, opts, nopExecutor{})
+		_, err := deployer.New(tt.cfg, store, pool, opts, flow)
 		if !errors.Is(err, domain.ErrInvalid) {
 			t.Errorf("%s: got %v, want ErrInvalid", tt.name, err)
 		}
 	}
-	if _, err := deployer.New(deployer.Config{}, nil, pool, opts, nopExecutor{}); !errors.Is(err, domain.ErrInvalid) {
+	if _, err := deployer.New(deployer.Config{}, nil, pool, opts, flow); !errors.Is(err, domain.ErrInvalid) {
 		t.Errorf("nil store: got %v, want ErrInvalid", err)
 	}
+	if _, err := deployer.New(deployer.Config{}, store, pool, opts, nil); !errors.Is(err, domain.ErrInvalid) {
+		t.Errorf("nil workflow: got %v, want ErrInvalid", err)
+	}
 }
-
-type nopExecutor struct{}
-
-func (nopExecutor) Execute(context.Context, deployer.Job, deployer.StepRecorder) error { return nil }
 
 func TestQueuePosition(t *testing.T) {
 	t.Parallel()

@@ -33,7 +33,7 @@ import (
 	"berth/handlers/buildlog"
 	"berth/handlers/commands"
 	"berth/handlers/deployer"
-	"berth/handlers/engine"
+	dockerrt "berth/handlers/docker"
 	"berth/handlers/relay"
 	"berth/internal/testenv"
 	"berth/projections"
@@ -50,7 +50,7 @@ type stack struct {
 	store   *eventstore.Postgres
 	cmds    *commands.Handler
 	docker  *client.Client
-	eng     *engine.Engine
+	eng     *dockerrt.Engine
 	network string
 	proxy   string // Traefik's HTTP address
 	dynDir  string // the directory of Traefik's dynamic configuration
@@ -89,7 +89,7 @@ func newStack(t *testing.T, opt stackOptions) *stack {
 	}
 
 	s := &stack{t: t, pool: pool, store: store, cmds: cmds, docker: docker, network: testenv.RandomName("berth-e2e"), logs: buildlog.New(pool), queries: projections.NewQueries(pool)}
-	s.eng, err = engine.New(engine.Config{Network: s.network, WorkRoot: t.TempDir()})
+	s.eng, err = dockerrt.New(dockerrt.Config{Network: s.network, WorkRoot: t.TempDir()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -114,10 +114,14 @@ func newStack(t *testing.T, opt stackOptions) *stack {
 		t.Fatal(err)
 	}
 
-	exec, err := deployer.NewDockerExecutor(deployer.DockerExecutorConfig{
-		Engine: s.eng, Logs: s.logs, Sealer: sealer, Drain: opt.drain, KeepImages: opt.keepImages,
+	rt, err := dockerrt.NewRuntime(dockerrt.RuntimeConfig{Engine: s.eng})
+	if err != nil {
+		t.Fatal(err)
+	}
+	exec, err := deployer.NewWorkflow(deployer.WorkflowConfig{
+		Runtime: rt, Logs: s.logs, Sealer: sealer, Drain: opt.drain, KeepImages: opt.keepImages,
 		Routes: deployer.RouteWaiterFunc(func(ctx context.Context, pos int64) error {
-			return waitCheckpoint(ctx, pool, projections.RoutingName, pos)
+			return runner.WaitApplied(ctx, projections.RoutingName, pos)
 		}),
 		StopGrace: 2 * time.Second, Logger: log,
 	}, store)
@@ -159,23 +163,6 @@ func newStack(t *testing.T, opt stackOptions) *stack {
 	return s
 }
 
-// waitCheckpoint polls the checkpoint of projection name until it reaches
-// pos.
-func waitCheckpoint(ctx context.Context, pool *pgxpool.Pool, name string, pos int64) error {
-	for {
-		var got int64
-		err := pool.QueryRow(ctx, "SELECT position FROM checkpoints WHERE name = $1", name).Scan(&got)
-		if err == nil && got >= pos {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(20 * time.Millisecond):
-		}
-	}
-}
-
 func (s *stack) removeNetwork() {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
@@ -190,7 +177,7 @@ func (s *stack) removeNetwork() {
 func (s *stack) removeApp(app string) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	f := filters.NewArgs(filters.Arg("label", engine.LabelApp+"="+app))
+	f := filters.NewArgs(filters.Arg("label", dockerrt.LabelApp+"="+app))
 	list, _ := s.docker.ContainerList(ctx, container.ListOptions{All: true, Filters: f})
 	for _, c := range list {
 		_ = s.docker.ContainerRemove(ctx, c.ID, container.RemoveOptions{Force: true})
@@ -398,7 +385,7 @@ func (a *app) waitBody(want string, timeout time.Duration) {
 // containers lists app's containers on the daemon.
 func (s *stack) containers(app string) []container.Summary {
 	s.t.Helper()
-	list, err := s.docker.ContainerList(context.Background(), container.ListOptions{All: true, Filters: filters.NewArgs(filters.Arg("label", engine.LabelApp+"="+app))})
+	list, err := s.docker.ContainerList(context.Background(), container.ListOptions{All: true, Filters: filters.NewArgs(filters.Arg("label", dockerrt.LabelApp+"="+app))})
 	if err != nil {
 		s.t.Fatal(err)
 	}
@@ -818,7 +805,7 @@ func TestImagesCollectedAndAppStopStart(t *testing.T) {
 	for range 3 {
 		deps = append(deps, s.mustSucceed(a.deploy()))
 	}
-	images, err := s.docker.ImageList(context.Background(), image.ListOptions{Filters: filters.NewArgs(filters.Arg("label", engine.LabelApp+"="+a.name))})
+	images, err := s.docker.ImageList(context.Background(), image.ListOptions{Filters: filters.NewArgs(filters.Arg("label", dockerrt.LabelApp+"="+a.name))})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -903,7 +890,7 @@ func TestDeleteAppRemovesItsContainersAndImages(t *testing.T) {
 	}
 	ctx := context.Background()
 	images := func() []image.Summary {
-		list, err := s.docker.ImageList(ctx, image.ListOptions{Filters: filters.NewArgs(filters.Arg("label", engine.LabelApp+"="+a.name))})
+		list, err := s.docker.ImageList(ctx, image.ListOptions{Filters: filters.NewArgs(filters.Arg("label", dockerrt.LabelApp+"="+a.name))})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -118,13 +118,10 @@ func (d *Deployer) run(ctx context.Context, dep *deployment, md domain.Metadata)
 		return d.record(ctx, dep, md, domain.DeploymentCancelled{Step: currentStep(dep.Status())})
 	}
 
+	// deployment.queued is the relay's to write: a deployment the
+	// deployer reaches before it was recorded starts from requested.
 	version := dep.Version()
-	var payloads []any
-	if dep.Status() == domain.DeploymentRequestedStatus {
-		payloads = append(payloads, domain.DeploymentQueued{})
-	}
-	payloads = append(payloads, domain.DeploymentStarted{Worker: d.consumer})
-	events, err := dep.decide(md, payloads...)
+	events, err := dep.decide(md, domain.DeploymentStarted{Worker: d.consumer})
 	if err != nil {
 		return err
 	}
@@ -147,7 +144,7 @@ func (d *Deployer) run(ctx context.Context, dep *deployment, md domain.Metadata)
 	}
 	start := time.Now()
 	execCtx, stop := context.WithTimeoutCause(runCtx, d.cfg.DeploymentTimeout, errTimedOut)
-	execErr := d.exec.Execute(execCtx, job, rec)
+	execErr := d.flow.Deploy(execCtx, job, rec)
 	timedOut := errors.Is(context.Cause(execCtx), errTimedOut)
 	stop()
 	elapsed := time.Since(start).Milliseconds()
@@ -159,8 +156,8 @@ func (d *Deployer) run(ctx context.Context, dep *deployment, md domain.Metadata)
 		outcomeCtx = context.WithoutCancel(ctx)
 	}
 	var summary domain.LogSummary
-	if sealer, ok := d.exec.(LogSealer); ok && outcomeCtx.Err() == nil {
-		if summary, err = sealer.SealLog(outcomeCtx, dep.ID()); err != nil {
+	if outcomeCtx.Err() == nil {
+		if summary, err = d.flow.SealLog(outcomeCtx, dep.ID()); err != nil {
 			log.Error("build log not sealed", "err", err)
 			summary = domain.LogSummary{}
 		}
@@ -169,9 +166,9 @@ func (d *Deployer) run(ctx context.Context, dep *deployment, md domain.Metadata)
 	case execErr == nil:
 		err := d.record(outcomeCtx, dep, md, domain.DeploymentSucceeded{ImageID: dep.ImageID(), ContainerID: dep.ContainerID(), DurationMS: elapsed, LogSummary: summary})
 		if errors.Is(err, domain.ErrBadTransition) {
-			log.Error("executor returned before switching traffic", "status", dep.Status())
+			log.Error("workflow returned before switching traffic", "status", dep.Status())
 			return d.record(outcomeCtx, dep, md, domain.DeploymentFailed{
-				Step: currentStep(dep.Status()), Reason: "the executor finished before traffic switched", DurationMS: elapsed,
+				Step: currentStep(dep.Status()), Reason: "the workflow finished before traffic switched", DurationMS: elapsed,
 			})
 		}
 		if err == nil {
@@ -231,10 +228,8 @@ func (d *Deployer) interrupt(ctx context.Context, dep *deployment, md domain.Met
 	if err != nil {
 		return err
 	}
-	if cleaner, ok := d.exec.(InterruptCleaner); ok {
-		if err := cleaner.CleanupInterrupted(ctx, dep.App(), dep.ID()); err != nil {
-			d.log.Error("interrupted deployment not cleaned up", "deployment", dep.ID(), "err", err)
-		}
+	if err := d.flow.CleanupInterrupted(ctx, dep.App(), dep.ID()); err != nil {
+		d.log.Error("interrupted deployment not cleaned up", "deployment", dep.ID(), "err", err)
 	}
 	if dep.CancelRequested() {
 		// Its user asked to cancel it: the interruption ends it as
@@ -334,36 +329,43 @@ func (d *Deployer) cancelRunning(id string) bool {
 // deployment and decides again on the fresh state; transient store errors
 // are retried a few times. dep is updated in place.
 func (d *Deployer) record(ctx context.Context, dep *deployment, md domain.Metadata, payload any) error {
+	_, err := d.recordAt(ctx, dep, md, payload)
+	return err
+}
+
+// recordAt is record, returning the log position the event was appended
+// at: what the deployer appended is how it learns where the log stands.
+func (d *Deployer) recordAt(ctx context.Context, dep *deployment, md domain.Metadata, payload any) (int64, error) {
 	backoff := 50 * time.Millisecond
 	for try := 0; ; try++ {
 		version := dep.Version()
 		events, err := dep.decide(md, payload)
 		if err != nil {
-			return err
+			return 0, err
 		}
-		_, err = d.store.Append(ctx, domain.StreamAppend{
+		res, err := d.store.Append(ctx, domain.StreamAppend{
 			StreamID: domain.DeploymentStream(dep.ID()), Expected: domain.ExpectVersion(version), Events: events,
 		})
 		if err == nil {
-			return nil
+			return res.LastPosition(), nil
 		}
 		if try >= 8 || ctx.Err() != nil || errors.Is(err, domain.ErrInvalid) {
-			return fmt.Errorf("append %s to deployment %s: %w", events[0].Type, dep.ID(), err)
+			return 0, fmt.Errorf("append %s to deployment %s: %w", events[0].Type, dep.ID(), err)
 		}
 		if !errors.Is(err, domain.ErrConcurrency) && !errors.Is(err, domain.ErrConflict) {
 			select {
 			case <-ctx.Done():
-				return ctx.Err()
+				return 0, ctx.Err()
 			case <-time.After(backoff):
 			}
 			backoff = min(2*backoff, 2*time.Second)
 		}
 		fresh, lerr := loadDeployment(ctx, d.store, dep.ID())
 		if lerr != nil {
-			return lerr
+			return 0, lerr
 		}
 		if fresh == nil {
-			return fmt.Errorf("deployment %s vanished: %w", dep.ID(), domain.ErrNotFound)
+			return 0, fmt.Errorf("deployment %s vanished: %w", dep.ID(), domain.ErrNotFound)
 		}
 		*dep = *fresh
 	}
@@ -378,12 +380,22 @@ type recorder struct {
 
 var _ StepRecorder = (*recorder)(nil)
 
-func (r *recorder) Step(ctx context.Context, data any) error {
+func (r *recorder) Step(ctx context.Context, data any) (int64, error) {
 	if !isStep(data) {
-		return domain.Invalid("step", fmt.Sprintf("%T is not a deployment step", data))
+		return 0, domain.Invalid("step", fmt.Sprintf("%T is not a deployment step", data))
 	}
 	// Record even when ctx was just cancelled: the step did happen.
-	return r.d.record(context.WithoutCancel(ctx), r.dep, r.md, data)
+	return r.d.recordAt(context.WithoutCancel(ctx), r.dep, r.md, data)
+}
+
+// isStep reports whether data is a step payload the workflow may record.
+func isStep(data any) bool {
+	switch data.(type) {
+	case domain.DeploymentSourceFetched, domain.DeploymentImageBuilt, domain.DeploymentContainerStarted,
+		domain.DeploymentHealthPassed, domain.DeploymentTrafficSwitched, domain.DeploymentPreviousStopped:
+		return true
+	}
+	return false
 }
 
 func (r *recorder) Current() string { return currentStep(r.dep.Status()) }

@@ -36,10 +36,8 @@ func loadDeployment(ctx context.Context, store domain.EventStore, id string) (*d
 // type and deployment (the state machine never repeats a step), and one
 // outcome per deployment whatever its type, so two writers racing to finish
 // it write one outcome.
-func eventID(deploymentID, requestEventID, eventType string) string {
+func eventID(deploymentID, eventType string) string {
 	switch eventType {
-	case domain.EventDeploymentQueued:
-		return QueuedEventID(requestEventID)
 	case domain.EventDeploymentSucceeded, domain.EventDeploymentFailed, domain.EventDeploymentCancelled,
 		domain.EventDeploymentInterrupted, domain.EventDeploymentDeadLettered:
 		return DerivedID("outcome", deploymentID)
@@ -59,7 +57,7 @@ func (d *deployment) decide(md domain.Metadata, payloads ...any) ([]domain.Event
 			return nil, err
 		}
 		for _, e := range events {
-			ev, err := e.Encode(eventID(d.ID(), d.requestEvent.EventID, e.Type), md)
+			ev, err := e.Encode(eventID(d.ID(), e.Type), md)
 			if err != nil {
 				return nil, err
 			}

@@ -3,7 +3,6 @@ package relay_test
 import (
 	"context"
 	"slices"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -16,29 +15,6 @@ import (
 	"berth/handlers/deployer"
 	"berth/handlers/relay"
 )
-
-// removingExecutor is the fake executor with an AppRemover that counts its
-// calls per application.
-type removingExecutor struct {
-	*slowFirst
-	mu      sync.Mutex
-	deletes map[string]int
-}
-
-func (r *removingExecutor) DeleteApp(_ context.Context, app string) ([]string, []string, error) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.deletes[app]++
-	return []string{"c-" + app}, []string{"sha256:" + app}, nil
-}
-
-func (r *removingExecutor) deleted(app string) int {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.deletes[app]
-}
-
-var _ deployer.AppRemover = (*removingExecutor)(nil)
 
 // appendApp appends one event to app's stream and returns it.
 func (e *env) appendApp(app, typ string, data any) domain.RecordedEvent {
@@ -79,14 +55,18 @@ func TestDeleteAppCancelsItsDeploymentsAndRemovesItOnce(t *testing.T) {
 	e.appendApp(other, domain.EventAppCreated, domain.AppCreated{App: other, Project: "p", Source: domain.Source{Image: "example.org/other:1"}})
 
 	fake := newFake()
-	ex := &removingExecutor{slowFirst: &slowFirst{fakeExecutor: fake}, deletes: map[string]int{}}
+	ex := &slowFirst{fakeExecutor: fake}
+	rt := ex.runtime()
+	// An image of the deleted application from before: the removal
+	// removes it.
+	rt.AddImage("sha256:old-"+deleted, deleted)
 	var deleteReceived atomic.Int32
 	e.startRelay(relay.Config{})
 	d := e.newDeployer(deployer.Config{OnReceive: func(command, _ string) {
 		if command == deployer.CommandDeleteApp {
 			deleteReceived.Add(1)
 		}
-	}}, ex)
+	}}, rt)
 	e.run("deployer", d.Run, nil)
 
 	running := e.request()
@@ -143,8 +123,8 @@ func TestDeleteAppCancelsItsDeploymentsAndRemovesItOnce(t *testing.T) {
 		{"queued deployment of the deleted app", e.status(queued), domain.DeploymentCancelledStatus},
 		{"executor calls for the queued deployment", fake.count(fake.calls, queued), 0},
 		{"deployment of another app", e.status(otherDep), domain.DeploymentSucceededStatus},
-		{"DeleteApp calls for the deleted app", ex.deleted(deleted), 1},
-		{"DeleteApp calls for the other app", ex.deleted(other), 0},
+		{"removals of the deleted app", rt.Calls("DeleteImages", deleted), 1},
+		{"removals of the other app", rt.Calls("DeleteImages", other), 0},
 		{"app.removed events", countType(e.appTypes(deleted), domain.EventAppRemoved), 1},
 		{"app.removed events of the other app", countType(e.appTypes(other), domain.EventAppRemoved), 0},
 	}
@@ -163,8 +143,11 @@ func TestDeleteAppCancelsItsDeploymentsAndRemovesItOnce(t *testing.T) {
 		t.Fatal(err)
 	}
 	removed, ok := data.(domain.AppRemoved)
-	if !ok || len(removed.ContainersRemoved) != 1 || len(removed.ImagesRemoved) != 1 || last.Metadata.CausationID != src.EventID {
-		t.Errorf("last event: got %s %+v caused by %s, want app.removed with one container and one image caused by %s", last.Type, data, last.Metadata.CausationID, src.EventID)
+	// The cancelled deployment's instance was removed by its own run; the
+	// removal finds none, and the application's two images (the old one,
+	// the cancelled deployment's).
+	if !ok || len(removed.ContainersRemoved) != 0 || len(removed.ImagesRemoved) != 2 || last.Metadata.CausationID != src.EventID {
+		t.Errorf("last event: got %s %+v caused by %s, want app.removed with no instance and two images caused by %s", last.Type, data, last.Metadata.CausationID, src.EventID)
 	}
 }
 

@@ -24,6 +24,7 @@ import (
 	"berth/eventstore"
 	"berth/handlers/deployer"
 	"berth/handlers/relay"
+	"berth/internal/runtimetest"
 	"berth/internal/testenv"
 )
 
@@ -172,12 +173,21 @@ func (e *env) waitTerminal(timeout time.Duration, ids ...string) {
 	})
 }
 
-// startRelay runs a relay until the test ends.
-func (e *env) startRelay(cfg relay.Config) {
+// startRelay runs a relay until the test ends, watching the queue for lost
+// data like berth serve does.
+func (e *env) startRelay(cfg relay.Config) *relay.Relay {
 	e.t.Helper()
 	cfg.Host, cfg.Logger = e.host, e.log
 	if cfg.RetryMax == 0 {
 		cfg.RetryMax = 200 * time.Millisecond
+	}
+	if cfg.Redis == nil {
+		rdb := redis.NewClient(e.redisOpts)
+		e.t.Cleanup(func() { _ = rdb.Close() })
+		cfg.Redis = rdb
+	}
+	if cfg.QueueCheckInterval == 0 {
+		cfg.QueueCheckInterval = 100 * time.Millisecond
 	}
 	pub, err := redisstream.NewPublisher(redisstream.PublisherConfig{Client: redis.NewClient(e.redisOpts)}, nil)
 	if err != nil {
@@ -188,10 +198,12 @@ func (e *env) startRelay(cfg relay.Config) {
 		e.t.Fatalf("relay.New: %v", err)
 	}
 	e.run("relay", r.Run, func() { _ = pub.Close() })
+	return r
 }
 
-// newDeployer builds a deployer on its own pool.
-func (e *env) newDeployer(cfg deployer.Config, ex deployer.Executor) *deployer.Deployer {
+// newDeployer builds a deployer on its own pool, running the deployment
+// workflow over rt.
+func (e *env) newDeployer(cfg deployer.Config, rt domain.RuntimePort) *deployer.Deployer {
 	e.t.Helper()
 	pool, err := pgxpool.New(context.Background(), e.pool.Config().ConnString())
 	if err != nil {
@@ -210,7 +222,11 @@ func (e *env) newDeployer(cfg deployer.Config, ex deployer.Executor) *deployer.D
 	}
 	cfg.RetryDelay = 100 * time.Millisecond
 	cfg.LockCheckInterval = 200 * time.Millisecond
-	d, err := deployer.New(cfg, e.store, pool, e.redisOpts, ex)
+	flow, err := deployer.NewWorkflow(deployer.WorkflowConfig{Runtime: rt, Logs: runtimetest.NewLog(), Drain: time.Millisecond, Logger: e.log}, e.store)
+	if err != nil {
+		e.t.Fatalf("deployer.NewWorkflow: %v", err)
+	}
+	d, err := deployer.New(cfg, e.store, pool, e.redisOpts, flow)
 	if err != nil {
 		e.t.Fatalf("deployer.New: %v", err)
 	}
@@ -245,16 +261,17 @@ func (e *env) run(name string, fn func(context.Context) error, after func()) (st
 	return stop
 }
 
-// fakeExecutor records every step of a deployment, like the Docker engine
-// would, without Docker. Behaviour per deployment is set by hooks.
+// fakeExecutor counts and shapes the deployments its fake runtimes run:
+// the real workflow runs over an in-memory runtime whose source step
+// reports here. Behaviour per deployment is set by hooks.
 type fakeExecutor struct {
 	delay time.Duration
 
 	mu        sync.Mutex
-	calls     map[string]int // Execute calls per deployment
-	succeeded map[string]int // Execute calls that returned nil
+	calls     map[string]int // source steps per deployment
+	succeeded map[string]int // health checks reached per deployment
 	started   map[string]chan struct{}
-	behave    func(job deployer.Job) error // optional: error to return after steps, or blocks
+	behave    func(id string) error // optional: error to return from the source step, or blocks
 	active    atomic.Int32
 	maxActive atomic.Int32
 }
@@ -283,26 +300,46 @@ func (f *fakeExecutor) count(m map[string]int, id string) int {
 	return m[id]
 }
 
-func (f *fakeExecutor) Execute(ctx context.Context, job deployer.Job, steps deployer.StepRecorder) error {
+// runtime returns a new fake runtime reporting to f; onSource, when set,
+// runs first in each source step.
+func (f *fakeExecutor) runtime(onSource func(id string)) *runtimetest.Runtime {
+	rt := runtimetest.New()
+	rt.BeforeSource = func(ctx context.Context, id string) error {
+		if onSource != nil {
+			onSource(id)
+		}
+		return f.source(ctx, id)
+	}
+	rt.BeforeHealth = func(ctx context.Context, in domain.Instance) error {
+		f.mu.Lock()
+		f.succeeded[in.Deployment]++
+		f.mu.Unlock()
+		f.active.Add(-1)
+		return nil
+	}
+	return rt
+}
+
+func (f *fakeExecutor) source(ctx context.Context, id string) (err error) {
 	if n := f.active.Add(1); n > f.maxActive.Load() {
 		f.maxActive.Store(n)
 	}
-	defer f.active.Add(-1)
-	ch := f.startedCh(job.DeploymentID)
+	defer func() {
+		if err != nil {
+			f.active.Add(-1)
+		}
+	}()
+	ch := f.startedCh(id)
 	f.mu.Lock()
-	f.calls[job.DeploymentID]++
+	f.calls[id]++
 	select {
 	case <-ch:
 	default:
 		close(ch)
 	}
 	f.mu.Unlock()
-
-	if err := steps.Step(ctx, domain.DeploymentSourceFetched{Ref: "main", CommitSHA: "abc"}); err != nil {
-		return err
-	}
 	if f.behave != nil {
-		if err := f.behave(job); err != nil {
+		if err := f.behave(id); err != nil {
 			return err
 		}
 	}
@@ -311,20 +348,6 @@ func (f *fakeExecutor) Execute(ctx context.Context, job deployer.Job, steps depl
 		return ctx.Err()
 	case <-time.After(f.delay):
 	}
-	for _, s := range []any{
-		domain.DeploymentImageBuilt{ImageID: "sha256:" + job.DeploymentID},
-		domain.DeploymentContainerStarted{ContainerID: "c-" + job.DeploymentID, ContainerName: job.App},
-		domain.DeploymentHealthPassed{},
-		domain.DeploymentTrafficSwitched{ContainerID: "c-" + job.DeploymentID},
-		domain.DeploymentPreviousStopped{},
-	} {
-		if err := steps.Step(ctx, s); err != nil {
-			return err
-		}
-	}
-	f.mu.Lock()
-	f.succeeded[job.DeploymentID]++
-	f.mu.Unlock()
 	return nil
 }
 
@@ -345,12 +368,24 @@ func (e *env) retryOf(id string) string {
 }
 
 // redisServer is a private redis-server with AOF, which a test can kill and
-// restart on the same port and data directory.
+// restart on the same port and data directory. With volatile set it keeps
+// nothing on disk, so a restart loses every key.
 type redisServer struct {
-	t    *testing.T
-	dir  string
-	port int
-	cmd  *exec.Cmd
+	t        *testing.T
+	dir      string
+	port     int
+	cmd      *exec.Cmd
+	volatile bool
+}
+
+// startVolatileRedisServer starts a private redis-server without any
+// persistence.
+func startVolatileRedisServer(t *testing.T) *redisServer {
+	t.Helper()
+	s := &redisServer{t: t, dir: t.TempDir(), port: 20000 + int(time.Now().UnixNano()%20000), volatile: true}
+	s.start()
+	t.Cleanup(s.kill)
+	return s
 }
 
 func startRedisServer(t *testing.T) *redisServer {
@@ -370,8 +405,12 @@ func (s *redisServer) url() string { return fmt.Sprintf("redis://127.0.0.1:%d/0"
 
 func (s *redisServer) start() {
 	s.t.Helper()
+	aof := "yes"
+	if s.volatile {
+		aof = "no"
+	}
 	s.cmd = exec.Command("redis-server", "--port", strconv.Itoa(s.port), "--bind", "127.0.0.1",
-		"--dir", s.dir, "--appendonly", "yes", "--appendfsync", "always", "--save", "",
+		"--dir", s.dir, "--appendonly", aof, "--appendfsync", "always", "--save", "",
 		"--logfile", filepath.Join(s.dir, "redis.log"))
 	s.cmd.Stdout, s.cmd.Stderr = io.Discard, io.Discard
 	if err := s.cmd.Start(); err != nil {

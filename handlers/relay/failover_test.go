@@ -1,13 +1,13 @@
 package relay_test
 
 import (
-	"context"
 	"testing"
 	"time"
 
 	"berth/domain"
 	"berth/handlers/deployer"
 	"berth/handlers/relay"
+	"berth/internal/runtimetest"
 )
 
 // outcome follows deployment id's automatic retries to the last one and
@@ -38,7 +38,7 @@ func TestSecondDeployerTakesOver(t *testing.T) {
 
 	a := &taggedExecutor{fakeExecutor: fake, tag: "a"}
 	b := &taggedExecutor{fakeExecutor: fake, tag: "b"}
-	stopA := e.run("deployer a", e.newDeployer(deployer.Config{}, a).Run, nil)
+	stopA := e.run("deployer a", e.newDeployer(deployer.Config{}, a.runtime()).Run, nil)
 	var ids []string
 	for range 6 {
 		ids = append(ids, e.request())
@@ -49,7 +49,7 @@ func TestSecondDeployerTakesOver(t *testing.T) {
 		t.Fatal("deployer a never started the second deployment")
 	}
 	// B waits for the lock while A holds it.
-	e.run("deployer b", e.newDeployer(deployer.Config{}, b).Run, nil)
+	e.run("deployer b", e.newDeployer(deployer.Config{}, b.runtime()).Run, nil)
 	time.Sleep(300 * time.Millisecond)
 	if got := b.runs.Load(); got != 0 {
 		t.Fatalf("deployer b ran %d deployments while a held the lock", got)
@@ -94,7 +94,7 @@ func TestRedisDownNothingLost(t *testing.T) {
 	e := newEnv(t, srv.url())
 	fake := newFake()
 	e.startRelay(relay.Config{})
-	e.run("deployer", e.newDeployer(deployer.Config{}, fake).Run, nil)
+	e.run("deployer", e.newDeployer(deployer.Config{}, fake.runtime(nil)).Run, nil)
 
 	var ids []string
 	for range 3 {
@@ -133,7 +133,6 @@ type taggedExecutor struct {
 	runs atomicInt
 }
 
-func (x *taggedExecutor) Execute(ctx context.Context, job deployer.Job, steps deployer.StepRecorder) error {
-	x.runs.Add(1)
-	return x.fakeExecutor.Execute(ctx, job, steps)
+func (x *taggedExecutor) runtime() *runtimetest.Runtime {
+	return x.fakeExecutor.runtime(func(string) { x.runs.Add(1) })
 }

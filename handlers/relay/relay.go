@@ -10,6 +10,11 @@
 // catches up when Redis returns. The checkpoint is saved every
 // Config.CheckpointEvery events or Config.CheckpointInterval, so a restart
 // may publish the last few commands again: the deployer is idempotent.
+//
+// Redis may also lose what was published (a restart without persistence, an
+// empty replica, FLUSHALL). With Config.Redis set the relay notices it by a
+// marker key beside the queue, re-creates the streams and the consumer group,
+// and publishes again every command the log says is still due (resync.go).
 package relay
 
 import (
@@ -24,6 +29,7 @@ import (
 
 	"github.com/ThreeDotsLabs/watermill/components/cqrs"
 	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/redis/go-redis/v9"
 
 	"berth/domain"
 	"berth/handlers/deployer"
@@ -53,6 +59,13 @@ type Config struct {
 	// RetryMin and RetryMax bound the backoff between failed publishes or
 	// appends. Defaults 50 ms and 5 s.
 	RetryMin, RetryMax time.Duration
+	// Redis, when set, is watched for lost data every QueueCheckInterval:
+	// when the queue's marker is missing, the streams and the consumer
+	// group are re-created and the commands the log says are still due are
+	// published again (see MarkerKey). Without it the relay only publishes.
+	Redis redis.Cmdable
+	// QueueCheckInterval is how often the queue is checked. Default 1 s.
+	QueueCheckInterval time.Duration
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
 }
@@ -81,6 +94,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.RetryMax == 0 {
 		c.RetryMax = 5 * time.Second
+	}
+	if c.QueueCheckInterval == 0 {
+		c.QueueCheckInterval = time.Second
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
@@ -128,7 +144,18 @@ type Relay struct {
 
 	done atomic.Int64 // position of the last event fully relayed
 	kick chan struct{}
+
+	resyncs     atomic.Int64 // times the queue was found lost
+	republished atomic.Int64 // commands published again after a loss
 }
+
+// Resyncs returns how many times the relay found the queue lost in Redis
+// and re-derived it from the log.
+func (r *Relay) Resyncs() int64 { return r.resyncs.Load() }
+
+// Republished returns how many commands the relay published again after
+// Redis lost them.
+func (r *Relay) Republished() int64 { return r.republished.Load() }
 
 // New returns a Relay publishing through pub (a Redis Streams publisher;
 // the caller closes it after Run returns).
@@ -184,6 +211,13 @@ func (r *Relay) Run(ctx context.Context) error {
 		defer wg.Done()
 		r.saveLoop(subCtx, from)
 	}()
+	if r.cfg.Redis != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r.watchQueue(subCtx)
+		}()
+	}
 	queued := make(chan domain.RecordedEvent, 1024)
 	var qwg sync.WaitGroup
 	for range r.cfg.QueuedWriters {

@@ -14,6 +14,7 @@ import (
 	"berth/domain"
 	"berth/handlers/deployer"
 	"berth/handlers/relay"
+	"berth/internal/runtimetest"
 )
 
 func countType(types []string, t string) int {
@@ -31,7 +32,7 @@ func TestDeploymentsRunOnceInOrder(t *testing.T) {
 	e := newEnv(t, "")
 	fake := newFake()
 	e.startRelay(relay.Config{})
-	d := e.newDeployer(deployer.Config{}, fake)
+	d := e.newDeployer(deployer.Config{}, fake.runtime(nil))
 	e.run("deployer", d.Run, nil)
 
 	var ids []string
@@ -94,7 +95,7 @@ func TestDuplicateMessagesChangeNothing(t *testing.T) {
 			}
 		}
 	}
-	d := e.newDeployer(deployer.Config{}, fake)
+	d := e.newDeployer(deployer.Config{}, fake.runtime(nil))
 	e.run("deployer", d.Run, nil)
 	e.waitTerminal(30*time.Second, ids...)
 	// Let the duplicates drain.
@@ -124,7 +125,7 @@ func TestCancelRunningAndQueued(t *testing.T) {
 	fake := newFake()
 	slow := &slowFirst{fakeExecutor: fake}
 	e.startRelay(relay.Config{})
-	d := e.newDeployer(deployer.Config{}, slow)
+	d := e.newDeployer(deployer.Config{}, slow.runtime())
 	e.run("deployer", d.Run, nil)
 
 	running := e.request()
@@ -154,7 +155,8 @@ func TestCancelRunningAndQueued(t *testing.T) {
 	}
 }
 
-// slowFirst blocks the deployment set slow until its context ends.
+// slowFirst blocks the deployment set slow until its context ends, once
+// its image was recorded.
 type slowFirst struct {
 	*fakeExecutor
 	id string
@@ -166,36 +168,29 @@ func (s *slowFirst) setSlow(id string) {
 	s.fakeExecutor.mu.Unlock()
 }
 
-func (s *slowFirst) Execute(ctx context.Context, job deployer.Job, steps deployer.StepRecorder) error {
-	s.fakeExecutor.mu.Lock()
-	slow := s.id == job.DeploymentID
-	s.fakeExecutor.mu.Unlock()
-	if !slow {
-		return s.fakeExecutor.Execute(ctx, job, steps)
+func (s *slowFirst) runtime() *runtimetest.Runtime {
+	rt := s.fakeExecutor.runtime(nil)
+	rt.BeforeStart = func(ctx context.Context, spec domain.InstanceSpec) error {
+		s.fakeExecutor.mu.Lock()
+		slow := s.id == spec.DeploymentID
+		s.fakeExecutor.mu.Unlock()
+		if !slow {
+			return nil
+		}
+		<-ctx.Done()
+		s.fakeExecutor.active.Add(-1)
+		return ctx.Err()
 	}
-	ch := s.fakeExecutor.startedCh(job.DeploymentID)
-	s.fakeExecutor.mu.Lock()
-	s.fakeExecutor.calls[job.DeploymentID]++
-	select {
-	case <-ch:
-	default:
-		close(ch)
-	}
-	s.fakeExecutor.mu.Unlock()
-	if err := steps.Step(ctx, domain.DeploymentSourceFetched{CommitSHA: "abc"}); err != nil {
-		return err
-	}
-	<-ctx.Done()
-	return ctx.Err()
+	return rt
 }
 
 func TestRetryableFailuresAreDeadLettered(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, "")
 	fake := newFake()
-	fake.behave = func(deployer.Job) error { return fmt.Errorf("docker daemon unreachable: %w", deployer.ErrRetryable) }
+	fake.behave = func(string) error { return fmt.Errorf("docker daemon unreachable: %w", deployer.ErrRetryable) }
 	e.startRelay(relay.Config{})
-	d := e.newDeployer(deployer.Config{MaxAttempts: 3}, fake)
+	d := e.newDeployer(deployer.Config{MaxAttempts: 3}, fake.runtime(nil))
 	e.run("deployer", d.Run, nil)
 
 	first := e.request()
@@ -261,7 +256,7 @@ func TestInterruptedOnStart(t *testing.T) {
 				t.Fatal(err)
 			}
 			e.startRelay(relay.Config{})
-			d := e.newDeployer(deployer.Config{InterruptPolicy: policy}, fake)
+			d := e.newDeployer(deployer.Config{InterruptPolicy: policy}, fake.runtime(nil))
 			e.run("deployer", d.Run, nil)
 
 			e.waitTerminal(20*time.Second, id)

@@ -25,7 +25,9 @@ const DefaultSource = "/berth"
 
 // CloudEvent is an event of the log in CloudEvents 1.0 JSON form. The
 // extensions carry the log's facts: position, hash, streamversion,
-// correlationid and actor ("kind:id").
+// correlationid and actor ("kind:id"). CloudEvents' Integer is 32-bit, so
+// the 64-bit position and stream version travel as decimal strings
+// ("position":"42"), a String attribute every CloudEvents SDK accepts.
 type CloudEvent struct {
 	SpecVersion     string          `json:"specversion"`
 	ID              string          `json:"id"`
@@ -35,9 +37,9 @@ type CloudEvent struct {
 	Subject         string          `json:"subject"`
 	DataContentType string          `json:"datacontenttype"`
 	Data            json.RawMessage `json:"data"`
-	Position        int64           `json:"position"`
+	Position        int64           `json:"position,string"`
 	Hash            string          `json:"hash"`
-	StreamVersion   int64           `json:"streamversion"`
+	StreamVersion   int64           `json:"streamversion,string"`
 	CorrelationID   string          `json:"correlationid,omitempty"`
 	Actor           string          `json:"actor,omitempty"`
 }
@@ -86,12 +88,13 @@ func AppendCloudEvent(buf []byte, e domain.RecordedEvent, source string) []byte 
 	} else {
 		buf = append(buf, data...)
 	}
-	buf = append(buf, `,"position":`...)
+	buf = append(buf, `,"position":"`...)
 	buf = strconv.AppendInt(buf, e.Position, 10)
-	buf = append(buf, `,"hash":"`...)
+	buf = append(buf, `","hash":"`...)
 	buf = hex.AppendEncode(buf, e.Hash)
-	buf = append(buf, `","streamversion":`...)
+	buf = append(buf, `","streamversion":"`...)
 	buf = strconv.AppendInt(buf, e.StreamVersion, 10)
+	buf = append(buf, '"')
 	if e.Metadata.CorrelationID != "" {
 		buf = append(buf, `,"correlationid":`...)
 		buf = appendString(buf, e.Metadata.CorrelationID)

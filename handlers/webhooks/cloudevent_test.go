@@ -61,3 +61,22 @@ func TestRedactSealedValues(t *testing.T) {
 		t.Errorf("Redact copied a payload without sealed values")
 	}
 }
+
+// TestCloudEventCarries64BitAsStrings: CloudEvents' Integer is 32-bit, so
+// position and streamversion travel as decimal strings that keep every bit.
+func TestCloudEventCarries64BitAsStrings(t *testing.T) {
+	t.Parallel()
+	e := domain.RecordedEvent{Position: 1<<53 + 1, StreamVersion: 1<<40 + 7, StreamID: "s", EventID: "id", Type: "t", Data: json.RawMessage(`{}`)}
+	got := webhooks.AppendCloudEvent(nil, e, "")
+	var m map[string]any
+	if err := json.Unmarshal(got, &m); err != nil {
+		t.Fatalf("%s: %v", got, err)
+	}
+	if m["position"] != "9007199254740993" || m["streamversion"] != "1099511627783" {
+		t.Errorf("got position %#v streamversion %#v, want the decimal strings", m["position"], m["streamversion"])
+	}
+	var ce webhooks.CloudEvent
+	if err := json.Unmarshal(got, &ce); err != nil || ce.Position != e.Position || ce.StreamVersion != e.StreamVersion {
+		t.Errorf("round trip: got %+v (%v)", ce, err)
+	}
+}

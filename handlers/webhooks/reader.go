@@ -2,6 +2,7 @@ package webhooks
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -17,12 +18,14 @@ import (
 // Subscription is a webhook subscription as the API shows it (never its
 // secret, sealed or not).
 type Subscription struct {
-	ID          string    `json:"id"`
-	URL         string    `json:"url"`
-	Types       []string  `json:"types"`
-	Description string    `json:"description,omitempty"`
-	Status      string    `json:"status"`
-	CreatedAt   time.Time `json:"created_at"`
+	ID          string   `json:"id"`
+	URL         string   `json:"url"`
+	Types       []string `json:"types"`
+	Description string   `json:"description,omitempty"`
+	Status      string   `json:"status"`
+	// PausedReason says why a paused subscription was paused.
+	PausedReason string    `json:"paused_reason,omitempty"`
+	CreatedAt    time.Time `json:"created_at"`
 	// Position is the log position of its creation; Cursor the last
 	// position delivery has finished with (0: none yet).
 	Position int64 `json:"position"`
@@ -47,9 +50,10 @@ func NewReader(store domain.EventStore, pool *pgxpool.Pool) (*Reader, error) {
 // Subscriptions lists the subscriptions that are not deleted, oldest first.
 func (r *Reader) Subscriptions(ctx context.Context) ([]Subscription, error) {
 	type folded struct {
-		sub *domain.WebhookSubscription
-		at  time.Time
-		pos int64
+		sub    *domain.WebhookSubscription
+		at     time.Time
+		pos    int64
+		reason string
 	}
 	byID := map[string]*folded{}
 	var order []string
@@ -68,6 +72,14 @@ func (r *Reader) Subscriptions(ctx context.Context) ([]Subscription, error) {
 				order = append(order, id)
 			}
 			_ = f.sub.Apply(e) // unknown events of the stream are skipped
+			switch e.Type {
+			case domain.EventWebhookPaused:
+				var p domain.WebhookPaused
+				_ = json.Unmarshal(e.Data, &p)
+				f.reason = p.Reason
+			case domain.EventWebhookResumed:
+				f.reason = ""
+			}
 		}
 		if len(page) < 1000 {
 			break
@@ -85,7 +97,7 @@ func (r *Reader) Subscriptions(ctx context.Context) ([]Subscription, error) {
 			continue
 		}
 		out = append(out, Subscription{ID: f.sub.ID(), URL: f.sub.URL(), Types: nonNil(f.sub.Types()), Description: f.sub.Description(),
-			Status: f.sub.Status(), CreatedAt: f.at.UTC(), Position: f.pos, Cursor: cursors[id]})
+			Status: f.sub.Status(), PausedReason: f.reason, CreatedAt: f.at.UTC(), Position: f.pos, Cursor: cursors[id]})
 	}
 	return out, nil
 }
@@ -116,7 +128,24 @@ func (r *Reader) Subscription(ctx context.Context, id string) (Subscription, err
 		return Subscription{}, err
 	}
 	return Subscription{ID: w.ID(), URL: w.URL(), Types: nonNil(w.Types()), Description: w.Description(), Status: w.Status(),
-		CreatedAt: recs[0].RecordedAt.UTC(), Position: recs[0].Position, Cursor: cursors[id]}, nil
+		PausedReason: pausedReason(recs), CreatedAt: recs[0].RecordedAt.UTC(), Position: recs[0].Position, Cursor: cursors[id]}, nil
+}
+
+// pausedReason is the reason of the last pause in recs, "" when the last
+// pause was resumed.
+func pausedReason(recs []domain.RecordedEvent) string {
+	reason := ""
+	for _, e := range recs {
+		switch e.Type {
+		case domain.EventWebhookPaused:
+			var p domain.WebhookPaused
+			_ = json.Unmarshal(e.Data, &p)
+			reason = p.Reason
+		case domain.EventWebhookResumed:
+			reason = ""
+		}
+	}
+	return reason
 }
 
 func (r *Reader) cursors(ctx context.Context) (map[string]int64, error) {

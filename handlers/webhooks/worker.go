@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -49,8 +50,32 @@ type Config struct {
 	Source string
 	// UserAgent of deliveries; "berth-webhooks/1" when empty.
 	UserAgent string
-	Logger    *slog.Logger
+	// Leases, when set, gives each subscription one delivery worker across
+	// every process sharing the database: a subscription is delivered only
+	// while this process holds its lease ("webhook/<id>"), from the cursor
+	// its previous holder recorded. Without it every process delivers.
+	Leases Leader
+	// Disable is called when an endpoint answers 410 Gone: it should
+	// pause the subscription with reason (through the webhook commands, so
+	// the log records who and why). Nil only stops delivering until the
+	// worker restarts.
+	Disable func(ctx context.Context, id, reason string) error
+	Logger  *slog.Logger
 }
+
+// Leader runs work while this process holds the named lease (see
+// handlers/leases): fn's context ends when the lease is lost, and Lead
+// returns when ctx ends.
+type Leader interface {
+	Lead(ctx context.Context, name string, fn func(context.Context) error) error
+}
+
+// ContentType is the media type of a delivery: a structured-mode
+// CloudEvent, which CloudEvents SDKs read as an event, not as plain JSON.
+const ContentType = "application/cloudevents+json; charset=utf-8"
+
+// errGone stops a subscription whose endpoint answered 410 Gone.
+var errGone = errors.New("the endpoint answered 410 Gone")
 
 func (c *Config) setDefaults() {
 	if c.Timeout == 0 {
@@ -197,15 +222,32 @@ func (w *Worker) Run(ctx context.Context) error {
 	return err
 }
 
-// follow delivers to one subscription until ctx ends, restarting after
-// failures of the log or the database with a backoff.
+// follow delivers to one subscription until ctx ends, while this process
+// holds the subscription's lease when Config.Leases is set.
 func (w *Worker) follow(ctx context.Context, st subState) {
+	if w.cfg.Leases == nil {
+		w.followRetrying(ctx, st)
+		return
+	}
+	_ = w.cfg.Leases.Lead(ctx, "webhook/"+st.sub.ID(), func(ctx context.Context) error {
+		w.followRetrying(ctx, st)
+		return ctx.Err()
+	})
+}
+
+// followRetrying delivers to one subscription until ctx ends, restarting
+// after failures of the log or the database with a backoff.
+func (w *Worker) followRetrying(ctx context.Context, st subState) {
 	sub := st.sub
 	log := w.log.With("webhook", sub.ID())
 	delay := w.cfg.InitialBackoff
 	for ctx.Err() == nil {
 		err := w.followOnce(ctx, st)
 		if ctx.Err() != nil {
+			return
+		}
+		if errors.Is(err, errGone) {
+			log.Warn("webhooks: the endpoint is gone (410); delivery stopped and the subscription paused")
 			return
 		}
 		log.Warn("webhooks: delivery loop failed; restarting", "err", err)
@@ -252,24 +294,44 @@ func (w *Worker) deliver(ctx context.Context, sub *domain.WebhookSubscription, s
 	delay := w.cfg.InitialBackoff
 	for attempt := 1; ; attempt++ {
 		start := time.Now()
-		status, err := w.post(ctx, sub.URL(), secret, e.EventID, body)
+		status, retryAfter, err := w.post(ctx, sub.URL(), secret, e.EventID, body)
 		a := Attempt{SubscriptionID: sub.ID(), EventID: e.EventID, Position: e.Position, EventType: e.Type,
 			Attempt: attempt, StatusCode: status, Duration: time.Since(start)}
+		// The wait before the next attempt: the backoff, or longer when
+		// the endpoint asked for it with Retry-After.
+		wait := delay/2 + rand.N(delay/2+1)
+		if retryAfter > wait {
+			wait = retryAfter
+		}
+		gone := err == nil && status == http.StatusGone
 		switch {
 		case err == nil && status >= 200 && status < 300:
 			a.Outcome = OutcomeDelivered
-		case time.Since(first)+delay/2 > w.cfg.RetryFor:
+		case gone, time.Since(first)+wait > w.cfg.RetryFor:
 			a.Outcome = OutcomeFailed
 		default:
 			a.Outcome = OutcomeRetrying
 		}
-		if err != nil {
+		switch {
+		case err != nil:
 			a.Error = describe(err)
-		} else if a.Outcome != OutcomeDelivered {
+		case gone:
+			a.Error = "endpoint answered 410 Gone: the subscription is paused"
+		case a.Outcome != OutcomeDelivered && retryAfter > 0:
+			a.Error = fmt.Sprintf("endpoint answered %d, Retry-After %s", status, retryAfter)
+		case a.Outcome != OutcomeDelivered:
 			a.Error = fmt.Sprintf("endpoint answered %d", status)
 		}
 		if rerr := w.db.record(context.WithoutCancel(ctx), a); rerr != nil {
 			return rerr
+		}
+		if gone {
+			if w.cfg.Disable != nil {
+				if derr := w.cfg.Disable(context.WithoutCancel(ctx), sub.ID(), "the endpoint answered 410 Gone"); derr != nil {
+					w.log.Error("webhooks: pausing a gone subscription failed", "webhook", sub.ID(), "err", derr)
+				}
+			}
+			return errGone
 		}
 		if a.Outcome != OutcomeRetrying {
 			if a.Outcome == OutcomeFailed {
@@ -277,7 +339,6 @@ func (w *Worker) deliver(ctx context.Context, sub *domain.WebhookSubscription, s
 			}
 			return nil
 		}
-		wait := delay/2 + rand.N(delay/2+1)
 		if !sleep(ctx, wait) {
 			return ctx.Err()
 		}
@@ -288,22 +349,24 @@ func (w *Worker) deliver(ctx context.Context, sub *domain.WebhookSubscription, s
 // post sends one signed attempt. The request is not cancelled with ctx, so
 // a stopping worker finishes (within Timeout) what it started and records
 // its outcome.
-func (w *Worker) post(ctx context.Context, endpoint string, secret []byte, id string, body []byte) (int, error) {
+// It returns the status and the wait the endpoint asked for with
+// Retry-After (0 when absent or unreadable).
+func (w *Worker) post(ctx context.Context, endpoint string, secret []byte, id string, body []byte) (int, time.Duration, error) {
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), w.cfg.Timeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(rctx, http.MethodPost, endpoint, bytes.NewReader(body))
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	now := time.Now()
-	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Content-Type", ContentType)
 	req.Header.Set("User-Agent", w.cfg.UserAgent)
 	req.Header.Set(HeaderID, id)
 	req.Header.Set(HeaderTimestamp, fmt.Sprint(now.Unix()))
 	req.Header.Set(HeaderSignature, Sign(secret, id, now, body))
 	res, err := w.client.Do(req)
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	defer res.Body.Close()
 	// Read a bounded amount so the connection can be reused.
@@ -315,7 +378,26 @@ func (w *Worker) post(ctx context.Context, endpoint string, secret []byte, id st
 			break
 		}
 	}
-	return res.StatusCode, nil
+	return res.StatusCode, retryAfter(res.Header.Get("Retry-After"), time.Now()), nil
+}
+
+// retryAfter reads a Retry-After header: delay-seconds or an HTTP-date.
+// Unreadable or past values give 0.
+func retryAfter(v string, now time.Time) time.Duration {
+	v = strings.TrimSpace(v)
+	if v == "" {
+		return 0
+	}
+	if secs, err := strconv.ParseInt(v, 10, 64); err == nil {
+		if secs <= 0 {
+			return 0
+		}
+		return time.Duration(min(secs, int64(24*time.Hour/time.Second))) * time.Second
+	}
+	if t, err := http.ParseTime(v); err == nil && t.After(now) {
+		return t.Sub(now)
+	}
+	return 0
 }
 
 // describe turns a delivery error into a message without the endpoint URL

@@ -1,6 +1,7 @@
 package webhooks_test
 
 import (
+	"bytes"
 	"context"
 	"crypto/aes"
 	"crypto/cipher"
@@ -29,6 +30,8 @@ import (
 	"berth/handlers/commands"
 	"berth/handlers/webhooks"
 	"berth/internal/testenv"
+
+	cehttp "github.com/cloudevents/sdk-go/v2/protocol/http"
 )
 
 // gcmSealer is an AES-GCM sealer binding the scope as additional data.
@@ -79,6 +82,11 @@ type receiver struct {
 	ids      []string
 	bad      int
 	rejected int
+	// script, when not empty, is answered before anything else: one
+	// status per request (with Retry-After: retryAfter on 429 and 503).
+	script     []int
+	retryAfter string
+	times      []time.Time // of every valid request
 }
 
 func (rc *receiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -107,12 +115,38 @@ func (rc *receiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if valid && (json.Unmarshal(body, &ce) != nil || ce.ID != id || ce.SpecVersion != "1.0") {
 		valid = false
 	}
+	// A CloudEvents SDK reads the delivery as a structured-mode event with
+	// its extensions intact (64-bit values as strings, which it accepts).
+	if valid {
+		r2 := r.Clone(r.Context())
+		r2.Body = io.NopCloser(bytes.NewReader(body))
+		ev, err := cehttp.NewEventFromHTTPRequest(r2)
+		if err != nil || ev.ID() != id || !strings.HasPrefix(r.Header.Get("Content-Type"), "application/cloudevents+json") {
+			rc.t.Errorf("the CloudEvents SDK does not read the delivery (Content-Type %q): %v", r.Header.Get("Content-Type"), err)
+			valid = false
+		} else if pos, ok := ev.Extensions()["position"].(string); !ok || pos == "" {
+			rc.t.Errorf("got position extension %#v, want a decimal string", ev.Extensions()["position"])
+		}
+	}
 	rc.mu.Lock()
 	defer rc.mu.Unlock()
 	if !valid {
 		rc.bad++
 		w.WriteHeader(http.StatusUnauthorized)
 		return
+	}
+	rc.times = append(rc.times, time.Now())
+	if len(rc.script) > 0 {
+		status := rc.script[0]
+		rc.script = rc.script[1:]
+		if status == http.StatusServiceUnavailable || status == http.StatusTooManyRequests {
+			w.Header().Set("Retry-After", rc.retryAfter)
+		}
+		if status/100 != 2 {
+			rc.rejected++
+			w.WriteHeader(status)
+			return
+		}
 	}
 	if rc.failing {
 		rc.rejected++
@@ -426,5 +460,83 @@ func TestPauseResumeDelete(t *testing.T) {
 	}
 	if subs, _ := f.reader.Subscriptions(ctx); len(subs) != 0 {
 		t.Errorf("got %d subscriptions listed, want the deleted one left out", len(subs))
+	}
+}
+
+// subscriptionFor returns the id of the subscription delivering to hs.
+func (f *fixture) subscriptionFor(t testing.TB, hs *httptest.Server) string {
+	t.Helper()
+	subs, err := f.reader.Subscriptions(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range subs {
+		if s.URL == hs.URL {
+			return s.ID
+		}
+	}
+	t.Fatalf("no subscription for %s", hs.URL)
+	return ""
+}
+
+// TestGoneDisablesTheSubscription: an endpoint answering 410 Gone gets no
+// more attempts; the subscription is paused through Disable, saying why.
+func TestGoneDisablesTheSubscription(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	ctx := context.Background()
+	var secret string
+	rc, hs := newReceiverFor(t, f, &secret)
+	rc.script = []int{http.StatusGone}
+	id := f.subscriptionFor(t, hs)
+	f.startWorker(t, webhooks.Config{Disable: func(ctx context.Context, id, reason string) error {
+		_, err := f.cmds.PauseWebhook(ctx, commands.Meta{Actor: domain.Actor{Kind: domain.ActorSystem, ID: "webhooks"}}, commands.PauseWebhook{ID: id, Reason: reason})
+		return err
+	}})
+	f.appendEvents(t, "app-g", "app.probe", 3)
+	waitFor(t, 10*time.Second, "the subscription to be paused", func() bool {
+		sub, err := f.reader.Subscription(ctx, id)
+		return err == nil && sub.Status == domain.WebhookStatusPaused
+	})
+	sub, _ := f.reader.Subscription(ctx, id)
+	if !strings.Contains(sub.PausedReason, "410") {
+		t.Errorf("got paused reason %q, want it to name the 410", sub.PausedReason)
+	}
+	as, err := f.reader.Deliveries(ctx, id, 0, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(as) != 1 || as[0].StatusCode != http.StatusGone || as[0].Outcome != webhooks.OutcomeFailed {
+		t.Fatalf("got attempts %+v, want exactly one failed 410", as)
+	}
+	rc.mu.Lock()
+	n := len(rc.times)
+	rc.mu.Unlock()
+	if n != 1 {
+		t.Errorf("the gone endpoint got %d requests, want 1", n)
+	}
+}
+
+// TestRetryAfterIsHonoured: after a 503 with Retry-After: 1 the next
+// attempt waits at least that second, although the backoff is 20 ms.
+func TestRetryAfterIsHonoured(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	var secret string
+	rc, _ := newReceiverFor(t, f, &secret)
+	rc.script = []int{http.StatusServiceUnavailable}
+	rc.retryAfter = "1"
+	f.startWorker(t, webhooks.Config{})
+	want := f.appendEvents(t, "app-r", "app.probe", 1)
+	waitFor(t, 10*time.Second, "the delivery after the wait", func() bool { ids, _, _ := rc.snapshot(); return len(ids) == 1 })
+	ids, _, _ := rc.snapshot()
+	rc.mu.Lock()
+	times := slices.Clone(rc.times)
+	rc.mu.Unlock()
+	if !slices.Equal(ids, want) || len(times) != 2 {
+		t.Fatalf("got ids %v after %d requests, want %v after 2", ids, len(times), want)
+	}
+	if gap := times[1].Sub(times[0]); gap < time.Second {
+		t.Errorf("the retry came %s after the 503, want at least the 1 s Retry-After asked", gap)
 	}
 }

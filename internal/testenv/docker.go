@@ -1,8 +1,13 @@
 package testenv
 
 import (
+	"archive/tar"
+	"bytes"
 	"context"
 	"debug/elf"
+	"errors"
+	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -10,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/docker/docker/api/types/build"
 	"github.com/docker/docker/client"
 )
 
@@ -85,4 +91,57 @@ func isStatic(path string) bool {
 		}
 	}
 	return true
+}
+
+// SleepImage is the tag of a tiny image (a static busybox FROM scratch)
+// whose containers sleep for an hour: something to run and sample.
+const SleepImage = "berth-test/sleep:1"
+
+// EnsureSleepImage builds SleepImage once per machine (kept by its tag)
+// from the host's static busybox.
+func EnsureSleepImage(ctx context.Context, cli *client.Client) error {
+	if _, err := cli.ImageInspect(ctx, SleepImage); err == nil {
+		return nil
+	}
+	var busybox string
+	for _, p := range []string{"/bin/busybox", "/usr/bin/busybox"} {
+		if fi, err := os.Stat(p); err == nil && fi.Mode().IsRegular() && isStatic(p) {
+			busybox = p
+		}
+	}
+	if busybox == "" {
+		return errors.New("a statically linked busybox is not installed: run `apt-get install -y busybox-static` (or `go tool task services`)")
+	}
+	bin, err := os.ReadFile(busybox)
+	if err != nil {
+		return err
+	}
+	dockerfile := []byte("FROM scratch\nCOPY busybox /bin/busybox\nENTRYPOINT [\"/bin/busybox\", \"sleep\", \"3600\"]\n")
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	for _, f := range []struct {
+		name string
+		mode int64
+		data []byte
+	}{{"Dockerfile", 0o644, dockerfile}, {"busybox", 0o755, bin}} {
+		if err := tw.WriteHeader(&tar.Header{Name: f.name, Mode: f.mode, Size: int64(len(f.data))}); err != nil {
+			return err
+		}
+		if _, err := tw.Write(f.data); err != nil {
+			return err
+		}
+	}
+	if err := tw.Close(); err != nil {
+		return err
+	}
+	res, err := cli.ImageBuild(ctx, &buf, build.ImageBuildOptions{Tags: []string{SleepImage}, Remove: true, ForceRemove: true})
+	if err != nil {
+		return fmt.Errorf("build %s: %w", SleepImage, err)
+	}
+	defer res.Body.Close()
+	out, _ := io.ReadAll(res.Body)
+	if _, err := cli.ImageInspect(ctx, SleepImage); err != nil {
+		return fmt.Errorf("build %s: %v: %s", SleepImage, err, out)
+	}
+	return nil
 }

@@ -134,3 +134,58 @@ func randomHex(n int) string {
 	_, _ = rand.Read(b)
 	return hex.EncodeToString(b)
 }
+
+// Tamper runs sql on pool's database as its owner with the append-only
+// triggers of table switched off, in one transaction, the way an owner who
+// rewrites history would: for tests that show such a rewrite is detected.
+func Tamper(tb testing.TB, pool *pgxpool.Pool, table, sql string, args ...any) {
+	tb.Helper()
+	ctx := context.Background()
+	tx, err := pool.Begin(ctx)
+	if err != nil {
+		tb.Fatalf("tamper: %v", err)
+	}
+	defer func() { _ = tx.Rollback(ctx) }()
+	t := pgx.Identifier{table}.Sanitize()
+	for _, q := range []string{"ALTER TABLE " + t + " DISABLE TRIGGER USER", sql, "ALTER TABLE " + t + " ENABLE TRIGGER USER"} {
+		a := args
+		if q != sql {
+			a = nil
+		}
+		if _, err := tx.Exec(ctx, q, a...); err != nil {
+			tb.Fatalf("tamper: %s: %v", q, err)
+		}
+	}
+	if err := tx.Commit(ctx); err != nil {
+		tb.Fatalf("tamper: %v", err)
+	}
+}
+
+// RuntimeRole is the login role berth serve runs as in tests and under `go
+// tool task up`; `go tool task services` creates it (password: its name).
+const RuntimeRole = "berth_app"
+
+// RuntimePool grants RuntimeRole what berth serve needs on dbURL's database
+// (migrated, reached as its owner through owner) and returns a pool to it
+// connected as RuntimeRole, closed when the test ends.
+func RuntimePool(tb testing.TB, owner *pgxpool.Pool, dbURL string) *pgxpool.Pool {
+	tb.Helper()
+	ctx := context.Background()
+	if err := migrations.GrantRuntime(ctx, owner, RuntimeRole); err != nil {
+		tb.Fatalf("%v: create the role with `go tool task services`", err)
+	}
+	u, err := url.Parse(dbURL)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	u.User = url.UserPassword(RuntimeRole, RuntimeRole)
+	pool, err := pgxpool.New(ctx, u.String())
+	if err == nil {
+		err = pool.Ping(ctx)
+	}
+	if err != nil {
+		tb.Fatalf("connect as %s: %v: create the role with `go tool task services`", RuntimeRole, err)
+	}
+	tb.Cleanup(pool.Close)
+	return pool
+}

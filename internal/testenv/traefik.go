@@ -65,7 +65,6 @@ func TraefikBin(tb testing.TB) string {
 // printed if the test fails. The process is killed when the test ends.
 func StartTraefik(tb testing.TB, dynamicDir string) (httpAddr string) {
 	tb.Helper()
-	bin := TraefikBin(tb)
 	dynamicDir, err := filepath.Abs(dynamicDir)
 	if err != nil {
 		tb.Fatalf("StartTraefik: %v", err)
@@ -98,13 +97,25 @@ log:
 	if err := os.WriteFile(configFile, []byte(static), 0o644); err != nil {
 		tb.Fatalf("StartTraefik: %v", err)
 	}
+	RunTraefik(tb, configFile, pingAddr, logFile)
+	return httpAddr
+}
 
+// RunTraefik runs the Traefik binary with the static configuration file
+// configFile, whose ping entry point listens on pingAddr, in the file's
+// directory, with env added to its environment; it waits until Traefik
+// answers ping. logFile (may be "") is printed if the test fails. The
+// process is killed when the test ends.
+func RunTraefik(tb testing.TB, configFile, pingAddr, logFile string, env ...string) {
+	tb.Helper()
+	bin := TraefikBin(tb)
 	var out bytes.Buffer
 	cmd := exec.Command(bin, "--configFile="+configFile)
-	cmd.Dir = work
+	cmd.Dir = filepath.Dir(configFile)
+	cmd.Env = append(os.Environ(), env...)
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Start(); err != nil {
-		tb.Fatalf("StartTraefik: %v", err)
+		tb.Fatalf("RunTraefik: %v", err)
 	}
 	exited := make(chan error, 1)
 	go func() { exited <- cmd.Wait() }()
@@ -126,7 +137,7 @@ log:
 		if err == nil {
 			_ = resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
-				return httpAddr
+				return
 			}
 		}
 		select {
@@ -138,6 +149,13 @@ log:
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
+}
+
+// FreeAddr returns a 127.0.0.1 address with a port that was free a moment
+// ago.
+func FreeAddr(tb testing.TB) string {
+	tb.Helper()
+	return freeAddr(tb)
 }
 
 // freeAddr returns a 127.0.0.1 address with a port that was free a moment

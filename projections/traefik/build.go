@@ -3,8 +3,11 @@ package traefik
 import (
 	"cmp"
 	"fmt"
+	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
+	"strings"
 
 	"berth/domain"
 )
@@ -42,31 +45,35 @@ func Build(cfg Config, app App) (Dynamic, error) {
 			return Dynamic{}, fmt.Errorf("traefik: %w", err)
 		}
 	}
+	if strings.ContainsFunc(cfg.CertDir, func(r rune) bool { return r < 0x20 || r == 0x7f }) {
+		return Dynamic{}, fmt.Errorf("traefik: %w", domain.Invalid("config.certDir", "must not contain control characters"))
+	}
 	if err := ValidAppName(app.Name); err != nil {
 		return Dynamic{}, fmt.Errorf("traefik: %w", err)
 	}
+	hosts := []string{}
 	if !app.Upstream.IsZero() {
 		if err := validUpstream(app.Upstream); err != nil {
 			return Dynamic{}, fmt.Errorf("traefik: app %q: %w", app.Name, err)
+		}
+		hosts = append(hosts, app.Upstream.Host)
+		for _, h := range app.ReplicaHosts {
+			if err := validUpstream(Upstream{Host: h, Port: app.Upstream.Port}); err != nil {
+				return Dynamic{}, fmt.Errorf("traefik: app %q: replica: %w", app.Name, err)
+			}
+			if !slices.Contains(hosts, h) {
+				hosts = append(hosts, h)
+			}
 		}
 	}
 
 	routes := make([]Route, 0, len(app.Routes))
 	for i, r := range app.Routes {
-		host, err := normalizeHost(r.Host)
+		n, err := normalizeRoute(r)
 		if err != nil {
 			return Dynamic{}, fmt.Errorf("traefik: app %q: route %d: %w", app.Name, i, err)
 		}
-		path, err := normalizePathPrefix(r.PathPrefix)
-		if err != nil {
-			return Dynamic{}, fmt.Errorf("traefik: app %q: route %d: %w", app.Name, i, err)
-		}
-		if r.Port != 0 {
-			if err := validPort("route.port", r.Port); err != nil {
-				return Dynamic{}, fmt.Errorf("traefik: app %q: route %d: %w", app.Name, i, err)
-			}
-		}
-		routes = append(routes, Route{Host: host, PathPrefix: path, HTTPS: r.HTTPS, Port: r.Port})
+		routes = append(routes, n)
 	}
 	if len(routes) == 0 {
 		return Dynamic{}, nil
@@ -87,6 +94,7 @@ func Build(cfg Config, app App) (Dynamic, error) {
 		Middlewares: map[string]Middleware{},
 	}
 	redirect := app.Name + "-redirect"
+	var certs []CertAndStores
 	for i, r := range routes {
 		prefix := app.Name + "-" + strconv.Itoa(i+1)
 
@@ -97,8 +105,8 @@ func Build(cfg Config, app App) (Dynamic, error) {
 		}
 		if _, ok := h.Services[service]; !ok {
 			lb := &LoadBalancer{}
-			if !app.Upstream.IsZero() {
-				lb.Servers = []Server{{URL: "http://" + app.Upstream.Host + ":" + strconv.Itoa(port)}}
+			for _, host := range hosts {
+				lb.Servers = append(lb.Servers, Server{URL: "http://" + host + ":" + strconv.Itoa(port)})
 			}
 			h.Services[service] = Service{LoadBalancer: lb}
 		}
@@ -107,12 +115,35 @@ func Build(cfg Config, app App) (Dynamic, error) {
 		var serve []string
 		if r.PathPrefix != "" {
 			rule += " && PathPrefix(`" + r.PathPrefix + "`)"
-			strip := prefix + "-strip"
-			h.Middlewares[strip] = Middleware{StripPrefix: &StripPrefix{Prefixes: []string{r.PathPrefix}}}
-			serve = []string{strip}
+		}
+		https := r.HTTPS && (r.Certificate != nil || !cfg.NoACME)
+		switch {
+		case r.RedirectTo != "":
+			scheme := "http"
+			if https {
+				scheme = "https"
+			}
+			to := prefix + "-to-host"
+			h.Middlewares[to] = Middleware{RedirectRegex: &RedirectRegex{
+				Regex:       "^https?://" + regexp.QuoteMeta(r.Host) + "(:[0-9]+)?/(.*)$",
+				Replacement: scheme + "://" + r.RedirectTo + "${1}/${2}",
+				Permanent:   true,
+			}}
+			serve = []string{to}
+		default:
+			if len(r.BasicAuth) > 0 {
+				auth := prefix + "-auth"
+				h.Middlewares[auth] = Middleware{BasicAuth: &BasicAuth{Users: slices.Clone(r.BasicAuth), RemoveHeader: true}}
+				serve = append(serve, auth)
+			}
+			if r.PathPrefix != "" {
+				strip := prefix + "-strip"
+				h.Middlewares[strip] = Middleware{StripPrefix: &StripPrefix{Prefixes: []string{r.PathPrefix}}}
+				serve = append(serve, strip)
+			}
 		}
 
-		if !r.HTTPS {
+		if !https {
 			h.Routers[prefix+"-http"] = Router{
 				EntryPoints: []string{cfg.EntryPointHTTP},
 				Middlewares: serve,
@@ -128,16 +159,74 @@ func Build(cfg Config, app App) (Dynamic, error) {
 			Service:     service,
 			Rule:        rule,
 		}
+		tls := &RouterTLS{CertResolver: cfg.CertResolver}
+		if r.Certificate != nil {
+			tls = &RouterTLS{}
+			files := certFiles(cfg, app.Name, r.Certificate.Fingerprint)
+			if !slices.Contains(certs, files) {
+				certs = append(certs, files)
+			}
+		}
 		h.Routers[prefix+"-https"] = Router{
 			EntryPoints: []string{cfg.EntryPointHTTPS},
 			Middlewares: serve,
 			Service:     service,
 			Rule:        rule,
-			TLS:         &RouterTLS{CertResolver: cfg.CertResolver},
+			TLS:         tls,
 		}
+	}
+	var d Dynamic
+	if len(certs) > 0 {
+		d.TLS = &TLSConfig{Certificates: certs}
 	}
 	if len(h.Middlewares) == 0 {
 		h.Middlewares = nil
 	}
-	return Dynamic{HTTP: h}, nil
+	d.HTTP = h
+	return d, nil
+}
+
+// normalizeRoute validates r and returns it normalized.
+func normalizeRoute(r Route) (Route, error) {
+	host, err := normalizeHost(r.Host)
+	if err != nil {
+		return Route{}, err
+	}
+	path, err := normalizePathPrefix(r.PathPrefix)
+	if err != nil {
+		return Route{}, err
+	}
+	if r.Port != 0 {
+		if err := validPort("route.port", r.Port); err != nil {
+			return Route{}, err
+		}
+	}
+	n := Route{Host: host, PathPrefix: path, HTTPS: r.HTTPS, Port: r.Port, Certificate: r.Certificate}
+	if r.RedirectTo != "" {
+		to, err := normalizeHost(r.RedirectTo)
+		if err != nil {
+			return Route{}, domain.Invalid("redirectTo", "must be a host name")
+		}
+		n.RedirectTo = to
+	}
+	for _, u := range r.BasicAuth {
+		if err := validBasicAuthUser(u); err != nil {
+			return Route{}, err
+		}
+	}
+	n.BasicAuth = slices.Clone(r.BasicAuth)
+	if c := r.Certificate; c != nil {
+		if len(c.Fingerprint) != 64 || strings.Trim(c.Fingerprint, "0123456789abcdef") != "" {
+			return Route{}, domain.Invalid("certificate.fingerprint", "must be a lower-case hex SHA-256")
+		}
+	}
+	return n, nil
+}
+
+// certFiles names the files of app's certificate with fingerprint fp:
+// "<certDir>/<app>.<fp[:32]>.crt" and ".key". Application names have no
+// dots, so no application's files can be mistaken for another's.
+func certFiles(cfg Config, app, fp string) CertAndStores {
+	base := filepath.Join(cfg.CertDir, app+"."+fp[:32])
+	return CertAndStores{CertFile: base + ".crt", KeyFile: base + ".key"}
 }

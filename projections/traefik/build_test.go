@@ -38,6 +38,25 @@ func TestBuild(t *testing.T) {
 			}},
 		},
 		{
+			name: "replicas share the load balancer",
+			app: traefik.App{
+				Name:         "shop",
+				Routes:       []traefik.Route{{Host: "shop.example.com"}},
+				Upstream:     traefik.Upstream{Host: "10.0.0.7", Port: 8080},
+				ReplicaHosts: []string{"10.0.0.8", "10.0.0.9", "10.0.0.8"},
+			},
+			want: traefik.Dynamic{HTTP: &traefik.HTTPConfig{
+				Routers: map[string]traefik.Router{
+					"shop-1-http": {EntryPoints: web, Service: "shop-svc-8080", Rule: "Host(`shop.example.com`)"},
+				},
+				Services: map[string]traefik.Service{
+					"shop-svc-8080": {LoadBalancer: &traefik.LoadBalancer{Servers: []traefik.Server{
+						{URL: "http://10.0.0.7:8080"}, {URL: "http://10.0.0.8:8080"}, {URL: "http://10.0.0.9:8080"},
+					}}},
+				},
+			}},
+		},
+		{
 			name: "HTTPS route redirects HTTP and uses the resolver",
 			app: traefik.App{
 				Name:     "shop",
@@ -137,6 +156,7 @@ func TestBuildRejects(t *testing.T) {
 		app  traefik.App
 	}{
 		{"empty host", traefik.Config{}, route("")},
+		{"hostile replica", traefik.Config{}, traefik.App{Name: "app", Routes: []traefik.Route{{Host: "a.example.com"}}, Upstream: up, ReplicaHosts: []string{"x:1/evil"}}},
 		{"backtick", traefik.Config{}, route("a`.example.com")},
 		{"rule injection", traefik.Config{}, route("a.com`) || Host(`evil.com")},
 		{"Host( fragment", traefik.Config{}, route("Host(a.com")},

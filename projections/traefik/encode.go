@@ -88,10 +88,29 @@ func (d Dynamic) appendYAML(b []byte) []byte {
 				e.str(4, "scheme", m.RedirectScheme.Scheme)
 				e.line(4, "permanent: "+strconv.FormatBool(m.RedirectScheme.Permanent))
 			}
+			if m.RedirectRegex != nil {
+				e.line(3, "redirectRegex:")
+				e.str(4, "regex", m.RedirectRegex.Regex)
+				e.str(4, "replacement", m.RedirectRegex.Replacement)
+				e.line(4, "permanent: "+strconv.FormatBool(m.RedirectRegex.Permanent))
+			}
 			if m.StripPrefix != nil {
 				e.line(3, "stripPrefix:")
 				e.list(4, "prefixes", m.StripPrefix.Prefixes)
 			}
+			if m.BasicAuth != nil {
+				e.line(3, "basicAuth:")
+				e.list(4, "users", m.BasicAuth.Users)
+				e.line(4, "removeHeader: "+strconv.FormatBool(m.BasicAuth.RemoveHeader))
+			}
+		}
+	}
+	if d.TLS != nil && len(d.TLS.Certificates) > 0 {
+		e.line(0, "tls:")
+		e.line(1, "certificates:")
+		for _, c := range d.TLS.Certificates {
+			e.line(2, "- certFile: "+quote(c.CertFile))
+			e.line(3, "keyFile: "+quote(c.KeyFile))
 		}
 	}
 	return e.b.Bytes()

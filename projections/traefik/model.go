@@ -15,6 +15,10 @@ type App struct {
 	// no servers, so Traefik answers 503 instead of 404 and keeps the host's
 	// HTTPS redirect and certificate.
 	Upstream Upstream
+	// ReplicaHosts are the hosts of the application's other replicas, on
+	// Upstream's port (or a route's): the load balancer spreads requests
+	// over Upstream and them. Ignored without an Upstream.
+	ReplicaHosts []string
 }
 
 // Route is one host (and optional path prefix) routed to an application.
@@ -33,6 +37,27 @@ type Route struct {
 	HTTPS bool
 	// Port is the application's port for this route; 0 means Upstream.Port.
 	Port int
+	// RedirectTo, when set, makes the route answer every request with a
+	// permanent redirect to the same path on this host (www → apex or the
+	// reverse), on HTTPS when the route is HTTPS.
+	RedirectTo string
+	// BasicAuth lists "user:bcrypt-hash" entries; when not empty, requests
+	// need HTTP basic authentication by one of them.
+	BasicAuth []string
+	// Certificate is the route's uploaded certificate; nil means a
+	// certificate from the ACME resolver.
+	Certificate *Certificate
+}
+
+// Certificate is an uploaded certificate and its key. Build only needs the
+// fingerprint (it names the files); the Writer writes ChainPEM and KeyPEM.
+type Certificate struct {
+	// Fingerprint is the hex SHA-256 of the leaf certificate.
+	Fingerprint string
+	ChainPEM    []byte
+	// KeyPEM is the plain private key. WARNING: it is secret; it is only
+	// ever written to a file of mode 0600.
+	KeyPEM []byte
 }
 
 // Upstream is the address of an application's running container.
@@ -57,6 +82,14 @@ type Config struct {
 	// CertResolver is the ACME resolver HTTPS routers use, "letsencrypt" by
 	// default.
 	CertResolver string
+	// NoACME says no ACME resolver exists (Traefik's static configuration
+	// has none): an HTTPS route without an uploaded certificate is then
+	// served on the HTTP entry point only, and no router ever names a
+	// resolver that does not exist.
+	NoACME bool
+	// CertDir is the absolute directory of uploaded certificates' files,
+	// "certs" (relative to Traefik's working directory) by default.
+	CertDir string
 }
 
 // DefaultConfig returns the names StaticConfig defines by default.
@@ -75,6 +108,9 @@ func (c Config) withDefaults() Config {
 	if c.CertResolver == "" {
 		c.CertResolver = d.CertResolver
 	}
+	if c.CertDir == "" {
+		c.CertDir = "certs"
+	}
 	return c
 }
 
@@ -82,6 +118,19 @@ func (c Config) withDefaults() Config {
 // field names and tags follow Traefik's reference (pkg/config/dynamic).
 type Dynamic struct {
 	HTTP *HTTPConfig `json:"http,omitempty" yaml:"http,omitempty"`
+	TLS  *TLSConfig  `json:"tls,omitempty" yaml:"tls,omitempty"`
+}
+
+// TLSConfig lists certificates Traefik adds to its default store; a router
+// with tls and no certResolver is served with the one matching the SNI.
+type TLSConfig struct {
+	Certificates []CertAndStores `json:"certificates,omitempty" yaml:"certificates,omitempty"`
+}
+
+// CertAndStores names a certificate's files.
+type CertAndStores struct {
+	CertFile string `json:"certFile" yaml:"certFile"`
+	KeyFile  string `json:"keyFile" yaml:"keyFile"`
 }
 
 // HTTPConfig holds the HTTP routers, services and middlewares, by name.
@@ -127,7 +176,25 @@ type Server struct {
 // Middleware is one of the middlewares berth uses; exactly one field is set.
 type Middleware struct {
 	RedirectScheme *RedirectScheme `json:"redirectScheme,omitempty" yaml:"redirectScheme,omitempty"`
+	RedirectRegex  *RedirectRegex  `json:"redirectRegex,omitempty" yaml:"redirectRegex,omitempty"`
 	StripPrefix    *StripPrefix    `json:"stripPrefix,omitempty" yaml:"stripPrefix,omitempty"`
+	BasicAuth      *BasicAuth      `json:"basicAuth,omitempty" yaml:"basicAuth,omitempty"`
+}
+
+// RedirectRegex redirects requests whose URL matches Regex to Replacement.
+type RedirectRegex struct {
+	Regex       string `json:"regex,omitempty" yaml:"regex,omitempty"`
+	Replacement string `json:"replacement,omitempty" yaml:"replacement,omitempty"`
+	Permanent   bool   `json:"permanent,omitempty" yaml:"permanent,omitempty"`
+}
+
+// BasicAuth requires HTTP basic authentication by one of Users
+// ("user:hash").
+type BasicAuth struct {
+	Users []string `json:"users,omitempty" yaml:"users,omitempty"`
+	// RemoveHeader drops the Authorization header before the request
+	// reaches the application.
+	RemoveHeader bool `json:"removeHeader,omitempty" yaml:"removeHeader,omitempty"`
 }
 
 // RedirectScheme redirects requests to Scheme.

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"net"
+	"net/url"
 	"path/filepath"
 	"strings"
 	"time"
@@ -24,6 +25,9 @@ type StaticOptions struct {
 	ACMEEmail string
 	// ACMEStorage is the file holding ACME certificates, "acme.json".
 	ACMEStorage string
+	// ACMECAServer is the ACME directory URL; empty means Let's Encrypt's
+	// production directory (Traefik's default).
+	ACMECAServer string
 	// HTTPAddr is the plain-HTTP listen address, ":80".
 	HTTPAddr string
 	// HTTPSAddr is the TLS listen address, ":443".
@@ -35,6 +39,9 @@ type StaticOptions struct {
 	LogLevel string
 	// LogFile, when set, sends Traefik's log there instead of stdout.
 	LogFile string
+	// LogFormat is "json" (the default: berth reads failed certificate
+	// requests from the log) or "common".
+	LogFormat string
 	// ThrottleDuration is the minimum time between two configuration
 	// reloads; zero keeps Traefik's default (2s).
 	ThrottleDuration time.Duration
@@ -80,6 +87,7 @@ func StaticConfig(opts StaticOptions) ([]byte, error) {
 		e.line(2, "acme:")
 		e.str(3, "email", o.ACMEEmail)
 		e.str(3, "storage", o.ACMEStorage)
+		e.str(3, "caServer", o.ACMECAServer)
 		e.line(3, "httpChallenge:")
 		e.str(4, "entryPoint", o.Routing.EntryPointHTTP)
 	}
@@ -89,6 +97,7 @@ func StaticConfig(opts StaticOptions) ([]byte, error) {
 	}
 	e.line(0, "log:")
 	e.str(1, "level", o.LogLevel)
+	e.str(1, "format", o.LogFormat)
 	e.str(1, "filePath", o.LogFile)
 	return e.b.Bytes(), nil
 }
@@ -105,6 +114,12 @@ func (o StaticOptions) withDefaults() (StaticOptions, error) {
 	}
 	if o.LogLevel == "" {
 		o.LogLevel = "INFO"
+	}
+	if o.LogFormat == "" {
+		o.LogFormat = "json"
+	}
+	if o.LogFormat != "json" && o.LogFormat != "common" {
+		return o, domain.Invalid("logFormat", "must be json or common")
 	}
 	o.Routing = o.Routing.withDefaults()
 
@@ -126,6 +141,12 @@ func (o StaticOptions) withDefaults() (StaticOptions, error) {
 		}
 		if _, _, err := net.SplitHostPort(f.value); err != nil {
 			return o, domain.Invalid(f.field, "must be host:port")
+		}
+	}
+	if o.ACMECAServer != "" {
+		u, err := url.Parse(o.ACMECAServer)
+		if err != nil || u.Scheme != "https" || u.Host == "" || strings.ContainsFunc(o.ACMECAServer, func(r rune) bool { return r <= 0x20 || r == 0x7f }) {
+			return o, domain.Invalid("acmeCAServer", "must be an https:// URL")
 		}
 	}
 	if o.ACMEEmail != "" {

@@ -42,6 +42,7 @@ certificatesResolvers:
         entryPoint: "web"
 log:
   level: "INFO"
+  format: "json"
 `,
 		},
 		{
@@ -68,6 +69,7 @@ ping:
   entryPoint: "ping"
 log:
   level: "DEBUG"
+  format: "json"
   filePath: "/tmp/traefik.log"
 `,
 		},

@@ -154,3 +154,27 @@ func validObjectName(field, s string) error {
 func isLower(c byte) bool { return 'a' <= c && c <= 'z' }
 func isUpper(c byte) bool { return 'A' <= c && c <= 'Z' }
 func isDigit(c byte) bool { return '0' <= c && c <= '9' }
+
+// validBasicAuthUser checks a "user:bcrypt-hash" entry: a user of printable
+// ASCII without ':' or space, and a bcrypt hash.
+func validBasicAuthUser(u string) error {
+	name, hash, ok := strings.Cut(u, ":")
+	if !ok || name == "" || len(name) > 64 {
+		return domain.Invalid("basicAuth", "entries must be user:hash")
+	}
+	for i := 0; i < len(name); i++ {
+		if c := name[i]; c <= ' ' || c >= 0x7f {
+			return domain.Invalid("basicAuth", "user names may contain only printable ASCII")
+		}
+	}
+	if len(hash) != 60 || !strings.HasPrefix(hash, "$2") {
+		return domain.Invalid("basicAuth", "passwords must be bcrypt hashes")
+	}
+	for i := 0; i < len(hash); i++ {
+		c := hash[i]
+		if !isLower(c) && !isUpper(c) && !isDigit(c) && c != '$' && c != '.' && c != '/' {
+			return domain.Invalid("basicAuth", "passwords must be bcrypt hashes")
+		}
+	}
+	return nil
+}

@@ -49,6 +49,69 @@ type Writer struct {
 	mu  sync.Mutex
 }
 
+// certMode is the mode of certificate and key files: the key is secret.
+const certMode = 0o600
+
+// putCerts writes the files of app's uploaded certificates (mode 0600,
+// atomically) and returns their names. The caller holds w.mu.
+func (w *Writer) putCerts(app App) (map[string]bool, error) {
+	keep := map[string]bool{}
+	for _, r := range app.Routes {
+		c := r.Certificate
+		if c == nil || !r.HTTPS {
+			continue
+		}
+		if _, err := normalizeRoute(r); err != nil {
+			return nil, fmt.Errorf("traefik: app %q: %w", app.Name, err)
+		}
+		if len(c.ChainPEM) == 0 || len(c.KeyPEM) == 0 {
+			return nil, fmt.Errorf("traefik: app %q: %w", app.Name, domain.Invalid("certificate", "needs its chain and key"))
+		}
+		files := certFiles(w.cfg, app.Name, c.Fingerprint)
+		if err := os.MkdirAll(w.cfg.CertDir, 0o700); err != nil {
+			return nil, fmt.Errorf("traefik: certificates: %w", err)
+		}
+		for _, f := range []struct {
+			path string
+			data []byte
+		}{{files.KeyFile, c.KeyPEM}, {files.CertFile, c.ChainPEM}} {
+			if old, err := os.ReadFile(f.path); err != nil || !bytes.Equal(old, f.data) {
+				if err := writeAtomicMode(w.cfg.CertDir, app.Name+".*"+tempSuffix, f.path, f.data, certMode); err != nil {
+					return nil, fmt.Errorf("traefik: app %q: certificate: %w", app.Name, err)
+				}
+			}
+			keep[filepath.Base(f.path)] = true
+		}
+	}
+	return keep, nil
+}
+
+// pruneCerts removes the certificate files for which keep(owner app, file
+// name) is false. The caller holds w.mu.
+func (w *Writer) pruneCerts(keep func(owner, file string) bool) error {
+	entries, err := os.ReadDir(w.cfg.CertDir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("traefik: certificates: %w", err)
+	}
+	for _, e := range entries {
+		name := e.Name()
+		owner, rest, ok := strings.Cut(name, ".")
+		if !ok || !e.Type().IsRegular() || ValidAppName(owner) != nil ||
+			!(strings.HasSuffix(rest, ".crt") || strings.HasSuffix(rest, ".key") || strings.HasSuffix(rest, tempSuffix)) {
+			continue
+		}
+		if strings.HasSuffix(rest, tempSuffix) || !keep(owner, name) {
+			if err := os.Remove(filepath.Join(w.cfg.CertDir, name)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				return fmt.Errorf("traefik: certificates: %w", err)
+			}
+		}
+	}
+	return nil
+}
+
 // NewWriter returns a Writer for cfg.Dir. It fails with domain.ErrInvalid if
 // the directory is empty or the routing names are invalid, and with the file
 // system's error if the directory does not exist.
@@ -66,6 +129,16 @@ func NewWriter(cfg WriterConfig) (*Writer, error) {
 	}
 	if !fi.IsDir() {
 		return nil, fmt.Errorf("traefik: writer: %w", domain.Invalid("dir", "must be a directory"))
+	}
+	if routing.CertDir == "certs" {
+		routing.CertDir = filepath.Join(filepath.Dir(filepath.Clean(cfg.Dir)), "certs")
+	}
+	if !filepath.IsAbs(routing.CertDir) {
+		abs, err := filepath.Abs(routing.CertDir)
+		if err != nil {
+			return nil, fmt.Errorf("traefik: writer: %w", err)
+		}
+		routing.CertDir = abs
 	}
 	return &Writer{dir: cfg.Dir, cfg: routing}, nil
 }
@@ -87,8 +160,14 @@ func (w *Writer) Put(app App) error {
 	if data == nil {
 		return w.remove(app.Name)
 	}
-	_, err = w.put(app.Name, data)
-	return err
+	keep, err := w.putCerts(app)
+	if err != nil {
+		return err
+	}
+	if _, err = w.put(app.Name, data); err != nil {
+		return err
+	}
+	return w.pruneCerts(func(owner, file string) bool { return owner != app.Name || keep[file] })
 }
 
 // Remove removes the file of the application called name, if there is one.
@@ -99,7 +178,10 @@ func (w *Writer) Remove(name string) error {
 	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	return w.remove(name)
+	if err := w.remove(name); err != nil {
+		return err
+	}
+	return w.pruneCerts(func(owner, _ string) bool { return owner != name })
 }
 
 // Reconcile makes the berth-owned files of the directory exactly match apps:
@@ -135,6 +217,21 @@ func (w *Writer) Reconcile(apps []App) error {
 
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	keepCerts := map[string]bool{}
+	for _, app := range apps {
+		if _, ok := want[app.Name]; !ok {
+			continue
+		}
+		kept, err := w.putCerts(app)
+		if err != nil {
+			errs = append(errs, err)
+			delete(want, app.Name)
+			keep[FileName(app.Name)] = true
+		}
+		for f := range kept {
+			keepCerts[f] = true
+		}
+	}
 	entries, err := os.ReadDir(w.dir)
 	if err != nil {
 		return fmt.Errorf("traefik: reconcile: %w", err)
@@ -164,6 +261,9 @@ func (w *Writer) Reconcile(apps []App) error {
 		if err := syncDir(w.dir); err != nil {
 			errs = append(errs, fmt.Errorf("traefik: reconcile: %w", err))
 		}
+	}
+	if err := w.pruneCerts(func(owner, file string) bool { return keepCerts[file] || (keep[FileName(owner)] && want[owner] == nil) }); err != nil {
+		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
 }
@@ -198,8 +298,22 @@ func (w *Writer) remove(app string) error {
 
 // writeAtomic replaces path with data: it writes a temp file in dir, syncs
 // it, renames it over path and syncs dir.
-func writeAtomic(dir, path string, data []byte) (err error) {
-	f, err := os.CreateTemp(dir, tempPrefix+"*"+tempSuffix)
+func writeAtomic(dir, path string, data []byte) error {
+	return writeAtomicMode(dir, tempPrefix+"*"+tempSuffix, path, data, fileMode)
+}
+
+// writeAtomicMode is writeAtomic with the temp file's name pattern and the
+// file's mode; the temp file has that mode before any byte is written.
+func writeAtomicMode(dir, pattern, path string, data []byte, mode os.FileMode) (err error) {
+	f, err := os.CreateTemp(dir, pattern)
+	if err != nil {
+		return err
+	}
+	if err = f.Chmod(mode); err != nil {
+		_ = f.Close()
+		_ = os.Remove(f.Name())
+		return err
+	}
 	if err != nil {
 		return err
 	}
@@ -210,10 +324,6 @@ func writeAtomic(dir, path string, data []byte) (err error) {
 		}
 	}()
 	if _, err = f.Write(data); err != nil {
-		_ = f.Close()
-		return err
-	}
-	if err = f.Chmod(fileMode); err != nil {
 		_ = f.Close()
 		return err
 	}

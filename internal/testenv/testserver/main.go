@@ -1,7 +1,8 @@
 // Command testserver is the tiny HTTP server the Docker tests build into an
 // image FROM scratch. It listens on $PORT (default 8080), answers "/" with
 // "hello <VERSION>" and "/healthz" with "ok", and logs one line per request.
-// With HEALTH_FAIL set, /healthz answers 503.
+// With HEALTH_FAIL set, /healthz answers 503. It writes one line to stdout
+// when it starts; everything else it logs goes to stderr.
 package main
 
 import (
@@ -34,6 +35,7 @@ func main() {
 		}
 		fmt.Fprintf(w, "hello %s\n", version)
 	})
+	fmt.Printf("testserver %s ready on stdout\n", version)
 	log.Printf("testserver %s listening on :%s", version, port)
 	log.Fatal(http.ListenAndServe(":"+port, mux))
 }

@@ -6,7 +6,10 @@ import { dashboard } from './views/dashboard.js';
 import { appView, appAsOf } from './views/app.js';
 import { deploymentView } from './views/deployment.js';
 import { auditView } from './views/audit.js';
+import { domainsView } from './views/domains.js';
 import { loginView, setupView } from './views/login.js';
+import { notificationsView } from './views/notifications.js';
+import { monitoringView } from './views/monitoring.js';
 
 const view = document.getElementById('view');
 const liveEl = document.getElementById('live');
@@ -46,7 +49,10 @@ const routes = [
   [/^#\/apps\/([^/?]+)\/at\/(\d+)$/, (m) => (el, u) => appAsOf(el, u, decodeURIComponent(m[1]), Number(m[2]))],
   [/^#\/apps\/([^/?]+)$/, (m) => (el, u) => appView(el, u, decodeURIComponent(m[1]))],
   [/^#\/deployments\/([^/?]+)$/, (m) => (el, u) => deploymentView(el, u, decodeURIComponent(m[1]))],
+  [/^#\/domains$/, () => domainsView],
   [/^#\/audit(\?.*)?$/, (m) => (el, u) => auditView(el, u, new URLSearchParams((m[1] || '').slice(1)))],
+  [/^#\/monitoring(\?.*)?$/, (m) => (el, u) => monitoringView(el, u, new URLSearchParams((m[1] || '').slice(1)))],
+  [/^#\/notifications$/, () => notificationsView],
   [/^#\/login$/, () => loginView],
   [/^#setup=([A-Za-z0-9_-]+)$/, (m) => (el, u) => setupView(el, u, m[1])],
 ];
@@ -62,7 +68,7 @@ function route() {
     const m = hash.match(re);
     if (m) { render = make(m); break; }
   }
-  const section = hash.startsWith('#/audit') ? 'audit' : 'dashboard';
+  const section = ['audit', 'domains', 'monitoring', 'notifications'].find((n) => hash.startsWith('#/' + n)) || 'dashboard';
   for (const a of document.querySelectorAll('[data-nav]')) {
     if (a.dataset.nav === section) a.setAttribute('aria-current', 'page');
     else a.removeAttribute('aria-current');

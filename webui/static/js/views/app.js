@@ -3,7 +3,9 @@
 // log position.
 import { h, replace, badge, isActive, depStatus, when, duration, short, actorName, ago, FINAL } from '../dom.js';
 import { api, enc } from '../api.js';
-import { field, checkbox, submitting } from './forms.js';
+import { field, submitting } from './forms.js';
+import { domainsPanel } from './domains.js';
+import { logsPanel } from './logs.js';
 
 export function appView(el, ui, name) {
   const state = { app: null, deployments: new Map(), editing: false };
@@ -14,7 +16,9 @@ export function appView(el, ui, name) {
   const domains = h('section', { class: 'panel', 'aria-label': 'Domains' });
   const history = h('section', { class: 'panel', 'aria-label': 'Deployments' });
   const side = h('section', { class: 'panel', 'aria-label': 'Status' });
-  replace(el, header, h('div', { class: 'cols' }, h('div', { class: 'stack' }, history, settings, env, domains), h('div', { class: 'stack' }, side)));
+  const overview = h('div', { class: 'cols' }, h('div', { class: 'stack' }, history, settings, env, domains), h('div', { class: 'stack' }, side));
+  const logs = logsPanel(name);
+  replace(el, header, tabs([['overview', 'Overview', overview], ['logs', 'Logs', logs.el, logs.start, logs.stop]]), overview, logs.el);
   header.append(h('p', { class: 'meta' }, 'Loading…'));
 
   const keep = (d) => {
@@ -195,32 +199,35 @@ export function appView(el, ui, name) {
     replace(env, form);
   }
 
+  // The domains panel reads the domains with their certificate states
+  // itself and keeps them fresh; a configuration change reloads it.
+  let domainsStop = null;
   function renderDomains() {
-    const list = state.app.config.domains || [];
-    const host = field('Host', { name: 'host', field: 'host', placeholder: 'app.example.com', required: true });
-    const path = field('Path prefix', { name: 'path_prefix', field: 'path_prefix', placeholder: '/' });
-    const port = field('Port', { name: 'port', field: 'port', type: 'number', placeholder: 'app port' });
-    const https = checkbox('HTTPS (Let\'s Encrypt)', { name: 'https', field: 'https', checked: true });
-    const form = h('form', { id: 'domain-form', 'aria-label': 'Add domain', onsubmit: (e) => {
-      e.preventDefault();
-      submitting(form, async () => {
-        const body = { host: host.input.value.trim(), https: https.input.checked };
-        if (path.input.value.trim()) body.path_prefix = path.input.value.trim();
-        if (port.input.value) body.port = Number(port.input.value);
-        await api('POST', `/apps/${enc(name)}/domains`, body);
-      });
-    } }, h('div', { class: 'row' }, host, path, port, https), h('div', { class: 'actions' }, h('button', { type: 'submit' }, 'Add domain')));
-    replace(domains, h('h2', {}, 'Domains'),
-      list.length === 0 ? h('p', { class: 'meta' }, 'No domains.') : h('ul', { id: 'domains' }, list.map((d) => h('li', {},
-        h('a', { href: `${d.https ? 'https' : 'http'}://${d.host}${d.path_prefix || ''}`, rel: 'noopener noreferrer', target: '_blank' }, `${d.host}${d.path_prefix || ''}`),
-        ' ', h('span', { class: 'meta' }, d.https ? 'HTTPS' : 'HTTP only'), ' ',
-        h('button', { type: 'button', class: 'link', onclick: () => act('Remove domain', async () => {
-          if (await ui.confirm(`Remove ${d.host}?`, 'Remove')) await api('DELETE', `/apps/${enc(name)}/domains/${enc(d.host)}`);
-        }) }, 'Remove')))),
-      form);
+    if (domainsStop) domainsStop.reload();
+    else domainsStop = domainsPanel(domains, ui, name);
   }
 
-  return unsub;
+  return () => { unsub(); logs.stop(); if (domainsStop) domainsStop(); };
+}
+
+// tabs renders a tab bar over panels: [id, label, panel, onShow, onHide].
+function tabs(list) {
+  const bar = h('div', { class: 'tabs', role: 'tablist', 'aria-label': 'Application' });
+  const show = (id) => {
+    for (const [tid, , panel, onShow, onHide] of list) {
+      const on = tid === id;
+      const was = !panel.hidden;
+      panel.hidden = !on;
+      bar.querySelector(`[data-tab="${tid}"]`).setAttribute('aria-selected', String(on));
+      if (on && !was && onShow) onShow();
+      if (!on && was && onHide) onHide();
+    }
+  };
+  for (const [id, label, panel] of list) {
+    panel.setAttribute('role', 'tabpanel');
+    bar.append(h('button', { type: 'button', role: 'tab', id: `tab-${id}`, dataset: { tab: id }, 'aria-selected': String(id === list[0][0]), onclick: () => show(id) }, label));
+  }
+  return bar;
 }
 
 // appAsOf shows the application as it was at log position at.

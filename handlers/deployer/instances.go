@@ -1,0 +1,379 @@
+package deployer
+
+import (
+	"cmp"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"berth/domain"
+)
+
+// configAt rebuilds app's configuration as of stream version v: time travel
+// through the log, not a stored snapshot.
+func (w *Workflow) configAt(ctx context.Context, app string, v int64) (domain.AppConfig, error) {
+	if v < 1 {
+		return domain.AppConfig{}, domain.Invalid("app_version", "the request names no application version")
+	}
+	events, err := w.store.ReadStream(ctx, domain.AppStream(app), 1, int(v))
+	if err != nil {
+		return domain.AppConfig{}, fmt.Errorf("read application %s: %w", app, err)
+	}
+	if int64(len(events)) < v {
+		return domain.AppConfig{}, fmt.Errorf("application %s has %d events, the request names version %d: %w", app, len(events), v, domain.ErrNotFound)
+	}
+	a, err := domain.LoadApplication(events)
+	if err != nil {
+		return domain.AppConfig{}, fmt.Errorf("replay application %s: %w", app, err)
+	}
+	return a.Config(), nil
+}
+
+// openEnv builds the instance's environment, opening secrets. Values never
+// reach a log or an error.
+func (w *Workflow) openEnv(ctx context.Context, app string, vars []domain.EnvVar) (map[string]string, error) {
+	env := make(map[string]string, len(vars))
+	for _, v := range vars {
+		if !v.Secret && len(v.Sealed) == 0 {
+			env[v.Key] = v.Value
+			continue
+		}
+		if w.cfg.Sealer == nil {
+			return nil, fmt.Errorf("secret %s cannot be opened: berth runs without a secret keyring: %w", v.Key, domain.ErrInvalid)
+		}
+		plain, err := w.cfg.Sealer.Open(ctx, app, v.Sealed)
+		if err != nil {
+			return nil, fmt.Errorf("open secret %s: %w", v.Key, err)
+		}
+		env[v.Key] = string(plain)
+	}
+	return env, nil
+}
+
+// role is what the log says about one of the application's instances.
+type role struct {
+	in domain.Instance
+	// switched is the position of its deployment's traffic_switched event;
+	// 0 when traffic never went to it.
+	switched int64
+}
+
+// roles classifies app's instances other than exclude's by what their
+// deployments recorded; the instance traffic went to last comes first.
+func (w *Workflow) roles(ctx context.Context, app, exclude string) ([]role, error) {
+	list, err := w.rt.Instances(ctx, app)
+	if err != nil {
+		return nil, err
+	}
+	var out []role
+	for _, in := range list {
+		if in.Deployment == "" || in.Deployment == exclude {
+			continue
+		}
+		events, err := w.store.ReadStream(ctx, domain.DeploymentStream(in.Deployment), 1, 0)
+		if err != nil {
+			return nil, fmt.Errorf("read deployment %s: %w", in.Deployment, err)
+		}
+		if len(events) == 0 {
+			continue // not a deployment of this log (another berth on the same daemon): leave it alone
+		}
+		var pos int64
+		for _, e := range events {
+			if e.Type == domain.EventDeploymentTrafficSwitched {
+				pos = e.Position
+			}
+		}
+		out = append(out, role{in: in, switched: pos})
+	}
+	slices.SortStableFunc(out, func(a, b role) int {
+		return cmp.Or(cmp.Compare(b.switched, a.switched), cmp.Compare(a.in.Replica, b.in.Replica))
+	})
+	return out, nil
+}
+
+// servingInstances returns app's instances traffic was ever switched to
+// (the serving one first), except exclude's.
+func (w *Workflow) servingInstances(ctx context.Context, app, exclude string) ([]domain.Instance, error) {
+	roles, err := w.roles(ctx, app, exclude)
+	if err != nil {
+		return nil, err
+	}
+	var out []domain.Instance
+	for _, r := range roles {
+		if r.switched > 0 {
+			out = append(out, r.in)
+		}
+	}
+	return out, nil
+}
+
+// removeOrphans removes app's instances traffic never went to (left by
+// crashed or cancelled runs), except keep's.
+func (w *Workflow) removeOrphans(ctx context.Context, app, keep string) error {
+	roles, err := w.roles(ctx, app, keep)
+	if err != nil {
+		return err
+	}
+	for _, r := range roles {
+		if r.switched == 0 {
+			if err := w.rt.Remove(ctx, r.in, 0); err != nil {
+				return err
+			}
+			w.log.Info("removed an orphaned instance", "app", app, "instance", r.in.Name, "deployment", r.in.Deployment)
+		}
+	}
+	return nil
+}
+
+// recentImages returns the image ids of app's last n successful
+// deployments, read from the log.
+func (w *Workflow) recentImages(ctx context.Context, app string, n int) (map[string]bool, error) {
+	var ids []string
+	var after int64
+	for {
+		page, err := w.store.ReadAll(ctx, domain.ReadAllQuery{After: after, Limit: 1000, Filter: domain.Filter{
+			Categories: []string{domain.CategoryDeployment}, Types: []string{domain.EventDeploymentSucceeded},
+		}})
+		if err != nil {
+			return nil, fmt.Errorf("read successful deployments: %w", err)
+		}
+		if len(page) == 0 {
+			break
+		}
+		for _, e := range page {
+			var s domain.DeploymentSucceeded
+			if json.Unmarshal(e.Data, &s) == nil && s.App == app && s.ImageID != "" {
+				ids = append(ids, s.ImageID)
+			}
+		}
+		after = page[len(page)-1].Position
+	}
+	keep := make(map[string]bool)
+	for i := len(ids) - 1; i >= 0 && len(keep) < n; i-- {
+		keep[ids[i]] = true
+	}
+	return keep, nil
+}
+
+// StopApp stops app's serving instances; it returns the first one's id
+// ("" when none serves).
+func (w *Workflow) StopApp(ctx context.Context, app string) (string, error) {
+	serving, err := w.servingInstances(ctx, app, "")
+	if err != nil || len(serving) == 0 {
+		return "", err
+	}
+	for _, in := range serving {
+		if err := w.rt.Stop(ctx, in, w.cfg.StopGrace); err != nil {
+			return "", err
+		}
+	}
+	return serving[0].ID, nil
+}
+
+// StartApp starts app's serving instances again; it returns the first one,
+// with its new address ("" ID when none serves).
+func (w *Workflow) StartApp(ctx context.Context, app string) (domain.Instance, error) {
+	serving, err := w.servingInstances(ctx, app, "")
+	if err != nil || len(serving) == 0 {
+		return domain.Instance{}, err
+	}
+	var first domain.Instance
+	for i, in := range serving {
+		started, err := w.rt.Restart(ctx, in)
+		if err != nil {
+			return domain.Instance{}, err
+		}
+		if i == 0 {
+			first = started
+		}
+	}
+	return first, nil
+}
+
+// DeleteApp removes a deleted application from its runtime: once the
+// routes have applied the deletion (when Routes is set) and the running
+// instances have drained for Drain, it removes each instance of app whose
+// deployment is in this log (StopGrace between SIGTERM and SIGKILL), then
+// every image of app no instance uses; it returns the ids it removed.
+// Instances of deployments this log does not know (another berth on the
+// same daemon) stay. What is already gone is not an error.
+func (w *Workflow) DeleteApp(ctx context.Context, app string) (instances, images []string, err error) {
+	if err := domain.ValidateName("app", app); err != nil {
+		return nil, nil, err
+	}
+	roles, err := w.roles(ctx, app, "")
+	if err != nil {
+		return nil, nil, err
+	}
+	if slices.ContainsFunc(roles, func(r role) bool { return r.in.Running }) {
+		w.drainDeleted(ctx, app)
+	}
+	log := w.log.With("app", app)
+	for _, r := range roles {
+		sctx, cancel := context.WithTimeout(ctx, w.cfg.StopGrace+30*time.Second)
+		err := w.rt.Remove(sctx, r.in, w.cfg.StopGrace)
+		cancel()
+		if err != nil {
+			return instances, nil, err
+		}
+		log.Info("removed an instance of a deleted application", "instance", r.in.Name, "deployment", r.in.Deployment)
+		instances = append(instances, r.in.ID)
+	}
+	images, err = w.rt.RemoveImages(ctx, app, nil)
+	if err != nil {
+		return instances, images, err
+	}
+	if len(images) > 0 {
+		log.Info("removed the images of a deleted application", "images", len(images))
+	}
+	return instances, images, nil
+}
+
+// drainDeleted waits, before a deleted application's instances stop, until
+// the routes applied app.deleted (at most RouteTimeout), then Drain, so
+// requests already in flight finish. A failure to wait is only logged: the
+// application is deleted either way.
+func (w *Workflow) drainDeleted(ctx context.Context, app string) {
+	if w.cfg.Routes != nil {
+		events, err := w.store.ReadStream(ctx, domain.AppStream(app), 1, 0)
+		if err != nil {
+			w.log.Warn("routes of a deleted application not awaited", "app", app, "err", err)
+		}
+		for _, e := range events {
+			if e.Type != domain.EventAppDeleted {
+				continue
+			}
+			rctx, cancel := context.WithTimeout(ctx, w.cfg.RouteTimeout)
+			if err := w.cfg.Routes.WaitRouted(rctx, e.Position); err != nil {
+				w.log.Warn("routes of a deleted application not removed in time", "app", app, "err", err)
+			}
+			cancel()
+		}
+	}
+	if w.cfg.Drain <= 0 {
+		return
+	}
+	select {
+	case <-ctx.Done():
+	case <-time.After(w.cfg.Drain):
+	}
+}
+
+// SealLog ends the deployment's log; its summary goes into the final event.
+func (w *Workflow) SealLog(ctx context.Context, deploymentID string) (domain.LogSummary, error) {
+	sum, err := w.cfg.Logs.Close(ctx, deploymentID)
+	if err != nil {
+		return domain.LogSummary{}, err
+	}
+	return domain.LogSummary{LogLines: sum.Lines, LogDigest: sum.Digest}, nil
+}
+
+// CleanupInterrupted removes what an interrupted run left: its instances
+// unless traffic was switched to them, and its work directories. The
+// application's serving instances are never touched.
+func (w *Workflow) CleanupInterrupted(ctx context.Context, app, deploymentID string) error {
+	if err := domain.ValidateName("app", app); err != nil {
+		return err
+	}
+	if err := domain.ValidateName("deployment_id", deploymentID); err != nil {
+		return err
+	}
+	var errs []error
+	if err := w.rt.RemoveWork(deploymentID); err != nil {
+		errs = append(errs, err)
+	}
+	roles, err := w.roles(ctx, app, "")
+	if err != nil {
+		return errors.Join(append(errs, err)...)
+	}
+	for _, r := range roles {
+		if r.in.Deployment != deploymentID || r.switched > 0 {
+			continue
+		}
+		if err := w.rt.Remove(ctx, r.in, 0); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		w.log.Info("removed the instance of an interrupted deployment", "app", app, "deployment", deploymentID, "instance", r.in.Name)
+	}
+	return errors.Join(errs...)
+}
+
+// registryAuth returns the credentials of the registry at address (the
+// last one added there and not removed), the password opened; anonymous
+// when berth knows no registry there.
+func (w *Workflow) registryAuth(ctx context.Context, address string) (domain.RegistryAuth, error) {
+	var found *domain.RegistryAdded
+	byName := map[string]domain.RegistryAdded{}
+	var after int64
+	for {
+		page, err := w.store.ReadAll(ctx, domain.ReadAllQuery{After: after, Limit: 1000, Filter: domain.Filter{Categories: []string{domain.CategoryRegistry}}})
+		if err != nil {
+			return domain.RegistryAuth{}, fmt.Errorf("read registries: %w", err)
+		}
+		if len(page) == 0 {
+			break
+		}
+		for _, e := range page {
+			data, err := domain.DecodeEvent(e)
+			if err != nil {
+				return domain.RegistryAuth{}, err
+			}
+			switch v := data.(type) {
+			case domain.RegistryAdded:
+				byName[v.Registry] = v
+			case domain.RegistryRemoved:
+				delete(byName, v.Registry)
+			}
+		}
+		after = page[len(page)-1].Position
+	}
+	for _, r := range byName {
+		if r.Address == address {
+			found = &r
+		}
+	}
+	if found == nil || found.Username == "" {
+		return domain.RegistryAuth{}, nil
+	}
+	if w.cfg.Sealer == nil {
+		return domain.RegistryAuth{}, fmt.Errorf("the credentials of registry %s cannot be opened: berth runs without a secret keyring: %w", found.Registry, domain.ErrInvalid)
+	}
+	plain, err := w.cfg.Sealer.Open(ctx, domain.RegistryKeyOwner(found.Registry), found.SealedPassword)
+	if err != nil {
+		return domain.RegistryAuth{}, fmt.Errorf("open the credentials of registry %s: %w", found.Registry, err)
+	}
+	return domain.RegistryAuth{Username: found.Username, Password: string(plain)}, nil
+}
+
+// digestOf returns the reference by digest deployment id recorded: its
+// image source's repository digest or the reference its build was pushed
+// as; "" when it recorded none.
+func (w *Workflow) digestOf(ctx context.Context, id string) (string, error) {
+	events, err := w.store.ReadStream(ctx, domain.DeploymentStream(id), 1, 0)
+	if err != nil {
+		return "", fmt.Errorf("read deployment %s: %w", id, err)
+	}
+	ref := ""
+	for _, e := range events {
+		data, err := domain.DecodeEvent(e)
+		if err != nil {
+			return "", err
+		}
+		switch v := data.(type) {
+		case domain.DeploymentSourceFetched:
+			if strings.Contains(v.ImageDigest, "@sha256:") {
+				ref = v.ImageDigest
+			}
+		case domain.DeploymentImageBuilt:
+			if v.Pushed != "" {
+				ref = v.Pushed
+			}
+		}
+	}
+	return ref, nil
+}

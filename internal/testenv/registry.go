@@ -1,0 +1,192 @@
+package testenv
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"fmt"
+	"math/big"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"testing"
+	"time"
+
+	"crypto/tls"
+
+	"golang.org/x/crypto/bcrypt"
+)
+
+// RegistryVersion is the CNCF Distribution release the tests run.
+const RegistryVersion = "v3.1.2"
+
+// Registry is an image registry a test runs on loopback with TLS and
+// htpasswd authentication.
+type Registry struct {
+	// Address is "127.0.0.1:<port>", as image references name it.
+	Address string
+	// Username and Password are the only credentials it accepts.
+	Username, Password string
+}
+
+// RegistryBin returns the registry binary: $BERTH_REGISTRY_BIN, or where
+// scripts/registry.sh builds it (<repo root>/.cache/registry/<version>/
+// registry). A missing binary fails the test with a message saying how to
+// build it.
+func RegistryBin(tb testing.TB) string {
+	tb.Helper()
+	bin := os.Getenv("BERTH_REGISTRY_BIN")
+	if bin == "" {
+		root, err := traefikRepoRoot()
+		if err != nil {
+			tb.Fatalf("registry binary: %v", err)
+		}
+		bin = filepath.Join(root, ".cache", "registry", RegistryVersion, "registry")
+	}
+	if fi, err := os.Stat(bin); err != nil || fi.IsDir() {
+		tb.Fatalf("registry binary not found at %s: build it with `bash scripts/registry.sh` (or set BERTH_REGISTRY_BIN)", bin)
+	}
+	return bin
+}
+
+// StartRegistry runs a registry on a free loopback port with a certificate
+// of a CA made for it and one htpasswd user, until the test ends. The local
+// Docker Engine is told to trust the CA (/etc/docker/certs.d/<address>/,
+// removed at the end), so it pulls and pushes over TLS.
+func StartRegistry(tb testing.TB) Registry {
+	tb.Helper()
+	bin := RegistryBin(tb)
+	dir := tb.TempDir()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	addr := l.Addr().String()
+	_ = l.Close()
+
+	caPEM, certPEM, keyPEM := makeCerts(tb)
+	write := func(name string, data []byte) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, data, 0o600); err != nil {
+			tb.Fatal(err)
+		}
+		return p
+	}
+	reg := Registry{Address: addr, Username: "ci", Password: "pw-" + strconv.FormatInt(time.Now().UnixNano(), 36)}
+	hash, err := bcrypt.GenerateFromPassword([]byte(reg.Password), bcrypt.MinCost)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	htpasswd := write("htpasswd", []byte(reg.Username+":"+string(hash)+"\n"))
+	cert, key := write("cert.pem", certPEM), write("key.pem", keyPEM)
+	config := write("config.yml", fmt.Appendf(nil, `version: 0.1
+log:
+  level: warn
+storage:
+  filesystem:
+    rootdirectory: %s
+http:
+  addr: %s
+  tls:
+    certificate: %s
+    key: %s
+auth:
+  htpasswd:
+    realm: berth-test
+    path: %s
+`, filepath.Join(dir, "data"), addr, cert, key, htpasswd))
+
+	trust := filepath.Join("/etc/docker/certs.d", addr)
+	if err := os.MkdirAll(trust, 0o755); err != nil {
+		tb.Fatalf("trust the test registry's CA: %v (the tests need write access to /etc/docker/certs.d)", err)
+	}
+	tb.Cleanup(func() { _ = os.RemoveAll(trust) })
+	if err := os.WriteFile(filepath.Join(trust, "ca.crt"), caPEM, 0o644); err != nil {
+		tb.Fatal(err)
+	}
+
+	cmd := exec.Command(bin, "serve", config)
+	logFile, err := os.Create(filepath.Join(dir, "registry.log"))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	cmd.Stdout, cmd.Stderr = logFile, logFile
+	if err := cmd.Start(); err != nil {
+		tb.Fatalf("start the registry: %v", err)
+	}
+	tb.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		_ = logFile.Close()
+	})
+
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(caPEM)
+	client := &http.Client{Timeout: time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		resp, err := client.Get("https://" + addr + "/v2/")
+		if err == nil {
+			_ = resp.Body.Close()
+			if resp.StatusCode == http.StatusUnauthorized {
+				return reg
+			}
+		}
+		if time.Now().After(deadline) {
+			log, _ := os.ReadFile(filepath.Join(dir, "registry.log"))
+			tb.Fatalf("the registry at %s did not answer within 20s (%v):\n%s", addr, err, log)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// makeCerts returns a new CA and a server certificate for 127.0.0.1 it
+// signed, PEM-encoded.
+func makeCerts(tb testing.TB) (caPEM, certPEM, keyPEM []byte) {
+	tb.Helper()
+	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	now := time.Now()
+	caTmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "berth test registry CA"},
+		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(24 * time.Hour),
+		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
+	}
+	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	ca, err := x509.ParseCertificate(caDER)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "127.0.0.1"},
+		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(24 * time.Hour),
+		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}, DNSNames: []string{"localhost"},
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	keyDER, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER}),
+		pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
+		pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER})
+}
