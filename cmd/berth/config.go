@@ -66,7 +66,7 @@ type Config struct {
 	// ReadyMaxLag is how many events a read model may lag behind the log
 	// before /readyz answers 503: --ready-max-lag, BERTH_READY_MAX_LAG.
 	ReadyMaxLag int64
-	TLS TLSConfig // --acme-email, --acme-storage, --traefik-log, --cert-dir (tls.go)
+	TLS         TLSConfig // --acme-email, --acme-storage, --traefik-log, --cert-dir (tls.go)
 }
 
 // DefaultConfig returns the configuration used when no flag or variable is
