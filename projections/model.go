@@ -305,7 +305,7 @@ func decode(e domain.RecordedEvent) any {
 	if !Relevant(e.Type) {
 		return nil
 	}
-	if data, ok := decodeFast(e); ok {
+	if data, ok := decodePayload(e); ok {
 		return data
 	}
 	data, err := domain.DecodeEvent(e)
