@@ -182,7 +182,7 @@ type foldedBlock struct {
 	err    error
 }
 
-// foldPool folds the events in (after, upto] into m like foldInto, but
+// foldPool folds the events in (after, upto] into m, decoding payloads, and
 // reads blocks of positions concurrently on several connections of pool
 // and decodes them there, while m applies the blocks in position order,
 // calling applied (when not nil) after each. At most
