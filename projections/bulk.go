@@ -182,9 +182,9 @@ type foldedBlock struct {
 	err    error
 }
 
-// foldPool folds the events in (after, upto] into m, decoding payloads, and
-// reads blocks of positions concurrently on several connections of pool
-// and decodes them there, while m applies the blocks in position order,
+// foldPool folds the events in (after, upto] into m. It reads blocks of
+// positions concurrently on several connections of pool and decodes them
+// there, while m applies the blocks in position order,
 // calling applied (when not nil) after each. At most
 // rebuildWorkers(pool)+1 blocks are in memory at once, and their buffers
 // are reused.
