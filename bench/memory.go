@@ -136,10 +136,10 @@ func RunMemory(ctx context.Context, moduleDir, adminURL, redisURL string, out io
 	}
 
 	// Users for the replay request, created before serve starts.
-	const email, password = "memory-bench@example.com", "memory bench password 1"
+	email, password := "memory-bench-"+randomSuffix()+"@example.com", "memory bench password 1"
 	create := exec.CommandContext(ctx, bin, "user", "create", "--database-url", dbURL, "--email", email, "--role", "auditor", "--password-stdin")
 	create.Stdin = strings.NewReader(password + "\n")
-	if b, err := create.CombinedOutput(); err != nil && !bytes.Contains(b, []byte("exists")) {
+	if b, err := create.CombinedOutput(); err != nil {
 		return fmt.Errorf("berth user create: %w\n%s", err, b)
 	}
 	if err := pool.QueryRow(ctx, "SELECT position FROM event_head").Scan(&head); err != nil {
