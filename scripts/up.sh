@@ -15,7 +15,8 @@ DATA_DIR=${BERTH_DATA_DIR:-data}
 TRAEFIK_BIN=${BERTH_TRAEFIK_BIN:-.cache/traefik/$(tr -d '[:space:]' <scripts/traefik.version)/traefik}
 mkdir -p "$DATA_DIR/traefik"
 static="$DATA_DIR/traefik/traefik.yml"
-traefik_log="$DATA_DIR/traefik/traefik.log"
+traefik_log="$DATA_DIR/traefik/traefik.log" # written by Traefik (log.filePath); berth reads it
+traefik_out="$DATA_DIR/traefik/traefik.out" # anything Traefik prints before its log is open
 
 args=(--output "$static" --http-address "${BERTH_HTTP_ADDRESS:-:80}" --https-address "${BERTH_HTTPS_ADDRESS:-:443}")
 if [ -n "${BERTH_ACME_EMAIL:-}" ]; then
@@ -37,14 +38,14 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 if [ -x "$TRAEFIK_BIN" ]; then
-	"$TRAEFIK_BIN" --configFile="$static" >"$traefik_log" 2>&1 &
+	"$TRAEFIK_BIN" --configFile="$static" >"$traefik_out" 2>&1 &
 	traefik_pid=$!
 	sleep 1
 	if kill -0 "$traefik_pid" 2>/dev/null; then
 		printf 'up: Traefik running (pid %s), static config %s, log %s\n' "$traefik_pid" "$static" "$traefik_log" >&2
 	else
 		printf 'up: Traefik did not start; berth runs without it. Its log:\n' >&2
-		tail -n 20 "$traefik_log" >&2 || true
+		tail -n 20 "$traefik_out" "$traefik_log" >&2 || true
 		traefik_pid=""
 	fi
 else

@@ -27,6 +27,10 @@ func runTraefikConfig(_ context.Context, e env, args []string) error {
 	if err != nil {
 		return usagef("--traefik-dir: %v", err)
 	}
+	logFile, err := filepath.Abs(cfg.TLS.TraefikLog)
+	if err != nil {
+		return usagef("--traefik-log: %v", err)
+	}
 	storage, err := filepath.Abs(cfg.TLS.ACMEStorage)
 	if err != nil {
 		return usagef("--acme-storage: %v", err)
@@ -36,6 +40,7 @@ func runTraefikConfig(_ context.Context, e env, args []string) error {
 		ACMEEmail:    cfg.TLS.ACMEEmail,
 		ACMEStorage:  storage,
 		ACMECAServer: *acmeCA,
+		LogFile:      logFile,
 		HTTPAddr:     *httpAddr,
 		HTTPSAddr:    *httpsAddr,
 		PingAddr:     *pingAddr,

@@ -76,7 +76,17 @@ type Watcher struct {
 	mu       sync.Mutex
 	offset   int64             // bytes of LogFile read so far; -1 before the first Sync
 	failures map[string]string // host -> last failure reason read from the log
+	// seen is, per host, what the log was last found to say (the owner and
+	// the fingerprint or failure): a host whose observation has not
+	// changed since is not read again.
+	seen map[string]string
+	// passes counts Syncs; every fullEvery-th reads every host again, so a
+	// host removed and added back between two passes is not missed.
+	passes int
 }
+
+// fullEvery is how often (in passes) every host's stream is read again.
+const fullEvery = 30
 
 // New returns a Watcher appending to store.
 func New(cfg Config, store domain.EventStore, routes Routes) (*Watcher, error) {
@@ -95,7 +105,7 @@ func New(cfg Config, store domain.EventStore, routes Routes) (*Watcher, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	return &Watcher{cfg: cfg, store: store, routes: routes, log: cfg.Logger, offset: -1, failures: map[string]string{}}, nil
+	return &Watcher{cfg: cfg, store: store, routes: routes, log: cfg.Logger, offset: -1, failures: map[string]string{}, seen: map[string]string{}}, nil
 }
 
 // Run syncs every Interval until ctx ends. Errors of one pass are logged
@@ -136,7 +146,24 @@ func (w *Watcher) Sync(ctx context.Context) (int, error) {
 	now := time.Now()
 	n := 0
 	var errs []error
+	w.passes++
+	for host := range w.seen {
+		if _, ok := hosts[host]; !ok || w.passes%fullEvery == 0 {
+			delete(w.seen, host)
+		}
+	}
 	for host, app := range hosts {
+		c, issued := held[host]
+		issued = issued && now.Before(c.NotAfter)
+		observed := app + " none"
+		if issued {
+			observed = app + " issued " + c.Fingerprint
+		} else if reason, ok := w.failures[host]; ok {
+			observed = app + " failed " + reason
+		}
+		if w.seen[host] == observed {
+			continue
+		}
 		recs, err := w.store.ReadStream(ctx, domain.HostStream(host), 1, 0)
 		if err != nil {
 			return n, fmt.Errorf("certificates: read %s: %w", host, err)
@@ -147,13 +174,14 @@ func (w *Watcher) Sync(ctx context.Context) (int, error) {
 			continue
 		}
 		var events []domain.Event
-		if c, ok := held[host]; ok && now.Before(c.NotAfter) {
+		if issued {
 			events = h.RecordIssued(app, c)
 			delete(w.failures, host)
 		} else if reason, ok := w.failures[host]; ok {
 			events = h.RecordFailed(app, reason)
 		}
 		if len(events) == 0 {
+			w.seen[host] = observed
 			continue
 		}
 		if err := w.append(ctx, h, events); err != nil {
@@ -163,6 +191,7 @@ func (w *Watcher) Sync(ctx context.Context) (int, error) {
 			errs = append(errs, err)
 			continue
 		}
+		w.seen[host] = observed
 		n += len(events)
 	}
 	return n, errors.Join(errs...)

@@ -159,7 +159,7 @@ function mount(el, ui, app) {
     h('div', { class: 'row' }, redirect, user, pass),
     h('div', { class: 'row' }, https),
     h('div', { class: 'actions' }, h('button', { type: 'submit' }, 'Add domain')));
-    replace(formEl, h('h3', {}, 'Add a domain'), form);
+    replace(formEl, h('div', { class: 'write' }, h('h3', {}, 'Add a domain'), form));
   }
 
   load();
