@@ -366,9 +366,11 @@ func getReadyz(ctx context.Context, base string) (int, map[string]string) {
 		return 0, nil
 	}
 	defer res.Body.Close()
-	var body map[string]string
+	var body struct {
+		Checks map[string]string `json:"checks"`
+	}
 	_ = json.NewDecoder(res.Body).Decode(&body)
-	return res.StatusCode, body
+	return res.StatusCode, body.Checks
 }
 
 // timedGet GETs url with cookie and returns how long the whole answer took.

@@ -142,13 +142,13 @@ func (m *Main) wire(ctx context.Context) (http.Handler, []Runner, error) {
 		Auth: guard.Authenticate, Integrations: integ, Notifications: notifications,
 		Monitor: mon, Collectors: []prometheus.Collector{mon},
 		Certificates: webui.CertificateReads{Queries: projections.NewQueries(m.Pool), ACMEEnabled: cfg.TLS.ACMEEmail != ""},
-		Ready: []webui.Check{
+		Ready: append([]webui.Check{
 			{Name: "postgres", Check: m.Pool.Ping},
 			{Name: "redis", Check: func(ctx context.Context) error { return m.Redis.Ping(ctx).Err() }},
 			{Name: "queue", Check: func(ctx context.Context) error {
 				return relay.CheckQueue(ctx, m.Redis, deployer.DefaultTopicPrefix, cfg.DeployHost)
 			}},
-		},
+		}, readModelChecks(runner, cfg.ReadyMaxLag)...),
 	})
 	if err != nil {
 		return nil, nil, err
@@ -321,4 +321,26 @@ berth_queue_resyncs_total{host=%q} %d
 berth_queue_republished_total{host=%q} %d
 `, host, up, host, resyncs, host, republished)
 	return err
+}
+
+// readModelChecks are the readiness checks of the read models: one per
+// read model, "projection:<name>", not ready while it lags more than
+// maxLag events behind the log, saying how far.
+func readModelChecks(runner *projections.Runner, maxLag int64) []webui.Check {
+	var out []webui.Check
+	for _, s := range runner.Status(context.Background()) {
+		if !s.ReadModel {
+			continue
+		}
+		name := s.Name
+		out = append(out, webui.Check{Name: "projection:" + name, Check: func(ctx context.Context) error {
+			for _, l := range runner.Lagging(ctx, maxLag) {
+				if l.Name == name {
+					return webui.NotReady{Reason: fmt.Sprintf("%d events behind the log (position %d of %d, at most %d allowed)", l.Lag, l.Position, l.Head, maxLag)}
+				}
+			}
+			return nil
+		}})
+	}
+	return out
 }
