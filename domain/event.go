@@ -73,6 +73,16 @@ func DecodeEvent(e RecordedEvent) (any, error) {
 		return decode[HostClaimed](e)
 	case EventHostReleased:
 		return decode[HostReleased](e)
+	case EventWebhookCreated:
+		return decode[WebhookCreated](e)
+	case EventWebhookPaused:
+		return decode[WebhookPaused](e)
+	case EventWebhookResumed:
+		return decode[WebhookResumed](e)
+	case EventWebhookDeleted:
+		return decode[WebhookDeleted](e)
+	case EventGitHookSecretSet:
+		return decode[GitHookSecretSet](e)
 	case EventDeploymentRequested:
 		return decode[DeploymentRequested](e)
 	case EventDeploymentQueued:

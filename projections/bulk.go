@@ -182,12 +182,13 @@ type foldedBlock struct {
 	err    error
 }
 
-// foldPool folds the events in (after, upto] into m like foldInto, but
-// reads blocks of positions concurrently on several connections of pool
-// and decodes them there, while m applies the blocks in position order.
-// At most rebuildWorkers(pool)+1 blocks are in memory at once, and their
-// buffers are reused.
-func foldPool(ctx context.Context, pool *pgxpool.Pool, m *Model, after, upto int64) error {
+// foldPool folds the events in (after, upto] into m. It reads blocks of
+// positions concurrently on several connections of pool and decodes them
+// there, while m applies the blocks in position order,
+// calling applied (when not nil) after each. At most
+// rebuildWorkers(pool)+1 blocks are in memory at once, and their buffers
+// are reused.
+func foldPool(ctx context.Context, pool *pgxpool.Pool, m *Model, after, upto int64, applied func() error) error {
 	if upto <= after {
 		return nil
 	}
@@ -237,6 +238,14 @@ func foldPool(ctx context.Context, pool *pgxpool.Pool, m *Model, after, upto int
 		}
 		clear(b.data)
 		free <- foldedBlock{events: b.events[:0], data: b.data[:0]}
+		if applied != nil {
+			if err := applied(); err != nil {
+				cancel()
+				for range order {
+				}
+				return err
+			}
+		}
 	}
 	return ctx.Err()
 }

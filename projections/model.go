@@ -154,9 +154,7 @@ type Route struct {
 // A Model is not safe for concurrent use.
 //
 // WARNING: Apply changes the slices of the rows it touches in place (an
-// application's domains, a deployment's steps): copying them for every
-// event made folding an application with thousands of domains quadratic.
-// A copy of a row that must not change while the Model goes on applying
+// application's domains, a deployment's steps). A copy of a row that must not change while the Model goes on applying
 // events needs its own copies of those slices (slices.Clone).
 type Model struct {
 	Projects    map[string]*Project
@@ -166,9 +164,11 @@ type Model struct {
 	Position int64
 	At       time.Time
 
-	// domainIdx finds the domains of applications that have many; see
-	// domainIndex.
-	domainIdx map[*App]*domainIndex
+	// missing, when set, is asked for a deployment an event touches that
+	// is not in Deployments (a rebuild keeps finished ones out of memory);
+	// its first error is kept in missingErr and stops further lookups.
+	missing    func(id string) (*Deployment, error)
+	missingErr error
 
 	track       bool
 	dirtyProj   map[string]bool
@@ -305,7 +305,7 @@ func decode(e domain.RecordedEvent) any {
 	if !Relevant(e.Type) {
 		return nil
 	}
-	if data, ok := decodeFast(e); ok {
+	if data, ok := decodePayload(e); ok {
 		return data
 	}
 	data, err := domain.DecodeEvent(e)
@@ -368,6 +368,11 @@ func (m *Model) apply(e domain.RecordedEvent, data any) {
 		return
 	}
 	d := m.Deployments[depID]
+	if d == nil && m.missing != nil && m.missingErr == nil {
+		if d, m.missingErr = m.missing(depID); d != nil {
+			m.Deployments[depID] = d
+		}
+	}
 	if r, ok := data.(domain.DeploymentRequested); ok && d == nil {
 		d = &Deployment{
 			ID: depID, App: appName, Status: DeploymentRequested, Step: "requested",
@@ -400,11 +405,12 @@ func (m *Model) applyApp(a *App, data any) {
 	case domain.AppEnvSet:
 		a.Config.Env = publicEnv(d.Env)
 	case domain.AppDomainAdded:
-		m.addDomain(a, d.Route)
+		// A host appears once: the new route replaces the old, last.
+		a.Config.Domains = append(slices.DeleteFunc(a.Config.Domains, func(r domain.Route) bool { return r.Host == d.Route.Host }), d.Route)
 	case domain.AppDomainRemoved:
-		m.removeDomain(a, d.Host)
+		a.Config.Domains = slices.DeleteFunc(a.Config.Domains, func(r domain.Route) bool { return r.Host == d.Host })
 	case domain.AppDomainChanged:
-		m.addDomain(a, d.Route)
+		a.Config.Domains = append(slices.DeleteFunc(a.Config.Domains, func(r domain.Route) bool { return r.Host == d.Route.Host }), d.Route)
 	case domain.AppStopRequested:
 		a.DesiredStatus = domain.AppStatusStopped
 	case domain.AppStartRequested:

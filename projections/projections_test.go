@@ -138,12 +138,39 @@ func dump(t *testing.T, pool *pgxpool.Pool) map[string][]string {
 	return out
 }
 
+// rowDiff lists (a few of) the rows only one of got and want holds.
+func rowDiff(got, want []string) string {
+	in := func(rows []string) map[string]bool {
+		m := map[string]bool{}
+		for _, r := range rows {
+			m[r] = true
+		}
+		return m
+	}
+	g, w := in(got), in(want)
+	var b strings.Builder
+	n := 0
+	for _, r := range got {
+		if !w[r] && n < 5 {
+			fmt.Fprintf(&b, "\n only got:  %s", r)
+			n++
+		}
+	}
+	for _, r := range want {
+		if !g[r] && n < 10 {
+			fmt.Fprintf(&b, "\n only want: %s", r)
+			n++
+		}
+	}
+	return b.String()
+}
+
 func compareDumps(t *testing.T, got, want map[string][]string) {
 	t.Helper()
 	for table, w := range want {
 		g := got[table]
 		if len(g) != len(w) {
-			t.Errorf("%s: got %d rows, want %d", table, len(g), len(w))
+			t.Errorf("%s: got %d rows, want %d%s", table, len(g), len(w), rowDiff(g, w))
 			continue
 		}
 		for i := range w {
@@ -362,7 +389,6 @@ func TestWaitFor(t *testing.T) {
 func TestAsOf(t *testing.T) {
 	t.Parallel()
 	pool, store := newStore(t)
-	_ = pool
 	mustAppend(t, store, domain.ProjectStream("web"), domain.EventProjectCreated, domain.ProjectCreated{Project: "web"})
 	created := mustAppend(t, store, domain.AppStream("shop"), domain.EventAppCreated, domain.AppCreated{App: "shop", Project: "web",
 		Source: domain.Source{Image: "shop:1"}, Runtime: domain.Runtime{Port: 8080}.WithDefaults()})
@@ -400,37 +426,55 @@ func TestAsOf(t *testing.T) {
 		{"by time", projections.Point{Time: cut}, "shop:1", 8080, true, before},
 		{"now", projections.Point{Position: 1 << 40}, "shop:2", 9090, false, before + 2},
 	}
+	// Replay answers from snapshots, here one every two positions.
+	replay, err := projections.NewReplay(projections.ReplayConfig{Every: 2}, pool)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := replay.Start(context.Background(), pool); err != nil {
+		t.Fatalf("replay start: %v", err)
+	}
+	asOf := map[string]func(projections.Point) (projections.State, error){
+		"fold": func(p projections.Point) (projections.State, error) {
+			return projections.AsOf(context.Background(), store, p, traefik.Config{})
+		},
+		"snapshots": func(p projections.Point) (projections.State, error) {
+			return replay.AsOf(context.Background(), p, traefik.Config{})
+		},
+	}
 	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			st, err := projections.AsOf(context.Background(), store, tc.at, traefik.Config{})
-			if err != nil {
-				t.Fatalf("AsOf: %v", err)
-			}
-			a, ok := st.App("shop")
-			if !ok {
-				t.Fatalf("app missing as of %+v", tc.at)
-			}
-			if st.Position != tc.wantPos {
-				t.Errorf("position: got %d, want %d", st.Position, tc.wantPos)
-			}
-			if a.Config.Source.Image != tc.wantImage || a.Config.Runtime.Port != tc.wantPort {
-				t.Errorf("config: got %s/%d, want %s/%d", a.Config.Source.Image, a.Config.Runtime.Port, tc.wantImage, tc.wantPort)
-			}
-			f, ok := st.Files[traefik.FileName("shop")]
-			if ok != tc.wantFile {
-				t.Fatalf("file present: got %v, want %v", ok, tc.wantFile)
-			}
-			if ok && !strings.Contains(f, "http://berth-shop-d1:8080") {
-				t.Errorf("file does not route to the container:\n%s", f)
-			}
-			var buf bytes.Buffer
-			if err := projections.WriteReplay(&buf, st, "shop"); err != nil {
-				t.Fatal(err)
-			}
-			if !strings.Contains(buf.String(), `"shop"`) {
-				t.Errorf("replay output:\n%s", buf.String())
-			}
-		})
+		for how, asOf := range asOf {
+			t.Run(tc.name+" "+how, func(t *testing.T) {
+				st, err := asOf(tc.at)
+				if err != nil {
+					t.Fatalf("AsOf: %v", err)
+				}
+				a, ok := st.App("shop")
+				if !ok {
+					t.Fatalf("app missing as of %+v", tc.at)
+				}
+				if st.Position != tc.wantPos {
+					t.Errorf("position: got %d, want %d", st.Position, tc.wantPos)
+				}
+				if a.Config.Source.Image != tc.wantImage || a.Config.Runtime.Port != tc.wantPort {
+					t.Errorf("config: got %s/%d, want %s/%d", a.Config.Source.Image, a.Config.Runtime.Port, tc.wantImage, tc.wantPort)
+				}
+				f, ok := st.Files[traefik.FileName("shop")]
+				if ok != tc.wantFile {
+					t.Fatalf("file present: got %v, want %v", ok, tc.wantFile)
+				}
+				if ok && !strings.Contains(f, "http://berth-shop-d1:8080") {
+					t.Errorf("file does not route to the container:\n%s", f)
+				}
+				var buf bytes.Buffer
+				if err := projections.WriteReplay(&buf, st, "shop"); err != nil {
+					t.Fatal(err)
+				}
+				if !strings.Contains(buf.String(), `"shop"`) {
+					t.Errorf("replay output:\n%s", buf.String())
+				}
+			})
+		}
 	}
 	if p, err := projections.ParsePoint("12"); err != nil || p.Position != 12 {
 		t.Errorf("ParsePoint(12): got %+v, %v", p, err)
@@ -461,7 +505,8 @@ func TestRoutingWritesRemovesAndReconciles(t *testing.T) {
 	file := filepath.Join(dir, traefik.FileName("api"))
 
 	ctx, cancel := context.WithCancel(context.Background())
-	r, err := projections.NewRunner(projections.RunnerConfig{Pool: pool, PollInterval: 20 * time.Millisecond}, newRouting())
+	// Routing follows the read model, which runs beside it.
+	r, err := projections.NewRunner(projections.RunnerConfig{Pool: pool, PollInterval: 20 * time.Millisecond}, projections.NewReadModel(), newRouting())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -494,7 +539,7 @@ func TestRoutingWritesRemovesAndReconciles(t *testing.T) {
 	if err := os.WriteFile(ghost, []byte("http: {}\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	startRunner(t, pool, newRouting())
+	startRunner(t, pool, projections.NewReadModel(), newRouting())
 	eventually(t, func() bool {
 		b, _ := os.ReadFile(file)
 		_, err := os.Stat(ghost)

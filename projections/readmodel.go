@@ -81,7 +81,7 @@ func loadTouched(ctx context.Context, tx pgx.Tx, events []domain.RecordedEvent) 
 	}
 	m := NewModel()
 	if len(projects) > 0 {
-		if err := loadRows(ctx, tx, tableProjects, projectColumns, projects, func(r pgx.Rows) error {
+		if err := loadRows(ctx, tx, tableProjects, projectColumns, projectColumns[0]+" = ANY($1)", []any{projects}, func(r pgx.Rows) error {
 			p, err := scanProject(r)
 			if err == nil {
 				m.Projects[p.Name] = p
@@ -92,7 +92,7 @@ func loadTouched(ctx context.Context, tx pgx.Tx, events []domain.RecordedEvent) 
 		}
 	}
 	if len(apps) > 0 {
-		if err := loadRows(ctx, tx, tableApps, appColumns, apps, func(r pgx.Rows) error {
+		if err := loadRows(ctx, tx, tableApps, appColumns, appColumns[0]+" = ANY($1)", []any{apps}, func(r pgx.Rows) error {
 			a, err := scanApp(r)
 			if err == nil {
 				m.Apps[a.Name] = a
@@ -103,7 +103,7 @@ func loadTouched(ctx context.Context, tx pgx.Tx, events []domain.RecordedEvent) 
 		}
 	}
 	if len(deps) > 0 {
-		if err := loadRows(ctx, tx, tableDeployments, deploymentColumns, deps, func(r pgx.Rows) error {
+		if err := loadRows(ctx, tx, tableDeployments, deploymentColumns, deploymentColumns[0]+" = ANY($1)", []any{deps}, func(r pgx.Rows) error {
 			d, err := scanDeployment(r)
 			if err == nil {
 				m.Deployments[d.ID] = d
@@ -116,8 +116,11 @@ func loadTouched(ctx context.Context, tx pgx.Tx, events []domain.RecordedEvent) 
 	return m, nil
 }
 
-func loadRows(ctx context.Context, tx pgx.Tx, table string, columns []string, keys []string, fn func(pgx.Rows) error) error {
-	rows, err := tx.Query(ctx, "SELECT "+cols(columns)+" FROM "+table+" WHERE "+columns[0]+" = ANY($1)", keys)
+// loadRows calls fn for each row of table matching where (with args).
+func loadRows(ctx context.Context, q interface {
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+}, table string, columns []string, where string, args []any, fn func(pgx.Rows) error) error {
+	rows, err := q.Query(ctx, "SELECT "+cols(columns)+" FROM "+table+" WHERE "+where, args...)
 	if err != nil {
 		return fmt.Errorf("load %s: %w", table, err)
 	}

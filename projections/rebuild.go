@@ -2,30 +2,35 @@ package projections
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"maps"
-	"runtime/debug"
 	"slices"
 	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"berth/domain"
 )
 
 // readModelTables are the tables ReadModel owns.
 var readModelTables = []string{tableProjects, tableApps, tableDeployments, tableRoutes}
 
-// Rebuild folds the whole log in memory (reading and decoding blocks of it
-// on several connections of pool at once, see rebuildWorkers), COPYs the
-// result into fresh "<table>_new" tables, builds their indexes and then, in
-// one transaction holding the checkpoint's row lock (which the live runner
-// takes first in every batch), applies the events appended meanwhile,
-// renames the fresh tables over the live ones and moves the checkpoint.
-// Readers see the old tables until that transaction commits and the new
-// ones after. A rebuild interrupted before that commit leaves only fresh
-// tables, which the next rebuild drops.
+// Rebuild folds the whole log (reading and decoding blocks of it on
+// several connections of pool at once, see rebuildWorkers) and COPYs the
+// result into fresh "<table>_new" tables. Memory follows the state, not the
+// history: after each block, the deployments that have finished are copied
+// out and dropped from memory (see evictor), so what stays is projects,
+// applications and deployments still under way. It then builds the fresh
+// tables' indexes and, in one transaction holding the checkpoint's row
+// lock (which the live runner takes first in every batch), applies the
+// events appended meanwhile, renames the fresh tables over the live ones
+// and moves the checkpoint. Readers see the old tables until that
+// transaction commits and the new ones after. A rebuild interrupted before
+// that commit leaves only fresh tables, which the next rebuild drops.
 func (*ReadModel) Rebuild(ctx context.Context, pool *pgxpool.Pool) (int64, error) {
 	if _, err := loadCheckpoint(ctx, pool, ReadModelName); err != nil {
 		return 0, err
@@ -38,9 +43,13 @@ func (*ReadModel) Rebuild(ctx context.Context, pool *pgxpool.Pool) (int64, error
 		return 0, err
 	}
 	start := time.Now()
-	defer relaxGC()()
 	m := NewModel()
-	if err := foldPool(ctx, pool, m, 0, head); err != nil {
+	ev := newEvictor(ctx, pool, m, tableDeployments+"_new")
+	err = foldPool(ctx, pool, m, 0, head, ev.evictFinished)
+	if cerr := ev.close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
 		return 0, err
 	}
 	slog.Debug("rebuild: folded", "projection", ReadModelName, "events", head, "took", time.Since(start))
@@ -60,8 +69,31 @@ func (*ReadModel) Rebuild(ctx context.Context, pool *pgxpool.Pool) (int64, error
 			return 0, err
 		}
 		if now > head {
+			// The copied-out deployments are in the fresh table, now
+			// indexed: take them from there when an event touches them,
+			// and write them back whatever the event does.
+			m.missing = func(id string) (*Deployment, error) {
+				d, err := takeDeployment(ctx, tx, tableDeployments+"_new", id)
+				if d != nil {
+					m.markDeployment(id)
+				}
+				return d, err
+			}
 			m.TrackChanges()
-			if err := foldInto(ctx, tx, m, head, now); err != nil {
+			// Read first, then apply: taking a deployment back queries
+			// the transaction's connection too. These are the events
+			// appended during the rebuild, few.
+			var events []domain.RecordedEvent
+			if err := streamFold(ctx, tx, head, now, func(b []domain.RecordedEvent) error {
+				events = append(events, b...)
+				return nil
+			}); err != nil {
+				return 0, err
+			}
+			for _, e := range events {
+				m.applyDecoded(e, decode(e))
+			}
+			if err := m.missingErr; err != nil {
 				return 0, err
 			}
 			if err := writeDirty(ctx, tx, m, "_new"); err != nil {
@@ -74,41 +106,125 @@ func (*ReadModel) Rebuild(ctx context.Context, pool *pgxpool.Pool) (int64, error
 	return total, err
 }
 
-// rebuildGCPercent is the GOGC a read model rebuild runs with. The fold
-// builds a model of every project, application and deployment ever
-// recorded, all of it live until the copy: at the default 100 the collector
-// scans that growing heap again every time it doubles, which cost a
-// quarter of the fold's CPU.
-const rebuildGCPercent = 400
-
-var gcRelax struct {
-	sync.Mutex
-	holders int
-	saved   int
+// evictor copies the deployments of a rebuild's Model that have finished
+// into the fresh deployments table, on its own connection while the fold
+// goes on, and drops them from the Model. Should an event touch one of them
+// again (the domain never appends to a finished deployment, but the log
+// may hold anything), the Model asks for it back: the evictor waits for the
+// copies in flight and takes the row out of the table again (the rebuild
+// copies it once more when it finishes again, or at the end).
+type evictor struct {
+	ctx     context.Context
+	pool    *pgxpool.Pool
+	m       *Model
+	table   string
+	evicted map[string]struct{}
+	batches chan []*Deployment
+	done    chan error
+	pending sync.WaitGroup
 }
 
-// relaxGC raises GOGC to rebuildGCPercent (unless it is set higher) until
-// every caller has called the function it returns.
-func relaxGC() (restore func()) {
-	gcRelax.Lock()
-	defer gcRelax.Unlock()
-	if gcRelax.holders == 0 {
-		gcRelax.saved = debug.SetGCPercent(rebuildGCPercent)
-		if gcRelax.saved < 0 || gcRelax.saved > rebuildGCPercent {
-			debug.SetGCPercent(gcRelax.saved) // off or already higher: leave it
+// evictBatch is how many finished deployments one COPY carries at most.
+const evictBatch = 4096
+
+func newEvictor(ctx context.Context, pool *pgxpool.Pool, m *Model, table string) *evictor {
+	ev := &evictor{ctx: ctx, pool: pool, m: m, table: table, evicted: map[string]struct{}{},
+		batches: make(chan []*Deployment, 2), done: make(chan error, 1)}
+	m.missing = ev.takeBack
+	go func() {
+		var first error
+		for b := range ev.batches {
+			if first == nil {
+				first = bulkTx(ctx, pool, func(tx pgx.Tx) error { return copyDeployments(ctx, tx, table, b) })
+			}
+			ev.pending.Done()
+		}
+		ev.done <- first
+	}()
+	return ev
+}
+
+// finished reports whether a deployment reached an end.
+func finished(d *Deployment) bool {
+	switch d.Status {
+	case DeploymentSucceeded, DeploymentFailed, DeploymentCancelled, DeploymentDeadLettered:
+		return true
+	}
+	return false
+}
+
+// evictFinished hands the Model's finished deployments to the copier.
+func (ev *evictor) evictFinished() error {
+	if err := ev.m.missingErr; err != nil {
+		return err
+	}
+	var batch []*Deployment
+	for id, d := range ev.m.Deployments {
+		if !finished(d) {
+			continue
+		}
+		batch = append(batch, d)
+		ev.evicted[id] = struct{}{}
+		delete(ev.m.Deployments, id)
+		if len(batch) == evictBatch {
+			ev.send(batch)
+			batch = nil
 		}
 	}
-	gcRelax.holders++
-	var once sync.Once
-	return func() {
-		once.Do(func() {
-			gcRelax.Lock()
-			defer gcRelax.Unlock()
-			if gcRelax.holders--; gcRelax.holders == 0 {
-				debug.SetGCPercent(gcRelax.saved)
-			}
-		})
+	if len(batch) > 0 {
+		ev.send(batch)
 	}
+	return nil
+}
+
+func (ev *evictor) send(batch []*Deployment) {
+	ev.pending.Add(1)
+	select {
+	case ev.batches <- batch:
+	case <-ev.ctx.Done():
+		ev.pending.Done()
+	}
+}
+
+// takeBack returns the evicted deployment id, taken out of the table, or
+// nil when it was never evicted.
+func (ev *evictor) takeBack(id string) (*Deployment, error) {
+	if _, ok := ev.evicted[id]; !ok {
+		return nil, nil
+	}
+	ev.pending.Wait()
+	delete(ev.evicted, id)
+	return takeDeployment(ev.ctx, ev.pool, ev.table, id)
+}
+
+// close waits for the copies and returns the first error.
+func (ev *evictor) close() error {
+	close(ev.batches)
+	err := <-ev.done
+	ev.m.missing = nil
+	return errors.Join(err, ev.m.missingErr)
+}
+
+// takeDeployment deletes the row of deployment id from table and returns
+// it (nil when there is none).
+func takeDeployment(ctx context.Context, q interface {
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+}, table, id string) (*Deployment, error) {
+	rows, err := q.Query(ctx, "DELETE FROM "+pgx.Identifier{table}.Sanitize()+" WHERE id = $1 RETURNING "+cols(deploymentColumns), id)
+	if err != nil {
+		return nil, fmt.Errorf("rebuild: take back deployment %s: %w", id, err)
+	}
+	defer rows.Close()
+	var d *Deployment
+	for rows.Next() {
+		if d, err = scanDeployment(rows); err != nil {
+			return nil, fmt.Errorf("rebuild: take back deployment %s: %w", id, err)
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("rebuild: take back deployment %s: %w", id, err)
+	}
+	return d, nil
 }
 
 // createFresh (re)creates empty "<table>_new" copies of tables with their

@@ -5,8 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"maps"
 	"slices"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -33,16 +33,20 @@ type RoutingConfig struct {
 
 // Routing is the projection that keeps the Traefik directory in step with
 // the log: one file per application with routes, pointing at the container
-// traffic was last switched to. On start it folds the log into memory and
-// reconciles the whole directory, so files never drift; then it rewrites
-// the file of each application a domain, stop, start, delete or traffic
-// switch touches. An application whose routes fail validation keeps no new
-// file (Traefik never sees an invalid host); the failure is logged.
+// traffic was last switched to. It holds no state of its own: it follows
+// the read model (ReadModel, which must run too) and reads the rows of the
+// applications it writes from rm_apps, once the read model has applied the
+// events it is writing for. On start it reconciles the whole directory
+// with rm_apps, so files never drift, and takes the read model's position;
+// then it rewrites the file of each application a domain, stop, start,
+// delete or traffic switch touches. An application whose routes fail
+// validation keeps no new file (Traefik never sees an invalid host); the
+// failure is logged.
 type Routing struct {
 	w      *traefik.Writer
 	log    *slog.Logger
 	sealer domain.SecretSealer
-	model  *Model
+	poll   time.Duration
 }
 
 var _ Projection = (*Routing)(nil)
@@ -55,7 +59,7 @@ func NewRouting(cfg RoutingConfig) (*Routing, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	return &Routing{w: cfg.Writer, log: cfg.Logger, sealer: cfg.Sealer}, nil
+	return &Routing{w: cfg.Writer, log: cfg.Logger, sealer: cfg.Sealer, poll: 20 * time.Millisecond}, nil
 }
 
 // Name returns RoutingName.
@@ -64,24 +68,32 @@ func (*Routing) Name() string { return RoutingName }
 // IsReadModel is false: files are not what WaitFor waits for.
 func (*Routing) IsReadModel() bool { return false }
 
-// Start folds the log up to its head and reconciles the directory with it.
+// Start waits until the read model has applied the log up to its head (or
+// the routing checkpoint, if later), reconciles the directory with rm_apps
+// and returns the read model's position, which it stores as its
+// checkpoint: the files reflect the log up to there.
 func (r *Routing) Start(ctx context.Context, pool *pgxpool.Pool) (int64, error) {
-	if _, err := loadCheckpoint(ctx, pool, RoutingName); err != nil {
+	pos, err := loadCheckpoint(ctx, pool, RoutingName)
+	if err != nil {
 		return 0, err
 	}
 	head, err := readHead(ctx, pool)
 	if err != nil {
 		return 0, err
 	}
-	m := NewModel()
-	if err := foldPool(ctx, pool, m, 0, head); err != nil {
+	at, err := r.waitReadModel(ctx, pool, max(pos, head))
+	if err != nil {
 		return 0, err
 	}
-	apps := make([]traefik.App, 0, len(m.Apps))
-	for _, name := range slices.Sorted(maps.Keys(m.Apps)) {
-		if a := m.Apps[name]; a.Status != AppDeleted {
+	var apps []traefik.App
+	if err := loadRows(ctx, pool, tableApps, appColumns, "status <> '"+AppDeleted+"' ORDER BY name", nil, func(row pgx.Rows) error {
+		a, err := scanApp(row)
+		if err == nil {
 			apps = append(apps, r.valid(ctx, a))
 		}
+		return err
+	}); err != nil {
+		return 0, fmt.Errorf("routing: %w", err)
 	}
 	if err := r.w.Reconcile(apps); err != nil {
 		if !errors.Is(err, domain.ErrInvalid) {
@@ -89,22 +101,38 @@ func (r *Routing) Start(ctx context.Context, pool *pgxpool.Pool) (int64, error) 
 		}
 		r.log.Warn("routing: applications with invalid routes keep no new file", "err", err)
 	}
-	if _, err := pool.Exec(ctx, "UPDATE checkpoints SET position = $2, updated_at = now() WHERE name = $1 AND position < $2", RoutingName, head); err != nil {
+	if _, err := pool.Exec(ctx, "UPDATE checkpoints SET position = $2, updated_at = now() WHERE name = $1 AND position < $2", RoutingName, at); err != nil {
 		return 0, fmt.Errorf("routing: save checkpoint: %w", err)
 	}
-	r.model = m
-	return head, nil
+	return max(pos, at), nil
 }
 
-// Apply folds events and rewrites the files of the applications whose
-// routing they changed.
-func (r *Routing) Apply(ctx context.Context, _ pgx.Tx, events []domain.RecordedEvent) error {
-	if r.model == nil {
-		return fmt.Errorf("routing: not started: %w", domain.ErrInvalid)
+// waitReadModel waits until the read model's checkpoint reaches pos and
+// returns it.
+func (r *Routing) waitReadModel(ctx context.Context, q queryer, pos int64) (int64, error) {
+	for {
+		var at int64
+		err := q.QueryRow(ctx, "SELECT position FROM checkpoints WHERE name = $1", ReadModelName).Scan(&at)
+		if err != nil && !errors.Is(err, pgx.ErrNoRows) {
+			return 0, fmt.Errorf("routing: read model position: %w", err)
+		}
+		if at >= pos {
+			return at, nil
+		}
+		select {
+		case <-ctx.Done():
+			return 0, ctx.Err()
+		case <-time.After(r.poll):
+		}
 	}
+}
+
+// Apply rewrites the files of the applications whose routing events
+// changed, from their rows in rm_apps once the read model has applied
+// events.
+func (r *Routing) Apply(ctx context.Context, tx pgx.Tx, events []domain.RecordedEvent) error {
 	var touched []string
 	for _, e := range events {
-		r.model.Apply(e)
 		switch e.Type {
 		case domain.EventAppDomainAdded, domain.EventAppDomainRemoved, domain.EventAppDomainChanged, domain.EventAppDeleted,
 			domain.EventAppStopped, domain.EventAppStarted, domain.EventDeploymentTrafficSwitched,
@@ -114,11 +142,27 @@ func (r *Routing) Apply(ctx context.Context, _ pgx.Tx, events []domain.RecordedE
 			}
 		}
 	}
+	if len(touched) == 0 {
+		return nil
+	}
+	if _, err := r.waitReadModel(ctx, tx, events[len(events)-1].Position); err != nil {
+		return err
+	}
+	rows := map[string]*App{}
+	if err := loadRows(ctx, tx, tableApps, appColumns, appColumns[0]+" = ANY($1)", []any{touched}, func(row pgx.Rows) error {
+		a, err := scanApp(row)
+		if err == nil {
+			rows[a.Name] = a
+		}
+		return err
+	}); err != nil {
+		return fmt.Errorf("routing: %w", err)
+	}
 	for _, name := range touched {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		a := r.model.Apps[name]
+		a := rows[name]
 		var err error
 		if a == nil || a.Status == AppDeleted {
 			err = r.w.Remove(name)

@@ -88,6 +88,13 @@ type RunnerConfig struct {
 	RetryMin, RetryMax time.Duration
 	// Logger receives failures (slog.Default()).
 	Logger *slog.Logger
+	// BulkCatchUp is how far behind the log's head (in events) a
+	// projection that can be rebuilt must start for the runner to catch it
+	// up with Rebuild, the bulk path, rather than batch by batch: a
+	// restored database or a projection added by an upgrade starts with
+	// empty read models. The lag must also be at least a twentieth of the
+	// head, since a rebuild reads the whole log (50,000; negative: never).
+	BulkCatchUp int64
 }
 
 func (c RunnerConfig) withDefaults() (RunnerConfig, error) {
@@ -114,6 +121,9 @@ func (c RunnerConfig) withDefaults() (RunnerConfig, error) {
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
+	}
+	if c.BulkCatchUp == 0 {
+		c.BulkCatchUp = 50_000
 	}
 	return c, nil
 }
@@ -260,6 +270,9 @@ func (r *Runner) follow(ctx context.Context, s *projState) error {
 	if err != nil {
 		return fmt.Errorf("start: %w", err)
 	}
+	if pos, err = r.bulkCatchUp(ctx, s, pos); err != nil {
+		return err
+	}
 	r.set(s, func() {
 		s.pos = pos
 		if s.state != StateFailed {
@@ -297,6 +310,46 @@ func (r *Runner) follow(ctx context.Context, s *projState) error {
 			s.pos, s.state, s.lastErr, s.failures = pos, StateRunning, "", 0
 		})
 	}
+}
+
+// bulkCatchUp rebuilds s's projection when it starts far behind the head
+// (see RunnerConfig.BulkCatchUp) and returns the position to follow from.
+func (r *Runner) bulkCatchUp(ctx context.Context, s *projState, pos int64) (int64, error) {
+	if _, ok := s.p.(Rebuilder); !ok || r.cfg.BulkCatchUp < 0 {
+		return pos, nil
+	}
+	head, err := r.cfg.Log.Head(ctx)
+	if err != nil {
+		return pos, err
+	}
+	lag := head - pos
+	if lag < r.cfg.BulkCatchUp || lag < head/20 {
+		return pos, nil
+	}
+	r.mu.Lock()
+	r.head = max(r.head, head)
+	r.mu.Unlock()
+	log := r.cfg.Logger.With("projection", s.p.Name())
+	log.Info("projection far behind the log; catching up with a rebuild", "position", pos, "head", head)
+	start := time.Now()
+	n, err := r.Rebuild(ctx, s.p.Name())
+	if err != nil {
+		return pos, fmt.Errorf("catch up: %w", err)
+	}
+	log.Info("projection caught up", "events", n, "took", time.Since(start).Round(time.Millisecond))
+	return loadCheckpoint(ctx, r.cfg.Pool, s.p.Name())
+}
+
+// Lagging returns the status of every read-model projection more than
+// bound events behind the head: what readiness reports.
+func (r *Runner) Lagging(ctx context.Context, bound int64) []Status {
+	var out []Status
+	for _, s := range r.Status(ctx) {
+		if s.ReadModel && s.Lag > bound {
+			out = append(out, s)
+		}
+	}
+	return out
 }
 
 func safeStart(ctx context.Context, p Projection, pool *pgxpool.Pool) (pos int64, err error) {

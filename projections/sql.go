@@ -23,7 +23,7 @@ var (
 	projectColumns = []string{"name", "description", "created_at", "position"}
 	appColumns     = []string{"name", "project", "status", "desired_status", "config", "stream_version",
 		"current_deployment_id", "serving_deployment_id", "serving_image", "serving_container",
-		"upstream_host", "upstream_port", "created_at", "updated_at", "position"}
+		"upstream_host", "upstream_port", "created_at", "updated_at", "position", "replica_hosts"}
 	deploymentColumns = []string{"id", "app", "status", "step", "trigger_kind", "trigger_detail",
 		"actor_kind", "actor_id", "actor_name", "correlation_id", "app_version", "ref", "commit_sha",
 		"image_id", "container_id", "container_name", "rollback_of", "retry_of", "worker", "attempts",
@@ -43,7 +43,15 @@ func appRow(a *App) ([]any, error) {
 	}
 	return []any{a.Name, a.Project, a.Status, a.DesiredStatus, cfg, a.StreamVersion,
 		a.CurrentDeploymentID, a.ServingDeploymentID, a.ServingImage, a.ServingContainer,
-		a.UpstreamHost, a.UpstreamPort, a.CreatedAt, a.UpdatedAt, a.Position}, nil
+		a.UpstreamHost, a.UpstreamPort, a.CreatedAt, a.UpdatedAt, a.Position, replicaHostsRow(a.ReplicaHosts)}, nil
+}
+
+// replicaHostsRow is the replica_hosts column of hosts: never NULL.
+func replicaHostsRow(hosts []string) []string {
+	if hosts == nil {
+		return []string{}
+	}
+	return hosts
 }
 
 func deploymentRow(d *Deployment) ([]any, error) {
@@ -76,8 +84,11 @@ func scanApp(row pgx.Row) (*App, error) {
 	var cfg []byte
 	if err := row.Scan(&a.Name, &a.Project, &a.Status, &a.DesiredStatus, &cfg, &a.StreamVersion,
 		&a.CurrentDeploymentID, &a.ServingDeploymentID, &a.ServingImage, &a.ServingContainer,
-		&a.UpstreamHost, &a.UpstreamPort, &a.CreatedAt, &a.UpdatedAt, &a.Position); err != nil {
+		&a.UpstreamHost, &a.UpstreamPort, &a.CreatedAt, &a.UpdatedAt, &a.Position, &a.ReplicaHosts); err != nil {
 		return nil, err
+	}
+	if len(a.ReplicaHosts) == 0 {
+		a.ReplicaHosts = nil
 	}
 	if err := json.Unmarshal(cfg, &a.Config); err != nil {
 		return nil, fmt.Errorf("decode config of %s: %w", a.Name, err)

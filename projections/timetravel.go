@@ -51,7 +51,6 @@ type State struct {
 	Files map[string]string `json:"files"`
 	// Errors lists applications whose routes the Traefik builder rejects.
 	Errors []string `json:"errors,omitempty"`
-	model  *Model
 }
 
 // App returns the application called name as of the state's point.
@@ -63,21 +62,10 @@ func (s State) App(name string) (App, bool) {
 	return s.Apps[i], true
 }
 
-// Deployment returns the deployment id as of the state's point.
-func (s State) Deployment(id string) (Deployment, bool) {
-	if s.model == nil {
-		return Deployment{}, false
-	}
-	d, ok := s.model.Deployments[id]
-	if !ok {
-		return Deployment{}, false
-	}
-	return *d, true
-}
-
-// AsOf folds the log up to at, in memory, with the same fold as the live
-// read models, and renders each application's Traefik file with cfg's
-// names (zero: traefik.DefaultConfig). store is any domain.EventStore.
+// AsOf folds the log up to at, in memory, from position 0, with the same
+// fold as the live read models, and renders each application's Traefik
+// file with cfg's names (zero: traefik.DefaultConfig). store is any
+// domain.EventStore. Replay.AsOf gives the same state from snapshots.
 func AsOf(ctx context.Context, store LogReader, at Point, cfg traefik.Config) (State, error) {
 	m := NewModel()
 	var after int64
@@ -105,7 +93,7 @@ func AsOf(ctx context.Context, store LogReader, at Point, cfg traefik.Config) (S
 }
 
 func stateOf(m *Model, cfg traefik.Config) State {
-	s := State{Position: m.Position, At: m.At, Files: map[string]string{}, model: m, Routes: m.Routes()}
+	s := State{Position: m.Position, At: m.At, Files: map[string]string{}, Routes: m.Routes()}
 	for _, p := range m.Projects {
 		s.Projects = append(s.Projects, *p)
 	}

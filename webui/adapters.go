@@ -18,8 +18,17 @@ type ProjectionReads struct {
 	Queries *projections.Queries
 	Runner  *projections.Runner
 	Log     projections.LogReader
+	// Replay, when set, answers time travel from snapshots instead of
+	// folding Log from position 0.
+	Replay Replayer
 	// Traefik names the entry points AsOf renders with (zero: defaults).
 	Traefik traefik.Config
+}
+
+// Replayer computes the state as of a point of the log from snapshots
+// (*projections.Replay).
+type Replayer interface {
+	AsOf(ctx context.Context, at projections.Point, cfg traefik.Config) (projections.State, error)
 }
 
 var _ ReadModels = (*ProjectionReads)(nil)
@@ -42,9 +51,16 @@ func (p *ProjectionReads) GetApp(ctx context.Context, name string) (projections.
 	return p.Queries.GetApp(ctx, name)
 }
 
-// AppAt implements ReadModels by folding the log up to at.
+// AppAt implements ReadModels by folding the log up to at (from the
+// nearest snapshot when Replay is set).
 func (p *ProjectionReads) AppAt(ctx context.Context, name string, at int64) (projections.App, error) {
-	st, err := projections.AsOf(ctx, p.Log, projections.Point{Position: at}, p.Traefik)
+	var st projections.State
+	var err error
+	if p.Replay != nil {
+		st, err = p.Replay.AsOf(ctx, projections.Point{Position: at}, p.Traefik)
+	} else {
+		st, err = projections.AsOf(ctx, p.Log, projections.Point{Position: at}, p.Traefik)
+	}
 	if err != nil {
 		return projections.App{}, err
 	}

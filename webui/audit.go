@@ -199,7 +199,8 @@ func (s *Server) auditTrail(w http.ResponseWriter, r *http.Request) error {
 }
 
 // replay answers the state of berth as of ?at=<position|RFC 3339 time>
-// (time travel), folded from the log; secret values never appear.
+// (time travel), folded from the log (from the nearest snapshot when the
+// Replay integration is set); secret values never appear.
 func (s *Server) replay(w http.ResponseWriter, r *http.Request) error {
 	log, err := s.eventLog()
 	if err != nil {
@@ -213,7 +214,12 @@ func (s *Server) replay(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	st, err := projections.AsOf(r.Context(), log, p, s.integrations().Traefik)
+	var st projections.State
+	if rp := s.integrations().Replay; rp != nil {
+		st, err = rp.AsOf(r.Context(), p, s.integrations().Traefik)
+	} else {
+		st, err = projections.AsOf(r.Context(), log, p, s.integrations().Traefik)
+	}
 	if err != nil {
 		return err
 	}

@@ -37,6 +37,9 @@ type Integrations struct {
 	WebhookReads WebhookReads
 	// Source is the CloudEvents source; "/berth" when empty.
 	Source string
+	// Replay, when set, answers replays from snapshots instead of folding
+	// Log from position 0 (*projections.Replay).
+	Replay Replayer
 	// Traefik names the entry points replays render with (zero: defaults).
 	Traefik traefik.Config
 	// Stream bounds the live streams.

@@ -5,6 +5,7 @@ import (
 	"context"
 	_ "embed"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -146,6 +147,9 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) error {
 			if err != nil {
 				ok = false
 				results[c.Name] = "unreachable"
+				if nr := (NotReady{}); errors.As(err, &nr) {
+					results[c.Name] = nr.Reason
+				}
 				s.log.WarnContext(r.Context(), "readiness probe failed", slog.String("check", c.Name), slog.Any("error", err))
 				return
 			}

@@ -99,6 +99,13 @@ type Check struct {
 	Check func(ctx context.Context) error
 }
 
+// NotReady is an error a Check returns whose Reason /readyz shows as the
+// check's state (other errors show as "unreachable", their text only
+// logged).
+type NotReady struct{ Reason string }
+
+func (e NotReady) Error() string { return e.Reason }
+
 // MetricsWriter writes Prometheus text-format metrics (projection lag, …).
 type MetricsWriter interface {
 	WriteMetrics(w io.Writer) error

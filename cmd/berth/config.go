@@ -63,7 +63,10 @@ type Config struct {
 	TrustProxyHeaders bool     // --trust-proxy-headers, BERTH_TRUST_PROXY_HEADERS: believe X-Forwarded-Proto/-For
 	AllowedOrigins    []string // --allowed-origins, BERTH_ALLOWED_ORIGINS: extra browser origins, comma-separated
 
-	TLS TLSConfig // --acme-email, --acme-storage, --traefik-log, --cert-dir (tls.go)
+	// ReadyMaxLag is how many events a read model may lag behind the log
+	// before /readyz answers 503: --ready-max-lag, BERTH_READY_MAX_LAG.
+	ReadyMaxLag int64
+	TLS         TLSConfig // --acme-email, --acme-storage, --traefik-log, --cert-dir (tls.go)
 }
 
 // DefaultConfig returns the configuration used when no flag or variable is
@@ -80,6 +83,7 @@ func DefaultConfig() Config {
 		CheckpointEvery:    1000,
 		CheckpointInterval: time.Minute,
 		LogLevel:           slog.LevelInfo,
+		ReadyMaxLag:        1000,
 	}
 }
 
@@ -134,6 +138,9 @@ func (c Config) Validate() error {
 		errs = append(errs, fmt.Errorf("--listen %q: want host:port: %w", c.Listen, err))
 	} else if port == "" {
 		errs = append(errs, fmt.Errorf("--listen %q: missing port", c.Listen))
+	}
+	if c.ReadyMaxLag < 0 {
+		errs = append(errs, fmt.Errorf("--ready-max-lag %d: must be at least 0", c.ReadyMaxLag))
 	}
 	for _, p := range []struct{ flag, value string }{
 		{"--data-dir", c.DataDir},
@@ -240,6 +247,15 @@ func bindConfig(fs *flag.FlagSet, c *Config, groups flagGroup, getenv func(strin
 			}
 			fs.IntVar(v.p, v.name, n, v.help+" (env "+v.env+")")
 		}
+		if v := getenv("BERTH_READY_MAX_LAG"); v != "" {
+			n, err := strconv.ParseInt(v, 10, 64)
+			if err != nil || n < 0 {
+				return fmt.Errorf("BERTH_READY_MAX_LAG: want a number of events, at least 0: %q", v)
+			}
+			c.ReadyMaxLag = n
+		}
+		fs.Int64Var(&c.ReadyMaxLag, "ready-max-lag", c.ReadyMaxLag,
+			"events a read model may lag behind the log before /readyz answers 503 (env BERTH_READY_MAX_LAG)")
 	}
 	if v := getenv("BERTH_LOG_LEVEL"); v != "" {
 		if err := c.LogLevel.UnmarshalText([]byte(v)); err != nil {

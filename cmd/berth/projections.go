@@ -141,7 +141,12 @@ func runReplay(ctx context.Context, e env, args []string) error {
 			return usagef("--at %d is beyond the head of the log (position %d): give a position up to %d or a time", point.Position, head, head)
 		}
 	}
-	st, err := projections.AsOf(ctx, store, point, traefik.DefaultConfig())
+	// From the snapshots `berth serve` takes; without them, from 0.
+	replay, err := projections.NewReplay(projections.ReplayConfig{}, store.Pool())
+	if err != nil {
+		return err
+	}
+	st, err := replay.AsOf(ctx, point, traefik.DefaultConfig())
 	if err != nil {
 		return fmt.Errorf("replay: %w", err)
 	}

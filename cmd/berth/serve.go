@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 
@@ -18,6 +19,7 @@ import (
 	"berth/handlers/deployer"
 	"berth/handlers/relay"
 	"berth/migrations"
+	"berth/projections"
 )
 
 // Runner is a background component started with the server and stopped by
@@ -42,6 +44,9 @@ type Main struct {
 	Handler http.Handler
 	// Runners are started by Run, after those wire adds.
 	Runners []Runner
+	// Projections is the projection runner wire starts; /readyz reports
+	// read models lagging beyond Config.ReadyMaxLag.
+	Projections *projections.Runner
 
 	// Set by Run.
 	Pool  *pgxpool.Pool
@@ -97,6 +102,11 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	poolCfg, err := pgxpool.ParseConfig(m.Config.DatabaseURL)
 	if err != nil {
 		return fmt.Errorf("--database-url: %w", err)
+	}
+	if !strings.Contains(m.Config.DatabaseURL, "pool_max_conns") {
+		// Room for two read models catching up in bulk (four connections
+		// each) beside the requests and the other runners.
+		poolCfg.MaxConns = max(poolCfg.MaxConns, 16)
 	}
 	m.Pool, err = pgxpool.NewWithConfig(ctx, poolCfg)
 	if err != nil {
@@ -239,9 +249,11 @@ func (m *Main) routes() http.Handler {
 }
 
 // handleReady answers 200 when PostgreSQL and Redis both answer within two
-// seconds and the deploy queue is whole (relay.CheckQueue: Redis did not
-// lose it, or the relay re-derived it), 503 otherwise, with each
-// dependency's state as JSON.
+// seconds, the deploy queue is whole (relay.CheckQueue: Redis did not
+// lose it, or the relay re-derived it) and no read model lags more than
+// Config.ReadyMaxLag events behind the log, 503 otherwise, with each
+// dependency's state as JSON (a lagging read model appears as
+// "projection:<name>").
 func (m *Main) handleReady(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 	defer cancel()
@@ -259,6 +271,13 @@ func (m *Main) handleReady(w http.ResponseWriter, r *http.Request) {
 		status = http.StatusServiceUnavailable
 	} else {
 		checks["queue"] = "ok"
+	}
+	if m.Projections != nil {
+		for _, s := range m.Projections.Lagging(ctx, m.Config.ReadyMaxLag) {
+			checks["projection:"+s.Name] = fmt.Sprintf("%d events behind the log (position %d of %d, at most %d allowed)",
+				s.Lag, s.Position, s.Head, m.Config.ReadyMaxLag)
+			status = http.StatusServiceUnavailable
+		}
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")

@@ -80,15 +80,20 @@ func (m *Main) wire(ctx context.Context) (http.Handler, []Runner, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	runner, err := projections.NewRunner(projections.RunnerConfig{Pool: m.Pool, Log: m.Store, Logger: m.Logger},
-		projections.NewReadModel(), projections.NewAudit(), routing)
+	replay, err := projections.NewReplay(projections.ReplayConfig{Logger: m.Logger}, m.Pool)
 	if err != nil {
 		return nil, nil, err
 	}
+	runner, err := projections.NewRunner(projections.RunnerConfig{Pool: m.Pool, Log: m.Store, Logger: m.Logger},
+		projections.NewReadModel(), projections.NewAudit(), routing, replay)
+	if err != nil {
+		return nil, nil, err
+	}
+	m.Projections = runner
 
 	// The HTTP API.
 	logs := buildlog.New(m.Pool)
-	reads := &webui.ProjectionReads{Queries: projections.NewQueries(m.Pool), Runner: runner, Log: m.Store}
+	reads := &webui.ProjectionReads{Queries: projections.NewQueries(m.Pool), Runner: runner, Log: m.Store, Replay: replay}
 	// The live socket: one log subscription per process fanned out to pages.
 	hub, err := webui.NewHub(webui.HubConfig{Logger: m.Logger, AllowedOrigins: m.Config.AllowedOrigins}, webui.HubDeps{Log: m.Store, Reads: reads, BuildLogs: webui.BuildLogStore{Store: logs}, Notify: runner.Notify})
 	if err != nil {
@@ -136,19 +141,20 @@ func (m *Main) wire(ctx context.Context) (http.Handler, []Runner, error) {
 		return nil, nil, err
 	}
 	integ.CheckpointKey = checkpointKey
+	integ.Replay = replay
 	srv, err := webui.NewServer(webui.ServerConfig{}, webui.Deps{
 		Commands: cmds, Reads: reads, Queue: reads, BuildLogs: webui.BuildLogStore{Store: logs}, ContainerLogs: clogs, Images: images,
 		Metrics: []webui.MetricsWriter{runner, queueMetrics{m: m}}, Logger: m.Logger, Hub: hub,
 		Auth: guard.Authenticate, Integrations: integ, Notifications: notifications,
 		Monitor: mon, Collectors: []prometheus.Collector{mon},
 		Certificates: webui.CertificateReads{Queries: projections.NewQueries(m.Pool), ACMEEnabled: cfg.TLS.ACMEEmail != ""},
-		Ready: []webui.Check{
+		Ready: append([]webui.Check{
 			{Name: "postgres", Check: m.Pool.Ping},
 			{Name: "redis", Check: func(ctx context.Context) error { return m.Redis.Ping(ctx).Err() }},
 			{Name: "queue", Check: func(ctx context.Context) error {
 				return relay.CheckQueue(ctx, m.Redis, deployer.DefaultTopicPrefix, cfg.DeployHost)
 			}},
-		},
+		}, readModelChecks(runner, cfg.ReadyMaxLag)...),
 	})
 	if err != nil {
 		return nil, nil, err
@@ -326,4 +332,26 @@ berth_queue_resyncs_total{host=%q} %d
 berth_queue_republished_total{host=%q} %d
 `, host, up, host, resyncs, host, republished)
 	return err
+}
+
+// readModelChecks are the readiness checks of the read models: one per
+// read model, "projection:<name>", not ready while it lags more than
+// maxLag events behind the log, saying how far.
+func readModelChecks(runner *projections.Runner, maxLag int64) []webui.Check {
+	var out []webui.Check
+	for _, s := range runner.Status(context.Background()) {
+		if !s.ReadModel {
+			continue
+		}
+		name := s.Name
+		out = append(out, webui.Check{Name: "projection:" + name, Check: func(ctx context.Context) error {
+			for _, l := range runner.Lagging(ctx, maxLag) {
+				if l.Name == name {
+					return webui.NotReady{Reason: fmt.Sprintf("%d events behind the log (position %d of %d, at most %d allowed)", l.Lag, l.Position, l.Head, maxLag)}
+				}
+			}
+			return nil
+		}})
+	}
+	return out
 }

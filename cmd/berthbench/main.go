@@ -33,6 +33,7 @@ const (
 )
 
 type config struct {
+	memory      bench.MemoryOptions
 	databaseURL string
 	redisURL    string
 	traefikBin  string
@@ -109,6 +110,13 @@ func suites() []suite {
 			}
 			return bench.RunRSS(ctx, dir, c.databaseURL, c.redisURL, out)
 		}},
+		{"memory", func(ctx context.Context, c config, out io.Writer) error {
+			dir, err := os.Getwd() // inside the module: the suite builds ./cmd/berth
+			if err != nil {
+				return err
+			}
+			return bench.RunMemory(ctx, dir, c.databaseURL, c.redisURL, out, c.memory)
+		}},
 	}
 }
 
@@ -129,6 +137,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	traefikBin := fs.String("traefik-bin", getenv("BERTH_TRAEFIK_BIN"),
 		"Traefik binary for the route suite (env BERTH_TRAEFIK_BIN; default: the pinned version under .cache/traefik)")
 	runPattern := fs.String("run", "", "run only suites whose name matches this regular expression")
+	memEvents := fs.Int("memory-events", bench.RebuildEvents, "size of the memory suite's generated log (smaller for local runs)")
+	memHistory := fs.String("memory-history-db", "", "database already holding the memory suite's generated log, reused and kept (local runs)")
 	list := fs.Bool("list", false, "list the suites and exit")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -158,7 +168,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		fmt.Fprintf(stderr, "berthbench: --traefik-bin: %v\n", err)
 		return 2
 	}
-	c := config{databaseURL: *dbURL, redisURL: *redisURL, traefikBin: bin, run: re}
+	c := config{databaseURL: *dbURL, redisURL: *redisURL, traefikBin: bin, run: re,
+		memory: bench.MemoryOptions{Events: *memEvents, HistoryURL: *memHistory}}
 
 	code := 0
 	for _, s := range suites() {

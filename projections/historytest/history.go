@@ -21,6 +21,9 @@ type Config struct {
 	// HostileHosts adds domains whose host would break a Traefik rule
 	// (bypassing the domain's validation), which projections must reject.
 	HostileHosts bool
+	// MaxInFlight bounds the deployments requested and not yet finished,
+	// as deployers working through their queues do (16 by default).
+	MaxInFlight int
 }
 
 type app struct {
@@ -56,6 +59,9 @@ func New(cfg Config) *Generator {
 	}
 	if cfg.Apps <= 0 {
 		cfg.Apps = 20
+	}
+	if cfg.MaxInFlight <= 0 {
+		cfg.MaxInFlight = 16
 	}
 	return &Generator{cfg: cfg, rng: rand.New(rand.NewPCG(cfg.Seed, cfg.Seed^0x9e3779b97f4a7c15))}
 }
@@ -110,7 +116,7 @@ func (g *Generator) Next() []Event {
 	if len(g.apps) < g.cfg.Apps && (len(live) < 3 || g.rng.IntN(10) == 0) {
 		return g.createApp()
 	}
-	if len(g.inflight) > 0 && g.rng.IntN(2) == 0 {
+	if len(g.inflight) >= g.cfg.MaxInFlight || len(g.inflight) > 0 && g.rng.IntN(2) == 0 {
 		return g.advance()
 	}
 	a := live[g.rng.IntN(len(live))]
