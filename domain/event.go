@@ -77,6 +77,16 @@ func DecodeEvent(e RecordedEvent) (any, error) {
 		return decode[WebhookCreated](e)
 	case EventWebhookPaused:
 		return decode[WebhookPaused](e)
+	case EventNotificationChannelCreated:
+		return decode[NotificationChannelCreated](e)
+	case EventNotificationChannelUpdated:
+		return decode[NotificationChannelUpdated](e)
+	case EventNotificationChannelDeleted:
+		return decode[NotificationChannelDeleted](e)
+	case EventThresholdCrossed:
+		return decode[ThresholdCrossed](e)
+	case EventThresholdCleared:
+		return decode[ThresholdCleared](e)
 	case EventWebhookResumed:
 		return decode[WebhookResumed](e)
 	case EventWebhookDeleted:
