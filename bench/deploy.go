@@ -252,12 +252,18 @@ type deployStack struct {
 }
 
 func startDeployStack(ctx context.Context, pool *pgxpool.Pool, redisURL, network, work string) (*deployStack, error) {
+	return startSealedDeployStack(ctx, pool, redisURL, network, work, nil)
+}
+
+// startSealedDeployStack is startDeployStack with a keyring for secrets
+// and registry credentials.
+func startSealedDeployStack(ctx context.Context, pool *pgxpool.Pool, redisURL, network, work string, sealer domain.SecretSealer) (*deployStack, error) {
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	store, err := eventstore.NewPostgres(eventstore.PostgresConfig{Logger: log}, pool)
 	if err != nil {
 		return nil, err
 	}
-	cmds, err := commands.New(commands.Config{Logger: log}, store, nil)
+	cmds, err := commands.New(commands.Config{Logger: log}, store, sealer)
 	if err != nil {
 		return nil, err
 	}
@@ -286,7 +292,7 @@ func startDeployStack(ctx context.Context, pool *pgxpool.Pool, redisURL, network
 		return nil, err
 	}
 	exec, err := deployer.NewWorkflow(deployer.WorkflowConfig{
-		Runtime: rt, Logs: buildlog.New(pool), Logger: log,
+		Runtime: rt, Logs: buildlog.New(pool), Logger: log, Sealer: sealer,
 		Routes: deployer.RouteWaiterFunc(func(ctx context.Context, pos int64) error {
 			return runner.WaitApplied(ctx, projections.RoutingName, pos)
 		}),

@@ -345,6 +345,7 @@ type AppPatch struct {
 	Context    *string     `json:"context,omitempty"`
 	Target     *string     `json:"target,omitempty"`
 	BuildArgs  *[]BuildArg `json:"build_args,omitempty"`
+	KeepImages *int        `json:"keep_images,omitempty"`
 	// Push: the repository built images are pushed to ("" stops pushing).
 	Push *string `json:"push,omitempty"`
 
@@ -381,6 +382,7 @@ func (a *Application) Update(p AppPatch) ([]Event, error) {
 	set(&b.Context, p.Context)
 	set(&b.Target, p.Target)
 	set(&b.Args, p.BuildArgs)
+	set(&b.KeepImages, p.KeepImages)
 	set(&b.Push, p.Push)
 	set(&rt.Port, p.Port)
 	set(&rt.Volumes, p.Volumes)
@@ -416,6 +418,7 @@ func (a *Application) Update(p AppPatch) ([]Event, error) {
 	diff("build.context", old.Build.Context, b.Context)
 	diff("build.target", old.Build.Target, b.Target)
 	diff("build.args", normalizeNil(old.Build.Args), normalizeNil(b.Args))
+	diff("build.keep_images", old.Build.KeepImages, b.KeepImages)
 	diff("build.push", old.Build.Push, b.Push)
 	diff("runtime.port", old.Runtime.Port, rt.Port)
 	diff("runtime.volumes", normalizeNil(old.Runtime.Volumes), normalizeNil(rt.Volumes))

@@ -71,11 +71,19 @@ type Build struct {
 	// Target is an optional multi-stage build target.
 	Target string     `json:"target,omitempty"`
 	Args   []BuildArg `json:"args,omitempty"`
+	// KeepImages is how many of the latest successful deployments keep
+	// their images on the Docker host, so that rolling back to them is
+	// instant (older ones are rebuilt from their commit); 0: the server's
+	// default (3).
+	KeepImages int `json:"keep_images,omitempty"`
 	// Push, when set, is a repository ("registry.example.com/team/api")
 	// every built image is pushed to, tagged with the deployment id, with
 	// the credentials of the registry it names: other hosts can then run it.
 	Push string `json:"push,omitempty"`
 }
+
+// MaxKeepImages bounds Build.KeepImages.
+const MaxKeepImages = 100
 
 // Volume mounts a named Docker volume at an absolute container path.
 type Volume struct {

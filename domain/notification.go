@@ -46,7 +46,7 @@ var NotificationRules = []string{
 }
 
 // RuleEventTypes returns the event types that raise rule. Rules whose
-// events berth does not record yet (backups, servers, certificates) return
+// events berth does not record yet (backups, servers) return
 // none: a channel may subscribe to them and is told once they exist.
 func RuleEventTypes(rule string) []string {
 	switch rule {
@@ -57,7 +57,10 @@ func RuleEventTypes(rule string) []string {
 	case RuleDeploymentCancelled:
 		return []string{EventDeploymentCancelled}
 	case RuleThresholdCrossed:
-		return []string{EventThresholdCrossed}
+		// A crossing, and its end.
+		return []string{EventThresholdCrossed, EventThresholdCleared}
+	case RuleCertificateFailing:
+		return []string{EventCertificateFailed}
 	}
 	return nil
 }

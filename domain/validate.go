@@ -790,6 +790,9 @@ func (b Build) Validate(prefix string) error {
 			return Invalid(field(prefix, "target"), "must be 1 to 128 letters, digits, '_', '.' or '-', not starting with '.' or '-'")
 		}
 	}
+	if b.KeepImages < 0 || b.KeepImages > MaxKeepImages {
+		return Invalid(field(prefix, "keep_images"), fmt.Sprintf("must be between 1 and %d (0: the server's default)", MaxKeepImages))
+	}
 	if len(b.Args) > MaxBuildArgs {
 		return Invalid(field(prefix, "args"), fmt.Sprintf("at most %d build arguments", MaxBuildArgs))
 	}

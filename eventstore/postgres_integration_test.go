@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"berth/domain"
 	"berth/eventstore"
 	"berth/eventstore/storetest"
@@ -41,6 +43,7 @@ func TestStressWritersAbortsAndSubscriber(t *testing.T) {
 		writers, appends = 8, 40
 	}
 	subCtx, stopSub := context.WithCancel(context.Background())
+	defer stopSub() // a failure must not leave it holding a connection
 	var seen []int64
 	subDone := make(chan error, 1)
 	go func() {
@@ -98,6 +101,9 @@ VALUES ($1, 'aborted-1', 1, gen_random_uuid(), 'x.aborted', 1, '{}', '{}', now()
 		}()
 	}
 	wg.Wait()
+	// An append whose caller gave up may still be committing: Close waits
+	// for the writers, so the head read next is final.
+	s.Close()
 
 	head, err := s.Head(context.Background())
 	if err != nil {
@@ -204,7 +210,7 @@ WHERE datname = current_database() AND query LIKE 'LISTEN %'`).Scan(&listening);
 		var err error
 		for try := 0; try < 5; try++ {
 			err = s.Pool().QueryRow(context.Background(), `SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
-WHERE datname = current_database() AND pid <> pg_backend_pid()`).Scan(&killed)
+WHERE datname = current_database() AND pid <> pg_backend_pid() AND backend_type = 'client backend'`).Scan(&killed)
 			if err == nil {
 				break
 			}
@@ -396,19 +402,89 @@ func TestChainVerifiesInGoAndSQL(t *testing.T) {
 			t.Fatalf("Append %s: %v", d, err)
 		}
 	}
+	// One append of several events to two streams, chained in one call.
+	multi := []domain.StreamAppend{
+		{StreamID: "multi-a", Expected: domain.ExpectNoStream, Events: []domain.EventData{storetest.Event("t.a", data[0]), storetest.Event("t.b", data[2])}},
+		{StreamID: "multi-b", Expected: domain.ExpectAny, Events: []domain.EventData{storetest.Event("t.c", data[3]), storetest.Event("t.d", data[1]), storetest.Event("t.e", data[4])}},
+	}
+	if _, err := s.Append(context.Background(), multi...); err != nil {
+		t.Fatal(err)
+	}
 	res, err := s.Verify(context.Background(), 0)
-	if err != nil || !res.OK() || res.Verified != int64(len(data)) {
-		t.Fatalf("Verify: got %+v, %v, want %d intact", res, err, len(data))
+	if err != nil || !res.OK() || res.Verified != int64(len(data)+5) {
+		t.Fatalf("Verify: got %+v, %v, want %d intact", res, err, len(data)+5)
 	}
 	var sqlOK bool
 	if err := s.Pool().QueryRow(context.Background(), `SELECT bool_and(hash = berth_event_hash(position)) FROM events`).Scan(&sqlOK); err != nil || !sqlOK {
 		t.Fatalf("berth_event_hash: got %v, %v, want every stored hash", sqlOK, err)
 	}
 	events, err := s.ReadAll(context.Background(), domain.ReadAllQuery{})
-	if err != nil || len(events) != len(data) {
-		t.Fatalf("ReadAll: got %d, %v, want %d", len(events), err, len(data))
+	if err != nil || len(events) != len(data)+5 {
+		t.Fatalf("ReadAll: got %d, %v, want %d", len(events), err, len(data)+5)
 	}
 	if got, want := events[0].Metadata.Origin, "naïve \"origin\" ☃"; got != want {
 		t.Fatalf("origin: got %q, want %q", got, want)
+	}
+}
+
+// TestBerthAppendDecidesEachAppendAlone calls the SQL function with four
+// appends in one batch: one is written, one expects the wrong version, one
+// repeats an existing event (a duplicate) and one reuses that event's id
+// in another stream (a conflict). Only the first writes.
+func TestBerthAppendDecidesEachAppendAlone(t *testing.T) {
+	t.Parallel()
+	s := newPostgres(t, eventstore.PostgresConfig{})
+	ctx := context.Background()
+	first := storetest.Event("t.happened", `{"n": 1}`)
+	if _, err := s.Append(ctx, domain.StreamAppend{StreamID: "s-1", Expected: domain.ExpectNoStream, Events: []domain.EventData{first}}); err != nil {
+		t.Fatal(err)
+	}
+	fresh := storetest.Event("t.happened", `{"n": 2}`)
+	other := storetest.Event("t.happened", `{"n": 3}`)
+	rows, err := s.Pool().Query(ctx, `SELECT r_sa, r_outcome, r_version, r_positions FROM berth_append(
+		'{1,2,3,4}', '{s-2,s-1,s-1,s-3}', '{0,0,-1,-1}', '{1,1,1,1}',
+		ARRAY[$1, $2, $3, $3]::uuid[], '{t.happened,t.happened,t.happened,t.happened}', '{1,1,1,1}',
+		ARRAY['{"n": 2}', '{"n": 3}', '{"n": 1}', '{"n": 1}'], ARRAY['{}', '{}', '{}', '{}'],
+		'{1,2,3,4}', '{1,1,1,1}', 'berth_test')`, fresh.ID, other.ID, first.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	type row struct {
+		sa        int32
+		outcome   string
+		version   *int64
+		positions []int64
+	}
+	var got []row
+	var r row
+	if _, err := pgx.ForEachRow(rows, []any{&r.sa, &r.outcome, &r.version, &r.positions}, func() error {
+		got = append(got, r)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	want := []struct {
+		outcome   string
+		version   int64
+		positions string
+	}{{"ok", 1, "[2]"}, {"version", 1, "[]"}, {"duplicate", 1, "[1]"}, {"conflict", -1, "[]"}}
+	if len(got) != len(want) {
+		t.Fatalf("got %d rows, want %d: %+v", len(got), len(want), got)
+	}
+	for i, w := range want {
+		v := int64(-1)
+		if got[i].version != nil {
+			v = *got[i].version
+		}
+		if int(got[i].sa) != i+1 || got[i].outcome != w.outcome || v != w.version || fmt.Sprint(got[i].positions) != w.positions {
+			t.Errorf("append %d: got %s version %d positions %v, want %s version %d positions %s",
+				i+1, got[i].outcome, v, got[i].positions, w.outcome, w.version, w.positions)
+		}
+	}
+	if head, err := s.Head(ctx); err != nil || head != 2 {
+		t.Fatalf("head: got %d, %v, want 2", head, err)
+	}
+	if res, err := s.Verify(ctx, 0); err != nil || !res.OK() || res.Verified != 2 {
+		t.Fatalf("verify: got %+v, %v", res, err)
 	}
 }

@@ -129,7 +129,7 @@ func (g *Guard) login(s *Server, w http.ResponseWriter, r *http.Request) error {
 func (g *Guard) writeRateLimited(w http.ResponseWriter, wait time.Duration) error {
 	secs := int((wait + time.Second - 1) / time.Second)
 	w.Header().Set("Retry-After", strconv.Itoa(secs))
-	writeJSON(w, http.StatusTooManyRequests, ErrorBody{Error: ErrorDetail{Code: "rate_limited", Message: (&rateLimitedError{wait}).Error()}})
+	writeJSON(w, http.StatusTooManyRequests, ErrorBody{Error: ErrorDetail{Code: CodeRateLimited, Message: (&rateLimitedError{wait}).Error()}})
 	return nil
 }
 

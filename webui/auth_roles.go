@@ -33,7 +33,7 @@ func RouteAccess(pattern string) (Access, bool) {
 	// Reading: every role.
 	case "GET /api/v1/projects",
 		"GET /api/v1/apps", "GET /api/v1/apps/{app}", "GET /api/v1/apps/{app}/logs",
-		"GET /api/v1/apps/{app}/deployments", "GET /api/v1/apps/{app}/hooks/git",
+		"GET /api/v1/apps/{app}/deployments", "GET /api/v1/apps/{app}/rollbacks", "GET /api/v1/apps/{app}/hooks/git",
 		"GET /api/v1/deployments/{id}", "GET /api/v1/deployments/{id}/logs",
 		"GET /api/v1/ws", "GET /api/v1/domains",
 		"GET /api/v1/session", "POST /api/v1/logout":

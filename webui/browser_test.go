@@ -6,6 +6,8 @@ import (
 	"flag"
 	"fmt"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -15,6 +17,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/cdp"
+	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/chromedp"
 	"github.com/google/uuid"
 
@@ -261,7 +265,8 @@ func TestBrowserCreateDeployCancel(t *testing.T) {
 	// More applications for the dashboard: one deployed and healthy, one
 	// building; the dashboard follows them live.
 	run(t, ctx, "dashboard", chromedp.Navigate(base+"/#/"), waitFor(`document.querySelectorAll('#projects .card').length === 1`))
-	e.createApp("shop", "api", map[string]any{"source": map[string]any{"git_url": "https://git.example/shop/api.git", "git_ref": "main"}, "runtime": map[string]any{"port": 8080}})
+	e.createApp("shop", "api", map[string]any{"source": map[string]any{"git_url": "https://git.example/shop/api.git", "git_ref": "main"}, "runtime": map[string]any{"port": 8080},
+		"domains": []map[string]any{{"host": "api.shop.example"}}})
 	e.createApp("internal", "worker", map[string]any{"source": map[string]any{"image": "registry.example/internal/worker:2.0"}, "runtime": map[string]any{"port": 9000}})
 	deploy := func(app string) string {
 		var w webui.WriteResponse
@@ -289,6 +294,10 @@ func TestBrowserCreateDeployCancel(t *testing.T) {
 		waitFor(`document.querySelector('.card[data-app="api"] .badge')?.dataset.status === 'running'`),
 		waitFor(`document.querySelector('.card[data-app="worker"] .progress') !== null`),
 	)
+	run(t, ctx, "see the application's URL on its card",
+		waitFor(`document.querySelector('.card[data-app="api"] a.app-url')?.href === 'http://api.shop.example/'`),
+		waitFor(`document.querySelector('.card[data-app="worker"] .app-url') === null`),
+	)
 	png := screenshot(t, ctx, "dashboard")
 	if *updateScreenshot {
 		if err := os.WriteFile("../docs/dashboard.png", png, 0o644); err != nil {
@@ -296,14 +305,75 @@ func TestBrowserCreateDeployCancel(t *testing.T) {
 		}
 	}
 
-	// Phone width: the same pages lay out in one column.
-	phone := browser(t, 390, 844)
-	run(t, phone, "phone dashboard",
-		chromedp.Navigate(base+"/#/apps/web"),
-		waitFor(`document.querySelector('#deployments') !== null`),
-		waitFor(`document.documentElement.scrollWidth <= window.innerWidth + 1`),
+	// Rollback: never offered the deployment already serving.
+	run(t, ctx, "no rollback to the serving deployment",
+		chromedp.Navigate(base+"/#/apps/api"),
+		waitFor(`document.querySelector('#rollback')?.disabled === true`),
+		waitFor(`document.querySelector('#rollback-to option').textContent.includes('no earlier')`),
+		waitFor(`document.querySelector('#log-position summary') !== null`),
 	)
-	screenshot(t, phone, "app-phone")
+	second := deploy("api")
+	for _, st := range []any{
+		domain.DeploymentQueued{}, domain.DeploymentStarted{Worker: "local"},
+		domain.DeploymentSourceFetched{CommitSHA: "77d0c3e9a1b2", Ref: "main", DurationMS: 700},
+		domain.DeploymentImageBuilt{ImageID: "sha256:5cf2e0f1b2c3", DurationMS: 9000},
+		domain.DeploymentContainerStarted{ContainerID: "beef", ContainerName: "berth-api-2", DurationMS: 500},
+		domain.DeploymentHealthPassed{DurationMS: 900},
+		domain.DeploymentTrafficSwitched{ContainerID: "beef", UpstreamHost: "berth-api-2", UpstreamPort: 8080, DurationMS: 30},
+		domain.DeploymentSucceeded{ImageID: "sha256:5cf2e0f1b2c3", ContainerID: "beef", DurationMS: 12000},
+	} {
+		e.step(t, second, st)
+	}
+	run(t, ctx, "the rollback list defaults to the earlier deployment",
+		waitFor(`document.querySelector('#rollback')?.disabled === false`),
+		waitFor(fmt.Sprintf(`document.querySelector('#rollback-to').value === %q && document.querySelectorAll('#rollback-to option').length === 1`, api)),
+	)
+
+	// A failed deployment says why in words, with the tail of its log.
+	third := deploy("api")
+	if err := e.logs.Append(ctxBg, third, []string{"listening on :3000"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.logs.Close(ctxBg, third); err != nil {
+		t.Fatal(err)
+	}
+	for _, st := range []any{
+		domain.DeploymentQueued{}, domain.DeploymentStarted{Worker: "local"},
+		domain.DeploymentSourceFetched{CommitSHA: "88e1d4fa2b3c", Ref: "main", DurationMS: 700},
+		domain.DeploymentImageBuilt{ImageID: "sha256:6d03e0f1b2c3", DurationMS: 9000},
+		domain.DeploymentContainerStarted{ContainerID: "f00d", ContainerName: "berth-api-3", DurationMS: 500},
+		domain.DeploymentFailed{Step: domain.StepHealthCheck, Reason: "health_check: container not healthy: not healthy after 30s: dial tcp 172.18.0.5:8080: connect: connection refused"},
+	} {
+		e.step(t, third, st)
+	}
+	run(t, ctx, "see why the deployment failed",
+		waitFor(`!document.querySelector('#last-failure').hidden`),
+		waitFor(`document.querySelector('#last-failure .cause').textContent.includes('did not answer on port 8080')`),
+		waitFor(`document.querySelector('#last-failure .tail').textContent.includes('listening on :3000')`),
+	)
+	screenshot(t, ctx, "app-failed")
+	run(t, ctx, "the deployment page says it too",
+		chromedp.Navigate(base+"/#/deployments/"+third),
+		waitFor(`document.querySelector('#final-cause')?.textContent.includes('did not answer on port 8080')`),
+	)
+
+	// A laptop (1366 px) and a phone (420 px): no page scrolls sideways.
+	for _, w := range []int{1366, 420} {
+		c := browser(t, w, 900)
+		for _, pg := range []struct{ hash, ready string }{
+			{"#/", `document.querySelectorAll('#projects .card').length === 3`},
+			{"#/apps/api", `document.querySelector('#deployments') !== null && document.querySelector('#githook h2') !== null`},
+			{"#/deployments/" + third, `document.querySelector('#final') !== null`},
+			{"#/audit", `document.querySelectorAll('#events .event').length > 0`},
+		} {
+			run(t, c, fmt.Sprintf("%s at %d px", pg.hash, w),
+				chromedp.Navigate(base+"/"+pg.hash),
+				waitFor(pg.ready),
+			)
+			fitsWidth(t, c, fmt.Sprintf("%s at %d px", pg.hash, w))
+		}
+		screenshot(t, c, fmt.Sprintf("app-%dpx", w))
+	}
 }
 
 // TestBrowserServeWithAccounts drives the real `berth serve` (accounts,
@@ -330,9 +400,20 @@ func TestBrowserServeWithAccounts(t *testing.T) {
 	addr := ln.Addr().String()
 	ln.Close()
 	var logs lockedBuffer
+	// berth serve creates its application network: remove it once serve
+	// stopped (cleanups run last-registered first).
+	network := testenv.RandomName("ui")
+	docker := testenv.Docker(t)
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if err := docker.NetworkRemove(ctx, network); err != nil && !strings.Contains(err.Error(), "not found") {
+			t.Errorf("remove network %s: %v", network, err)
+		}
+	})
 	serve := exec.Command(bin, "serve", "--database-url", testenv.PostgresURL(t), "--redis-url", testenv.RedisURL(t),
 		"--listen", addr, "--data-dir", filepath.Join(dir, "data"), "--deploy-host", testenv.RandomName("ui"),
-		"--docker-network", testenv.RandomName("ui"), "--log-level", "info")
+		"--docker-network", network, "--log-level", "info", "--webhooks-allow-private")
 	serve.Stdout, serve.Stderr = &logs, &logs
 	if err := serve.Start(); err != nil {
 		t.Fatal(err)
@@ -407,6 +488,178 @@ func TestBrowserServeWithAccounts(t *testing.T) {
 		t.Fatalf("no final status: %v\npage: %.2000s", err, body)
 	}
 	screenshot(t, ctx, "serve-deployment")
+	run(t, ctx, "the failure in words",
+		// The image cannot be pulled here (or, on a crowded Docker host, its
+		// network cannot be made): either way the cause is said in words,
+		// not as the daemon's error.
+		waitFor(`(t => /Deployment failed: (could not (pull|get) the image|the container could not start: Docker could not create its network)/.test(t) && !t.includes('Error response'))(document.querySelector('#final-cause')?.textContent || '')`),
+	)
+
+	// Git auto-deploy: the hook URL, the secret shown once, on and off.
+	run(t, ctx, "git auto-deploy",
+		chromedp.Navigate(base+"/#/apps/site"),
+		waitFor(`document.querySelector('#githook-url')?.textContent === location.origin + '/api/v1/hooks/git/site'`),
+		clickLive(`#githook-generate`),
+		waitFor(`document.querySelector('#githook-secret')?.value.length > 20`),
+		waitFor(`document.querySelector('#githook-state')?.textContent === 'on'`),
+		clickLive(`#githook-toggle`),
+		waitFor(`document.querySelector('#githook-state')?.textContent === 'off'`),
+		waitFor(`document.querySelector('#githook-secret')?.value.length > 20`),
+		waitFor(`!document.querySelector('#last-failure').hidden`),
+	)
+	shot(t, ctx, "app")
+	run(t, ctx, "the secret is not shown again",
+		chromedp.Reload(),
+		waitFor(`document.querySelector('#githook-state')?.textContent === 'off'`),
+		waitFor(`document.querySelector('#githook-secret') === null`),
+	)
+
+	// Users and roles.
+	run(t, ctx, "users",
+		chromedp.Navigate(base+"/#/users"),
+		waitFor(`document.querySelector('nav a[data-nav="users"]').offsetParent !== null`),
+		waitFor(`document.querySelector('#users tr[data-user="admin@example.com"]') !== null`),
+		chromedp.SendKeys(chromedp.CSS(`#user-form input[name="email"]`), "dev@example.com"),
+		chromedp.SendKeys(chromedp.CSS(`#user-form input[name="password"]`), "a long enough password"),
+		chromedp.Click(chromedp.CSS(`#user-form button[type="submit"]`)),
+		waitFor(`document.querySelector('#users tr[data-user="dev@example.com"] select')?.value === 'deployer'`),
+		chromedp.SetValue(chromedp.CSS(`#users tr[data-user="dev@example.com"] select`), "auditor"),
+		chromedp.Evaluate[chromedp.Void](`document.querySelector('#users tr[data-user="dev@example.com"] select').dispatchEvent(new Event('change'))`),
+		waitFor(`document.querySelector('#toast').textContent.includes('now auditor')`),
+		clickLive(`#users tr[data-user="dev@example.com"] button`),
+		chromedp.WaitVisible(chromedp.CSS("#confirm")),
+		chromedp.Click(chromedp.CSS("#confirm-ok")),
+		waitFor(`document.querySelector('#users tr[data-user="dev@example.com"] .badge')?.textContent === 'disabled'`),
+	)
+	shot(t, ctx, "users")
+
+	// API tokens: created, shown once, revoked.
+	run(t, ctx, "tokens",
+		chromedp.Navigate(base+"/#/tokens"),
+		chromedp.WaitVisible(chromedp.CSS(`#token-form`)),
+		chromedp.SendKeys(chromedp.CSS(`#token-form input[name="name"]`), "ci"),
+		chromedp.Click(chromedp.CSS(`#token-form button[type="submit"]`)),
+		waitFor(`document.querySelector('#token-secret')?.value.length > 20`),
+		waitFor(`document.querySelector('#tokens tr[data-token="ci"] .badge')?.textContent === 'active'`),
+	)
+	secret := value(t, ctx, "read the token", chromedp.Evaluate[string](`document.querySelector('#token-secret').value`))
+	req, _ := http.NewRequest("GET", base+"/api/v1/projects", nil)
+	req.Header.Set("Authorization", "Bearer "+secret)
+	if res, err := http.DefaultClient.Do(req); err != nil || res.StatusCode != http.StatusOK {
+		t.Fatalf("the token shown once does not work: %v %v", res, err)
+	}
+	shot(t, ctx, "tokens")
+	run(t, ctx, "revoke the token",
+		clickLive(`#tokens tr[data-token="ci"] button`),
+		chromedp.WaitVisible(chromedp.CSS("#confirm")),
+		chromedp.Click(chromedp.CSS("#confirm-ok")),
+		waitFor(`document.querySelector('#tokens tr[data-token="ci"] .badge')?.textContent === 'revoked'`),
+		chromedp.Reload(),
+		waitFor(`document.querySelector('#tokens') !== null && document.querySelector('#token-secret') === null`),
+	)
+	if res, err := http.DefaultClient.Do(req); err != nil || res.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("a revoked token: got %v %v, want 401", res, err)
+	}
+
+	// Outbound webhooks: create (secret once), see its deliveries, pause,
+	// resume. The receiver is a local endpoint that accepts everything.
+	var received sync.WaitGroup
+	received.Add(1)
+	var once sync.Once
+	receiver := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		once.Do(received.Done)
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	t.Cleanup(receiver.Close)
+	run(t, ctx, "webhooks",
+		chromedp.Navigate(base+"/#/webhooks"),
+		chromedp.WaitVisible(chromedp.CSS(`#webhook-form`)),
+		chromedp.SendKeys(chromedp.CSS(`#webhook-form input[name="url"]`), receiver.URL+"/berth"),
+		chromedp.SendKeys(chromedp.CSS(`#webhook-form input[name="types"]`), "token.*"),
+		chromedp.Click(chromedp.CSS(`#webhook-form button[type="submit"]`)),
+		waitFor(`document.querySelector('#webhook-secret')?.value.startsWith('whsec_')`),
+		waitFor(`document.querySelector('#webhooks .hook')?.dataset.status === 'active'`),
+	)
+	// An event it subscribes to: a token created from the tokens screen.
+	run(t, ctx, "another token",
+		chromedp.Navigate(base+"/#/tokens"),
+		chromedp.WaitVisible(chromedp.CSS(`#token-form`)),
+		chromedp.SendKeys(chromedp.CSS(`#token-form input[name="name"]`), "deploy-bot"),
+		chromedp.Click(chromedp.CSS(`#token-form button[type="submit"]`)),
+		waitFor(`document.querySelector('#token-secret')?.value.length > 20`),
+	)
+	received.Wait()
+	run(t, ctx, "the delivery, pause",
+		chromedp.Navigate(base+"/#/webhooks"),
+		waitFor(`document.querySelector('#webhooks .hook')?.dataset.status === 'active'`),
+		clickLive(`#webhooks .hook summary`),
+		waitFor(`[...document.querySelectorAll('#webhooks .deliveries tbody tr')].some(r => r.textContent.includes('token.created') && r.textContent.includes('delivered'))`),
+		clickLive(`#webhooks .hook [data-action="pause"]`),
+		waitFor(`document.querySelector('#webhooks .hook')?.dataset.status === 'paused'`),
+		waitFor(`document.querySelector('#webhooks .hook .warn-text')?.textContent.includes('paused from the UI')`),
+		clickLive(`#webhooks .hook summary`),
+		waitFor(`document.querySelectorAll('#webhooks .deliveries tbody tr').length > 0`),
+	)
+	shot(t, ctx, "webhooks")
+	run(t, ctx, "resume the webhook",
+		clickLive(`#webhooks .hook [data-action="resume"]`),
+		waitFor(`document.querySelector('#webhooks .hook')?.dataset.status === 'active'`),
+	)
+
+	// Every screen holds at 1366 px and on a phone (420 px).
+	for _, w := range []int64{1366, 420} {
+		c := ctx
+		run(t, c, fmt.Sprintf("a %d px viewport", w), chromedp.EmulateViewport(w, 900))
+		for _, pg := range []string{"#/", "#/apps/site", "#/users", "#/tokens", "#/webhooks", "#/audit"} {
+			run(t, c, fmt.Sprintf("%s at %d px", pg, w),
+				chromedp.Navigate(base+"/"+pg),
+				waitFor(`document.querySelector('#live')?.dataset.state === 'live'`),
+				waitFor(`document.querySelector('main h1') !== null && !/Loading/.test(document.querySelector('main').textContent)`),
+			)
+			fitsWidth(t, c, fmt.Sprintf("%s at %d px", pg, w))
+			if w == 420 && pg == "#/apps/site" {
+				shot(t, c, "phone")
+			}
+		}
+	}
+	run(t, ctx, "back to the desktop viewport", chromedp.EmulateViewport(1280, 900))
+
+	// Signed out: the login page never says "reconnecting…", from its
+	// first paint on (the watcher is installed before any script runs).
+	watch := func(ctx context.Context, tg *chromedp.Target) (chromedp.Void, error) {
+		_, err := cdp.Call(ctx, tg, page.AddScriptToEvaluateOnNewDocument, page.AddScriptToEvaluateOnNewDocumentParams{Source: `
+			window.__sawReconnecting = false;
+			new MutationObserver(() => {
+				const l = document.getElementById('live');
+				if (l && !l.hidden && l.textContent.includes('reconnecting')) window.__sawReconnecting = true;
+			}).observe(document, { childList: true, characterData: true, subtree: true, attributes: true });`})
+		return chromedp.Void{}, err
+	}
+	run(t, ctx, "sign out",
+		chromedp.Navigate(base+"/#/"),
+		waitFor(`document.querySelector('#who button') !== null`),
+		watch,
+		chromedp.Evaluate[chromedp.Void](`setTimeout(() => document.querySelector('#who button').click(), 0)`),
+	)
+	time.Sleep(time.Second) // the page reloads
+	run(t, ctx, "the login page", waitFor(`location.hash === '#/login' && document.querySelector('#login-user') !== null`))
+	time.Sleep(2 * time.Second) // long enough for a socket's reconnect attempts
+	if v := value(t, ctx, "check the live indicator", chromedp.Evaluate[bool](`window.__sawReconnecting`)); v {
+		t.Error("the signed-out page said reconnecting…")
+	}
+	shot(t, ctx, "login")
+}
+
+// shot takes a screenshot and, with -update-screenshot, keeps it as the
+// README's docs/<name>.png.
+func shot(t *testing.T, ctx context.Context, name string) {
+	t.Helper()
+	png := screenshot(t, ctx, name)
+	if *updateScreenshot {
+		if err := os.WriteFile("../docs/"+name+".png", png, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
 }
 
 // lockedBuffer is a bytes.Buffer safe for a process's output and a reader.
@@ -425,4 +678,18 @@ func (s *lockedBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
+}
+
+// fitsWidth fails when the page scrolls sideways, naming the elements that
+// stick out.
+func fitsWidth(t *testing.T, ctx context.Context, what string) {
+	t.Helper()
+	if err := chromedp.Do(ctx, chromedp.Poll[chromedp.Void](`document.documentElement.scrollWidth <= window.innerWidth + 1`,
+		chromedp.WithPollingTimeout(3*time.Second), chromedp.WithPollingInterval(50*time.Millisecond))); err == nil {
+		return
+	}
+	wide := value(t, ctx, "find what sticks out", chromedp.Evaluate[string](`[...document.querySelectorAll('body *')]
+		.filter(e => e.getBoundingClientRect().right > window.innerWidth + 1)
+		.slice(-8).map(e => e.tagName + (e.id ? '#' + e.id : '') + '.' + [...e.classList].join('.') + ' right=' + Math.round(e.getBoundingClientRect().right)).join('; ')`))
+	t.Fatalf("%s: the page is wider than the window (%s)", what, wide)
 }

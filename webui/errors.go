@@ -4,8 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
+	"net"
 	"net/http"
+	"strings"
+	"syscall"
 
 	"berth/domain"
 )
@@ -22,7 +26,7 @@ const (
 	CodeVersionConflict = "version_conflict"   // 409: an expected version did not hold
 	CodeConflict        = "conflict"           // 409: the state forbids the request
 	CodeTooLarge        = "too_large"          // 413
-	CodeTooMany         = "too_many_requests"  // 429: a configured limit is reached; retry later
+	CodeRateLimited     = "rate_limited"       // 429: a rate or a configured limit is reached; retry after Retry-After
 	CodeMediaType       = "unsupported_media"  // 415
 	CodeTimeout         = "timeout"            // 504: read models did not catch up in time
 	CodeUnavailable     = "unavailable"        // 503
@@ -102,7 +106,7 @@ func statusOf(err error) (int, ErrorDetail) {
 	case errors.As(err, &mal):
 		return http.StatusBadRequest, ErrorDetail{Code: CodeMalformed, Message: mal.msg, Field: mal.field}
 	case errors.As(err, &le):
-		return http.StatusTooManyRequests, ErrorDetail{Code: CodeTooMany, Message: le.msg}
+		return http.StatusTooManyRequests, ErrorDetail{Code: CodeRateLimited, Message: le.msg}
 	case errors.Is(err, errUnsupportedMedia):
 		return http.StatusUnsupportedMediaType, ErrorDetail{Code: CodeMediaType, Message: errUnsupportedMedia.Error()}
 	case errors.As(err, &ve):
@@ -123,6 +127,10 @@ func statusOf(err error) (int, ErrorDetail) {
 		return http.StatusGatewayTimeout, ErrorDetail{Code: CodeTimeout, Message: wt.Error(), Field: "min_position"}
 	case errors.Is(err, errUnavailable):
 		return http.StatusServiceUnavailable, ErrorDetail{Code: CodeUnavailable, Message: err.Error()}
+	case databaseUnavailable(err):
+		return http.StatusServiceUnavailable, ErrorDetail{Code: CodeUnavailable, Message: "the database is unavailable; retry later"}
+	case invalidText(err):
+		return http.StatusBadRequest, ErrorDetail{Code: CodeMalformed, Message: "text must be valid UTF-8 without NUL characters"}
 	case errors.Is(err, context.DeadlineExceeded):
 		return http.StatusGatewayTimeout, ErrorDetail{Code: CodeTimeout, Message: "the request timed out"}
 	case errors.Is(err, context.Canceled):
@@ -132,10 +140,38 @@ func statusOf(err error) (int, ErrorDetail) {
 	}
 }
 
+// sqlStateError is an error carrying a PostgreSQL SQLSTATE (pgconn.PgError
+// has this method).
+type sqlStateError interface{ SQLState() string }
+
+// databaseUnavailable reports errors of a database that cannot be reached
+// or is shutting down: a refused or broken connection, SQLSTATE class 08
+// (connection exception), 57P01-57P03 (shutdown, cannot connect now).
+func databaseUnavailable(err error) bool {
+	var se sqlStateError
+	if errors.As(err, &se) {
+		code := se.SQLState()
+		return strings.HasPrefix(code, "08") || code == "57P01" || code == "57P02" || code == "57P03"
+	}
+	var op *net.OpError
+	return errors.As(err, &op) || errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ECONNRESET) ||
+		errors.Is(err, io.ErrUnexpectedEOF)
+}
+
+// invalidText reports PostgreSQL refusing text: 22021 (invalid byte
+// sequence, NUL included) and 22P05 (untranslatable character).
+func invalidText(err error) bool {
+	var se sqlStateError
+	return errors.As(err, &se) && (se.SQLState() == "22021" || se.SQLState() == "22P05")
+}
+
 // writeError answers err in the API's error shape and logs it: server errors
 // at error level with the full chain, client errors at debug level.
 func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	status, detail := statusOf(err)
+	if status == http.StatusServiceUnavailable && w.Header().Get("Retry-After") == "" {
+		w.Header().Set("Retry-After", "5")
+	}
 	attrs := []any{
 		slog.String("method", r.Method),
 		slog.String("path", r.URL.Path),

@@ -471,8 +471,8 @@ func TestLiveStreamsAreBounded(t *testing.T) {
 	if r.status != http.StatusTooManyRequests {
 		t.Fatalf("third stream: got %d, want 429", r.status)
 	}
-	if !strings.Contains(string(r.body), `"too_many_requests"`) || !strings.Contains(string(r.body), "--max-streams") {
-		t.Errorf("third stream: body %s, want code too_many_requests naming --max-streams", r.body)
+	if !strings.Contains(string(r.body), `"rate_limited"`) || !strings.Contains(string(r.body), "--max-streams") {
+		t.Errorf("third stream: body %s, want code rate_limited naming --max-streams", r.body)
 	}
 	c.res.Body.Close()
 	deadline := time.Now().Add(5 * time.Second)

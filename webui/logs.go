@@ -181,13 +181,14 @@ func (s *Server) appLogs(w http.ResponseWriter, r *http.Request) error {
 		w.WriteHeader(http.StatusOK)
 	}
 	// Past lines are buffered and flushed once; followed lines one by one.
+	bw := bufio.NewWriter(w)
 	live := false
 	q.Live = func() {
 		start()
 		live = true
+		_ = bw.Flush()
 		_ = rc.Flush()
 	}
-	bw := bufio.NewWriter(w)
 	err = s.deps.ContainerLogs.AppLogs(r.Context(), name, q, func(l containerlogs.Line) error {
 		start()
 		if err := writeContainerLine(bw, format, timestamps, l); err != nil {

@@ -7,6 +7,7 @@ import (
 	"sort"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
@@ -39,7 +40,7 @@ func (s *Server) newServerMetrics() (*serverMetrics, error) {
 		Name: "berth_http_requests_in_flight", Help: "HTTP requests being served.",
 	}, func() float64 { return float64(s.inFlight.Load()) })
 	cs := []prometheus.Collector{requests, inFlight,
-		prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{})}
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})}
 	cs = append(cs, s.deps.Collectors...)
 	for _, c := range cs {
 		if err := reg.Register(c); err != nil {

@@ -106,6 +106,13 @@ func TestBrowserMonitoringAndNotifications(t *testing.T) {
 		waitFor(`[...document.querySelectorAll('[data-target="app/web"] svg path.line')].some(p => p.getAttribute('d').split('L').length >= 50)`),
 	)
 
+	run(t, b, "one application's charts",
+		chromedp.Navigate(base+"/#/monitoring?app=web&range=1h"),
+		waitFor(`document.querySelectorAll('[data-target="app/web"] svg path.line').length >= 4`),
+		waitFor(`document.querySelector('[data-target="server/local"]') === null`),
+		waitFor(`document.querySelector('main h1')?.textContent === 'Monitoring: web'`),
+	)
+
 	run(t, b, "add a channel and send its test message",
 		chromedp.Navigate(base+"/#/notifications"),
 		chromedp.WaitVisible(chromedp.CSS(`form input[name="url"]`)),

@@ -167,3 +167,19 @@ func TestContractSweep(t *testing.T) {
 		}
 	}
 }
+
+// TestWebSocketsWithoutUpgradeAnswerJSON: a plain GET of a WebSocket
+// endpoint answers the API's JSON error, not the upgrader's text.
+func TestWebSocketsWithoutUpgradeAnswerJSON(t *testing.T) {
+	t.Parallel()
+	e := newIntEnv(t, webui.StreamConfig{})
+	for _, path := range []string{"/api/v1/events/ws", "/api/v1/events/ws?after=3"} {
+		r := e.must(http.StatusBadRequest, "GET", path, nil)
+		if ct := r.header.Get("Content-Type"); ct != "application/json" {
+			t.Errorf("GET %s: got Content-Type %q, want application/json", path, ct)
+		}
+		if d := r.apiError(t); d.Field != "Upgrade" {
+			t.Errorf("GET %s: got %+v, want the Upgrade header named", path, d)
+		}
+	}
+}

@@ -9,11 +9,14 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"regexp"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"github.com/google/uuid"
 	"github.com/prometheus/client_golang/prometheus"
@@ -92,6 +95,9 @@ type Deps struct {
 	Queue         Queue
 	BuildLogs     BuildLogs
 	ContainerLogs ContainerLogs
+	// Images tells GET /api/v1/apps/{app}/rollbacks which rollbacks are
+	// instant.
+	Images Images
 	// Ready are the probes of /readyz (PostgreSQL, Redis).
 	Ready []Check
 	// Metrics are written after the server's own metrics on /metrics.
@@ -238,6 +244,7 @@ func (s *Server) registerRoutes() {
 
 	s.api("POST /api/v1/apps/{app}/deployments", s.requestDeployment)
 	s.api("GET /api/v1/apps/{app}/deployments", s.listDeployments)
+	s.api("GET /api/v1/apps/{app}/rollbacks", s.appRollbacks)
 	s.api("GET /api/v1/deployments/{id}", s.getDeployment)
 	s.api("POST /api/v1/deployments/{id}/cancel", s.cancelDeployment)
 	s.api("GET /api/v1/deployments/{id}/logs", s.deploymentLogs)
@@ -285,6 +292,11 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	rec.Header().Set(HeaderCorrelationID, cid)
 	r = r.WithContext(context.WithValue(r.Context(), correlationKey{}, cid))
 
+	if field, ok := validRequestText(r); !ok {
+		writeJSON(rec, http.StatusBadRequest, ErrorBody{Error: ErrorDetail{Code: CodeMalformed,
+			Message: field + " must be valid UTF-8 without NUL characters", Field: field}})
+		return
+	}
 	if _, pattern := s.mux.Handler(r); pattern == "" && isAPIPath(r.URL.Path) {
 		if allow := s.allowedMethods(r); len(allow) > 0 {
 			rec.Header().Set("Allow", joinComma(allow))
@@ -295,6 +307,34 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.mux.ServeHTTP(rec, r)
+}
+
+// validRequestText reports whether the request's path and query parameters
+// are valid UTF-8 without NUL (PostgreSQL refuses both in text, and no
+// name berth knows contains them); otherwise it names the first offender.
+func validRequestText(r *http.Request) (string, bool) {
+	ok := func(s string) bool { return utf8.ValidString(s) && !strings.ContainsRune(s, 0) }
+	if !ok(r.URL.Path) {
+		return "path", false
+	}
+	if r.URL.RawQuery == "" {
+		return "", true
+	}
+	q, err := url.ParseQuery(r.URL.RawQuery)
+	if err != nil {
+		return "query", false
+	}
+	for k, vs := range q {
+		if !ok(k) {
+			return "query", false
+		}
+		for _, v := range vs {
+			if !ok(v) {
+				return k, false
+			}
+		}
+	}
+	return "", true
 }
 
 var validCorrelationID = regexp.MustCompile(`^[A-Za-z0-9._:-]{1,128}$`)

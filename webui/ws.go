@@ -68,6 +68,11 @@ type conn struct {
 	// not skip what the backfill was about to send).
 	holdMu sync.Mutex
 	held   map[string][]heldMessage
+	// floor is, per topic, the position its snapshot or backfill reached:
+	// live messages at or below it were sent already and are dropped, so
+	// each position reaches the client at most once and in order (the
+	// backfill may read past the events the hub has fanned out yet).
+	floor map[string]int64
 }
 
 type heldMessage struct {
@@ -79,6 +84,10 @@ type heldMessage struct {
 // snapshot is read. Holding is bounded like the queue.
 func (c *conn) deliver(topic string, position int64, pm *websocket.PreparedMessage) {
 	c.holdMu.Lock()
+	if position <= c.floor[topic] {
+		c.holdMu.Unlock()
+		return
+	}
 	if q, ok := c.held[topic]; ok {
 		if len(q) < cap(c.send) {
 			c.held[topic] = append(q, heldMessage{position, pm})
@@ -98,6 +107,7 @@ func (c *conn) deliver(topic string, position int64, pm *websocket.PreparedMessa
 func (c *conn) hold(topic string) {
 	c.holdMu.Lock()
 	c.held[topic] = []heldMessage{}
+	delete(c.floor, topic)
 	c.holdMu.Unlock()
 }
 
@@ -112,6 +122,9 @@ func (c *conn) release(topic string, after int64) {
 		}
 	}
 	delete(c.held, topic)
+	if after != math.MaxInt64 {
+		c.floor[topic] = after
+	}
 }
 
 // enqueue queues pm without blocking; when the queue is full the
@@ -157,6 +170,7 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		kick:   make(chan struct{}, 1),
 		topics: map[string]context.CancelFunc{},
 		held:   map[string][]heldMessage{},
+		floor:  map[string]int64{},
 	}
 	h.add(c)
 	writerDone := make(chan struct{})

@@ -7,7 +7,9 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -367,8 +369,71 @@ func TestHubTellsASlowClientToResync(t *testing.T) {
 	if m.Position == 0 {
 		t.Fatalf("got resync %+v, want the hub's position", m)
 	}
+	// Resubscribe from the last position seen, as the UI does. A client
+	// still behind is told to resync again (its backfill was dropped with
+	// the queue): it resubscribes again.
 	s.subscribe(webui.TopicAudit, last)
-	s.await("the backfill after the resync", func(m message) bool { return m.Topic == webui.TopicAudit && m.Position > last })
+	for {
+		m := s.await("the backfill after the resync", func(m message) bool {
+			return m.Op == "resync" || m.Topic == webui.TopicAudit && m.Position > last
+		})
+		if m.Op != "resync" {
+			break
+		}
+		s.subscribe(webui.TopicAudit, last)
+	}
+}
+
+// TestHubAuditDeliversEachPositionOnceInOrder subscribes sockets to the
+// audit topic while events are appended: the backfill and the live
+// fan-out overlap, yet each socket receives every position after its
+// backfill's first at most once, in order, without a gap.
+func TestHubAuditDeliversEachPositionOnceInOrder(t *testing.T) {
+	t.Parallel()
+	e := newHubEnv(t, nil, webui.HubConfig{})
+	ctx := context.Background()
+	const total = 150
+	var final atomic.Int64
+	appended := make(chan struct{})
+	go func() {
+		defer close(appended)
+		for i := range total {
+			ev := domain.EventData{ID: uuid.NewString(), Type: "test.tick", SchemaVersion: 1, Data: json.RawMessage(fmt.Sprintf(`{"i":%d}`, i)),
+				Metadata: domain.Metadata{Actor: domain.Actor{Kind: domain.ActorSystem, ID: "test"}}}
+			res, err := e.store.Append(ctx, domain.StreamAppend{StreamID: "tick-" + strconv.Itoa(i%7), Expected: domain.ExpectAny, Events: []domain.EventData{ev}})
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			final.Store(res.Positions[0])
+		}
+	}()
+	var sockets []*socket
+	for range 5 {
+		time.Sleep(15 * time.Millisecond)
+		s := e.mustDial(t)
+		s.subscribe(webui.TopicAudit, 0)
+		sockets = append(sockets, s)
+	}
+	<-appended
+	for i, s := range sockets {
+		var got []int64
+		for len(got) == 0 || got[len(got)-1] < final.Load() {
+			m := s.await("audit events", func(m message) bool { return m.Topic == webui.TopicAudit })
+			var d auditData
+			if err := json.Unmarshal(m.Data, &d); err != nil {
+				t.Fatal(err)
+			}
+			for _, ev := range d.Events {
+				got = append(got, ev.Position)
+			}
+		}
+		for j := 1; j < len(got); j++ {
+			if got[j] != got[j-1]+1 {
+				t.Fatalf("socket %d: got positions %v, want each once, in order, without a gap (at %d)", i, got, j)
+			}
+		}
+	}
 }
 
 func TestHubStreamsABuildLogToItsEnd(t *testing.T) {

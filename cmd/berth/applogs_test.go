@@ -106,14 +106,22 @@ func startAPI(t *testing.T) (api, *client.Client, *main.Main) {
 	docker := testenv.Docker(t)
 	dbURL := testenv.PostgresURL(t)
 	network := testenv.RandomName("berth-logs")
-	m := MustRunMain(t, func(m *main.Main) {
-		m.Config.DatabaseURL = dbURL
-		m.Config.DockerNetwork = network
-	})
+	// Registered first, so run last: after the server stopped and the
+	// test's containers were removed.
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()
-		_ = docker.NetworkRemove(ctx, network)
+		list, _ := docker.ContainerList(ctx, container.ListOptions{All: true, Filters: filters.NewArgs(filters.Arg("network", network))})
+		for _, c := range list {
+			_ = docker.ContainerRemove(ctx, c.ID, container.RemoveOptions{Force: true})
+		}
+		if err := docker.NetworkRemove(ctx, network); err != nil && !strings.Contains(err.Error(), "not found") {
+			t.Errorf("remove network %s: %v", network, err)
+		}
+	})
+	m := MustRunMain(t, func(m *main.Main) {
+		m.Config.DatabaseURL = dbURL
+		m.Config.DockerNetwork = network
 	})
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -287,6 +295,37 @@ func TestAppLogsThroughServe(t *testing.T) {
 	code, body = a.do("GET", "/api/v1/apps/"+app+"/logs?since="+lines[len(lines)-1].At.Add(time.Second).Format(time.RFC3339Nano), nil)
 	if code != http.StatusOK || len(body) != 0 {
 		t.Errorf("GET logs?since=<after the last line>: got %d %q, want 200 and no lines", code, body)
+	}
+
+	// Following with past lines: they arrive at once, before any new line.
+	{
+		fctx, fcancel := context.WithCancel(context.Background())
+		req, _ := http.NewRequestWithContext(fctx, "GET", a.base+"/api/v1/apps/"+app+"/logs?follow=1&tail=2&format=jsonl", nil)
+		req.Header.Set("Authorization", "Bearer "+a.token)
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := make(chan string, 2)
+		go func() {
+			sc := bufio.NewScanner(res.Body)
+			for sc.Scan() {
+				got <- sc.Text()
+			}
+			close(got)
+		}()
+		for i := range 2 {
+			select {
+			case l := <-got:
+				if !strings.Contains(l, `"container"`) {
+					t.Errorf("followed past line %d: got %q", i, l)
+				}
+			case <-time.After(30 * time.Second):
+				t.Fatalf("following with tail=2: past line %d did not arrive", i)
+			}
+		}
+		fcancel()
+		res.Body.Close()
 	}
 
 	// Follow: the stream stays open and carries the lines of the container a

@@ -50,7 +50,7 @@ func commands() []command {
 		{"events export", "write events as JSON Lines", runEventsExport},
 		{"events verify", "verify the hash chain; names the first broken position", runEventsVerify},
 		{"audit key", "print the public key that signs checkpoints of the log", runAuditKey},
-		{"keys rotate", "re-wrap every live data key under a new master key and destroy the old one (stop berth serve first)", runKeysRotate},
+		{"keys rotate", "re-wrap every live data key under a new master key and destroy the old one", runKeysRotate},
 		{"projections status", "show each projection's checkpoint and lag", runProjectionsStatus},
 		{"projections rebuild", "rebuild a projection from position 0", runProjectionsRebuild},
 		{"replay", "compute state as of a position or time (--at)", runReplay},

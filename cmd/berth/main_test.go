@@ -388,6 +388,12 @@ func TestExecuteRejectsBadInput(t *testing.T) {
 		{"bad format", nil, []string{"events", "export", "--format", "csv"}, main.ExitUsage, "--format"},
 		{"bad since", nil, []string{"events", "export", "--since", "yesterday"}, main.ExitUsage, "--since"},
 		{"stray argument", nil, []string{"version", "extra"}, main.ExitUsage, `unexpected argument "extra"`},
+		{"threshold clear above raise", nil, []string{"serve", "--threshold-cpu", "50:60"}, main.ExitUsage, "-threshold-cpu"},
+		{"threshold not a pair", nil, []string{"serve", "--threshold-disk", "ninety"}, main.ExitUsage, "-threshold-disk"},
+		{"bad threshold env", map[string]string{"BERTH_THRESHOLD_MEMORY": "101:5"}, []string{"serve"}, main.ExitUsage, "BERTH_THRESHOLD_MEMORY"},
+		{"monitor interval too short", nil, []string{"serve", "--monitor-interval", "10ms"}, main.ExitUsage, "--monitor-interval"},
+		{"bad monitor interval env", map[string]string{"BERTH_MONITOR_INTERVAL": "often"}, []string{"serve"}, main.ExitUsage, "BERTH_MONITOR_INTERVAL"},
+		{"bad allow-private env", map[string]string{"BERTH_NOTIFICATIONS_ALLOW_PRIVATE": "perhaps"}, []string{"serve"}, main.ExitUsage, "BERTH_NOTIFICATIONS_ALLOW_PRIVATE"},
 		{"unreachable database", nil, []string{"events", "verify", "--database-url", "postgres://u:secretpw@127.0.0.1:1/x?connect_timeout=2"}, main.ExitFailure, "not reachable"},
 	}
 	for _, tt := range tests {

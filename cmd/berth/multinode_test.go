@@ -94,7 +94,7 @@ func TestTwoProcessesRelayAndDeliverOnce(t *testing.T) {
 	}
 	ctx := context.Background()
 	md := commands.Meta{Actor: domain.Actor{Kind: domain.ActorUser, ID: "multinode-test"}}
-	if _, _, err := cmds.CreateWebhook(ctx, md, commands.CreateWebhook{URL: srv.URL + "/hook", Types: []string{"project.*"}}); err != nil {
+	if _, _, err := cmds.CreateWebhook(ctx, md, commands.CreateWebhook{URL: srv.URL + "/hook", Types: []string{domain.EventProjectCreated}}); err != nil {
 		t.Fatalf("create webhook: %v", err)
 	}
 	if _, err := cmds.CreateProject(ctx, md, commands.CreateProject{Name: "multi"}); err != nil {

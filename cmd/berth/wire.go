@@ -24,6 +24,7 @@ import (
 	"berth/handlers/containerlogs"
 	"berth/handlers/deployer"
 	"berth/handlers/docker"
+	"berth/handlers/imagegc"
 	"berth/handlers/leases"
 	"berth/handlers/relay"
 	"berth/projections"
@@ -129,6 +130,11 @@ func (m *Main) wire(ctx context.Context) (http.Handler, []Runner, error) {
 		return nil, nil, err
 	}
 	m.closers = append(m.closers, clogs.Close)
+	images, err := imagegc.New(imagegc.Config{DockerHost: cfg.DockerHost})
+	if err != nil {
+		return nil, nil, err
+	}
+	m.closers = append(m.closers, images.Close)
 	// Signed checkpoints of the log.
 	signer, checkpointKey, err := wireCheckpoints(m)
 	if err != nil {
@@ -137,7 +143,7 @@ func (m *Main) wire(ctx context.Context) (http.Handler, []Runner, error) {
 	integ.CheckpointKey = checkpointKey
 	integ.Replay = replay
 	srv, err := webui.NewServer(webui.ServerConfig{}, webui.Deps{
-		Commands: cmds, Reads: reads, Queue: reads, BuildLogs: webui.BuildLogStore{Store: logs}, ContainerLogs: clogs,
+		Commands: cmds, Reads: reads, Queue: reads, BuildLogs: webui.BuildLogStore{Store: logs}, ContainerLogs: clogs, Images: images,
 		Metrics: []webui.MetricsWriter{runner, queueMetrics{m: m}}, Logger: m.Logger, Hub: hub,
 		Auth: guard.Authenticate, Integrations: integ, Notifications: notifications,
 		Monitor: mon, Collectors: []prometheus.Collector{mon},
@@ -198,7 +204,7 @@ func openSealer(m *Main) (domain.SecretSealer, error) {
 	if created {
 		m.Logger.Warn("created a new master key: back it up, secrets cannot be opened without it", "file", m.Config.MasterKeyFile)
 	}
-	k, err := keyring.New(keyring.Config{MasterKey: key, Logger: m.Logger}, m.Pool)
+	k, err := keyring.New(keyring.Config{MasterKey: key, MasterKeyFile: m.Config.MasterKeyFile, Logger: m.Logger}, m.Pool)
 	if err != nil {
 		return nil, fmt.Errorf("open keyring: %w", err)
 	}
@@ -224,12 +230,17 @@ func wireDeployer(ctx context.Context, m *Main, logs *buildlog.Store, sealer dom
 		return nil, nil, nil, err
 	}
 	m.closers = append(m.closers, eng.Close)
+	gc, err := imagegc.New(imagegc.Config{DockerHost: cfg.DockerHost})
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	m.closers = append(m.closers, gc.Close)
 	rt, err := docker.NewRuntime(docker.RuntimeConfig{Engine: eng})
 	if err != nil {
 		return nil, nil, nil, err
 	}
 	flow, err := deployer.NewWorkflow(deployer.WorkflowConfig{
-		Runtime: rt, Logs: logs, Sealer: sealer, Logger: m.Logger,
+		Runtime: rt, Logs: logs, Sealer: sealer, Logger: m.Logger, Leftovers: gc, BuildLogs: logs,
 		// The routes are live once this process's routing projection
 		// wrote the switch the workflow appended.
 		Routes: deployer.RouteWaiterFunc(func(ctx context.Context, pos int64) error {

@@ -77,11 +77,31 @@ func suites() []suite {
 			}
 			return bench.RunReplicas(ctx, c.databaseURL, c.redisURL, c.traefikBin, out)
 		}},
+		{"pull", func(ctx context.Context, c config, out io.Writer) error {
+			bin := os.Getenv("BERTH_REGISTRY_BIN")
+			if bin == "" {
+				bin = filepath.Join(".cache", "registry", testenv.RegistryVersion, "registry")
+			}
+			if _, err := os.Stat(bin); err != nil {
+				return fmt.Errorf("registry binary: %w: build it with `bash scripts/registry.sh` or set BERTH_REGISTRY_BIN", err)
+			}
+			return bench.RunPull(ctx, c.databaseURL, c.redisURL, bin, out)
+		}},
 		{"dispatch", func(ctx context.Context, c config, out io.Writer) error {
 			return bench.RunDispatch(ctx, c.databaseURL, c.redisURL, out)
 		}},
 		{"push", func(ctx context.Context, c config, out io.Writer) error {
 			return bench.RunPush(ctx, c.databaseURL, out)
+		}},
+		{"notify", func(ctx context.Context, c config, out io.Writer) error {
+			return bench.RunNotify(ctx, c.databaseURL, out)
+		}},
+		{"metrics", func(ctx context.Context, c config, out io.Writer) error {
+			dir, err := os.Getwd() // inside the module: the suite builds ./cmd/berth
+			if err != nil {
+				return err
+			}
+			return bench.RunMetrics(ctx, dir, c.databaseURL, c.redisURL, out)
 		}},
 		{"rss", func(ctx context.Context, c config, out io.Writer) error {
 			dir, err := os.Getwd() // inside the module: the suite builds ./cmd/berth

@@ -22,6 +22,7 @@ import (
 	"io"
 	"io/fs"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"sort"
@@ -254,27 +255,49 @@ func Load(ctx context.Context, src, token string) ([]Checkpoint, error) {
 	return out, nil
 }
 
-func fetch(ctx context.Context, url, token string) ([]Checkpoint, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+// fetch GETs src, following next_after of the API's pages.
+func fetch(ctx context.Context, src, token string) ([]Checkpoint, error) {
+	var out []Checkpoint
+	u, err := url.Parse(src)
 	if err != nil {
 		return nil, fmt.Errorf("anchor: %w", err)
 	}
-	if token != "" {
-		req.Header.Set("Authorization", "Bearer "+token)
+	for range 100000 {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
+		if err != nil {
+			return nil, fmt.Errorf("anchor: %w", err)
+		}
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return nil, fmt.Errorf("anchor: %w", err)
+		}
+		b, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+		resp.Body.Close()
+		if err != nil {
+			return nil, fmt.Errorf("anchor: %w", err)
+		}
+		if resp.StatusCode != http.StatusOK {
+			return nil, fmt.Errorf("anchor: GET %s: %s", u.Redacted(), resp.Status)
+		}
+		cps, err := parse(b, u.Redacted())
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, cps...)
+		var page struct {
+			NextAfter int64 `json:"next_after"`
+		}
+		if json.Unmarshal(b, &page) != nil || page.NextAfter <= 0 {
+			return out, nil
+		}
+		q := u.Query()
+		q.Set("after", strconv.FormatInt(page.NextAfter, 10))
+		u.RawQuery = q.Encode()
 	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return nil, fmt.Errorf("anchor: %w", err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
-	if err != nil {
-		return nil, fmt.Errorf("anchor: %w", err)
-	}
-	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("anchor: GET %s: %s", url, resp.Status)
-	}
-	return parse(b, url)
+	return nil, fmt.Errorf("anchor: GET %s: too many pages", u.Redacted())
 }
 
 func parse(b []byte, src string) ([]Checkpoint, error) {

@@ -1,10 +1,14 @@
 package anchor_test
 
 import (
+	"bytes"
 	"context"
 	"crypto/ed25519"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -176,5 +180,41 @@ func TestForgedCheckpointIsRefused(t *testing.T) {
 	}
 	if err := c.VerifySignature(other.Public().(ed25519.PublicKey)); err == nil {
 		t.Fatal("a checkpoint signed by another key passed")
+	}
+}
+
+// TestLoadFollowsTheAPIPages loads checkpoints from an HTTP server that
+// pages them like GET /api/v1/audit/checkpoints, with a bearer token.
+func TestLoadFollowsTheAPIPages(t *testing.T) {
+	t.Parallel()
+	key, _, err := anchor.LoadOrCreateKey(filepath.Join(t.TempDir(), "k"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c1 := anchor.Sign(key, 5, make([]byte, 32), time.Now())
+	c2 := anchor.Sign(key, 9, bytes.Repeat([]byte{1}, 32), time.Now())
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Authorization") != "Bearer tok" {
+			http.Error(w, "no", http.StatusUnauthorized)
+			return
+		}
+		page := map[string]any{"key": c1.Key, "checkpoints": []anchor.Checkpoint{c1}, "next_after": 6}
+		if r.URL.Query().Get("after") == "6" {
+			page = map[string]any{"key": c1.Key, "checkpoints": []anchor.Checkpoint{c2}, "next_after": 0}
+		}
+		_ = json.NewEncoder(w).Encode(page)
+	}))
+	defer srv.Close()
+	got, err := anchor.Load(context.Background(), srv.URL+"/api/v1/audit/checkpoints", "tok")
+	if err != nil || len(got) != 2 || got[0].Position != 5 || got[1].Position != 9 {
+		t.Fatalf("got %+v, %v", got, err)
+	}
+	for _, c := range got {
+		if err := c.VerifySignature(key.Public().(ed25519.PublicKey)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := anchor.Load(context.Background(), srv.URL, ""); err == nil || !strings.Contains(err.Error(), "401") {
+		t.Fatalf("without the token: got %v, want 401", err)
 	}
 }

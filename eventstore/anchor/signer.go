@@ -16,6 +16,10 @@ import (
 	"berth/eventstore"
 )
 
+// signerLock is the advisory lock that makes one process sign at a time
+// ("berth-cpt" as an integer).
+const signerLock int64 = 0x6265727468_637074
+
 // Signer signs the head of the log at least every Every events or every
 // Interval while it moves, writes each checkpoint into Dir and appends it
 // to the log as domain.EventCheckpointSigned.
@@ -69,10 +73,22 @@ func (s *Signer) Run(ctx context.Context) error {
 // was signed.
 func (s *Signer) Tick(ctx context.Context, force bool) (Checkpoint, bool, error) {
 	s.defaults()
-	if !s.loaded {
-		if err := s.load(ctx); err != nil {
-			return Checkpoint{}, false, err
-		}
+	// One signer at a time across processes; each reads the last
+	// checkpoint from the log, whoever signed it.
+	tx, err := s.Store.Pool().Begin(ctx)
+	if err != nil {
+		return Checkpoint{}, false, fmt.Errorf("anchor: %w", err)
+	}
+	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
+	var mine bool
+	if err := tx.QueryRow(ctx, `SELECT pg_try_advisory_xact_lock($1)`, signerLock).Scan(&mine); err != nil {
+		return Checkpoint{}, false, fmt.Errorf("anchor: %w", err)
+	}
+	if !mine {
+		return Checkpoint{}, false, nil
+	}
+	if err := s.load(ctx); err != nil {
+		return Checkpoint{}, false, err
 	}
 	pos, hash, err := s.Store.HeadHash(ctx)
 	if err != nil {
@@ -113,8 +129,10 @@ func (s *Signer) load(ctx context.Context) error {
 		domain.CheckpointStream).Scan(&pos, &data)
 	switch {
 	case errors.Is(err, pgx.ErrNoRows):
-		// The first checkpoint comes after Every events or Interval.
-		s.at = time.Now()
+		if !s.loaded {
+			// The first checkpoint comes after Every events or Interval.
+			s.at = time.Now()
+		}
 	case err != nil:
 		return fmt.Errorf("anchor: read the last checkpoint: %w", err)
 	default:

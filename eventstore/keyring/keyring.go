@@ -26,6 +26,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
+	"sync"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
@@ -51,15 +53,28 @@ type Config struct {
 	// Logger receives key lifecycle logs (never key material); nil means
 	// slog.Default().
 	Logger *slog.Logger
+	// MasterKeyFile, when set, is the file MasterKey was read from: the
+	// Keyring reads it again whenever it was replaced (by a rotation, see
+	// RotateMasterKeyFile), so a running berth follows a rotation.
+	MasterKeyFile string
 }
 
 // Keyring seals and opens application secrets. It is safe for concurrent
 // use; it keeps no key in memory beyond one call.
 type Keyring struct {
-	pool     *pgxpool.Pool
-	master   cipher.AEAD
-	masterID []byte
-	log      *slog.Logger
+	pool *pgxpool.Pool
+	log  *slog.Logger
+	path string
+
+	mu  sync.Mutex
+	cur *masterKey
+}
+
+// masterKey is the master key in use, and the file it was read from.
+type masterKey struct {
+	aead cipher.AEAD
+	id   []byte
+	file os.FileInfo
 }
 
 var _ domain.SecretSealer = (*Keyring)(nil)
@@ -83,7 +98,43 @@ func New(cfg Config, pool *pgxpool.Pool) (*Keyring, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Keyring{pool: pool, master: master, masterID: masterID(cfg.MasterKey), log: cfg.Logger}, nil
+	cur := &masterKey{aead: master, id: masterID(cfg.MasterKey)}
+	if cfg.MasterKeyFile != "" {
+		cur.file, _ = os.Stat(cfg.MasterKeyFile)
+	}
+	return &Keyring{pool: pool, log: cfg.Logger, path: cfg.MasterKeyFile, cur: cur}, nil
+}
+
+// master returns the master key in use, read again from the master key
+// file when that was replaced since.
+func (k *Keyring) master() (*masterKey, error) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.path == "" {
+		return k.cur, nil
+	}
+	fi, err := os.Stat(k.path)
+	if err != nil || (k.cur.file != nil && os.SameFile(fi, k.cur.file) && fi.ModTime().Equal(k.cur.file.ModTime()) && fi.Size() == k.cur.file.Size()) {
+		return k.cur, nil
+	}
+	key, created, err := LoadOrCreateMasterKey(k.path)
+	if err == nil && created {
+		err = errors.New("the file had vanished: a new key was written, which wraps none of the data keys")
+	}
+	if err != nil {
+		return nil, fmt.Errorf("keyring: read the replaced master key %s: %w", k.path, err)
+	}
+	defer clear(key)
+	aead, err := newGCM(key)
+	if err != nil {
+		return nil, err
+	}
+	id := masterID(key)
+	if !bytes.Equal(id, k.cur.id) {
+		k.log.Info("master key replaced: using the new one", slog.String("file", k.path))
+	}
+	k.cur = &masterKey{aead: aead, id: id, file: fi}
+	return k.cur, nil
 }
 
 func newGCM(key []byte) (cipher.AEAD, error) {
@@ -201,13 +252,17 @@ func (k *Keyring) dataKey(ctx context.Context, app string, create bool) ([]byte,
 		if wrapped == nil {
 			return nil, nil, ErrDestroyed
 		}
-		if !bytes.Equal(masterID, k.masterID) {
+		mk, err := k.master()
+		if err != nil {
+			return nil, nil, err
+		}
+		if !bytes.Equal(masterID, mk.id) {
 			return nil, nil, fmt.Errorf("data key of %s: %w", app, ErrWrongMasterKey)
 		}
 		if len(wrapped) < nonceSize {
 			return nil, nil, fmt.Errorf("data key of %s: truncated: %w", app, domain.ErrInvalid)
 		}
-		dk, err := k.master.Open(nil, wrapped[:nonceSize], wrapped[nonceSize:], wrapAD(app, keyID[:]))
+		dk, err := mk.aead.Open(nil, wrapped[:nonceSize], wrapped[nonceSize:], wrapAD(app, keyID[:]))
 		if err != nil {
 			return nil, nil, fmt.Errorf("data key of %s: does not unwrap: %w", app, ErrWrongMasterKey)
 		}
@@ -223,12 +278,16 @@ func (k *Keyring) createKey(ctx context.Context, app string) error {
 		return fmt.Errorf("keyring: generate data key: %w", err)
 	}
 	keyID := uuid.New()
-	wrapped := make([]byte, nonceSize, nonceSize+KeySize+k.master.Overhead())
+	mk, err := k.master()
+	if err != nil {
+		return err
+	}
+	wrapped := make([]byte, nonceSize, nonceSize+KeySize+mk.aead.Overhead())
 	if _, err := rand.Read(wrapped); err != nil {
 		return fmt.Errorf("keyring: nonce: %w", err)
 	}
-	wrapped = k.master.Seal(wrapped, wrapped[:nonceSize], dk, wrapAD(app, keyID[:]))
-	tag, err := k.pool.Exec(ctx, sqlInsertKey, app, keyID, k.masterID, wrapped)
+	wrapped = mk.aead.Seal(wrapped, wrapped[:nonceSize], dk, wrapAD(app, keyID[:]))
+	tag, err := k.pool.Exec(ctx, sqlInsertKey, app, keyID, mk.id, wrapped)
 	if err != nil {
 		return fmt.Errorf("keyring: store data key of %s: %w", app, err)
 	}
@@ -248,7 +307,11 @@ func (k *Keyring) Destroy(ctx context.Context, app string) error {
 	if err := domain.ValidateName("app", app); err != nil {
 		return err
 	}
-	if _, err := k.pool.Exec(ctx, sqlDestroy, app, uuid.New(), k.masterID); err != nil {
+	mk, err := k.master()
+	if err != nil {
+		return err
+	}
+	if _, err := k.pool.Exec(ctx, sqlDestroy, app, uuid.New(), mk.id); err != nil {
 		return fmt.Errorf("keyring: destroy data key of %s: %w", app, err)
 	}
 	k.log.InfoContext(ctx, "data key destroyed", slog.String("app", app))

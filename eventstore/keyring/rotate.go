@@ -117,10 +117,11 @@ FROM unnest($1::text[], $2::bytea[]) AS u(app, w) WHERE d.app = u.app`, apps, wr
 // are re-wrapped, and the new file is renamed over the old one. Run again
 // after a crash at any step, it finishes the rotation it began.
 //
-// berth serve holds the master key in memory: stop it first, start it
-// after. Copies of the old master key file (backups) must be destroyed
-// too: only then is every data key destroyed before the rotation gone
-// from every old copy of the database.
+// A Keyring given the file (Config.MasterKeyFile) reads it again once it
+// is replaced, so berth serve may keep running; other machines need the
+// new file copied to them. Copies of the old master key file (backups)
+// must be destroyed too: only then is every data key destroyed before the
+// rotation gone from every old copy of the database.
 func RotateMasterKeyFile(ctx context.Context, pool *pgxpool.Pool, path string) (int, error) {
 	oldKey, created, err := LoadOrCreateMasterKey(path)
 	if err != nil {
@@ -146,8 +147,15 @@ func RotateMasterKeyFile(ctx context.Context, pool *pgxpool.Pool, path string) (
 		_ = d.Sync()
 		_ = d.Close()
 	}
+	// A running berth may have wrapped a new data key with the old master
+	// key while the first pass ran, before it saw the new file: re-wrap
+	// those too, while the old key is still at hand.
+	more, err := Rotate(ctx, pool, oldKey, newKey)
 	clear(oldKey)
-	return n, nil
+	if err != nil {
+		return n, err
+	}
+	return n + more, nil
 }
 
 // PendingRotation reports whether a rotation of the master key in path was

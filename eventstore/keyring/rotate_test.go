@@ -144,3 +144,48 @@ func TestRotationFinishesAfterACrash(t *testing.T) {
 		t.Fatalf("open after finishing: %q, %v", pt, err)
 	}
 }
+
+// TestRunningKeyringFollowsARotation: a Keyring given its master key file
+// keeps opening and sealing across a rotation made by another process, and
+// keys it creates afterwards are wrapped by the new master key.
+func TestRunningKeyringFollowsARotation(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	pool := testenv.Postgres(t)
+	path := filepath.Join(t.TempDir(), "master.key")
+	key, _, err := keyring.LoadOrCreateMasterKey(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k, err := keyring.New(keyring.Config{MasterKey: key, MasterKeyFile: path}, pool)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ct, err := k.Seal(ctx, "web", []byte("before"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := keyring.RotateMasterKeyFile(ctx, pool, path); err != nil {
+		t.Fatal(err)
+	}
+	if pt, err := k.Open(ctx, "web", ct); err != nil || string(pt) != "before" {
+		t.Fatalf("open after rotation: %q, %v", pt, err)
+	}
+	ct2, err := k.Seal(ctx, "api", []byte("after"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	newKey, _, err := keyring.LoadOrCreateMasterKey(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fresh, err := keyring.New(keyring.Config{MasterKey: newKey}, pool)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for app, c := range map[string][]byte{"web": ct, "api": ct2} {
+		if _, err := fresh.Open(ctx, app, c); err != nil {
+			t.Errorf("%s with the new master key: %v", app, err)
+		}
+	}
+}

@@ -180,8 +180,9 @@ func TestParallelPatchesWithoutPreconditionRetry(t *testing.T) {
 	h, store := MustHandler(t)
 	seed(t, h, "web")
 	ctx := context.Background()
+	before := len(mustRead(t, store, domain.AppStream("web")))
 	var wg sync.WaitGroup
-	const n = 4
+	const n = 32
 	errs := make([]error, n)
 	for i := range n {
 		wg.Add(1)
@@ -192,13 +193,15 @@ func TestParallelPatchesWithoutPreconditionRetry(t *testing.T) {
 		}()
 	}
 	wg.Wait()
-	for _, err := range errs {
-		if err != nil && !errors.Is(err, domain.ErrConcurrency) {
-			t.Errorf("got %v, want nil or ErrConcurrency", err)
+	// Without If-Match a lost race is not the client's: each is decided
+	// again on the new state and succeeds.
+	for i, err := range errs {
+		if err != nil {
+			t.Errorf("writer %d: got %v, want nil", i, err)
 		}
 	}
-	if recs := mustRead(t, store, domain.AppStream("web")); len(recs) < 2 {
-		t.Errorf("got %d events, want at least one update", len(recs))
+	if got := len(mustRead(t, store, domain.AppStream("web"))); got != before+n {
+		t.Errorf("got %d events, want %d (every update recorded)", got, before+n)
 	}
 }
 

@@ -45,7 +45,7 @@ func (h *Handler) CreateApp(ctx context.Context, meta Meta, cmd CreateApp) (Resu
 		return Result{}, err
 	}
 	stream := domain.AppStream(spec.Name)
-	return h.execute(ctx, c, false, func(ctx context.Context) (plan, error) {
+	return h.execute(ctx, c, true, func(ctx context.Context) (plan, error) {
 		if dup, ok, err := c.duplicate(ctx, stream, ""); err != nil || ok {
 			return plan{dup: &dup}, err
 		}

@@ -26,7 +26,7 @@ func (h *Handler) CreateProject(ctx context.Context, meta Meta, cmd CreateProjec
 		return Result{}, err
 	}
 	stream := domain.ProjectStream(cmd.Name)
-	res, err := h.execute(ctx, c, false, func(ctx context.Context) (plan, error) {
+	res, err := h.execute(ctx, c, true, func(ctx context.Context) (plan, error) {
 		if dup, ok, err := c.duplicate(ctx, stream, ""); err != nil || ok {
 			return plan{dup: &dup}, err
 		}

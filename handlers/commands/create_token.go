@@ -53,7 +53,7 @@ func (a *Accounts) CreateToken(ctx context.Context, meta Meta, cmd CreateToken) 
 	}
 	secret := TokenPrefix + base64.RawURLEncoding.EncodeToString(raw)
 	s := domain.TokenStream(id)
-	res, err := a.h.execute(ctx, c, false, func(context.Context) (plan, error) {
+	res, err := a.h.execute(ctx, c, true, func(context.Context) (plan, error) {
 		return plan{primary: s, events: events, expected: map[string]domain.ExpectedVersion{s: domain.ExpectNoStream}}, nil
 	})
 	if err != nil {

@@ -40,7 +40,7 @@ func (a *Accounts) createUser(ctx context.Context, meta Meta, cmd CreateUser, na
 	id := c.newID("user")
 	info := UserInfo{ID: id, Email: email, Role: cmd.Role}
 	passwordStored := false
-	res, err := a.h.execute(ctx, c, false, func(ctx context.Context) (plan, error) {
+	res, err := a.h.execute(ctx, c, true, func(ctx context.Context) (plan, error) {
 		us := domain.UserStream(id)
 		if dup, ok, err := c.duplicate(ctx, us, ""); err != nil || ok {
 			return plan{dup: &dup}, err

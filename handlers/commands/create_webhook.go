@@ -62,7 +62,7 @@ func (h *Handler) CreateWebhook(ctx context.Context, meta Meta, cmd CreateWebhoo
 	if err != nil {
 		return Result{}, WebhookCreated{}, fmt.Errorf("seal webhook secret: %w", err)
 	}
-	res, err := h.execute(ctx, c, false, func(ctx context.Context) (plan, error) {
+	res, err := h.execute(ctx, c, true, func(ctx context.Context) (plan, error) {
 		if dup, ok, err := c.duplicate(ctx, stream, ""); err != nil || ok {
 			return plan{dup: &dup}, err
 		}

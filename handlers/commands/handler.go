@@ -15,7 +15,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"strconv"
+	"time"
 
 	"github.com/google/uuid"
 
@@ -262,13 +264,27 @@ type plan struct {
 	dup *Result
 }
 
+// maxDecisions bounds how often a command without a client precondition is
+// decided again after losing a race.
+const maxDecisions = 16
+
 // execute runs decide and appends its plan. When the append fails with
-// ErrConcurrency it decides again once, if retry is true (the command is
-// idempotent by nature) or an idempotency key may reveal that a concurrent
-// twin already acted.
+// ErrConcurrency and retry is true (the client sent no precondition, no
+// If-Match: the conflict is not the client's), it loads and decides again,
+// up to maxDecisions times with a short random pause; with a precondition,
+// it decides again once only when an idempotency key may reveal that a
+// concurrent twin already acted, and otherwise reports the conflict.
 func (h *Handler) execute(ctx context.Context, c *call, retry bool, decide func(context.Context) (plan, error)) (Result, error) {
 	var lastErr error
-	for attempt := 0; attempt < 2; attempt++ {
+	for attempt := 0; attempt < maxDecisions; attempt++ {
+		if attempt > 0 && retry {
+			pause := time.Duration(rand.N(attempt*2+1)) * time.Millisecond
+			select {
+			case <-ctx.Done():
+				return Result{}, lastErr
+			case <-time.After(pause):
+			}
+		}
 		p, err := decide(ctx)
 		if err != nil {
 			return Result{}, err

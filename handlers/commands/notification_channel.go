@@ -77,7 +77,7 @@ func (h *Handler) CreateNotificationChannel(ctx context.Context, meta Meta, cmd 
 	if err != nil {
 		return Result{}, "", fmt.Errorf("seal notification URL: %w", err)
 	}
-	res, err := h.execute(ctx, c, false, func(ctx context.Context) (plan, error) {
+	res, err := h.execute(ctx, c, true, func(ctx context.Context) (plan, error) {
 		if dup, ok, err := c.duplicate(ctx, stream, ""); err != nil || ok {
 			return plan{dup: &dup}, err
 		}
@@ -157,9 +157,29 @@ func (h *Handler) UpdateNotificationChannel(ctx context.Context, meta Meta, cmd 
 	})
 }
 
+// keyDestroyer is the part of the keyring that shreds a scope's data key.
+type keyDestroyer interface {
+	Destroy(ctx context.Context, scope string) error
+}
+
 // DeleteNotificationChannel records notification.channel_deleted; deleting
-// twice writes nothing.
+// twice writes nothing. When the sealer can destroy data keys (the
+// keyring), the channel's key is destroyed after the deletion is recorded,
+// shredding its credentials while the log keeps the ciphertext.
 func (h *Handler) DeleteNotificationChannel(ctx context.Context, meta Meta, cmd DeleteNotificationChannel) (Result, error) {
+	res, err := h.deleteNotificationChannel(ctx, meta, cmd)
+	if err != nil || res.Position == 0 || res.Duplicate {
+		return res, err
+	}
+	if d, ok := h.sealer.(keyDestroyer); ok {
+		if err := d.Destroy(context.WithoutCancel(ctx), domain.NotificationSealScope(cmd.ID)); err != nil {
+			h.log.Warn("notification channel deleted but its data key not destroyed", "channel", cmd.ID, "err", err)
+		}
+	}
+	return res, nil
+}
+
+func (h *Handler) deleteNotificationChannel(ctx context.Context, meta Meta, cmd DeleteNotificationChannel) (Result, error) {
 	c, err := h.newCall("DeleteNotificationChannel", meta)
 	if err != nil {
 		return Result{}, err

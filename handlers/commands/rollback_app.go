@@ -31,7 +31,7 @@ func (h *Handler) RollbackApp(ctx context.Context, meta Meta, cmd RollbackApp) (
 	}
 	id := c.newID("deployment")
 	stream := domain.DeploymentStream(id)
-	return h.execute(ctx, c, false, func(ctx context.Context) (plan, error) {
+	return h.execute(ctx, c, true, func(ctx context.Context) (plan, error) {
 		if dup, err := c.newDeployment(ctx, id); err != nil || dup != nil {
 			return plan{dup: dup}, err
 		}

@@ -21,6 +21,7 @@ import (
 	"sync"
 	"time"
 
+	cerrdefs "github.com/containerd/errdefs"
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/events"
 	"github.com/docker/docker/api/types/filters"
@@ -306,7 +307,7 @@ func (r *Reader) containers(ctx context.Context, app string) ([]box, error) {
 func (r *Reader) inspect(ctx context.Context, id string) (box, error) {
 	ins, err := r.docker.ContainerInspect(ctx, id)
 	if err != nil {
-		if client.IsErrNotFound(err) {
+		if cerrdefs.IsNotFound(err) {
 			return box{}, fmt.Errorf("container %s: %w", id, domain.ErrNotFound)
 		}
 		return box{}, fmt.Errorf("inspect container %s: %w", id, err)
@@ -362,7 +363,7 @@ func (r *Reader) copy(ctx context.Context, b box, opts container.LogsOptions, sk
 	opts.ShowStdout, opts.ShowStderr, opts.Timestamps = true, true, true
 	rc, err := r.docker.ContainerLogs(ctx, b.id, opts)
 	if err != nil {
-		if client.IsErrNotFound(err) {
+		if cerrdefs.IsNotFound(err) {
 			return time.Time{}, fmt.Errorf("container %s: %w", b.name, domain.ErrNotFound)
 		}
 		return time.Time{}, fmt.Errorf("container logs %s: %w", b.name, err)

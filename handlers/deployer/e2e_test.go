@@ -34,6 +34,7 @@ import (
 	"berth/handlers/commands"
 	"berth/handlers/deployer"
 	dockerrt "berth/handlers/docker"
+	"berth/handlers/imagegc"
 	"berth/handlers/relay"
 	"berth/internal/testenv"
 	"berth/projections"
@@ -114,12 +115,17 @@ func newStack(t *testing.T, opt stackOptions) *stack {
 		t.Fatal(err)
 	}
 
+	gc, err := imagegc.New(imagegc.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = gc.Close() })
 	rt, err := dockerrt.NewRuntime(dockerrt.RuntimeConfig{Engine: s.eng})
 	if err != nil {
 		t.Fatal(err)
 	}
 	exec, err := deployer.NewWorkflow(deployer.WorkflowConfig{
-		Runtime: rt, Logs: s.logs, Sealer: sealer, Drain: opt.drain, KeepImages: opt.keepImages,
+		Runtime: rt, Logs: s.logs, Sealer: sealer, Drain: opt.drain, KeepImages: opt.keepImages, Leftovers: gc, BuildLogs: s.logs,
 		Routes: deployer.RouteWaiterFunc(func(ctx context.Context, pos int64) error {
 			return runner.WaitApplied(ctx, projections.RoutingName, pos)
 		}),
@@ -817,22 +823,22 @@ func TestImagesCollectedAndAppStopStart(t *testing.T) {
 		t.Errorf("images after 3 deployments: got %v, want the last two (%s, %s)", kept, deps[1].ImageID(), deps[2].ImageID())
 	}
 
-	// Rolling back to the first deployment: its image is gone.
+	// Rolling back to the first deployment: its image is gone, and is
+	// rebuilt from its commit.
 	res, err := s.cmds.RollbackApp(context.Background(), meta(), commands.RollbackApp{App: a.name, To: deps[0].ID()})
 	if err != nil {
 		t.Fatalf("RollbackApp: %v", err)
 	}
-	d := s.wait(res.DeploymentID, time.Minute)
-	if d.Status() != domain.DeploymentFailedStatus || !strings.Contains(d.Failure().Reason, "no longer on this Docker host") {
-		t.Errorf("rollback to a collected image: got %s (%+v), want failed saying the image is gone", d.Status(), d.Failure())
+	if d := s.mustSucceed(res.DeploymentID); d.CommitSHA() != deps[0].CommitSHA() || d.ImageID() == deps[0].ImageID() {
+		t.Errorf("rollback to a collected image: got commit %s image %s, want commit %s rebuilt", d.CommitSHA(), d.ImageID(), deps[0].CommitSHA())
 	}
-	// The rollback to the previous one works, with the image reused.
-	res, err = s.cmds.RollbackApp(context.Background(), meta(), commands.RollbackApp{App: a.name, To: deps[1].ID()})
+	// The rollback to one of the last two successes reuses its image.
+	res, err = s.cmds.RollbackApp(context.Background(), meta(), commands.RollbackApp{App: a.name, To: deps[2].ID()})
 	if err != nil {
 		t.Fatalf("RollbackApp: %v", err)
 	}
-	if d := s.mustSucceed(res.DeploymentID); d.ImageID() != deps[1].ImageID() {
-		t.Errorf("rollback image: got %s, want %s", d.ImageID(), deps[1].ImageID())
+	if d := s.mustSucceed(res.DeploymentID); d.ImageID() != deps[2].ImageID() {
+		t.Errorf("rollback image: got %s, want %s", d.ImageID(), deps[2].ImageID())
 	}
 	a.waitBody("hello v1", 10*time.Second)
 
@@ -946,4 +952,63 @@ func TestDeleteAppRemovesItsContainersAndImages(t *testing.T) {
 		code, _, err := a.get(c)
 		return err == nil && code == http.StatusNotFound
 	})
+}
+
+// TestReplicasRollWithoutFailedRequests runs three replicas behind the real
+// Traefik and redeploys them under a steady load: every request answers
+// 200, the replicas are replaced one at a time, three serve at the end; a
+// failing replica stops the next rollout with the serving ones untouched.
+func TestReplicasRollWithoutFailedRequests(t *testing.T) {
+	s := newStack(t, stackOptions{drain: 2 * time.Second})
+	repo := newRepo(t, "", nil)
+	a := s.newApp(repo, map[string]string{"VERSION": "v1"}, domain.HealthCheck{Path: "/healthz", TimeoutSeconds: 30})
+	a.update(domain.AppPatch{Replicas: ptr(3)})
+	d1 := s.mustSucceed(a.deploy())
+	a.waitBody("hello v1", 15*time.Second)
+	if n := len(s.containers(a.name)); n != 3 {
+		t.Fatalf("containers after the first deployment: got %d, want 3", n)
+	}
+	want := []string{"requested", "queued", "started", "source_fetched", "image_built", "container_started", "health_passed",
+		"traffic_switched", "replica_switched", "replica_switched", "previous_stopped", "succeeded"}
+	if got := s.types(d1.ID()); strings.Join(got, ",") != strings.Join(want, ",") {
+		t.Errorf("events of the first deployment: got %v, want %v", got, want)
+	}
+
+	a.setEnv([]commands.EnvInput{{Key: "VERSION", Value: "v2"}})
+	stop := make(chan struct{})
+	ok, bad, errs, done := a.hammer(stop)
+	time.Sleep(300 * time.Millisecond)
+	d2 := s.mustSucceed(a.deploy())
+	a.waitBody("hello v2", 15*time.Second)
+	time.Sleep(500 * time.Millisecond)
+	close(stop)
+	<-done
+	if bad.Load() != 0 {
+		var seen []string
+		errs.Range(func(k, _ any) bool { seen = append(seen, k.(string)); return true })
+		t.Errorf("rolling update: %d of %d requests failed: %v", bad.Load(), bad.Load()+ok.Load(), seen)
+	}
+	t.Logf("rolling update of 3 replicas under load: %d requests answered 200, %d failed", ok.Load(), bad.Load())
+	cs := s.containers(a.name)
+	if len(cs) != 3 {
+		t.Fatalf("containers after the rolling update: got %d, want 3", len(cs))
+	}
+	for _, c := range cs {
+		if c.Labels[dockerrt.LabelDeployment] != d2.ID() {
+			t.Errorf("container %s belongs to %s, want %s", c.Names, c.Labels[dockerrt.LabelDeployment], d2.ID())
+		}
+	}
+
+	// A version whose health check fails: the first new replica never
+	// takes traffic, the three v2 replicas keep serving.
+	a.setEnv([]commands.EnvInput{{Key: "VERSION", Value: "v3"}, {Key: "HEALTH_FAIL", Value: "1"}})
+	a.update(domain.AppPatch{HealthCheckTimeoutSeconds: ptr(3)})
+	d3 := s.wait(a.deploy(), 2*time.Minute)
+	if d3.Status() != domain.DeploymentFailedStatus || d3.Failure().Step != domain.StepHealthCheck {
+		t.Fatalf("unhealthy rollout: got %s %+v, want failed at health_check", d3.Status(), d3.Failure())
+	}
+	a.waitBody("hello v2", 15*time.Second)
+	if n := len(s.containers(a.name)); n != 3 {
+		t.Errorf("containers after the failed rollout: got %d, want the 3 serving ones", n)
+	}
 }

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"berth/domain"
+	"berth/handlers/imagegc"
 )
 
 // configAt rebuilds app's configuration as of stream version v: time travel
@@ -227,6 +228,19 @@ func (w *Workflow) DeleteApp(ctx context.Context, app string) (instances, images
 	if err != nil {
 		return instances, images, err
 	}
+	// What its failed, cancelled or interrupted builds left, as their
+	// build logs name it.
+	if w.cfg.Leftovers != nil && w.cfg.BuildLogs != nil {
+		left, err := w.buildLeftovers(ctx, app)
+		if err == nil {
+			var more []string
+			more, err = w.cfg.Leftovers.RemoveLeftovers(ctx, left)
+			images = append(images, more...)
+		}
+		if err != nil {
+			log.Warn("intermediate images of failed builds not removed", "err", err)
+		}
+	}
 	if len(images) > 0 {
 		log.Info("removed the images of a deleted application", "images", len(images))
 	}
@@ -376,4 +390,74 @@ func (w *Workflow) digestOf(ctx context.Context, id string) (string, error) {
 		}
 	}
 	return ref, nil
+}
+
+// keepImages is how many images app keeps: its current configuration's
+// build.keep_images, or KeepImages.
+func (w *Workflow) keepImages(ctx context.Context, app string) int {
+	events, err := w.store.ReadStream(ctx, domain.AppStream(app), 1, 0)
+	if err == nil {
+		if a, err := domain.LoadApplication(events); err == nil && a.Config().Build.KeepImages > 0 {
+			return a.Config().Build.KeepImages
+		}
+	}
+	return w.cfg.KeepImages
+}
+
+// buildLeftovers names the intermediate images the builds of app's
+// deployments that did not succeed committed, read from their logs.
+func (w *Workflow) buildLeftovers(ctx context.Context, app string) ([]string, error) {
+	succeeded := map[string]bool{}
+	var ids []string
+	var after int64
+	for {
+		page, err := w.store.ReadAll(ctx, domain.ReadAllQuery{After: after, Limit: 1000, Filter: domain.Filter{
+			Categories: []string{domain.CategoryDeployment},
+			Types:      []string{domain.EventDeploymentRequested, domain.EventDeploymentSucceeded},
+		}})
+		if err != nil {
+			return nil, fmt.Errorf("read the deployments of %s: %w", app, err)
+		}
+		for _, e := range page {
+			var d struct {
+				App          string `json:"app"`
+				DeploymentID string `json:"deployment_id"`
+			}
+			if json.Unmarshal(e.Data, &d) != nil || d.App != app {
+				continue
+			}
+			if e.Type == domain.EventDeploymentSucceeded {
+				succeeded[d.DeploymentID] = true
+			} else {
+				ids = append(ids, d.DeploymentID)
+			}
+		}
+		if len(page) < 1000 {
+			break
+		}
+		after = page[len(page)-1].Position
+	}
+	var out []string
+	for _, id := range ids {
+		if succeeded[id] {
+			continue // its layers went with its image
+		}
+		var t imagegc.BuildTracker
+		var seq int64
+		for {
+			lines, ended, err := w.cfg.BuildLogs.Read(ctx, id, seq, 1000)
+			if err != nil {
+				return nil, fmt.Errorf("read the log of %s: %w", id, err)
+			}
+			for _, l := range lines {
+				t.Line(l.Text)
+				seq = l.Seq
+			}
+			if ended || len(lines) < 1000 {
+				break
+			}
+		}
+		out = append(out, t.Created()...)
+	}
+	return out, nil
 }

@@ -52,10 +52,21 @@ func (d *Deployer) handleRunTopic(ctx context.Context, msg *message.Message) err
 // make it re-read and decide again.
 func (d *Deployer) runDeployment(ctx context.Context, msg *message.Message, cmd RunDeployment) error {
 	md := messageMetadata(msg, d.consumer)
+	waited := false
 	for try := 0; ; try++ {
 		dep, err := loadDeployment(ctx, d.store, cmd.DeploymentID)
 		if err != nil {
 			return err
+		}
+		if dep != nil && dep.Status() == domain.DeploymentRequestedStatus && !waited {
+			// The relay records queued right after publishing: the
+			// command can arrive first. Its event is awaited (not
+			// written here: the relay is its one writer).
+			waited = true
+			if err := d.awaitNext(ctx, dep); err != nil {
+				return err
+			}
+			continue
 		}
 		err = d.decideRun(ctx, dep, md)
 		if finished(err) {
@@ -66,6 +77,34 @@ func (d *Deployer) runDeployment(ctx context.Context, msg *message.Message, cmd 
 		}
 		return err
 	}
+}
+
+// queuedWait bounds how long a deployment the command reached before the
+// relay recorded it queued waits for that event; a relay that crashed in
+// between never writes it, and the deployment starts without it.
+const queuedWait = 5 * time.Second
+
+// errNext stops awaitNext's subscription.
+var errNext = errors.New("next event")
+
+// awaitNext waits until the deployment's stream holds an event after the
+// version dep was loaded at (the relay's queued, a cancel request), or
+// queuedWait passes. It follows the log (the store's subscription), never
+// a read model.
+func (d *Deployer) awaitNext(ctx context.Context, dep *deployment) error {
+	wctx, cancel := context.WithTimeout(ctx, queuedWait)
+	defer cancel()
+	stream := domain.DeploymentStream(dep.ID())
+	err := d.store.Subscribe(wctx, dep.requestEvent.Position, domain.Filter{Streams: []string{stream}}, func(context.Context, domain.RecordedEvent) error {
+		return errNext
+	})
+	switch {
+	case ctx.Err() != nil:
+		return ctx.Err()
+	case errors.Is(err, errNext), wctx.Err() != nil:
+		return nil
+	}
+	return fmt.Errorf("await deployment %s: %w", dep.ID(), err)
 }
 
 // decideRun acts on one state of the deployment.
@@ -392,7 +431,8 @@ func (r *recorder) Step(ctx context.Context, data any) (int64, error) {
 func isStep(data any) bool {
 	switch data.(type) {
 	case domain.DeploymentSourceFetched, domain.DeploymentImageBuilt, domain.DeploymentContainerStarted,
-		domain.DeploymentHealthPassed, domain.DeploymentTrafficSwitched, domain.DeploymentPreviousStopped:
+		domain.DeploymentHealthPassed, domain.DeploymentTrafficSwitched, domain.DeploymentReplicaSwitched,
+		domain.DeploymentPreviousStopped:
 		return true
 	}
 	return false

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 
 	"berth/domain"
 )
@@ -57,7 +58,11 @@ func (d *deployment) decide(md domain.Metadata, payloads ...any) ([]domain.Event
 			return nil, err
 		}
 		for _, e := range events {
-			ev, err := e.Encode(eventID(d.ID(), e.Type), md)
+			typ := e.Type
+			if rs, ok := e.Data.(domain.DeploymentReplicaSwitched); ok {
+				typ += "/" + strconv.Itoa(rs.Replica) // one per replica
+			}
+			ev, err := e.Encode(eventID(d.ID(), typ), md)
 			if err != nil {
 				return nil, err
 			}

@@ -13,6 +13,7 @@ import (
 
 	"berth/domain"
 	"berth/handlers/buildlog"
+	"berth/handlers/imagegc"
 )
 
 // Job is one deployment handed to the workflow.
@@ -83,6 +84,19 @@ type DeploymentLog interface {
 	Close(ctx context.Context, deploymentID string) (buildlog.Summary, error)
 }
 
+// LeftoverCollector removes images a failed or cancelled build committed
+// (ids as imagegc.BuildTracker names them), skipping any still in use, and
+// returns those it removed.
+type LeftoverCollector interface {
+	RemoveLeftovers(ctx context.Context, ids []string) ([]string, error)
+}
+
+// BuildLogReader reads a deployment's log: up to limit lines after afterSeq
+// and whether the log has ended.
+type BuildLogReader interface {
+	Read(ctx context.Context, deploymentID string, afterSeq int64, limit int) ([]buildlog.Line, bool, error)
+}
+
 // RouteWaiter waits until the proxy's configuration reflects the event at a
 // log position: the workflow passes the position its own traffic switch
 // was appended at.
@@ -131,6 +145,13 @@ type WorkflowConfig struct {
 	// deployments keep their images for rollbacks; older images are removed
 	// after each success. Default 3.
 	KeepImages int
+	// Leftovers, when set, removes the intermediate images a failed or
+	// cancelled build left, right after it and, with BuildLogs, when the
+	// application is deleted (*imagegc.Collector).
+	Leftovers LeftoverCollector
+	// BuildLogs reads the deployments' logs back (*buildlog.Store): where
+	// a deleted application's failed builds are found.
+	BuildLogs BuildLogReader
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
 }
@@ -317,7 +338,7 @@ func (r *run) deploy(ctx context.Context) error {
 	recent := async(func() (map[string]bool, error) {
 		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Minute)
 		defer cancel()
-		return w.recentImages(rctx, job.App, w.cfg.KeepImages-1)
+		return w.recentImages(rctx, job.App, w.keepImages(rctx, job.App)-1)
 	})
 	defer recent.wait()
 	if err := r.rollout(ctx, imageID, env, rt, serving); err != nil {
@@ -424,6 +445,12 @@ func (r *run) image(ctx context.Context, cfg domain.AppConfig) (string, error) {
 		// A rollback: the earlier deployment's image, no build; pulled
 		// again by digest when image collection removed it.
 		id, err := r.rollbackImage(ctx, req)
+		if errors.Is(err, errImageGone) && cfg.Source.GitURL != "" && domain.IsCommitSHA(req.Ref) {
+			// Rebuilt from the commit and the configuration as of the
+			// deployment, both recorded in the log.
+			r.progress(fmt.Sprintf("image %s of deployment %s is no longer on this Docker host (removed by image collection): rebuilding it from commit %s with the configuration as of that deployment", short(req.ImageID), req.RollbackOf, req.Ref))
+			return r.buildFromGit(ctx, cfg)
+		}
 		if err != nil {
 			return "", err
 		}
@@ -484,7 +511,7 @@ func (r *run) rollbackImage(ctx context.Context, req domain.DeploymentRequested)
 		return "", FailStep(domain.StepBuildImage, err)
 	}
 	if ref == "" {
-		return "", FailStep(domain.StepBuildImage, fmt.Errorf("image %s of deployment %s is no longer on this Docker host (removed by image collection) and was never in a registry; deploy that commit again instead: %w", short(req.ImageID), req.RollbackOf, domain.ErrNotFound))
+		return "", FailStep(domain.StepBuildImage, fmt.Errorf("image %s of deployment %s is no longer on this Docker host (removed by image collection), was never in a registry and records no commit to rebuild it from: %w: %w", short(req.ImageID), req.RollbackOf, errImageGone, domain.ErrNotFound))
 	}
 	auth, err := w.registryAuth(ctx, domain.ImageRegistry(ref))
 	if err != nil {
@@ -497,6 +524,9 @@ func (r *run) rollbackImage(ctx context.Context, req domain.DeploymentRequested)
 	}
 	return img.ID, nil
 }
+
+// errImageGone: a rollback's image was collected and is in no registry.
+var errImageGone = errors.New("image gone")
 
 // buildFromGit fetches the repository into a work directory (always
 // removed) and builds it.
@@ -545,12 +575,17 @@ func (r *run) buildFromGit(ctx context.Context, cfg domain.AppConfig) (string, e
 	}
 	r.progress(fmt.Sprintf("building %s in %s", b.Dockerfile, b.Context))
 	bctx, cancel := context.WithTimeout(ctx, w.cfg.BuildTimeout)
+	var tracker imagegc.BuildTracker
 	img, err := w.rt.Build(bctx, domain.BuildRequest{
 		App: job.App, DeploymentID: job.DeploymentID, Checkout: co,
 		Context: b.Context, Dockerfile: b.Dockerfile, Target: b.Target, Args: args,
-	}, r.buildLine)
+	}, func(line string) {
+		r.buildLine(line)
+		tracker.Line(line)
+	})
 	cancel()
 	if err != nil {
+		r.removeLeftovers(ctx, tracker.Created())
 		err = stepTimeout(ctx, bctx, w.cfg.BuildTimeout, err)
 		if errors.Is(err, domain.ErrBuildFailed) {
 			return "", &StepError{Step: domain.StepBuildImage, Err: firstLine(err), LogTail: r.tailText()}
@@ -579,6 +614,23 @@ func (r *run) buildFromGit(ctx context.Context, cfg domain.AppConfig) (string, e
 		return "", err
 	}
 	return img.ID, nil
+}
+
+// removeLeftovers removes the intermediate images a failed or cancelled
+// build committed. Failures are only logged.
+func (r *run) removeLeftovers(ctx context.Context, ids []string) {
+	if r.w.cfg.Leftovers == nil || len(ids) == 0 {
+		return
+	}
+	gctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Minute)
+	defer cancel()
+	removed, err := r.w.cfg.Leftovers.RemoveLeftovers(gctx, ids)
+	if err != nil {
+		r.log.Warn("intermediate images of the build not removed", "err", err)
+	}
+	if len(removed) > 0 {
+		r.progress(fmt.Sprintf("removed %d intermediate image(s) the build left", len(removed)))
+	}
 }
 
 // start runs replica i of the new version beside the serving instances;

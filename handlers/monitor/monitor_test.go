@@ -199,3 +199,44 @@ func TestDownsampling(t *testing.T) {
 		t.Errorf("an unknown kind was accepted")
 	}
 }
+
+// TestOneSamplerPerServer holds the server's advisory lock elsewhere: the
+// monitor samples nothing until it is released, then takes over.
+func TestOneSamplerPerServer(t *testing.T) {
+	t.Parallel()
+	m, server, pool := newMonitorPool(t)
+	ctx := context.Background()
+	holder, err := pool.Acquire(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer holder.Release()
+	if _, err := holder.Exec(ctx, "SELECT pg_advisory_lock($1)", monitor.LockKey(server)); err != nil {
+		t.Fatal(err)
+	}
+	rctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { defer close(done); _ = m.Run(rctx) }()
+	defer func() { cancel(); <-done }()
+	count := func() int {
+		var n int
+		if err := pool.QueryRow(ctx, `SELECT count(*) FROM monitor_samples WHERE kind = 'server' AND target = $1`, server).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	time.Sleep(3 * time.Second) // three intervals
+	if n := count(); n != 0 {
+		t.Fatalf("sampled %d times while another process held the server's lock", n)
+	}
+	if _, err := holder.Exec(ctx, "SELECT pg_advisory_unlock($1)", monitor.LockKey(server)); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for count() == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the monitor did not take over the released lock")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}

@@ -87,6 +87,24 @@ func Render(e domain.RecordedEvent, project string) (Message, error) {
 		m.Title = fmt.Sprintf("%s: %s at %.0f%%", subject, d.Metric, d.Value)
 		fmt.Fprintf(&b, "The %s of %s is at %.1f%%, above its threshold of %.0f%%. You will not be told again until it falls below %.0f%%.\n",
 			d.Metric, subject, d.Value, d.Raise, d.Clear)
+	case domain.EventThresholdCleared:
+		var d domain.ThresholdCleared
+		if err := json.Unmarshal(e.Data, &d); err != nil {
+			return m, fmt.Errorf("notify: decode %s: %w", e.Type, err)
+		}
+		subject := "server " + d.Target
+		if d.Kind == domain.MonitorKindApp {
+			subject = "application " + where(d.Target)
+		}
+		m.Title = fmt.Sprintf("%s: %s back to %.0f%%", subject, d.Metric, d.Value)
+		fmt.Fprintf(&b, "The %s of %s is back to %.1f%%, below %.0f%%.\n", d.Metric, subject, d.Value, d.Clear)
+	case domain.EventCertificateFailed:
+		var d domain.CertificateFailed
+		if err := json.Unmarshal(e.Data, &d); err != nil {
+			return m, fmt.Errorf("notify: decode %s: %w", e.Type, err)
+		}
+		m.Title = "Certificate for " + d.Host + " failing"
+		fmt.Fprintf(&b, "The TLS certificate for %s of %s could not be obtained or renewed: %s\n", d.Host, where(d.App), d.Reason)
 	default:
 		return m, fmt.Errorf("notify: no message for event type %q: %w", e.Type, domain.ErrInvalid)
 	}

@@ -120,6 +120,16 @@ func TestRenderNamesWhatHappened(t *testing.T) {
 	if err != nil || m.Rule != domain.RuleThresholdCrossed || !strings.Contains(m.Title, "disk at 94%") {
 		t.Errorf("threshold: got %+v, %v", m, err)
 	}
+	data, _ = json.Marshal(domain.ThresholdCleared{Kind: "app", Target: "web", Metric: "memory", Value: 42, Clear: 80})
+	m, err = notify.Render(domain.RecordedEvent{Type: domain.EventThresholdCleared, Data: data}, "shop")
+	if err != nil || m.Rule != domain.RuleThresholdCrossed || !strings.Contains(m.Title, "application web (project shop): memory back to 42%") {
+		t.Errorf("cleared: got %+v, %v", m, err)
+	}
+	data, _ = json.Marshal(domain.CertificateFailed{Host: "shop.example.com", App: "web", Reason: "rate limited"})
+	m, err = notify.Render(domain.RecordedEvent{Type: domain.EventCertificateFailed, Data: data}, "")
+	if err != nil || m.Rule != domain.RuleCertificateFailing || !strings.Contains(m.Body, "rate limited") {
+		t.Errorf("certificate: got %+v, %v", m, err)
+	}
 	if _, err := notify.Render(domain.RecordedEvent{Type: domain.EventAppCreated, Data: []byte(`{}`)}, ""); !errors.Is(err, domain.ErrInvalid) {
 		t.Errorf("unknown type: got %v", err)
 	}
@@ -162,8 +172,9 @@ func TestOneSenderPerChannelAcrossWorkers(t *testing.T) {
 		t.Fatal(err)
 	}
 	meta := commands.Meta{Actor: domain.Actor{Kind: domain.ActorSystem, ID: "test"}}
-	if _, _, err := cmds.CreateNotificationChannel(context.Background(), meta, commands.CreateNotificationChannel{
-		Name: "ops", URL: "generic://" + strings.TrimPrefix(srv.URL, "http://") + "/hook?disabletls=yes", Rules: []string{domain.RuleDeploymentFailed}}); err != nil {
+	_, channelID, err := cmds.CreateNotificationChannel(context.Background(), meta, commands.CreateNotificationChannel{
+		Name: "ops", URL: "generic://" + strings.TrimPrefix(srv.URL, "http://") + "/hook?disabletls=yes", Rules: []string{domain.RuleDeploymentFailed}})
+	if err != nil {
 		t.Fatal(err)
 	}
 	start := func() (context.CancelFunc, chan struct{}) {
@@ -221,10 +232,48 @@ func TestOneSenderPerChannelAcrossWorkers(t *testing.T) {
 	later := fail()
 	wait(later)
 	mu.Lock()
-	defer mu.Unlock()
 	for _, id := range append(ids, later) {
 		if got[id] != 1 {
 			t.Errorf("deployment %s: %d messages, want exactly 1", id, got[id])
+		}
+	}
+	mu.Unlock()
+
+	// Deleting the channel shreds its credentials: the sealed URL in the
+	// log can no longer be opened.
+	recs, err := store.ReadStream(context.Background(), domain.NotificationStream(channelID), 1, 1)
+	if err != nil || len(recs) != 1 {
+		t.Fatalf("read channel: %v", err)
+	}
+	var created domain.NotificationChannelCreated
+	_ = json.Unmarshal(recs[0].Data, &created)
+	scope := domain.NotificationSealScope(channelID)
+	if _, err := sealer.Open(context.Background(), scope, created.SealedURL); err != nil {
+		t.Fatalf("open before delete: %v", err)
+	}
+	if _, err := cmds.DeleteNotificationChannel(context.Background(), meta, commands.DeleteNotificationChannel{ID: channelID}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sealer.Open(context.Background(), scope, created.SealedURL); !errors.Is(err, domain.ErrNotFound) {
+		t.Errorf("open after delete: got %v, want ErrNotFound", err)
+	}
+}
+
+func TestDeliveriesAreAppendOnly(t *testing.T) {
+	t.Parallel()
+	pool := testenv.Postgres(t)
+	ctx := context.Background()
+	if _, err := pool.Exec(ctx, `INSERT INTO notification_deliveries (channel_id, event_id, position, event_type, attempt, outcome)
+VALUES ('c', 'e', 1, 'deployment.failed', 1, 'sent')`); err != nil {
+		t.Fatal(err)
+	}
+	for _, q := range []string{
+		`UPDATE notification_deliveries SET outcome = 'failed'`,
+		`DELETE FROM notification_deliveries`,
+		`TRUNCATE notification_deliveries`,
+	} {
+		if _, err := pool.Exec(ctx, q); err == nil || !strings.Contains(err.Error(), "append-only") {
+			t.Errorf("%s: got %v, want it refused", q, err)
 		}
 	}
 }

@@ -163,9 +163,7 @@ func scrub(msg, raw string) string {
 				parts = append(parts, p, url.QueryEscape(p))
 			}
 		}
-		for _, seg := range strings.Split(u.Path, "/") {
-			parts = append(parts, seg)
-		}
+		parts = append(parts, strings.Split(u.Path, "/")...)
 		parts = append(parts, u.RawQuery)
 		for _, vs := range u.Query() {
 			parts = append(parts, vs...)

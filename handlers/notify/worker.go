@@ -307,8 +307,10 @@ func (w *Worker) follow(ctx context.Context, ch *domain.NotificationChannel) err
 
 // projectOf returns the project of the application an event concerns.
 func (w *Worker) projectOf(ctx context.Context, e domain.RecordedEvent) (string, error) {
-	if e.Type == domain.EventThresholdCrossed {
-		var d domain.ThresholdCrossed
+	if e.Type == domain.EventThresholdCrossed || e.Type == domain.EventThresholdCleared {
+		var d struct {
+			Project string `json:"project"`
+		}
 		_ = json.Unmarshal(e.Data, &d)
 		return d.Project, nil
 	}

@@ -52,9 +52,9 @@ type Config struct {
 	// events flow. Default 20 ms.
 	CheckpointInterval time.Duration
 	// QueuedWriters append deployment.queued concurrently with publishing,
-	// so a slow append never delays the next command. Default 4. The
-	// deployer records the same event (same id) when it starts first, so a
-	// queued event lost in a crash is written anyway.
+	// so a slow append never delays the next command. Default 4. The relay
+	// is the event's one writer: a deployer that receives the command first
+	// waits for it (a little) before it starts the deployment.
 	QueuedWriters int
 	// RetryMin and RetryMax bound the backoff between failed publishes or
 	// appends. Defaults 50 ms and 5 s.
@@ -352,7 +352,7 @@ func (r *Relay) command(e domain.RecordedEvent) (deployer.Command, bool) {
 // appendQueued records deployment.queued when the deployment's state
 // machine still allows it (requested, not started or finished), with an id
 // derived from the request's, so relaying the request again never
-// duplicates it (the deployer writes the same event when it starts first).
+// duplicates it.
 func (r *Relay) appendQueued(ctx context.Context, e domain.RecordedEvent) error {
 	corr := e.Metadata.CorrelationID
 	if corr == "" {

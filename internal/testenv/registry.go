@@ -56,32 +56,47 @@ func RegistryBin(tb testing.TB) string {
 }
 
 // StartRegistry runs a registry on a free loopback port with a certificate
-// of a CA made for it and one htpasswd user, until the test ends. The local
-// Docker Engine is told to trust the CA (/etc/docker/certs.d/<address>/,
-// removed at the end), so it pulls and pushes over TLS.
+// of a CA made for it and one htpasswd user, until the test ends (see
+// RunRegistry).
 func StartRegistry(tb testing.TB) Registry {
 	tb.Helper()
-	bin := RegistryBin(tb)
-	dir := tb.TempDir()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	reg, stop, err := RunRegistry(RegistryBin(tb), tb.TempDir())
 	if err != nil {
 		tb.Fatal(err)
+	}
+	tb.Cleanup(stop)
+	return reg
+}
+
+// RunRegistry runs the registry binary bin on a free loopback port, its
+// files in dir, with TLS (a CA made for it) and one htpasswd user. The
+// local Docker Engine is told to trust the CA
+// (/etc/docker/certs.d/<address>/, removed by stop), so it pulls and pushes
+// over TLS. stop kills the registry.
+func RunRegistry(bin, dir string) (reg Registry, stop func(), err error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return reg, nil, err
 	}
 	addr := l.Addr().String()
 	_ = l.Close()
 
-	caPEM, certPEM, keyPEM := makeCerts(tb)
+	caPEM, certPEM, keyPEM, err := makeCerts()
+	if err != nil {
+		return reg, nil, err
+	}
+	var werr error
 	write := func(name string, data []byte) string {
 		p := filepath.Join(dir, name)
-		if err := os.WriteFile(p, data, 0o600); err != nil {
-			tb.Fatal(err)
+		if err := os.WriteFile(p, data, 0o600); err != nil && werr == nil {
+			werr = err
 		}
 		return p
 	}
-	reg := Registry{Address: addr, Username: "ci", Password: "pw-" + strconv.FormatInt(time.Now().UnixNano(), 36)}
+	reg = Registry{Address: addr, Username: "ci", Password: "pw-" + strconv.FormatInt(time.Now().UnixNano(), 36)}
 	hash, err := bcrypt.GenerateFromPassword([]byte(reg.Password), bcrypt.MinCost)
 	if err != nil {
-		tb.Fatal(err)
+		return reg, nil, err
 	}
 	htpasswd := write("htpasswd", []byte(reg.Username+":"+string(hash)+"\n"))
 	cert, key := write("cert.pem", certPEM), write("key.pem", keyPEM)
@@ -101,30 +116,36 @@ auth:
     realm: berth-test
     path: %s
 `, filepath.Join(dir, "data"), addr, cert, key, htpasswd))
+	if werr != nil {
+		return reg, nil, werr
+	}
 
 	trust := filepath.Join("/etc/docker/certs.d", addr)
 	if err := os.MkdirAll(trust, 0o755); err != nil {
-		tb.Fatalf("trust the test registry's CA: %v (the tests need write access to /etc/docker/certs.d)", err)
+		return reg, nil, fmt.Errorf("trust the test registry's CA: %w (the tests need write access to /etc/docker/certs.d)", err)
 	}
-	tb.Cleanup(func() { _ = os.RemoveAll(trust) })
 	if err := os.WriteFile(filepath.Join(trust, "ca.crt"), caPEM, 0o644); err != nil {
-		tb.Fatal(err)
+		_ = os.RemoveAll(trust)
+		return reg, nil, err
 	}
-
-	cmd := exec.Command(bin, "serve", config)
 	logFile, err := os.Create(filepath.Join(dir, "registry.log"))
 	if err != nil {
-		tb.Fatal(err)
+		_ = os.RemoveAll(trust)
+		return reg, nil, err
 	}
+	cmd := exec.Command(bin, "serve", config)
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	if err := cmd.Start(); err != nil {
-		tb.Fatalf("start the registry: %v", err)
+		_ = os.RemoveAll(trust)
+		_ = logFile.Close()
+		return reg, nil, fmt.Errorf("start the registry: %w", err)
 	}
-	tb.Cleanup(func() {
+	stop = func() {
 		_ = cmd.Process.Kill()
 		_ = cmd.Wait()
 		_ = logFile.Close()
-	})
+		_ = os.RemoveAll(trust)
+	}
 
 	pool := x509.NewCertPool()
 	pool.AppendCertsFromPEM(caPEM)
@@ -135,12 +156,13 @@ auth:
 		if err == nil {
 			_ = resp.Body.Close()
 			if resp.StatusCode == http.StatusUnauthorized {
-				return reg
+				return reg, stop, nil
 			}
 		}
 		if time.Now().After(deadline) {
+			stop()
 			log, _ := os.ReadFile(filepath.Join(dir, "registry.log"))
-			tb.Fatalf("the registry at %s did not answer within 20s (%v):\n%s", addr, err, log)
+			return reg, nil, fmt.Errorf("the registry at %s did not answer within 20s (%v):\n%s", addr, err, log)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
@@ -148,11 +170,10 @@ auth:
 
 // makeCerts returns a new CA and a server certificate for 127.0.0.1 it
 // signed, PEM-encoded.
-func makeCerts(tb testing.TB) (caPEM, certPEM, keyPEM []byte) {
-	tb.Helper()
+func makeCerts() (caPEM, certPEM, keyPEM []byte, err error) {
 	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
-		tb.Fatal(err)
+		return nil, nil, nil, err
 	}
 	now := time.Now()
 	caTmpl := &x509.Certificate{
@@ -162,15 +183,15 @@ func makeCerts(tb testing.TB) (caPEM, certPEM, keyPEM []byte) {
 	}
 	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
 	if err != nil {
-		tb.Fatal(err)
+		return nil, nil, nil, err
 	}
 	ca, err := x509.ParseCertificate(caDER)
 	if err != nil {
-		tb.Fatal(err)
+		return nil, nil, nil, err
 	}
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
-		tb.Fatal(err)
+		return nil, nil, nil, err
 	}
 	tmpl := &x509.Certificate{
 		SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "127.0.0.1"},
@@ -180,13 +201,13 @@ func makeCerts(tb testing.TB) (caPEM, certPEM, keyPEM []byte) {
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
 	if err != nil {
-		tb.Fatal(err)
+		return nil, nil, nil, err
 	}
 	keyDER, err := x509.MarshalECPrivateKey(key)
 	if err != nil {
-		tb.Fatal(err)
+		return nil, nil, nil, err
 	}
 	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER}),
 		pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
-		pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER})
+		pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}), nil
 }

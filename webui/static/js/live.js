@@ -5,13 +5,13 @@ import { lastWrite } from './api.js';
 // reconnect or when the server says the page fell behind ("resync"),
 // subscribes again from there so nothing is missed.
 export class Live {
-  constructor(onState) {
+  constructor(onState, { paused = false } = {}) {
     this.topics = new Map(); // topic -> {after, handlers: Set}
     this.onState = onState || (() => {});
     this.retry = 0;
     this.ws = null;
-    this.closed = false;
-    this.connect();
+    this.closed = paused;
+    if (!paused) this.connect();
   }
 
   connect() {
@@ -37,9 +37,19 @@ export class Live {
     });
   }
 
+  // pause closes the socket and stops reconnecting (signed out: the server
+  // would refuse it) until restart.
+  pause() {
+    this.closed = true;
+    clearTimeout(this.timer);
+    if (this.ws) this.ws.close();
+    this.ws = null;
+  }
+
   // restart reconnects now (after signing in, the socket carries the new
   // session cookie).
   restart() {
+    this.closed = false;
     clearTimeout(this.timer);
     const old = this.ws;
     this.retry = 0;

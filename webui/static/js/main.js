@@ -10,15 +10,20 @@ import { domainsView } from './views/domains.js';
 import { loginView, setupView } from './views/login.js';
 import { notificationsView } from './views/notifications.js';
 import { monitoringView } from './views/monitoring.js';
+import { usersView, tokensView, webhooksView } from './views/admin.js';
 
 const view = document.getElementById('view');
 const liveEl = document.getElementById('live');
 const LIVE_TEXT = { live: 'live', connecting: 'connecting…', reconnecting: 'reconnecting…' };
 
+// Signed-out pages (login, setup) open no socket: the server would refuse
+// it, and the page would say "reconnecting…" for nothing.
+const signedOutHash = () => location.hash.startsWith('#/login') || location.hash.startsWith('#setup=');
+liveEl.hidden = signedOutHash();
 const live = new Live((state) => {
   liveEl.dataset.state = state;
   liveEl.textContent = LIVE_TEXT[state] || state;
-});
+}, { paused: signedOutHash() });
 
 // ui is what every view gets: the socket, navigation and dialogs.
 const ui = {
@@ -53,6 +58,9 @@ const routes = [
   [/^#\/audit(\?.*)?$/, (m) => (el, u) => auditView(el, u, new URLSearchParams((m[1] || '').slice(1)))],
   [/^#\/monitoring(\?.*)?$/, (m) => (el, u) => monitoringView(el, u, new URLSearchParams((m[1] || '').slice(1)))],
   [/^#\/notifications$/, () => notificationsView],
+  [/^#\/users$/, () => usersView],
+  [/^#\/tokens$/, () => tokensView],
+  [/^#\/webhooks$/, () => webhooksView],
   [/^#\/login$/, () => loginView],
   [/^#setup=([A-Za-z0-9_-]+)$/, (m) => (el, u) => setupView(el, u, m[1])],
 ];
@@ -68,7 +76,11 @@ function route() {
     const m = hash.match(re);
     if (m) { render = make(m); break; }
   }
-  const section = ['audit', 'domains', 'monitoring', 'notifications'].find((n) => hash.startsWith('#/' + n)) || 'dashboard';
+  const section = ['audit', 'domains', 'monitoring', 'notifications', 'users', 'tokens', 'webhooks'].find((n) => hash.startsWith('#/' + n)) || 'dashboard';
+  // Signed-out pages have no live socket to speak of.
+  const signedOut = signedOutHash();
+  liveEl.hidden = signedOut;
+  if (signedOut) live.pause();
   for (const a of document.querySelectorAll('[data-nav]')) {
     if (a.dataset.nav === section) a.setAttribute('aria-current', 'page');
     else a.removeAttribute('aria-current');

@@ -6,6 +6,11 @@ import { api, enc } from '../api.js';
 import { field, submitting } from './forms.js';
 import { domainsPanel } from './domains.js';
 import { logsPanel } from './logs.js';
+import { gitHookPanel } from './githook.js';
+import { explainFailure } from './explain.js';
+
+// ROLLBACK_MODES label the rollback choices.
+const ROLLBACK_MODES = { instant: ' · instant', rebuild: ' · rebuilt from its commit', unavailable: ' · unavailable (image gone)' };
 
 export function appView(el, ui, name) {
   const state = { app: null, deployments: new Map(), editing: false };
@@ -16,7 +21,8 @@ export function appView(el, ui, name) {
   const domains = h('section', { class: 'panel', 'aria-label': 'Domains' });
   const history = h('section', { class: 'panel', 'aria-label': 'Deployments' });
   const side = h('section', { class: 'panel', 'aria-label': 'Status' });
-  const overview = h('div', { class: 'cols' }, h('div', { class: 'stack' }, history, settings, env, domains), h('div', { class: 'stack' }, side));
+  const failure = h('section', { class: 'panel failure', id: 'last-failure', 'aria-label': 'Why the last deployment failed', hidden: true });
+  const overview = h('div', { class: 'cols' }, h('div', { class: 'stack' }, failure, history, settings, env, domains), h('div', { class: 'stack' }, side, gitHookPanel(name, ui)));
   const logs = logsPanel(name);
   replace(el, header, tabs([['overview', 'Overview', overview], ['logs', 'Logs', logs.el, logs.start, logs.stop]]), overview, logs.el);
   header.append(h('p', { class: 'meta' }, 'Loading…'));
@@ -37,6 +43,7 @@ export function appView(el, ui, name) {
     renderHeader();
     renderSide();
     renderHistory();
+    renderFailure();
     // Forms are rebuilt only when the configuration changed, so typing is
     // never lost to an unrelated live update.
     if (state.app.stream_version !== renderedConfig) {
@@ -52,13 +59,33 @@ export function appView(el, ui, name) {
     try { await fn(); } catch (err) { ui.toast(`${label}: ${err.message}`, 'error'); }
   }
 
+  // How a rollback to each successful deployment would run (GET
+  // /apps/{app}/rollbacks), read again when the deployments or the serving
+  // one change.
+  const rollbackModes = new Map();
+  let rollbackKey = '';
+  function loadRollbackModes(succeeded, serving) {
+    const key = succeeded.map((d) => d.id).join(',') + '|' + (serving || '');
+    if (key === rollbackKey) return;
+    rollbackKey = key;
+    api('GET', `/apps/${enc(name)}/rollbacks`).then((res) => {
+      rollbackModes.clear();
+      for (const r of (res && res.rollbacks) || []) rollbackModes.set(r.deployment_id, r.mode);
+      if (state.app) renderHeader();
+    }).catch(() => { /* the labels are a hint; the list still works */ });
+  }
+
   function renderHeader() {
     const a = state.app;
     const cur = current();
-    const succeeded = sorted().filter((d) => d.status === 'succeeded');
+    // Rollback targets: earlier successful deployments, never the one
+    // already serving (rolling back to it would change nothing).
+    const succeeded = sorted().filter((d) => d.status === 'succeeded' && d.id !== a.serving_deployment_id);
+    loadRollbackModes(succeeded, a.serving_deployment_id);
     const rollbackSel = h('select', { id: 'rollback-to', 'aria-label': 'Deployment to roll back to' },
-      succeeded.length ? succeeded.map((d) => h('option', { value: d.id }, `${short(d.id)} · ${when(d.finished_at)}${d.commit_sha ? ' · ' + d.commit_sha.slice(0, 7) : ''}`))
-        : h('option', { value: '' }, 'no successful deployment'));
+      succeeded.length ? succeeded.map((d) => h('option', { value: d.id, dataset: { mode: rollbackModes.get(d.id) || '' } },
+        `${short(d.id)} · ${when(d.finished_at)}${d.commit_sha ? ' · ' + d.commit_sha.slice(0, 7) : ''}${ROLLBACK_MODES[rollbackModes.get(d.id)] || ''}`))
+        : h('option', { value: '' }, 'no earlier successful deployment'));
     replace(actions,
       h('button', { type: 'button', id: 'deploy', class: 'write', onclick: () => act('Deploy', async () => {
         const res = await api('POST', `/apps/${enc(name)}/deployments`, {});
@@ -88,6 +115,7 @@ export function appView(el, ui, name) {
       h('div', {}, h('h1', {}, a.name, ' ', badge(a.status)),
         h('p', { class: 'sub' }, `Project ${a.project} · version ${a.stream_version} · updated ${ago(a.updated_at)} · `,
           h('a', { href: `#/audit?app=${enc(a.name)}` }, 'history'), ' · ',
+          h('a', { href: `#/monitoring?app=${enc(a.name)}` }, 'metrics'), ' · ',
           h('a', { href: `#/apps/${enc(a.name)}/at/${a.position}` }, 'as of now'))),
       actions);
   }
@@ -100,8 +128,10 @@ export function appView(el, ui, name) {
       h('dt', {}, 'Desired'), h('dd', {}, a.desired_status),
       h('dt', {}, 'Serving'), h('dd', { class: 'mono' }, a.serving_deployment_id ? h('a', { href: `#/deployments/${enc(a.serving_deployment_id)}` }, short(a.serving_deployment_id)) : '—'),
       h('dt', {}, 'Image'), h('dd', { class: 'mono' }, a.serving_image ? a.serving_image.slice(0, 19) : '—'),
-      h('dt', {}, 'Upstream'), h('dd', { class: 'mono' }, a.upstream_host ? `${a.upstream_host}:${a.upstream_port}` : '—'),
-      h('dt', {}, 'Position'), h('dd', { class: 'mono' }, String(a.position))),
+      h('dt', {}, 'Upstream'), h('dd', { class: 'mono' }, a.upstream_host ? `${a.upstream_host}:${a.upstream_port}` : '—')),
+    h('details', { class: 'mt', id: 'log-position' }, h('summary', { class: 'meta' }, 'Event log'),
+      h('p', { class: 'meta' }, `This page shows the application as of event #${a.position} of berth's event log (version ${a.stream_version} of the application). Every change is an event; `,
+        h('a', { href: `#/apps/${enc(a.name)}/at/${a.position}` }, 'view it as of any event'), '.')),
     cur ? h('p', { class: 'mt' }, 'In progress: ', h('a', { href: `#/deployments/${enc(cur.id)}` }, `deployment ${short(cur.id)}`), ` (${cur.step.replace('_', ' ')})`) : null);
   }
 
@@ -112,7 +142,7 @@ export function appView(el, ui, name) {
       h('tbody', {}, rows.map((d) => h('tr', { dataset: { deployment: d.id } },
         h('td', { class: 'mono' }, h('a', { href: `#/deployments/${enc(d.id)}` }, short(d.id)), d.rollback_of ? h('div', { class: 'meta' }, `rollback to ${short(d.rollback_of)}`) : null),
         h('td', {}, badge(depStatus(d), { deployment: true }), d.queue_position ? h('div', { class: 'meta' }, `#${d.queue_position} in queue`) : null,
-          d.failure_reason ? h('div', { class: 'meta' }, `${d.failed_step}: ${d.failure_reason}`) : null),
+          d.failure_reason ? h('div', { class: 'meta', title: explainFailure(d, (state.app.config.runtime || {}).port) }, explainFailure(d, (state.app.config.runtime || {}).port).split(': ')[0]) : null),
         h('td', {}, d.trigger.kind, d.trigger.detail ? h('div', { class: 'meta' }, d.trigger.detail) : null),
         h('td', {}, actorName(d.actor)),
         h('td', { class: 'mono' }, d.commit_sha ? d.commit_sha.slice(0, 7) : (d.ref || '—')),
@@ -120,6 +150,27 @@ export function appView(el, ui, name) {
         h('td', { class: 'hide-narrow' }, FINAL.includes(d.status) ? duration(d.duration_ms) : '…'),
         h('td', {}, h('details', {}, h('summary', {}, `${(d.steps || []).length} steps`),
           h('ul', { class: 'meta' }, (d.steps || []).map((s) => h('li', {}, `${s.name.replace('_', ' ')} · ${duration(s.duration_ms)}`)))))))))));
+  }
+
+  // renderFailure explains the latest deployment when it failed: the cause
+  // in words and the tail of its log, loaded once per deployment.
+  let failureShown = '';
+  function renderFailure() {
+    const last = sorted()[0];
+    const why = explainFailure(last, (state.app.config.runtime || {}).port);
+    if (!why) { failure.hidden = true; failureShown = ''; return; }
+    failure.hidden = false;
+    if (failureShown === last.id) return;
+    failureShown = last.id;
+    const tail = h('pre', { class: 'log tail', 'aria-label': 'Last lines of the log' }, 'Loading the log…');
+    replace(failure, h('h2', {}, 'The last deployment failed'),
+      h('p', { class: 'cause' }, why[0].toUpperCase() + why.slice(1) + '.'),
+      h('details', {}, h('summary', { class: 'meta' }, 'Technical reason'), h('p', { class: 'mono' }, `${last.failed_step}: ${last.failure_reason}`)),
+      h('h3', { class: 'meta' }, 'Last lines of its log ', h('a', { href: `#/deployments/${enc(last.id)}` }, '(whole log)')), tail);
+    api('GET', `/deployments/${enc(last.id)}/logs?limit=5000`).then((page) => {
+      const lines = (page.lines || []).slice(-15);
+      replace(tail, lines.length ? lines.map((l) => h('span', { class: l.stream === 'stderr' ? 'stderr' : null }, l.line, '\n')) : 'The log is empty.');
+    }).catch((err) => replace(tail, err.message));
   }
 
   function renderSettings() {

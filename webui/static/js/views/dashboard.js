@@ -49,15 +49,38 @@ export function dashboard(el, ui) {
       return;
     }
     replace(list, [...byProject].map(([project, apps]) => h('section', { class: 'project', 'aria-label': `Project ${project}` },
-      h('h2', {}, project, h('span', { class: 'meta' }, `${apps.length} application${apps.length === 1 ? '' : 's'}`)),
+      h('h2', {}, project, h('span', { class: 'meta' }, `${apps.length} application${apps.length === 1 ? '' : 's'}`),
+        h('button', { type: 'button', class: 'link write', dataset: { deleteProject: project }, onclick: () => deleteProject(project, apps) }, 'Delete project')),
       apps.length === 0 ? h('div', { class: 'empty' }, 'No applications in this project.')
         : h('div', { class: 'grid' }, apps.map(card)))));
   }
 
+  // deleteProject deletes a project after a confirmation that names the
+  // applications deleted with it.
+  async function deleteProject(project, apps) {
+    const names = apps.map((a) => a.name);
+    const text = names.length
+      ? `Delete project ${project} and its applications ${names.join(', ')}? Their containers and routes are removed; the history stays in the log.`
+      : `Delete project ${project}? Its history stays in the log and its name can be used again.`;
+    if (!await ui.confirm(text, 'Delete')) return;
+    try {
+      await api('DELETE', `/projects/${enc(project)}${names.length ? '?cascade=true' : ''}`);
+      state.projects.delete(project);
+      for (const n of names) state.apps.delete(n);
+      render();
+      ui.toast(`Project ${project} deleted`);
+    } catch (err) {
+      ui.toast(`Delete project: ${err.message}`, 'error');
+    }
+  }
+
   function card(a) {
     const d = a.current_deployment_id ? state.deployments.get(a.current_deployment_id) : null;
-    return h('a', { class: 'panel card', href: `#/apps/${enc(a.name)}`, dataset: { app: a.name } },
-      h('h3', {}, h('span', {}, a.name), badge(a.status)),
+    const u = appURL(a);
+    return h('div', { class: 'panel card', dataset: { app: a.name } },
+      h('h3', {}, h('a', { class: 'card-link', href: `#/apps/${enc(a.name)}` }, a.name), badge(a.status)),
+      u ? h('a', { class: 'app-url mono', href: u, target: '_blank', rel: 'noopener noreferrer', title: `Open ${u}` }, u.replace(/^https?:\/\//, ''))
+        : h('div', { class: 'meta' }, 'No domain yet'),
       h('div', { class: 'meta mono' }, source(a)),
       d && isActive(d) ? [
         h('div', { class: 'progress', role: 'progressbar', 'aria-valuemin': 0, 'aria-valuemax': 100, 'aria-valuenow': Math.round(progress(d) * 100),
@@ -67,6 +90,13 @@ export function dashboard(el, ui) {
   }
 
   return unsub;
+}
+
+// appURL is where an application is served: its first domain.
+export function appURL(a) {
+  const d = ((a.config && a.config.domains) || [])[0];
+  if (!d || !d.host) return '';
+  return `${d.https ? 'https' : 'http'}://${d.host}${d.path_prefix || ''}`;
 }
 
 function bar(fraction) {

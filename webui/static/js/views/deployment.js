@@ -2,6 +2,7 @@
 // line by line until it ends with the final status.
 import { h, replace, badge, isActive, depStatus, when, duration, short, actorName, FINAL } from '../dom.js';
 import { api, enc } from '../api.js';
+import { explainFailure } from './explain.js';
 
 export function deploymentView(el, ui, id) {
   let dep = null;
@@ -15,12 +16,21 @@ export function deploymentView(el, ui, id) {
     h('section', { class: 'panel', 'aria-label': 'Build log' }, h('div', { class: 'toolbar' }, h('h2', {}, 'Build log'), lines), log, final),
     info));
 
+  // The application's port, for explaining a failed health check.
+  let port = null;
+  let askedPort = false;
   const renderFinal = () => {
     if (!dep || !FINAL.includes(dep.status)) { final.replaceChildren(); return; }
     final.className = 'final';
     final.dataset.status = dep.status;
-    replace(final, `Deployment ${dep.status}` + (dep.failure_reason ? ` at ${dep.failed_step}: ${dep.failure_reason}` : '') +
-      (dep.duration_ms ? ` after ${duration(dep.duration_ms)}` : ''));
+    const why = explainFailure(dep, port);
+    if (why && !askedPort) {
+      askedPort = true;
+      api('GET', `/apps/${enc(dep.app)}`).then((a) => { port = (a.config.runtime || {}).port; renderFinal(); }).catch(() => {});
+    }
+    replace(final, h('div', { id: 'final-cause' }, `Deployment ${dep.status}` + (why ? `: ${why}` : '') +
+      (dep.duration_ms ? ` after ${duration(dep.duration_ms)}` : '') + '.'),
+    dep.failure_reason ? h('details', {}, h('summary', {}, 'Technical reason'), h('p', { class: 'mono' }, `${dep.failed_step}: ${dep.failure_reason}`)) : null);
   };
 
   function render() {
@@ -33,7 +43,7 @@ export function deploymentView(el, ui, id) {
     } }, 'Cancel deployment') : null,
     d.correlation_id ? h('a', { class: 'button secondary', href: `#/audit?correlation=${enc(d.correlation_id)}` }, 'Follow correlation') : null));
     replace(info, h('h2', {}, 'Details'), h('dl', { class: 'kv' },
-      h('dt', {}, 'Status'), h('dd', {}, d.status, d.queue_position ? ` (#${d.queue_position} in queue)` : ''),
+      h('dt', {}, 'Status'), h('dd', {}, d.status, d.queue_position ? ` (${queueText(d.queue_position)})` : ''),
       h('dt', {}, 'Step'), h('dd', {}, d.step),
       h('dt', {}, 'Trigger'), h('dd', {}, d.trigger.kind + (d.trigger.detail ? `: ${d.trigger.detail}` : '')),
       h('dt', {}, 'Commit'), h('dd', { class: 'mono' }, d.commit_sha || d.ref || '—'),
@@ -74,3 +84,6 @@ export function deploymentView(el, ui, id) {
 
   return () => { unDep(); unLog(); };
 }
+
+// queueText says where a waiting deployment is in the deploy queue.
+export function queueText(n) { return n === 1 ? 'next in the deploy queue' : `${n - 1} ahead of it in the deploy queue`; }
