@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"time"
 
+	jsonv2 "github.com/go-json-experiment/json"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
@@ -312,7 +313,7 @@ func decodeSnapshot(data []byte) (*Model, error) {
 		return nil, fmt.Errorf("replay: decode snapshot: %w", err)
 	}
 	var h snapshotHeader
-	if err := json.Unmarshal(line, &h); err != nil {
+	if err := jsonv2.Unmarshal(line, &h); err != nil {
 		return nil, fmt.Errorf("replay: decode snapshot: %w", err)
 	}
 	m := NewModel()
