@@ -48,6 +48,11 @@ func TestDeploymentsRunOnceInOrder(t *testing.T) {
 			domain.EventDeploymentHealthPassed, domain.EventDeploymentTrafficSwitched, domain.EventDeploymentPreviousStopped,
 			domain.EventDeploymentSucceeded,
 		}
+		// deployment.queued is the relay's alone to write: a deployment
+		// the deployer reached first starts from requested.
+		if len(types) > 1 && types[1] != domain.EventDeploymentQueued {
+			want = slices.Delete(want, 1, 2)
+		}
 		if !slices.Equal(types, want) {
 			t.Errorf("deployment %s: got %v, want %v", id, types, want)
 		}
