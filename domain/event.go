@@ -95,16 +95,6 @@ func DecodeEvent(e RecordedEvent) (any, error) {
 		return decode[GitHookSecretSet](e)
 	case EventGitHookEnabled, EventGitHookDisabled:
 		return decode[GitHookToggled](e)
-	case EventNotificationChannelCreated:
-		return decode[NotificationChannelCreated](e)
-	case EventNotificationChannelUpdated:
-		return decode[NotificationChannelUpdated](e)
-	case EventNotificationChannelDeleted:
-		return decode[NotificationChannelDeleted](e)
-	case EventThresholdCrossed:
-		return decode[ThresholdCrossed](e)
-	case EventThresholdCleared:
-		return decode[ThresholdCleared](e)
 	case EventDeploymentRequested:
 		return decode[DeploymentRequested](e)
 	case EventDeploymentQueued:
