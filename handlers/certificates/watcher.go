@@ -281,7 +281,17 @@ var (
 
 // ParseFailure reads one line of Traefik's log and returns the hosts and
 // reason of a failed certificate request, or ok false for any other line.
+// The reason leaves out the challenge token, which differs at every attempt,
+// so that a request failing again for the same cause is the same failure.
 func ParseFailure(line string) (hosts []string, reason string, ok bool) {
+	hosts, reason, ok = parseFailure(line)
+	return hosts, challengeToken.ReplaceAllString(reason, "${1}…"), ok
+}
+
+// challengeToken matches the token of an HTTP-01 challenge URL.
+var challengeToken = regexp.MustCompile(`(/\.well-known/acme-challenge/)[A-Za-z0-9_-]+`)
+
+func parseFailure(line string) (hosts []string, reason string, ok bool) {
 	if !strings.Contains(line, failureMessage) {
 		return nil, "", false
 	}
