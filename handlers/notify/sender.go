@@ -23,14 +23,14 @@ import (
 	"github.com/nicholas-fedor/shoutrrr/pkg/types"
 
 	"berth/domain"
-	"berth/handlers/webhooks"
+	"berth/internal/outbound"
 )
 
 // ErrForbiddenAddress is returned (wrapped) when a channel's host resolves
 // to an address that is not public and private targets are not allowed:
-// the outbound rule of webhooks (webhooks.PublicAddress) applies to
+// the outbound rule of webhooks (outbound.PublicAddress) applies to
 // notification URLs and SMTP hosts alike.
-var ErrForbiddenAddress = webhooks.ErrForbiddenAddress
+var ErrForbiddenAddress = outbound.ErrForbiddenAddress
 
 // ErrSend is returned (wrapped) when the service refused or could not be
 // reached.
@@ -60,7 +60,7 @@ func (s *Sender) CheckURL(field, raw string) error {
 		if host == "localhost" || strings.HasSuffix(host, ".localhost") {
 			return domain.Invalid(field, "must not address a private host (loopback, private or link-local)")
 		}
-		if ip, err := netip.ParseAddr(strings.Trim(host, "[]")); err == nil && !webhooks.PublicAddress(ip) {
+		if ip, err := netip.ParseAddr(strings.Trim(host, "[]")); err == nil && !outbound.PublicAddress(ip) {
 			return domain.Invalid(field, "must not address a private host (loopback, private or link-local)")
 		}
 	}
@@ -91,7 +91,7 @@ func (s *Sender) checkTarget(ctx context.Context, raw string) error {
 	}
 	host = strings.Trim(host, "[]")
 	if ip, err := netip.ParseAddr(host); err == nil {
-		if !webhooks.PublicAddress(ip) {
+		if !outbound.PublicAddress(ip) {
 			return fmt.Errorf("%w: %s", ErrForbiddenAddress, ip)
 		}
 		return nil
@@ -105,7 +105,7 @@ func (s *Sender) checkTarget(ctx context.Context, raw string) error {
 		return fmt.Errorf("%w: resolve %s: %v", ErrSend, host, err)
 	}
 	for _, a := range addrs {
-		if !webhooks.PublicAddress(a) {
+		if !outbound.PublicAddress(a) {
 			return fmt.Errorf("%w: %s resolves to %s", ErrForbiddenAddress, host, a)
 		}
 	}
