@@ -10,6 +10,7 @@ import (
 	"berth/domain"
 	"berth/handlers/monitor"
 	"berth/handlers/notify"
+	"berth/internal/leases"
 	"berth/webui"
 )
 
@@ -115,8 +116,8 @@ func (c ObserveConfig) validate() error {
 
 // newNotifier builds the notification worker (its CheckURL is given to
 // the command handler before the handler exists).
-func newNotifier(m *Main, sealer domain.SecretSealer) (*notify.Worker, error) {
-	w, err := notify.New(notify.Config{AllowPrivate: m.Config.Observe.NotificationsAllowPrivate, Logger: m.Logger}, m.Store, m.Pool, sealer)
+func newNotifier(m *Main, sealer domain.SecretSealer, ls *leases.Leases) (*notify.Worker, error) {
+	w, err := notify.New(notify.Config{AllowPrivate: m.Config.Observe.NotificationsAllowPrivate, Leases: ls, Logger: m.Logger}, m.Store, m.Pool, sealer)
 	if err != nil {
 		return nil, fmt.Errorf("notifications: %w", err)
 	}
@@ -135,7 +136,7 @@ func wireNotifications(m *Main, cmds webui.NotificationCommands, w *notify.Worke
 
 // wireMonitor builds the sampler of this process's server (named by
 // --deploy-host) and, unless --monitor-interval is 0, its runner.
-func wireMonitor(m *Main) (*monitor.Monitor, []Runner, error) {
+func wireMonitor(m *Main, ls *leases.Leases) (*monitor.Monitor, []Runner, error) {
 	c := m.Config.Observe
 	interval := c.MonitorInterval
 	if interval == 0 {
@@ -148,6 +149,7 @@ func wireMonitor(m *Main) (*monitor.Monitor, []Runner, error) {
 			Memory: monitor.Threshold(c.Memory),
 			Disk:   monitor.Threshold(c.Disk),
 		},
+		Leases: ls,
 		Logger: m.Logger,
 	}, m.Store, m.Pool)
 	if err != nil {

@@ -7,8 +7,8 @@ import (
 	"berth/domain"
 	"berth/eventstore"
 	cmdhandlers "berth/handlers/commands"
-	"berth/handlers/leases"
 	"berth/handlers/webhooks"
+	"berth/internal/leases"
 	"berth/projections"
 	"berth/webui"
 )

@@ -25,8 +25,8 @@ import (
 	"berth/handlers/deployer"
 	"berth/handlers/docker"
 	"berth/handlers/imagegc"
-	"berth/handlers/leases"
 	"berth/handlers/relay"
+	"berth/internal/leases"
 	"berth/projections"
 	"berth/projections/traefik"
 	"berth/webui"
@@ -55,7 +55,15 @@ func (m *Main) wire(ctx context.Context) (http.Handler, []Runner, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	notifier, err := newNotifier(m, sealer)
+	// Work that must happen once across every berth process on this
+	// database (the relay of a deploy host, the delivery of a webhook
+	// subscription, a notification channel, the sampler of a server) runs
+	// under a lease; all leases share one connection.
+	ls, err := leases.New(leases.Config{Logger: m.Logger}, m.Pool)
+	if err != nil {
+		return nil, nil, err
+	}
+	notifier, err := newNotifier(m, sealer, ls)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -104,13 +112,6 @@ func (m *Main) wire(ctx context.Context) (http.Handler, []Runner, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	// Work that must happen once across every berth process on this
-	// database (the relay of a deploy host, the delivery of a webhook
-	// subscription) runs under a lease; all leases share one connection.
-	ls, err := leases.New(leases.Config{Logger: m.Logger}, m.Pool)
-	if err != nil {
-		return nil, nil, err
-	}
 	// Event history, live streams, audit, webhooks (delivery runs below).
 	integ, deliveries, err := wireIntegrations(m, cmds, sealer, ls)
 	if err != nil {
@@ -120,7 +121,7 @@ func (m *Main) wire(ctx context.Context) (http.Handler, []Runner, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	mon, sampling, err := wireMonitor(m)
+	mon, sampling, err := wireMonitor(m, ls)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -21,7 +21,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"berth/domain"
-	"berth/internal/pglock"
+	"berth/internal/leases"
 )
 
 // Defaults of Config.
@@ -48,7 +48,11 @@ type Config struct {
 	// Parallelism bounds the Engine calls in flight; 4 by default.
 	Parallelism int
 	Thresholds  Thresholds
-	Logger      *slog.Logger
+	// Leases are the process's leases (internal/leases): the server is
+	// sampled under the lease "monitor/<server>". When nil, the monitor
+	// holds leases of its own, tried every Interval.
+	Leases *leases.Leases
+	Logger *slog.Logger
 }
 
 func (c *Config) setDefaults() {
@@ -96,13 +100,17 @@ func (c Config) Validate() error {
 // Monitor samples one server and its application containers. Run is the
 // only writer; Series, Targets and Collect may be called concurrently.
 type Monitor struct {
-	cfg    Config
-	store  domain.EventStore
-	pool   *pgxpool.Pool
-	db     *sampleDB
-	docker *dockerSource
-	cli    *client.Client
-	log    *slog.Logger
+	cfg   Config
+	store domain.EventStore
+	pool  *pgxpool.Pool
+	db    *sampleDB
+	// leases run the sampler under its lease; ownLeases when the monitor
+	// holds them itself (Config.Leases nil) and so runs them in Run.
+	leases    *leases.Leases
+	ownLeases bool
+	docker    *dockerSource
+	cli       *client.Client
+	log       *slog.Logger
 
 	// Run's own state.
 	prevContainers map[string]containerReading
@@ -135,7 +143,13 @@ func New(cfg Config, store domain.EventStore, pool *pgxpool.Pool) (*Monitor, err
 	if err != nil {
 		return nil, fmt.Errorf("monitor: docker client: %w", err)
 	}
-	return &Monitor{cfg: cfg, store: store, pool: pool, db: &sampleDB{pool: pool},
+	ls, own := cfg.Leases, cfg.Leases == nil
+	if own {
+		if ls, err = leases.New(leases.Config{Interval: cfg.Interval, Logger: cfg.Logger}, pool); err != nil {
+			return nil, err
+		}
+	}
+	return &Monitor{cfg: cfg, store: store, pool: pool, leases: ls, ownLeases: own, db: &sampleDB{pool: pool},
 		docker: &dockerSource{cli: cli, parallelism: cfg.Parallelism}, cli: cli, log: cfg.Logger,
 		prevContainers: map[string]containerReading{}, thresholds: map[string]*thState{}, projects: map[string]string{},
 		latest: map[string]Sample{}}, nil
@@ -148,51 +162,27 @@ func (m *Monitor) Close() error { return m.cli.Close() }
 func (m *Monitor) Interval() time.Duration { return m.cfg.Interval }
 
 // LockKey is the advisory lock key of server's sampler.
-func LockKey(server string) int64 { return pglock.Key("berth.monitor/" + server) }
+func LockKey(server string) int64 { return leases.Key(leaseName(server)) }
+
+func leaseName(server string) string { return "monitor/" + server }
 
 // Run samples every Interval until ctx ends, then returns ctx.Err(). Only
-// the process holding the server's advisory lock samples; the others wait
-// for it.
+// the process holding the server's lease samples; the others wait for it.
 func (m *Monitor) Run(ctx context.Context) error {
-	for {
-		err := m.session(ctx)
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		m.log.Warn("monitor: sampling session ended; restarting", "err", err)
-		t := time.NewTimer(m.cfg.Interval)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return ctx.Err()
-		case <-t.C:
-		}
+	if m.ownLeases {
+		lctx, cancel := context.WithCancel(ctx)
+		done := make(chan struct{})
+		go func() { defer close(done); _ = m.leases.Run(lctx) }()
+		defer func() { cancel(); <-done }()
 	}
-}
-
-func (m *Monitor) session(ctx context.Context) error {
-	locks, err := pglock.Open(ctx, m.pool.Config().ConnConfig.Copy(), 0)
-	if err != nil {
+	if err := m.leases.Lead(ctx, leaseName(m.cfg.Server), m.sample); err != nil {
 		return err
 	}
-	defer locks.Close()
-	key := LockKey(m.cfg.Server)
-	for {
-		ok, err := locks.TryLock(ctx, key)
-		if err != nil {
-			return err
-		}
-		if ok {
-			break
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-locks.Lost():
-			return pglock.ErrLost
-		case <-time.After(m.cfg.Interval):
-		}
-	}
+	return ctx.Err()
+}
+
+// sample samples every Interval until ctx ends (or the lease is lost).
+func (m *Monitor) sample(ctx context.Context) error {
 	m.log.Debug("monitor: sampling", "server", m.cfg.Server, "interval", m.cfg.Interval)
 	t := time.NewTicker(m.cfg.Interval)
 	defer t.Stop()
@@ -206,8 +196,6 @@ func (m *Monitor) session(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
-		case <-locks.Lost():
-			return pglock.ErrLost
 		case <-t.C:
 		}
 	}

@@ -166,7 +166,7 @@ func TestOneSenderPerChannelAcrossWorkers(t *testing.T) {
 	}))
 	defer srv.Close()
 
-	cfg := notify.Config{AllowPrivate: true, LockRetry: 50 * time.Millisecond, LockCheck: 200 * time.Millisecond}
+	cfg := notify.Config{AllowPrivate: true, LockRetry: 50 * time.Millisecond}
 	cmds, err := commands.New(commands.Config{}, store, sealer)
 	if err != nil {
 		t.Fatal(err)

@@ -15,7 +15,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"berth/domain"
-	"berth/internal/pglock"
+	"berth/internal/leases"
 )
 
 // Defaults of Config.
@@ -25,7 +25,6 @@ const (
 	DefaultInitialBackoff = time.Second
 	DefaultMaxBackoff     = 5 * time.Minute
 	DefaultLockRetry      = 5 * time.Second
-	DefaultLockCheck      = 5 * time.Second
 )
 
 // Config configures a Worker. Zero fields take the defaults.
@@ -45,11 +44,13 @@ type Config struct {
 	// 1 s and 5 min by default.
 	InitialBackoff time.Duration
 	MaxBackoff     time.Duration
-	// LockRetry is how often a channel whose lock another berth process
-	// holds is tried again (so a survivor takes over); 5 s by default.
+	// Leases are the process's leases (internal/leases): each channel is
+	// sent under the lease "notify/<id>". When nil, the worker holds leases
+	// of its own, tried every LockRetry.
+	Leases *leases.Leases
+	// LockRetry is how often the worker's own leases are tried (so a
+	// survivor takes over); 5 s by default. Unused with Leases.
 	LockRetry time.Duration
-	// LockCheck is how often the lock connection is pinged; 5 s by default.
-	LockCheck time.Duration
 	Logger    *slog.Logger
 }
 
@@ -69,9 +70,6 @@ func (c *Config) setDefaults() {
 	if c.LockRetry == 0 {
 		c.LockRetry = DefaultLockRetry
 	}
-	if c.LockCheck == 0 {
-		c.LockCheck = DefaultLockCheck
-	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
@@ -80,7 +78,7 @@ func (c *Config) setDefaults() {
 // Validate reports every invalid field.
 func (c Config) Validate() error {
 	var errs []error
-	if c.Timeout < 0 || c.RetryFor < 0 || c.InitialBackoff < 0 || c.MaxBackoff < 0 || c.LockRetry < 0 || c.LockCheck < 0 {
+	if c.Timeout < 0 || c.RetryFor < 0 || c.InitialBackoff < 0 || c.MaxBackoff < 0 || c.LockRetry < 0 {
 		errs = append(errs, errors.New("notify: durations must not be negative"))
 	}
 	if c.MaxBackoff > 0 && c.InitialBackoff > c.MaxBackoff {
@@ -96,21 +94,25 @@ func (c Config) Validate() error {
 // channels or the log's other subscribers.
 //
 // Across berth processes, each channel is sent by exactly one: a channel's
-// goroutine first takes the channel's PostgreSQL advisory lock (all of a
-// process's locks live on one dedicated connection) and stops at once when
-// that connection is lost; the other processes try again every LockRetry.
+// goroutine sends only under the channel's lease (internal/leases: a
+// PostgreSQL advisory lock, all of a process's leases on one pooled
+// connection) and stops when the lease is lost; another process takes it.
 //
 // Delivery is at least once, in position order per channel: the cursor
 // moves in the transaction that records an event's final outcome. A crash
 // between a service's acceptance and that commit repeats one message.
 type Worker struct {
-	cfg    Config
-	store  domain.EventStore
-	pool   *pgxpool.Pool
-	db     *deliveryDB
-	sealer domain.SecretSealer
-	sender *Sender
-	log    *slog.Logger
+	cfg   Config
+	store domain.EventStore
+	pool  *pgxpool.Pool
+	db    *deliveryDB
+	// leases run each channel under its lease; ownLeases when the worker
+	// holds them itself (Config.Leases nil) and so runs them in Run.
+	leases    *leases.Leases
+	ownLeases bool
+	sealer    domain.SecretSealer
+	sender    *Sender
+	log       *slog.Logger
 
 	mu       sync.Mutex
 	projects map[string]string // application → project
@@ -136,7 +138,14 @@ func New(cfg Config, store domain.EventStore, pool *pgxpool.Pool, sealer domain.
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
-	return &Worker{cfg: cfg, store: store, pool: pool, db: &deliveryDB{pool: pool}, sealer: sealer,
+	ls, own := cfg.Leases, cfg.Leases == nil
+	if own {
+		var err error
+		if ls, err = leases.New(leases.Config{Interval: cfg.LockRetry, Logger: cfg.Logger}, pool); err != nil {
+			return nil, err
+		}
+	}
+	return &Worker{cfg: cfg, store: store, pool: pool, leases: ls, ownLeases: own, db: &deliveryDB{pool: pool}, sealer: sealer,
 		sender: &Sender{AllowPrivate: cfg.AllowPrivate, Timeout: cfg.Timeout}, log: cfg.Logger,
 		projects: map[string]string{}}, nil
 }
@@ -145,9 +154,14 @@ func New(cfg Config, store domain.EventStore, pool *pgxpool.Pool, sealer domain.
 // outbound rule; the command handler uses it.
 func (w *Worker) CheckURL(field, raw string) error { return w.sender.CheckURL(field, raw) }
 
-// Run sends until ctx ends, then returns ctx.Err(). When the lock
-// connection is lost it stops every channel and starts again.
+// Run sends until ctx ends, then returns ctx.Err().
 func (w *Worker) Run(ctx context.Context) error {
+	if w.ownLeases {
+		lctx, cancel := context.WithCancel(ctx)
+		done := make(chan struct{})
+		go func() { defer close(done); _ = w.leases.Run(lctx) }()
+		defer func() { cancel(); <-done }()
+	}
 	delay := w.cfg.InitialBackoff
 	for {
 		err := w.session(ctx)
@@ -170,20 +184,6 @@ type running struct {
 }
 
 func (w *Worker) session(ctx context.Context) error {
-	locks, err := pglock.Open(ctx, w.pool.Config().ConnConfig.Copy(), w.cfg.LockCheck)
-	if err != nil {
-		return err
-	}
-	defer locks.Close()
-	sctx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
-	go func() {
-		select {
-		case <-locks.Lost():
-			cancel(pglock.ErrLost)
-		case <-sctx.Done():
-		}
-	}()
 
 	channels := map[string]*domain.NotificationChannel{}
 	live := map[string]*running{}
@@ -201,7 +201,7 @@ func (w *Worker) session(ctx context.Context) error {
 		}
 		wg.Wait()
 	}()
-	err = w.store.Subscribe(sctx, 0, domain.Filter{Categories: []string{domain.CategoryNotification}}, func(_ context.Context, e domain.RecordedEvent) error {
+	err := w.store.Subscribe(ctx, 0, domain.Filter{Categories: []string{domain.CategoryNotification}}, func(_ context.Context, e domain.RecordedEvent) error {
 		id := strings.TrimPrefix(e.StreamID, domain.CategoryNotification+"-")
 		ch, ok := channels[id]
 		if !ok {
@@ -216,44 +216,40 @@ func (w *Worker) session(ctx context.Context) error {
 			stop(id)
 		}
 		if _, ok := live[id]; !ok && !ch.Deleted() {
-			cctx, ccancel := context.WithCancel(sctx)
+			cctx, ccancel := context.WithCancel(ctx)
 			r := &running{cancel: ccancel, done: make(chan struct{}), version: ch.Version()}
 			live[id] = r
 			snap := *ch
 			wg.Go(func() {
 				defer close(r.done)
-				w.runChannel(cctx, locks, &snap)
+				w.runChannel(cctx, &snap)
 			})
 		}
 		return nil
 	})
-	if cause := context.Cause(sctx); errors.Is(cause, pglock.ErrLost) {
-		return cause
-	}
 	return err
 }
 
 // LockKey is the advisory lock key of channel id's sender.
-func LockKey(id string) int64 { return pglock.Key("berth.notify/" + id) }
+func LockKey(id string) int64 { return leases.Key(leaseName(id)) }
+
+func leaseName(id string) string { return "notify/" + id }
 
 // runChannel takes the channel's lock, then sends until ctx ends,
 // restarting after failures of the log or the database with a backoff.
-func (w *Worker) runChannel(ctx context.Context, locks *pglock.Session, ch *domain.NotificationChannel) {
+func (w *Worker) runChannel(ctx context.Context, ch *domain.NotificationChannel) {
 	log := w.log.With("channel", ch.ID())
-	key := LockKey(ch.ID())
-	for {
-		ok, err := locks.TryLock(ctx, key)
-		if err != nil && ctx.Err() == nil {
-			log.Warn("notify: channel lock", "err", err)
-		}
-		if ok {
-			break
-		}
-		if !sleep(ctx, w.cfg.LockRetry) {
-			return
-		}
+	if err := w.leases.Lead(ctx, leaseName(ch.ID()), func(ctx context.Context) error {
+		w.send(ctx, log, ch)
+		return ctx.Err()
+	}); err != nil {
+		log.Warn("notify: channel lease", "err", err)
 	}
-	defer func() { _ = locks.Unlock(context.WithoutCancel(ctx), key) }()
+}
+
+// send sends for the channel until ctx ends, restarting after failures of
+// the log or the database with a backoff.
+func (w *Worker) send(ctx context.Context, log *slog.Logger, ch *domain.NotificationChannel) {
 	log.Debug("notify: sending for channel")
 	delay := w.cfg.InitialBackoff
 	for ctx.Err() == nil {

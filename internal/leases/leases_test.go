@@ -9,7 +9,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"berth/handlers/leases"
+	"berth/internal/leases"
 	"berth/internal/testenv"
 )
 
