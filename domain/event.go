@@ -155,6 +155,16 @@ func DecodeEvent(e RecordedEvent) (any, error) {
 		return decode[TokenUsed](e)
 	case EventCheckpointSigned:
 		return decode[CheckpointSigned](e)
+	case EventPreviewSettingsSet:
+		return decode[PreviewSettingsSet](e)
+	case EventPreviewOpened:
+		return decode[PreviewOpened](e)
+	case EventPreviewUpdated:
+		return decode[PreviewUpdated](e)
+	case EventPreviewClosed:
+		return decode[PreviewClosed](e)
+	case EventPreviewStatusReported:
+		return decode[PreviewStatusReported](e)
 	default:
 		return nil, fmt.Errorf("event %d %q: %w", e.Position, e.Type, ErrUnknownEventType)
 	}

@@ -30,4 +30,6 @@ fuzz FuzzGitRef ./domain
 fuzz FuzzPathPrefix ./domain
 fuzz FuzzImageRef ./domain
 fuzz FuzzCreateApp ./webui
+fuzz FuzzPreviewLabel ./domain
+fuzz FuzzPullRequestPayload ./webui
 printf 'fuzz: done\n' >&2
