@@ -34,6 +34,7 @@ func RouteAccess(pattern string) (Access, bool) {
 	case "GET /api/v1/projects",
 		"GET /api/v1/apps", "GET /api/v1/apps/{app}", "GET /api/v1/apps/{app}/logs",
 		"GET /api/v1/apps/{app}/deployments", "GET /api/v1/apps/{app}/rollbacks", "GET /api/v1/apps/{app}/hooks/git",
+		"GET /api/v1/apps/{app}/previews",
 		"GET /api/v1/deployments/{id}", "GET /api/v1/deployments/{id}/logs",
 		"GET /api/v1/ws", "GET /api/v1/domains",
 		"GET /api/v1/session", "POST /api/v1/logout":
@@ -54,7 +55,8 @@ func RouteAccess(pattern string) (Access, bool) {
 		"PUT /api/v1/apps/{app}/domains/{host}/certificate", "DELETE /api/v1/apps/{app}/domains/{host}/certificate",
 		"POST /api/v1/apps/{app}/stop", "POST /api/v1/apps/{app}/start", "POST /api/v1/apps/{app}/rollback",
 		"POST /api/v1/apps/{app}/deployments", "POST /api/v1/deployments/{id}/cancel",
-		"POST /api/v1/apps/{app}/hooks/git/secret", "PUT /api/v1/apps/{app}/hooks/git":
+		"POST /api/v1/apps/{app}/hooks/git/secret", "PUT /api/v1/apps/{app}/hooks/git",
+		"PUT /api/v1/apps/{app}/previews":
 		return Access{Role: domain.RoleDeployer}, true
 
 	// Users, tokens and outbound integrations.
