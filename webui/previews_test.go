@@ -12,6 +12,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/chromedp/chromedp"
+
 	"berth/domain"
 	"berth/webui"
 )
@@ -314,4 +316,45 @@ func FuzzPullRequestPayload(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestBrowserPreviews turns previews on from the application's page, then a
+// signed pull request webhook opens a preview: its URL and state appear
+// beside the application, and closing the pull request shows it closed.
+func TestBrowserPreviews(t *testing.T) {
+	if testing.Short() {
+		t.Skip("browser end-to-end test")
+	}
+	e := newIntEnv(t, webui.StreamConfig{})
+	e.srv.MountUI()
+	e.createApp("shop", "web", map[string]any{"source": map[string]any{"git_url": "https://git.example.com/shop/web.git", "git_ref": "main"}})
+	var sec webui.GitHookSecretResponse
+	e.must(http.StatusCreated, "POST", "/api/v1/apps/web/hooks/git/secret", nil).json(t, &sec)
+	ctx := browser(t, 1366, 900)
+
+	run(t, ctx, "turn previews on",
+		chromedp.Navigate(e.http.URL+"/#/apps/web"),
+		waitFor(`document.querySelector('#previews-form') !== null`),
+		waitFor(`document.querySelector('#previews-summary').textContent.startsWith('Off')`),
+		chromedp.Click(chromedp.CSS(`#previews-form input[name="enabled"]`)),
+		chromedp.SendKeys(chromedp.CSS(`#previews-form input[name="base_domain"]`), "*.preview.example.com"),
+		chromedp.Click(chromedp.CSS(`#previews-save`)),
+		waitFor(`document.querySelector('#previews-summary').textContent.includes('pr-<number>-web.preview.example.com')`),
+	)
+	gh := prHook{webui.ProviderGitHub, sec.Secret}
+	b := gh.body("opened", 7, strings.Repeat("c", 40), false)
+	e.must(http.StatusAccepted, "POST", "/api/v1/hooks/git/web", b, gh.headers("ui-open", b)...)
+	run(t, ctx, "the preview shows with its URL",
+		chromedp.Navigate(e.http.URL+"/#/apps/web"),
+		waitFor(`document.querySelector('#previews-list li[data-number="7"] .preview-url')?.getAttribute('href') === 'http://pr-7-web.preview.example.com'`),
+		waitFor(`document.querySelector('#previews-list li[data-number="7"]').dataset.state === 'open'`),
+	)
+	screenshot(t, ctx, "previews")
+	b = gh.body("closed", 7, strings.Repeat("c", 40), true)
+	e.must(http.StatusAccepted, "POST", "/api/v1/hooks/git/web", b, gh.headers("ui-close", b)...)
+	run(t, ctx, "the closed preview shows closed",
+		chromedp.Navigate(e.http.URL+"/#/apps/web"),
+		waitFor(`document.querySelector('#previews-list li[data-number="7"]')?.dataset.state === 'closed'`),
+		waitFor(`document.querySelector('#previews-list li[data-number="7"]').textContent.includes('closed (merged)')`),
+	)
 }

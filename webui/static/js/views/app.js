@@ -7,6 +7,7 @@ import { field, submitting } from './forms.js';
 import { domainsPanel } from './domains.js';
 import { logsPanel } from './logs.js';
 import { gitHookPanel } from './githook.js';
+import { previewsPanel } from './previews.js';
 import { explainFailure } from './explain.js';
 
 // ROLLBACK_MODES label the rollback choices.
@@ -22,7 +23,7 @@ export function appView(el, ui, name) {
   const history = h('section', { class: 'panel', 'aria-label': 'Deployments' });
   const side = h('section', { class: 'panel', 'aria-label': 'Status' });
   const failure = h('section', { class: 'panel failure', id: 'last-failure', 'aria-label': 'Why the last deployment failed', hidden: true });
-  const overview = h('div', { class: 'cols' }, h('div', { class: 'stack' }, failure, history, settings, env, domains), h('div', { class: 'stack' }, side, gitHookPanel(name, ui)));
+  const overview = h('div', { class: 'cols' }, h('div', { class: 'stack' }, failure, history, settings, env, domains), h('div', { class: 'stack' }, side, gitHookPanel(name, ui), previewsPanel(name, ui)));
   const logs = logsPanel(name);
   replace(el, header, tabs([['overview', 'Overview', overview], ['logs', 'Logs', logs.el, logs.start, logs.stop]]), overview, logs.el);
   header.append(h('p', { class: 'meta' }, 'Loading…'));
