@@ -189,6 +189,11 @@ func (m *Main) wire(ctx context.Context) (http.Handler, []Runner, error) {
 		return nil, nil, err
 	}
 	runners = append(runners, certs...)
+	reporter, err := wirePreviews(m, cmds, ls)
+	if err != nil {
+		return nil, nil, err
+	}
+	runners = append(runners, reporter)
 	return srv, runners, nil
 }
 
