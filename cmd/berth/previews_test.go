@@ -10,10 +10,12 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -101,6 +103,8 @@ func signedPR(provider, secret, delivery, action string, number int, sha string,
 // that serves at its own host through Traefik; a new commit
 // (synchronize/update) deploys it and the preview serves the new version;
 // closing or merging it removes its containers, its route and its images.
+// Each commit's preview state is reported to a local receiver speaking the
+// provider's commit status API: pending, then success with the preview URL.
 // The production application keeps serving its own version throughout.
 func TestPreviewsThroughServe(t *testing.T) {
 	if testing.Short() {
@@ -130,6 +134,8 @@ func TestPreviewsThroughServe(t *testing.T) {
 		m.Config.DatabaseURL = dbURL
 		m.Config.DockerNetwork = network
 		m.Config.DataDir = dataDir
+		// The status receiver below listens on loopback.
+		m.Config.WebhooksAllowPrivate = true
 	})
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	code, out, errs := run(ctx, map[string]string{"BERTH_DATABASE_URL": dbURL}, "token", "create", "--role", "admin", "--name", "e2e")
@@ -153,7 +159,34 @@ func TestPreviewsThroughServe(t *testing.T) {
 
 	sec := a.must(http.StatusCreated, "POST", "/api/v1/apps/"+app+"/hooks/git/secret", nil)
 	secret, _ := sec["secret"].(string)
-	a.must(http.StatusOK, "PUT", "/api/v1/apps/"+app+"/previews", map[string]any{"enabled": true, "base_domain": "*.preview.berth.test", "limit": 5})
+	// A receiver speaking the providers' commit status APIs.
+	var mu sync.Mutex
+	statuses := map[string][]string{} // path → states
+	recv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var body map[string]string
+		_ = json.NewDecoder(r.Body).Decode(&body)
+		mu.Lock()
+		statuses[r.URL.EscapedPath()] = append(statuses[r.URL.EscapedPath()], body["state"]+" "+body["target_url"])
+		mu.Unlock()
+		w.WriteHeader(http.StatusCreated)
+	}))
+	t.Cleanup(recv.Close)
+	reported := func(path string, want ...string) {
+		t.Helper()
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			mu.Lock()
+			got := strings.Join(statuses[path], ",")
+			mu.Unlock()
+			if got == strings.Join(want, ",") {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("statuses at %s: got %q, want %q", path, got, strings.Join(want, ","))
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
 
 	hook := func(provider, delivery, action string, number int, sha string, merged bool) map[string]any {
 		t.Helper()
@@ -186,6 +219,8 @@ func TestPreviewsThroughServe(t *testing.T) {
 		preview := fmt.Sprintf("%s-pr%d", app, number)
 		host := fmt.Sprintf("pr-%d-%s.preview.berth.test", number, app)
 		removeAppObjects(t, docker, preview)
+		a.must(http.StatusOK, "PUT", "/api/v1/apps/"+app+"/previews", map[string]any{"enabled": true, "base_domain": "*.preview.berth.test", "limit": 5,
+			"report": map[string]any{"provider": c.provider, "api_url": recv.URL, "repository": "shop/web", "token": "tok-" + c.provider}})
 
 		repo.git("checkout", "--quiet", "-B", fmt.Sprintf("feature-%d", number), "main")
 		repo.write(c.provider + "-1")
@@ -207,6 +242,12 @@ func TestPreviewsThroughServe(t *testing.T) {
 		a.waitDeployment(res["deployment_id"].(string))
 		serves(t, proxy, host, "hello "+c.provider+"-2")
 		serves(t, proxy, app+".berth.test", "hello prod")
+		prefix := "/repos/shop/web/statuses/"
+		if c.provider == "gitlab" {
+			prefix = "/projects/shop%2Fweb/statuses/"
+		}
+		reported(prefix+sha1, "pending http://"+host, "success http://"+host)
+		reported(prefix+sha2, "pending http://"+host, "success http://"+host)
 
 		var view struct {
 			Previews []struct {

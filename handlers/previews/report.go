@@ -174,9 +174,10 @@ func (r *Reporter) follow(ctx context.Context) error {
 	return err
 }
 
-// report posts state for the preview's deployment unless it was reported,
-// the preview is closed or deploys another commit now, or the application
-// does not report; then records the outcome.
+// report posts state for a deployment of a preview unless it was
+// reported, the preview is closed, or the application does not report; then
+// records the outcome. A status names its commit, so a deployment a newer
+// commit superseded still reports its own.
 func (r *Reporter) report(ctx context.Context, cause domain.RecordedEvent, t target, depID, state string) error {
 	pv, err := r.cmds.Previews(ctx, t.app)
 	if err != nil {
@@ -184,7 +185,7 @@ func (r *Reporter) report(ctx context.Context, cause domain.RecordedEvent, t tar
 	}
 	rep := pv.Settings().Report
 	cur := pv.Get(t.number)
-	if rep == nil || cur == nil || !cur.Open || cur.DeploymentID != depID || pv.Reported(depID, state) {
+	if rep == nil || cur == nil || !cur.Open || pv.Reported(depID, state) {
 		return nil
 	}
 	token, err := r.cmds.PreviewReportToken(ctx, t.app, *rep)
