@@ -38,6 +38,7 @@ const (
 	PreviewClosedByRequest = "closed" // the pull request was closed
 	PreviewMerged          = "merged" // the pull request was merged
 	PreviewEvicted         = "limit"  // a newer preview took its place beyond the limit
+	PreviewAppDeleted      = "app_deleted"
 )
 
 // Preview limits.
@@ -535,13 +536,7 @@ func (p *Previews) PlanOpen(number int64) (PreviewPlan, error) {
 		}
 		gen = old.Generation + 1
 	}
-	var open []Preview
-	for _, pr := range p.previews {
-		if pr.Open {
-			open = append(open, *pr)
-		}
-	}
-	slices.SortFunc(open, func(a, b Preview) int { return int(a.Opened - b.Opened) })
+	open := p.OpenPreviews()
 	n := len(open) + 1 - p.settings.Limit
 	plan := PreviewPlan{
 		App:  PreviewAppName(p.app, number, gen),
@@ -708,6 +703,42 @@ func (p *Previews) Close(number int64, reason string, app *Application, hosts ma
 		return nil, err
 	}
 	return append(events, del...), nil
+}
+
+// OpenPreviews returns the open previews, oldest first.
+func (p *Previews) OpenPreviews() []Preview {
+	var open []Preview
+	for _, pr := range p.previews {
+		if pr.Open {
+			open = append(open, *pr)
+		}
+	}
+	slices.SortFunc(open, func(a, b Preview) int { return int(a.Opened - b.Opened) })
+	return open
+}
+
+// CloseAll decides closing every open preview because the application is
+// deleted: preview.closed (reason "app_deleted") and the deletion of each
+// preview application (apps, loaded) with the release of its hosts (hosts,
+// loaded).
+func (p *Previews) CloseAll(apps map[string]*Application, hosts map[string]*Host) ([]Event, error) {
+	var events []Event
+	for _, pr := range p.OpenPreviews() {
+		events = append(events, p.event(EventPreviewClosed, PreviewClosed{App: p.app, Number: pr.Number, PreviewApp: pr.App, Reason: PreviewAppDeleted}))
+		a := apps[pr.App]
+		if a == nil || a.Name() != pr.App {
+			return nil, fmt.Errorf("preview application %s not loaded: %w", pr.App, ErrInvalid)
+		}
+		if a.Status() == AppStatusDeleted {
+			continue
+		}
+		del, err := a.Delete(hosts)
+		if err != nil {
+			return nil, err
+		}
+		events = append(events, del...)
+	}
+	return events, nil
 }
 
 // RecordStatus records a commit status report of a preview deployment.

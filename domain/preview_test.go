@@ -23,7 +23,7 @@ func previewWorld(t *testing.T) *history {
 	proj, _ := domain.LoadProject(h.streams[domain.ProjectStream("shop")])
 	h.record(t, must(domain.CreateApp(proj, domain.NewApp{Project: "shop", Name: "web",
 		Source: domain.Source{GitURL: "https://git.example.com/web.git", GitRef: "main"},
-		Env: []domain.EnvVar{{Key: "MODE", Value: "prod"}, {Key: "DB_PASSWORD", Secret: true, Sealed: []byte("sealed-for-web")}, {Key: "API_KEY", Secret: true, Sealed: []byte("k")}},
+		Env:    []domain.EnvVar{{Key: "MODE", Value: "prod"}, {Key: "DB_PASSWORD", Secret: true, Sealed: []byte("sealed-for-web")}, {Key: "API_KEY", Secret: true, Sealed: []byte("k")}},
 	}, nil, false)))
 	pv := h.previews(t, "web")
 	h.record(t, must(pv.SetSettings(domain.PreviewSettings{Enabled: true, BaseDomain: "*.preview.example.com", Limit: 2, SecretKeys: []string{"API_KEY"}})))

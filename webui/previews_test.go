@@ -244,6 +244,30 @@ func TestPullRequestPreviews(t *testing.T) {
 	}
 	e.must(http.StatusOK, "GET", "/api/v1/apps/web-pr10-2", nil)
 
+	// Deleting the application closes its open previews and deletes their
+	// applications in the same append.
+	e.must(http.StatusOK, "DELETE", "/api/v1/apps/web", nil)
+	pv, err := e.cmds.Previews(context.Background(), "web")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if open := pv.OpenPreviews(); len(open) != 0 {
+		t.Fatalf("open previews after the app's deletion: %+v", open)
+	}
+	for _, n := range []int64{10, 21} { // 20 was evicted when 10 reopened
+		p := pv.Get(n)
+		if p.ClosedReason != domain.PreviewAppDeleted {
+			t.Fatalf("preview %d after the app's deletion: %+v", n, p)
+		}
+		var a struct {
+			Status string `json:"status"`
+		}
+		e.must(http.StatusOK, "GET", "/api/v1/apps/"+p.App, nil).json(t, &a)
+		if a.Status != domain.AppStatusDeleted {
+			t.Fatalf("preview app %s after the app's deletion: %s", p.App, a.Status)
+		}
+	}
+
 	// No secret in plain text anywhere in the log.
 	evs, err := e.store.ReadAll(context.Background(), domain.ReadAllQuery{Limit: 10000})
 	if err != nil {

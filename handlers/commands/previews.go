@@ -116,6 +116,24 @@ func (h *Handler) loadPreviews(ctx context.Context, app string) (*domain.Preview
 	return domain.LoadPreviews(app, recs)
 }
 
+// loadOpenPreviews loads app's previews and the applications of the open
+// ones.
+func (h *Handler) loadOpenPreviews(ctx context.Context, app string) (*domain.Previews, map[string]*domain.Application, error) {
+	pv, err := h.loadPreviews(ctx, app)
+	if err != nil {
+		return nil, nil, err
+	}
+	apps := map[string]*domain.Application{}
+	for _, p := range pv.OpenPreviews() {
+		a, err := h.loadApp(ctx, p.App)
+		if err != nil {
+			return nil, nil, err
+		}
+		apps[p.App] = a
+	}
+	return pv, apps, nil
+}
+
 // PreviewReportToken opens the sealed token of app's report settings.
 func (h *Handler) PreviewReportToken(ctx context.Context, app string, r domain.PreviewReport) ([]byte, error) {
 	if h.sealer == nil {
