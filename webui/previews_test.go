@@ -309,7 +309,7 @@ func (e *intEnv) assertCausedBy(t *testing.T, stream, causation string) {
 // request event: whatever it accepts to deploy has a valid number and a full
 // commit sha, and nothing else of the payload.
 func FuzzPullRequestPayload(f *testing.F) {
-	f.Add(`{"action":"opened","number":12,"pull_request":{"head":{"sha":"` + strings.Repeat("a", 40) + `","ref":"x`+"`"+`"}}}`)
+	f.Add(`{"action":"opened","number":12,"pull_request":{"head":{"sha":"` + strings.Repeat("a", 40) + `","ref":"x` + "`" + `"}}}`)
 	f.Add(`{"object_kind":"merge_request","object_attributes":{"iid":3,"action":"update","last_commit":{"id":"` + strings.Repeat("b", 64) + `"}}}`)
 	f.Add(`{"action":"closed","number":-5,"pull_request":{"merged":true}}`)
 	f.Fuzz(func(t *testing.T, body string) {
