@@ -105,7 +105,8 @@ func signedPR(provider, secret, delivery, action string, number int, sha string,
 // closing or merging it removes its containers, its route and its images.
 // Each commit's preview state is reported to a local receiver speaking the
 // provider's commit status API: pending, then success with the preview URL.
-// The production application keeps serving its own version throughout.
+// The production application keeps serving its own version throughout,
+// and a rollout of it leaves the preview serving.
 func TestPreviewsThroughServe(t *testing.T) {
 	if testing.Short() {
 		t.Skip("slow end-to-end test with berth serve, Docker and Traefik")
@@ -248,6 +249,13 @@ func TestPreviewsThroughServe(t *testing.T) {
 		}
 		reported(prefix+sha1, "pending http://"+host, "success http://"+host)
 		reported(prefix+sha2, "pending http://"+host, "success http://"+host)
+		if i == 0 {
+			// A rollout of the production application leaves the preview
+			// serving.
+			a.deployed(app)
+			serves(t, proxy, host, "hello "+c.provider+"-2")
+			serves(t, proxy, app+".berth.test", "hello prod")
+		}
 
 		var view struct {
 			Previews []struct {
