@@ -550,7 +550,8 @@ func (p *Previews) PlanOpen(number int64) (PreviewPlan, error) {
 
 // Open decides the opening of a preview planned by PlanOpen: the preview
 // application is created in the application's project with the
-// application's source, build and runtime, env (PreviewEnv with secrets
+// application's source, build and runtime (without its volumes, registry
+// push and replicas: one), env (PreviewEnv with secrets
 // sealed for the preview application) and the preview's route, and its
 // deployment of r.Commit is requested. Every preview in plan.Evict is
 // closed and its application deleted (evicted holds them loaded, hosts the
@@ -599,6 +600,9 @@ func (p *Previews) Open(parent *Application, project *Project, r PreviewRequest,
 	cfg := parent.Config()
 	src := cfg.Source
 	src.GitRef = r.Commit
+	// A preview never shares the production application's volumes (its
+	// data), never pushes to its registry repository, and runs one replica.
+	cfg.Runtime.Volumes, cfg.Runtime.Replicas, cfg.Build.Push = nil, 1, ""
 	created, err := CreateApp(project, NewApp{
 		Project: parent.project, Name: plan.App, Source: src, Build: cfg.Build, Runtime: cfg.Runtime, Env: env,
 		Domains: []Route{{Host: plan.Host, HTTPS: p.settings.HTTPS}},

@@ -22,8 +22,10 @@ func previewWorld(t *testing.T) *history {
 	h.record(t, must(domain.CreateProject("shop", "")))
 	proj, _ := domain.LoadProject(h.streams[domain.ProjectStream("shop")])
 	h.record(t, must(domain.CreateApp(proj, domain.NewApp{Project: "shop", Name: "web",
-		Source: domain.Source{GitURL: "https://git.example.com/web.git", GitRef: "main"},
-		Env:    []domain.EnvVar{{Key: "MODE", Value: "prod"}, {Key: "DB_PASSWORD", Secret: true, Sealed: []byte("sealed-for-web")}, {Key: "API_KEY", Secret: true, Sealed: []byte("k")}},
+		Source:  domain.Source{GitURL: "https://git.example.com/web.git", GitRef: "main"},
+		Build:   domain.Build{Push: "registry.example.com/shop/web"},
+		Runtime: domain.Runtime{Replicas: 3, Volumes: []domain.Volume{{Name: "web-data", Path: "/data"}}},
+		Env:     []domain.EnvVar{{Key: "MODE", Value: "prod"}, {Key: "DB_PASSWORD", Secret: true, Sealed: []byte("sealed-for-web")}, {Key: "API_KEY", Secret: true, Sealed: []byte("k")}},
 	}, nil, false)))
 	pv := h.previews(t, "web")
 	h.record(t, must(pv.SetSettings(domain.PreviewSettings{Enabled: true, BaseDomain: "*.preview.example.com", Limit: 2, SecretKeys: []string{"API_KEY"}})))
@@ -77,6 +79,9 @@ func TestPreviewLifecycle(t *testing.T) {
 	cfg := a.Config()
 	if cfg.Source.GitRef != shaA || cfg.Source.GitURL != "https://git.example.com/web.git" || len(cfg.Domains) != 1 || cfg.Domains[0].Host != plan.Host {
 		t.Fatalf("preview app config %+v", cfg)
+	}
+	if len(cfg.Runtime.Volumes) != 0 || cfg.Runtime.Replicas != 1 || cfg.Build.Push != "" {
+		t.Fatalf("preview runtime %+v, build %+v: want no production volume, one replica, no push", cfg.Runtime, cfg.Build)
 	}
 	var keys []string
 	for _, v := range cfg.Env {
