@@ -642,11 +642,13 @@ func foldApp(events []Event, name string) (*Application, error) {
 }
 
 // Update decides deploying r.Commit as pull request r.Number's open preview
-// (app is the preview application): app.updated with the new git ref, the
+// (app is the preview application, parent the application): app.updated
+// with the new git ref and the application's current source, build and
+// runtime settings (still without its volumes, push and replicas), the
 // deployment's request and preview.updated. No events when the preview
 // already runs that commit (an edited title, a redelivery). ErrNotFound when
 // the pull request has no open preview.
-func (p *Previews) Update(app *Application, r PreviewRequest) ([]Event, error) {
+func (p *Previews) Update(app, parent *Application, r PreviewRequest) ([]Event, error) {
 	if err := r.validate(); err != nil {
 		return nil, err
 	}
@@ -660,8 +662,24 @@ func (p *Previews) Update(app *Application, r PreviewRequest) ([]Event, error) {
 	if pr.Commit == r.Commit {
 		return nil, nil
 	}
+	if parent == nil || parent.Name() != p.app {
+		return nil, fmt.Errorf("application %s not loaded: %w", p.app, ErrInvalid)
+	}
+	if err := parent.live(); err != nil {
+		return nil, err
+	}
+	pc := parent.Config()
+	if !pc.Source.IsGit() {
+		return nil, fmt.Errorf("%s does not build from git, previews need a git source: %w", parent.name, ErrConflict)
+	}
+	b, rt := pc.Build, pc.Runtime
 	ref := r.Commit
-	upd, err := app.Update(AppPatch{GitRef: &ref})
+	upd, err := app.Update(AppPatch{
+		GitURL: &pc.Source.GitURL, GitRef: &ref,
+		Dockerfile: &b.Dockerfile, Context: &b.Context, Target: &b.Target, BuildArgs: &b.Args, KeepImages: &b.KeepImages,
+		Port: &rt.Port, CPUMillis: &rt.Resources.CPUMillis, MemoryBytes: &rt.Resources.MemoryBytes,
+		HealthCheckPath: &rt.HealthCheck.Path, HealthCheckTimeoutSeconds: &rt.HealthCheck.TimeoutSeconds, RestartPolicy: &rt.RestartPolicy,
+	})
 	if err != nil {
 		return nil, err
 	}

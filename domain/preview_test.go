@@ -99,10 +99,10 @@ func TestPreviewLifecycle(t *testing.T) {
 
 	// The same commit again deploys nothing; a new one deploys it.
 	pv := h.previews(t, "web")
-	if ev, err := pv.Update(a, domain.PreviewRequest{Number: 12, Provider: domain.ProviderGitHub, Commit: shaA, DeploymentID: "d2", Trigger: domain.Trigger{Kind: domain.TriggerWebhook}}); err != nil || len(ev) != 0 {
+	if ev, err := pv.Update(a, h.app(t, "web"), domain.PreviewRequest{Number: 12, Provider: domain.ProviderGitHub, Commit: shaA, DeploymentID: "d2", Trigger: domain.Trigger{Kind: domain.TriggerWebhook}}); err != nil || len(ev) != 0 {
 		t.Fatalf("same commit: %v %v", ev, err)
 	}
-	ev, err := pv.Update(a, domain.PreviewRequest{Number: 12, Provider: domain.ProviderGitHub, Commit: shaB, DeploymentID: "d2", Trigger: domain.Trigger{Kind: domain.TriggerWebhook}})
+	ev, err := pv.Update(a, h.app(t, "web"), domain.PreviewRequest{Number: 12, Provider: domain.ProviderGitHub, Commit: shaB, DeploymentID: "d2", Trigger: domain.Trigger{Kind: domain.TriggerWebhook}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -112,6 +112,18 @@ func TestPreviewLifecycle(t *testing.T) {
 	}
 	if h.app(t, "web-pr12").Config().Source.GitRef != shaB {
 		t.Fatal("the preview app's ref did not follow the head")
+	}
+	// The application's settings changed since: the next commit takes them,
+	// still without the volumes and with one replica.
+	port := 9090
+	h.record(t, MustDecide(t)(h.app(t, "web").Update(domain.AppPatch{Port: &port})))
+	ev, err = h.previews(t, "web").Update(h.app(t, "web-pr12"), h.app(t, "web"), domain.PreviewRequest{Number: 12, Provider: domain.ProviderGitHub, Commit: shaA, DeploymentID: "d2b", Trigger: domain.Trigger{Kind: domain.TriggerWebhook}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.record(t, ev)
+	if c := h.app(t, "web-pr12").Config(); c.Runtime.Port != 9090 || c.Source.GitRef != shaA || len(c.Runtime.Volumes) != 0 || c.Runtime.Replicas != 1 {
+		t.Fatalf("preview after the app's change: %+v", c)
 	}
 
 	// Two more previews with a limit of 2: the oldest (12) is evicted.

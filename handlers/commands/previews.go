@@ -169,80 +169,103 @@ func (h *Handler) DeployPreview(ctx context.Context, meta Meta, cmd DeployPrevie
 	id := c.newID("deployment")
 	req := domain.PreviewRequest{Number: cmd.Number, Provider: cmd.Provider, Commit: cmd.Commit, DeploymentID: id, Trigger: cmd.Trigger}
 	stream := domain.PreviewStream(cmd.App)
-	return h.execute(ctx, c, true, func(ctx context.Context) (plan, error) {
-		recs, err := h.read(ctx, stream, 1)
-		if err != nil {
-			return plan{}, err
-		}
-		if dup, ok := c.duplicateAny(recs); ok {
-			dup.DeploymentID = id
-			return plan{dup: &dup}, nil
-		}
-		pv, err := domain.LoadPreviews(cmd.App, recs)
-		if err != nil {
-			return plan{}, err
-		}
-		expected := map[string]domain.ExpectedVersion{stream: domain.ExpectVersion(pv.Version())}
-		if cur := pv.Get(cmd.Number); cur != nil && cur.Open {
-			app, err := h.loadApp(ctx, cur.App)
+	return twinOnce(c, func() (Result, error) {
+		return h.execute(ctx, c, true, func(ctx context.Context) (plan, error) {
+			recs, err := h.read(ctx, stream, 1)
 			if err != nil {
 				return plan{}, err
 			}
-			events, err := pv.Update(app, req)
-			if err != nil || len(events) == 0 {
-				return plan{version: pv.Version()}, err
+			if dup, ok := c.duplicateAny(recs); ok {
+				dup.DeploymentID = id
+				return plan{dup: &dup}, nil
 			}
-			expected[domain.AppStream(app.Name())] = domain.ExpectVersion(app.Version())
+			pv, err := domain.LoadPreviews(cmd.App, recs)
+			if err != nil {
+				return plan{}, err
+			}
+			expected := map[string]domain.ExpectedVersion{stream: domain.ExpectVersion(pv.Version())}
+			if cur := pv.Get(cmd.Number); cur != nil && cur.Open {
+				app, err := h.loadApp(ctx, cur.App)
+				if err != nil {
+					return plan{}, err
+				}
+				parent, err := h.loadApp(ctx, cmd.App)
+				if err != nil {
+					return plan{}, err
+				}
+				events, err := pv.Update(app, parent, req)
+				if err != nil || len(events) == 0 {
+					return plan{version: pv.Version()}, err
+				}
+				expected[domain.AppStream(app.Name())] = domain.ExpectVersion(app.Version())
+				expected[domain.DeploymentStream(id)] = domain.ExpectNoStream
+				return plan{primary: stream, version: pv.Version(), events: events, expected: expected, deploymentID: id}, nil
+			}
+			pp, err := pv.PlanOpen(cmd.Number)
+			if err != nil {
+				return plan{}, err
+			}
+			parent, err := h.loadApp(ctx, cmd.App)
+			if err != nil {
+				return plan{}, err
+			}
+			precs, err := h.read(ctx, domain.ProjectStream(parent.Project()), 1)
+			if err != nil {
+				return plan{}, err
+			}
+			project, err := domain.LoadProject(precs)
+			if err != nil {
+				return plan{}, err
+			}
+			hostNames := []string{pp.Host}
+			evicted := map[string]*domain.Application{}
+			for _, ev := range pp.Evict {
+				a, err := h.loadApp(ctx, ev.App)
+				if err != nil {
+					return plan{}, err
+				}
+				evicted[ev.App] = a
+				if a.Status() != domain.AppStatusDeleted {
+					expected[domain.AppStream(a.Name())] = domain.ExpectVersion(a.Version())
+					hostNames = append(hostNames, a.Hosts()...)
+				}
+			}
+			hosts, err := h.loadHosts(ctx, hostNames)
+			if err != nil {
+				return plan{}, err
+			}
+			env, err := h.previewEnv(ctx, cmd.App, pp.App, pv.PreviewEnv(parent.Config().Env))
+			if err != nil {
+				return plan{}, err
+			}
+			events, err := pv.Open(parent, project, req, pp, env, evicted, hosts, h.cfg.AllowWildcardHosts)
+			if err != nil {
+				return plan{}, err
+			}
+			expected[domain.AppStream(pp.App)] = domain.ExpectNoStream
+			expected[domain.ProjectStream(project.Name())] = domain.ExpectVersion(project.Version())
 			expected[domain.DeploymentStream(id)] = domain.ExpectNoStream
+			hostsExpected(expected, hosts)
 			return plan{primary: stream, version: pv.Version(), events: events, expected: expected, deploymentID: id}, nil
-		}
-		pp, err := pv.PlanOpen(cmd.Number)
-		if err != nil {
-			return plan{}, err
-		}
-		parent, err := h.loadApp(ctx, cmd.App)
-		if err != nil {
-			return plan{}, err
-		}
-		precs, err := h.read(ctx, domain.ProjectStream(parent.Project()), 1)
-		if err != nil {
-			return plan{}, err
-		}
-		project, err := domain.LoadProject(precs)
-		if err != nil {
-			return plan{}, err
-		}
-		hostNames := []string{pp.Host}
-		evicted := map[string]*domain.Application{}
-		for _, ev := range pp.Evict {
-			a, err := h.loadApp(ctx, ev.App)
-			if err != nil {
-				return plan{}, err
-			}
-			evicted[ev.App] = a
-			if a.Status() != domain.AppStatusDeleted {
-				expected[domain.AppStream(a.Name())] = domain.ExpectVersion(a.Version())
-				hostNames = append(hostNames, a.Hosts()...)
-			}
-		}
-		hosts, err := h.loadHosts(ctx, hostNames)
-		if err != nil {
-			return plan{}, err
-		}
-		env, err := h.previewEnv(ctx, cmd.App, pp.App, pv.PreviewEnv(parent.Config().Env))
-		if err != nil {
-			return plan{}, err
-		}
-		events, err := pv.Open(parent, project, req, pp, env, evicted, hosts, h.cfg.AllowWildcardHosts)
-		if err != nil {
-			return plan{}, err
-		}
-		expected[domain.AppStream(pp.App)] = domain.ExpectNoStream
-		expected[domain.ProjectStream(project.Name())] = domain.ExpectVersion(project.Version())
-		expected[domain.DeploymentStream(id)] = domain.ExpectNoStream
-		hostsExpected(expected, hosts)
-		return plan{primary: stream, version: pv.Version(), events: events, expected: expected, deploymentID: id}, nil
+		})
 	})
+}
+
+// twinOnce runs f, and once more when it failed with ErrConflict while the
+// call has an idempotency key: a concurrent twin of the call (a webhook
+// delivered twice at once) may have appended part of the events f decided
+// from a state read half before, half after the twin's append, which the
+// store refuses as a conflict of event ids. The second run finds the twin's
+// events and answers its result; any other outcome keeps the first error.
+func twinOnce(c *call, f func() (Result, error)) (Result, error) {
+	res, err := f()
+	if err == nil || c.meta.IdempotencyKey == "" || !errors.Is(err, domain.ErrConflict) {
+		return res, err
+	}
+	if again, err2 := f(); err2 == nil && again.Duplicate {
+		return again, nil
+	}
+	return res, err
 }
 
 // previewEnv seals the secrets of env (sealed for app) again for the
@@ -291,38 +314,40 @@ func (h *Handler) ClosePreview(ctx context.Context, meta Meta, cmd ClosePreview)
 		return Result{}, err
 	}
 	stream := domain.PreviewStream(cmd.App)
-	return h.execute(ctx, c, true, func(ctx context.Context) (plan, error) {
-		recs, err := h.read(ctx, stream, 1)
-		if err != nil {
-			return plan{}, err
-		}
-		if dup, ok := c.duplicateAny(recs); ok {
-			return plan{dup: &dup}, nil
-		}
-		pv, err := domain.LoadPreviews(cmd.App, recs)
-		if err != nil {
-			return plan{}, err
-		}
-		cur := pv.Get(cmd.Number)
-		if cur == nil || !cur.Open {
-			_, err := pv.Close(cmd.Number, cmd.Reason, nil, nil)
-			return plan{version: pv.Version()}, err
-		}
-		app, err := h.loadApp(ctx, cur.App)
-		if err != nil {
-			return plan{}, err
-		}
-		hosts, err := h.loadHosts(ctx, app.Hosts())
-		if err != nil {
-			return plan{}, err
-		}
-		events, err := pv.Close(cmd.Number, cmd.Reason, app, hosts)
-		if err != nil {
-			return plan{}, err
-		}
-		expected := map[string]domain.ExpectedVersion{stream: domain.ExpectVersion(pv.Version()), domain.AppStream(app.Name()): domain.ExpectVersion(app.Version())}
-		hostsExpected(expected, hosts)
-		return plan{primary: stream, version: pv.Version(), events: events, expected: expected}, nil
+	return twinOnce(c, func() (Result, error) {
+		return h.execute(ctx, c, true, func(ctx context.Context) (plan, error) {
+			recs, err := h.read(ctx, stream, 1)
+			if err != nil {
+				return plan{}, err
+			}
+			if dup, ok := c.duplicateAny(recs); ok {
+				return plan{dup: &dup}, nil
+			}
+			pv, err := domain.LoadPreviews(cmd.App, recs)
+			if err != nil {
+				return plan{}, err
+			}
+			cur := pv.Get(cmd.Number)
+			if cur == nil || !cur.Open {
+				_, err := pv.Close(cmd.Number, cmd.Reason, nil, nil)
+				return plan{version: pv.Version()}, err
+			}
+			app, err := h.loadApp(ctx, cur.App)
+			if err != nil {
+				return plan{}, err
+			}
+			hosts, err := h.loadHosts(ctx, app.Hosts())
+			if err != nil {
+				return plan{}, err
+			}
+			events, err := pv.Close(cmd.Number, cmd.Reason, app, hosts)
+			if err != nil {
+				return plan{}, err
+			}
+			expected := map[string]domain.ExpectedVersion{stream: domain.ExpectVersion(pv.Version()), domain.AppStream(app.Name()): domain.ExpectVersion(app.Version())}
+			hostsExpected(expected, hosts)
+			return plan{primary: stream, version: pv.Version(), events: events, expected: expected}, nil
+		})
 	})
 }
 
