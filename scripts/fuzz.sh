@@ -30,4 +30,5 @@ fuzz FuzzGitRef ./domain
 fuzz FuzzPathPrefix ./domain
 fuzz FuzzImageRef ./domain
 fuzz FuzzCreateApp ./webui
+fuzz FuzzParse ./handlers/compose
 printf 'fuzz: done\n' >&2
