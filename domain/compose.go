@@ -2,6 +2,9 @@ package domain
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"slices"
 	"strings"
@@ -270,25 +273,26 @@ type ServiceBuild struct {
 // its own objects (a container on one Docker Engine; a Swarm service, with
 // Replicas and the deploy section).
 type ServiceSpec struct {
-	App, DeploymentID string
-	Service           string `json:"service"`
+	App          string `json:"-"`
+	DeploymentID string `json:"-"`
+	Service      string `json:"service"`
 	// ImageRef is the file's image reference (pulled when Build is nil);
 	// Image is the resolved image id the runtime runs.
 	ImageRef string        `json:"image_ref,omitempty"`
 	Image    string        `json:"-"`
 	Build    *ServiceBuild `json:"build,omitempty"`
 	// PullPolicy is domain's pull policy of the service's image.
-	PullPolicy string            `json:"pull_policy,omitempty"`
-	Command    []string          `json:"command,omitempty"`
-	Entrypoint []string          `json:"entrypoint,omitempty"`
-	Env        map[string]string `json:"env,omitempty"`
-	WorkingDir string            `json:"working_dir,omitempty"`
-	User       string            `json:"user,omitempty"`
-	Hostname   string            `json:"hostname,omitempty"`
-	Mounts     []ServiceMount    `json:"mounts,omitempty"`
-	Ports      []ServicePort     `json:"ports,omitempty"`
-	Health     *ServiceHealth    `json:"health,omitempty"`
-	DependsOn  []ServiceDependency
+	PullPolicy string              `json:"pull_policy,omitempty"`
+	Command    []string            `json:"command,omitempty"`
+	Entrypoint []string            `json:"entrypoint,omitempty"`
+	Env        map[string]string   `json:"env,omitempty"`
+	WorkingDir string              `json:"working_dir,omitempty"`
+	User       string              `json:"user,omitempty"`
+	Hostname   string              `json:"hostname,omitempty"`
+	Mounts     []ServiceMount      `json:"mounts,omitempty"`
+	Ports      []ServicePort       `json:"ports,omitempty"`
+	Health     *ServiceHealth      `json:"health,omitempty"`
+	DependsOn  []ServiceDependency `json:"depends_on,omitempty"`
 	// Networks are the stack's networks the service joins (full names),
 	// where it answers to its service name and Aliases.
 	Networks []string `json:"networks,omitempty"`
@@ -403,4 +407,20 @@ type StackRuntime interface {
 	WaitService(ctx context.Context, in Instance, condition string, probe HealthProbe) error
 	// RemoveStack removes the stack's networks (never its volumes).
 	RemoveStack(ctx context.Context, app string) error
+}
+
+// Hash returns the hash of the service's resolved configuration run with
+// image imageID: equal hashes mean an unchanged service, whose containers
+// keep running. App, DeploymentID, Image and ConfigHash are not part of it.
+func (s ServiceSpec) Hash(imageID string) string {
+	s.App, s.DeploymentID, s.Image, s.ConfigHash = "", "", "", ""
+	b, err := json.Marshal(s)
+	if err != nil {
+		b = []byte(fmt.Sprintf("%#v", s))
+	}
+	h := sha256.New()
+	h.Write(b)
+	h.Write([]byte{0})
+	h.Write([]byte(imageID))
+	return hex.EncodeToString(h.Sum(nil)[:16])
 }
