@@ -49,7 +49,7 @@ type Config struct {
 	// may bind-mount paths without the project's "bind_mounts" allowance:
 	// --compose-bind-root, BERTH_COMPOSE_BIND_ROOT (empty: none).
 	ComposeBindRoot string
-	LogLevel           slog.Level    // --log-level, BERTH_LOG_LEVEL
+	LogLevel        slog.Level // --log-level, BERTH_LOG_LEVEL
 	// WebhooksAllowPrivate lets outbound webhooks reach loopback, private
 	// and link-local addresses: --webhooks-allow-private,
 	// BERTH_WEBHOOKS_ALLOW_PRIVATE.
