@@ -129,6 +129,9 @@ func RunCompose(ctx context.Context, dbURL, redisURL string, out io.Writer) (err
 	var apps []string
 	defer func() { removeStacks(context.WithoutCancel(ctx), cli, apps) }()
 
+	if err := s.eng.EnsureNetwork(ctx); err != nil {
+		return err
+	}
 	var byBerth, byHand []time.Duration
 	replaced := -1
 	for i := range composeRounds {
