@@ -9,6 +9,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -180,18 +181,11 @@ func serviceSteps(t *testing.T, a api, deployment string) []map[string]any {
 	return out
 }
 
-// TestComposeStackThroughServe deploys a 5-service compose stack through a
-// real `berth serve` on the local Docker Engine and a real Traefik: the
-// services start in depends_on order (the migration completed before the
-// API started), the web service is routed by its domain and reaches the API
-// and the database over the stack's networks by name; a redeploy with one
-// service changed replaces exactly that container (start-first, the route
-// switched) and leaves the four others untouched; a rollback returns to
-// the first deployment's file and env; the service's logs are read alone.
-func TestComposeStackThroughServe(t *testing.T) {
-	if testing.Short() {
-		t.Skip("end-to-end test with Docker and Traefik: skipped with -short")
-	}
+// startComposeAPI runs a Main on the local Docker Engine, on a network of
+// its own, with a Traefik following its routes; it returns an admin API
+// client, the Docker client and Traefik's HTTP address.
+func startComposeAPI(t *testing.T) (api, *client.Client, string) {
+	t.Helper()
 	docker := testenv.Docker(t)
 	dbURL := testenv.PostgresURL(t)
 	netName := testenv.RandomName("berth-compose")
@@ -219,6 +213,22 @@ func TestComposeStackThroughServe(t *testing.T) {
 	}
 	a := api{tb: t, base: m.URL(), token: strings.TrimSpace(out)}
 
+	return a, docker, proxy
+}
+
+// TestComposeStackThroughServe deploys a 5-service compose stack through a
+// real `berth serve` on the local Docker Engine and a real Traefik: the
+// services start in depends_on order (the migration completed before the
+// API started), the web service is routed by its domain and reaches the API
+// and the database over the stack's networks by name; a redeploy with one
+// service changed replaces exactly that container (start-first, the route
+// switched) and leaves the four others untouched; a rollback returns to
+// the first deployment's file and env; the service's logs are read alone.
+func TestComposeStackThroughServe(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end-to-end test with Docker and Traefik: skipped with -short")
+	}
+	a, docker, proxy := startComposeAPI(t)
 	suffix := strings.ToLower(testenv.RandomName("")[:8])
 	project, app := "stacks-"+suffix, "shop-"+suffix
 	host := "shop-" + suffix + ".test"
@@ -406,5 +416,117 @@ func TestComposeStackThroughServe(t *testing.T) {
 	final := stackContainers(t, docker, app)
 	if final["api"][0].ID != before["api"][0].ID {
 		t.Error("the rollback replaced the api container, which did not change")
+	}
+}
+
+// routedGet sends GET / for host through the proxy.
+func routedGet(proxy, host string) (int, string) {
+	req, _ := http.NewRequest("GET", "http://"+proxy+"/", nil)
+	req.Host = host
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, err.Error()
+	}
+	defer res.Body.Close()
+	b, _ := io.ReadAll(res.Body)
+	return res.StatusCode, strings.TrimSpace(string(b))
+}
+
+// gitRun runs git in dir, failing the test on error.
+func gitRun(t *testing.T, dir string, args ...string) {
+	t.Helper()
+	cmd := exec.Command("git", args...)
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "GIT_AUTHOR_NAME=t", "GIT_AUTHOR_EMAIL=t@example.com", "GIT_COMMITTER_NAME=t", "GIT_COMMITTER_EMAIL=t@example.com")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("git %v: %v\n%s", args, err, out)
+	}
+}
+
+// TestComposeStackFromGitThroughServe deploys a stack whose compose file
+// lives in a git repository: its service is built from the repository's
+// Dockerfile (a build section relative to the file), its environment comes
+// from an env_file beside it and from the stack's secrets, and a path that
+// leaves the repository fails the deployment naming the service and key.
+func TestComposeStackFromGitThroughServe(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end-to-end test with Docker and Traefik: skipped with -short")
+	}
+	a, _, proxy := startComposeAPI(t)
+	repo := t.TempDir()
+	for _, d := range []string{"deploy", "app"} {
+		if err := os.MkdirAll(filepath.Join(repo, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	testenv.BuildStackServer(t, filepath.Join(repo, "app"))
+	files := map[string]string{
+		"app/Dockerfile": "FROM scratch\nCOPY server /server\nENTRYPOINT [\"/server\"]\n",
+		"deploy/web.env": "NAME=web\n",
+		"deploy/compose.yaml": `
+services:
+  web:
+    build: {context: ../app}
+    env_file: web.env
+    environment: {VERSION: "${RELEASE}"}
+`,
+	}
+	for name, body := range files {
+		if err := os.WriteFile(filepath.Join(repo, name), []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	gitRun(t, repo, "init", "-q", "-b", "main")
+	gitRun(t, repo, "add", "-A")
+	gitRun(t, repo, "commit", "-q", "-m", "stack")
+
+	suffix := strings.ToLower(testenv.RandomName("")[:8])
+	project, app, host := "gitstack-"+suffix, "built-"+suffix, "built-"+suffix+".test"
+	docker := testenv.Docker(t)
+	removeStackObjects(t, docker, app)
+	removeAppObjects(t, docker, app)
+	a.must(http.StatusCreated, "POST", "/api/v1/projects", map[string]any{"name": project})
+	a.must(http.StatusCreated, "POST", "/api/v1/apps", map[string]any{
+		"project": project, "name": app,
+		"source":  map[string]any{"git_url": "file://" + repo, "git_ref": "main", "compose": map[string]any{"path": "deploy/compose.yaml"}},
+		"env":     []map[string]any{{"key": "RELEASE", "value": "from-a-secret", "secret": true}},
+		"domains": []map[string]any{{"host": host, "service": "web", "port": 8080}},
+	})
+	id := a.deployed(app)
+	waitFor(t, 30*time.Second, "the built web service routed", func() bool {
+		code, body := routedGet(proxy, host)
+		return code == http.StatusOK && body == "web from-a-secret"
+	})
+	var built bool
+	for _, s := range serviceSteps(t, a, id) {
+		built = built || s["service"] == "web" && s["step"] == "built"
+	}
+	if !built {
+		t.Error("no built step for service web")
+	}
+
+	// A file that reads outside the repository: the deployment fails at
+	// start, naming the service and the key.
+	if err := os.WriteFile(filepath.Join(repo, "deploy", "compose.yaml"), []byte("services:\n  web:\n    build: ../app\n    env_file: ../../../etc/passwd\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	gitRun(t, repo, "commit", "-q", "-am", "escape")
+	res := a.must(http.StatusAccepted, "POST", "/api/v1/apps/"+app+"/deployments", map[string]any{})
+	bad, _ := res["deployment_id"].(string)
+	waitFor(t, time.Minute, "the escaping deployment to fail", func() bool {
+		d := a.must(http.StatusOK, "GET", "/api/v1/deployments/"+bad, nil)
+		if d["status"] == "succeeded" {
+			t.Fatal("a compose file reading outside its repository deployed")
+		}
+		if d["status"] != "failed" {
+			return false
+		}
+		if reason, _ := d["failure_reason"].(string); !strings.Contains(reason, "services.web.env_file") {
+			t.Errorf("failure reason: got %q, want it to name services.web.env_file", reason)
+		}
+		return true
+	})
+	if code, body := routedGet(proxy, host); code != http.StatusOK || body != "web from-a-secret" {
+		t.Errorf("after the failed deployment: got %d %q, want the previous version serving", code, body)
 	}
 }
