@@ -88,7 +88,7 @@ type App struct {
 	// instances: its routes go to the hosts of the service they name.
 	ServiceHosts map[string][]string `json:"service_hosts,omitempty"`
 	CreatedAt    time.Time           `json:"created_at"`
-	UpdatedAt    time.Time `json:"updated_at"`
+	UpdatedAt    time.Time           `json:"updated_at"`
 	// Position is the log position of the last event that changed the row.
 	Position int64 `json:"position"`
 }
@@ -133,9 +133,9 @@ type Deployment struct {
 	DurationMS      int64      `json:"duration_ms"`
 	// Services are, for a stack's deployment, each service's state: its
 	// last step and container.
-	Services map[string]ServiceState `json:"services,omitempty"`
-	FailedStep      string     `json:"failed_step,omitempty"`
-	FailureReason   string     `json:"failure_reason,omitempty"`
+	Services      map[string]ServiceState `json:"services,omitempty"`
+	FailedStep    string                  `json:"failed_step,omitempty"`
+	FailureReason string                  `json:"failure_reason,omitempty"`
 	// QueueSeq orders the queue: the position of the queued event while the
 	// deployment is queued.
 	QueueSeq int64 `json:"-"`

@@ -417,6 +417,39 @@ func TestComposeStackThroughServe(t *testing.T) {
 	if final["api"][0].ID != before["api"][0].ID {
 		t.Error("the rollback replaced the api container, which did not change")
 	}
+
+	// Cancel: a new web whose healthcheck never passes is cancelled while
+	// it waits; the new container goes, the serving one keeps serving, and
+	// the file's new version was validated on PATCH (a hostile one is
+	// refused there).
+	code, body = a.do("PATCH", "/api/v1/apps/"+app, map[string]any{"compose": map[string]any{"file": strings.Replace(stackFile, "    environment: {NAME: worker, VERSION: \"1\"}\n", "    environment: {NAME: worker, VERSION: \"1\"}\n    privileged: true\n", 1)}})
+	if code != http.StatusUnprocessableEntity || !strings.Contains(string(body), "source.compose.services.worker.privileged") {
+		t.Errorf("PATCH a privileged worker: got %d %s, want 422 naming source.compose.services.worker.privileged", code, body)
+	}
+	stuck := strings.Replace(stackFile, "    depends_on: [api]\n", "    depends_on: [api]\n    healthcheck: {test: [\"CMD\", \"/nonexistent\"], interval: 1s, retries: 600}\n", 1)
+	a.must(http.StatusOK, "PATCH", "/api/v1/apps/"+app, map[string]any{"compose": map[string]any{"file": stuck}})
+	res = a.must(http.StatusAccepted, "POST", "/api/v1/apps/"+app+"/deployments", map[string]any{})
+	cancelled, _ := res["deployment_id"].(string)
+	waitFor(t, time.Minute, "the stuck web to start", func() bool {
+		for _, s := range serviceSteps(t, a, cancelled) {
+			if s["service"] == "web" && s["step"] == "started" {
+				return true
+			}
+		}
+		return false
+	})
+	a.must(http.StatusAccepted, "POST", "/api/v1/deployments/"+cancelled+"/cancel", map[string]any{"reason": "stuck"})
+	waitFor(t, time.Minute, "the cancel", func() bool {
+		d := a.must(http.StatusOK, "GET", "/api/v1/deployments/"+cancelled, nil)
+		return d["status"] == "cancelled"
+	})
+	waitFor(t, 30*time.Second, "the new web container removed", func() bool {
+		now := stackContainers(t, docker, app)
+		return len(now["web"]) == 1 && now["web"][0].ID == final["web"][0].ID
+	})
+	if code, body := get(); code != http.StatusOK || body != want {
+		t.Errorf("after the cancel: got %d %q, want %q", code, body, want)
+	}
 }
 
 // routedGet sends GET / for host through the proxy.

@@ -166,7 +166,7 @@ func (r *run) deployStack(ctx context.Context, app *domain.Application) (err err
 	}
 
 	serving := map[string][]domain.Instance{} // routed service → its instances after the switch
-	var retire []domain.Instance               // routed instances replaced, removed after the switch
+	var retire []domain.Instance              // routed instances replaced, removed after the switch
 	for _, s := range stack.Services {
 		olds := byService[s.Service]
 		if unchanged(olds, s, need[s.Service] == domain.ConditionCompleted) {
