@@ -96,11 +96,31 @@ func TestBrowserComposeServices(t *testing.T) {
 	e := &env{t: t, store: store, srv: srv, http: hs, client: openapitest.Client(t, srv.OpenAPI, hs.Client())}
 
 	e.must(http.StatusCreated, "POST", "/api/v1/projects", map[string]any{"name": "shop"})
-	e.must(http.StatusCreated, "POST", "/api/v1/apps", map[string]any{
-		"project": "shop", "name": "stack",
-		"source":  map[string]any{"compose": map[string]any{"file": "services:\n  web:\n    image: example/web:1\n    depends_on: [db]\n  db:\n    image: example/db:1\n"}},
-		"domains": []map[string]any{{"host": "stack.example.com", "service": "web", "port": 8080}},
-	})
+
+	// The new-application form takes a compose file: a hostile one is
+	// refused beside the file, naming the service and the key.
+	bctx := browser(t, 1366, 900)
+	run(t, bctx, "create a stack from the dashboard",
+		chromedp.Navigate(hs.URL+"/#/"),
+		clickLive("#new-app"),
+		chromedp.WaitVisible(chromedp.CSS("#new-app-form")),
+		chromedp.SetValue(chromedp.CSS(`#new-app-form select[name="kind"]`), "compose"),
+		chromedp.Evaluate[chromedp.Void](`document.querySelector('#new-app-form select[name="kind"]').dispatchEvent(new Event('change'))`),
+		chromedp.SendKeys(chromedp.CSS(`#new-app-form input[name="project"]`), "shop"),
+		chromedp.SendKeys(chromedp.CSS(`#new-app-form input[name="name"]`), "evil"),
+		chromedp.SetValue(chromedp.CSS("#compose-file"), "services:\n  x:\n    image: a\n    privileged: true\n"),
+		chromedp.Click(chromedp.CSS(`#new-app-form button[type="submit"]`)),
+		waitFor(`[...document.querySelectorAll('#new-app-form .field-error')].some((e) => !e.hidden && e.textContent.includes('services.x.privileged'))`),
+	)
+	e.must(http.StatusNotFound, "GET", "/api/v1/apps/evil", nil)
+	run(t, bctx, "create a valid stack from the dashboard",
+		chromedp.SetValue(chromedp.CSS(`#new-app-form input[name="name"]`), "stack"),
+		chromedp.SetValue(chromedp.CSS("#compose-file"), "services:\n  web:\n    image: example/web:1\n    depends_on: [db]\n  db:\n    image: example/db:1\n"),
+		chromedp.Click(chromedp.CSS(`#new-app-form button[type="submit"]`)),
+		waitFor(`location.hash === '#/apps/stack'`),
+		waitFor(`document.querySelectorAll('#services-table tbody tr').length === 2`),
+	)
+	e.must(http.StatusCreated, "POST", "/api/v1/apps/stack/domains", map[string]any{"host": "stack.example.com", "service": "web", "port": 8080})
 	res := e.must(http.StatusAccepted, "POST", "/api/v1/apps/stack/deployments", map[string]any{})
 	var w struct {
 		DeploymentID string `json:"deployment_id"`
@@ -143,7 +163,6 @@ func TestBrowserComposeServices(t *testing.T) {
 		domain.DeploymentServiceStep{Service: "db", Step: domain.ServiceStarted, ContainerID: "c1", ContainerName: "berth-stack-db-1", ConfigHash: "0123456789abcdef0123"},
 		domain.DeploymentServiceStep{Service: "web", Step: domain.ServicePulled, ImageID: "sha256:bbb"})
 
-	bctx := browser(t, 1366, 900)
 	run(t, bctx, "open the stack's page",
 		chromedp.Navigate(hs.URL+"/#/apps/stack"),
 		chromedp.WaitVisible(chromedp.CSS("#services-table")),
