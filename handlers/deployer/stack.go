@@ -273,7 +273,7 @@ func (r *run) deployStack(ctx context.Context, app *domain.Application) (err err
 		if prev.PreviousContainerID == "" {
 			prev.PreviousDeploymentID, prev.PreviousContainerID = o.Deployment, o.ID
 		}
-		if err := sr.stop(ctx, cmp.Or(o.Service, firstServiceName(stack)), o); err != nil {
+		if err := sr.stop(ctx, o.Service, o); err != nil {
 			return err
 		}
 	}
@@ -281,8 +281,6 @@ func (r *run) deployStack(ctx context.Context, app *domain.Application) (err err
 	_, err = r.steps.Step(ctx, prev)
 	return err
 }
-
-func firstServiceName(st *domain.Stack) string { return st.Services[0].Service }
 
 // unchanged reports whether a service's current instances run its
 // configuration and image already: as many replicas, each labelled with
@@ -308,9 +306,9 @@ func (r *stackRun) stop(ctx context.Context, service string, o domain.Instance) 
 	if err != nil {
 		return FailStep(domain.StepStopPrevious, fmt.Errorf("service %s: %w", service, err))
 	}
-	r.progress(fmt.Sprintf("service %s: stopped and removed %s", service, o.Name))
+	r.progress(fmt.Sprintf("service %s: stopped and removed %s", cmp.Or(service, "(none)"), o.Name))
 	if domain.ValidateComposeName("service", service) != nil {
-		return nil
+		return nil // a container of no service (not a stack's): nothing to record per service
 	}
 	return r.serviceStep(ctx, domain.DeploymentServiceStep{Service: service, Step: domain.ServiceStopped, ContainerID: o.ID, ContainerName: o.Name, DurationMS: time.Since(began).Milliseconds()})
 }
