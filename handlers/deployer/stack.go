@@ -45,11 +45,16 @@ func (r *stackRun) serviceStep(ctx context.Context, s domain.DeploymentServiceSt
 	return err
 }
 
-// deployStack deploys a compose application.
-func (r *run) deployStack(ctx context.Context, app *domain.Application) (err error) {
+// deployStack deploys a compose application, as of the deployment's
+// application version.
+func (r *run) deployStack(ctx context.Context) (err error) {
 	w, job := r.w, r.job
 	if w.cfg.Stacks == nil || w.cfg.Compose == nil {
 		return FailStep(domain.StepStart, domain.Invalid("source.compose", "this deployer runs no compose stacks"))
+	}
+	app, err := w.appAt(ctx, job.App, job.Request.AppVersion)
+	if err != nil {
+		return FailStep(domain.StepStart, err)
 	}
 	sr := &stackRun{run: r, stacks: w.cfg.Stacks}
 	defer func() {

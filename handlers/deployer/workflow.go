@@ -302,13 +302,12 @@ func (r *run) deploy(ctx context.Context) error {
 	if err := w.rt.Prepare(ctx); err != nil {
 		return FailStep(domain.StepStart, err)
 	}
-	app, err := w.appAt(ctx, job.App, job.Request.AppVersion)
+	cfg, err := w.configAt(ctx, job.App, job.Request.AppVersion)
 	if err != nil {
 		return FailStep(domain.StepStart, err)
 	}
-	cfg := app.Config()
 	if cfg.Source.IsCompose() {
-		return r.deployStack(ctx, app)
+		return r.deployStack(ctx)
 	}
 	rt := cfg.Runtime.WithDefaults()
 	r.progress(fmt.Sprintf("deploying %s (configuration as of version %d, trigger %s, attempt %d)", job.App, job.Request.AppVersion, job.Request.Trigger.Kind, job.Attempt))
