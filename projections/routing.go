@@ -135,7 +135,7 @@ func (r *Routing) Apply(ctx context.Context, tx pgx.Tx, events []domain.Recorded
 	for _, e := range events {
 		switch e.Type {
 		case domain.EventAppDomainAdded, domain.EventAppDomainRemoved, domain.EventAppDomainChanged, domain.EventAppDeleted,
-			domain.EventAppStopped, domain.EventAppStarted, domain.EventDeploymentTrafficSwitched, domain.EventAppUpdated,
+			domain.EventAppStopped, domain.EventAppStarted, domain.EventDeploymentTrafficSwitched,
 			domain.EventDeploymentReplicaSwitched:
 			if app, _ := Keys(e); app != "" && !slices.Contains(touched, app) {
 				touched = append(touched, app)

@@ -450,6 +450,26 @@ func TestComposeStackThroughServe(t *testing.T) {
 	if code, body := get(); code != http.StatusOK || body != want {
 		t.Errorf("after the cancel: got %d %q, want %q", code, body, want)
 	}
+
+	// Stop and start: every service stops; started again, the routes
+	// follow the web service's new address.
+	a.must(http.StatusAccepted, "POST", "/api/v1/apps/"+app+"/stop", nil)
+	waitFor(t, time.Minute, "the stack to stop", func() bool {
+		for _, cs := range stackContainers(t, docker, app) {
+			for _, c := range cs {
+				if c.State == "running" {
+					return false
+				}
+			}
+		}
+		code, _ := get()
+		return code != http.StatusOK
+	})
+	a.must(http.StatusAccepted, "POST", "/api/v1/apps/"+app+"/start", nil)
+	waitFor(t, time.Minute, "the stack to serve again", func() bool {
+		code, body := get()
+		return code == http.StatusOK && body == want
+	})
 }
 
 // routedGet sends GET / for host through the proxy.
