@@ -268,6 +268,30 @@ type ServiceBuild struct {
 	Args       map[string]string `json:"args,omitempty"`
 }
 
+// ServiceDeploy is a service's `deploy:` section beyond replicas and
+// limits: what a Swarm runtime honours (a single Docker Engine ignores it).
+type ServiceDeploy struct {
+	// Mode is "replicated" (default) or "global".
+	Mode string `json:"mode,omitempty"`
+	// UpdateOrder is "start-first" or "stop-first"; UpdateParallelism how
+	// many tasks change at once; FailureAction "pause", "continue" or
+	// "rollback".
+	UpdateOrder       string        `json:"update_order,omitempty"`
+	UpdateParallelism int           `json:"update_parallelism,omitempty"`
+	UpdateDelay       time.Duration `json:"update_delay,omitempty"`
+	FailureAction     string        `json:"failure_action,omitempty"`
+	// RestartCondition is "none", "on-failure" or "any"; RestartMaxAttempts
+	// 0 for unlimited.
+	RestartCondition   string `json:"restart_condition,omitempty"`
+	RestartMaxAttempts int    `json:"restart_max_attempts,omitempty"`
+	// Constraints are placement constraints ("node.role==worker").
+	Constraints         []string `json:"constraints,omitempty"`
+	MaxReplicasPerNode  int      `json:"max_replicas_per_node,omitempty"`
+	ReservedNanoCPUs    int64    `json:"reserved_nano_cpus,omitempty"`
+	ReservedMemoryBytes int64    `json:"reserved_memory_bytes,omitempty"`
+	EndpointModeDNSRR   bool     `json:"endpoint_mode_dnsrr,omitempty"`
+}
+
 // ServiceSpec is one service of a stack, resolved and validated: what a
 // StackRuntime starts. Every field is plain data; the runtime maps it to
 // its own objects (a container on one Docker Engine; a Swarm service, with
@@ -303,8 +327,10 @@ type ServiceSpec struct {
 	// RestartPolicy is no, always, on-failure or unless-stopped.
 	RestartPolicy string `json:"restart_policy,omitempty"`
 	Replicas      int    `json:"replicas,omitempty"`
-	NanoCPUs      int64  `json:"nano_cpus,omitempty"`
-	MemoryBytes   int64  `json:"memory_bytes,omitempty"`
+	// Deploy is the rest of the `deploy:` section (nil when absent).
+	Deploy      *ServiceDeploy `json:"deploy,omitempty"`
+	NanoCPUs    int64          `json:"nano_cpus,omitempty"`
+	MemoryBytes int64          `json:"memory_bytes,omitempty"`
 	// Hazards (allowed for the project only).
 	Privileged  bool              `json:"privileged,omitempty"`
 	NetworkMode string            `json:"network_mode,omitempty"`

@@ -612,6 +612,11 @@ func (c *checker) service(project *types.Project, s types.ServiceConfig, oneShot
 		if l := d.Resources.Limits; l != nil {
 			spec.NanoCPUs, spec.MemoryBytes = int64(float64(l.NanoCPUs)*1e9), int64(l.MemoryBytes)
 		}
+		dep, err := deploySection(f+".deploy", d)
+		if err != nil {
+			return spec, err
+		}
+		spec.Deploy = dep
 	}
 	if spec.Replicas < 0 || spec.Replicas > 20 {
 		return spec, domain.Invalid(f+".deploy.replicas", "must be between 0 and 20")
@@ -735,6 +740,59 @@ func order(services []domain.ServiceSpec) ([]domain.ServiceSpec, error) {
 	for _, s := range services {
 		if err := visit(s.Service, nil); err != nil {
 			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// deploySection maps the `deploy:` section a Swarm runtime honours.
+func deploySection(f string, d *types.DeployConfig) (*domain.ServiceDeploy, error) {
+	out := &domain.ServiceDeploy{Mode: d.Mode, Constraints: slices.Clone(d.Placement.Constraints), MaxReplicasPerNode: int(min(d.Placement.MaxReplicas, 1000))}
+	switch d.Mode {
+	case "", "replicated", "global":
+	default:
+		return nil, domain.Invalid(f+".mode", "must be replicated or global")
+	}
+	switch d.EndpointMode {
+	case "", "vip":
+	case "dnsrr":
+		out.EndpointModeDNSRR = true
+	default:
+		return nil, domain.Invalid(f+".endpoint_mode", "must be vip or dnsrr")
+	}
+	if u := d.UpdateConfig; u != nil {
+		out.UpdateOrder, out.FailureAction, out.UpdateDelay = u.Order, u.FailureAction, time.Duration(u.Delay)
+		if u.Parallelism != nil {
+			out.UpdateParallelism = int(min(*u.Parallelism, 1000))
+		}
+		switch u.Order {
+		case "", "start-first", "stop-first":
+		default:
+			return nil, domain.Invalid(f+".update_config.order", "must be start-first or stop-first")
+		}
+		switch u.FailureAction {
+		case "", "pause", "continue", "rollback":
+		default:
+			return nil, domain.Invalid(f+".update_config.failure_action", "must be pause, continue or rollback")
+		}
+	}
+	if r := d.RestartPolicy; r != nil {
+		out.RestartCondition = r.Condition
+		if r.MaxAttempts != nil {
+			out.RestartMaxAttempts = int(min(*r.MaxAttempts, 1000))
+		}
+		switch r.Condition {
+		case "", "none", "on-failure", "any":
+		default:
+			return nil, domain.Invalid(f+".restart_policy.condition", "must be none, on-failure or any")
+		}
+	}
+	if rs := d.Resources.Reservations; rs != nil {
+		out.ReservedNanoCPUs, out.ReservedMemoryBytes = int64(float64(rs.NanoCPUs)*1e9), int64(rs.MemoryBytes)
+	}
+	for i, c := range out.Constraints {
+		if strings.ContainsAny(c, "\x00\n") || len(c) > 256 {
+			return nil, domain.Invalid(f+".placement.constraints["+strconv.Itoa(i)+"]", "must be one line of at most 256 bytes")
 		}
 	}
 	return out, nil

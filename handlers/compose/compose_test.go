@@ -54,6 +54,13 @@ services:
   debug:
     image: example/debug:1
     profiles: [debug]
+  worker:
+    image: example/api:1
+    deploy:
+      replicas: 2
+      update_config: {order: start-first, parallelism: 1, failure_action: rollback}
+      placement: {constraints: ["node.role==worker"]}
+      resources: {limits: {memory: 64M}, reservations: {cpus: "0.25"}}
 volumes:
   data: {}
 networks:
@@ -72,7 +79,7 @@ func TestParseStack(t *testing.T) {
 	for _, s := range st.Services {
 		names = append(names, s.Service)
 	}
-	if got, want := strings.Join(names, ","), "db,migrate,api,web"; got != want {
+	if got, want := strings.Join(names, ","), "db,migrate,api,web,worker"; got != want {
 		t.Fatalf("order: got %v, want %v", got, want)
 	}
 	web := st.Service("web")
@@ -94,6 +101,10 @@ func TestParseStack(t *testing.T) {
 	}
 	if !slices.Contains(db.Aliases, "database") || !slices.Contains(db.Networks, "berth-shop-back") {
 		t.Errorf("db networks: got %v aliases %v", db.Networks, db.Aliases)
+	}
+	if w := st.Service("worker"); w.Replicas != 2 || w.MemoryBytes != 64<<20 || w.Deploy == nil || w.Deploy.UpdateOrder != "start-first" ||
+		w.Deploy.FailureAction != "rollback" || w.Deploy.Constraints[0] != "node.role==worker" || w.Deploy.ReservedNanoCPUs != 250_000_000 {
+		t.Errorf("worker's deploy section: got %+v %+v", w, w.Deploy)
 	}
 	if st.Service("debug") != nil {
 		t.Error("a service of a disabled profile is in the stack")
