@@ -448,6 +448,14 @@ func (c *checker) service(project *types.Project, s types.ServiceConfig, oneShot
 		case types.VolumeTypeBind:
 			src := filepath.Clean(v.Source)
 			ok := c.p.cfg.BindRoot != "" && filepath.IsAbs(src) && inside(c.p.cfg.BindRoot, src) && src != c.p.cfg.BindRoot
+			if ok {
+				// Docker follows symlinks in a bind source: one under the
+				// root (made by another container of it) must not lead out.
+				if real, err := filepath.EvalSymlinks(src); err == nil {
+					root, rerr := filepath.EvalSymlinks(c.p.cfg.BindRoot)
+					ok = rerr == nil && inside(root, real) && real != root
+				}
+			}
 			if !ok && !c.allows(domain.ComposeAllowBindMounts) {
 				where := "outside the allowed root"
 				if c.p.cfg.BindRoot == "" {

@@ -286,3 +286,22 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+func TestParseBindThroughASymlinkLeavingTheRoot(t *testing.T) {
+	root := t.TempDir()
+	if err := os.Symlink("/etc", filepath.Join(root, "link")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(filepath.Join(root, "data"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	p := mustParser(t, compose.Config{BindRoot: root})
+	_, err := p.Parse(context.Background(), domain.ComposeInput{App: "shop", File: "services:\n  x:\n    image: a\n    volumes: [" + root + "/link:/host]\n"})
+	var ve *domain.ValidationError
+	if !errors.As(err, &ve) || ve.Field != "services.x.volumes[0]" {
+		t.Fatalf("a bind through a symlink out of the root: got %v, want refused", err)
+	}
+	if _, err := p.Parse(context.Background(), domain.ComposeInput{App: "shop", File: "services:\n  x:\n    image: a\n    volumes: [" + root + "/data:/data]\n"}); err != nil {
+		t.Fatalf("a bind inside the root: got %v, want nil", err)
+	}
+}
