@@ -177,6 +177,9 @@ func (spec NewApp) Normalize(allowWildcard bool) (NewApp, error) {
 		if err != nil {
 			return NewApp{}, err
 		}
+		if err := checkRouteService(indexed("domains", i), n, spec.Source); err != nil {
+			return NewApp{}, err
+		}
 		if slices.ContainsFunc(routes, func(o Route) bool { return o.Host == n.Host }) {
 			return NewApp{}, Invalid(field(indexed("domains", i), "host"), "is listed twice")
 		}
@@ -307,7 +310,31 @@ func (a *Application) Config() AppConfig {
 	c.Domains = slices.Clone(c.Domains)
 	c.Build.Args = slices.Clone(c.Build.Args)
 	c.Runtime.Volumes = slices.Clone(c.Runtime.Volumes)
+	if c.Source.Compose != nil {
+		cs := *c.Source.Compose
+		cs.Profiles, cs.Services = slices.Clone(cs.Profiles), slices.Clone(cs.Services)
+		c.Source.Compose = &cs
+	}
 	return c
+}
+
+// checkRouteService checks a route's service against the source: a stack's
+// route names one of its services and a port; another application's names
+// none.
+func checkRouteService(prefix string, r Route, src Source) error {
+	switch {
+	case src.Compose == nil && r.Service != "":
+		return Invalid(field(prefix, "service"), "applies only to a compose application")
+	case src.Compose == nil || r.RedirectTo != "":
+		return nil
+	case r.Service == "":
+		return Invalid(field(prefix, "service"), "a compose application's route names the service it reaches")
+	case r.Port == 0:
+		return Invalid(field(prefix, "port"), "a compose application's route names the service's port")
+	case len(src.Compose.Services) > 0 && !slices.Contains(src.Compose.Services, r.Service):
+		return Invalid(field(prefix, "service"), "is not a service of the compose file")
+	}
+	return nil
 }
 
 // Hosts lists the hosts the application routes.
@@ -340,6 +367,9 @@ type AppPatch struct {
 	Image  *string `json:"image,omitempty"`
 	// PullPolicy: "always", "if-not-present" or "never".
 	PullPolicy *string `json:"pull_policy,omitempty"`
+	// Compose replaces a stack's compose source as a whole (file or path,
+	// profiles); its Services are set by the handler that validated it.
+	Compose *ComposeSource `json:"compose,omitempty"`
 
 	Dockerfile *string     `json:"dockerfile,omitempty"`
 	Context    *string     `json:"context,omitempty"`
@@ -378,6 +408,13 @@ func (a *Application) Update(p AppPatch) ([]Event, error) {
 	set(&src.GitRef, p.GitRef)
 	set(&src.Image, p.Image)
 	set(&src.PullPolicy, p.PullPolicy)
+	if p.Compose != nil {
+		if src.Compose == nil {
+			return nil, Invalid("compose", "applies only to a compose application")
+		}
+		cs := *p.Compose
+		src.Compose = &cs
+	}
 	set(&b.Dockerfile, p.Dockerfile)
 	set(&b.Context, p.Context)
 	set(&b.Target, p.Target)
@@ -414,6 +451,7 @@ func (a *Application) Update(p AppPatch) ([]Event, error) {
 	diff("source.git_ref", old.Source.GitRef, src.GitRef)
 	diff("source.image", old.Source.Image, src.Image)
 	diff("source.pull_policy", old.Source.PullPolicy, src.PullPolicy)
+	diff("source.compose", old.Source.Compose, src.Compose)
 	diff("build.dockerfile", old.Build.Dockerfile, b.Dockerfile)
 	diff("build.context", old.Build.Context, b.Context)
 	diff("build.target", old.Build.Target, b.Target)
@@ -473,6 +511,9 @@ func (a *Application) AddDomain(r Route, host *Host, allowWildcard bool) ([]Even
 	}
 	r, err := r.Normalize("", allowWildcard)
 	if err != nil {
+		return nil, err
+	}
+	if err := checkRouteService("", r, a.config.Source); err != nil {
 		return nil, err
 	}
 	if host == nil || host.Name() != r.Host {

@@ -132,6 +132,9 @@ type DeploymentTrafficSwitched struct {
 type Upstream struct {
 	Host string `json:"host"`
 	Port int    `json:"port"`
+	// Service, for a stack, is the service the address serves: the routes
+	// naming it go there.
+	Service string `json:"service,omitempty"`
 }
 
 // DeploymentReplicaSwitched is recorded ("deployment.replica_switched")
@@ -540,7 +543,7 @@ func (d *Deployment) check(data any) error {
 		return fmt.Errorf("%s is %s: %w", d.id, d.status, ErrDeploymentFinished)
 	}
 	cur := d.status.rank()
-	switch data.(type) {
+	switch v := data.(type) {
 	case DeploymentRequested:
 		return fmt.Errorf("%s already requested: %w", d.id, ErrBadTransition)
 	case DeploymentQueued:
@@ -558,6 +561,16 @@ func (d *Deployment) check(data any) error {
 	case DeploymentReplicaSwitched:
 		if d.status != DeploymentTrafficSwitchedStatus {
 			return fmt.Errorf("switch a replica of %s while %s: %w", d.id, d.status, ErrBadTransition)
+		}
+	case DeploymentServiceStep:
+		if cur < DeploymentStartedStatus.rank() {
+			return fmt.Errorf("a service step of %s while %s: %w", d.id, d.status, ErrBadTransition)
+		}
+		if !validServiceStep(v.Step) {
+			return Invalid("step", "is not a service step")
+		}
+		if err := ValidateComposeName("service", v.Service); err != nil {
+			return err
 		}
 	case DeploymentFailed, DeploymentCancelRequested, DeploymentCancelled, DeploymentInterrupted, DeploymentDeadLettered:
 	default:
@@ -620,6 +633,9 @@ func (d *Deployment) stamp(data any) (string, any, bool) {
 	case DeploymentPreviousStopped:
 		v.DeploymentID, v.App = id, app
 		return EventDeploymentPreviousStopped, v, true
+	case DeploymentServiceStep:
+		v.DeploymentID, v.App = id, app
+		return EventDeploymentServiceStep, v, true
 	case DeploymentSucceeded:
 		v.DeploymentID, v.App = id, app
 		return EventDeploymentSucceeded, v, true

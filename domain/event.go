@@ -117,6 +117,10 @@ func DecodeEvent(e RecordedEvent) (any, error) {
 		return decode[RegistryRemoved](e)
 	case EventDeploymentReplicaSwitched:
 		return decode[DeploymentReplicaSwitched](e)
+	case EventDeploymentServiceStep:
+		return decode[DeploymentServiceStep](e)
+	case EventProjectComposeAllowed:
+		return decode[ProjectComposeAllowed](e)
 	case EventDeploymentPreviousStopped:
 		return decode[DeploymentPreviousStopped](e)
 	case EventDeploymentSucceeded:

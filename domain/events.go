@@ -34,6 +34,8 @@ const (
 	EventProjectAppAdded = "project.app_added"
 	EventProjectDeleted  = "project.deleted"
 
+	EventProjectComposeAllowed = "project.compose_allowed"
+
 	EventAppCreated        = "app.created"
 	EventAppUpdated        = "app.updated"
 	EventAppEnvSet         = "app.env_set"
@@ -63,6 +65,7 @@ const (
 	EventDeploymentTrafficSwitched  = "deployment.traffic_switched"
 	EventDeploymentReplicaSwitched  = "deployment.replica_switched"
 	EventDeploymentPreviousStopped  = "deployment.previous_stopped"
+	EventDeploymentServiceStep      = "deployment.service_step"
 	EventDeploymentSucceeded        = "deployment.succeeded"
 	EventDeploymentFailed           = "deployment.failed"
 	EventDeploymentCancelRequested  = "deployment.cancel_requested"

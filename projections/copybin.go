@@ -100,7 +100,10 @@ func appendDeploymentTuple(b []byte, d *Deployment) ([]byte, error) {
 	b = copyText(b, d.FailedStep)
 	b = copyText(b, d.FailureReason)
 	b = copyInt8(b, d.QueueSeq)
-	return copyInt8(b, d.Position), nil
+	b = copyInt8(b, d.Position)
+	services := jsonObject(d.Services)
+	b = binary.BigEndian.AppendUint32(b, uint32(len(services))) // json: the text itself
+	return append(b, services...), nil
 }
 
 func copyText(b []byte, s string) []byte {

@@ -83,9 +83,12 @@ type App struct {
 	UpstreamPort int    `json:"upstream_port,omitempty"`
 	// ReplicaHosts are the addresses of the other replicas Traefik
 	// balances the traffic over, on UpstreamPort too.
-	ReplicaHosts []string  `json:"replica_hosts,omitempty"`
-	CreatedAt    time.Time `json:"created_at"`
-	UpdatedAt    time.Time `json:"updated_at"`
+	ReplicaHosts []string `json:"replica_hosts,omitempty"`
+	// ServiceHosts are, for a stack, the addresses of each service's
+	// instances: its routes go to the hosts of the service they name.
+	ServiceHosts map[string][]string `json:"service_hosts,omitempty"`
+	CreatedAt    time.Time           `json:"created_at"`
+	UpdatedAt    time.Time           `json:"updated_at"`
 	// Position is the log position of the last event that changed the row.
 	Position int64 `json:"position"`
 }
@@ -128,8 +131,11 @@ type Deployment struct {
 	StartedAt       *time.Time `json:"started_at,omitempty"`
 	FinishedAt      *time.Time `json:"finished_at,omitempty"`
 	DurationMS      int64      `json:"duration_ms"`
-	FailedStep      string     `json:"failed_step,omitempty"`
-	FailureReason   string     `json:"failure_reason,omitempty"`
+	// Services are, for a stack's deployment, each service's state: its
+	// last step and container.
+	Services      map[string]ServiceState `json:"services,omitempty"`
+	FailedStep    string                  `json:"failed_step,omitempty"`
+	FailureReason string                  `json:"failure_reason,omitempty"`
 	// QueueSeq orders the queue: the position of the queued event while the
 	// deployment is queued.
 	QueueSeq int64 `json:"-"`
@@ -263,6 +269,8 @@ func keysOf(data any) (app, deployment string) {
 	case domain.DeploymentTrafficSwitched:
 		return d.App, d.DeploymentID
 	case domain.DeploymentReplicaSwitched:
+		return d.App, d.DeploymentID
+	case domain.DeploymentServiceStep:
 		return d.App, d.DeploymentID
 	case domain.DeploymentPreviousStopped:
 		return d.App, d.DeploymentID
@@ -417,7 +425,7 @@ func (m *Model) applyApp(a *App, data any) {
 		a.DesiredStatus = domain.AppStatusActive
 	case domain.AppStopped:
 		a.Status = AppStopped
-		a.UpstreamHost, a.UpstreamPort, a.ReplicaHosts = "", 0, nil
+		a.UpstreamHost, a.UpstreamPort, a.ReplicaHosts, a.ServiceHosts = "", 0, nil, nil
 	case domain.AppStarted:
 		if a.Status == AppDeleted {
 			return
@@ -428,13 +436,16 @@ func (m *Model) applyApp(a *App, data any) {
 			if len(d.Upstreams) > 1 {
 				a.ReplicaHosts = replicaHosts(d.Upstreams)
 			}
+			if sh := serviceHosts(d.Upstreams); sh != nil {
+				a.ServiceHosts, a.ReplicaHosts = sh, nil
+			}
 		} else {
 			a.Status = AppNew
 		}
 	case domain.AppDeleted:
 		a.Status, a.DesiredStatus = AppDeleted, domain.AppStatusDeleted
 		a.Config.Domains = []domain.Route{}
-		a.UpstreamHost, a.UpstreamPort, a.ReplicaHosts = "", 0, nil
+		a.UpstreamHost, a.UpstreamPort, a.ReplicaHosts, a.ServiceHosts = "", 0, nil, nil
 	}
 }
 
@@ -550,6 +561,9 @@ func (m *Model) applyDeployment(a *App, d *Deployment, e domain.RecordedEvent, d
 				a.UpstreamPort = 0
 			}
 			a.ReplicaHosts = replicaHosts(x.Upstreams)
+			if a.Config.Source.Compose != nil {
+				a.ServiceHosts, a.ReplicaHosts = serviceHosts(x.Upstreams), nil
+			}
 			a.Status = AppDeploying
 		}
 	case domain.DeploymentReplicaSwitched:
@@ -557,6 +571,25 @@ func (m *Model) applyDeployment(a *App, d *Deployment, e domain.RecordedEvent, d
 			a.UpstreamHost, a.UpstreamPort = x.Upstreams[0].Host, cmp.Or(x.Upstreams[0].Port, a.Config.Runtime.Port)
 			a.ReplicaHosts = replicaHosts(x.Upstreams)
 		}
+	case domain.DeploymentServiceStep:
+		if d.Services == nil {
+			d.Services = map[string]ServiceState{}
+		}
+		st := d.Services[x.Service]
+		st.Step, st.At = x.Step, at
+		if x.ContainerID != "" && x.Step != domain.ServiceStopped {
+			st.ContainerID, st.ContainerName = x.ContainerID, x.ContainerName
+		}
+		if x.ImageID != "" {
+			st.ImageID = x.ImageID
+		}
+		if x.ConfigHash != "" {
+			st.ConfigHash = x.ConfigHash
+		}
+		if x.Step == domain.ServiceStopped && st.ContainerID != x.ContainerID && st.ContainerID != "" {
+			break // an older container of a service whose new one runs
+		}
+		d.Services[x.Service] = st
 	case domain.DeploymentPreviousStopped:
 		step("previous_stopped", x.DurationMS)
 	case domain.DeploymentSucceeded:
@@ -584,6 +617,33 @@ func (m *Model) applyDeployment(a *App, d *Deployment, e domain.RecordedEvent, d
 		step("dead_lettered", 0)
 		finish(DeploymentDeadLettered)
 	}
+}
+
+// ServiceState is where one service of a stack's deployment stands.
+type ServiceState struct {
+	// Step is its last step: pulled, built, started, healthy, completed,
+	// unchanged or stopped.
+	Step          string    `json:"step"`
+	ContainerID   string    `json:"container_id,omitempty"`
+	ContainerName string    `json:"container_name,omitempty"`
+	ImageID       string    `json:"image_id,omitempty"`
+	ConfigHash    string    `json:"config_hash,omitempty"`
+	At            time.Time `json:"at"`
+}
+
+// serviceHosts groups upstreams by service (nil when none names one).
+func serviceHosts(ups []domain.Upstream) map[string][]string {
+	var out map[string][]string
+	for _, u := range ups {
+		if u.Service == "" {
+			continue
+		}
+		if out == nil {
+			out = map[string][]string{}
+		}
+		out[u.Service] = append(out[u.Service], u.Host)
+	}
+	return out
 }
 
 // upstreamName is the host name Traefik reaches a deployment's container

@@ -32,4 +32,5 @@ fuzz FuzzImageRef ./domain
 fuzz FuzzCreateApp ./webui
 fuzz FuzzPreviewLabel ./domain
 fuzz FuzzPullRequestPayload ./webui
+fuzz FuzzParse ./handlers/compose
 printf 'fuzz: done\n' >&2

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"berth/domain"
 	"berth/handlers/containerlogs"
 )
 
@@ -139,6 +140,11 @@ func (s *Server) appLogs(w http.ResponseWriter, r *http.Request) error {
 		return malformed("tail", "tail must be at most %d", containerlogs.MaxTail)
 	}
 	q.Tail = int(tail)
+	if q.Service = r.URL.Query().Get("service"); q.Service != "" {
+		if err := domain.ValidateComposeName("service", q.Service); err != nil {
+			return err
+		}
+	}
 	if q.Since, err = parseSince(r.URL.Query().Get("since"), time.Now()); err != nil {
 		return err
 	}

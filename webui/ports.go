@@ -19,6 +19,7 @@ import (
 // (Duplicate set) when repeated.
 type Commands interface {
 	CreateProject(ctx context.Context, m commands.Meta, c commands.CreateProject) (commands.Result, error)
+	AllowCompose(ctx context.Context, m commands.Meta, c commands.AllowCompose) (commands.Result, error)
 	DeleteProject(ctx context.Context, m commands.Meta, c commands.DeleteProject) (commands.Result, error)
 	CreateApp(ctx context.Context, m commands.Meta, c commands.CreateApp) (commands.Result, error)
 	UpdateApp(ctx context.Context, m commands.Meta, c commands.UpdateApp) (commands.Result, error)

@@ -60,7 +60,9 @@ type Main struct {
 	errc    chan error
 	closers []func() error
 	relay   *relay.Relay
-	once    sync.Once
+	// composer parses compose files for the commands and the deployer.
+	composer domain.ComposeParser
+	once     sync.Once
 	// ownHealth: Handler serves /healthz and /readyz itself.
 	ownHealth bool
 }

@@ -37,6 +37,11 @@ func (h *Handler) CreateApp(ctx context.Context, meta Meta, cmd CreateApp) (Resu
 			return Result{}, err
 		}
 	}
+	if cmd.Source.Compose != nil {
+		cs := *cmd.Source.Compose
+		cs.Services = nil // what the file declares, set below
+		cmd.Source.Compose = &cs
+	}
 	spec, err := domain.NewApp{
 		Project: cmd.Project, Name: cmd.Name, Source: cmd.Source, Build: cmd.Build, Runtime: cmd.Runtime,
 		Env: plainEnv, Domains: domains,
@@ -73,6 +78,17 @@ func (h *Handler) CreateApp(ctx context.Context, meta Meta, cmd CreateApp) (Resu
 			return plan{}, err
 		}
 		s := spec
+		if s.Source.Compose != nil && s.Source.Compose.File != "" {
+			env := make(map[string]string, len(cmd.Env))
+			for _, e := range cmd.Env {
+				env[e.Key] = e.Value
+			}
+			cs := *s.Source.Compose
+			if cs.Services, err = h.checkCompose(ctx, spec.Name, spec.Project, &cs, env, spec.Domains); err != nil {
+				return plan{}, err
+			}
+			s.Source.Compose = &cs
+		}
 		if s.Env, err = h.sealEnv(ctx, spec.Name, cmd.Env, nil); err != nil {
 			return plan{}, err
 		}

@@ -41,6 +41,9 @@ type Config struct {
 	// beyond its shape (the service's own syntax, the outbound address
 	// rules) and returns a *domain.ValidationError naming field.
 	NotificationURLCheck func(field, raw string) error
+	// Compose parses and validates pasted compose files; nil: creating a
+	// stack from a pasted file fails with ErrInvalid.
+	Compose domain.ComposeParser
 }
 
 // Handler executes commands against an event store. It is safe for

@@ -37,6 +37,7 @@ const (
 	labelManaged    = "berth.managed"
 	labelApp        = "berth.app"
 	labelDeployment = "berth.deployment"
+	labelService    = "berth.service"
 )
 
 // Limits of a query.
@@ -100,12 +101,18 @@ type Query struct {
 	// Live, when set, is called once the past lines are sent and following
 	// begins (to flush them to a client).
 	Live func()
+	// Service, when set, keeps only the containers of that service of a
+	// compose stack.
+	Service string
 }
 
 // Validate reports a bad field of q, naming it.
 func (q Query) Validate() error {
 	if q.Tail < 0 || q.Tail > MaxTail {
 		return domain.Invalid("tail", fmt.Sprintf("must be between 0 and %d", MaxTail))
+	}
+	if q.Service != "" {
+		return domain.ValidateComposeName("service", q.Service)
 	}
 	return nil
 }
@@ -149,14 +156,18 @@ func (r *Reader) AppLogs(ctx context.Context, app string, q Query, fn func(Line)
 	followCtx, stopFollow := context.WithCancel(ctx)
 	defer stopFollow()
 	if q.Follow {
-		evs, evErr = r.docker.Events(followCtx, events.ListOptions{Filters: filters.NewArgs(
+		f := filters.NewArgs(
 			filters.Arg("type", string(events.ContainerEventType)),
 			filters.Arg("event", string(events.ActionStart)),
 			filters.Arg("label", labelApp+"="+app),
 			filters.Arg("label", labelManaged+"=true"),
-		)})
+		)
+		if q.Service != "" {
+			f.Add("label", labelService+"="+q.Service)
+		}
+		evs, evErr = r.docker.Events(followCtx, events.ListOptions{Filters: f})
 	}
-	boxes, err := r.containers(ctx, app)
+	boxes, err := r.containers(ctx, app, q.Service)
 	if err != nil {
 		return err
 	}
@@ -278,11 +289,15 @@ func (r *Reader) AppLogs(ctx context.Context, app string, q Query, fn func(Line)
 }
 
 // containers lists app's containers, running or not, oldest first.
-func (r *Reader) containers(ctx context.Context, app string) ([]box, error) {
-	list, err := r.docker.ContainerList(ctx, container.ListOptions{All: true, Filters: filters.NewArgs(
+func (r *Reader) containers(ctx context.Context, app, service string) ([]box, error) {
+	f := filters.NewArgs(
 		filters.Arg("label", labelApp+"="+app),
 		filters.Arg("label", labelManaged+"=true"),
-	)})
+	)
+	if service != "" {
+		f.Add("label", labelService+"="+service)
+	}
+	list, err := r.docker.ContainerList(ctx, container.ListOptions{All: true, Filters: f})
 	if err != nil {
 		return nil, fmt.Errorf("list containers of %s: %w", app, err)
 	}

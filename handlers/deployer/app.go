@@ -41,7 +41,14 @@ func (d *Deployer) controlApp(ctx context.Context, msg *message.Message, name, a
 		eventType = domain.EventAppStarted
 		var in domain.Instance
 		in, err = d.flow.StartApp(ctx, app)
-		data = domain.AppStarted{App: app, ContainerID: in.ID, UpstreamHost: in.Address}
+		started := domain.AppStarted{App: app, ContainerID: in.ID, UpstreamHost: in.Address}
+		if err == nil && in.Service != "" {
+			// A stack: every service's new addresses, which its routes
+			// follow.
+			started.UpstreamHost = ""
+			started.Upstreams, err = d.flow.serviceUpstreams(ctx, app)
+		}
+		data = started
 	}
 	if err != nil {
 		if errors.Is(err, ErrRetryable) {

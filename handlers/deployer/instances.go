@@ -224,6 +224,11 @@ func (w *Workflow) DeleteApp(ctx context.Context, app string) (instances, images
 		log.Info("removed an instance of a deleted application", "instance", r.in.Name, "deployment", r.in.Deployment)
 		instances = append(instances, r.in.ID)
 	}
+	if w.cfg.Stacks != nil {
+		if err := w.cfg.Stacks.RemoveStack(ctx, app); err != nil {
+			return instances, nil, err
+		}
+	}
 	images, err = w.rt.RemoveImages(ctx, app, nil)
 	if err != nil {
 		return instances, images, err

@@ -152,6 +152,10 @@ type WorkflowConfig struct {
 	// BuildLogs reads the deployments' logs back (*buildlog.Store): where
 	// a deleted application's failed builds are found.
 	BuildLogs BuildLogReader
+	// Stacks runs the services of compose applications and Compose parses
+	// their files; nil: a compose application's deployment fails.
+	Stacks  domain.StackRuntime
+	Compose domain.ComposeParser
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
 }
@@ -301,6 +305,9 @@ func (r *run) deploy(ctx context.Context) error {
 	cfg, err := w.configAt(ctx, job.App, job.Request.AppVersion)
 	if err != nil {
 		return FailStep(domain.StepStart, err)
+	}
+	if cfg.Source.IsCompose() {
+		return r.deployStack(ctx)
 	}
 	rt := cfg.Runtime.WithDefaults()
 	r.progress(fmt.Sprintf("deploying %s (configuration as of version %d, trigger %s, attempt %d)", job.App, job.Request.AppVersion, job.Request.Trigger.Kind, job.Attempt))

@@ -22,8 +22,9 @@ export function appView(el, ui, name) {
   const domains = h('section', { class: 'panel', 'aria-label': 'Domains' });
   const history = h('section', { class: 'panel', 'aria-label': 'Deployments' });
   const side = h('section', { class: 'panel', 'aria-label': 'Status' });
+  const services = h('section', { class: 'panel', id: 'services', 'aria-label': 'Services', hidden: true });
   const failure = h('section', { class: 'panel failure', id: 'last-failure', 'aria-label': 'Why the last deployment failed', hidden: true });
-  const overview = h('div', { class: 'cols' }, h('div', { class: 'stack' }, failure, history, settings, env, domains), h('div', { class: 'stack' }, side, gitHookPanel(name, ui), previewsPanel(name, ui)));
+  const overview = h('div', { class: 'cols' }, h('div', { class: 'stack' }, failure, services, history, settings, env, domains), h('div', { class: 'stack' }, side, gitHookPanel(name, ui), previewsPanel(name, ui)));
   const logs = logsPanel(name);
   replace(el, header, tabs([['overview', 'Overview', overview], ['logs', 'Logs', logs.el, logs.start, logs.stop]]), overview, logs.el);
   header.append(h('p', { class: 'meta' }, 'Loading…'));
@@ -44,6 +45,7 @@ export function appView(el, ui, name) {
     renderHeader();
     renderSide();
     renderHistory();
+    renderServices();
     renderFailure();
     // Forms are rebuilt only when the configuration changed, so typing is
     // never lost to an unrelated live update.
@@ -151,6 +153,34 @@ export function appView(el, ui, name) {
         h('td', { class: 'hide-narrow' }, FINAL.includes(d.status) ? duration(d.duration_ms) : '…'),
         h('td', {}, h('details', {}, h('summary', {}, `${(d.steps || []).length} steps`),
           h('ul', { class: 'meta' }, (d.steps || []).map((s) => h('li', {}, `${s.name.replace('_', ' ')} · ${duration(s.duration_ms)}`)))))))))));
+  }
+
+  // renderServices shows, for a compose stack, each service's state as
+  // the latest deployment that reached it recorded (live: every service
+  // step updates it), with a link to that service's logs.
+  function renderServices() {
+    const compose = (state.app.config.source || {}).compose;
+    if (!compose) { services.hidden = true; return; }
+    services.hidden = false;
+    const byService = new Map();
+    for (const d of sorted().reverse()) {
+      for (const [svc, st] of Object.entries(d.services || {})) byService.set(svc, { ...st, deployment: d.id });
+    }
+    for (const svc of compose.services || []) if (!byService.has(svc)) byService.set(svc, null);
+    logs.setServices([...byService.keys()].sort());
+    const names = [...byService.keys()].sort();
+    replace(services, h('h2', {}, 'Services'), names.length === 0 ? h('p', { class: 'meta' }, 'The compose file is read when the stack deploys.') : h('div', { class: 'table-wrap' }, h('table', { id: 'services-table' },
+      h('thead', {}, h('tr', {}, ['Service', 'State', 'Container', 'Configuration', 'Deployment', 'Logs'].map((t) => h('th', { scope: 'col' }, t)))),
+      h('tbody', {}, names.map((svc) => {
+        const st = byService.get(svc);
+        return h('tr', { dataset: { service: svc } },
+          h('td', { class: 'mono' }, svc),
+          h('td', {}, st ? h('span', { class: 'badge', dataset: { status: st.step } }, st.step) : '—'),
+          h('td', { class: 'mono' }, st && st.container_name ? st.container_name : '—'),
+          h('td', { class: 'mono', title: 'hash of the resolved configuration and image' }, st && st.config_hash ? st.config_hash.slice(0, 12) : '—'),
+          h('td', { class: 'mono' }, st ? h('a', { href: `#/deployments/${enc(st.deployment)}` }, short(st.deployment)) : '—'),
+          h('td', {}, h('button', { type: 'button', class: 'secondary', dataset: { logs: svc }, onclick: () => { logs.show(svc); document.querySelector('#tab-logs').click(); } }, 'Logs')));
+      })))));
   }
 
   // renderFailure explains the latest deployment when it failed: the cause
