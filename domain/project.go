@@ -91,7 +91,10 @@ func (p *Project) Apply(e RecordedEvent) error {
 		// Also a project created again under a deleted one's name.
 		p.name, p.description, p.deleted, p.apps = d.Project, d.Description, false, nil
 	case ProjectAppAdded:
-		p.apps = append(p.apps, d.App)
+		// A name deleted and created again in the project is listed once.
+		if !slices.Contains(p.apps, d.App) {
+			p.apps = append(p.apps, d.App)
+		}
 	case ProjectDeleted:
 		p.deleted, p.apps = true, nil
 	default:

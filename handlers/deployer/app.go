@@ -20,10 +20,10 @@ import (
 // deleted application's instances belong to DeleteApp: both commands are
 // skipped for it.
 func (d *Deployer) controlApp(ctx context.Context, msg *message.Message, name, app string) error {
-	switch deleted, err := d.appDeletedSince(ctx, app, 0); {
+	switch a, _, err := d.loadRemoval(ctx, app); {
 	case err != nil:
 		return err
-	case deleted:
+	case a == nil || a.Status() == domain.AppStatusDeleted:
 		d.log.Info("the application is deleted: command skipped", "command", name, "app", app)
 		return nil
 	}
@@ -101,23 +101,24 @@ func (d *Deployer) deleteApp(ctx context.Context, msg *message.Message) error {
 		d.log.Error("malformed DeleteApp set aside", "message_uuid", msg.UUID, "err", err)
 		return nil
 	}
-	log := d.log.With("app", cmd.App, "message_uuid", msg.UUID)
-	app, removed, err := d.loadRemoval(ctx, cmd.App)
+	inc := max(cmd.Incarnation, 1)
+	log := d.log.With("app", cmd.App, "incarnation", inc, "message_uuid", msg.UUID)
+	app, _, err := d.loadRemoval(ctx, cmd.App)
 	switch {
 	case err != nil:
 		return err
-	case app == nil || app.Status() != domain.AppStatusDeleted:
+	case app == nil || inc > app.Incarnation() || (inc == app.Incarnation() && app.Status() != domain.AppStatusDeleted):
 		log.Warn("DeleteApp for an application that is not deleted: ignored")
 		return nil
-	case removed:
+	case app.Removed(inc):
 		log.Debug("application already removed: skipped")
 		return nil
 	}
-	d.cancelAppRuns(ctx, cmd.App)
+	d.cancelAppRuns(ctx, cmd.App, inc)
 	if ctx.Err() != nil {
 		return ctx.Err()
 	}
-	containers, images, err := d.flow.DeleteApp(ctx, cmd.App)
+	containers, images, err := d.flow.DeleteApp(ctx, cmd.App, inc)
 	if err != nil {
 		if errors.Is(err, domain.ErrInvalid) {
 			log.Error("application not removed", "err", err)
@@ -125,7 +126,7 @@ func (d *Deployer) deleteApp(ctx context.Context, msg *message.Message) error {
 		}
 		return fmt.Errorf("remove application %s: %w", cmd.App, err)
 	}
-	decided, err := app.RecordRemoved(containers, images)
+	decided, err := app.RecordIncarnationRemoved(inc, containers, images)
 	if err != nil {
 		return err
 	}
@@ -158,14 +159,14 @@ func (d *Deployer) loadRemoval(ctx context.Context, name string) (*domain.Applic
 	return app, removed, nil
 }
 
-// cancelAppRuns cancels the deployments of app running in this process and
-// waits until they recorded their outcome, at most cancelWait (a run that
-// takes longer loses its container to the removal).
-func (d *Deployer) cancelAppRuns(ctx context.Context, app string) {
+// cancelAppRuns cancels the deployments of incarnation inc of app running
+// in this process and waits until they recorded their outcome, at most
+// cancelWait (a run that takes longer loses its container to the removal).
+func (d *Deployer) cancelAppRuns(ctx context.Context, app string, inc int) {
 	d.mu.Lock()
 	var waits []chan struct{}
 	for id, r := range d.running {
-		if r.app == app {
+		if r.app == app && r.incarnation == inc {
 			d.log.Info("cancelling the running deployment of a deleted application", "deployment", id, "app", app)
 			r.cancel(errCancelRequested)
 			waits = append(waits, r.done)
