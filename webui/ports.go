@@ -35,6 +35,7 @@ type Commands interface {
 	RollbackApp(ctx context.Context, m commands.Meta, c commands.RollbackApp) (commands.Result, error)
 	AddRegistry(ctx context.Context, m commands.Meta, c commands.AddRegistry) (commands.Result, error)
 	RemoveRegistry(ctx context.Context, m commands.Meta, c commands.RemoveRegistry) (commands.Result, error)
+	ChangeRegistry(ctx context.Context, m commands.Meta, c commands.ChangeRegistry) (commands.Result, error)
 	Registries(ctx context.Context) ([]commands.RegistryInfo, error)
 }
 

@@ -388,6 +388,8 @@ func (w *Workflow) registryAuth(ctx context.Context, address string) (domain.Reg
 			switch v := data.(type) {
 			case domain.RegistryAdded:
 				byName[v.Registry] = v
+			case domain.RegistryChanged:
+				byName[v.Registry] = domain.RegistryAdded{Registry: v.Registry, Address: v.Address, Username: v.Username, SealedPassword: v.SealedPassword}
 			case domain.RegistryRemoved:
 				delete(byName, v.Registry)
 			}
