@@ -143,6 +143,8 @@ type Application struct {
 	version     int64
 	// removed lists the incarnations whose removal was recorded.
 	removed []int
+	// since is the log position of the current incarnation's app.created.
+	since int64
 }
 
 // NewApp is the input of CreateApp.
@@ -294,6 +296,9 @@ func (a *Application) Apply(e RecordedEvent) error {
 	if err := a.apply(data); err != nil {
 		return fmt.Errorf("app stream %s at version %d: %w", e.StreamID, e.StreamVersion, err)
 	}
+	if _, ok := data.(AppCreated); ok {
+		a.since = e.Position
+	}
 	a.version = e.StreamVersion
 	return nil
 }
@@ -345,6 +350,11 @@ func (a *Application) Project() string { return a.project }
 // Incarnation numbers the applications that have had this name, from 1:
 // a name deleted and created again is a new incarnation.
 func (a *Application) Incarnation() int { return max(a.incarnation, 1) }
+
+// Since is the log position the current incarnation began at (its
+// app.created): what other streams keyed by the application's name (its
+// git hook) recorded before it belongs to an earlier incarnation.
+func (a *Application) Since() int64 { return a.since }
 
 // KeyOwner is the keyring owner whose data key seals this incarnation's
 // secrets: AppKeyOwner(Name(), Incarnation()).

@@ -102,6 +102,20 @@ func TestRecreatedAppThroughServe(t *testing.T) {
 			t.Errorf("GET deployments%s: got %d %s, want 400 naming incarnation", q, code, body)
 		}
 	}
+	// The application's logs are the new application's containers'.
+	code, body = a.do("GET", "/api/v1/apps/"+app+"/logs?format=jsonl", nil)
+	if code != http.StatusOK {
+		t.Fatalf("GET logs: got %d %s", code, body)
+	}
+	for _, raw := range strings.Split(strings.TrimSpace(string(body)), "\n") {
+		var l logLine
+		if raw == "" || json.Unmarshal([]byte(raw), &l) != nil || l.Line == "" {
+			continue
+		}
+		if l.Deployment != second {
+			t.Errorf("log line of deployment %s (%q), want only %s's", l.Deployment, l.Line, second)
+		}
+	}
 	old := a.must(http.StatusOK, "GET", "/api/v1/deployments/"+first, nil)
 	if old["incarnation"] != float64(1) || old["app"] != app {
 		t.Errorf("old deployment: got incarnation %v app %v, want 1 %s", old["incarnation"], old["app"], app)

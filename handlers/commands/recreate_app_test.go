@@ -123,3 +123,36 @@ func TestProjectDeletesRecreatedAppOnce(t *testing.T) {
 		t.Errorf("app.deleted events: got %v, want 2 (one per incarnation)", deleted)
 	}
 }
+
+func TestRecreatedAppStartsWithoutGitHook(t *testing.T) {
+	h, _ := MustHandler(t)
+	seed(t, h, "web")
+	ctx := context.Background()
+	if _, _, err := h.SetGitHookSecret(ctx, meta(""), commands.SetGitHookSecret{App: "web"}); err != nil {
+		t.Fatal(err)
+	}
+	if st, err := h.GitHook(ctx, "web"); err != nil || !st.Configured || !st.Enabled {
+		t.Fatalf("first incarnation's hook: got %+v, %v, want configured and enabled", st, err)
+	}
+	MustOK(t)(h.DeleteApp(ctx, meta(""), commands.DeleteApp{App: "web"}))
+	MustOK(t)(h.CreateApp(ctx, meta(""), commands.CreateApp{Project: "p", Name: "web", Source: domain.Source{Image: "nginx:2"}}))
+	if st, err := h.GitHook(ctx, "web"); err != nil || st.Configured || st.Enabled {
+		t.Errorf("re-created application's hook: got %+v, %v, want none", st, err)
+	}
+	if _, err := h.GitHookSecret(ctx, "web"); !errors.Is(err, domain.ErrNotFound) {
+		t.Errorf("re-created application's hook secret: got %v, want ErrNotFound", err)
+	}
+	if _, err := h.SetGitHookEnabled(ctx, meta(""), commands.SetGitHookEnabled{App: "web", Enabled: true}); !errors.Is(err, domain.ErrConflict) {
+		t.Errorf("enable without a secret of its own: got %v, want ErrConflict", err)
+	}
+	_, secret, err := h.SetGitHookSecret(ctx, meta(""), commands.SetGitHookSecret{App: "web"})
+	if err != nil || secret == "" {
+		t.Fatalf("new secret: got %q, %v", secret, err)
+	}
+	if st, err := h.GitHook(ctx, "web"); err != nil || !st.Configured || !st.Enabled {
+		t.Errorf("after its own secret: got %+v, %v, want configured and enabled", st, err)
+	}
+	if got, err := h.GitHookSecret(ctx, "web"); err != nil || len(got) == 0 {
+		t.Errorf("its own secret: got %d bytes, %v", len(got), err)
+	}
+}

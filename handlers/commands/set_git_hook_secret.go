@@ -84,6 +84,13 @@ func (h *Handler) GitHookSecret(ctx context.Context, app string) ([]byte, error)
 	if err != nil {
 		return nil, err
 	}
+	// Sealed for the incarnation that set it: an earlier incarnation's
+	// secret, its key destroyed, is not this application's.
+	owner := app
+	if a, err := h.loadApp(ctx, app); err == nil {
+		owner = a.KeyOwner()
+		recs = currentIncarnation(recs, a)
+	}
 	// The latest secret wins; the stream also records turning the hook on
 	// and off.
 	var last domain.RecordedEvent
@@ -98,12 +105,6 @@ func (h *Handler) GitHookSecret(ctx context.Context, app string) ([]byte, error)
 	var d domain.GitHookSecretSet
 	if err := json.Unmarshal(last.Data, &d); err != nil {
 		return nil, fmt.Errorf("decode %s at %d: %v: %w", last.Type, last.Position, err, domain.ErrInvalid)
-	}
-	// Sealed for the incarnation that set it: an earlier incarnation's
-	// secret, its key destroyed, does not open.
-	owner := app
-	if a, err := h.loadApp(ctx, app); err == nil {
-		owner = a.KeyOwner()
 	}
 	return h.sealer.Open(ctx, owner, d.SealedSecret)
 }
