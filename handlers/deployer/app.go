@@ -20,10 +20,10 @@ import (
 // deleted application's instances belong to DeleteApp: both commands are
 // skipped for it.
 func (d *Deployer) controlApp(ctx context.Context, msg *message.Message, name, app string) error {
-	switch a, _, err := d.loadRemoval(ctx, app); {
+	switch deleted, err := d.requestDeleted(ctx, app, msg.UUID); {
 	case err != nil:
 		return err
-	case a == nil || a.Status() == domain.AppStatusDeleted:
+	case deleted:
 		d.log.Info("the application is deleted: command skipped", "command", name, "app", app)
 		return nil
 	}
@@ -188,6 +188,30 @@ func (d *Deployer) cancelAppRuns(ctx context.Context, app string, inc int) {
 			return
 		}
 	}
+}
+
+// requestDeleted reports whether the application a stop or start request
+// (the event eventID on app's stream) was made for is deleted: app.deleted
+// follows the request, so even when the name was created again since, the
+// request is not the new application's. A request not found on the stream
+// counts as made for the current application.
+func (d *Deployer) requestDeleted(ctx context.Context, app, eventID string) (bool, error) {
+	events, err := d.store.ReadStream(ctx, domain.AppStream(app), 1, 0)
+	if err != nil {
+		return false, fmt.Errorf("read application %s: %w", app, err)
+	}
+	if len(events) == 0 {
+		return true, nil
+	}
+	i := slices.IndexFunc(events, func(e domain.RecordedEvent) bool { return e.EventID == eventID })
+	if i < 0 {
+		a, err := domain.LoadApplication(events)
+		if err != nil {
+			return false, fmt.Errorf("replay application %s: %w", app, err)
+		}
+		return a.Status() == domain.AppStatusDeleted, nil
+	}
+	return slices.ContainsFunc(events[i+1:], func(e domain.RecordedEvent) bool { return e.Type == domain.EventAppDeleted }), nil
 }
 
 // appDeletedSince reports whether app.deleted follows version v on app's
