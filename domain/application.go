@@ -98,7 +98,8 @@ type AppDeleted struct {
 // AppRemoved is recorded ("app.removed") by the deployer once a deleted
 // application's containers and images are gone from its Docker host. It
 // lists what it removed (ids; empty when nothing was left). It follows
-// app.deleted and changes no state: no rollback is possible afterwards.
+// app.deleted; it changes no state but the record of which incarnations
+// were removed: no rollback of that incarnation is possible afterwards.
 type AppRemoved struct {
 	App string `json:"app"`
 	// Incarnation is the deleted incarnation whose containers and images
