@@ -113,6 +113,8 @@ func DecodeEvent(e RecordedEvent) (any, error) {
 		return decode[DeploymentTrafficSwitched](e)
 	case EventRegistryAdded:
 		return decode[RegistryAdded](e)
+	case EventRegistryChanged:
+		return decode[RegistryChanged](e)
 	case EventRegistryRemoved:
 		return decode[RegistryRemoved](e)
 	case EventDeploymentReplicaSwitched:

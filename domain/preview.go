@@ -338,12 +338,26 @@ type Previews struct {
 	previews map[int64]*Preview
 	reported map[string]bool // deployment id + state
 	version  int64
+	// since is the log position where the application's current
+	// incarnation began: earlier events belong to a deleted application of
+	// the same name and count only toward the generations of preview names.
+	since int64
+	past  map[int64]int // pull request number -> last generation before since
 }
 
 // LoadPreviews rebuilds app's previews from PreviewStream(app) (no events:
 // previews never configured).
 func LoadPreviews(app string, recs []RecordedEvent) (*Previews, error) {
-	p := &Previews{app: app, previews: map[int64]*Preview{}, reported: map[string]bool{}, settings: PreviewSettings{Limit: DefaultPreviewLimit}}
+	return LoadPreviewsSince(app, recs, 0)
+}
+
+// LoadPreviewsSince is LoadPreviews for the incarnation of app that began
+// at log position since (Application.Since): the settings and previews of a
+// deleted application of the same name are left behind, and only the names
+// its previews took are remembered, so a new preview never takes one again.
+func LoadPreviewsSince(app string, recs []RecordedEvent, since int64) (*Previews, error) {
+	p := &Previews{app: app, previews: map[int64]*Preview{}, reported: map[string]bool{}, settings: PreviewSettings{Limit: DefaultPreviewLimit},
+		since: since, past: map[int64]int{}}
 	for _, e := range recs {
 		if err := p.Apply(e); err != nil {
 			return nil, err
@@ -358,6 +372,13 @@ func (p *Previews) Apply(e RecordedEvent) error {
 	if err != nil {
 		return err
 	}
+	if e.Position < p.since {
+		if d, ok := data.(PreviewOpened); ok {
+			p.past[d.Number]++
+		}
+		p.version = e.StreamVersion
+		return nil
+	}
 	if err := p.apply(data, e.StreamVersion); err != nil {
 		return fmt.Errorf("preview stream %s at version %d: %w", e.StreamID, e.StreamVersion, err)
 	}
@@ -370,7 +391,7 @@ func (p *Previews) apply(data any, version int64) error {
 	case PreviewSettingsSet:
 		p.settings = d.Settings
 	case PreviewOpened:
-		gen := 1
+		gen := p.past[d.Number] + 1
 		if old := p.previews[d.Number]; old != nil {
 			gen = old.Generation + 1
 		}

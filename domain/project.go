@@ -95,7 +95,10 @@ func (p *Project) Apply(e RecordedEvent) error {
 	case ProjectComposeAllowed:
 		p.composeAllowed = slices.Clone(d.Keys)
 	case ProjectAppAdded:
-		p.apps = append(p.apps, d.App)
+		// A name deleted and created again in the project is listed once.
+		if !slices.Contains(p.apps, d.App) {
+			p.apps = append(p.apps, d.App)
+		}
 	case ProjectDeleted:
 		p.deleted, p.apps = true, nil
 	default:

@@ -101,6 +101,11 @@ func appendDeploymentTuple(b []byte, d *Deployment) ([]byte, error) {
 	b = copyText(b, d.FailureReason)
 	b = copyInt8(b, d.QueueSeq)
 	b = copyInt8(b, d.Position)
+	if d.Incarnation > math.MaxInt32 || d.Incarnation < math.MinInt32 {
+		return nil, fmt.Errorf("deployment %s: incarnation %d does not fit an integer", d.ID, d.Incarnation)
+	}
+	b = binary.BigEndian.AppendUint32(b, 4)
+	b = binary.BigEndian.AppendUint32(b, uint32(int32(d.Incarnation)))
 	services := jsonObject(d.Services)
 	b = binary.BigEndian.AppendUint32(b, uint32(len(services))) // json: the text itself
 	return append(b, services...), nil

@@ -64,6 +64,9 @@ type AppConfig struct {
 type App struct {
 	Name    string `json:"name"`
 	Project string `json:"project"`
+	// Incarnation numbers the applications that have had this name, from
+	// 1; the row shows the latest.
+	Incarnation int `json:"incarnation"`
 	// Status is one of the App* constants.
 	Status string `json:"status"`
 	// DesiredStatus is what users asked for: active, stopped or deleted.
@@ -104,9 +107,11 @@ type Step struct {
 
 // Deployment is a row of the deployments read model.
 type Deployment struct {
-	ID     string `json:"id"`
-	App    string `json:"app"`
-	Status string `json:"status"`
+	ID  string `json:"id"`
+	App string `json:"app"`
+	// Incarnation is the incarnation of App the deployment belongs to.
+	Incarnation int    `json:"incarnation"`
+	Status      string `json:"status"`
 	// Step is the last step reached (the event type without its
 	// "deployment." prefix).
 	Step          string         `json:"step"`
@@ -351,9 +356,11 @@ func (m *Model) apply(e domain.RecordedEvent, data any) {
 	}
 	appName, depID := keysOf(data)
 	if c, ok := data.(domain.AppCreated); ok {
-		if _, exists := m.Apps[c.App]; !exists && c.App != "" {
+		// A later incarnation replaces the deleted one's row; the
+		// deployments keep theirs, with their incarnation.
+		if old, exists := m.Apps[c.App]; (!exists || old.Incarnation < max(c.Incarnation, 1)) && c.App != "" {
 			m.Apps[c.App] = &App{
-				Name: c.App, Project: c.Project, Status: AppNew, DesiredStatus: domain.AppStatusActive,
+				Name: c.App, Project: c.Project, Incarnation: max(c.Incarnation, 1), Status: AppNew, DesiredStatus: domain.AppStatusActive,
 				Config:    AppConfig{Source: c.Source, Build: c.Build, Runtime: c.Runtime, Env: []EnvVar{}, Domains: []domain.Route{}},
 				CreatedAt: e.RecordedAt,
 			}
@@ -383,7 +390,7 @@ func (m *Model) apply(e domain.RecordedEvent, data any) {
 	}
 	if r, ok := data.(domain.DeploymentRequested); ok && d == nil {
 		d = &Deployment{
-			ID: depID, App: appName, Status: DeploymentRequested, Step: "requested",
+			ID: depID, App: appName, Incarnation: max(r.Incarnation, 1), Status: DeploymentRequested, Step: "requested",
 			Trigger: r.Trigger, Actor: e.Metadata.Actor, CorrelationID: e.Metadata.CorrelationID,
 			AppVersion: r.AppVersion, Ref: r.Ref, RollbackOf: r.RollbackOf, RetryOf: r.RetryOf,
 			ImageID: r.ImageID, Steps: make([]Step, 0, 8), RequestedAt: e.RecordedAt,
@@ -391,6 +398,15 @@ func (m *Model) apply(e domain.RecordedEvent, data any) {
 		m.Deployments[depID] = d
 	}
 	if d == nil || d.App != appName {
+		return
+	}
+	if d.Incarnation != a.Incarnation {
+		// A deployment of another incarnation of the name changes only
+		// itself: it is folded against a deleted stand-in of its
+		// application, never against the live one.
+		m.applyDeployment(&App{Name: a.Name, Incarnation: d.Incarnation, Status: AppDeleted}, d, e, data)
+		d.Position = e.Position
+		m.markDeployment(d.ID)
 		return
 	}
 	m.applyDeployment(a, d, e, data)

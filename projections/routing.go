@@ -211,7 +211,7 @@ func (r *Routing) openKeys(ctx context.Context, a *App, t *traefik.App) {
 		var key []byte
 		err := fmt.Errorf("no sealer: %w", domain.ErrInvalid)
 		if r.sealer != nil && len(sealed) > 0 {
-			key, err = r.sealer.Open(ctx, a.Name, sealed)
+			key, err = r.sealer.Open(ctx, domain.AppKeyOwner(a.Name, a.Incarnation), sealed)
 		}
 		if err != nil {
 			r.log.Warn("routing: uploaded certificate's key cannot be opened; the route goes without it", "app", a.Name, "host", rt.Host, "err", err)

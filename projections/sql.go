@@ -23,12 +23,12 @@ var (
 	projectColumns = []string{"name", "description", "created_at", "position"}
 	appColumns     = []string{"name", "project", "status", "desired_status", "config", "stream_version",
 		"current_deployment_id", "serving_deployment_id", "serving_image", "serving_container",
-		"upstream_host", "upstream_port", "created_at", "updated_at", "position", "replica_hosts", "service_hosts"}
+		"upstream_host", "upstream_port", "created_at", "updated_at", "position", "replica_hosts", "incarnation", "service_hosts"}
 	deploymentColumns = []string{"id", "app", "status", "step", "trigger_kind", "trigger_detail",
 		"actor_kind", "actor_id", "actor_name", "correlation_id", "app_version", "ref", "commit_sha",
 		"image_id", "container_id", "container_name", "rollback_of", "retry_of", "worker", "attempts",
 		"cancel_requested", "steps", "requested_at", "queued_at", "started_at", "finished_at",
-		"duration_ms", "failed_step", "failure_reason", "queue_seq", "position", "services"}
+		"duration_ms", "failed_step", "failure_reason", "queue_seq", "position", "incarnation", "services"}
 	routeColumns = []string{"host", "app", "path_prefix", "https", "port", "position"}
 )
 
@@ -43,7 +43,7 @@ func appRow(a *App) ([]any, error) {
 	}
 	return []any{a.Name, a.Project, a.Status, a.DesiredStatus, cfg, a.StreamVersion,
 		a.CurrentDeploymentID, a.ServingDeploymentID, a.ServingImage, a.ServingContainer,
-		a.UpstreamHost, a.UpstreamPort, a.CreatedAt, a.UpdatedAt, a.Position, replicaHostsRow(a.ReplicaHosts), jsonObject(a.ServiceHosts)}, nil
+		a.UpstreamHost, a.UpstreamPort, a.CreatedAt, a.UpdatedAt, a.Position, replicaHostsRow(a.ReplicaHosts), a.Incarnation, jsonObject(a.ServiceHosts)}, nil
 }
 
 // jsonObject encodes a map column: never NULL, "{}" when empty.
@@ -75,7 +75,7 @@ func deploymentRow(d *Deployment) ([]any, error) {
 		d.Actor.Kind, d.Actor.ID, d.Actor.Name, d.CorrelationID, d.AppVersion, d.Ref, d.CommitSHA,
 		d.ImageID, d.ContainerID, d.ContainerName, d.RollbackOf, d.RetryOf, d.Worker, d.Attempts,
 		d.CancelRequested, steps, d.RequestedAt, d.QueuedAt, d.StartedAt, d.FinishedAt,
-		d.DurationMS, d.FailedStep, d.FailureReason, d.QueueSeq, d.Position, jsonObject(d.Services)}, nil
+		d.DurationMS, d.FailedStep, d.FailureReason, d.QueueSeq, d.Position, d.Incarnation, jsonObject(d.Services)}, nil
 }
 
 func routeRow(r Route) []any {
@@ -96,7 +96,7 @@ func scanApp(row pgx.Row) (*App, error) {
 	var cfg, serviceHosts []byte
 	if err := row.Scan(&a.Name, &a.Project, &a.Status, &a.DesiredStatus, &cfg, &a.StreamVersion,
 		&a.CurrentDeploymentID, &a.ServingDeploymentID, &a.ServingImage, &a.ServingContainer,
-		&a.UpstreamHost, &a.UpstreamPort, &a.CreatedAt, &a.UpdatedAt, &a.Position, &a.ReplicaHosts, &serviceHosts); err != nil {
+		&a.UpstreamHost, &a.UpstreamPort, &a.CreatedAt, &a.UpdatedAt, &a.Position, &a.ReplicaHosts, &a.Incarnation, &serviceHosts); err != nil {
 		return nil, err
 	}
 	if err := json.Unmarshal(serviceHosts, &a.ServiceHosts); err != nil {
@@ -122,7 +122,7 @@ func scanDeployment(row pgx.Row) (*Deployment, error) {
 		&d.Actor.Kind, &d.Actor.ID, &d.Actor.Name, &d.CorrelationID, &d.AppVersion, &d.Ref, &d.CommitSHA,
 		&d.ImageID, &d.ContainerID, &d.ContainerName, &d.RollbackOf, &d.RetryOf, &d.Worker, &d.Attempts,
 		&d.CancelRequested, &steps, &d.RequestedAt, &d.QueuedAt, &d.StartedAt, &d.FinishedAt,
-		&d.DurationMS, &d.FailedStep, &d.FailureReason, &d.QueueSeq, &d.Position, &services); err != nil {
+		&d.DurationMS, &d.FailedStep, &d.FailureReason, &d.QueueSeq, &d.Position, &d.Incarnation, &services); err != nil {
 		return nil, err
 	}
 	if err := json.Unmarshal(services, &d.Services); err != nil {

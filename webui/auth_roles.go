@@ -64,7 +64,7 @@ func RouteAccess(pattern string) (Access, bool) {
 		"GET /api/v1/tokens", "POST /api/v1/tokens", "DELETE /api/v1/tokens/{id}",
 		"POST /api/v1/webhooks", "DELETE /api/v1/webhooks/{id}",
 		"POST /api/v1/webhooks/{id}/pause", "POST /api/v1/webhooks/{id}/resume",
-		"GET /api/v1/registries", "POST /api/v1/registries", "DELETE /api/v1/registries/{name}",
+		"GET /api/v1/registries", "POST /api/v1/registries", "PATCH /api/v1/registries/{name}", "DELETE /api/v1/registries/{name}",
 		"PUT /api/v1/projects/{name}/compose-allowed":
 		return Access{Role: domain.RoleAdmin}, true
 	}

@@ -125,13 +125,20 @@ func (s *Server) deploymentLogs(w http.ResponseWriter, r *http.Request) error {
 // event per line) when the client accepts text/event-stream.
 func (s *Server) appLogs(w http.ResponseWriter, r *http.Request) error {
 	name := r.PathValue("app")
-	if _, err := s.deps.Reads.GetApp(r.Context(), name); err != nil {
+	app, err := s.deps.Reads.GetApp(r.Context(), name)
+	if err != nil {
 		return err
 	}
 	if s.deps.ContainerLogs == nil {
 		return fmt.Errorf("container logs: %w", errUnavailable)
 	}
 	var q containerlogs.Query
+	// The containers of an earlier incarnation of the name (deleted, its
+	// containers not removed yet) are not this application's.
+	q.Deployment = func(id string) bool {
+		d, err := s.deps.Reads.GetDeployment(r.Context(), id)
+		return err != nil || d.App != name || d.Incarnation == app.Incarnation
+	}
 	tail, err := queryInt(r, "tail", defaultTail)
 	if err != nil {
 		return err

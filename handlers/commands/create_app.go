@@ -58,8 +58,18 @@ func (h *Handler) CreateApp(ctx context.Context, meta Meta, cmd CreateApp) (Resu
 		if err != nil {
 			return plan{}, err
 		}
+		// A deleted application's name starts a new incarnation on the
+		// same stream; its history stays the earlier incarnation's.
+		var prev *domain.Application
+		appExpected := domain.ExpectNoStream
 		if len(recs) > 0 {
-			return plan{}, fmt.Errorf("%s: %w", spec.Name, domain.ErrAppExists)
+			if prev, err = domain.LoadApplication(recs); err != nil {
+				return plan{}, err
+			}
+			if prev.Status() != domain.AppStatusDeleted {
+				return plan{}, fmt.Errorf("%s: %w", spec.Name, domain.ErrAppExists)
+			}
+			appExpected = domain.ExpectVersion(prev.Version())
 		}
 		precs, err := h.read(ctx, domain.ProjectStream(spec.Project), 1)
 		if err != nil {
@@ -89,16 +99,16 @@ func (h *Handler) CreateApp(ctx context.Context, meta Meta, cmd CreateApp) (Resu
 			}
 			s.Source.Compose = &cs
 		}
-		if s.Env, err = h.sealEnv(ctx, spec.Name, cmd.Env, nil); err != nil {
+		if s.Env, err = h.sealEnv(ctx, domain.AppKeyOwner(spec.Name, domain.NextIncarnation(prev)), cmd.Env, nil); err != nil {
 			return plan{}, err
 		}
-		events, err := domain.CreateApp(project, s, hosts, h.cfg.AllowWildcardHosts)
+		events, err := domain.RecreateApp(prev, project, s, hosts, h.cfg.AllowWildcardHosts)
 		if err != nil {
 			return plan{}, err
 		}
 		// The project's stream too (project.app_added): a concurrent
 		// deletion of the project conflicts with this creation.
-		expected := map[string]domain.ExpectedVersion{stream: domain.ExpectNoStream, domain.ProjectStream(spec.Project): domain.ExpectVersion(project.Version())}
+		expected := map[string]domain.ExpectedVersion{stream: appExpected, domain.ProjectStream(spec.Project): domain.ExpectVersion(project.Version())}
 		hostsExpected(expected, hosts)
 		return plan{primary: stream, events: events, expected: expected}, nil
 	})

@@ -404,6 +404,16 @@ func (h *Handler) loadApp(ctx context.Context, name string) (*domain.Application
 	return app, nil
 }
 
+// keyOwner is the keyring owner of the current incarnation of application
+// name (domain.AppKeyOwner); ErrAppNotFound when it does not exist.
+func (h *Handler) keyOwner(ctx context.Context, name string) (string, error) {
+	app, err := h.loadApp(ctx, name)
+	if err != nil {
+		return "", err
+	}
+	return app.KeyOwner(), nil
+}
+
 // loadHosts rebuilds the ownership of each host.
 func (h *Handler) loadHosts(ctx context.Context, hosts []string) (map[string]*domain.Host, error) {
 	out := make(map[string]*domain.Host, len(hosts))

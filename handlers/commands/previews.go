@@ -81,7 +81,7 @@ func (h *Handler) SetPreviewSettings(ctx context.Context, meta Meta, cmd SetPrev
 				if h.sealer == nil {
 					return plan{}, domain.Invalid("report.token", "secrets are not available: no secret sealer is configured")
 				}
-				if r.SealedToken, err = h.sealer.Seal(ctx, cmd.App, []byte(cmd.Report.Token)); err != nil {
+				if r.SealedToken, err = h.sealer.Seal(ctx, app.KeyOwner(), []byte(cmd.Report.Token)); err != nil {
 					return plan{}, fmt.Errorf("seal report token: %w", err)
 				}
 			case old != nil && old.Provider == r.Provider:
@@ -109,11 +109,15 @@ func (h *Handler) Previews(ctx context.Context, app string) (*domain.Previews, e
 }
 
 func (h *Handler) loadPreviews(ctx context.Context, app string) (*domain.Previews, error) {
+	a, err := h.loadApp(ctx, app)
+	if err != nil {
+		return nil, err
+	}
 	recs, err := h.read(ctx, domain.PreviewStream(app), 1)
 	if err != nil {
 		return nil, err
 	}
-	return domain.LoadPreviews(app, recs)
+	return domain.LoadPreviewsSince(app, recs, a.Since())
 }
 
 // loadOpenPreviews loads app's previews and the applications of the open
@@ -139,7 +143,11 @@ func (h *Handler) PreviewReportToken(ctx context.Context, app string, r domain.P
 	if h.sealer == nil {
 		return nil, errors.New("commands: PreviewReportToken needs a secret sealer")
 	}
-	return h.sealer.Open(ctx, app, r.SealedToken)
+	a, err := h.loadApp(ctx, app)
+	if err != nil {
+		return nil, err
+	}
+	return h.sealer.Open(ctx, a.KeyOwner(), r.SealedToken)
 }
 
 // DeployPreview deploys a pull request's head commit as its preview.
@@ -234,7 +242,7 @@ func (h *Handler) DeployPreview(ctx context.Context, meta Meta, cmd DeployPrevie
 			if err != nil {
 				return plan{}, err
 			}
-			env, err := h.previewEnv(ctx, cmd.App, pp.App, pv.PreviewEnv(parent.Config().Env))
+			env, err := h.previewEnv(ctx, parent.KeyOwner(), domain.AppKeyOwner(pp.App, 1), pv.PreviewEnv(parent.Config().Env))
 			if err != nil {
 				return plan{}, err
 			}

@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -104,6 +105,11 @@ type Query struct {
 	// Service, when set, keeps only the containers of that service of a
 	// compose stack.
 	Service string
+	// Deployment, when set, says whether the containers of a deployment
+	// (its id, from the berth.deployment label) are read: a name deleted
+	// and created again leaves out the earlier application's containers
+	// still on the host.
+	Deployment func(id string) bool
 }
 
 // Validate reports a bad field of q, naming it.
@@ -170,6 +176,9 @@ func (r *Reader) AppLogs(ctx context.Context, app string, q Query, fn func(Line)
 	boxes, err := r.containers(ctx, app, q.Service)
 	if err != nil {
 		return err
+	}
+	if q.Deployment != nil {
+		boxes = slices.DeleteFunc(boxes, func(b box) bool { return !q.Deployment(b.deployment) })
 	}
 
 	// The past lines, merged in time order; each container's last time is
@@ -272,6 +281,9 @@ func (r *Reader) AppLogs(ctx context.Context, app string, q Query, fn func(Line)
 			b, err := r.inspect(ctx, ev.Actor.ID)
 			if err != nil {
 				r.log.WarnContext(ctx, "inspect started container", "app", app, "container", ev.Actor.ID, "error", err)
+				continue
+			}
+			if q.Deployment != nil && !q.Deployment(b.deployment) {
 				continue
 			}
 			if t, ok := since(b.id); ok {

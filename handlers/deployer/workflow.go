@@ -315,7 +315,7 @@ func (r *run) deploy(ctx context.Context) error {
 	// What is left of earlier runs that never served is removed before the
 	// new instance starts, while the source is fetched and built.
 	orphans := async(func() (struct{}, error) {
-		return struct{}{}, w.removeOrphans(ctx, job.App, job.DeploymentID)
+		return struct{}{}, w.removeOrphans(ctx, job.App, max(job.Request.Incarnation, 1), job.DeploymentID)
 	})
 	defer orphans.wait()
 
@@ -327,7 +327,7 @@ func (r *run) deploy(ctx context.Context) error {
 		r.log.Warn("orphaned instances not removed", "err", err)
 	}
 
-	env, err := w.openEnv(ctx, job.App, cfg.Env)
+	env, err := w.openEnv(ctx, domain.AppKeyOwner(job.App, job.Request.Incarnation), cfg.Env)
 	if err != nil {
 		return FailStep(domain.StepStartContainer, err)
 	}
@@ -339,7 +339,7 @@ func (r *run) deploy(ctx context.Context) error {
 	// while the first new replica starts and warms up: the deployer runs
 	// one command at a time, so neither changes meanwhile.
 	serving := async(func() ([]domain.Instance, error) {
-		return w.servingInstances(ctx, job.App, job.DeploymentID)
+		return w.servingInstances(ctx, job.App, max(job.Request.Incarnation, 1), job.DeploymentID)
 	})
 	defer serving.wait()
 	recent := async(func() (map[string]bool, error) {

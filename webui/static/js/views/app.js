@@ -30,6 +30,9 @@ export function appView(el, ui, name) {
   header.append(h('p', { class: 'meta' }, 'Loading…'));
 
   const keep = (d) => {
+    // A deployment of an earlier application of this name (deleted) is
+    // not this one's.
+    if (state.app && d.incarnation && state.app.incarnation && d.incarnation !== state.app.incarnation) return;
     const old = state.deployments.get(d.id);
     if (!old || (d.position || 0) >= (old.position || 0)) state.deployments.set(d.id, d);
   };
@@ -38,7 +41,11 @@ export function appView(el, ui, name) {
     if (m.op === 'error') { replace(header, h('h1', {}, name), h('p', { class: 'form-error' }, m.error)); return; }
     const d = m.data || {};
     if (m.snapshot) state.deployments.clear();
-    if (d.app && (!state.app || (d.app.position || 0) >= (state.app.position || 0))) state.app = d.app;
+    if (d.app && (!state.app || (d.app.position || 0) >= (state.app.position || 0))) {
+      // The name deleted and created again: a new application.
+      if (state.app && d.app.incarnation !== state.app.incarnation) state.deployments.clear();
+      state.app = d.app;
+    }
     for (const dep of d.deployments || []) keep(dep);
     if (d.deployment) keep(d.deployment);
     if (!state.app) return;
@@ -138,8 +145,31 @@ export function appView(el, ui, name) {
     cur ? h('p', { class: 'mt' }, 'In progress: ', h('a', { href: `#/deployments/${enc(cur.id)}` }, `deployment ${short(cur.id)}`), ` (${cur.step.replace('_', ' ')})`) : null);
   }
 
+  // earlier lists the deployments of the deleted applications that had
+  // this name before (GET …/deployments?incarnation=N), loaded once.
+  const earlier = h('div', { id: 'earlier' });
+  let earlierOf = 0;
+  function renderEarlier() {
+    const a = state.app;
+    if (!a.incarnation || a.incarnation < 2 || earlierOf === a.incarnation) return;
+    earlierOf = a.incarnation;
+    const parts = [];
+    for (let n = a.incarnation - 1; n >= 1; n--) {
+      const body = h('div', {}, h('p', { class: 'meta' }, 'Loading…'));
+      parts.push(h('details', { class: 'mt', dataset: { incarnation: n } },
+        h('summary', {}, `Application #${n} of this name (deleted)`), body));
+      api('GET', `/apps/${enc(name)}/deployments?incarnation=${n}`).then(({ deployments }) => {
+        replace(body, deployments.length === 0 ? h('p', { class: 'meta' }, 'Never deployed.') : h('ul', { class: 'meta' },
+          deployments.map((d) => h('li', { dataset: { deployment: d.id } }, h('a', { href: `#/deployments/${enc(d.id)}` }, short(d.id)),
+            ` · ${depStatus(d)} · ${when(d.requested_at)}`))));
+      }).catch((err) => replace(body, h('p', { class: 'form-error' }, err.message)));
+    }
+    replace(earlier, h('h3', { class: 'meta mt' }, `Earlier applications named ${name}: their history stays theirs`), parts);
+  }
+
   function renderHistory() {
     const rows = sorted();
+    renderEarlier();
     replace(history, h('h2', {}, 'Deployments'), rows.length === 0 ? h('p', { class: 'meta' }, 'Not deployed yet.') : h('div', { class: 'table-wrap' }, h('table', { id: 'deployments' },
       h('thead', {}, h('tr', {}, ['Deployment', 'Status', 'Trigger', 'Actor', 'Commit', 'Requested', 'Duration', 'Steps'].map((t, i) => h('th', { class: i > 4 && i < 7 ? 'hide-narrow' : null, scope: 'col' }, t)))),
       h('tbody', {}, rows.map((d) => h('tr', { dataset: { deployment: d.id } },
@@ -153,6 +183,7 @@ export function appView(el, ui, name) {
         h('td', { class: 'hide-narrow' }, FINAL.includes(d.status) ? duration(d.duration_ms) : '…'),
         h('td', {}, h('details', {}, h('summary', {}, `${(d.steps || []).length} steps`),
           h('ul', { class: 'meta' }, (d.steps || []).map((s) => h('li', {}, `${s.name.replace('_', ' ')} · ${duration(s.duration_ms)}`)))))))))));
+    history.append(earlier);
   }
 
   // renderServices shows, for a compose stack, each service's state as
