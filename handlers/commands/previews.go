@@ -120,6 +120,16 @@ func (h *Handler) loadPreviews(ctx context.Context, app string) (*domain.Preview
 	return domain.LoadPreviewsSince(app, recs, a.Since())
 }
 
+// previewsOf folds recs, app's preview stream, for app's current
+// incarnation.
+func (h *Handler) previewsOf(ctx context.Context, app string, recs []domain.RecordedEvent) (*domain.Previews, error) {
+	a, err := h.loadApp(ctx, app)
+	if err != nil {
+		return nil, err
+	}
+	return domain.LoadPreviewsSince(app, recs, a.Since())
+}
+
 // loadOpenPreviews loads app's previews and the applications of the open
 // ones.
 func (h *Handler) loadOpenPreviews(ctx context.Context, app string) (*domain.Previews, map[string]*domain.Application, error) {
@@ -187,7 +197,7 @@ func (h *Handler) DeployPreview(ctx context.Context, meta Meta, cmd DeployPrevie
 				dup.DeploymentID = id
 				return plan{dup: &dup}, nil
 			}
-			pv, err := domain.LoadPreviews(cmd.App, recs)
+			pv, err := h.previewsOf(ctx, cmd.App, recs)
 			if err != nil {
 				return plan{}, err
 			}
@@ -331,7 +341,7 @@ func (h *Handler) ClosePreview(ctx context.Context, meta Meta, cmd ClosePreview)
 			if dup, ok := c.duplicateAny(recs); ok {
 				return plan{dup: &dup}, nil
 			}
-			pv, err := domain.LoadPreviews(cmd.App, recs)
+			pv, err := h.previewsOf(ctx, cmd.App, recs)
 			if err != nil {
 				return plan{}, err
 			}
