@@ -83,13 +83,17 @@ func TestServerSpecValidate(t *testing.T) {
 		{"name", func(s *domain.ServerSpec) { s.Name = "local" }},
 		{"url", func(s *domain.ServerSpec) { s.URL = "tcp://x" }},
 		{"ca_pem", func(s *domain.ServerSpec) { s.CAPEM = "nope" }},
-		{"cert_pem", func(s *domain.ServerSpec) { s.CertPEM = "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n" }},
+		{"cert_pem", func(s *domain.ServerSpec) {
+			s.CertPEM = "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n"
+		}},
 		{"key", func(s *domain.ServerSpec) { s.Key = "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n" }},
 		{"key", func(s *domain.ServerSpec) { s.Key = "" }},
 		{"host_key", func(s *domain.ServerSpec) { s.HostKey = testHostKey }},
 		{"concurrency", func(s *domain.ServerSpec) { s.Concurrency = 99 }},
 		{"ca_pem", func(s *domain.ServerSpec) { s.URL, s.Key = "ssh://u@h", sshKey }},
-		{"host_key", func(s *domain.ServerSpec) { s.URL, s.Key, s.CAPEM, s.CertPEM, s.HostKey = "ssh://u@h", sshKey, "", "", "ssh-ed25519 AAAA" }},
+		{"host_key", func(s *domain.ServerSpec) {
+			s.URL, s.Key, s.CAPEM, s.CertPEM, s.HostKey = "ssh://u@h", sshKey, "", "", "ssh-ed25519 AAAA"
+		}},
 	} {
 		s := good
 		tc.mod(&s)
