@@ -42,8 +42,15 @@ func (h *Handler) DeleteApp(ctx context.Context, meta Meta, cmd DeleteApp) (Resu
 		if err != nil {
 			return plan{}, err
 		}
-		p := appPlan(app, events)
+		released, srvStream, srvVersion, err := h.releaseServer(ctx, app)
+		if err != nil {
+			return plan{}, err
+		}
+		p := appPlan(app, append(released, events...))
 		hostsExpected(p.expected, hosts)
+		if len(released) > 0 {
+			p.expected[srvStream] = domain.ExpectVersion(srvVersion)
+		}
 		return p, nil
 	})
 }

@@ -38,10 +38,22 @@ func (h *Handler) UpdateApp(ctx context.Context, meta Meta, cmd UpdateApp) (Resu
 		if err := checkExpected(domain.AppStream(cmd.App), cmd.ExpectedVersion, app.Version()); err != nil {
 			return plan{}, err
 		}
-		events, err := app.Update(cmd.Patch)
+		patch := cmd.Patch
+		placed, placedExpected, err := h.placeApp(ctx, app, &patch)
 		if err != nil {
 			return plan{}, err
 		}
-		return appPlan(app, events), nil
+		events, err := app.Update(patch)
+		if err != nil {
+			return plan{}, err
+		}
+		if len(events) == 0 {
+			return appPlan(app, nil), nil
+		}
+		p := appPlan(app, append(placed, events...))
+		for s, v := range placedExpected {
+			p.expected[s] = v
+		}
+		return p, nil
 	})
 }
