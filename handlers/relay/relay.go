@@ -39,11 +39,13 @@ import (
 type Config struct {
 	// Name is the relay's checkpoint name. Default "relay.<host>".
 	Name string
-	// Host is the id of the server (domain.Server) whose queue receives
-	// the commands: the relay publishes only the commands of deployments
-	// requested on that server and of applications placed on it. Default
+	// Host names the Docker host whose queue receives the commands. Default
 	// "local".
 	Host string
+	// Server is the id of the server (domain.Server) whose commands the
+	// relay publishes: those of deployments requested on it and of
+	// applications placed on it. Default domain.LocalServer.
+	Server string
 	// TopicPrefix prefixes the queue's stream names. Default
 	// deployer.DefaultTopicPrefix; it must match the deployer's.
 	TopicPrefix string
@@ -78,6 +80,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.Name == "" {
 		c.Name = "relay." + c.Host
+	}
+	if c.Server == "" {
+		c.Server = domain.LocalServer
 	}
 	if c.TopicPrefix == "" {
 		c.TopicPrefix = deployer.DefaultTopicPrefix
@@ -315,7 +320,7 @@ func (r *Relay) relay(ctx context.Context, e domain.RecordedEvent) (bool, error)
 	return isRun, nil
 }
 
-// onHost reports whether e concerns the relay's host (a server id): a
+// onHost reports whether e concerns the relay's server: a
 // deployment requested on it, a cancel request of such a deployment, a stop,
 // start or deletion of an application placed on it when the event was
 // recorded. Events without a server belong to the local server.
@@ -343,14 +348,14 @@ func (r *Relay) onHost(ctx context.Context, e domain.RecordedEvent) (bool, error
 		app, err := domain.LoadApplication(recs)
 		if err != nil {
 			r.log.Error("application stream does not replay; its server is taken as local", "stream", e.StreamID, "err", err)
-			return r.cfg.Host == domain.LocalServer, nil
+			return r.cfg.Server == domain.LocalServer, nil
 		}
 		server = app.Config().Runtime.Server
 	}
 	if server == "" {
 		server = domain.LocalServer
 	}
-	return server == r.cfg.Host, nil
+	return server == r.cfg.Server, nil
 }
 
 // deploymentServer returns the server a deployment was requested on.
