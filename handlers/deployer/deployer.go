@@ -66,6 +66,10 @@ type Config struct {
 	// RetryDelay is the pause before retrying after losing the lock or a
 	// failed start. Default 1 s.
 	RetryDelay time.Duration
+	// Concurrency is how many run-topic commands are handled at once
+	// (the server's concurrency); commands of one application still run
+	// one at a time, in log order. Default 1.
+	Concurrency int
 	// OnReceive, when set, is called as each command message arrives,
 	// before it is handled, with the command name and the message UUID (the
 	// source event id). It runs on the consuming goroutine: keep it fast.
@@ -96,6 +100,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.MaxAttempts == 0 {
 		c.MaxAttempts = 3
+	}
+	if c.Concurrency == 0 {
+		c.Concurrency = 1
 	}
 	if c.DeploymentTimeout == 0 {
 		c.DeploymentTimeout = 30 * time.Minute
@@ -129,6 +136,9 @@ func (c Config) Validate() error {
 			errs = append(errs, domain.Invalid(name, "must not be negative"))
 		}
 	}
+	if c.Concurrency < 1 || c.Concurrency > domain.MaxServerConcurrency {
+		errs = append(errs, domain.Invalid("concurrency", fmt.Sprintf("must be 1-%d", domain.MaxServerConcurrency)))
+	}
 	if c.MaxAttempts < 1 {
 		errs = append(errs, domain.Invalid("max_attempts", "must be at least 1"))
 	}
@@ -149,6 +159,7 @@ type Deployer struct {
 	pool      *pgxpool.Pool
 	redisOpts *redis.Options
 	flow      *Workflow
+	gate      *appGate
 	log       *slog.Logger
 	wmLog     watermill.LoggerAdapter
 
@@ -182,6 +193,7 @@ func New(cfg Config, store domain.EventStore, pool *pgxpool.Pool, redisOpts *red
 		pool:      pool,
 		redisOpts: redisOpts,
 		flow:      flow,
+		gate:      newAppGate(),
 		log:       log,
 		wmLog: watermill.NewSlogLoggerWithLevelMapping(log, map[slog.Level]slog.Level{
 			slog.LevelInfo: slog.LevelDebug,
@@ -288,27 +300,45 @@ func (d *Deployer) consume(ctx context.Context) error {
 		return fmt.Errorf("recover interrupted deployments: %w", err)
 	}
 
-	runMsgs, runSub, err := d.subscribe(ctx, rdb, d.topics.Run)
-	if err != nil {
-		return err
+	// One subscription per slot of the run topic, each its own consumer
+	// of the one group; the first keeps the historical consumer name.
+	var runs []<-chan *message.Message
+	for slot := range d.cfg.Concurrency {
+		consumer := d.consumer
+		if slot > 0 {
+			consumer = fmt.Sprintf("%s-%d", d.consumer, slot+1)
+		}
+		msgs, sub, err := d.subscribe(ctx, rdb, d.topics.Run, consumer)
+		if err != nil {
+			return err
+		}
+		defer sub.Close()
+		runs = append(runs, msgs)
 	}
-	defer runSub.Close()
-	cancelMsgs, cancelSub, err := d.subscribe(ctx, rdb, d.topics.Cancel)
+	cancelMsgs, cancelSub, err := d.subscribe(ctx, rdb, d.topics.Cancel, d.consumer)
 	if err != nil {
 		return err
 	}
 	defer cancelSub.Close()
 
 	go d.keepGroups(ctx, rdb)
-	errc := make(chan error, 2)
+	errc := make(chan error, 1+len(runs))
 	go func() { errc <- d.loop(ctx, cancelMsgs, d.handleCancelTopic) }()
-	go func() { errc <- d.loop(ctx, runMsgs, d.handleRunTopic) }()
+	run := d.handleRunTopic
+	if len(runs) > 1 {
+		run = d.gated(run)
+	}
+	for _, msgs := range runs {
+		go func() { errc <- d.loop(ctx, msgs, run) }()
+	}
 	err = <-errc
 	if ctx.Err() == nil {
-		// One loop stopped on its own: stop the other before returning.
+		// One loop stopped on its own: stop the others before returning.
 		return err
 	}
-	<-errc
+	for range runs {
+		<-errc
+	}
 	return nil
 }
 
@@ -340,10 +370,10 @@ func (d *Deployer) keepGroups(ctx context.Context, rdb *redis.Client) {
 
 // subscribe opens a consumer-group subscription on topic with our one
 // consumer name.
-func (d *Deployer) subscribe(ctx context.Context, rdb *redis.Client, topic string) (<-chan *message.Message, *redisstream.Subscriber, error) {
+func (d *Deployer) subscribe(ctx context.Context, rdb *redis.Client, topic, consumer string) (<-chan *message.Message, *redisstream.Subscriber, error) {
 	sub, err := redisstream.NewSubscriber(redisstream.SubscriberConfig{
 		Client:                        redis.NewClient(d.redisOpts),
-		Consumer:                      d.consumer,
+		Consumer:                      consumer,
 		ConsumerGroup:                 d.consumer,
 		NackResendSleep:               d.cfg.NackResendSleep,
 		BlockTime:                     d.cfg.BlockTime,
