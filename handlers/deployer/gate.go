@@ -18,8 +18,8 @@ import (
 type appGate struct {
 	mu      sync.Mutex
 	waiting map[string][]int64 // app → positions of arrived commands, ascending
-	running map[string]int64 // app → position of its running command
-	changed chan struct{} // closed and replaced on every release
+	running map[string]int64   // app → position of its running command
+	changed chan struct{}      // closed and replaced on every release
 }
 
 func newAppGate() *appGate {
