@@ -2,11 +2,17 @@ package testenv
 
 import (
 	"context"
+	"crypto/ecdsa"
 	"crypto/ed25519"
+	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/pem"
 	"fmt"
 	"io"
+	"math/big"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -18,8 +24,6 @@ import (
 
 	"github.com/docker/docker/client"
 	"golang.org/x/crypto/ssh"
-
-	"berth/internal/testcert"
 )
 
 // RemoteEngine is a second Docker Engine in a network namespace of its
@@ -56,34 +60,51 @@ type RemoteEngine struct {
 // processes).
 func StartRemoteEngine(tb testing.TB, subnet string) *RemoteEngine {
 	tb.Helper()
+	r, err := RunRemoteEngine(subnet)
+	if err != nil {
+		tb.Fatalf("%v", err)
+	}
+	tb.Cleanup(r.Stop)
+	return r
+}
+
+// RunRemoteEngine is StartRemoteEngine outside tests: the caller calls
+// Stop.
+func RunRemoteEngine(subnet string) (_ *RemoteEngine, err error) {
 	if os.Geteuid() != 0 {
-		tb.Fatalf("a remote engine in a network namespace needs root")
+		return nil, fmt.Errorf("a remote engine in a network namespace needs root")
 	}
 	for _, bin := range []string{"ip", "nsenter", "dockerd"} {
 		if _, err := exec.LookPath(bin); err != nil {
-			tb.Fatalf("%s is not installed: it is needed for a second Docker Engine in a network namespace", bin)
+			return nil, fmt.Errorf("%s is not installed: it is needed for a second Docker Engine in a network namespace", bin)
 		}
 	}
 	if _, err := os.Stat("/usr/sbin/sshd"); err != nil {
-		tb.Fatalf("Debian's openssh-server is not installed: run scripts/sshd.sh (the test task does)")
+		return nil, fmt.Errorf("debian's openssh-server is not installed: run scripts/sshd.sh (the test task does)")
 	}
 	lock, err := os.OpenFile(filepath.Join(os.TempDir(), "berth-netns-"+subnet+".lock"), os.O_CREATE|os.O_RDWR, 0o600)
 	if err != nil {
-		tb.Fatal(err)
+		return nil, err
 	}
 	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX); err != nil {
-		tb.Fatal(err)
+		lock.Close()
+		return nil, err
 	}
 	sfx := strings.ToLower(RandomName("")[:6])
 	dir, err := os.MkdirTemp("", "bs")
 	if err != nil {
-		tb.Fatal(err)
+		lock.Close()
+		return nil, err
 	}
 	r := &RemoteEngine{
 		Address: subnet + ".2", HostAddress: subnet + ".1", dir: dir, netns: "bs" + sfx, veth: "bs" + sfx,
-		lock: lock, tb: tb,
+		lock: lock,
 	}
-	tb.Cleanup(r.Stop)
+	defer func() {
+		if err != nil {
+			r.Stop()
+		}
+	}()
 	r.Socket = filepath.Join(dir, "docker.sock")
 
 	// The namespace and its link.
@@ -98,29 +119,31 @@ func StartRemoteEngine(tb testing.TB, subnet string) *RemoteEngine {
 		{"-n", r.netns, "link", "set", "lo", "up"},
 	} {
 		if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
-			tb.Fatalf("ip %s: %v: %s", strings.Join(args, " "), err, out)
+			return nil, fmt.Errorf("ip %s: %w: %s", strings.Join(args, " "), err, out)
 		}
 	}
 
 	// TLS material: the engine's certificate and a client's.
-	ca := testcert.MustCA(tb, "berth test engine CA")
-	srv := ca.MustLeaf(tb, 24*time.Hour, r.Address)
-	cl := ca.MustClient(tb, 24*time.Hour, "berth")
-	r.CAPEM, r.CertPEM, r.KeyPEM = ca.PEM, cl.CertPEM, cl.KeyPEM
+	caPEM, srvCert, srvKey, clCert, clKey, err := engineCerts(r.Address)
+	if err != nil {
+		return nil, err
+	}
+	r.CAPEM, r.CertPEM, r.KeyPEM = caPEM, clCert, clKey
+	var werr error
 	write := func(name string, b []byte, mode os.FileMode) string {
 		p := filepath.Join(dir, name)
-		if err := os.WriteFile(p, b, mode); err != nil {
-			tb.Fatal(err)
+		if err := os.WriteFile(p, b, mode); err != nil && werr == nil {
+			werr = err
 		}
 		return p
 	}
-	caFile, certFile, keyFile := write("ca.pem", ca.PEM, 0o644), write("server.pem", srv.CertPEM, 0o644), write("server-key.pem", srv.KeyPEM, 0o600)
+	caFile, certFile, keyFile := write("ca.pem", caPEM, 0o644), write("server.pem", srvCert, 0o644), write("server-key.pem", srvKey, 0o600)
 	daemonJSON := write("daemon.json", []byte("{}\n"), 0o644)
 	r.TCPURL = "tcp://" + r.Address + ":2376"
 
 	logf, err := os.Create(filepath.Join(dir, "dockerd.log"))
 	if err != nil {
-		tb.Fatal(err)
+		return nil, err
 	}
 	defer logf.Close()
 	cmd := exec.Command("nsenter", "--net=/var/run/netns/"+r.netns, "dockerd",
@@ -131,7 +154,7 @@ func StartRemoteEngine(tb testing.TB, subnet string) *RemoteEngine {
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
-		tb.Fatalf("start dockerd: %v", err)
+		return nil, fmt.Errorf("start dockerd: %w", err)
 	}
 	go func() { _ = cmd.Wait() }()
 	r.dockerPid = filepath.Join(dir, "docker.pid")
@@ -141,7 +164,7 @@ func StartRemoteEngine(tb testing.TB, subnet string) *RemoteEngine {
 	_, hostPriv, _ := ed25519.GenerateKey(rand.Reader)
 	hostPEM, err := ssh.MarshalPrivateKey(hostPriv, "")
 	if err != nil {
-		tb.Fatal(err)
+		return nil, err
 	}
 	hostKeyFile := write("ssh_host_ed25519_key", pem.EncodeToMemory(hostPEM), 0o600)
 	hostSigner, _ := ssh.NewSignerFromKey(hostPriv)
@@ -149,7 +172,7 @@ func StartRemoteEngine(tb testing.TB, subnet string) *RemoteEngine {
 	_, userPriv, _ := ed25519.GenerateKey(rand.Reader)
 	userPEM, err := ssh.MarshalPrivateKey(userPriv, "")
 	if err != nil {
-		tb.Fatal(err)
+		return nil, err
 	}
 	r.SSHKey = pem.EncodeToMemory(userPEM)
 	userSigner, _ := ssh.NewSignerFromKey(userPriv)
@@ -161,17 +184,20 @@ func StartRemoteEngine(tb testing.TB, subnet string) *RemoteEngine {
 		"StrictModes no", "UsePAM no", "PidFile " + r.sshdPid, "SetEnv DOCKER_HOST=unix://" + r.Socket,
 		"LogLevel ERROR", "",
 	}, "\n")), 0o644)
+	if werr != nil {
+		return nil, werr
+	}
 	if err := os.MkdirAll("/run/sshd", 0o755); err != nil {
-		tb.Fatal(err)
+		return nil, err
 	}
 	if out, err := exec.Command("nsenter", "--net=/var/run/netns/"+r.netns, "/usr/sbin/sshd", "-f", sshdConfig, "-E", filepath.Join(dir, "sshd.log")).CombinedOutput(); err != nil {
-		tb.Fatalf("start sshd: %v: %s", err, out)
+		return nil, fmt.Errorf("start sshd: %w: %s", err, out)
 	}
 	r.SSHURL = "ssh://root@" + r.Address
 
 	r.Docker, err = client.NewClientWithOpts(client.WithHost("unix://"+r.Socket), client.WithAPIVersionNegotiation())
 	if err != nil {
-		tb.Fatal(err)
+		return nil, err
 	}
 	deadline := time.Now().Add(60 * time.Second)
 	for {
@@ -183,11 +209,11 @@ func StartRemoteEngine(tb testing.TB, subnet string) *RemoteEngine {
 		}
 		if time.Now().After(deadline) {
 			b, _ := os.ReadFile(filepath.Join(dir, "dockerd.log"))
-			tb.Fatalf("the second Docker Engine did not start in 60 s: %v\n%s", err, tail(b, 3000))
+			return nil, fmt.Errorf("the second Docker Engine did not start in 60 s: %w\n%s", err, tail(b, 3000))
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
-	return r
+	return r, nil
 }
 
 func tail(b []byte, n int) []byte {
@@ -203,20 +229,28 @@ func (r *RemoteEngine) CopyImage(tb testing.TB, local *client.Client, ref string
 	tb.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
+	if err := r.Load(ctx, local, ref); err != nil {
+		tb.Fatal(err)
+	}
+}
+
+// Load is CopyImage outside tests.
+func (r *RemoteEngine) Load(ctx context.Context, local *client.Client, ref string) error {
 	rc, err := local.ImageSave(ctx, []string{ref})
 	if err != nil {
-		tb.Fatalf("save %s: %v", ref, err)
+		return fmt.Errorf("save %s: %w", ref, err)
 	}
 	defer rc.Close()
 	res, err := r.Docker.ImageLoad(ctx, rc, client.ImageLoadWithQuiet(true))
 	if err != nil {
-		tb.Fatalf("load %s: %v", ref, err)
+		return fmt.Errorf("load %s: %w", ref, err)
 	}
 	_, _ = io.Copy(io.Discard, res.Body)
 	res.Body.Close()
 	if _, err := r.Docker.ImageInspect(ctx, ref); err != nil {
-		tb.Fatalf("load %s: not on the remote engine: %v", ref, err)
+		return fmt.Errorf("load %s: not on the remote engine: %w", ref, err)
 	}
+	return nil
 }
 
 // killPidFile stops the process of a pid file: SIGTERM, then SIGKILL after
@@ -271,9 +305,7 @@ func (r *RemoteEngine) Stop() {
 	_ = exec.Command("ip", "netns", "del", r.netns).Run()
 	// The data root may hold mounts until the engine is gone.
 	_ = exec.Command("umount", "-R", filepath.Join(r.dir, "data")).Run()
-	if err := os.RemoveAll(r.dir); err != nil {
-		r.tb.Logf("remove %s: %v", r.dir, err)
-	}
+	_ = os.RemoveAll(r.dir)
 	_ = syscall.Flock(int(r.lock.Fd()), syscall.LOCK_UN)
 	_ = r.lock.Close()
 }
@@ -281,4 +313,57 @@ func (r *RemoteEngine) Stop() {
 // String names the engine for messages.
 func (r *RemoteEngine) String() string {
 	return fmt.Sprintf("remote engine %s (%s)", r.Address, r.netns)
+}
+
+// engineCerts makes a CA, a server certificate for the engine's address
+// and a client certificate, in PEM.
+func engineCerts(addr string) (caPEM, srvCert, srvKey, clCert, clKey []byte, err error) {
+	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, nil, nil, nil, nil, err
+	}
+	now := time.Now()
+	caTmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(now.UnixNano()), Subject: pkix.Name{CommonName: "berth test engine CA"},
+		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(24 * time.Hour), IsCA: true, BasicConstraintsValid: true,
+		KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
+	}
+	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	if err != nil {
+		return nil, nil, nil, nil, nil, err
+	}
+	ca, err := x509.ParseCertificate(caDER)
+	if err != nil {
+		return nil, nil, nil, nil, nil, err
+	}
+	leaf := func(serial int64, cn string, usage x509.ExtKeyUsage, ip net.IP) ([]byte, []byte, error) {
+		key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		if err != nil {
+			return nil, nil, err
+		}
+		tmpl := &x509.Certificate{
+			SerialNumber: big.NewInt(serial), Subject: pkix.Name{CommonName: cn},
+			NotBefore: now.Add(-time.Hour), NotAfter: now.Add(24 * time.Hour),
+			KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{usage},
+		}
+		if ip != nil {
+			tmpl.IPAddresses = []net.IP{ip}
+		}
+		der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
+		if err != nil {
+			return nil, nil, err
+		}
+		kder, err := x509.MarshalPKCS8PrivateKey(key)
+		if err != nil {
+			return nil, nil, err
+		}
+		return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kder}), nil
+	}
+	if srvCert, srvKey, err = leaf(now.UnixNano()+1, addr, x509.ExtKeyUsageServerAuth, net.ParseIP(addr)); err != nil {
+		return nil, nil, nil, nil, nil, err
+	}
+	if clCert, clKey, err = leaf(now.UnixNano()+2, "berth", x509.ExtKeyUsageClientAuth, nil); err != nil {
+		return nil, nil, nil, nil, nil, err
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER}), srvCert, srvKey, clCert, clKey, nil
 }
