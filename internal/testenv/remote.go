@@ -49,7 +49,6 @@ type RemoteEngine struct {
 	dockerPid, sshdPid     string
 	lock                   *os.File
 	stoppedEngine, stopped bool
-	tb                     testing.TB
 }
 
 // StartRemoteEngine starts a RemoteEngine on subnet ("10.231.7": the
