@@ -323,13 +323,10 @@ func (d *Deployer) consume(ctx context.Context) error {
 
 	go d.keepGroups(ctx, rdb)
 	errc := make(chan error, 1+len(runs))
-	go func() { errc <- d.loop(ctx, cancelMsgs, d.handleCancelTopic) }()
-	run := d.handleRunTopic
-	if len(runs) > 1 {
-		run = d.gated(run)
-	}
+	go func() { errc <- d.loop(ctx, cancelMsgs, d.handleCancelTopic, false) }()
+	gated := len(runs) > 1
 	for _, msgs := range runs {
-		go func() { errc <- d.loop(ctx, msgs, run) }()
+		go func() { errc <- d.loop(ctx, msgs, d.handleRunTopic, gated) }()
 	}
 	err = <-errc
 	if ctx.Err() == nil {
@@ -418,8 +415,9 @@ func (d *Deployer) shouldClaim(rdb *redis.Client, topic string) func(redis.XPend
 
 type handlerFunc func(ctx context.Context, msg *message.Message) error
 
-// loop handles messages one at a time until ctx ends or msgs closes.
-func (d *Deployer) loop(ctx context.Context, msgs <-chan *message.Message, h handlerFunc) error {
+// loop handles messages one at a time until ctx ends or msgs closes; gated
+// loops share the application gate.
+func (d *Deployer) loop(ctx context.Context, msgs <-chan *message.Message, h handlerFunc, gated bool) error {
 	for {
 		select {
 		case <-ctx.Done():
@@ -431,14 +429,18 @@ func (d *Deployer) loop(ctx context.Context, msgs <-chan *message.Message, h han
 				}
 				return errors.New("subscription closed")
 			}
-			d.handle(ctx, msg, h)
+			d.handle(ctx, msg, h, gated)
 		}
 	}
 }
 
 // handle runs h and acks or nacks msg. On shutdown it does neither: the entry
 // stays pending and the next holder of the lock resumes it.
-func (d *Deployer) handle(ctx context.Context, msg *message.Message, h handlerFunc) {
+//
+// Gated (a server's concurrency above 1), it first waits for its turn among
+// the commands of the same application (appGate); a nacked command keeps
+// its place, so the ones behind it wait for its redelivery.
+func (d *Deployer) handle(ctx context.Context, msg *message.Message, h handlerFunc, gated bool) {
 	if d.cfg.OnReceive != nil {
 		d.cfg.OnReceive(msg.Metadata.Get("name"), msg.UUID)
 	}
@@ -446,12 +448,25 @@ func (d *Deployer) handle(ctx context.Context, msg *message.Message, h handlerFu
 	defer d.track(msg.UUID, -1)
 	log := d.log.With("message_uuid", msg.UUID, "command", msg.Metadata.Get("name"))
 
+	release := func(bool) {}
+	if gated {
+		if app, pos, ok := gateKey(msg); ok {
+			rel, err := d.gate.enter(ctx, app, pos)
+			if err != nil {
+				log.Info("shutting down: message left pending for the next deployer")
+				return
+			}
+			release = rel
+		}
+	}
 	err := h(ctx, msg)
 	switch {
 	case ctx.Err() != nil:
+		release(false)
 		log.Info("shutting down: message left pending for the next deployer")
 		return
 	case err == nil:
+		release(false)
 		d.forget(msg.UUID)
 		msg.Ack()
 		return
@@ -459,10 +474,12 @@ func (d *Deployer) handle(ctx context.Context, msg *message.Message, h handlerFu
 
 	n := d.fail(msg.UUID)
 	if n < d.cfg.MaxAttempts {
+		release(true)
 		log.Warn("command failed; redelivering", "err", err, "failures", n)
 		msg.Nack()
 		return
 	}
+	release(false)
 	if dlErr := d.deadLetter(ctx, msg, n, err); dlErr != nil {
 		log.Error("command failed and could not be dead-lettered; redelivering", "err", err, "dead_letter_err", dlErr)
 		msg.Nack()

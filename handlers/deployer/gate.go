@@ -28,23 +28,25 @@ func newAppGate() *appGate {
 
 // enter waits until the command at pos is the first of app's arrived
 // commands and no other command of app runs; it returns the function that
-// lets the next one in, or ctx's error.
-func (g *appGate) enter(ctx context.Context, app string, pos int64) (func(), error) {
+// lets the next one in, or ctx's error. A command entered again (a
+// redelivery) keeps its place.
+func (g *appGate) enter(ctx context.Context, app string, pos int64) (func(keep bool), error) {
 	g.mu.Lock()
 	w := g.waiting[app]
-	i, _ := slices.BinarySearch(w, pos)
-	g.waiting[app] = slices.Insert(w, i, pos)
+	if i, found := slices.BinarySearch(w, pos); !found {
+		g.waiting[app] = slices.Insert(w, i, pos)
+	}
 	for {
 		if _, busy := g.running[app]; !busy && g.waiting[app][0] == pos {
 			g.running[app] = pos
 			g.mu.Unlock()
-			return func() { g.leave(app, pos) }, nil
+			return func(keep bool) { g.leave(app, pos, keep) }, nil
 		}
 		ch := g.changed
 		g.mu.Unlock()
 		select {
 		case <-ctx.Done():
-			g.leave(app, pos)
+			g.leave(app, pos, false)
 			return nil, ctx.Err()
 		case <-ch:
 		}
@@ -52,17 +54,22 @@ func (g *appGate) enter(ctx context.Context, app string, pos int64) (func(), err
 	}
 }
 
-func (g *appGate) leave(app string, pos int64) {
+// leave ends the run of the command at pos; with keep, the command keeps
+// its place at the head of app's commands (it will be delivered again:
+// the ones behind it wait for it).
+func (g *appGate) leave(app string, pos int64, keep bool) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	w := g.waiting[app]
-	if i, ok := slices.BinarySearch(w, pos); ok {
-		w = slices.Delete(w, i, i+1)
-	}
-	if len(w) == 0 {
-		delete(g.waiting, app)
-	} else {
-		g.waiting[app] = w
+	if !keep {
+		w := g.waiting[app]
+		if i, ok := slices.BinarySearch(w, pos); ok {
+			w = slices.Delete(w, i, i+1)
+		}
+		if len(w) == 0 {
+			delete(g.waiting, app)
+		} else {
+			g.waiting[app] = w
+		}
 	}
 	if p, ok := g.running[app]; ok && p == pos {
 		delete(g.running, app)
@@ -71,22 +78,15 @@ func (g *appGate) leave(app string, pos int64) {
 	g.changed = make(chan struct{})
 }
 
-// gated runs h for a run-topic message once the message's application may
-// go: one command per application at a time, in log order.
-func (d *Deployer) gated(h handlerFunc) handlerFunc {
-	return func(ctx context.Context, msg *message.Message) error {
-		var v struct {
-			App string `json:"app"`
-		}
-		if json.Unmarshal(msg.Payload, &v) != nil || v.App == "" {
-			return h(ctx, msg)
-		}
-		pos, _ := strconv.ParseInt(msg.Metadata.Get(MetaPosition), 10, 64)
-		release, err := d.gate.enter(ctx, v.App, pos)
-		if err != nil {
-			return err
-		}
-		defer release()
-		return h(ctx, msg)
+// gateKey returns the application and log position a run-topic message
+// is ordered by; ok is false for a message without an application.
+func gateKey(msg *message.Message) (app string, pos int64, ok bool) {
+	var v struct {
+		App string `json:"app"`
 	}
+	if json.Unmarshal(msg.Payload, &v) != nil || v.App == "" {
+		return "", 0, false
+	}
+	pos, _ = strconv.ParseInt(msg.Metadata.Get(MetaPosition), 10, 64)
+	return v.App, pos, true
 }
