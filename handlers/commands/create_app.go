@@ -46,6 +46,9 @@ func (h *Handler) CreateApp(ctx context.Context, meta Meta, cmd CreateApp) (Resu
 	if serverID != domain.LocalServer {
 		cmd.Runtime.Server = serverID
 	}
+	if err := checkRemoteRuntime(cmd.Runtime); err != nil {
+		return Result{}, err
+	}
 	spec, err := domain.NewApp{
 		Project: cmd.Project, Name: cmd.Name, Source: cmd.Source, Build: cmd.Build, Runtime: cmd.Runtime,
 		Env: plainEnv, Domains: domains,

@@ -463,3 +463,12 @@ func (h *Handler) Server(ctx context.Context, name string) (ServerInfo, error) {
 	}
 	return ServerOf(s, recs), nil
 }
+
+// checkRemoteRuntime refuses what a remote server cannot run yet: on a
+// remote server an application publishes one port, so it runs one replica.
+func checkRemoteRuntime(rt domain.Runtime) error {
+	if rt.ServerID() != domain.LocalServer && rt.Replicas > 1 {
+		return domain.Invalid("runtime.replicas", "must be 1 on a remote server")
+	}
+	return nil
+}
