@@ -2,6 +2,8 @@ package main_test
 
 import (
 	"context"
+	"crypto/ed25519"
+	"crypto/rand"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -13,6 +15,7 @@ import (
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/filters"
 	"github.com/docker/docker/client"
+	"golang.org/x/crypto/ssh"
 
 	main "berth/cmd/berth"
 	"berth/domain"
@@ -184,6 +187,20 @@ func TestRemoteServersEndToEnd(t *testing.T) {
 	if v := a.server("GET", "/api/v1/servers/"+sshName); v.HostKey != remote.SSHHostKey {
 		t.Errorf("ssh host key: got %q, want the server's %q pinned", v.HostKey, remote.SSHHostKey)
 	}
+
+	// A pinned host key the server does not hold: never connected.
+	otherPub, _, _ := ed25519.GenerateKey(rand.Reader)
+	otherKey, err := ssh.NewPublicKey(otherPub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.must(http.StatusCreated, "POST", "/api/v1/servers", map[string]any{
+		"name": "pinned-" + suffix, "url": remote.SSHURL, "key": string(remote.SSHKey), "host_key": string(ssh.MarshalAuthorizedKey(otherKey)),
+	})
+	if v := a.server("POST", "/api/v1/servers/pinned-"+suffix+"/verify"); v.State != domain.ServerStateUnreachable || !strings.Contains(v.Reason, "host key") {
+		t.Errorf("verify with another pinned host key: got %+v, want unreachable for the host key", v)
+	}
+	a.must(http.StatusOK, "DELETE", "/api/v1/servers/pinned-"+suffix, nil)
 
 	// One application on each server.
 	project := "srv-" + suffix

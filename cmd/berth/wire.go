@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill"
@@ -297,12 +298,18 @@ func wireDeployer(ctx context.Context, m *Main, cmds *cmdhandlers.Handler, logs 
 	// One deploy path per server: its deployer (the server's advisory
 	// lock makes it the only active one across berth processes) and, for
 	// a remote server, its relay (under its lease).
+	var deployers sync.Map // server id → its running *deployer.Deployer
+	busy := func(id string) bool {
+		d, ok := deployers.Load(id)
+		return ok && d.(*deployer.Deployer).Busy()
+	}
 	spawn := func(ctx context.Context, s *domain.Server, srt domain.RuntimePort) error {
 		if s.ID() == domain.LocalServer {
 			dep, err := deployer.New(deployer.Config{Host: cfg.DeployHost, Concurrency: s.Concurrency(), Logger: m.Logger}, m.Store, m.Pool, redisOpts, localFlow)
 			if err != nil {
 				return err
 			}
+			deployers.Store(s.ID(), dep)
 			return dep.Run(ctx)
 		}
 		flow, err := newFlow(srt, nil)
@@ -322,6 +329,7 @@ func wireDeployer(ctx context.Context, m *Main, cmds *cmdhandlers.Handler, logs 
 		if err != nil {
 			return err
 		}
+		deployers.Store(s.ID(), dep)
 		errc := make(chan error, 2)
 		go func() { errc <- ls.Lead(ctx, "relay/"+s.ID(), srl.Run) }()
 		go func() { errc <- dep.Run(ctx) }()
@@ -329,7 +337,7 @@ func wireDeployer(ctx context.Context, m *Main, cmds *cmdhandlers.Handler, logs 
 		<-errc
 		return err
 	}
-	return fleet, rl, Runner{Name: "servers", Run: func(ctx context.Context) error { return fleet.Supervise(ctx, spawn) }}, nil
+	return fleet, rl, Runner{Name: "servers", Run: func(ctx context.Context) error { return fleet.Supervise(ctx, spawn, busy) }}, nil
 }
 
 // openEventStore returns the PostgreSQL event store over m.Pool and

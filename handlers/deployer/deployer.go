@@ -490,6 +490,13 @@ func (d *Deployer) handle(ctx context.Context, msg *message.Message, h handlerFu
 	msg.Ack()
 }
 
+// Busy reports whether the deployer is handling a command right now.
+func (d *Deployer) Busy() bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return len(d.inflight) > 0
+}
+
 func (d *Deployer) track(id string, delta int) {
 	d.mu.Lock()
 	defer d.mu.Unlock()

@@ -293,9 +293,10 @@ type Spawn func(ctx context.Context, s *domain.Server, rt domain.RuntimePort) er
 
 // Supervise keeps one spawn running per existing server until ctx ends:
 // started when the server appears (an SSH server once its host key is
-// pinned), restarted when its concurrency or host key changes, stopped
-// when it is removed.
-func (f *Fleet) Supervise(ctx context.Context, spawn Spawn) error {
+// pinned), restarted when its concurrency or host key changes (once busy,
+// when set, says the server's deployer is idle, so that no running
+// deployment is cut short), stopped when it is removed.
+func (f *Fleet) Supervise(ctx context.Context, spawn Spawn, busy func(serverID string) bool) error {
 	type running struct {
 		key    string
 		cancel context.CancelFunc
@@ -329,7 +330,7 @@ func (f *Fleet) Supervise(ctx context.Context, spawn Spawn) error {
 				want[info.ID] = true
 				key := fmt.Sprintf("%d|%s|%s", info.Concurrency, info.URL, info.HostKey)
 				if r, ok := active[info.ID]; ok {
-					if r.key == key {
+					if r.key == key || busy != nil && busy(info.ID) {
 						continue
 					}
 					stop(info.ID)
