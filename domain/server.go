@@ -94,8 +94,8 @@ type ServerFacts struct {
 	OS            string `json:"os,omitempty"`
 	CPUs          int    `json:"cpus"`
 	MemoryBytes   int64  `json:"memory_bytes"`
-	// DiskBytes is the space the engine's images, containers and volumes
-	// take on the server.
+	// DiskBytes is the space the engine's images and containers take on
+	// the server (0 when the engine did not tell in time).
 	DiskBytes int64 `json:"disk_bytes"`
 }
 

@@ -287,16 +287,15 @@ func (e *Engine) Facts(ctx context.Context) (domain.ServerFacts, error) {
 		return domain.ServerFacts{}, unavailable(fmt.Errorf("docker info: %w", err))
 	}
 	f := domain.ServerFacts{EngineVersion: info.ServerVersion, OS: info.OperatingSystem, CPUs: info.NCPU, MemoryBytes: info.MemTotal}
-	if du, err := e.docker.DiskUsage(ctx, types.DiskUsageOptions{}); err == nil {
+	// The disk figure is best effort: on a busy engine the sizes take long
+	// to add up, and the engine answered already.
+	duCtx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if du, err := e.docker.DiskUsage(duCtx, types.DiskUsageOptions{Types: []types.DiskUsageObject{types.ImageObject, types.ContainerObject}}); err == nil {
 		f.DiskBytes = du.LayersSize
 		for _, c := range du.Containers {
 			if c != nil {
 				f.DiskBytes += c.SizeRw
-			}
-		}
-		for _, v := range du.Volumes {
-			if v != nil && v.UsageData != nil && v.UsageData.Size > 0 {
-				f.DiskBytes += v.UsageData.Size
 			}
 		}
 	} else if ctx.Err() != nil {
