@@ -250,6 +250,8 @@ type deployStack struct {
 	pub    *redisstream.Publisher
 	eng    *docker.Engine
 	n      int
+	// onClose run after the stack stopped, last first.
+	onClose []func()
 }
 
 func startDeployStack(ctx context.Context, pool *pgxpool.Pool, redisURL, network, work string) (*deployStack, error) {
@@ -258,7 +260,7 @@ func startDeployStack(ctx context.Context, pool *pgxpool.Pool, redisURL, network
 
 // startSealedDeployStack is startDeployStack with a keyring for secrets
 // and registry credentials.
-func startSealedDeployStack(ctx context.Context, pool *pgxpool.Pool, redisURL, network, work string, sealer domain.SecretSealer) (*deployStack, error) {
+func startSealedDeployStack(ctx context.Context, pool *pgxpool.Pool, redisURL, network, work string, sealer domain.SecretSealer, engine ...func(*docker.Config)) (*deployStack, error) {
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	store, err := eventstore.NewPostgres(eventstore.PostgresConfig{Logger: log}, pool)
 	if err != nil {
@@ -288,7 +290,11 @@ func startSealedDeployStack(ctx context.Context, pool *pgxpool.Pool, redisURL, n
 	if err != nil {
 		return nil, err
 	}
-	eng, err := docker.New(docker.Config{Network: network, WorkRoot: filepath.Join(work, "work")})
+	engCfg := docker.Config{Network: network, WorkRoot: filepath.Join(work, "work")}
+	for _, f := range engine {
+		f(&engCfg)
+	}
+	eng, err := docker.New(engCfg)
 	if err != nil {
 		return nil, err
 	}
@@ -345,6 +351,9 @@ func (s *deployStack) close() {
 	_ = s.pub.Close()
 	_ = s.eng.Close()
 	s.store.Close()
+	for i := len(s.onClose) - 1; i >= 0; i-- {
+		s.onClose[i]()
+	}
 }
 
 func benchMeta() commands.Meta {

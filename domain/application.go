@@ -458,6 +458,10 @@ type AppPatch struct {
 	HealthCheckPath           *string   `json:"health_check_path,omitempty"`
 	HealthCheckTimeoutSeconds *int      `json:"health_check_timeout_seconds,omitempty"`
 	RestartPolicy             *string   `json:"restart_policy,omitempty"`
+	// Server is the id of the server to place the application on
+	// (LocalServer or "" for the local one). The caller resolves a server
+	// name to its id and places the application there (Server.Place).
+	Server *string `json:"server,omitempty"`
 }
 
 // Update decides a partial update. It returns no events when the patch
@@ -500,6 +504,10 @@ func (a *Application) Update(p AppPatch) ([]Event, error) {
 	set(&rt.HealthCheck.Path, p.HealthCheckPath)
 	set(&rt.HealthCheck.TimeoutSeconds, p.HealthCheckTimeoutSeconds)
 	set(&rt.RestartPolicy, p.RestartPolicy)
+	set(&rt.Server, p.Server)
+	if rt.Server == LocalServer {
+		rt.Server = ""
+	}
 	if err := src.Validate("source"); err != nil {
 		return nil, err
 	}
@@ -537,6 +545,7 @@ func (a *Application) Update(p AppPatch) ([]Event, error) {
 	diff("runtime.health_check.path", old.Runtime.HealthCheck.Path, rt.HealthCheck.Path)
 	diff("runtime.health_check.timeout_seconds", old.Runtime.HealthCheck.TimeoutSeconds, rt.HealthCheck.TimeoutSeconds)
 	diff("runtime.restart_policy", old.Runtime.RestartPolicy, rt.RestartPolicy)
+	diff("runtime.server", old.Runtime.Server, rt.Server)
 	if len(changed) == 0 {
 		return nil, nil
 	}

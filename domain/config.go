@@ -124,6 +124,18 @@ type Runtime struct {
 	Replicas      int         `json:"replicas,omitempty"`
 	HealthCheck   HealthCheck `json:"health_check"`
 	RestartPolicy string      `json:"restart_policy,omitempty"`
+	// Server is the id of the server the application is placed on (see
+	// Server); empty means the local one.
+	Server string `json:"server,omitempty"`
+}
+
+// ServerID returns the id of the server the application runs on,
+// LocalServer when none is set.
+func (r Runtime) ServerID() string {
+	if r.Server == "" {
+		return LocalServer
+	}
+	return r.Server
 }
 
 // EnvVar is one environment variable. A secret's plain value never appears

@@ -53,6 +53,10 @@ type DeploymentRequested struct {
 	ImageID string `json:"image_id,omitempty"`
 	// RetryOf is the deployment a retry repeats.
 	RetryOf string `json:"retry_of,omitempty"`
+	// Server is the id of the server the deployment runs on (the
+	// application's placement when it was requested); empty: the local one.
+	// Its queue is that server's.
+	Server string `json:"server,omitempty"`
 }
 
 // DeploymentQueued is recorded ("deployment.queued") when the deployment has
@@ -393,7 +397,7 @@ func RequestDeployment(app *Application, r DeploymentRequest) ([]Event, error) {
 			return nil, err
 		}
 	}
-	req := DeploymentRequested{DeploymentID: r.ID, App: app.name, AppVersion: app.version, Incarnation: app.Incarnation(), Trigger: r.Trigger, Ref: r.Ref}
+	req := DeploymentRequested{DeploymentID: r.ID, App: app.name, AppVersion: app.version, Incarnation: app.Incarnation(), Trigger: r.Trigger, Ref: r.Ref, Server: app.config.Runtime.Server}
 	if r.Trigger.Kind == TriggerRetry {
 		prev := r.RetryOf
 		if prev == nil || prev.app != app.name || prev.Incarnation() != app.Incarnation() || !prev.status.IsTerminal() || prev.status == DeploymentSucceededStatus {
@@ -444,6 +448,7 @@ func RequestRollback(app *Application, id string, target *Deployment, detail str
 		Ref:          target.commitSHA,
 		RollbackOf:   target.id,
 		ImageID:      target.imageID,
+		Server:       app.config.Runtime.Server,
 	}}}, nil
 }
 

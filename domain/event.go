@@ -117,6 +117,28 @@ func DecodeEvent(e RecordedEvent) (any, error) {
 		return decode[RegistryChanged](e)
 	case EventRegistryRemoved:
 		return decode[RegistryRemoved](e)
+	case EventServerAdded:
+		return decode[ServerAdded](e)
+	case EventServerVerified:
+		return decode[ServerVerified](e)
+	case EventServerUnreachable:
+		return decode[ServerUnreachable](e)
+	case EventServerHostKeyPinned:
+		return decode[ServerHostKeyPinned](e)
+	case EventServerRenamed:
+		return decode[ServerRenamed](e)
+	case EventServerConcurrencySet:
+		return decode[ServerConcurrencySet](e)
+	case EventServerAppPlaced:
+		return decode[ServerAppPlaced](e)
+	case EventServerAppReleased:
+		return decode[ServerAppReleased](e)
+	case EventServerRemoved:
+		return decode[ServerRemoved](e)
+	case EventServerNameClaimed:
+		return decode[ServerNameClaimed](e)
+	case EventServerNameReleased:
+		return decode[ServerNameReleased](e)
 	case EventDeploymentReplicaSwitched:
 		return decode[DeploymentReplicaSwitched](e)
 	case EventDeploymentServiceStep:

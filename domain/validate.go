@@ -856,6 +856,11 @@ func (r Runtime) Validate(prefix string) error {
 	if m := r.Resources.MemoryBytes; m != 0 && (m < MinMemoryBytes || m > MaxMemoryBytes) {
 		return Invalid(field(res, "memory_bytes"), fmt.Sprintf("must be between %d (6 MiB) and %d bytes, or 0 for no limit", MinMemoryBytes, MaxMemoryBytes))
 	}
+	if r.Server != "" {
+		if err := ValidateName(field(prefix, "server"), r.Server); err != nil {
+			return err
+		}
+	}
 	if r.Replicas < 1 || r.Replicas > MaxReplicas {
 		return Invalid(field(prefix, "replicas"), fmt.Sprintf("must be between 1 and %d", MaxReplicas))
 	}

@@ -44,7 +44,8 @@ func RouteAccess(pattern string) (Access, bool) {
 	// role (auditors above all).
 	case "GET /api/v1/events", "GET /api/v1/events/export", "GET /api/v1/events/stream", "GET /api/v1/events/ws",
 		"GET /api/v1/audit", "GET /api/v1/audit/verify", "GET /api/v1/audit/checkpoints", "GET /api/v1/replay",
-		"GET /api/v1/webhooks", "GET /api/v1/webhooks/{id}/deliveries":
+		"GET /api/v1/webhooks", "GET /api/v1/webhooks/{id}/deliveries",
+		"GET /api/v1/servers", "GET /api/v1/servers/{name}":
 		return Access{Role: domain.RoleAuditor}, true
 
 	// Managing and deploying applications.
@@ -65,7 +66,8 @@ func RouteAccess(pattern string) (Access, bool) {
 		"POST /api/v1/webhooks", "DELETE /api/v1/webhooks/{id}",
 		"POST /api/v1/webhooks/{id}/pause", "POST /api/v1/webhooks/{id}/resume",
 		"GET /api/v1/registries", "POST /api/v1/registries", "PATCH /api/v1/registries/{name}", "DELETE /api/v1/registries/{name}",
-		"PUT /api/v1/projects/{name}/compose-allowed":
+		"PUT /api/v1/projects/{name}/compose-allowed",
+		"POST /api/v1/servers", "PATCH /api/v1/servers/{name}", "POST /api/v1/servers/{name}/verify", "DELETE /api/v1/servers/{name}":
 		return Access{Role: domain.RoleAdmin}, true
 	}
 	return notificationRouteAccess(pattern)

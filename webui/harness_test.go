@@ -19,6 +19,7 @@ import (
 	"berth/domain"
 	"berth/eventstore"
 	"berth/handlers/commands"
+	"berth/handlers/servers"
 	"berth/internal/testenv"
 	"berth/projections"
 	"berth/webui"
@@ -52,14 +53,21 @@ func newEnvCommands(t testing.TB, cc commands.Config, cfg webui.ServerConfig, mu
 		t.Fatalf("NewPostgres: %v", err)
 	}
 	t.Cleanup(store.Close)
-	cmds, err := commands.New(cc, store, newSealer(t))
+	sealer := newSealer(t)
+	cmds, err := commands.New(cc, store, sealer)
 	if err != nil {
 		t.Fatalf("commands.New: %v", err)
 	}
+	fleet, err := servers.New(servers.Config{CheckTimeout: 5 * time.Second}, store, sealer, cmds)
+	if err != nil {
+		t.Fatalf("servers.New: %v", err)
+	}
+	t.Cleanup(func() { _ = fleet.Close() })
 	reads := &foldReads{store: store}
 	deps := webui.Deps{
 		Certificates: webui.CertificateReads{Queries: projections.NewQueries(pool), ACMEEnabled: cc.ACME},
 		Commands:     cmds,
+		Servers:      webui.Servers{Commands: cmds, Checker: fleet},
 		Reads:        reads,
 		Queue:        reads,
 		Ready: []webui.Check{

@@ -121,6 +121,9 @@ type Deps struct {
 	Notifications Notifications
 	// Monitor serves the monitoring samples (webui/monitor.go); 503 when nil.
 	Monitor MonitorReads
+	// Servers serve the server endpoints (webui/servers.go); absent ports
+	// answer 503.
+	Servers Servers
 }
 
 // Server is berth's HTTP server. It is an http.Handler; more routes (the
@@ -253,6 +256,7 @@ func (s *Server) registerRoutes() {
 	s.registerNotifications()
 	s.registerMonitoring()
 	s.registerRegistries()
+	s.registerServers()
 
 	s.api("GET /api/v1/ws", s.websocket)
 }

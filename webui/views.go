@@ -21,6 +21,8 @@ type WriteResponse struct {
 	App           string `json:"app,omitempty"`
 	Host          string `json:"host,omitempty"`
 	DeploymentID  string `json:"deployment_id,omitempty"`
+	// ServerID is the id of the server a POST /api/v1/servers added.
+	ServerID string `json:"server_id,omitempty"`
 	// QueuePosition is live (not replayed): 0 running or done, n ≥ 1 queued
 	// behind n-1 deployments. Absent when the queue cannot tell yet.
 	QueuePosition *int `json:"queue_position,omitempty"`

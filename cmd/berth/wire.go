@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill"
@@ -27,6 +28,7 @@ import (
 	"berth/handlers/docker"
 	"berth/handlers/imagegc"
 	"berth/handlers/relay"
+	"berth/handlers/servers"
 	"berth/internal/leases"
 	"berth/projections"
 	"berth/projections/traefik"
@@ -149,11 +151,16 @@ func (m *Main) wire(ctx context.Context) (http.Handler, []Runner, error) {
 	}
 	integ.CheckpointKey = checkpointKey
 	integ.Replay = replay
+	fleet, rl, supervise, err := wireDeployer(ctx, m, cmds, logs, sealer, runner, ls)
+	if err != nil {
+		return nil, nil, err
+	}
 	srv, err := webui.NewServer(webui.ServerConfig{}, webui.Deps{
 		Commands: cmds, Reads: reads, Queue: reads, BuildLogs: webui.BuildLogStore{Store: logs}, ContainerLogs: clogs, Images: images,
 		Metrics: []webui.MetricsWriter{runner, queueMetrics{m: m}}, Logger: m.Logger, Hub: hub,
 		Auth: guard.Authenticate, Integrations: integ, Notifications: notifications,
 		Monitor: mon, Collectors: []prometheus.Collector{mon},
+		Servers:      webui.Servers{Commands: cmds, Checker: fleet},
 		Certificates: webui.CertificateReads{Queries: projections.NewQueries(m.Pool), ACMEEnabled: cfg.TLS.ACMEEmail != ""},
 		Ready: append([]webui.Check{
 			{Name: "postgres", Check: m.Pool.Ping},
@@ -169,12 +176,8 @@ func (m *Main) wire(ctx context.Context) (http.Handler, []Runner, error) {
 	guard.Register(srv)
 	srv.MountUI()
 
-	// The deploy path: relay (log → Redis Streams) and this host's deployer.
-	dep, rl, closePub, err := wireDeployer(ctx, m, logs, sealer, runner)
-	if err != nil {
-		return nil, nil, err
-	}
-	m.closers = append(m.closers, closePub)
+	// The deploy path: relay (log → Redis Streams) and one deployer per
+	// server.
 	m.relay = rl
 
 	runners := []Runner{
@@ -182,7 +185,8 @@ func (m *Main) wire(ctx context.Context) (http.Handler, []Runner, error) {
 		{Name: "hub", Run: hub.Run},
 		{Name: "leases", Run: ls.Run},
 		{Name: "relay", Run: func(ctx context.Context) error { return ls.Lead(ctx, "relay/"+cfg.DeployHost, rl.Run) }},
-		{Name: "deployer", Run: dep.Run},
+		supervise,
+		{Name: "server-checks", Run: func(ctx context.Context) error { return ls.Lead(ctx, "servers/checks", fleet.RunChecks) }},
 	}
 	runners = append(runners, authRunners...)
 	runners = append(runners, deliveries, sending)
@@ -223,64 +227,131 @@ func openSealer(m *Main) (domain.SecretSealer, error) {
 	return k, nil
 }
 
-// wireDeployer builds the relay and the deployer of Config.DeployHost with
-// the Docker executor, and returns a function closing the relay's
-// publisher.
-func wireDeployer(ctx context.Context, m *Main, logs *buildlog.Store, sealer domain.SecretSealer, runner *projections.Runner) (*deployer.Deployer, *relay.Relay, func() error, error) {
+// wireDeployer builds the deploy path of every server: the local
+// server's relay (on Config.DeployHost's queue) and, under the servers'
+// supervisor, one deployer per server (the local one on the local Docker
+// Engine, each remote one on its engine with a relay of its own). It
+// returns the supervisor's runner, the fleet's checker and the local relay,
+// and registers what must be closed.
+func wireDeployer(ctx context.Context, m *Main, cmds *cmdhandlers.Handler, logs *buildlog.Store, sealer domain.SecretSealer, runner *projections.Runner, ls *leases.Leases) (*servers.Fleet, *relay.Relay, Runner, error) {
 	_ = ctx
 	cfg := m.Config
 	redisOpts, err := redis.ParseURL(cfg.RedisURL)
 	if err != nil {
-		return nil, nil, nil, fmt.Errorf("--redis-url: %w", err)
+		return nil, nil, Runner{}, fmt.Errorf("--redis-url: %w", err)
 	}
 	dataDir, err := filepath.Abs(cfg.DataDir)
 	if err != nil {
-		return nil, nil, nil, fmt.Errorf("--data-dir: %w", err)
+		return nil, nil, Runner{}, fmt.Errorf("--data-dir: %w", err)
 	}
-	eng, err := docker.New(docker.Config{DockerHost: cfg.DockerHost, Network: cfg.DockerNetwork, WorkRoot: filepath.Join(dataDir, "work")})
+	localCfg := docker.Config{DockerHost: cfg.DockerHost, Network: cfg.DockerNetwork, WorkRoot: filepath.Join(dataDir, "work")}
+	eng, err := docker.New(localCfg)
 	if err != nil {
-		return nil, nil, nil, err
+		return nil, nil, Runner{}, err
 	}
 	m.closers = append(m.closers, eng.Close)
 	gc, err := imagegc.New(imagegc.Config{DockerHost: cfg.DockerHost})
 	if err != nil {
-		return nil, nil, nil, err
+		return nil, nil, Runner{}, err
 	}
 	m.closers = append(m.closers, gc.Close)
 	rt, err := docker.NewRuntime(docker.RuntimeConfig{Engine: eng})
 	if err != nil {
-		return nil, nil, nil, err
+		return nil, nil, Runner{}, err
 	}
-	flow, err := deployer.NewWorkflow(deployer.WorkflowConfig{
-		Runtime: rt, Logs: logs, Sealer: sealer, Logger: m.Logger, Leftovers: gc, BuildLogs: logs,
-		Stacks: rt, Compose: m.composer,
+	routes := deployer.RouteWaiterFunc(func(ctx context.Context, pos int64) error {
 		// The routes are live once this process's routing projection
 		// wrote the switch the workflow appended.
-		Routes: deployer.RouteWaiterFunc(func(ctx context.Context, pos int64) error {
-			return runner.WaitApplied(ctx, projections.RoutingName, pos)
-		}),
-	}, m.Store)
-	if err != nil {
-		return nil, nil, nil, err
+		return runner.WaitApplied(ctx, projections.RoutingName, pos)
+	})
+	// stacks deploys compose applications: the local engine's runtime
+	// (compose stacks run on the local server).
+	newFlow := func(rt domain.RuntimePort, leftovers deployer.LeftoverCollector, stacks domain.StackRuntime) (*deployer.Workflow, error) {
+		wc := deployer.WorkflowConfig{Runtime: rt, Logs: logs, Sealer: sealer, Logger: m.Logger, BuildLogs: logs, Routes: routes,
+			Stacks: stacks, Compose: m.composer}
+		if leftovers != nil {
+			wc.Leftovers = leftovers
+		}
+		return deployer.NewWorkflow(wc, m.Store)
 	}
-	dep, err := deployer.New(deployer.Config{Host: cfg.DeployHost, Logger: m.Logger}, m.Store, m.Pool, redisOpts, flow)
+	localFlow, err := newFlow(rt, gc, rt)
 	if err != nil {
-		return nil, nil, nil, err
+		return nil, nil, Runner{}, err
+	}
+	// Validate the local deployer's configuration now, not in the
+	// supervisor.
+	if _, err := deployer.New(deployer.Config{Host: cfg.DeployHost, Logger: m.Logger}, m.Store, m.Pool, redisOpts, localFlow); err != nil {
+		return nil, nil, Runner{}, err
 	}
 	checkpoints, ok := m.Store.(domain.CheckpointStore)
 	if !ok {
-		return nil, nil, nil, fmt.Errorf("the event store keeps no checkpoints: %w", domain.ErrInvalid)
+		return nil, nil, Runner{}, fmt.Errorf("the event store keeps no checkpoints: %w", domain.ErrInvalid)
 	}
-	pub, err := redisstream.NewPublisher(redisstream.PublisherConfig{Client: redis.NewClient(redisOpts)}, watermill.NewSlogLogger(m.Logger))
+	newPub := func() (*redisstream.Publisher, error) {
+		pub, err := redisstream.NewPublisher(redisstream.PublisherConfig{Client: redis.NewClient(redisOpts)}, watermill.NewSlogLogger(m.Logger))
+		if err != nil {
+			return nil, fmt.Errorf("redis publisher: %w", err)
+		}
+		return pub, nil
+	}
+	pub, err := newPub()
 	if err != nil {
-		return nil, nil, nil, fmt.Errorf("redis publisher: %w", err)
+		return nil, nil, Runner{}, err
 	}
+	m.closers = append(m.closers, pub.Close)
 	rl, err := relay.New(relay.Config{Host: cfg.DeployHost, Logger: m.Logger, Redis: m.Redis}, m.Store, checkpoints, pub)
 	if err != nil {
-		_ = pub.Close()
-		return nil, nil, nil, err
+		return nil, nil, Runner{}, err
 	}
-	return dep, rl, pub.Close, nil
+	fleet, err := servers.New(servers.Config{Local: localCfg, Logger: m.Logger}, m.Store, sealer, cmds)
+	if err != nil {
+		return nil, nil, Runner{}, err
+	}
+	m.closers = append(m.closers, fleet.Close)
+
+	// One deploy path per server: its deployer (the server's advisory
+	// lock makes it the only active one across berth processes) and, for
+	// a remote server, its relay (under its lease).
+	var deployers sync.Map // server id → its running *deployer.Deployer
+	busy := func(id string) bool {
+		d, ok := deployers.Load(id)
+		return ok && d.(*deployer.Deployer).Busy()
+	}
+	spawn := func(ctx context.Context, s *domain.Server, srt domain.RuntimePort) error {
+		if s.ID() == domain.LocalServer {
+			dep, err := deployer.New(deployer.Config{Host: cfg.DeployHost, Concurrency: s.Concurrency(), Logger: m.Logger}, m.Store, m.Pool, redisOpts, localFlow)
+			if err != nil {
+				return err
+			}
+			deployers.Store(s.ID(), dep)
+			return dep.Run(ctx)
+		}
+		flow, err := newFlow(srt, nil, nil)
+		if err != nil {
+			return err
+		}
+		dep, err := deployer.New(deployer.Config{Host: s.ID(), Concurrency: s.Concurrency(), Logger: m.Logger.With("server", s.Name())}, m.Store, m.Pool, redisOpts, flow)
+		if err != nil {
+			return err
+		}
+		pub, err := newPub()
+		if err != nil {
+			return err
+		}
+		defer pub.Close()
+		srl, err := relay.New(relay.Config{Host: s.ID(), Server: s.ID(), Logger: m.Logger, Redis: m.Redis}, m.Store, checkpoints, pub)
+		if err != nil {
+			return err
+		}
+		deployers.Store(s.ID(), dep)
+		errc := make(chan error, 2)
+		go func() { errc <- ls.Lead(ctx, "relay/"+s.ID(), srl.Run) }()
+		go func() { errc <- dep.Run(ctx) }()
+		err = <-errc
+		<-errc
+		return err
+	}
+	return fleet, rl, Runner{Name: "servers", Run: func(ctx context.Context) error { return fleet.Supervise(ctx, spawn, busy) }}, nil
 }
 
 // openEventStore returns the PostgreSQL event store over m.Pool and

@@ -90,6 +90,9 @@ func suites() []suite {
 			}
 			return bench.RunPull(ctx, c.databaseURL, c.redisURL, bin, out)
 		}},
+		{"remote", func(ctx context.Context, c config, out io.Writer) error {
+			return bench.RunRemote(ctx, c.databaseURL, c.redisURL, out)
+		}},
 		{"dispatch", func(ctx context.Context, c config, out io.Writer) error {
 			return bench.RunDispatch(ctx, c.databaseURL, c.redisURL, out)
 		}},

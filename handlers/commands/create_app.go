@@ -42,6 +42,18 @@ func (h *Handler) CreateApp(ctx context.Context, meta Meta, cmd CreateApp) (Resu
 		cs.Services = nil // what the file declares, set below
 		cmd.Source.Compose = &cs
 	}
+	// runtime.server names the server; the application records its id.
+	serverID, err := h.ResolveServer(ctx, "runtime.server", cmd.Runtime.Server)
+	if err != nil {
+		return Result{}, err
+	}
+	cmd.Runtime.Server = ""
+	if serverID != domain.LocalServer {
+		cmd.Runtime.Server = serverID
+	}
+	if err := checkRemoteRuntime(cmd.Source, cmd.Runtime); err != nil {
+		return Result{}, err
+	}
 	spec, err := domain.NewApp{
 		Project: cmd.Project, Name: cmd.Name, Source: cmd.Source, Build: cmd.Build, Runtime: cmd.Runtime,
 		Env: plainEnv, Domains: domains,
@@ -110,6 +122,18 @@ func (h *Handler) CreateApp(ctx context.Context, meta Meta, cmd CreateApp) (Resu
 		// deletion of the project conflicts with this creation.
 		expected := map[string]domain.ExpectedVersion{stream: appExpected, domain.ProjectStream(spec.Project): domain.ExpectVersion(project.Version())}
 		hostsExpected(expected, hosts)
+		if serverID != domain.LocalServer {
+			srv, err := h.loadServer(ctx, serverID)
+			if err != nil {
+				return plan{}, err
+			}
+			placed, err := srv.Place(spec.Name)
+			if err != nil {
+				return plan{}, err
+			}
+			events = append(placed, events...)
+			expected[domain.ServerStream(serverID)] = domain.ExpectVersion(srv.Version())
+		}
 		return plan{primary: stream, events: events, expected: expected}, nil
 	})
 }

@@ -55,7 +55,11 @@ func (h *Handler) DeleteApp(ctx context.Context, meta Meta, cmd DeleteApp) (Resu
 		if err != nil {
 			return plan{}, err
 		}
-		p := appPlan(app, append(events, closed...))
+		released, srvStream, srvVersion, err := h.releaseServer(ctx, app)
+		if err != nil {
+			return plan{}, err
+		}
+		p := appPlan(app, append(released, append(events, closed...)...))
 		if len(closed) > 0 {
 			p.expected[domain.PreviewStream(cmd.App)] = domain.ExpectVersion(pv.Version())
 			for name, a := range previewApps {
@@ -63,6 +67,9 @@ func (h *Handler) DeleteApp(ctx context.Context, meta Meta, cmd DeleteApp) (Resu
 			}
 		}
 		hostsExpected(p.expected, hosts)
+		if len(released) > 0 {
+			p.expected[srvStream] = domain.ExpectVersion(srvVersion)
+		}
 		return p, nil
 	})
 }

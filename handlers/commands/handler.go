@@ -127,6 +127,8 @@ type Result struct {
 	DeploymentID string
 	// Duplicate is true when an idempotency key had already acted.
 	Duplicate bool
+	// ServerID is the server AddServer created.
+	ServerID string
 }
 
 // idNamespace is the UUIDv5 namespace of berth's derived ids.

@@ -2,6 +2,7 @@ package commands
 
 import (
 	"context"
+	"fmt"
 
 	"berth/domain"
 )
@@ -27,7 +28,9 @@ func (h *Handler) UpdateApp(ctx context.Context, meta Meta, cmd UpdateApp) (Resu
 	if err := domain.ValidateName("app", cmd.App); err != nil {
 		return Result{}, err
 	}
-	return h.execute(ctx, c, cmd.ExpectedVersion == 0, func(ctx context.Context) (plan, error) {
+	moved := false // the patch places the application on another server
+	res, err := h.execute(ctx, c, cmd.ExpectedVersion == 0, func(ctx context.Context) (plan, error) {
+		moved = false
 		if dup, ok, err := c.duplicate(ctx, domain.AppStream(cmd.App), ""); err != nil || ok {
 			return plan{dup: &dup}, err
 		}
@@ -47,10 +50,46 @@ func (h *Handler) UpdateApp(ctx context.Context, meta Meta, cmd UpdateApp) (Resu
 			}
 			patch.Compose = &cs
 		}
+		placed, placedExpected, err := h.placeApp(ctx, app, &patch)
+		if err != nil {
+			return plan{}, err
+		}
 		events, err := app.Update(patch)
 		if err != nil {
 			return plan{}, err
 		}
-		return appPlan(app, events), nil
+		if len(events) == 0 {
+			return appPlan(app, nil), nil
+		}
+		for _, e := range events {
+			if u, ok := e.Data.(domain.AppUpdated); ok {
+				if err := checkRemoteRuntime(u.Source, u.Runtime); err != nil {
+					return plan{}, err
+				}
+			}
+		}
+		moved = placedExpected != nil && app.Status() == domain.AppStatusActive
+		p := appPlan(app, append(placed, events...))
+		for s, v := range placedExpected {
+			p.expected[s] = v
+		}
+		return p, nil
 	})
+	if err != nil || !moved || res.Duplicate || res.Position == 0 {
+		return res, err
+	}
+	// A new placement is deployed there at once.
+	dm := meta
+	if dm.IdempotencyKey != "" {
+		dm.IdempotencyKey = dm.IdempotencyKey[:min(len(dm.IdempotencyKey), MaxIdempotencyKeyLen-10)] + "/placement"
+	}
+	dep, err := h.RequestDeployment(ctx, dm, RequestDeployment{App: cmd.App, Trigger: domain.Trigger{Kind: domain.TriggerManual, Detail: "placed on server " + *cmd.Patch.Server}})
+	if err != nil {
+		return res, fmt.Errorf("deploy on the new server: %w", err)
+	}
+	res.DeploymentID = dep.DeploymentID
+	if dep.Position > res.Position {
+		res.Position = dep.Position
+	}
+	return res, nil
 }

@@ -66,6 +66,10 @@ type Config struct {
 	// RetryDelay is the pause before retrying after losing the lock or a
 	// failed start. Default 1 s.
 	RetryDelay time.Duration
+	// Concurrency is how many run-topic commands are handled at once
+	// (the server's concurrency); commands of one application still run
+	// one at a time, in log order. Default 1.
+	Concurrency int
 	// OnReceive, when set, is called as each command message arrives,
 	// before it is handled, with the command name and the message UUID (the
 	// source event id). It runs on the consuming goroutine: keep it fast.
@@ -96,6 +100,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.MaxAttempts == 0 {
 		c.MaxAttempts = 3
+	}
+	if c.Concurrency == 0 {
+		c.Concurrency = 1
 	}
 	if c.DeploymentTimeout == 0 {
 		c.DeploymentTimeout = 30 * time.Minute
@@ -129,6 +136,9 @@ func (c Config) Validate() error {
 			errs = append(errs, domain.Invalid(name, "must not be negative"))
 		}
 	}
+	if c.Concurrency < 1 || c.Concurrency > domain.MaxServerConcurrency {
+		errs = append(errs, domain.Invalid("concurrency", fmt.Sprintf("must be 1-%d", domain.MaxServerConcurrency)))
+	}
 	if c.MaxAttempts < 1 {
 		errs = append(errs, domain.Invalid("max_attempts", "must be at least 1"))
 	}
@@ -149,6 +159,7 @@ type Deployer struct {
 	pool      *pgxpool.Pool
 	redisOpts *redis.Options
 	flow      *Workflow
+	gate      *appGate
 	log       *slog.Logger
 	wmLog     watermill.LoggerAdapter
 
@@ -182,6 +193,7 @@ func New(cfg Config, store domain.EventStore, pool *pgxpool.Pool, redisOpts *red
 		pool:      pool,
 		redisOpts: redisOpts,
 		flow:      flow,
+		gate:      newAppGate(),
 		log:       log,
 		wmLog: watermill.NewSlogLoggerWithLevelMapping(log, map[slog.Level]slog.Level{
 			slog.LevelInfo: slog.LevelDebug,
@@ -288,27 +300,42 @@ func (d *Deployer) consume(ctx context.Context) error {
 		return fmt.Errorf("recover interrupted deployments: %w", err)
 	}
 
-	runMsgs, runSub, err := d.subscribe(ctx, rdb, d.topics.Run)
-	if err != nil {
-		return err
+	// One subscription per slot of the run topic, each its own consumer
+	// of the one group; the first keeps the historical consumer name.
+	var runs []<-chan *message.Message
+	for slot := range d.cfg.Concurrency {
+		consumer := d.consumer
+		if slot > 0 {
+			consumer = fmt.Sprintf("%s-%d", d.consumer, slot+1)
+		}
+		msgs, sub, err := d.subscribe(ctx, rdb, d.topics.Run, consumer)
+		if err != nil {
+			return err
+		}
+		defer sub.Close()
+		runs = append(runs, msgs)
 	}
-	defer runSub.Close()
-	cancelMsgs, cancelSub, err := d.subscribe(ctx, rdb, d.topics.Cancel)
+	cancelMsgs, cancelSub, err := d.subscribe(ctx, rdb, d.topics.Cancel, d.consumer)
 	if err != nil {
 		return err
 	}
 	defer cancelSub.Close()
 
 	go d.keepGroups(ctx, rdb)
-	errc := make(chan error, 2)
-	go func() { errc <- d.loop(ctx, cancelMsgs, d.handleCancelTopic) }()
-	go func() { errc <- d.loop(ctx, runMsgs, d.handleRunTopic) }()
+	errc := make(chan error, 1+len(runs))
+	go func() { errc <- d.loop(ctx, cancelMsgs, d.handleCancelTopic, false) }()
+	gated := len(runs) > 1
+	for _, msgs := range runs {
+		go func() { errc <- d.loop(ctx, msgs, d.handleRunTopic, gated) }()
+	}
 	err = <-errc
 	if ctx.Err() == nil {
-		// One loop stopped on its own: stop the other before returning.
+		// One loop stopped on its own: stop the others before returning.
 		return err
 	}
-	<-errc
+	for range runs {
+		<-errc
+	}
 	return nil
 }
 
@@ -340,10 +367,10 @@ func (d *Deployer) keepGroups(ctx context.Context, rdb *redis.Client) {
 
 // subscribe opens a consumer-group subscription on topic with our one
 // consumer name.
-func (d *Deployer) subscribe(ctx context.Context, rdb *redis.Client, topic string) (<-chan *message.Message, *redisstream.Subscriber, error) {
+func (d *Deployer) subscribe(ctx context.Context, rdb *redis.Client, topic, consumer string) (<-chan *message.Message, *redisstream.Subscriber, error) {
 	sub, err := redisstream.NewSubscriber(redisstream.SubscriberConfig{
 		Client:                        redis.NewClient(d.redisOpts),
-		Consumer:                      d.consumer,
+		Consumer:                      consumer,
 		ConsumerGroup:                 d.consumer,
 		NackResendSleep:               d.cfg.NackResendSleep,
 		BlockTime:                     d.cfg.BlockTime,
@@ -388,8 +415,9 @@ func (d *Deployer) shouldClaim(rdb *redis.Client, topic string) func(redis.XPend
 
 type handlerFunc func(ctx context.Context, msg *message.Message) error
 
-// loop handles messages one at a time until ctx ends or msgs closes.
-func (d *Deployer) loop(ctx context.Context, msgs <-chan *message.Message, h handlerFunc) error {
+// loop handles messages one at a time until ctx ends or msgs closes; gated
+// loops share the application gate.
+func (d *Deployer) loop(ctx context.Context, msgs <-chan *message.Message, h handlerFunc, gated bool) error {
 	for {
 		select {
 		case <-ctx.Done():
@@ -401,14 +429,18 @@ func (d *Deployer) loop(ctx context.Context, msgs <-chan *message.Message, h han
 				}
 				return errors.New("subscription closed")
 			}
-			d.handle(ctx, msg, h)
+			d.handle(ctx, msg, h, gated)
 		}
 	}
 }
 
 // handle runs h and acks or nacks msg. On shutdown it does neither: the entry
 // stays pending and the next holder of the lock resumes it.
-func (d *Deployer) handle(ctx context.Context, msg *message.Message, h handlerFunc) {
+//
+// Gated (a server's concurrency above 1), it first waits for its turn among
+// the commands of the same application (appGate); a nacked command keeps
+// its place, so the ones behind it wait for its redelivery.
+func (d *Deployer) handle(ctx context.Context, msg *message.Message, h handlerFunc, gated bool) {
 	if d.cfg.OnReceive != nil {
 		d.cfg.OnReceive(msg.Metadata.Get("name"), msg.UUID)
 	}
@@ -416,12 +448,25 @@ func (d *Deployer) handle(ctx context.Context, msg *message.Message, h handlerFu
 	defer d.track(msg.UUID, -1)
 	log := d.log.With("message_uuid", msg.UUID, "command", msg.Metadata.Get("name"))
 
+	release := func(bool) {}
+	if gated {
+		if app, pos, ok := gateKey(msg); ok {
+			rel, err := d.gate.enter(ctx, app, pos)
+			if err != nil {
+				log.Info("shutting down: message left pending for the next deployer")
+				return
+			}
+			release = rel
+		}
+	}
 	err := h(ctx, msg)
 	switch {
 	case ctx.Err() != nil:
+		release(false)
 		log.Info("shutting down: message left pending for the next deployer")
 		return
 	case err == nil:
+		release(false)
 		d.forget(msg.UUID)
 		msg.Ack()
 		return
@@ -429,10 +474,12 @@ func (d *Deployer) handle(ctx context.Context, msg *message.Message, h handlerFu
 
 	n := d.fail(msg.UUID)
 	if n < d.cfg.MaxAttempts {
+		release(true)
 		log.Warn("command failed; redelivering", "err", err, "failures", n)
 		msg.Nack()
 		return
 	}
+	release(false)
 	if dlErr := d.deadLetter(ctx, msg, n, err); dlErr != nil {
 		log.Error("command failed and could not be dead-lettered; redelivering", "err", err, "dead_letter_err", dlErr)
 		msg.Nack()
@@ -441,6 +488,13 @@ func (d *Deployer) handle(ctx context.Context, msg *message.Message, h handlerFu
 	log.Error("command dead-lettered", "err", err, "failures", n)
 	d.forget(msg.UUID)
 	msg.Ack()
+}
+
+// Busy reports whether the deployer is handling a command right now.
+func (d *Deployer) Busy() bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return len(d.inflight) > 0
 }
 
 func (d *Deployer) track(id string, delta int) {

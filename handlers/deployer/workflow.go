@@ -395,10 +395,10 @@ func (r *run) rollout(ctx context.Context, imageID string, env map[string]string
 		// not replaced yet (those beyond n leave at the first switch).
 		upstreams := make([]domain.Upstream, 0, n)
 		for _, f := range fresh {
-			upstreams = append(upstreams, domain.Upstream{Host: f.Address, Port: rt.Port})
+			upstreams = append(upstreams, domain.Upstream{Host: f.Address, Port: instancePort(f, rt)})
 		}
 		for j := i + 1; j < min(n, len(previous)); j++ {
-			upstreams = append(upstreams, domain.Upstream{Host: previous[j].Address, Port: rt.Port})
+			upstreams = append(upstreams, domain.Upstream{Host: previous[j].Address, Port: instancePort(previous[j], rt)})
 		}
 		var replaced *domain.Instance
 		if i < len(previous) {
@@ -660,6 +660,16 @@ func (r *run) start(ctx context.Context, imageID string, env map[string]string, 
 	return in, err
 }
 
+// instancePort is where the proxy and health checks reach in: the port the
+// runtime reports (a port published on a remote server's address), or the
+// application's port.
+func instancePort(in domain.Instance, rt domain.Runtime) int {
+	if in.Port != 0 {
+		return in.Port
+	}
+	return rt.Port
+}
+
 // waitHealthy waits for a new instance's health check; the first replica's
 // records health_passed. A failure leaves the serving instances alone;
 // Deploy removes the new one.
@@ -670,7 +680,7 @@ func (r *run) waitHealthy(ctx context.Context, in domain.Instance, rt domain.Run
 	}
 	r.progress(fmt.Sprintf("health check of %s: %s within %s", in.Name, what, rt.HealthCheck.Timeout()))
 	start := time.Now()
-	err := r.w.rt.WaitHealthy(ctx, in, domain.HealthProbe{Path: rt.HealthCheck.Path, Port: rt.Port, Timeout: rt.HealthCheck.Timeout(), Interval: r.w.cfg.HealthInterval})
+	err := r.w.rt.WaitHealthy(ctx, in, domain.HealthProbe{Path: rt.HealthCheck.Path, Port: instancePort(in, rt), Timeout: rt.HealthCheck.Timeout(), Interval: r.w.cfg.HealthInterval})
 	if err != nil {
 		if ctx.Err() != nil {
 			return err
@@ -702,7 +712,7 @@ func (r *run) switchTraffic(ctx context.Context, in domain.Instance, rt domain.R
 	start := time.Now()
 	var step any
 	if i == 0 {
-		sw := domain.DeploymentTrafficSwitched{ContainerID: in.ID, UpstreamHost: in.Address, UpstreamPort: rt.Port}
+		sw := domain.DeploymentTrafficSwitched{ContainerID: in.ID, UpstreamHost: in.Address, UpstreamPort: instancePort(in, rt)}
 		if rt.Replicas > 1 || len(upstreams) > 1 {
 			sw.Upstreams = upstreams
 		}

@@ -18,6 +18,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"sync"
@@ -61,6 +62,15 @@ type Config struct {
 	// repository readable on this host; drop it where users are not trusted
 	// with the host's file system.
 	GitProtocols []string
+	// ClientOpts, when set, reach the daemon instead of DockerHost (a
+	// remote server: RemoteDialer.ClientOpts).
+	ClientOpts []client.Opt
+	// PublishAddress, when set, is the server's address: containers
+	// publish their application port on it (an ephemeral host port) and
+	// are reached there by the proxy and the health checks, instead of by
+	// their IP on berth's network. Set for remote servers, whose network
+	// berth's proxy cannot reach.
+	PublishAddress string
 }
 
 func (c *Config) withDefaults() {
@@ -83,6 +93,11 @@ func (c Config) Validate() error {
 	var errs []error
 	if !reNetwork.MatchString(c.Network) {
 		errs = append(errs, domain.Invalid("network", "must be 1-64 characters of [A-Za-z0-9_.-], starting with a letter or digit"))
+	}
+	if c.PublishAddress != "" && net.ParseIP(c.PublishAddress) == nil {
+		if _, err := domain.NormalizeHost("publish_address", c.PublishAddress, false); err != nil {
+			errs = append(errs, domain.Invalid("publish_address", "must be an IP address or a host name"))
+		}
 	}
 	if !filepath.IsAbs(c.WorkRoot) {
 		errs = append(errs, domain.Invalid("work_root", "must be an absolute path"))
@@ -116,6 +131,9 @@ func New(cfg Config) (*Engine, error) {
 	opts := []client.Opt{client.FromEnv, client.WithAPIVersionNegotiation()}
 	if cfg.DockerHost != "" {
 		opts = append(opts, client.WithHost(cfg.DockerHost))
+	}
+	if cfg.ClientOpts != nil {
+		opts = append([]client.Opt{client.WithAPIVersionNegotiation()}, cfg.ClientOpts...)
 	}
 	c, err := client.NewClientWithOpts(opts...)
 	if err != nil {

@@ -104,7 +104,10 @@ func (e *Engine) Run(ctx context.Context, spec RunSpec) (Container, error) {
 		_ = e.docker.ContainerRemove(rmCtx, created.ID, container.RemoveOptions{Force: true})
 		return Container{}, ctxErr(ctx, err)
 	}
-	c.Name, c.Port = name, spec.Port
+	c.Name = name
+	if c.Port == 0 {
+		c.Port = spec.Port
+	}
 	return c, nil
 }
 
@@ -116,12 +119,37 @@ func (e *Engine) start(ctx context.Context, id string) (Container, error) {
 	if err != nil {
 		return Container{}, fmt.Errorf("inspect container: %w", err)
 	}
-	return Container{ID: id, IP: e.ipOf(ins)}, nil
+	return Container{ID: id, IP: e.ipOf(ins), Port: e.publishedPort(ins)}, nil
+}
+
+// publishedPort is the host port a container's application port is
+// published on (PublishAddress set), 0 otherwise.
+func (e *Engine) publishedPort(ins container.InspectResponse) int {
+	if e.cfg.PublishAddress == "" || ins.NetworkSettings == nil || ins.Config == nil {
+		return 0
+	}
+	for p, bindings := range ins.NetworkSettings.Ports {
+		if p.Proto() != "tcp" || strconv.Itoa(p.Int()) != ins.Config.Labels[labelPort] {
+			continue
+		}
+		for _, b := range bindings {
+			if n, err := strconv.Atoi(b.HostPort); err == nil && n > 0 {
+				return n
+			}
+		}
+	}
+	return 0
 }
 
 func (e *Engine) ipOf(ins container.InspectResponse) string {
 	if ins.NetworkSettings == nil {
 		return ""
+	}
+	if e.cfg.PublishAddress != "" {
+		if e.publishedPort(ins) == 0 {
+			return ""
+		}
+		return e.cfg.PublishAddress
 	}
 	if n, ok := ins.NetworkSettings.Networks[e.cfg.Network]; ok && n != nil {
 		return n.IPAddress
@@ -210,6 +238,9 @@ func (e *Engine) runConfig(spec RunSpec) (*container.Config, *container.HostConf
 		Mounts:        mounts,
 		Resources:     container.Resources{NanoCPUs: spec.NanoCPUs, Memory: spec.MemoryBytes},
 		LogConfig:     container.LogConfig{Type: "json-file", Config: map[string]string{"max-size": "10m", "max-file": "3"}},
+	}
+	if e.cfg.PublishAddress != "" && spec.Port > 0 {
+		host.PortBindings = nat.PortMap{nat.Port(strconv.Itoa(spec.Port) + "/tcp"): {{HostIP: e.cfg.PublishAddress, HostPort: ""}}}
 	}
 	netCfg := &network.NetworkingConfig{EndpointsConfig: map[string]*network.EndpointSettings{e.cfg.Network: {}}}
 	return cfg, host, netCfg, name, nil
@@ -311,6 +342,14 @@ func (e *Engine) ListContainers(ctx context.Context, app string) ([]Container, e
 		if s.NetworkSettings != nil {
 			if n, ok := s.NetworkSettings.Networks[e.cfg.Network]; ok && n != nil {
 				c.IP = n.IPAddress
+			}
+		}
+		if e.cfg.PublishAddress != "" {
+			c.IP = ""
+			for _, p := range s.Ports {
+				if int(p.PrivatePort) == c.Port && p.Type == "tcp" && p.PublicPort != 0 {
+					c.IP, c.Port = e.cfg.PublishAddress, int(p.PublicPort)
+				}
 			}
 		}
 		out = append(out, c)

@@ -42,6 +42,10 @@ type Config struct {
 	// Host names the Docker host whose queue receives the commands. Default
 	// "local".
 	Host string
+	// Server is the id of the server (domain.Server) whose commands the
+	// relay publishes: those of deployments requested on it and of
+	// applications placed on it. Default domain.LocalServer.
+	Server string
 	// TopicPrefix prefixes the queue's stream names. Default
 	// deployer.DefaultTopicPrefix; it must match the deployer's.
 	TopicPrefix string
@@ -76,6 +80,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.Name == "" {
 		c.Name = "relay." + c.Host
+	}
+	if c.Server == "" {
+		c.Server = domain.LocalServer
 	}
 	if c.TopicPrefix == "" {
 		c.TopicPrefix = deployer.DefaultTopicPrefix
@@ -293,6 +300,13 @@ func (r *Relay) saveLoop(ctx context.Context, saved int64) {
 // ctx ends. It reports whether the command was a RunDeployment, whose
 // deployment.queued the caller records.
 func (r *Relay) relay(ctx context.Context, e domain.RecordedEvent) (bool, error) {
+	mine, err := r.onHost(ctx, e)
+	if err != nil {
+		return false, err
+	}
+	if !mine {
+		return false, nil
+	}
 	cmd, ok := r.command(e)
 	if !ok {
 		return false, nil
@@ -304,6 +318,69 @@ func (r *Relay) relay(ctx context.Context, e domain.RecordedEvent) (bool, error)
 	}
 	_, isRun := cmd.(deployer.RunDeployment)
 	return isRun, nil
+}
+
+// onHost reports whether e concerns the relay's server: a
+// deployment requested on it, a cancel request of such a deployment, a stop,
+// start or deletion of an application placed on it when the event was
+// recorded. Events without a server belong to the local server.
+func (r *Relay) onHost(ctx context.Context, e domain.RecordedEvent) (bool, error) {
+	var server string
+	switch e.Type {
+	case domain.EventDeploymentRequested:
+		var v struct {
+			Server string `json:"server"`
+		}
+		if err := json.Unmarshal(e.Data, &v); err != nil {
+			return false, nil // command() logs it
+		}
+		server = v.Server
+	case domain.EventDeploymentCancelRequested:
+		var err error
+		if server, err = r.deploymentServer(ctx, e.StreamID); err != nil {
+			return false, err
+		}
+	case domain.EventAppStopRequested, domain.EventAppStartRequested, domain.EventAppDeleted:
+		recs, err := r.readRetrying(ctx, e.StreamID, int(e.StreamVersion))
+		if err != nil {
+			return false, err
+		}
+		app, err := domain.LoadApplication(recs)
+		if err != nil {
+			r.log.Error("application stream does not replay; its server is taken as local", "stream", e.StreamID, "err", err)
+			return r.cfg.Server == domain.LocalServer, nil
+		}
+		server = app.Config().Runtime.Server
+	}
+	if server == "" {
+		server = domain.LocalServer
+	}
+	return server == r.cfg.Server, nil
+}
+
+// deploymentServer returns the server a deployment was requested on.
+func (r *Relay) deploymentServer(ctx context.Context, stream string) (string, error) {
+	recs, err := r.readRetrying(ctx, stream, 1)
+	if err != nil || len(recs) == 0 || recs[0].Type != domain.EventDeploymentRequested {
+		return "", err
+	}
+	var v struct {
+		Server string `json:"server"`
+	}
+	_ = json.Unmarshal(recs[0].Data, &v)
+	return v.Server, nil
+}
+
+// readRetrying reads up to limit events of stream, retrying while the
+// store fails.
+func (r *Relay) readRetrying(ctx context.Context, stream string, limit int) ([]domain.RecordedEvent, error) {
+	var recs []domain.RecordedEvent
+	err := r.retry(ctx, "read "+stream, domain.RecordedEvent{StreamID: stream}, func() error {
+		var err error
+		recs, err = r.store.ReadStream(ctx, stream, 1, limit)
+		return err
+	})
+	return recs, err
 }
 
 // command maps a source event to its command; false for events it skips.

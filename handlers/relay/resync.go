@@ -217,8 +217,12 @@ func (r *Relay) republish(ctx context.Context) (int, error) {
 		if present[e.EventID] {
 			continue
 		}
+		mine, err := r.onHost(ctx, *e)
+		if err != nil {
+			return published, err
+		}
 		cmd, ok := r.command(*e)
-		if !ok {
+		if !ok || !mine {
 			continue
 		}
 		if err := r.bus.SendWithModifiedMessage(ctx, cmd, deployer.SourceModifier(*e)); err != nil {

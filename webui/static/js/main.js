@@ -10,6 +10,7 @@ import { domainsView } from './views/domains.js';
 import { loginView, setupView } from './views/login.js';
 import { notificationsView } from './views/notifications.js';
 import { monitoringView } from './views/monitoring.js';
+import { serversView } from './views/servers.js';
 import { usersView, tokensView, webhooksView } from './views/admin.js';
 import { registriesView } from './views/registries.js';
 
@@ -59,6 +60,7 @@ const routes = [
   [/^#\/audit(\?.*)?$/, (m) => (el, u) => auditView(el, u, new URLSearchParams((m[1] || '').slice(1)))],
   [/^#\/monitoring(\?.*)?$/, (m) => (el, u) => monitoringView(el, u, new URLSearchParams((m[1] || '').slice(1)))],
   [/^#\/notifications$/, () => notificationsView],
+  [/^#\/servers$/, () => serversView],
   [/^#\/users$/, () => usersView],
   [/^#\/tokens$/, () => tokensView],
   [/^#\/webhooks$/, () => webhooksView],
@@ -78,7 +80,7 @@ function route() {
     const m = hash.match(re);
     if (m) { render = make(m); break; }
   }
-  const section = ['audit', 'domains', 'monitoring', 'notifications', 'users', 'tokens', 'webhooks', 'registries'].find((n) => hash.startsWith('#/' + n)) || 'dashboard';
+  const section = ['audit', 'domains', 'monitoring', 'notifications', 'servers', 'users', 'tokens', 'webhooks', 'registries'].find((n) => hash.startsWith('#/' + n)) || 'dashboard';
   // Signed-out pages have no live socket to speak of.
   const signedOut = signedOutHash();
   liveEl.hidden = signedOut;
