@@ -307,6 +307,11 @@ func (a *Application) Config() AppConfig {
 	c.Domains = slices.Clone(c.Domains)
 	c.Build.Args = slices.Clone(c.Build.Args)
 	c.Runtime.Volumes = slices.Clone(c.Runtime.Volumes)
+	if p := c.Runtime.Placement; p != nil {
+		pl := *p
+		pl.Constraints, pl.Preferences = slices.Clone(p.Constraints), slices.Clone(p.Preferences)
+		c.Runtime.Placement = &pl
+	}
 	return c
 }
 
@@ -357,6 +362,9 @@ type AppPatch struct {
 	HealthCheckPath           *string   `json:"health_check_path,omitempty"`
 	HealthCheckTimeoutSeconds *int      `json:"health_check_timeout_seconds,omitempty"`
 	RestartPolicy             *string   `json:"restart_policy,omitempty"`
+	// Placement replaces the swarm placement; one without a swarm puts
+	// the application back on its Docker host.
+	Placement *Placement `json:"placement,omitempty"`
 }
 
 // Update decides a partial update. It returns no events when the patch
@@ -392,6 +400,14 @@ func (a *Application) Update(p AppPatch) ([]Event, error) {
 	set(&rt.HealthCheck.Path, p.HealthCheckPath)
 	set(&rt.HealthCheck.TimeoutSeconds, p.HealthCheckTimeoutSeconds)
 	set(&rt.RestartPolicy, p.RestartPolicy)
+	if p.Placement != nil {
+		rt.Placement = nil
+		if p.Placement.Swarm != "" || len(p.Placement.Constraints) > 0 || len(p.Placement.Preferences) > 0 {
+			pl := *p.Placement
+			pl.Constraints, pl.Preferences = slices.Clone(pl.Constraints), slices.Clone(pl.Preferences)
+			rt.Placement = &pl
+		}
+	}
 	if err := src.Validate("source"); err != nil {
 		return nil, err
 	}
@@ -428,6 +444,7 @@ func (a *Application) Update(p AppPatch) ([]Event, error) {
 	diff("runtime.health_check.path", old.Runtime.HealthCheck.Path, rt.HealthCheck.Path)
 	diff("runtime.health_check.timeout_seconds", old.Runtime.HealthCheck.TimeoutSeconds, rt.HealthCheck.TimeoutSeconds)
 	diff("runtime.restart_policy", old.Runtime.RestartPolicy, rt.RestartPolicy)
+	diff("runtime.placement", old.Runtime.Placement, rt.Placement)
 	if len(changed) == 0 {
 		return nil, nil
 	}

@@ -119,6 +119,8 @@ func DecodeEvent(e RecordedEvent) (any, error) {
 		return decode[DeploymentReplicaSwitched](e)
 	case EventDeploymentPreviousStopped:
 		return decode[DeploymentPreviousStopped](e)
+	case EventDeploymentServiceRolledBack:
+		return decode[DeploymentServiceRolledBack](e)
 	case EventDeploymentSucceeded:
 		return decode[DeploymentSucceeded](e)
 	case EventDeploymentFailed:
