@@ -89,6 +89,13 @@ func (r *run) rolloutService(ctx context.Context, imageID string, env map[string
 		if ctx.Err() != nil {
 			return err
 		}
+		var uh *domain.UnhealthyError
+		if errors.As(err, &uh) {
+			for _, l := range strings.Split(uh.LogTail, "\n") {
+				r.remember(l)
+			}
+			return &StepError{Step: domain.StepHealthCheck, Err: errors.New(uh.Reason), LogTail: r.tailText()}
+		}
 		return FailStep(domain.StepStartContainer, stepTimeout(ctx, uctx, w.serviceTimeout(rt), err))
 	}
 	took := time.Since(began)

@@ -391,6 +391,9 @@ func (s *Services) DeployService(ctx context.Context, d domain.ServiceSpec, onPr
 		} else {
 			onProgress("removed the new service " + name)
 		}
+		if ctx.Err() == nil && !errors.Is(err, domain.ErrInvalid) {
+			return domain.ServiceState{}, &domain.UnhealthyError{Reason: err.Error(), LogTail: tailOf(err)}
+		}
 		return domain.ServiceState{}, err
 	}
 	reason := err.Error()
@@ -497,6 +500,13 @@ func (s *Services) converge(ctx context.Context, id, deployment string, onProgre
 		}
 		if st.UpdateState == string(swarm.UpdateStatePaused) {
 			return domain.ServiceState{}, &tailErr{fmt.Errorf("the swarm paused the update: %s%s", st.UpdateMessage, failures(tasks, deployment)), taskErrors(tasks, deployment)}
+		}
+		// A new service has nothing to roll back to: tasks that keep
+		// failing fail it.
+		if svc.PreviousSpec == nil {
+			if n := strings.Count(taskErrors(tasks, deployment), "\n") + 1; taskErrors(tasks, deployment) != "" && n >= 3 {
+				return domain.ServiceState{}, &tailErr{fmt.Errorf("%d tasks of the new service failed%s", n, failures(tasks, deployment)), taskErrors(tasks, deployment)}
+			}
 		}
 		// A task no node can take fails the update instead of pending
 		// forever.
