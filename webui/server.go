@@ -121,6 +121,8 @@ type Deps struct {
 	Notifications Notifications
 	// Monitor serves the monitoring samples (webui/monitor.go); 503 when nil.
 	Monitor MonitorReads
+	// Swarms serves the swarm endpoints (webui/swarms.go); 503 when nil.
+	Swarms Swarms
 }
 
 // Server is berth's HTTP server. It is an http.Handler; more routes (the
@@ -252,6 +254,7 @@ func (s *Server) registerRoutes() {
 	s.registerNotifications()
 	s.registerMonitoring()
 	s.registerRegistries()
+	s.registerSwarms()
 
 	s.api("GET /api/v1/ws", s.websocket)
 }

@@ -67,7 +67,12 @@ func (m *Main) wire(ctx context.Context) (http.Handler, []Runner, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	cmds, err := cmdhandlers.New(cmdhandlers.Config{Logger: m.Logger, ACME: cfg.TLS.ACMEEmail != "", NotificationURLCheck: notifier.CheckURL}, m.Store, sealer)
+	// Swarms: the engine beside berth may manage one.
+	cluster, swarms, watcher, err := wireSwarm(m)
+	if err != nil {
+		return nil, nil, err
+	}
+	cmds, err := cmdhandlers.New(cmdhandlers.Config{Logger: m.Logger, ACME: cfg.TLS.ACMEEmail != "", NotificationURLCheck: notifier.CheckURL, Swarms: cluster}, m.Store, sealer)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -147,7 +152,7 @@ func (m *Main) wire(ctx context.Context) (http.Handler, []Runner, error) {
 		Commands: cmds, Reads: reads, Queue: reads, BuildLogs: webui.BuildLogStore{Store: logs}, ContainerLogs: clogs, Images: images,
 		Metrics: []webui.MetricsWriter{runner, queueMetrics{m: m}}, Logger: m.Logger, Hub: hub,
 		Auth: guard.Authenticate, Integrations: integ, Notifications: notifications,
-		Monitor: mon, Collectors: []prometheus.Collector{mon},
+		Monitor: mon, Collectors: []prometheus.Collector{mon}, Swarms: cmds,
 		Certificates: webui.CertificateReads{Queries: projections.NewQueries(m.Pool), ACMEEnabled: cfg.TLS.ACMEEmail != ""},
 		Ready: append([]webui.Check{
 			{Name: "postgres", Check: m.Pool.Ping},
@@ -164,7 +169,7 @@ func (m *Main) wire(ctx context.Context) (http.Handler, []Runner, error) {
 	srv.MountUI()
 
 	// The deploy path: relay (log → Redis Streams) and this host's deployer.
-	dep, rl, closePub, err := wireDeployer(ctx, m, logs, sealer, runner)
+	dep, rl, closePub, err := wireDeployer(ctx, m, logs, sealer, runner, swarms)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -177,6 +182,7 @@ func (m *Main) wire(ctx context.Context) (http.Handler, []Runner, error) {
 		{Name: "leases", Run: ls.Run},
 		{Name: "relay", Run: func(ctx context.Context) error { return ls.Lead(ctx, "relay/"+cfg.DeployHost, rl.Run) }},
 		{Name: "deployer", Run: dep.Run},
+		{Name: "swarm-watcher", Run: func(ctx context.Context) error { return ls.Lead(ctx, "swarm-watcher", watcher.Run) }},
 	}
 	runners = append(runners, authRunners...)
 	runners = append(runners, deliveries, sending)
@@ -215,7 +221,7 @@ func openSealer(m *Main) (domain.SecretSealer, error) {
 // wireDeployer builds the relay and the deployer of Config.DeployHost with
 // the Docker executor, and returns a function closing the relay's
 // publisher.
-func wireDeployer(ctx context.Context, m *Main, logs *buildlog.Store, sealer domain.SecretSealer, runner *projections.Runner) (*deployer.Deployer, *relay.Relay, func() error, error) {
+func wireDeployer(ctx context.Context, m *Main, logs *buildlog.Store, sealer domain.SecretSealer, runner *projections.Runner, swarms deployer.Swarms) (*deployer.Deployer, *relay.Relay, func() error, error) {
 	_ = ctx
 	cfg := m.Config
 	redisOpts, err := redis.ParseURL(cfg.RedisURL)
@@ -241,7 +247,7 @@ func wireDeployer(ctx context.Context, m *Main, logs *buildlog.Store, sealer dom
 		return nil, nil, nil, err
 	}
 	flow, err := deployer.NewWorkflow(deployer.WorkflowConfig{
-		Runtime: rt, Logs: logs, Sealer: sealer, Logger: m.Logger, Leftovers: gc, BuildLogs: logs,
+		Runtime: rt, Logs: logs, Sealer: sealer, Logger: m.Logger, Leftovers: gc, BuildLogs: logs, Swarms: swarms,
 		// The routes are live once this process's routing projection
 		// wrote the switch the workflow appended.
 		Routes: deployer.RouteWaiterFunc(func(ctx context.Context, pos int64) error {

@@ -41,6 +41,9 @@ type Config struct {
 	// beyond its shape (the service's own syntax, the outbound address
 	// rules) and returns a *domain.ValidationError naming field.
 	NotificationURLCheck func(field, raw string) error
+	// Swarms drives the swarms of servers' engines; nil: the swarm
+	// commands fail with ErrUnavailable.
+	Swarms domain.SwarmPort
 }
 
 // Handler executes commands against an event store. It is safe for

@@ -27,6 +27,14 @@ func (h *Handler) UpdateApp(ctx context.Context, meta Meta, cmd UpdateApp) (Resu
 	if err := domain.ValidateName("app", cmd.App); err != nil {
 		return Result{}, err
 	}
+	if p := cmd.Patch.Placement; p != nil {
+		if err := p.Validate("placement"); err != nil {
+			return Result{}, err
+		}
+		if err := h.checkSwarm(ctx, "placement.swarm", p); err != nil {
+			return Result{}, err
+		}
+	}
 	return h.execute(ctx, c, cmd.ExpectedVersion == 0, func(ctx context.Context) (plan, error) {
 		if dup, ok, err := c.duplicate(ctx, domain.AppStream(cmd.App), ""); err != nil || ok {
 			return plan{dup: &dup}, err
