@@ -7,8 +7,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/docker/docker/api/types/filters"
 	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/filters"
 	dswarm "github.com/docker/docker/api/types/swarm"
 	"github.com/docker/docker/client"
 
@@ -231,8 +231,6 @@ func TestDeployServiceRefusesUnsatisfiablePlacement(t *testing.T) {
 		t.Fatalf("hostile constraint: %v", err)
 	}
 }
-
-
 
 func containerListOptions(app string) container.ListOptions {
 	return container.ListOptions{All: true, Filters: filters.NewArgs(filters.Arg("label", "berth.app="+app))}

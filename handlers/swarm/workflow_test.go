@@ -165,6 +165,30 @@ func TestWorkflowDeploysAnAppAsAService(t *testing.T) {
 	if st, err := f.svc.Service(ctx, app); err != nil || st.Deployment != "d1" || st.Running != 2 {
 		t.Fatalf("after the failed update: %+v, %v", st, err)
 	}
+	// The watcher records the swarm's rollback on the swarm's stream too,
+	// once.
+	appendOne(t, store, domain.SwarmStream("test"), domain.EventSwarmInitialized, domain.SwarmInitialized{Swarm: "test", Server: domain.LocalServer})
+	watcher, err := swarm.NewWatcher(swarm.WatcherConfig{Store: store, Cluster: swarm.NewCluster(map[string]*swarm.Services{domain.LocalServer: f.svc})})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		if err := watcher.Observe(ctx, "test"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var observed []domain.SwarmServiceRolledBack
+	events, _ = store.ReadStream(ctx, domain.SwarmStream("test"), 1, 0)
+	for _, e := range events {
+		if v, err := domain.DecodeEvent(e); err == nil {
+			if x, ok := v.(domain.SwarmServiceRolledBack); ok && x.App == app {
+				observed = append(observed, x)
+			}
+		}
+	}
+	if len(observed) != 1 || observed[0].Deployment != "d1" || observed[0].Reason == "" {
+		t.Errorf("observed rollbacks %+v, want one back to d1", observed)
+	}
 
 	// A rollback to d1: its image and its configuration (version 1, before
 	// the bad env), whatever the application's configuration is now.
