@@ -13,6 +13,7 @@ import (
 	"github.com/docker/docker/client"
 
 	"berth/domain"
+	"berth/handlers/containerlogs"
 	"berth/handlers/swarm"
 	"berth/internal/testenv"
 )
@@ -136,6 +137,35 @@ func TestDeployServiceRollsStartFirstAndConverges(t *testing.T) {
 	}
 	if len(list) != 0 {
 		t.Errorf("%d containers labelled berth.app=%s", len(list), app)
+	}
+	// The application's logs are its service's, from every task.
+	logs, err := containerlogs.New(containerlogs.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer logs.Close()
+	var ready []containerlogs.Line
+	deadline := time.Now().Add(10 * time.Second)
+	for len(ready) < 3 && time.Now().Before(deadline) {
+		ready = ready[:0]
+		err := logs.AppLogs(ctx, app, containerlogs.Query{Tail: 100}, func(l containerlogs.Line) error {
+			if strings.Contains(l.Line, "testserver two ready") {
+				ready = append(ready, l)
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatalf("logs: %v", err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if len(ready) != 3 {
+		t.Fatalf("%d start lines of deployment d2 in the service's logs, want 3", len(ready))
+	}
+	for _, l := range ready {
+		if l.Deployment != "d2" || !strings.HasPrefix(l.Container, st.Name+".") || l.Stream != containerlogs.Stdout || l.At.IsZero() {
+			t.Errorf("log line %+v", l)
+		}
 	}
 	// Stop and start: the replica count follows.
 	if err := f.svc.ScaleService(ctx, app, 0); err != nil {
