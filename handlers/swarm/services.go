@@ -60,6 +60,10 @@ type Config struct {
 	// StopGrace is the time between SIGTERM and SIGKILL when a task
 	// stops. Default 10 s.
 	StopGrace time.Duration
+	// VIP gives each service a virtual IP the swarm balances (IPVS);
+	// the default is DNS round robin: the service's name resolves to its
+	// running tasks' addresses, which needs no IPVS on the nodes.
+	VIP bool
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
 }
@@ -286,9 +290,16 @@ func (s *Services) spec(d domain.ServiceSpec) (swarm.ServiceSpec, []domain.Const
 			Parallelism: 1, FailureAction: swarm.UpdateFailureActionPause, Monitor: monitor,
 			MaxFailureRatio: 0, Order: swarm.UpdateOrderStartFirst,
 		},
-		EndpointSpec: &swarm.EndpointSpec{Mode: swarm.ResolutionModeVIP},
+		EndpointSpec: &swarm.EndpointSpec{Mode: s.endpointMode()},
 	}
 	return spec, constraints, nil
+}
+
+func (s *Services) endpointMode() swarm.ResolutionMode {
+	if s.cfg.VIP {
+		return swarm.ResolutionModeVIP
+	}
+	return swarm.ResolutionModeDNSRR
 }
 
 // nodeAttrs are the attributes a constraint tests, of one node.
@@ -430,12 +441,18 @@ func (s *Services) rollback(ctx context.Context, id, deployment string, onProgre
 		if err != nil {
 			return unavailable(fmt.Errorf("inspect service: %w", err))
 		}
-		if u := cur.UpdateStatus; u != nil && (u.State == swarm.UpdateStateRollbackCompleted || u.State == swarm.UpdateStateRollbackPaused) {
-			onProgress(fmt.Sprintf("service rolled back (%s)", u.State))
-			if u.State == swarm.UpdateStateRollbackPaused {
-				return fmt.Errorf("the rollback paused: %s", u.Message)
+		if u := cur.UpdateStatus; u != nil && u.State == swarm.UpdateStateRollbackPaused {
+			return fmt.Errorf("the rollback paused: %s", u.Message)
+		}
+		if u := cur.UpdateStatus; u != nil && u.State == swarm.UpdateStateRollbackCompleted {
+			tasks, err := s.cli.TaskList(ctx, swarmTaskListOptions(filters.NewArgs(filters.Arg("service", id))))
+			if err != nil {
+				return unavailable(fmt.Errorf("list tasks: %w", err))
 			}
-			return nil
+			if st := state(cur, tasks); st.Running >= st.Replicas {
+				onProgress(fmt.Sprintf("service rolled back: %d task(s) of deployment %s running", st.Running, st.Deployment))
+				return nil
+			}
 		}
 		if err := sleep(ctx, s.cfg.Poll); err != nil {
 			return err
@@ -464,6 +481,7 @@ func tailOf(err error) string {
 func (s *Services) converge(ctx context.Context, id, deployment string, onProgress func(string)) (domain.ServiceState, error) {
 	var lastState swarm.UpdateState
 	var why string // the swarm's message when its rollback began
+	var rolledBack time.Time
 	lastRunning := -1
 	pendingSince := map[string]time.Time{}
 	for {
@@ -488,8 +506,13 @@ func (s *Services) converge(ctx context.Context, id, deployment string, onProgre
 			onProgress(fmt.Sprintf("%d of %d task(s) of deployment %s running", st.Running, st.Replicas, st.Deployment))
 		}
 		if svc.Spec.Labels[LabelDeployment] != deployment || strings.HasPrefix(st.UpdateState, "rollback") {
-			// The swarm's failure action: wait for its end.
-			if st.UpdateState == string(swarm.UpdateStateRollbackStarted) {
+			// The swarm's failure action: wait for its end, and for the
+			// previous spec to run everywhere again.
+			if rolledBack.IsZero() {
+				rolledBack = time.Now()
+			}
+			settling := st.Running < st.Replicas && time.Since(rolledBack) < s.cfg.Monitor+30*time.Second
+			if st.UpdateState == string(swarm.UpdateStateRollbackStarted) || settling {
 				if err := sleep(ctx, s.cfg.Poll); err != nil {
 					return domain.ServiceState{}, err
 				}

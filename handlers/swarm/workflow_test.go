@@ -106,8 +106,16 @@ func TestWorkflowDeploysAnAppAsAService(t *testing.T) {
 		t.Fatal(err)
 	}
 	store := memstore.New()
+	dlog := runtimetest.NewLog()
+	t.Cleanup(func() {
+		if t.Failed() {
+			for _, id := range []string{"d1", "d2", "d3"} {
+				t.Logf("log of %s:\n%s", id, dlog.Text(id))
+			}
+		}
+	})
 	flow, err := deployer.NewWorkflow(deployer.WorkflowConfig{
-		Runtime: rt, Logs: runtimetest.NewLog(), Swarms: swarmsOf{f.svc}, Drain: time.Millisecond,
+		Runtime: rt, Logs: dlog, Swarms: swarmsOf{f.svc}, Drain: time.Millisecond,
 		StopGrace: time.Second, Logger: slog.New(slog.DiscardHandler),
 	}, store)
 	if err != nil {

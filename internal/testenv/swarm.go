@@ -84,7 +84,8 @@ func BuildTestServerImage(tb testing.TB, cli *client.Client, tag string, dockerf
 		tb.Fatalf("build %s: %v\n%s", tag, err, out)
 	}
 	tb.Cleanup(func() {
-		_, _ = cli.ImageRemove(context.Background(), ins.ID, image.RemoveOptions{Force: true, PruneChildren: true})
+		// By tag: images built alike share their id.
+		_, _ = cli.ImageRemove(context.Background(), tag, image.RemoveOptions{Force: true, PruneChildren: true})
 	})
 	return ins.ID
 }
