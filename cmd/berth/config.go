@@ -45,7 +45,6 @@ type Config struct {
 	CheckpointInterval time.Duration // --checkpoint-interval, BERTH_CHECKPOINT_INTERVAL: sign at least this often while the log grows
 	DeployHost         string        // --deploy-host, BERTH_DEPLOY_HOST: names this Docker host's deploy queue
 	DockerNetwork      string        // --docker-network, BERTH_DOCKER_NETWORK: the bridge network of app containers
-	SwarmNetwork       string        // --swarm-network, BERTH_SWARM_NETWORK: the overlay network of swarm services
 	LogLevel           slog.Level    // --log-level, BERTH_LOG_LEVEL
 	// WebhooksAllowPrivate lets outbound webhooks reach loopback, private
 	// and link-local addresses: --webhooks-allow-private,
@@ -59,6 +58,8 @@ type Config struct {
 	MaxWebhooks int
 	// Observe configures notifications and monitoring (observe.go).
 	Observe ObserveConfig
+	// Swarm configures the swarms' services and proxy (swarm.go).
+	Swarm SwarmConfig
 
 	SecureCookies     bool     // --secure-cookies, BERTH_SECURE_COOKIES: mark session cookies Secure
 	TrustProxyHeaders bool     // --trust-proxy-headers, BERTH_TRUST_PROXY_HEADERS: believe X-Forwarded-Proto/-For
@@ -217,7 +218,9 @@ func bindConfig(fs *flag.FlagSet, c *Config, groups flagGroup, getenv func(strin
 		}
 		str(&c.DeployHost, "deploy-host", "BERTH_DEPLOY_HOST", "name of this Docker host's deploy queue (one deployer per name)")
 		str(&c.DockerNetwork, "docker-network", "BERTH_DOCKER_NETWORK", "bridge network of application containers (default: berth)")
-		str(&c.SwarmNetwork, "swarm-network", "BERTH_SWARM_NETWORK", "attachable overlay network of applications' swarm services and the proxy (default: berth-swarm)")
+		if err := bindSwarmFlags(fs, c, getenv); err != nil {
+			return err
+		}
 		allowPrivate := c.WebhooksAllowPrivate
 		if v := getenv("BERTH_WEBHOOKS_ALLOW_PRIVATE"); v != "" {
 			b, err := strconv.ParseBool(v)

@@ -184,6 +184,9 @@ func (m *Main) wire(ctx context.Context) (http.Handler, []Runner, error) {
 		{Name: "deployer", Run: dep.Run},
 		{Name: "swarm-watcher", Run: func(ctx context.Context) error { return ls.Lead(ctx, "swarm-watcher", watcher.Run) }},
 	}
+	if cfg.Swarm.TraefikBin != "" {
+		runners = append(runners, Runner{Name: "swarm-proxy", Run: func(ctx context.Context) error { return ls.Lead(ctx, "swarm-proxy", swarmProxy(m, cluster)) }})
+	}
 	runners = append(runners, authRunners...)
 	runners = append(runners, deliveries, sending)
 	runners = append(runners, sampling...)
