@@ -376,7 +376,7 @@ func (s *Services) DeployService(ctx context.Context, d domain.ServiceSpec, onPr
 		onProgress(fmt.Sprintf("service %s already runs deployment %s: waiting for it to converge", name, d.DeploymentID))
 	default:
 		id = cur.ID
-		resp, err := s.cli.ServiceUpdate(ctx, id, cur.Version, spec, swarmUpdateOptions(""))
+		resp, err := s.update(ctx, id, func(swarm.ServiceSpec) swarm.ServiceSpec { return spec }, "")
 		if err != nil {
 			return domain.ServiceState{}, unavailable(fmt.Errorf("update service %s: %w", name, err))
 		}
@@ -420,6 +420,25 @@ func (s *Services) DeployService(ctx context.Context, d domain.ServiceSpec, onPr
 	return domain.ServiceState{}, &domain.ServiceRolledBackError{By: domain.RolledBackByBerth, Reason: reason, LogTail: tailOf(err)}
 }
 
+// update writes the spec f makes of the service's current one. The swarm
+// bumps a service's version as its update progresses: on "update out of
+// sequence" the service is read again and f applied again.
+func (s *Services) update(ctx context.Context, id string, f func(swarm.ServiceSpec) swarm.ServiceSpec, rollback string) (swarm.ServiceUpdateResponse, error) {
+	for attempt := 0; ; attempt++ {
+		cur, _, err := s.cli.ServiceInspectWithRaw(ctx, id, swarmInspectOptions())
+		if err != nil {
+			return swarm.ServiceUpdateResponse{}, err
+		}
+		resp, err := s.cli.ServiceUpdate(ctx, id, cur.Version, f(cur.Spec), swarmUpdateOptions(rollback))
+		if err == nil || attempt >= 10 || !strings.Contains(err.Error(), "update out of sequence") {
+			return resp, err
+		}
+		if err := sleep(ctx, 50*time.Millisecond); err != nil {
+			return swarm.ServiceUpdateResponse{}, err
+		}
+	}
+}
+
 // rollback asks the swarm to return service id to its previous spec and
 // waits until it did.
 func (s *Services) rollback(ctx context.Context, id, deployment string, onProgress func(string)) error {
@@ -431,7 +450,7 @@ func (s *Services) rollback(ctx context.Context, id, deployment string, onProgre
 		return nil // the swarm rolled back already
 	}
 	if cur.UpdateStatus == nil || !strings.HasPrefix(string(cur.UpdateStatus.State), "rollback") {
-		if _, err := s.cli.ServiceUpdate(ctx, id, cur.Version, cur.Spec, swarmUpdateOptions("previous")); err != nil {
+		if _, err := s.update(ctx, id, func(cur swarm.ServiceSpec) swarm.ServiceSpec { return cur }, "previous"); err != nil {
 			return unavailable(fmt.Errorf("roll back service: %w", err))
 		}
 	}
@@ -693,8 +712,12 @@ func (s *Services) ScaleService(ctx context.Context, app string, replicas int) e
 		return fmt.Errorf("service %s is not application %s's: %w", name, app, domain.ErrNotFound)
 	}
 	n := uint64(replicas)
-	svc.Spec.Mode.Replicated.Replicas = &n
-	if _, err := s.cli.ServiceUpdate(ctx, svc.ID, svc.Version, svc.Spec, swarmUpdateOptions("")); err != nil {
+	if _, err := s.update(ctx, svc.ID, func(spec swarm.ServiceSpec) swarm.ServiceSpec {
+		if spec.Mode.Replicated != nil {
+			spec.Mode.Replicated.Replicas = &n
+		}
+		return spec
+	}, ""); err != nil {
 		return unavailable(fmt.Errorf("scale service %s: %w", name, err))
 	}
 	for {
