@@ -16,6 +16,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	cerrdefs "github.com/containerd/errdefs"
 	"github.com/docker/docker/client"
 	"github.com/google/uuid"
 
@@ -82,7 +83,7 @@ func RunSwarm(ctx context.Context, traefikBin string, out io.Writer) (err error)
 	defer svc.Close()
 	defer func() {
 		for range 100 {
-			if err := cli.NetworkRemove(context.WithoutCancel(ctx), network); err == nil || client.IsErrNotFound(err) {
+			if err := cli.NetworkRemove(context.WithoutCancel(ctx), network); err == nil || cerrdefs.IsNotFound(err) {
 				return
 			}
 			time.Sleep(200 * time.Millisecond)

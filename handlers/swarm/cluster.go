@@ -9,9 +9,9 @@ import (
 	"strconv"
 	"strings"
 
+	cerrdefs "github.com/containerd/errdefs"
 	"github.com/docker/docker/api/types/swarm"
 	"github.com/docker/docker/client"
-	"github.com/docker/docker/errdefs"
 
 	"berth/domain"
 )
@@ -67,7 +67,7 @@ func (c *Cluster) Init(ctx context.Context, server, advertiseAddr string) (domai
 	}
 	listen := net.JoinHostPort(host, strconv.Itoa(port))
 	if _, err := cli.SwarmInit(ctx, swarm.InitRequest{ListenAddr: listen, AdvertiseAddr: listen}); err != nil {
-		if errdefs.IsInvalidParameter(err) {
+		if cerrdefs.IsInvalidArgument(err) {
 			return domain.SwarmInfo{}, domain.Invalid("advertise_addr", err.Error())
 		}
 		return domain.SwarmInfo{}, unavailable(fmt.Errorf("swarm init: %w", err))
@@ -158,9 +158,9 @@ func (c *Cluster) Nodes(ctx context.Context, server string) ([]domain.SwarmNode,
 
 func nodeErr(err error) error {
 	switch {
-	case errdefs.IsNotFound(err):
+	case cerrdefs.IsNotFound(err):
 		return fmt.Errorf("node: %w", domain.ErrNotFound)
-	case errdefs.IsUnavailable(err), errdefs.IsInvalidParameter(err) && strings.Contains(err.Error(), "not a swarm manager"):
+	case cerrdefs.IsUnavailable(err), cerrdefs.IsInvalidArgument(err) && strings.Contains(err.Error(), "not a swarm manager"):
 		return fmt.Errorf("the engine is not a swarm manager: %w: %w", domain.ErrUnavailable, err)
 	}
 	return unavailable(err)

@@ -12,11 +12,11 @@ import (
 	"regexp"
 	"time"
 
+	cerrdefs "github.com/containerd/errdefs"
 	"github.com/docker/docker/api/types/build"
 	"github.com/docker/docker/api/types/filters"
 	"github.com/docker/docker/api/types/mount"
 	"github.com/docker/docker/api/types/swarm"
-	"github.com/docker/docker/errdefs"
 
 	"berth/domain"
 )
@@ -63,7 +63,7 @@ func (s *Services) ProxyImage(ctx context.Context, binary, version string) (stri
 	tag := "berth/traefik:" + version
 	if _, err := s.cli.ImageInspect(ctx, tag); err == nil {
 		return tag, nil
-	} else if !errdefs.IsNotFound(err) {
+	} else if !cerrdefs.IsNotFound(err) {
 		return "", unavailable(fmt.Errorf("inspect %s: %w", tag, err))
 	}
 	f, err := os.Open(binary)
@@ -178,7 +178,7 @@ func (s *Services) EnsureProxy(ctx context.Context, p ProxySpec) (domain.Service
 	}
 	cur, _, err := s.cli.ServiceInspectWithRaw(ctx, ProxyService, swarm.ServiceInspectOptions{})
 	switch {
-	case errdefs.IsNotFound(err):
+	case cerrdefs.IsNotFound(err):
 		resp, err := s.cli.ServiceCreate(ctx, spec, swarm.ServiceCreateOptions{})
 		if err != nil {
 			return domain.ServiceState{}, unavailable(fmt.Errorf("create the proxy service: %w", err))
@@ -217,7 +217,7 @@ func (s *Services) ensureConfig(ctx context.Context, name string, data []byte) (
 
 // RemoveProxy removes the proxy's service and its configs.
 func (s *Services) RemoveProxy(ctx context.Context) error {
-	if err := s.cli.ServiceRemove(ctx, ProxyService); err != nil && !errdefs.IsNotFound(err) {
+	if err := s.cli.ServiceRemove(ctx, ProxyService); err != nil && !cerrdefs.IsNotFound(err) {
 		return unavailable(fmt.Errorf("remove the proxy service: %w", err))
 	}
 	list, err := s.cli.ConfigList(ctx, swarm.ConfigListOptions{Filters: filters.NewArgs(filters.Arg("label", LabelManaged+"=true"), filters.Arg("name", ProxyService+"-"))})
@@ -229,7 +229,7 @@ func (s *Services) RemoveProxy(ctx context.Context) error {
 		// call.
 		for range 50 {
 			err := s.cli.ConfigRemove(ctx, c.ID)
-			if err == nil || errdefs.IsNotFound(err) {
+			if err == nil || cerrdefs.IsNotFound(err) {
 				break
 			}
 			if err := sleep(ctx, 200*time.Millisecond); err != nil {

@@ -14,12 +14,12 @@ import (
 	"sync"
 	"time"
 
+	cerrdefs "github.com/containerd/errdefs"
 	"github.com/docker/docker/api/types/filters"
 	"github.com/docker/docker/api/types/mount"
 	"github.com/docker/docker/api/types/network"
 	"github.com/docker/docker/api/types/swarm"
 	"github.com/docker/docker/client"
-	"github.com/docker/docker/errdefs"
 
 	"berth/domain"
 )
@@ -175,11 +175,11 @@ func (s *Services) EnsureNetwork(ctx context.Context) error {
 		if n.Driver != "overlay" {
 			return fmt.Errorf("network %s is a %s network, not an overlay: %w", s.cfg.Network, n.Driver, domain.ErrConflict)
 		}
-	case errdefs.IsNotFound(err):
+	case cerrdefs.IsNotFound(err):
 		_, err = s.cli.NetworkCreate(ctx, s.cfg.Network, network.CreateOptions{
 			Driver: "overlay", Attachable: true, Labels: map[string]string{LabelManaged: "true"},
 		})
-		if err != nil && !errdefs.IsConflict(err) {
+		if err != nil && !cerrdefs.IsConflict(err) {
 			return unavailable(fmt.Errorf("create overlay network %s: %w", s.cfg.Network, err))
 		}
 	default:
@@ -359,7 +359,7 @@ func (s *Services) DeployService(ctx context.Context, d domain.ServiceSpec, onPr
 	var id string
 	created := false
 	switch {
-	case errdefs.IsNotFound(err):
+	case cerrdefs.IsNotFound(err):
 		resp, err := s.cli.ServiceCreate(ctx, spec, swarmCreateOptions())
 		if err != nil {
 			return domain.ServiceState{}, unavailable(fmt.Errorf("create service %s: %w", name, err))
@@ -397,7 +397,7 @@ func (s *Services) DeployService(ctx context.Context, d domain.ServiceSpec, onPr
 	undo, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Minute)
 	defer cancel()
 	if created {
-		if rerr := s.cli.ServiceRemove(undo, id); rerr != nil && !errdefs.IsNotFound(rerr) {
+		if rerr := s.cli.ServiceRemove(undo, id); rerr != nil && !cerrdefs.IsNotFound(rerr) {
 			s.log.Error("new service not removed", "service", name, "err", rerr)
 		} else {
 			onProgress("removed the new service " + name)
@@ -676,7 +676,7 @@ func (s *Services) Service(ctx context.Context, app string) (domain.ServiceState
 		return domain.ServiceState{}, err
 	}
 	svc, _, err := s.cli.ServiceInspectWithRaw(ctx, name, swarmInspectOptions())
-	if errdefs.IsNotFound(err) {
+	if cerrdefs.IsNotFound(err) {
 		return domain.ServiceState{}, fmt.Errorf("service of %s: %w", app, domain.ErrNotFound)
 	}
 	if err != nil {
@@ -702,7 +702,7 @@ func (s *Services) ScaleService(ctx context.Context, app string, replicas int) e
 		return err
 	}
 	svc, _, err := s.cli.ServiceInspectWithRaw(ctx, name, swarmInspectOptions())
-	if errdefs.IsNotFound(err) {
+	if cerrdefs.IsNotFound(err) {
 		return fmt.Errorf("service of %s: %w", app, domain.ErrNotFound)
 	}
 	if err != nil {
@@ -750,7 +750,7 @@ func (s *Services) RemoveService(ctx context.Context, app string) error {
 		return err
 	}
 	svc, _, err := s.cli.ServiceInspectWithRaw(ctx, name, swarmInspectOptions())
-	if errdefs.IsNotFound(err) {
+	if cerrdefs.IsNotFound(err) {
 		return nil
 	}
 	if err != nil {
@@ -759,7 +759,7 @@ func (s *Services) RemoveService(ctx context.Context, app string) error {
 	if svc.Spec.Labels[LabelApp] != app {
 		return nil
 	}
-	if err := s.cli.ServiceRemove(ctx, svc.ID); err != nil && !errdefs.IsNotFound(err) {
+	if err := s.cli.ServiceRemove(ctx, svc.ID); err != nil && !cerrdefs.IsNotFound(err) {
 		return unavailable(fmt.Errorf("remove service %s: %w", name, err))
 	}
 	return nil

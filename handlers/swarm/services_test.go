@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	cerrdefs "github.com/containerd/errdefs"
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/filters"
 	dswarm "github.com/docker/docker/api/types/swarm"
@@ -40,7 +41,7 @@ func newFixture(t *testing.T) *fixture {
 		ctx := context.Background()
 		// The network goes once the tasks on it are gone.
 		for range 100 {
-			if err := cli.NetworkRemove(ctx, net); err == nil || client.IsErrNotFound(err) {
+			if err := cli.NetworkRemove(ctx, net); err == nil || cerrdefs.IsNotFound(err) {
 				return
 			}
 			time.Sleep(200 * time.Millisecond)

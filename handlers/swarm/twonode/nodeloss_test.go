@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	cerrdefs "github.com/containerd/errdefs"
 	"github.com/docker/docker/api/types/filters"
 	dswarm "github.com/docker/docker/api/types/swarm"
 	"github.com/docker/docker/client"
@@ -62,7 +63,7 @@ func TestNodeLoss(t *testing.T) {
 	}
 	t.Cleanup(func() {
 		for range 100 {
-			if err := cli.NetworkRemove(context.Background(), network); err == nil || client.IsErrNotFound(err) {
+			if err := cli.NetworkRemove(context.Background(), network); err == nil || cerrdefs.IsNotFound(err) {
 				break
 			}
 			time.Sleep(200 * time.Millisecond)
