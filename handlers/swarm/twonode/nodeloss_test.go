@@ -38,22 +38,32 @@ import (
 func TestNodeLoss(t *testing.T) {
 	ctx := context.Background()
 	cli := testenv.Docker(t)
-	w := startWorker(t)
-	if _, err := cli.SwarmInit(ctx, dswarm.InitRequest{ListenAddr: managerAddr + ":2377", AdvertiseAddr: managerAddr}); err != nil {
-		t.Fatalf("swarm init: %v (is the engine in a swarm already?)", err)
+	w, err := testenv.StartSwarmWorker(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(w.Close)
+	leave, err := testenv.SwarmInitOn(ctx, cli)
+	if err != nil {
+		t.Fatal(err)
 	}
 	t.Cleanup(func() {
 		c, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()
-		if err := cli.SwarmLeave(c, true); err != nil {
+		if err := leave(c); err != nil {
 			t.Errorf("docker swarm leave --force: %v", err)
 		}
 	})
-	workerNode := w.join(ctx, cli)
+	workerNode, err := w.Join(ctx, cli)
+	if err != nil {
+		t.Fatal(err)
+	}
 
 	tag := testenv.RandomName("berth-test/bw-two") + ":1"
 	testenv.BuildTestServerImage(t, cli, tag)
-	w.load(ctx, tag)
+	if err := w.Load(ctx, tag); err != nil {
+		t.Fatal(err)
+	}
 
 	network := testenv.RandomName("bw-net")
 	svc, err := swarm.New(swarm.Config{Network: network, Poll: 100 * time.Millisecond, Monitor: time.Second, StopGrace: time.Second,
@@ -123,7 +133,7 @@ func TestNodeLoss(t *testing.T) {
 	t.Cleanup(func() { stopLoad(); wg.Wait() })
 
 	killed := time.Now()
-	w.kill()
+	w.Kill()
 	deadline := killed.Add(3 * time.Minute)
 	for {
 		tasks := running(t, cli, st.ID)
