@@ -9,6 +9,8 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/chromedp/chromedp"
+
 	"berth/domain"
 	"berth/handlers/commands"
 	"berth/webui"
@@ -202,4 +204,41 @@ func TestSwarmEndpoints(t *testing.T) {
 		t.Errorf("bad preference: field %q", field(r))
 	}
 	e.must(http.StatusOK, "PATCH", "/api/v1/apps/api", map[string]any{"replicas": 3, "placement": map[string]any{}})
+}
+
+// TestBrowserSwarms drives the Swarms screen: the nodes of a swarm with
+// their state, role and labels, a node drained and reactivated, and a join
+// command shown once.
+func TestBrowserSwarms(t *testing.T) {
+	if testing.Short() {
+		t.Skip("browser end-to-end test")
+	}
+	fake := newFakeSwarms()
+	e := newEnvCommands(t, commands.Config{Swarms: fake}, webui.ServerConfig{}, func(d *webui.Deps) {
+		d.Swarms = d.Commands.(*commands.Handler)
+	})
+	e.srv.MountUI()
+	e.must(http.StatusCreated, "POST", "/api/v1/swarms", map[string]any{"name": "main", "server": "local", "adopt": true})
+	e.must(http.StatusOK, "PUT", "/api/v1/swarms/main/nodes/n2worker/labels", map[string]any{"labels": map[string]string{"zone": "b"}})
+	ctx := browser(t, 1366, 900)
+
+	run(t, ctx, "open the Swarms screen",
+		chromedp.Navigate(e.http.URL+"/#/swarms"),
+		waitFor(`document.querySelectorAll('article[data-swarm="main"] tr[data-node]').length === 2`),
+		waitFor(`document.querySelector('tr[data-node="n2worker"]').textContent.includes('zone=b')`),
+		waitFor(`document.querySelector('tr[data-node="n1manager"]').textContent.includes('(leader)')`),
+	)
+	run(t, ctx, "drain the worker",
+		clickLive(`tr[data-node="n2worker"] button`),
+		waitFor(`document.querySelector('tr[data-node="n2worker"]')?.dataset.availability === 'drain'`),
+	)
+	run(t, ctx, "reactivate it",
+		clickLive(`tr[data-node="n2worker"] button`),
+		waitFor(`document.querySelector('tr[data-node="n2worker"]')?.dataset.availability === 'active'`),
+	)
+	run(t, ctx, "show a worker join command",
+		clickLive(`article[data-swarm="main"] button[data-join="worker"]`),
+		waitFor(`document.querySelector('article[data-swarm="main"] .join-command')?.textContent.startsWith('docker swarm join --token SWMTKN-1-fake1')`),
+	)
+	screenshot(t, ctx, "swarms")
 }

@@ -10,6 +10,7 @@ import { domainsView } from './views/domains.js';
 import { loginView, setupView } from './views/login.js';
 import { notificationsView } from './views/notifications.js';
 import { monitoringView } from './views/monitoring.js';
+import { swarmsView } from './views/swarms.js';
 import { usersView, tokensView, webhooksView } from './views/admin.js';
 
 const view = document.getElementById('view');
@@ -58,6 +59,7 @@ const routes = [
   [/^#\/audit(\?.*)?$/, (m) => (el, u) => auditView(el, u, new URLSearchParams((m[1] || '').slice(1)))],
   [/^#\/monitoring(\?.*)?$/, (m) => (el, u) => monitoringView(el, u, new URLSearchParams((m[1] || '').slice(1)))],
   [/^#\/notifications$/, () => notificationsView],
+  [/^#\/swarms$/, () => swarmsView],
   [/^#\/users$/, () => usersView],
   [/^#\/tokens$/, () => tokensView],
   [/^#\/webhooks$/, () => webhooksView],
@@ -76,7 +78,7 @@ function route() {
     const m = hash.match(re);
     if (m) { render = make(m); break; }
   }
-  const section = ['audit', 'domains', 'monitoring', 'notifications', 'users', 'tokens', 'webhooks'].find((n) => hash.startsWith('#/' + n)) || 'dashboard';
+  const section = ['audit', 'domains', 'monitoring', 'notifications', 'swarms', 'users', 'tokens', 'webhooks'].find((n) => hash.startsWith('#/' + n)) || 'dashboard';
   // Signed-out pages have no live socket to speak of.
   const signedOut = signedOutHash();
   liveEl.hidden = signedOut;
