@@ -33,9 +33,12 @@ import (
 // behind Traefik in the swarm; under a steady load through Traefik the
 // worker's engine is killed. It prints
 //
+//	BENCH swarm.update.failed.twonode value=<n> unit=requests baseline=0 total=<m> ratio=<n/m>
 //	BENCH swarm.nodeloss.recovery value=<s> unit=s baseline=<s> ratio=<v/b> failed=<n> total=<m>
 //
-// where value is the time from the kill until every replica runs again
+// the first for a rolling update of the service across both nodes under
+// the load (n requests failed of m, the floor is 0), the second for the
+// loss: value is the time from the kill until every replica runs again
 // (on the manager), baseline the time until the swarm marked the node
 // down, and n the requests through Traefik that failed meanwhile.
 func RunNodeLoss(ctx context.Context, traefikBin string, out io.Writer) (err error) {
@@ -146,7 +149,8 @@ func RunNodeLoss(ctx context.Context, traefikBin string, out io.Writer) (err err
 		return err
 	}
 
-	var total, failed atomic.Int64
+	var total, failed, updTotal, updFailed atomic.Int64
+	var updating atomic.Bool
 	loadCtx, stopLoad := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	for range replicaClients {
@@ -156,16 +160,33 @@ func RunNodeLoss(ctx context.Context, traefikBin string, out io.Writer) (err err
 			hc := &http.Client{Timeout: 5 * time.Second}
 			for loadCtx.Err() == nil {
 				ok := getOK(loadCtx, hc, addr, app+".bench.test")
-				if loadCtx.Err() == nil {
-					total.Add(1)
+				if loadCtx.Err() != nil {
+					continue
+				}
+				if updating.Load() {
+					updTotal.Add(1)
 					if !ok {
-						failed.Add(1)
+						updFailed.Add(1)
 					}
+					continue
+				}
+				total.Add(1)
+				if !ok {
+					failed.Add(1)
 				}
 			}
 		}()
 	}
 	defer func() { stopLoad(); wg.Wait() }()
+	// A rolling update across both nodes under the load.
+	updating.Store(true)
+	if _, err := svc.DeployService(ctx, domain.ServiceSpec{App: app, DeploymentID: "d2", Image: tag, Env: map[string]string{"VERSION": "two"},
+		Runtime: domain.Runtime{Port: 8080, Replicas: 4, Placement: &domain.Placement{Swarm: "bench"}}}, nil); err != nil {
+		return fmt.Errorf("update across both nodes: %w", err)
+	}
+	updating.Store(false)
+	fmt.Fprintf(out, "BENCH swarm.update.failed.twonode value=%d unit=requests baseline=0 total=%d ratio=%.4f replicas=4\n",
+		updFailed.Load(), updTotal.Load(), float64(updFailed.Load())/float64(max(updTotal.Load(), 1)))
 	time.Sleep(2 * time.Second) // the load runs before the loss too
 
 	killed := time.Now()
