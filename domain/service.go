@@ -19,6 +19,10 @@ type ServiceSpec struct {
 	Image string
 	// Env is the environment, secrets opened.
 	Env map[string]string
+	// Auth is presented to Image's registry by every node that pulls it
+	// (the swarm keeps it with the service, as --with-registry-auth does);
+	// the zero value is anonymous. Plain text: never log it.
+	Auth RegistryAuth
 	// Runtime is the application's runtime configuration with its
 	// placement on the swarm. A task is healthy when it runs and, when
 	// its image has a HEALTHCHECK, the swarm saw it pass; Runtime's health

@@ -61,6 +61,12 @@ func (r *run) rolloutService(ctx context.Context, imageID string, env map[string
 	if ref == "" {
 		r.progress(fmt.Sprintf("image %s is in no registry: only swarm nodes that hold it can run it (set build.push to push it)", short(imageID)))
 	}
+	var auth domain.RegistryAuth
+	if ref != "" {
+		if auth, err = w.registryAuth(ctx, domain.ImageRegistry(ref)); err != nil {
+			return FailStep(domain.StepStartContainer, err)
+		}
+	}
 	previous := ""
 	if cur, err := svc.Service(ctx, job.App); err == nil {
 		previous = cur.Deployment
@@ -70,7 +76,7 @@ func (r *run) rolloutService(ctx context.Context, imageID string, env map[string
 	r.progress(fmt.Sprintf("deploying %s to swarm %s as a service of %d replica(s): start-first, one task at a time, rollback on failure", job.App, rt.Placement.Swarm, rt.Replicas))
 	began := time.Now()
 	uctx, cancel := context.WithTimeout(ctx, w.serviceTimeout(rt))
-	st, err := svc.DeployService(uctx, domain.ServiceSpec{App: job.App, DeploymentID: job.DeploymentID, Image: image, Env: env, Runtime: rt}, r.progress)
+	st, err := svc.DeployService(uctx, domain.ServiceSpec{App: job.App, DeploymentID: job.DeploymentID, Image: image, Env: env, Auth: auth, Runtime: rt}, r.progress)
 	cancel()
 	if err != nil {
 		var rb *domain.ServiceRolledBackError

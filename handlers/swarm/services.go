@@ -3,7 +3,9 @@ package swarm
 import (
 	"context"
 	"crypto/sha256"
+	"encoding/base64"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -18,6 +20,7 @@ import (
 	"github.com/docker/docker/api/types/filters"
 	"github.com/docker/docker/api/types/mount"
 	"github.com/docker/docker/api/types/network"
+	"github.com/docker/docker/api/types/registry"
 	"github.com/docker/docker/api/types/swarm"
 	"github.com/docker/docker/client"
 
@@ -354,13 +357,17 @@ func (s *Services) DeployService(ctx context.Context, d domain.ServiceSpec, onPr
 	if err := s.checkPlacement(ctx, constraints); err != nil {
 		return domain.ServiceState{}, err
 	}
+	auth, err := encodeAuth(d.Auth, d.Image)
+	if err != nil {
+		return domain.ServiceState{}, err
+	}
 	name := spec.Name
 	cur, _, err := s.cli.ServiceInspectWithRaw(ctx, name, swarmInspectOptions())
 	var id string
 	created := false
 	switch {
 	case cerrdefs.IsNotFound(err):
-		resp, err := s.cli.ServiceCreate(ctx, spec, swarmCreateOptions())
+		resp, err := s.cli.ServiceCreate(ctx, spec, swarmCreateOptions(auth))
 		if err != nil {
 			return domain.ServiceState{}, unavailable(fmt.Errorf("create service %s: %w", name, err))
 		}
@@ -376,7 +383,7 @@ func (s *Services) DeployService(ctx context.Context, d domain.ServiceSpec, onPr
 		onProgress(fmt.Sprintf("service %s already runs deployment %s: waiting for it to converge", name, d.DeploymentID))
 	default:
 		id = cur.ID
-		resp, err := s.update(ctx, id, func(swarm.ServiceSpec) swarm.ServiceSpec { return spec }, "")
+		resp, err := s.update(ctx, id, func(swarm.ServiceSpec) swarm.ServiceSpec { return spec }, "", auth)
 		if err != nil {
 			return domain.ServiceState{}, unavailable(fmt.Errorf("update service %s: %w", name, err))
 		}
@@ -423,13 +430,15 @@ func (s *Services) DeployService(ctx context.Context, d domain.ServiceSpec, onPr
 // update writes the spec f makes of the service's current one. The swarm
 // bumps a service's version as its update progresses: on "update out of
 // sequence" the service is read again and f applied again.
-func (s *Services) update(ctx context.Context, id string, f func(swarm.ServiceSpec) swarm.ServiceSpec, rollback string) (swarm.ServiceUpdateResponse, error) {
+func (s *Services) update(ctx context.Context, id string, f func(swarm.ServiceSpec) swarm.ServiceSpec, rollback, auth string) (swarm.ServiceUpdateResponse, error) {
 	for attempt := 0; ; attempt++ {
 		cur, _, err := s.cli.ServiceInspectWithRaw(ctx, id, swarmInspectOptions())
 		if err != nil {
 			return swarm.ServiceUpdateResponse{}, err
 		}
-		resp, err := s.cli.ServiceUpdate(ctx, id, cur.Version, f(cur.Spec), swarmUpdateOptions(rollback))
+		opts := swarmUpdateOptions(rollback)
+		opts.EncodedRegistryAuth = auth
+		resp, err := s.cli.ServiceUpdate(ctx, id, cur.Version, f(cur.Spec), opts)
 		if err == nil || attempt >= 10 || !strings.Contains(err.Error(), "update out of sequence") {
 			return resp, err
 		}
@@ -450,7 +459,7 @@ func (s *Services) rollback(ctx context.Context, id, deployment string, onProgre
 		return nil // the swarm rolled back already
 	}
 	if cur.UpdateStatus == nil || !strings.HasPrefix(string(cur.UpdateStatus.State), "rollback") {
-		if _, err := s.update(ctx, id, func(cur swarm.ServiceSpec) swarm.ServiceSpec { return cur }, "previous"); err != nil {
+		if _, err := s.update(ctx, id, func(cur swarm.ServiceSpec) swarm.ServiceSpec { return cur }, "previous", ""); err != nil {
 			return unavailable(fmt.Errorf("roll back service: %w", err))
 		}
 	}
@@ -717,7 +726,7 @@ func (s *Services) ScaleService(ctx context.Context, app string, replicas int) e
 			spec.Mode.Replicated.Replicas = &n
 		}
 		return spec
-	}, ""); err != nil {
+	}, "", ""); err != nil {
 		return unavailable(fmt.Errorf("scale service %s: %w", name, err))
 	}
 	for {
@@ -792,10 +801,23 @@ func cmp(a, b string) string {
 
 func swarmInspectOptions() swarm.ServiceInspectOptions { return swarm.ServiceInspectOptions{} }
 
-func swarmCreateOptions() swarm.ServiceCreateOptions {
+func swarmCreateOptions(auth string) swarm.ServiceCreateOptions {
 	// The image is never looked up in a registry from here: a built image
 	// exists on the manager, a pushed one is named by digest.
-	return swarm.ServiceCreateOptions{QueryRegistry: false}
+	return swarm.ServiceCreateOptions{QueryRegistry: false, EncodedRegistryAuth: auth}
+}
+
+// encodeAuth encodes credentials for image's registry as the Engine API
+// takes them; "" for anonymous pulls.
+func encodeAuth(a domain.RegistryAuth, image string) (string, error) {
+	if a.Username == "" && a.Password == "" {
+		return "", nil
+	}
+	b, err := json.Marshal(registry.AuthConfig{Username: a.Username, Password: a.Password, ServerAddress: domain.ImageRegistry(image)})
+	if err != nil {
+		return "", err
+	}
+	return base64.URLEncoding.EncodeToString(b), nil
 }
 
 func swarmUpdateOptions(rollback string) swarm.ServiceUpdateOptions {

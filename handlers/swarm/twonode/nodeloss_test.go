@@ -4,6 +4,8 @@ package twonode_test
 
 import (
 	"context"
+	"encoding/base64"
+	"encoding/json"
 	"io"
 	"log/slog"
 	"net"
@@ -11,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -18,6 +21,8 @@ import (
 
 	cerrdefs "github.com/containerd/errdefs"
 	"github.com/docker/docker/api/types/filters"
+	"github.com/docker/docker/api/types/image"
+	"github.com/docker/docker/api/types/registry"
 	dswarm "github.com/docker/docker/api/types/swarm"
 	"github.com/docker/docker/client"
 
@@ -61,9 +66,15 @@ func TestNodeLoss(t *testing.T) {
 
 	tag := testenv.RandomName("berth-test/bw-two") + ":1"
 	testenv.BuildTestServerImage(t, cli, tag)
-	if err := w.Load(ctx, tag); err != nil {
+	// The image reaches the worker through a registry with TLS on the
+	// manager's address (its CA trusted by both engines through
+	// /etc/docker/certs.d, removed when the registry stops).
+	reg, stopReg, err := testenv.RunRegistryOn(testenv.RegistryBin(t), t.TempDir(), testenv.SwarmManagerAddr)
+	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(stopReg)
+	image := pushTo(t, cli, tag, reg)
 
 	network := testenv.RandomName("bw-net")
 	svc, err := swarm.New(swarm.Config{Network: network, Poll: 100 * time.Millisecond, Monitor: time.Second, StopGrace: time.Second,
@@ -96,7 +107,8 @@ func TestNodeLoss(t *testing.T) {
 
 	app := testenv.RandomName("bw-n")
 	t.Cleanup(func() { _ = svc.RemoveService(context.Background(), app) })
-	st, err := svc.DeployService(ctx, domain.ServiceSpec{App: app, DeploymentID: "d1", Image: tag, Env: map[string]string{"VERSION": "one"},
+	st, err := svc.DeployService(ctx, domain.ServiceSpec{App: app, DeploymentID: "d1", Image: image, Env: map[string]string{"VERSION": "one"},
+		Auth:    domain.RegistryAuth{Username: reg.Username, Password: reg.Password},
 		Runtime: domain.Runtime{Port: 8080, Replicas: 4, Placement: &domain.Placement{Swarm: "two"}}}, func(s string) { t.Log(s) })
 	if err != nil {
 		t.Fatalf("deploy: %v", err)
@@ -194,6 +206,39 @@ func TestNodeLoss(t *testing.T) {
 	if !getOK(ctx, &http.Client{Timeout: 3 * time.Second}, addr, app+".test") {
 		t.Errorf("the application does not answer after the node loss")
 	}
+}
+
+// pushTo pushes the local image tag to reg and returns its reference by
+// digest.
+func pushTo(t *testing.T, cli *client.Client, tag string, reg testenv.Registry) string {
+	t.Helper()
+	ctx := context.Background()
+	target := reg.Address + "/bw/app:1"
+	if err := cli.ImageTag(ctx, tag, target); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _, _ = cli.ImageRemove(context.Background(), target, image.RemoveOptions{Force: true}) })
+	auth, err := json.Marshal(registry.AuthConfig{Username: reg.Username, Password: reg.Password, ServerAddress: reg.Address})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc, err := cli.ImagePush(ctx, target, image.PushOptions{RegistryAuth: base64.URLEncoding.EncodeToString(auth)})
+	if err != nil {
+		t.Fatalf("push: %v", err)
+	}
+	out, _ := io.ReadAll(rc)
+	_ = rc.Close()
+	ins, err := cli.ImageInspect(ctx, target)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range ins.RepoDigests {
+		if strings.HasPrefix(d, reg.Address+"/bw/app@") {
+			return d
+		}
+	}
+	t.Fatalf("push of %s gave no digest:\n%s", target, out)
+	return ""
 }
 
 func running(t *testing.T, cli *client.Client, id string) []dswarm.Task {
