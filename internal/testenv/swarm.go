@@ -20,7 +20,8 @@ import (
 // SwarmInit puts the local Docker Engine in swarm mode as a single-node
 // swarm advertising advertise (e.g. "127.0.0.1"), unless it is in one
 // already; it returns a function that leaves the swarm (forced) when this
-// call made it. Call it from TestMain and run the returned function also
+// call made it, or when it is a single-node swarm on advertise that an
+// earlier run left behind. Call it from TestMain and run the returned function also
 // when the tests fail.
 func SwarmInit(ctx context.Context, cli *client.Client, advertise string) (leave func(context.Context) error, err error) {
 	info, err := cli.Info(ctx)
@@ -28,10 +29,16 @@ func SwarmInit(ctx context.Context, cli *client.Client, advertise string) (leave
 		return nil, fmt.Errorf("Docker Engine is not reachable: %w: start it and check that this user may use its socket", err)
 	}
 	noop := func(context.Context) error { return nil }
+	leaveIt := func(ctx context.Context) error { return cli.SwarmLeave(ctx, true) }
 	switch info.Swarm.LocalNodeState {
 	case swarm.LocalNodeStateActive:
 		if !info.Swarm.ControlAvailable {
 			return nil, fmt.Errorf("the Docker Engine is a swarm worker, not a manager: leave that swarm first (`docker swarm leave`)")
+		}
+		// A single-node swarm on this address is what an earlier run that
+		// died before leaving (a panic, a timeout) left: reused and left.
+		if info.Swarm.Nodes == 1 && info.Swarm.NodeAddr == advertise {
+			return leaveIt, nil
 		}
 		return noop, nil
 	case swarm.LocalNodeStateInactive:
@@ -41,7 +48,7 @@ func SwarmInit(ctx context.Context, cli *client.Client, advertise string) (leave
 	if _, err := cli.SwarmInit(ctx, swarm.InitRequest{ListenAddr: advertise + ":2377", AdvertiseAddr: advertise}); err != nil {
 		return nil, fmt.Errorf("docker swarm init: %w", err)
 	}
-	return func(ctx context.Context) error { return cli.SwarmLeave(ctx, true) }, nil
+	return leaveIt, nil
 }
 
 // BuildTestServerImage builds the test server (BuildTestServer) into an
