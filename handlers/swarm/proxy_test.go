@@ -60,7 +60,7 @@ func startProxy(t *testing.T, f *fixture) (*traefik.Writer, string) {
 			t.Errorf("remove proxy: %v", err)
 		}
 	})
-	st, err := f.svc.EnsureProxy(ctx, bswarm.ProxySpec{Binary: bin, Version: "test-" + filepath.Base(filepath.Dir(bin)), Static: static,
+	st, err := f.svc.EnsureProxy(ctx, bswarm.ProxySpec{Binary: bin, Version: "berth-" + filepath.Base(filepath.Dir(bin)), Static: static,
 		DynamicDir: dir, NodeID: info.Swarm.NodeID, HTTPPort: port(httpAddr), HTTPSPort: port(httpsAddr)})
 	if err != nil {
 		t.Fatalf("proxy: %v", err)

@@ -284,7 +284,7 @@ func startProxy(t *testing.T, cli *client.Client, svc *swarm.Services, app, serv
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = svc.RemoveProxy(context.Background()) })
-	if _, err := svc.EnsureProxy(ctx, swarm.ProxySpec{Binary: bin, Version: "test-" + filepath.Base(filepath.Dir(bin)), Static: static,
+	if _, err := svc.EnsureProxy(ctx, swarm.ProxySpec{Binary: bin, Version: "berth-" + filepath.Base(filepath.Dir(bin)), Static: static,
 		DynamicDir: dir, NodeID: info.Swarm.NodeID, HTTPPort: httpPort, HTTPSPort: port()}); err != nil {
 		t.Fatalf("proxy: %v", err)
 	}
