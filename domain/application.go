@@ -386,6 +386,11 @@ func (a *Application) Config() AppConfig {
 		cs.Profiles, cs.Services = slices.Clone(cs.Profiles), slices.Clone(cs.Services)
 		c.Source.Compose = &cs
 	}
+	if p := c.Runtime.Placement; p != nil {
+		pl := *p
+		pl.Constraints, pl.Preferences = slices.Clone(p.Constraints), slices.Clone(p.Preferences)
+		c.Runtime.Placement = &pl
+	}
 	return c
 }
 
@@ -462,6 +467,9 @@ type AppPatch struct {
 	// (LocalServer or "" for the local one). The caller resolves a server
 	// name to its id and places the application there (Server.Place).
 	Server *string `json:"server,omitempty"`
+	// Placement replaces the swarm placement; one without a swarm puts
+	// the application back on its Docker host.
+	Placement *Placement `json:"placement,omitempty"`
 }
 
 // Update decides a partial update. It returns no events when the patch
@@ -508,6 +516,14 @@ func (a *Application) Update(p AppPatch) ([]Event, error) {
 	if rt.Server == LocalServer {
 		rt.Server = ""
 	}
+	if p.Placement != nil {
+		rt.Placement = nil
+		if p.Placement.Swarm != "" || len(p.Placement.Constraints) > 0 || len(p.Placement.Preferences) > 0 {
+			pl := *p.Placement
+			pl.Constraints, pl.Preferences = slices.Clone(pl.Constraints), slices.Clone(pl.Preferences)
+			rt.Placement = &pl
+		}
+	}
 	if err := src.Validate("source"); err != nil {
 		return nil, err
 	}
@@ -546,6 +562,7 @@ func (a *Application) Update(p AppPatch) ([]Event, error) {
 	diff("runtime.health_check.timeout_seconds", old.Runtime.HealthCheck.TimeoutSeconds, rt.HealthCheck.TimeoutSeconds)
 	diff("runtime.restart_policy", old.Runtime.RestartPolicy, rt.RestartPolicy)
 	diff("runtime.server", old.Runtime.Server, rt.Server)
+	diff("runtime.placement", old.Runtime.Placement, rt.Placement)
 	if len(changed) == 0 {
 		return nil, nil
 	}

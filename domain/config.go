@@ -124,6 +124,9 @@ type Runtime struct {
 	Replicas      int         `json:"replicas,omitempty"`
 	HealthCheck   HealthCheck `json:"health_check"`
 	RestartPolicy string      `json:"restart_policy,omitempty"`
+	// Placement, when it names a swarm, runs the application as a service
+	// of that swarm; nil: containers on the application's Docker host.
+	Placement *Placement `json:"placement,omitempty"`
 	// Server is the id of the server the application is placed on (see
 	// Server); empty means the local one.
 	Server string `json:"server,omitempty"`
@@ -137,6 +140,9 @@ func (r Runtime) ServerID() string {
 	}
 	return r.Server
 }
+
+// OnSwarm reports whether the application runs as a swarm service.
+func (r Runtime) OnSwarm() bool { return r.Placement.OnSwarm() }
 
 // EnvVar is one environment variable. A secret's plain value never appears
 // here: Value is empty and Sealed holds the ciphertext produced by a

@@ -163,6 +163,20 @@ type DeploymentReplicaSwitched struct {
 	DurationMS int64      `json:"duration_ms"`
 }
 
+// DeploymentServiceRolledBack is recorded ("deployment.service_rolled_back")
+// when the service update of a deployment to a swarm failed and was rolled
+// back, before the deployment fails: the previous spec serves again.
+type DeploymentServiceRolledBack struct {
+	DeploymentID string `json:"deployment_id"`
+	App          string `json:"app"`
+	// Service is the swarm service's id.
+	Service string `json:"service"`
+	// By is "swarm" (its failure action) or "berth" (its own check failed,
+	// or the deployment was cancelled).
+	By     string `json:"by"`
+	Reason string `json:"reason"`
+}
+
 // DeploymentPreviousStopped is recorded ("deployment.previous_stopped") when
 // the previous container has drained and stopped (or there was none).
 type DeploymentPreviousStopped struct {
@@ -583,6 +597,10 @@ func (d *Deployment) check(data any) error {
 			return err
 		}
 	case DeploymentFailed, DeploymentCancelRequested, DeploymentCancelled, DeploymentInterrupted, DeploymentDeadLettered:
+	case DeploymentServiceRolledBack:
+		if cur < DeploymentStartedStatus.rank() {
+			return fmt.Errorf("roll back the service of %s while %s: %w", d.id, d.status, ErrBadTransition)
+		}
 	default:
 		next, ok := statusOf(data)
 		if !ok {
@@ -646,6 +664,12 @@ func (d *Deployment) stamp(data any) (string, any, bool) {
 	case DeploymentServiceStep:
 		v.DeploymentID, v.App = id, app
 		return EventDeploymentServiceStep, v, true
+	case DeploymentServiceRolledBack:
+		v.DeploymentID, v.App = id, app
+		if len(v.Reason) > MaxReasonLen {
+			v.Reason = v.Reason[:MaxReasonLen]
+		}
+		return EventDeploymentServiceRolledBack, v, true
 	case DeploymentSucceeded:
 		v.DeploymentID, v.App = id, app
 		return EventDeploymentSucceeded, v, true

@@ -147,6 +147,8 @@ func DecodeEvent(e RecordedEvent) (any, error) {
 		return decode[ProjectComposeAllowed](e)
 	case EventDeploymentPreviousStopped:
 		return decode[DeploymentPreviousStopped](e)
+	case EventDeploymentServiceRolledBack:
+		return decode[DeploymentServiceRolledBack](e)
 	case EventDeploymentSucceeded:
 		return decode[DeploymentSucceeded](e)
 	case EventDeploymentFailed:
@@ -181,6 +183,20 @@ func DecodeEvent(e RecordedEvent) (any, error) {
 		return decode[TokenRevoked](e)
 	case EventTokenUsed:
 		return decode[TokenUsed](e)
+	case EventSwarmInitialized:
+		return decode[SwarmInitialized](e)
+	case EventSwarmNodeAvailabilitySet:
+		return decode[SwarmNodeAvailabilitySet](e)
+	case EventSwarmNodeLabelsSet:
+		return decode[SwarmNodeLabelsSet](e)
+	case EventSwarmJoinTokenRotated:
+		return decode[SwarmJoinTokenRotated](e)
+	case EventSwarmNodeStateChanged:
+		return decode[SwarmNodeStateChanged](e)
+	case EventSwarmTaskMoved:
+		return decode[SwarmTaskMoved](e)
+	case EventSwarmServiceRolledBack:
+		return decode[SwarmServiceRolledBack](e)
 	case EventCheckpointSigned:
 		return decode[CheckpointSigned](e)
 	case EventPreviewSettingsSet:

@@ -861,8 +861,17 @@ func (r Runtime) Validate(prefix string) error {
 			return err
 		}
 	}
-	if r.Replicas < 1 || r.Replicas > MaxReplicas {
-		return Invalid(field(prefix, "replicas"), fmt.Sprintf("must be between 1 and %d", MaxReplicas))
+	if r.Placement != nil {
+		if err := r.Placement.Validate(field(prefix, "placement")); err != nil {
+			return err
+		}
+	}
+	maxR := MaxReplicas
+	if r.OnSwarm() {
+		maxR = MaxSwarmReplicas
+	}
+	if r.Replicas < 1 || r.Replicas > maxR {
+		return Invalid(field(prefix, "replicas"), fmt.Sprintf("must be between 1 and %d", maxR))
 	}
 	hc := field(prefix, "health_check")
 	if r.HealthCheck.Path != "" {

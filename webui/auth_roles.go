@@ -70,6 +70,9 @@ func RouteAccess(pattern string) (Access, bool) {
 		"POST /api/v1/servers", "PATCH /api/v1/servers/{name}", "POST /api/v1/servers/{name}/verify", "DELETE /api/v1/servers/{name}":
 		return Access{Role: domain.RoleAdmin}, true
 	}
+	if a, ok := swarmRouteAccess(pattern); ok {
+		return a, true
+	}
 	return notificationRouteAccess(pattern)
 }
 

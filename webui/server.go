@@ -124,6 +124,8 @@ type Deps struct {
 	// Servers serve the server endpoints (webui/servers.go); absent ports
 	// answer 503.
 	Servers Servers
+	// Swarms serves the swarm endpoints (webui/swarms.go); 503 when nil.
+	Swarms Swarms
 }
 
 // Server is berth's HTTP server. It is an http.Handler; more routes (the
@@ -257,6 +259,7 @@ func (s *Server) registerRoutes() {
 	s.registerMonitoring()
 	s.registerRegistries()
 	s.registerServers()
+	s.registerSwarms()
 
 	s.api("GET /api/v1/ws", s.websocket)
 }

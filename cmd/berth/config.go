@@ -62,6 +62,8 @@ type Config struct {
 	MaxWebhooks int
 	// Observe configures notifications and monitoring (observe.go).
 	Observe ObserveConfig
+	// Swarm configures the swarms' services and proxy (swarm.go).
+	Swarm SwarmConfig
 
 	SecureCookies     bool     // --secure-cookies, BERTH_SECURE_COOKIES: mark session cookies Secure
 	TrustProxyHeaders bool     // --trust-proxy-headers, BERTH_TRUST_PROXY_HEADERS: believe X-Forwarded-Proto/-For
@@ -221,6 +223,9 @@ func bindConfig(fs *flag.FlagSet, c *Config, groups flagGroup, getenv func(strin
 		str(&c.DeployHost, "deploy-host", "BERTH_DEPLOY_HOST", "name of this Docker host's deploy queue (one deployer per name)")
 		str(&c.DockerNetwork, "docker-network", "BERTH_DOCKER_NETWORK", "bridge network of application containers (default: berth)")
 		str(&c.ComposeBindRoot, "compose-bind-root", "BERTH_COMPOSE_BIND_ROOT", "absolute host directory compose stacks may bind-mount below without an admin's allowance (default: none)")
+		if err := bindSwarmFlags(fs, c, getenv); err != nil {
+			return err
+		}
 		allowPrivate := c.WebhooksAllowPrivate
 		if v := getenv("BERTH_WEBHOOKS_ALLOW_PRIVATE"); v != "" {
 			b, err := strconv.ParseBool(v)

@@ -70,12 +70,17 @@ func (m *Main) wire(ctx context.Context) (http.Handler, []Runner, error) {
 	if err != nil {
 		return nil, nil, err
 	}
+	// Swarms: the engine beside berth may manage one.
+	cluster, swarms, watcher, err := wireSwarm(m)
+	if err != nil {
+		return nil, nil, err
+	}
 	composer, err := compose.New(compose.Config{BindRoot: cfg.ComposeBindRoot})
 	if err != nil {
 		return nil, nil, fmt.Errorf("--compose-bind-root: %w", err)
 	}
 	m.composer = composer
-	cmds, err := cmdhandlers.New(cmdhandlers.Config{Logger: m.Logger, ACME: cfg.TLS.ACMEEmail != "", NotificationURLCheck: notifier.CheckURL, Compose: composer}, m.Store, sealer)
+	cmds, err := cmdhandlers.New(cmdhandlers.Config{Logger: m.Logger, ACME: cfg.TLS.ACMEEmail != "", NotificationURLCheck: notifier.CheckURL, Compose: composer, Swarms: cluster}, m.Store, sealer)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -151,7 +156,7 @@ func (m *Main) wire(ctx context.Context) (http.Handler, []Runner, error) {
 	}
 	integ.CheckpointKey = checkpointKey
 	integ.Replay = replay
-	fleet, rl, supervise, err := wireDeployer(ctx, m, cmds, logs, sealer, runner, ls)
+	fleet, rl, supervise, err := wireDeployer(ctx, m, cmds, logs, sealer, runner, ls, swarms)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -159,7 +164,7 @@ func (m *Main) wire(ctx context.Context) (http.Handler, []Runner, error) {
 		Commands: cmds, Reads: reads, Queue: reads, BuildLogs: webui.BuildLogStore{Store: logs}, ContainerLogs: clogs, Images: images,
 		Metrics: []webui.MetricsWriter{runner, queueMetrics{m: m}}, Logger: m.Logger, Hub: hub,
 		Auth: guard.Authenticate, Integrations: integ, Notifications: notifications,
-		Monitor: mon, Collectors: []prometheus.Collector{mon},
+		Monitor: mon, Collectors: []prometheus.Collector{mon}, Swarms: cmds,
 		Servers:      webui.Servers{Commands: cmds, Checker: fleet},
 		Certificates: webui.CertificateReads{Queries: projections.NewQueries(m.Pool), ACMEEnabled: cfg.TLS.ACMEEmail != ""},
 		Ready: append([]webui.Check{
@@ -187,6 +192,10 @@ func (m *Main) wire(ctx context.Context) (http.Handler, []Runner, error) {
 		{Name: "relay", Run: func(ctx context.Context) error { return ls.Lead(ctx, "relay/"+cfg.DeployHost, rl.Run) }},
 		supervise,
 		{Name: "server-checks", Run: func(ctx context.Context) error { return ls.Lead(ctx, "servers/checks", fleet.RunChecks) }},
+		{Name: "swarm-watcher", Run: func(ctx context.Context) error { return ls.Lead(ctx, "swarm-watcher", watcher.Run) }},
+	}
+	if cfg.Swarm.TraefikBin != "" {
+		runners = append(runners, Runner{Name: "swarm-proxy", Run: func(ctx context.Context) error { return ls.Lead(ctx, "swarm-proxy", swarmProxy(m, cluster)) }})
 	}
 	runners = append(runners, authRunners...)
 	runners = append(runners, deliveries, sending)
@@ -233,7 +242,7 @@ func openSealer(m *Main) (domain.SecretSealer, error) {
 // Engine, each remote one on its engine with a relay of its own). It
 // returns the supervisor's runner, the fleet's checker and the local relay,
 // and registers what must be closed.
-func wireDeployer(ctx context.Context, m *Main, cmds *cmdhandlers.Handler, logs *buildlog.Store, sealer domain.SecretSealer, runner *projections.Runner, ls *leases.Leases) (*servers.Fleet, *relay.Relay, Runner, error) {
+func wireDeployer(ctx context.Context, m *Main, cmds *cmdhandlers.Handler, logs *buildlog.Store, sealer domain.SecretSealer, runner *projections.Runner, ls *leases.Leases, swarms deployer.Swarms) (*servers.Fleet, *relay.Relay, Runner, error) {
 	_ = ctx
 	cfg := m.Config
 	redisOpts, err := redis.ParseURL(cfg.RedisURL)
@@ -268,7 +277,7 @@ func wireDeployer(ctx context.Context, m *Main, cmds *cmdhandlers.Handler, logs 
 	// (compose stacks run on the local server).
 	newFlow := func(rt domain.RuntimePort, leftovers deployer.LeftoverCollector, stacks domain.StackRuntime) (*deployer.Workflow, error) {
 		wc := deployer.WorkflowConfig{Runtime: rt, Logs: logs, Sealer: sealer, Logger: m.Logger, BuildLogs: logs, Routes: routes,
-			Stacks: stacks, Compose: m.composer}
+			Stacks: stacks, Compose: m.composer, Swarms: swarms}
 		if leftovers != nil {
 			wc.Leftovers = leftovers
 		}

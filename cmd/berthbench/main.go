@@ -80,6 +80,18 @@ func suites() []suite {
 		{"compose", func(ctx context.Context, c config, out io.Writer) error {
 			return bench.RunCompose(ctx, c.databaseURL, c.redisURL, out)
 		}},
+		{"swarm", func(ctx context.Context, c config, out io.Writer) error {
+			if _, err := os.Stat(c.traefikBin); err != nil {
+				return fmt.Errorf("traefik binary: %w: build it with `go tool task traefik` or set BERTH_TRAEFIK_BIN", err)
+			}
+			return bench.RunSwarm(ctx, c.traefikBin, out)
+		}},
+		{"nodeloss", func(ctx context.Context, c config, out io.Writer) error {
+			if _, err := os.Stat(c.traefikBin); err != nil {
+				return fmt.Errorf("traefik binary: %w: build it with `go tool task traefik` or set BERTH_TRAEFIK_BIN", err)
+			}
+			return bench.RunNodeLoss(ctx, c.traefikBin, out)
+		}},
 		{"pull", func(ctx context.Context, c config, out io.Writer) error {
 			bin := os.Getenv("BERTH_REGISTRY_BIN")
 			if bin == "" {

@@ -61,6 +61,9 @@ func (h *Handler) CreateApp(ctx context.Context, meta Meta, cmd CreateApp) (Resu
 	if err != nil {
 		return Result{}, err
 	}
+	if err := h.checkSwarm(ctx, "runtime.placement.swarm", spec.Runtime.Placement); err != nil {
+		return Result{}, err
+	}
 	stream := domain.AppStream(spec.Name)
 	return h.execute(ctx, c, true, func(ctx context.Context) (plan, error) {
 		if dup, ok, err := c.duplicate(ctx, stream, ""); err != nil || ok {

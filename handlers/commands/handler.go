@@ -44,6 +44,9 @@ type Config struct {
 	// Compose parses and validates pasted compose files; nil: creating a
 	// stack from a pasted file fails with ErrInvalid.
 	Compose domain.ComposeParser
+	// Swarms drives the swarms of servers' engines; nil: the swarm
+	// commands fail with ErrUnavailable.
+	Swarms domain.SwarmPort
 }
 
 // Handler executes commands against an event store. It is safe for

@@ -28,6 +28,14 @@ func (h *Handler) UpdateApp(ctx context.Context, meta Meta, cmd UpdateApp) (Resu
 	if err := domain.ValidateName("app", cmd.App); err != nil {
 		return Result{}, err
 	}
+	if p := cmd.Patch.Placement; p != nil {
+		if err := p.Validate("placement"); err != nil {
+			return Result{}, err
+		}
+		if err := h.checkSwarm(ctx, "placement.swarm", p); err != nil {
+			return Result{}, err
+		}
+	}
 	moved := false // the patch places the application on another server
 	res, err := h.execute(ctx, c, cmd.ExpectedVersion == 0, func(ctx context.Context) (plan, error) {
 		moved = false

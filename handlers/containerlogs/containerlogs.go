@@ -155,6 +155,12 @@ func (r *Reader) AppLogs(ctx context.Context, app string, q Query, fn func(Line)
 	if err := q.Validate(); err != nil {
 		return err
 	}
+	// An application on a swarm: its service's logs, from every node.
+	if svc, ok, err := r.serviceOf(ctx, app); err != nil {
+		return err
+	} else if ok {
+		return r.serviceLogs(ctx, svc, q, fn)
+	}
 	// Subscribe to container starts before listing, so that a container
 	// started in between is not missed.
 	var evs <-chan events.Message

@@ -196,6 +196,16 @@ func (w *Workflow) recentImages(ctx context.Context, app string, n int) (map[str
 // StopApp stops app's serving instances; it returns the first one's id
 // ("" when none serves).
 func (w *Workflow) StopApp(ctx context.Context, app string) (string, error) {
+	if svc, _, err := w.swarmOf(ctx, app); err != nil || svc != nil {
+		if err != nil {
+			return "", err
+		}
+		st, err := svc.Service(ctx, app)
+		if err != nil {
+			return "", err
+		}
+		return st.ID, svc.ScaleService(ctx, app, 0)
+	}
 	inc, err := w.currentIncarnation(ctx, app)
 	if err != nil {
 		return "", err
@@ -215,6 +225,19 @@ func (w *Workflow) StopApp(ctx context.Context, app string) (string, error) {
 // StartApp starts app's serving instances again; it returns the first one,
 // with its new address ("" ID when none serves).
 func (w *Workflow) StartApp(ctx context.Context, app string) (domain.Instance, error) {
+	if svc, rt, err := w.swarmOf(ctx, app); err != nil || svc != nil {
+		if err != nil {
+			return domain.Instance{}, err
+		}
+		if err := svc.ScaleService(ctx, app, rt.Replicas); err != nil {
+			return domain.Instance{}, err
+		}
+		st, err := svc.Service(ctx, app)
+		if err != nil {
+			return domain.Instance{}, err
+		}
+		return domain.Instance{ID: st.ID, Name: st.Name, App: app, Deployment: st.Deployment, Address: st.Name, Port: rt.Port, Running: true}, nil
+	}
 	inc, err := w.currentIncarnation(ctx, app)
 	if err != nil {
 		return domain.Instance{}, err
@@ -248,6 +271,20 @@ func (w *Workflow) StartApp(ctx context.Context, app string) (domain.Instance, e
 func (w *Workflow) DeleteApp(ctx context.Context, app string, inc int) (instances, images []string, err error) {
 	if err := domain.ValidateName("app", app); err != nil {
 		return nil, nil, err
+	}
+	if svc, _, err := w.swarmOf(ctx, app); err != nil {
+		return nil, nil, err
+	} else if svc != nil {
+		if st, err := svc.Service(ctx, app); err == nil {
+			w.drainDeleted(ctx, app)
+			if err := svc.RemoveService(ctx, app); err != nil {
+				return nil, nil, err
+			}
+			w.log.Info("removed the service of a deleted application", "app", app, "service", st.Name)
+			instances = append(instances, st.ID)
+		} else if !errors.Is(err, domain.ErrNotFound) {
+			return nil, nil, err
+		}
 	}
 	inc = max(inc, 1)
 	roles, err := w.roles(ctx, app, inc, "")

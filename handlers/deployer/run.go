@@ -433,7 +433,7 @@ func isStep(data any) bool {
 	switch data.(type) {
 	case domain.DeploymentSourceFetched, domain.DeploymentImageBuilt, domain.DeploymentContainerStarted,
 		domain.DeploymentHealthPassed, domain.DeploymentTrafficSwitched, domain.DeploymentReplicaSwitched,
-		domain.DeploymentPreviousStopped, domain.DeploymentServiceStep:
+		domain.DeploymentPreviousStopped, domain.DeploymentServiceStep, domain.DeploymentServiceRolledBack:
 		return true
 	}
 	return false

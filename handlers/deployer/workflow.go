@@ -156,6 +156,9 @@ type WorkflowConfig struct {
 	// their files; nil: a compose application's deployment fails.
 	Stacks  domain.StackRuntime
 	Compose domain.ComposeParser
+	// Swarms finds the swarm of an application placed on one; nil: such
+	// applications fail to deploy.
+	Swarms Swarms
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
 }
@@ -330,6 +333,19 @@ func (r *run) deploy(ctx context.Context) error {
 	env, err := w.openEnv(ctx, domain.AppKeyOwner(job.App, job.Request.Incarnation), cfg.Env)
 	if err != nil {
 		return FailStep(domain.StepStartContainer, err)
+	}
+	if rt.OnSwarm() {
+		recent := async(func() (map[string]bool, error) {
+			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Minute)
+			defer cancel()
+			return w.recentImages(rctx, job.App, w.keepImages(rctx, job.App)-1)
+		})
+		defer recent.wait()
+		if err := r.rolloutService(ctx, imageID, env, rt); err != nil {
+			return err
+		}
+		r.collectImages(context.WithoutCancel(ctx), imageID, recent)
+		return nil
 	}
 	if rt.Replicas > 1 {
 		r.progress(fmt.Sprintf("rolling update of %d replicas, one at a time, each started and healthy before it takes traffic", rt.Replicas))

@@ -74,14 +74,20 @@ func StartRegistry(tb testing.TB) Registry {
 // (/etc/docker/certs.d/<address>/, removed by stop), so it pulls and pushes
 // over TLS. stop kills the registry.
 func RunRegistry(bin, dir string) (reg Registry, stop func(), err error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	return RunRegistryOn(bin, dir, "127.0.0.1")
+}
+
+// RunRegistryOn is RunRegistry listening on ip (an address of this host,
+// such as a network namespace's veth), its certificate for ip.
+func RunRegistryOn(bin, dir, ip string) (reg Registry, stop func(), err error) {
+	l, err := net.Listen("tcp", net.JoinHostPort(ip, "0"))
 	if err != nil {
 		return reg, nil, err
 	}
 	addr := l.Addr().String()
 	_ = l.Close()
 
-	caPEM, certPEM, keyPEM, err := makeCerts()
+	caPEM, certPEM, keyPEM, err := makeCerts(net.ParseIP(ip))
 	if err != nil {
 		return reg, nil, err
 	}
@@ -168,9 +174,9 @@ auth:
 	}
 }
 
-// makeCerts returns a new CA and a server certificate for 127.0.0.1 it
-// signed, PEM-encoded.
-func makeCerts() (caPEM, certPEM, keyPEM []byte, err error) {
+// makeCerts returns a new CA and a server certificate for ip it signed,
+// PEM-encoded.
+func makeCerts(ip net.IP) (caPEM, certPEM, keyPEM []byte, err error) {
 	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return nil, nil, nil, err
@@ -194,9 +200,9 @@ func makeCerts() (caPEM, certPEM, keyPEM []byte, err error) {
 		return nil, nil, nil, err
 	}
 	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "127.0.0.1"},
+		SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: ip.String()},
 		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(24 * time.Hour),
-		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}, DNSNames: []string{"localhost"},
+		IPAddresses: []net.IP{ip}, DNSNames: []string{"localhost"},
 		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)

@@ -11,6 +11,7 @@ import { loginView, setupView } from './views/login.js';
 import { notificationsView } from './views/notifications.js';
 import { monitoringView } from './views/monitoring.js';
 import { serversView } from './views/servers.js';
+import { swarmsView } from './views/swarms.js';
 import { usersView, tokensView, webhooksView } from './views/admin.js';
 import { registriesView } from './views/registries.js';
 
@@ -61,6 +62,7 @@ const routes = [
   [/^#\/monitoring(\?.*)?$/, (m) => (el, u) => monitoringView(el, u, new URLSearchParams((m[1] || '').slice(1)))],
   [/^#\/notifications$/, () => notificationsView],
   [/^#\/servers$/, () => serversView],
+  [/^#\/swarms$/, () => swarmsView],
   [/^#\/users$/, () => usersView],
   [/^#\/tokens$/, () => tokensView],
   [/^#\/webhooks$/, () => webhooksView],
@@ -80,7 +82,7 @@ function route() {
     const m = hash.match(re);
     if (m) { render = make(m); break; }
   }
-  const section = ['audit', 'domains', 'monitoring', 'notifications', 'servers', 'users', 'tokens', 'webhooks', 'registries'].find((n) => hash.startsWith('#/' + n)) || 'dashboard';
+  const section = ['audit', 'domains', 'monitoring', 'notifications', 'servers', 'swarms', 'users', 'tokens', 'webhooks', 'registries'].find((n) => hash.startsWith('#/' + n)) || 'dashboard';
   // Signed-out pages have no live socket to speak of.
   const signedOut = signedOutHash();
   liveEl.hidden = signedOut;

@@ -1,0 +1,326 @@
+package commands
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+
+	"berth/domain"
+)
+
+// InitSwarm asks for a swarm: a new one on the server's engine, or the one
+// it manages already (Adopt).
+type InitSwarm struct {
+	Name string `json:"name"`
+	// Server is the server whose engine manages the swarm ("local").
+	Server string `json:"server"`
+	// AdvertiseAddr is the address other nodes reach the new manager at
+	// ("10.0.0.1" or "10.0.0.1:2377"); not used when adopting.
+	AdvertiseAddr string `json:"advertise_addr,omitempty"`
+	// Adopt records the swarm the server's engine manages already.
+	Adopt bool `json:"adopt,omitempty"`
+}
+
+func (h *Handler) swarmPort() (domain.SwarmPort, error) {
+	if h.cfg.Swarms == nil {
+		return nil, fmt.Errorf("berth runs without swarm support: %w", domain.ErrUnavailable)
+	}
+	return h.cfg.Swarms, nil
+}
+
+// loadSwarm reads the swarm called name.
+func (h *Handler) loadSwarm(ctx context.Context, name string) (*domain.Swarm, error) {
+	recs, err := h.read(ctx, domain.SwarmStream(name), 1)
+	if err != nil {
+		return nil, err
+	}
+	return domain.LoadSwarm(name, recs)
+}
+
+// InitSwarm initialises or adopts a swarm and records swarm.initialized.
+// Errors: ErrInvalid, ErrConflict (the swarm exists, or the engine is in a
+// swarm when not adopting), ErrNotFound (adopting an engine in no swarm),
+// ErrUnavailable.
+func (h *Handler) InitSwarm(ctx context.Context, meta Meta, cmd InitSwarm) (Result, error) {
+	c, err := h.newCall("InitSwarm", meta)
+	if err != nil {
+		return Result{}, err
+	}
+	if err := domain.ValidateName("name", cmd.Name); err != nil {
+		return Result{}, err
+	}
+	if err := domain.ValidateServer("server", cmd.Server); err != nil {
+		return Result{}, err
+	}
+	if !cmd.Adopt && cmd.AdvertiseAddr == "" {
+		return Result{}, domain.Invalid("advertise_addr", "is required to initialise a swarm")
+	}
+	port, err := h.swarmPort()
+	if err != nil {
+		return Result{}, err
+	}
+	stream := domain.SwarmStream(cmd.Name)
+	return h.execute(ctx, c, false, func(ctx context.Context) (plan, error) {
+		if dup, ok, err := c.duplicate(ctx, stream, ""); err != nil || ok {
+			return plan{dup: &dup}, err
+		}
+		s, err := h.loadSwarm(ctx, cmd.Name)
+		if err != nil {
+			return plan{}, err
+		}
+		if s.Exists() {
+			return plan{}, fmt.Errorf("%s: %w", cmd.Name, domain.ErrSwarmExists)
+		}
+		if names, err := h.swarmNames(ctx); err != nil {
+			return plan{}, err
+		} else if len(names) > 0 {
+			return plan{}, fmt.Errorf("server %s's swarm is recorded as %s: %w", cmd.Server, names[0], domain.ErrConflict)
+		}
+		var info domain.SwarmInfo
+		if cmd.Adopt {
+			info, err = port.Inspect(ctx, cmd.Server)
+		} else {
+			info, err = port.Init(ctx, cmd.Server, cmd.AdvertiseAddr)
+		}
+		if err != nil {
+			return plan{}, err
+		}
+		events, err := domain.InitSwarm(s, domain.SwarmInitialized{Server: cmd.Server, ClusterID: info.ClusterID, NodeID: info.NodeID, AdvertiseAddr: info.AdvertiseAddr, Adopted: cmd.Adopt})
+		if err != nil {
+			return plan{}, err
+		}
+		return plan{primary: stream, version: s.Version(), events: events,
+			expected: map[string]domain.ExpectedVersion{stream: domain.ExpectVersion(s.Version())}}, nil
+	})
+}
+
+// swarmNames lists the recorded swarms (one per server while only the
+// local server exists).
+func (h *Handler) swarmNames(ctx context.Context) ([]string, error) {
+	page, err := h.store.ReadAll(ctx, domain.ReadAllQuery{Limit: 1000, Filter: domain.Filter{Types: []string{domain.EventSwarmInitialized}}})
+	if err != nil {
+		return nil, fmt.Errorf("read swarms: %w", err)
+	}
+	var names []string
+	for _, e := range page {
+		names = append(names, strings.TrimPrefix(e.StreamID, domain.CategorySwarm+"-"))
+	}
+	return names, nil
+}
+
+// SetNodeAvailability drains, pauses or reactivates a node.
+type SetNodeAvailability struct {
+	Swarm        string `json:"-"`
+	NodeID       string `json:"-"`
+	Availability string `json:"availability"`
+}
+
+// SetNodeAvailability changes a node's availability on the swarm, then
+// records swarm.node_availability_set. Errors: ErrInvalid, ErrNotFound,
+// ErrUnavailable, ErrConcurrency.
+func (h *Handler) SetNodeAvailability(ctx context.Context, meta Meta, cmd SetNodeAvailability) (Result, error) {
+	c, err := h.newCall("SetNodeAvailability", meta)
+	if err != nil {
+		return Result{}, err
+	}
+	if err := domain.ValidateNodeID("node_id", cmd.NodeID); err != nil {
+		return Result{}, err
+	}
+	if err := domain.ValidateAvailability("availability", cmd.Availability); err != nil {
+		return Result{}, err
+	}
+	port, err := h.swarmPort()
+	if err != nil {
+		return Result{}, err
+	}
+	stream := domain.SwarmStream(cmd.Swarm)
+	return h.execute(ctx, c, false, func(ctx context.Context) (plan, error) {
+		if dup, ok, err := c.duplicate(ctx, stream, ""); err != nil || ok {
+			return plan{dup: &dup}, err
+		}
+		s, err := h.loadSwarm(ctx, cmd.Swarm)
+		if err != nil {
+			return plan{}, err
+		}
+		if _, err := s.SetNodeAvailability(domain.SwarmNodeAvailabilitySet{NodeID: cmd.NodeID, Availability: cmd.Availability}); err != nil {
+			return plan{}, err
+		}
+		before, err := port.SetNodeAvailability(ctx, s.Server(), cmd.NodeID, cmd.Availability)
+		if err != nil {
+			return plan{}, err
+		}
+		events, err := s.SetNodeAvailability(domain.SwarmNodeAvailabilitySet{NodeID: before.ID, Hostname: before.Hostname, Availability: cmd.Availability, Previous: before.Availability})
+		if err != nil {
+			return plan{}, err
+		}
+		return plan{primary: stream, version: s.Version(), events: events,
+			expected: map[string]domain.ExpectedVersion{stream: domain.ExpectVersion(s.Version())}}, nil
+	})
+}
+
+// SetNodeLabels replaces a node's labels.
+type SetNodeLabels struct {
+	Swarm  string            `json:"-"`
+	NodeID string            `json:"-"`
+	Labels map[string]string `json:"labels"`
+}
+
+// SetNodeLabels replaces a node's labels on the swarm, then records
+// swarm.node_labels_set. Errors as SetNodeAvailability.
+func (h *Handler) SetNodeLabels(ctx context.Context, meta Meta, cmd SetNodeLabels) (Result, error) {
+	c, err := h.newCall("SetNodeLabels", meta)
+	if err != nil {
+		return Result{}, err
+	}
+	if err := domain.ValidateNodeID("node_id", cmd.NodeID); err != nil {
+		return Result{}, err
+	}
+	if cmd.Labels == nil {
+		return Result{}, domain.Invalid("labels", "is required (an empty object removes every label)")
+	}
+	if err := domain.ValidateNodeLabels("labels", cmd.Labels); err != nil {
+		return Result{}, err
+	}
+	port, err := h.swarmPort()
+	if err != nil {
+		return Result{}, err
+	}
+	stream := domain.SwarmStream(cmd.Swarm)
+	return h.execute(ctx, c, false, func(ctx context.Context) (plan, error) {
+		if dup, ok, err := c.duplicate(ctx, stream, ""); err != nil || ok {
+			return plan{dup: &dup}, err
+		}
+		s, err := h.loadSwarm(ctx, cmd.Swarm)
+		if err != nil {
+			return plan{}, err
+		}
+		events, err := s.SetNodeLabels(domain.SwarmNodeLabelsSet{NodeID: cmd.NodeID, Labels: cmd.Labels})
+		if err != nil {
+			return plan{}, err
+		}
+		if err := port.SetNodeLabels(ctx, s.Server(), cmd.NodeID, cmd.Labels); err != nil {
+			return plan{}, err
+		}
+		return plan{primary: stream, version: s.Version(), events: events,
+			expected: map[string]domain.ExpectedVersion{stream: domain.ExpectVersion(s.Version())}}, nil
+	})
+}
+
+// RotateJoinToken rotates the join token of a role and returns the new
+// join command, once: the token is recorded nowhere, and the previous one
+// stops working.
+func (h *Handler) RotateJoinToken(ctx context.Context, meta Meta, swarmName, role string) (Result, domain.JoinCommand, error) {
+	c, err := h.newCall("RotateJoinToken", meta)
+	if err != nil {
+		return Result{}, domain.JoinCommand{}, err
+	}
+	if meta.IdempotencyKey != "" {
+		// A replay could not show the token again.
+		return Result{}, domain.JoinCommand{}, domain.Invalid("Idempotency-Key", "a join token is shown once: send the request without one")
+	}
+	if role != domain.RoleWorker && role != domain.RoleManager {
+		return Result{}, domain.JoinCommand{}, domain.Invalid("role", "must be worker or manager")
+	}
+	port, err := h.swarmPort()
+	if err != nil {
+		return Result{}, domain.JoinCommand{}, err
+	}
+	var join domain.JoinCommand
+	res, err := h.execute(ctx, c, false, func(ctx context.Context) (plan, error) {
+		s, err := h.loadSwarm(ctx, swarmName)
+		if err != nil {
+			return plan{}, err
+		}
+		events, err := s.RotateJoinToken(role)
+		if err != nil {
+			return plan{}, err
+		}
+		if join, err = port.RotateJoinToken(ctx, s.Server(), role); err != nil {
+			return plan{}, err
+		}
+		stream := domain.SwarmStream(swarmName)
+		return plan{primary: stream, version: s.Version(), events: events,
+			expected: map[string]domain.ExpectedVersion{stream: domain.ExpectVersion(s.Version())}}, nil
+	})
+	if err != nil {
+		return Result{}, domain.JoinCommand{}, err
+	}
+	return res, join, nil
+}
+
+// SwarmInfo is a swarm as the API shows it: its record and its nodes, live
+// from its manager.
+type SwarmInfo struct {
+	Name      string             `json:"name"`
+	Server    string             `json:"server"`
+	ClusterID string             `json:"cluster_id"`
+	Version   int64              `json:"version"`
+	Reachable bool               `json:"reachable"`
+	Error     string             `json:"error,omitempty"`
+	Nodes     []domain.SwarmNode `json:"nodes"`
+}
+
+// Swarms lists the recorded swarms with their nodes as their managers
+// list them now.
+func (h *Handler) Swarms(ctx context.Context) ([]SwarmInfo, error) {
+	names, err := h.swarmNames(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := []SwarmInfo{}
+	for _, n := range names {
+		info, err := h.Swarm(ctx, n)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, info)
+	}
+	slices.SortFunc(out, func(a, b SwarmInfo) int { return strings.Compare(a.Name, b.Name) })
+	return out, nil
+}
+
+// Swarm returns one swarm (ErrNotFound when it is not recorded).
+func (h *Handler) Swarm(ctx context.Context, name string) (SwarmInfo, error) {
+	if err := domain.ValidateName("name", name); err != nil {
+		return SwarmInfo{}, err
+	}
+	s, err := h.loadSwarm(ctx, name)
+	if err != nil {
+		return SwarmInfo{}, err
+	}
+	if !s.Exists() {
+		return SwarmInfo{}, fmt.Errorf("%s: %w", name, domain.ErrSwarmNotFound)
+	}
+	info := SwarmInfo{Name: name, Server: s.Server(), ClusterID: s.ClusterID(), Version: s.Version(), Nodes: []domain.SwarmNode{}}
+	port, err := h.swarmPort()
+	if err == nil {
+		var nodes []domain.SwarmNode
+		if nodes, err = port.Nodes(ctx, s.Server()); err == nil {
+			info.Nodes, info.Reachable = nodes, true
+		}
+	}
+	if err != nil {
+		if !errors.Is(err, domain.ErrUnavailable) {
+			return SwarmInfo{}, err
+		}
+		info.Error = err.Error()
+	}
+	return info, nil
+}
+
+// checkSwarm refuses a placement on a swarm berth has no record of.
+func (h *Handler) checkSwarm(ctx context.Context, field string, p *domain.Placement) error {
+	if !p.OnSwarm() {
+		return nil
+	}
+	s, err := h.loadSwarm(ctx, p.Swarm)
+	if err != nil {
+		return err
+	}
+	if !s.Exists() {
+		return domain.Invalid(field, "names no swarm berth knows (POST /api/v1/swarms first)")
+	}
+	return nil
+}

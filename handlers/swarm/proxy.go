@@ -1,0 +1,241 @@
+package swarm
+
+import (
+	"archive/tar"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"regexp"
+	"time"
+
+	cerrdefs "github.com/containerd/errdefs"
+	"github.com/docker/docker/api/types/build"
+	"github.com/docker/docker/api/types/filters"
+	"github.com/docker/docker/api/types/mount"
+	"github.com/docker/docker/api/types/swarm"
+
+	"berth/domain"
+)
+
+// ProxyService is the name of the proxy's service.
+const ProxyService = "berth-traefik"
+
+// Where the proxy's container finds its configuration.
+const (
+	ProxyStaticPath  = "/etc/traefik/traefik.yml"
+	ProxyDynamicPath = "/etc/traefik/dynamic"
+)
+
+// ProxySpec describes Traefik as a service of the swarm.
+type ProxySpec struct {
+	// Binary is the path of a statically linked Traefik binary on the
+	// manager; Version names the image built from it
+	// ("berth/traefik:<version>").
+	Binary, Version string
+	// Static is Traefik's static configuration (entry points on :80 and
+	// :443, the file provider watching ProxyDynamicPath).
+	Static []byte
+	// DynamicDir is the manager's directory of berth's dynamic
+	// configuration (the routing projection's), mounted read-only at
+	// ProxyDynamicPath: the proxy runs on the manager node that holds it.
+	DynamicDir string
+	// NodeID is that manager's node id.
+	NodeID string
+	// HTTPPort and HTTPSPort are published on the manager node.
+	HTTPPort, HTTPSPort int
+}
+
+var reVersion = regexp.MustCompile(`^v?[0-9A-Za-z][0-9A-Za-z._-]{0,63}$`)
+
+// ProxyImage builds, once, the proxy's image FROM scratch with the Traefik
+// binary, tagged berth/traefik:<version>, and returns its reference.
+func (s *Services) ProxyImage(ctx context.Context, binary, version string) (string, error) {
+	if !reVersion.MatchString(version) {
+		return "", domain.Invalid("version", "must be a version such as v3.6.12")
+	}
+	if !filepath.IsAbs(binary) {
+		return "", domain.Invalid("binary", "must be an absolute path")
+	}
+	tag := "berth/traefik:" + version
+	if _, err := s.cli.ImageInspect(ctx, tag); err == nil {
+		return tag, nil
+	} else if !cerrdefs.IsNotFound(err) {
+		return "", unavailable(fmt.Errorf("inspect %s: %w", tag, err))
+	}
+	f, err := os.Open(binary)
+	if err != nil {
+		return "", fmt.Errorf("traefik binary: %w", err)
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil || !fi.Mode().IsRegular() {
+		return "", fmt.Errorf("traefik binary %s is not a file: %w", binary, domain.ErrInvalid)
+	}
+	dockerfile := []byte("FROM scratch\nCOPY traefik /traefik\nENTRYPOINT [\"/traefik\"]\nCMD [\"--configFile=" + ProxyStaticPath + "\"]\n")
+	pr, pw := io.Pipe()
+	go func() {
+		tw := tar.NewWriter(pw)
+		err := tw.WriteHeader(&tar.Header{Name: "Dockerfile", Mode: 0o644, Size: int64(len(dockerfile))})
+		if err == nil {
+			_, err = tw.Write(dockerfile)
+		}
+		if err == nil {
+			err = tw.WriteHeader(&tar.Header{Name: "traefik", Mode: 0o755, Size: fi.Size()})
+		}
+		if err == nil {
+			_, err = io.Copy(tw, f)
+		}
+		if err == nil {
+			err = tw.Close()
+		}
+		pw.CloseWithError(err)
+	}()
+	resp, err := s.cli.ImageBuild(ctx, pr, build.ImageBuildOptions{Tags: []string{tag}, Remove: true, ForceRemove: true,
+		Labels: map[string]string{LabelManaged: "true"}})
+	if err != nil {
+		_ = pr.CloseWithError(err)
+		return "", unavailable(fmt.Errorf("build %s: %w", tag, err))
+	}
+	out, _ := io.ReadAll(resp.Body)
+	_ = resp.Body.Close()
+	if _, err := s.cli.ImageInspect(ctx, tag); err != nil {
+		return "", fmt.Errorf("build %s: %w: %s", tag, domain.ErrBuildFailed, lastBytes(out, 2048))
+	}
+	return tag, nil
+}
+
+func lastBytes(b []byte, n int) string {
+	if len(b) > n {
+		b = b[len(b)-n:]
+	}
+	return string(b)
+}
+
+// EnsureProxy runs Traefik as the swarm service ProxyService on the
+// overlay network, with its static configuration as a swarm config and
+// berth's dynamic configuration mounted from the manager, publishing the
+// entry points on the manager's own ports. Routes go to service names, so deployments
+// never rewrite them. It creates or updates the service and waits until
+// it converged.
+func (s *Services) EnsureProxy(ctx context.Context, p ProxySpec) (domain.ServiceState, error) {
+	if len(p.Static) == 0 {
+		return domain.ServiceState{}, domain.Invalid("static", "is required")
+	}
+	if !filepath.IsAbs(p.DynamicDir) {
+		return domain.ServiceState{}, domain.Invalid("dynamic_dir", "must be an absolute path")
+	}
+	if err := domain.ValidateNodeID("node_id", p.NodeID); err != nil {
+		return domain.ServiceState{}, err
+	}
+	for name, port := range map[string]int{"http_port": p.HTTPPort, "https_port": p.HTTPSPort} {
+		if err := domain.ValidatePort(name, port); err != nil {
+			return domain.ServiceState{}, err
+		}
+	}
+	if err := s.EnsureNetwork(ctx); err != nil {
+		return domain.ServiceState{}, err
+	}
+	image, err := s.ProxyImage(ctx, p.Binary, p.Version)
+	if err != nil {
+		return domain.ServiceState{}, err
+	}
+	sum := sha256.Sum256(p.Static)
+	cfgName := ProxyService + "-" + hex.EncodeToString(sum[:6])
+	cfgID, err := s.ensureConfig(ctx, cfgName, p.Static)
+	if err != nil {
+		return domain.ServiceState{}, err
+	}
+	replicas := uint64(1)
+	grace := 10 * time.Second
+	spec := swarm.ServiceSpec{
+		Annotations: swarm.Annotations{Name: ProxyService, Labels: map[string]string{LabelManaged: "true", LabelDeployment: cfgName}},
+		TaskTemplate: swarm.TaskSpec{
+			ContainerSpec: &swarm.ContainerSpec{
+				Image:           image,
+				Labels:          map[string]string{LabelTaskDeployment: cfgName},
+				Mounts:          []mount.Mount{{Type: mount.TypeBind, Source: p.DynamicDir, Target: ProxyDynamicPath, ReadOnly: true}},
+				Configs:         []*swarm.ConfigReference{{File: &swarm.ConfigReferenceFileTarget{Name: ProxyStaticPath, UID: "0", GID: "0", Mode: 0o444}, ConfigID: cfgID, ConfigName: cfgName}},
+				StopGracePeriod: &grace,
+			},
+			RestartPolicy: &swarm.RestartPolicy{Condition: swarm.RestartPolicyConditionAny},
+			Placement:     &swarm.Placement{Constraints: []string{"node.id==" + p.NodeID}},
+			Networks:      []swarm.NetworkAttachmentConfig{{Target: s.cfg.Network}},
+		},
+		Mode: swarm.ServiceMode{Replicated: &swarm.ReplicatedService{Replicas: &replicas}},
+		// The ports are bound on the manager itself (host mode): a second
+		// task cannot bind them beside the first, so the proxy's own
+		// updates stop the old task first.
+		UpdateConfig: &swarm.UpdateConfig{Parallelism: 1, FailureAction: swarm.UpdateFailureActionRollback,
+			Monitor: s.cfg.Monitor, Order: swarm.UpdateOrderStopFirst},
+		EndpointSpec: &swarm.EndpointSpec{Mode: swarm.ResolutionModeVIP, Ports: []swarm.PortConfig{
+			{Protocol: swarm.PortConfigProtocolTCP, TargetPort: 80, PublishedPort: uint32(p.HTTPPort), PublishMode: swarm.PortConfigPublishModeHost},
+			{Protocol: swarm.PortConfigProtocolTCP, TargetPort: 443, PublishedPort: uint32(p.HTTPSPort), PublishMode: swarm.PortConfigPublishModeHost},
+		}},
+	}
+	cur, _, err := s.cli.ServiceInspectWithRaw(ctx, ProxyService, swarm.ServiceInspectOptions{})
+	switch {
+	case cerrdefs.IsNotFound(err):
+		resp, err := s.cli.ServiceCreate(ctx, spec, swarm.ServiceCreateOptions{})
+		if err != nil {
+			return domain.ServiceState{}, unavailable(fmt.Errorf("create the proxy service: %w", err))
+		}
+		return s.converge(ctx, resp.ID, cfgName, func(string) {})
+	case err != nil:
+		return domain.ServiceState{}, unavailable(fmt.Errorf("inspect the proxy service: %w", err))
+	case cur.Spec.Labels[LabelManaged] != "true":
+		return domain.ServiceState{}, fmt.Errorf("service %s is not berth's: %w", ProxyService, domain.ErrConflict)
+	case cur.Spec.Labels[LabelDeployment] == cfgName && cur.Spec.TaskTemplate.ContainerSpec != nil && cur.Spec.TaskTemplate.ContainerSpec.Image == image:
+		return s.converge(ctx, cur.ID, cfgName, func(string) {})
+	}
+	if _, err := s.cli.ServiceUpdate(ctx, cur.ID, cur.Version, spec, swarm.ServiceUpdateOptions{}); err != nil {
+		return domain.ServiceState{}, unavailable(fmt.Errorf("update the proxy service: %w", err))
+	}
+	return s.converge(ctx, cur.ID, cfgName, func(string) {})
+}
+
+// ensureConfig creates the swarm config name with data unless it exists.
+func (s *Services) ensureConfig(ctx context.Context, name string, data []byte) (string, error) {
+	list, err := s.cli.ConfigList(ctx, swarm.ConfigListOptions{Filters: filters.NewArgs(filters.Arg("name", name))})
+	if err != nil {
+		return "", unavailable(fmt.Errorf("list configs: %w", err))
+	}
+	for _, c := range list {
+		if c.Spec.Name == name {
+			return c.ID, nil
+		}
+	}
+	resp, err := s.cli.ConfigCreate(ctx, swarm.ConfigSpec{Annotations: swarm.Annotations{Name: name, Labels: map[string]string{LabelManaged: "true"}}, Data: data})
+	if err != nil {
+		return "", unavailable(fmt.Errorf("create config %s: %w", name, err))
+	}
+	return resp.ID, nil
+}
+
+// RemoveProxy removes the proxy's service and its configs.
+func (s *Services) RemoveProxy(ctx context.Context) error {
+	if err := s.cli.ServiceRemove(ctx, ProxyService); err != nil && !cerrdefs.IsNotFound(err) {
+		return unavailable(fmt.Errorf("remove the proxy service: %w", err))
+	}
+	list, err := s.cli.ConfigList(ctx, swarm.ConfigListOptions{Filters: filters.NewArgs(filters.Arg("label", LabelManaged+"=true"), filters.Arg("name", ProxyService+"-"))})
+	if err != nil {
+		return unavailable(fmt.Errorf("list configs: %w", err))
+	}
+	for _, c := range list {
+		// A config still used by a stopping task is removed by a later
+		// call.
+		for range 50 {
+			err := s.cli.ConfigRemove(ctx, c.ID)
+			if err == nil || cerrdefs.IsNotFound(err) {
+				break
+			}
+			if err := sleep(ctx, 200*time.Millisecond); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
