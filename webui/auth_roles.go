@@ -65,6 +65,9 @@ func RouteAccess(pattern string) (Access, bool) {
 		"GET /api/v1/registries", "POST /api/v1/registries", "DELETE /api/v1/registries/{name}":
 		return Access{Role: domain.RoleAdmin}, true
 	}
+	if a, ok := databaseRouteAccess(pattern); ok {
+		return a, true
+	}
 	return notificationRouteAccess(pattern)
 }
 

@@ -121,6 +121,11 @@ type Deps struct {
 	Notifications Notifications
 	// Monitor serves the monitoring samples (webui/monitor.go); 503 when nil.
 	Monitor MonitorReads
+	// Databases serves the managed databases, their backups and backup
+	// storages (webui/databases.go); DatabaseLogs their containers' logs.
+	// 503 when nil.
+	Databases    Databases
+	DatabaseLogs DatabaseLogs
 }
 
 // Server is berth's HTTP server. It is an http.Handler; more routes (the
@@ -252,6 +257,7 @@ func (s *Server) registerRoutes() {
 	s.registerNotifications()
 	s.registerMonitoring()
 	s.registerRegistries()
+	s.registerDatabases()
 
 	s.api("GET /api/v1/ws", s.websocket)
 }

@@ -142,12 +142,18 @@ func (m *Main) wire(ctx context.Context) (http.Handler, []Runner, error) {
 		return nil, nil, err
 	}
 	integ.CheckpointKey = checkpointKey
+	// Managed databases, their backups and the backup schedules.
+	dbs, schedules, err := wireDatabases(m, sealer, ls)
+	if err != nil {
+		return nil, nil, err
+	}
 	integ.Replay = replay
 	srv, err := webui.NewServer(webui.ServerConfig{}, webui.Deps{
 		Commands: cmds, Reads: reads, Queue: reads, BuildLogs: webui.BuildLogStore{Store: logs}, ContainerLogs: clogs, Images: images,
 		Metrics: []webui.MetricsWriter{runner, queueMetrics{m: m}}, Logger: m.Logger, Hub: hub,
 		Auth: guard.Authenticate, Integrations: integ, Notifications: notifications,
 		Monitor: mon, Collectors: []prometheus.Collector{mon},
+		Databases: dbs, DatabaseLogs: clogs,
 		Certificates: webui.CertificateReads{Queries: projections.NewQueries(m.Pool), ACMEEnabled: cfg.TLS.ACMEEmail != ""},
 		Ready: append([]webui.Check{
 			{Name: "postgres", Check: m.Pool.Ping},
@@ -179,6 +185,7 @@ func (m *Main) wire(ctx context.Context) (http.Handler, []Runner, error) {
 		{Name: "deployer", Run: dep.Run},
 	}
 	runners = append(runners, authRunners...)
+	runners = append(runners, schedules)
 	runners = append(runners, deliveries, sending)
 	runners = append(runners, sampling...)
 	if signer != nil {

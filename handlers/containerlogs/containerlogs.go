@@ -36,6 +36,7 @@ import (
 const (
 	labelManaged    = "berth.managed"
 	labelApp        = "berth.app"
+	labelDatabase   = "berth.database" // managed databases (handlers/databases)
 	labelDeployment = "berth.deployment"
 )
 
@@ -139,6 +140,20 @@ func (r *Reader) AppLogs(ctx context.Context, app string, q Query, fn func(Line)
 	if err := domain.ValidateName("app", app); err != nil {
 		return err
 	}
+	return r.labelled(ctx, labelApp, app, q, fn)
+}
+
+// DatabaseLogs is AppLogs for the container of managed database name
+// (labelled berth.database=<name>).
+func (r *Reader) DatabaseLogs(ctx context.Context, name string, q Query, fn func(Line) error) error {
+	if err := domain.ValidateName("name", name); err != nil {
+		return err
+	}
+	return r.labelled(ctx, labelDatabase, name, q, fn)
+}
+
+// labelled serves the logs of the containers labelled key=app.
+func (r *Reader) labelled(ctx context.Context, key, app string, q Query, fn func(Line) error) error {
 	if err := q.Validate(); err != nil {
 		return err
 	}
@@ -156,7 +171,7 @@ func (r *Reader) AppLogs(ctx context.Context, app string, q Query, fn func(Line)
 			filters.Arg("label", labelManaged+"=true"),
 		)})
 	}
-	boxes, err := r.containers(ctx, app)
+	boxes, err := r.containers(ctx, key, app)
 	if err != nil {
 		return err
 	}
@@ -278,9 +293,9 @@ func (r *Reader) AppLogs(ctx context.Context, app string, q Query, fn func(Line)
 }
 
 // containers lists app's containers, running or not, oldest first.
-func (r *Reader) containers(ctx context.Context, app string) ([]box, error) {
+func (r *Reader) containers(ctx context.Context, key, app string) ([]box, error) {
 	list, err := r.docker.ContainerList(ctx, container.ListOptions{All: true, Filters: filters.NewArgs(
-		filters.Arg("label", labelApp+"="+app),
+		filters.Arg("label", key+"="+app),
 		filters.Arg("label", labelManaged+"=true"),
 	)})
 	if err != nil {
@@ -289,7 +304,7 @@ func (r *Reader) containers(ctx context.Context, app string) ([]box, error) {
 	sort.SliceStable(list, func(i, j int) bool { return list[i].Created < list[j].Created })
 	out := make([]box, 0, len(list))
 	for _, c := range list {
-		if c.Labels[labelApp] != app {
+		if c.Labels[key] != app {
 			continue
 		}
 		b, err := r.inspect(ctx, c.ID)
