@@ -96,6 +96,9 @@ func ValidateDatabaseIdentifier(fieldName, s string) error {
 	if !dbIdentifierRE.MatchString(s) {
 		return Invalid(fieldName, "must be 1-63 lowercase letters, digits or '_', not starting with a digit")
 	}
+	if strings.HasPrefix(s, "pg_") {
+		return Invalid(fieldName, "must not start with pg_ (reserved by PostgreSQL)")
+	}
 	switch s {
 	case "root", "mysql", "information_schema", "performance_schema", "sys", "template0", "template1", "admin", "local", "config":
 		return Invalid(fieldName, "is reserved by the engine")
@@ -139,6 +142,10 @@ func (s DatabaseSpec) Normalize() DatabaseSpec {
 	}
 	if s.Engine != EngineRedis {
 		ident := strings.ReplaceAll(s.Name, "-", "_")
+		if strings.HasPrefix(ident, "pg_") || len(ident) > 63 {
+			ident = "db_" + ident
+		}
+		ident = ident[:min(len(ident), 63)]
 		if s.DBName == "" {
 			s.DBName = ident
 		}

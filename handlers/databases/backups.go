@@ -231,7 +231,8 @@ func (e *BackupError) Error() string { return "backup " + e.Backup + " failed: "
 
 // RestoreRequest is the body of POST .../backups/{id}/restore: the target
 // database (empty: the database the backup was made of). A target that
-// does not exist is created with the source's engine and version.
+// does not exist is created with the source's engine, version, database
+// name and user (its own new password).
 type RestoreRequest struct {
 	Target string `json:"target,omitempty"`
 }
@@ -260,7 +261,7 @@ func (m *Manager) Restore(ctx context.Context, md domain.Metadata, name, id, tar
 	if !t.Exists() {
 		sc := src.Created()
 		if _, err := m.Create(ctx, md, CreateRequest{Name: target, Engine: sc.Engine, Version: sc.Version, Image: sc.Image,
-			Resources: sc.Resources}); err != nil {
+			DBName: sc.DBName, User: sc.User, Resources: sc.Resources}); err != nil {
 			return Info{}, err
 		}
 		if t, err = m.existing(ctx, target); err != nil {

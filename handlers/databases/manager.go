@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/url"
 	"slices"
 	"strings"
 	"sync"
@@ -231,12 +232,17 @@ func (m *Manager) waitReady(ctx context.Context, name string, c conn) error {
 	ctx, cancel := context.WithTimeout(ctx, m.cfg.ReadyTimeout)
 	defer cancel()
 	var last error
+	restarts := 0
 	for {
 		if last = m.cfg.Runtime.Exec(ctx, name, c.ready()); last == nil {
 			return nil
 		}
-		if st, err := m.cfg.Runtime.State(ctx, name); err == nil && st != "running" && st != "restarting" && st != "created" {
-			return fmt.Errorf("container %s is %s", name, st)
+		st, err := m.cfg.Runtime.State(ctx, name)
+		if err == nil && st == "restarting" {
+			restarts++
+		}
+		if err == nil && (st != "running" && st != "restarting" && st != "created" || restarts >= 5) {
+			return fmt.Errorf("container %s is %s (its logs say why)", name, st)
 		}
 		select {
 		case <-ctx.Done():
@@ -361,7 +367,7 @@ type Info struct {
 	Host string `json:"host"`
 	Port int    `json:"port"`
 	// URL is the connection URL apps use, its password replaced by
-	// "********"; an app's environment refers to the real one
+	// "xxxxx"; an app's environment refers to the real one
 	// (EnvReference).
 	URL      string                 `json:"url"`
 	Schedule *domain.BackupSchedule `json:"schedule,omitempty"`
@@ -379,7 +385,7 @@ func (m *Manager) info(d *domain.Database, pos int64) Info {
 	}
 	return Info{Name: c.Database, Engine: c.Engine, Version: c.Version, Image: c.Image, DBName: c.DBName, User: c.User,
 		Volume: c.Volume, Resources: c.Resources, PublicPort: c.PublicPort, State: d.State(), Reason: d.Reason(),
-		Host: host, Port: def.Port, URL: ConnectionURL(c, host, "********"), Schedule: d.Schedule(),
+		Host: host, Port: def.Port, URL: redactedURL(ConnectionURL(c, host, "x")), Schedule: d.Schedule(),
 		Backups: backups, Position: pos}
 }
 
@@ -506,4 +512,12 @@ func reason(err error, secrets ...string) string {
 		}
 	}
 	return truncate(s, 1000)
+}
+
+func redactedURL(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return ""
+	}
+	return u.Redacted()
 }
