@@ -1,7 +1,9 @@
 package webui
 
 import (
+	"bytes"
 	"context"
+	_ "embed"
 	"errors"
 	"fmt"
 	"net/http"
@@ -61,7 +63,18 @@ func databaseRouteAccess(pattern string) (Access, bool) {
 	return Access{}, false
 }
 
+// databasesOpenAPIDocument describes the managed-database endpoints; it is
+// merged into the document the server serves.
+//
+//go:embed databases_openapi.json
+var databasesOpenAPIDocument []byte
+
+// DatabasesOpenAPI returns the OpenAPI 3 document of the managed-database
+// endpoints, merged into the document the server serves.
+func DatabasesOpenAPI() []byte { return bytes.Clone(databasesOpenAPIDocument) }
+
 func (s *Server) registerDatabases() {
+	s.addOpenAPI(databasesOpenAPIDocument)
 	s.api("POST /api/v1/databases", s.createDatabase)
 	s.api("GET /api/v1/databases", s.listDatabases)
 	s.api("GET /api/v1/databases/{name}", s.getDatabase)
