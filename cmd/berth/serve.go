@@ -60,6 +60,9 @@ type Main struct {
 	errc    chan error
 	closers []func() error
 	relay   *relay.Relay
+	// envRefs resolves environment references (managed databases) at
+	// deploy time.
+	envRefs deployer.EnvResolver
 	once    sync.Once
 	// ownHealth: Handler serves /healthz and /readyz itself.
 	ownHealth bool

@@ -147,6 +147,7 @@ func (m *Main) wire(ctx context.Context) (http.Handler, []Runner, error) {
 	if err != nil {
 		return nil, nil, err
 	}
+	m.envRefs = dbs
 	integ.Replay = replay
 	srv, err := webui.NewServer(webui.ServerConfig{}, webui.Deps{
 		Commands: cmds, Reads: reads, Queue: reads, BuildLogs: webui.BuildLogStore{Store: logs}, ContainerLogs: clogs, Images: images,
@@ -248,7 +249,7 @@ func wireDeployer(ctx context.Context, m *Main, logs *buildlog.Store, sealer dom
 		return nil, nil, nil, err
 	}
 	flow, err := deployer.NewWorkflow(deployer.WorkflowConfig{
-		Runtime: rt, Logs: logs, Sealer: sealer, Logger: m.Logger, Leftovers: gc, BuildLogs: logs,
+		Runtime: rt, Logs: logs, Sealer: sealer, Logger: m.Logger, Leftovers: gc, BuildLogs: logs, EnvRefs: m.envRefs,
 		// The routes are live once this process's routing projection
 		// wrote the switch the workflow appended.
 		Routes: deployer.RouteWaiterFunc(func(ctx context.Context, pos int64) error {

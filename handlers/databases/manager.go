@@ -462,6 +462,16 @@ func (m *Manager) names(ctx context.Context, category, created, removed, field s
 	return out, nil
 }
 
+// ResolveEnv implements the deployer's EnvResolver: "database:<name>" is
+// the connection URL of database name, with its password.
+func (m *Manager) ResolveEnv(ctx context.Context, ref string) (string, error) {
+	name, ok := strings.CutPrefix(ref, domain.EnvRefDatabase)
+	if !ok {
+		return "", fmt.Errorf("environment reference %q: %w", ref, domain.ErrInvalid)
+	}
+	return m.URL(ctx, name)
+}
+
 // URL returns the connection URL of database name with its password, for
 // an app's environment at deploy time. Field names the reference in errors.
 func (m *Manager) URL(ctx context.Context, name string) (string, error) {
