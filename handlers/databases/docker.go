@@ -3,7 +3,6 @@ package databases
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"strconv"
@@ -280,5 +279,3 @@ func (t *tailBuffer) Write(p []byte) (int, error) {
 func (t *tailBuffer) String() string { return t.buf.String() }
 
 var _ Runtime = (*DockerRuntime)(nil)
-
-var errNoEngine = errors.New("no database runtime")
