@@ -52,14 +52,17 @@ build() {
 }
 
 # finish TAG DOCKERFILE adds the entrypoint and the image configuration to
-# the imported root file system with a local build (no pull).
+# the imported root file system with a local build (no pull). The image is
+# labelled with the checksum of its Dockerfile and entrypoints, and rebuilt
+# when they change.
 finish() {
-	local tag=$1 dockerfile=$2
-	if docker image inspect "$tag" >/dev/null 2>&1; then
+	local tag=$1 dockerfile=$2 sum
+	sum=$( (printf '%s' "$dockerfile"; cat "$ROOT"/scripts/dbimages/*) | sha256sum | cut -c1-16)
+	if [ "$(docker image inspect -f '{{index .Config.Labels "berth.dbimage"}}' "$tag" 2>/dev/null)" = "$sum" ]; then
 		log "$tag exists"
 		return
 	fi
-	printf '%s\n' "$dockerfile" | docker build -q -t "$tag" -f - "$ROOT/scripts/dbimages" >/dev/null
+	printf '%s\nLABEL berth.dbimage=%s\n' "$dockerfile" "$sum" | docker build -q -t "$tag" -f - "$ROOT/scripts/dbimages" >/dev/null
 	log "built $tag"
 }
 
