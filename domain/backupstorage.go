@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"regexp"
 	"strings"
+	"time"
 )
 
 // CategoryBackupStorage is the stream category of backup storages.
@@ -145,4 +146,41 @@ func LoadBackupStorage(events []RecordedEvent) (BackupStorageAdded, bool, int64,
 		v = e.StreamVersion
 	}
 	return s, exists, v, nil
+}
+
+// CategoryVolumeBackup is the stream category of an application's volume
+// backups.
+const CategoryVolumeBackup = "volumebackup"
+
+// VolumeBackupStream is the stream of the volume backups of app.
+func VolumeBackupStream(app string) string { return CategoryVolumeBackup + "-" + app }
+
+// Event types of volume backups. Stored: never rename one.
+const (
+	EventVolumeBackupSucceeded = "volume.backup_succeeded"
+	EventVolumeBackupFailed    = "volume.backup_failed"
+)
+
+// VolumeBackupSucceeded is recorded when an application's named volume was
+// streamed as a gzip-compressed tar archive to storage.
+type VolumeBackupSucceeded struct {
+	App        string    `json:"app"`
+	Volume     string    `json:"volume"`
+	Backup     string    `json:"backup"`
+	Storage    string    `json:"storage"`
+	Bucket     string    `json:"bucket"`
+	ObjectKey  string    `json:"object_key"`
+	Size       int64     `json:"size"`
+	SHA256     string    `json:"sha256"`
+	StartedAt  time.Time `json:"started_at"`
+	DurationMS int64     `json:"duration_ms"`
+}
+
+// VolumeBackupFailed is recorded when a volume backup failed.
+type VolumeBackupFailed struct {
+	App     string `json:"app"`
+	Volume  string `json:"volume"`
+	Backup  string `json:"backup"`
+	Storage string `json:"storage"`
+	Reason  string `json:"reason"`
 }

@@ -69,6 +69,10 @@ func DecodeEvent(e RecordedEvent) (any, error) {
 		return decode[BackupStorageAdded](e)
 	case EventBackupStorageRemoved:
 		return decode[BackupStorageRemoved](e)
+	case EventVolumeBackupSucceeded:
+		return decode[VolumeBackupSucceeded](e)
+	case EventVolumeBackupFailed:
+		return decode[VolumeBackupFailed](e)
 	case EventProjectCreated:
 		return decode[ProjectCreated](e)
 	case EventProjectAppAdded:

@@ -60,7 +60,7 @@ func RuleEventTypes(rule string) []string {
 		// A crossing, and its end.
 		return []string{EventThresholdCrossed, EventThresholdCleared}
 	case RuleBackupFailed:
-		return []string{EventBackupFailed, EventBackupDrillFailed}
+		return []string{EventBackupFailed, EventBackupDrillFailed, EventVolumeBackupFailed}
 	case RuleCertificateFailing:
 		return []string{EventCertificateFailed}
 	}

@@ -35,6 +35,7 @@ type Databases interface {
 	AddStorage(ctx context.Context, md domain.Metadata, req databases.StorageRequest) (databases.StorageInfo, error)
 	RemoveStorage(ctx context.Context, md domain.Metadata, name string) (int64, error)
 	Storages(ctx context.Context) ([]databases.StorageInfo, error)
+	BackupVolume(ctx context.Context, md domain.Metadata, app, volume, storage string) (domain.VolumeBackupSucceeded, error)
 }
 
 var _ Databases = (*databases.Manager)(nil)
@@ -55,7 +56,8 @@ func databaseRouteAccess(pattern string) (Access, bool) {
 		"PUT /api/v1/databases/{name}/version",
 		"POST /api/v1/databases/{name}/backups", "POST /api/v1/databases/{name}/backups/{id}/restore",
 		"POST /api/v1/databases/{name}/backups/{id}/drill",
-		"PUT /api/v1/databases/{name}/schedule", "DELETE /api/v1/databases/{name}/schedule":
+		"PUT /api/v1/databases/{name}/schedule", "DELETE /api/v1/databases/{name}/schedule",
+		"POST /api/v1/apps/{app}/volumes/{volume}/backups":
 		return Access{Role: domain.RoleDeployer}, true
 	case "POST /api/v1/backup-storages", "DELETE /api/v1/backup-storages/{name}":
 		return Access{Role: domain.RoleAdmin}, true
@@ -89,6 +91,7 @@ func (s *Server) registerDatabases() {
 	s.api("POST /api/v1/databases/{name}/backups/{id}/drill", s.drillBackup)
 	s.api("PUT /api/v1/databases/{name}/schedule", s.setBackupSchedule)
 	s.api("DELETE /api/v1/databases/{name}/schedule", s.removeBackupSchedule)
+	s.api("POST /api/v1/apps/{app}/volumes/{volume}/backups", s.backupVolume)
 	s.api("POST /api/v1/backup-storages", s.addBackupStorage)
 	s.api("GET /api/v1/backup-storages", s.listBackupStorages)
 	s.api("DELETE /api/v1/backup-storages/{name}", s.removeBackupStorage)
@@ -390,5 +393,35 @@ func (s *Server) databaseLogs(w http.ResponseWriter, r *http.Request) error {
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	w.WriteHeader(http.StatusOK)
 	_, _ = w.Write([]byte(b.String()))
+	return nil
+}
+
+// VolumeBackupResult is the body of a volume backup.
+type VolumeBackupResult struct {
+	Status string                        `json:"status"` // succeeded or failed
+	Backup *domain.VolumeBackupSucceeded `json:"backup,omitempty"`
+	ID     string                        `json:"id,omitempty"`
+	Reason string                        `json:"reason,omitempty"`
+}
+
+func (s *Server) backupVolume(w http.ResponseWriter, r *http.Request) error {
+	md, err := s.dbMeta(r)
+	if err != nil {
+		return err
+	}
+	var req databases.BackupRequest
+	if err := s.decodeJSON(w, r, &req, true); err != nil {
+		return err
+	}
+	b, err := s.deps.Databases.BackupVolume(r.Context(), md, r.PathValue("app"), r.PathValue("volume"), req.Storage)
+	var be *databases.BackupError
+	if errors.As(err, &be) {
+		writeJSON(w, http.StatusBadGateway, VolumeBackupResult{Status: "failed", ID: be.Backup, Reason: be.Reason})
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusCreated, VolumeBackupResult{Status: "succeeded", Backup: &b, ID: b.Backup})
 	return nil
 }

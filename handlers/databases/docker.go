@@ -247,6 +247,32 @@ func (d *DockerRuntime) CopyVolume(ctx context.Context, name, path string, w io.
 	return nil
 }
 
+// AppContainer implements Runtime: the containers berth's deployer labels
+// berth.app=<app>.
+func (d *DockerRuntime) AppContainer(ctx context.Context, app string) (string, error) {
+	list, err := d.docker.ContainerList(ctx, container.ListOptions{All: true, Filters: filters.NewArgs(
+		filters.Arg("label", "berth.app="+app), filters.Arg("label", LabelManaged+"=true"))})
+	if err != nil {
+		return "", fmt.Errorf("list containers of %s: %w", app, err)
+	}
+	found := ""
+	for _, c := range list {
+		if c.Labels["berth.app"] != app {
+			continue
+		}
+		if c.State == "running" {
+			return c.ID, nil
+		}
+		if found == "" {
+			found = c.ID
+		}
+	}
+	if found == "" {
+		return "", fmt.Errorf("application %s has no container: %w", app, domain.ErrNotFound)
+	}
+	return found, nil
+}
+
 // ExitError is a command in a container that exited with a status other
 // than 0.
 type ExitError struct {

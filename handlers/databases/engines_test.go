@@ -1,15 +1,19 @@
 package databases_test
 
 import (
+	"archive/tar"
 	"bytes"
 	"context"
 	"errors"
+	"io"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/filters"
+	"github.com/docker/docker/api/types/mount"
+	"github.com/google/uuid"
 
 	"berth/domain"
 	"berth/eventstore"
@@ -23,7 +27,7 @@ var md = domain.Metadata{Actor: domain.Actor{Kind: domain.ActorUser, ID: "test"}
 // setup returns a manager on the real event store, Docker Engine and a
 // versitygw storage named "s3"; what it creates is removed when the test
 // ends.
-func setup(t *testing.T, images map[string]string, names ...string) (*databases.Manager, *databases.DockerRuntime) {
+func setup(t *testing.T, images map[string]string, names ...string) (*databases.Manager, *databases.DockerRuntime, domain.EventStore) {
 	t.Helper()
 	pool := testenv.Postgres(t)
 	store, err := eventstore.NewPostgres(eventstore.PostgresConfig{}, pool)
@@ -62,7 +66,7 @@ func setup(t *testing.T, images map[string]string, names ...string) (*databases.
 		Bucket: "engines", AccessKey: s3.AccessKey, SecretKey: s3.SecretKey}); err != nil {
 		t.Fatal(err)
 	}
-	return m, rt
+	return m, rt, store
 }
 
 func exec(t *testing.T, rt *databases.DockerRuntime, name string, e databases.Exec) string {
@@ -86,7 +90,7 @@ func TestRedisAndMariaDBBackups(t *testing.T) {
 	redisRepo, redisVersion := testenv.DatabaseImage(t, "redis")
 	mariaRepo, mariaVersion := testenv.DatabaseImage(t, "mariadb")
 	rd, rdCopy, my, myCopy := testenv.RandomName("rd"), testenv.RandomName("rdcopy"), testenv.RandomName("my"), testenv.RandomName("mycopy")
-	m, rt := setup(t, map[string]string{"redis": redisRepo, "mariadb": mariaRepo}, rd, rdCopy, my, myCopy)
+	m, rt, _ := setup(t, map[string]string{"redis": redisRepo, "mariadb": mariaRepo}, rd, rdCopy, my, myCopy)
 	ctx := context.Background()
 
 	for _, tt := range []struct {
@@ -157,7 +161,7 @@ func TestScheduledBackupsKeepAndDrill(t *testing.T) {
 	t.Parallel()
 	repo, version := testenv.DatabaseImage(t, "redis")
 	name := testenv.RandomName("sched")
-	m, _ := setup(t, map[string]string{"redis": repo}, name)
+	m, _, _ := setup(t, map[string]string{"redis": repo}, name)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	if _, err := m.Create(ctx, md, databases.CreateRequest{Name: name, Engine: "redis", Version: version}); err != nil {
@@ -217,5 +221,83 @@ func TestStorageEndpointsObeyOutboundRules(t *testing.T) {
 	}
 	if err := databases.CheckEndpoint(context.Background(), "endpoint", "127.0.0.1:9000", true); err != nil {
 		t.Errorf("loopback allowed explicitly: %v", err)
+	}
+}
+
+// TestAppVolumeBackup streams an application's named volume, mounted in
+// its container, as a gzip-compressed tar archive to versitygw: the
+// archive holds the volume's file, and a volume the application does not
+// have is not found.
+func TestAppVolumeBackup(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end-to-end test with a container and versitygw")
+	}
+	t.Parallel()
+	cli := testenv.Docker(t)
+	ctx := context.Background()
+	if err := testenv.EnsureSleepImage(ctx, cli); err != nil {
+		t.Fatal(err)
+	}
+	m, _, store := setup(t, nil)
+	app, vol := testenv.RandomName("volapp"), testenv.RandomName("vol")
+	c, err := cli.ContainerCreate(ctx, &container.Config{Image: testenv.SleepImage, Labels: map[string]string{"berth.app": app, "berth.managed": "true"}},
+		&container.HostConfig{Mounts: []mount.Mount{{Type: mount.TypeVolume, Source: vol, Target: "/data"}}}, nil, nil, testenv.RandomName("berth-volapp"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = cli.ContainerRemove(context.Background(), c.ID, container.RemoveOptions{Force: true})
+		_ = cli.VolumeRemove(context.Background(), vol, true)
+	})
+	var tarball bytes.Buffer
+	tw := tar.NewWriter(&tarball)
+	_ = tw.WriteHeader(&tar.Header{Name: "hello.txt", Mode: 0o644, Size: 5})
+	_, _ = tw.Write([]byte("hello"))
+	_ = tw.Close()
+	if err := cli.CopyToContainer(ctx, c.ID, "/data", &tarball, container.CopyToContainerOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	ev, err := domain.Event{Type: domain.EventAppCreated, Data: domain.AppCreated{App: app, Project: "p",
+		Source: domain.Source{Image: testenv.SleepImage}, Runtime: domain.Runtime{Volumes: []domain.Volume{{Name: vol, Path: "/data"}}}}}.Encode(uuid.NewString(), md)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := store.Append(ctx, domain.StreamAppend{StreamID: domain.AppStream(app), Expected: domain.ExpectAny, Events: []domain.EventData{ev}}); err != nil {
+		t.Fatal(err)
+	}
+
+	b, err := m.BackupVolume(ctx, md, app, vol, "s3")
+	if err != nil {
+		t.Fatalf("volume backup: %v", err)
+	}
+	if b.Size == 0 || len(b.SHA256) != 64 {
+		t.Errorf("volume backup: %+v", b)
+	}
+	bucket, _, err := m.OpenStorage(ctx, "s3")
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := ""
+	err = bucket.Download(ctx, b.ObjectKey, b.SHA256, func(r io.Reader) error {
+		tr := tar.NewReader(r)
+		for {
+			h, err := tr.Next()
+			if err == io.EOF {
+				return nil
+			}
+			if err != nil {
+				return err
+			}
+			if strings.HasSuffix(h.Name, "hello.txt") {
+				data, _ := io.ReadAll(tr)
+				found = string(data)
+			}
+		}
+	})
+	if err != nil || found != "hello" {
+		t.Errorf("the archive's hello.txt: %q, %v", found, err)
+	}
+	if _, err := m.BackupVolume(ctx, md, app, "nope", "s3"); !errors.Is(err, domain.ErrNotFound) {
+		t.Errorf("an unknown volume: got %v, want ErrNotFound", err)
 	}
 }

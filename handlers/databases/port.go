@@ -69,4 +69,7 @@ type Runtime interface {
 	// CopyVolume streams the files under path of the container name (a
 	// volume's mount point) as a tar archive to w.
 	CopyVolume(ctx context.Context, name, path string, w io.Writer) error
+	// AppContainer returns a container of application app (a running one
+	// when there is one), for its volumes; ErrNotFound when it has none.
+	AppContainer(ctx context.Context, app string) (string, error)
 }
