@@ -182,6 +182,11 @@ func TestDatabaseBackupRestoreDrill(t *testing.T) {
 		t.Errorf("backups after the drill: %+v", db.Backups)
 	}
 
+	logs := string(api.must(http.StatusOK, "GET", "/api/v1/databases/"+src+"/logs?tail=50", nil))
+	if !strings.Contains(logs, "ready to accept connections") {
+		t.Errorf("database logs: %s", logs)
+	}
+
 	// A failed backup is recorded with its reason.
 	api.must(http.StatusOK, "POST", "/api/v1/databases/"+src+"/stop", nil)
 	st, out = api.do("POST", "/api/v1/databases/"+src+"/backups", map[string]any{"storage": "s3"})

@@ -12,6 +12,7 @@ import (
 
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/filters"
+	"github.com/docker/docker/api/types/image"
 	"github.com/docker/docker/api/types/mount"
 	"github.com/google/uuid"
 
@@ -299,5 +300,53 @@ func TestAppVolumeBackup(t *testing.T) {
 	}
 	if _, err := m.BackupVolume(ctx, md, app, "nope", "s3"); !errors.Is(err, domain.ErrNotFound) {
 		t.Errorf("an unknown volume: got %v, want ErrNotFound", err)
+	}
+}
+
+// TestChangeVersionKeepsTheVolume runs another version (tag) of the engine
+// on the same volume: the data stays; deleting without the volume keeps
+// it, with the volume removes it.
+func TestChangeVersionKeepsTheVolume(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end-to-end test with Redis containers")
+	}
+	t.Parallel()
+	repo, version := testenv.DatabaseImage(t, "redis")
+	name := testenv.RandomName("ver")
+	m, rt, _ := setup(t, map[string]string{"redis": repo}, name)
+	cli := testenv.Docker(t)
+	ctx := context.Background()
+	other := version + "-" + testenv.RandomName("t")
+	if err := cli.ImageTag(ctx, repo+":"+version, repo+":"+other); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _, _ = cli.ImageRemove(context.Background(), repo+":"+other, image.RemoveOptions{}) })
+	if _, err := m.Create(ctx, md, databases.CreateRequest{Name: name, Engine: "redis", Version: version}); err != nil {
+		t.Fatal(err)
+	}
+	url, _ := m.URL(ctx, name)
+	pw := url[strings.Index(url, "//")+2:]
+	pw = pw[strings.Index(pw, ":")+1 : strings.Index(pw, "@")]
+	auth := []string{"REDISCLI_AUTH=" + pw}
+	exec(t, rt, name, databases.Exec{Argv: []string{"redis-cli", "--no-auth-warning", "set", "k", "v"}, Env: auth})
+	exec(t, rt, name, databases.Exec{Argv: []string{"redis-cli", "--no-auth-warning", "save"}, Env: auth})
+	if _, err := m.ChangeVersion(ctx, md, name, "bad version"); !errors.Is(err, domain.ErrInvalid) {
+		t.Errorf("bad version: %v", err)
+	}
+	info, err := m.ChangeVersion(ctx, md, name, other)
+	if err != nil || info.State != domain.DatabaseRunning || info.Version != other {
+		t.Fatalf("change version: %+v, %v", info, err)
+	}
+	if got := exec(t, rt, name, databases.Exec{Argv: []string{"redis-cli", "--no-auth-warning", "get", "k"}, Env: auth}); got != "v" {
+		t.Errorf("after the version change: %q", got)
+	}
+	if _, err := m.Delete(ctx, md, name, false); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cli.VolumeInspect(ctx, domain.DatabaseVolume(name)); err != nil {
+		t.Errorf("the volume went with the database: %v", err)
+	}
+	if _, err := m.Get(ctx, name); !errors.Is(err, domain.ErrNotFound) {
+		t.Errorf("a deleted database: %v", err)
 	}
 }
