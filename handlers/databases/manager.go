@@ -219,7 +219,7 @@ func (m *Manager) run(ctx context.Context, md domain.Metadata, d *domain.Databas
 	var events []domain.Event
 	if err != nil {
 		m.log.WarnContext(ctx, "database did not start", slog.String("database", c.Database), slog.Any("error", err))
-		events, _ = d.Failed("start", truncate(err.Error(), 1000))
+		events, _ = d.Failed("start", reason(err, pw))
 	} else {
 		events, _ = d.Started(id, restart)
 	}
