@@ -25,6 +25,7 @@ import (
 	"berth/eventstore"
 	"berth/handlers/buildlog"
 	"berth/handlers/commands"
+	"berth/handlers/compose"
 	"berth/handlers/deployer"
 	"berth/handlers/docker"
 	"berth/handlers/relay"
@@ -263,7 +264,11 @@ func startSealedDeployStack(ctx context.Context, pool *pgxpool.Pool, redisURL, n
 	if err != nil {
 		return nil, err
 	}
-	cmds, err := commands.New(commands.Config{Logger: log}, store, sealer)
+	composer, err := compose.New(compose.Config{})
+	if err != nil {
+		return nil, err
+	}
+	cmds, err := commands.New(commands.Config{Logger: log, Compose: composer}, store, sealer)
 	if err != nil {
 		return nil, err
 	}
@@ -293,6 +298,7 @@ func startSealedDeployStack(ctx context.Context, pool *pgxpool.Pool, redisURL, n
 	}
 	exec, err := deployer.NewWorkflow(deployer.WorkflowConfig{
 		Runtime: rt, Logs: buildlog.New(pool), Logger: log, Sealer: sealer,
+		Stacks: rt, Compose: composer,
 		Routes: deployer.RouteWaiterFunc(func(ctx context.Context, pos int64) error {
 			return runner.WaitApplied(ctx, projections.RoutingName, pos)
 		}),

@@ -9,11 +9,16 @@ import (
 // AppCreated is recorded ("app.created") when an application is created. Its
 // environment and domains follow as AppEnvSet and AppDomainAdded events.
 type AppCreated struct {
-	App     string  `json:"app"`
-	Project string  `json:"project"`
-	Source  Source  `json:"source"`
-	Build   Build   `json:"build"`
-	Runtime Runtime `json:"runtime"`
+	App     string `json:"app"`
+	Project string `json:"project"`
+	// Incarnation numbers the applications that have had this name, from
+	// 1; an event without it is the first. A later incarnation starts
+	// after app.deleted on the same stream and shares nothing with the
+	// earlier ones: the application's state restarts from this event.
+	Incarnation int     `json:"incarnation,omitempty"`
+	Source      Source  `json:"source"`
+	Build       Build   `json:"build"`
+	Runtime     Runtime `json:"runtime"`
 }
 
 // AppUpdated is recorded ("app.updated") when an application's source, build
@@ -84,6 +89,8 @@ type AppStarted struct {
 // hosts are released in the same append; its history stays.
 type AppDeleted struct {
 	App string `json:"app"`
+	// Incarnation is the incarnation deleted (absent: the first).
+	Incarnation int `json:"incarnation,omitempty"`
 	// ReleasedHosts are the hosts the application owned.
 	ReleasedHosts []string `json:"released_hosts,omitempty"`
 }
@@ -91,9 +98,13 @@ type AppDeleted struct {
 // AppRemoved is recorded ("app.removed") by the deployer once a deleted
 // application's containers and images are gone from its Docker host. It
 // lists what it removed (ids; empty when nothing was left). It follows
-// app.deleted and changes no state: no rollback is possible afterwards.
+// app.deleted; it changes no state but the record of which incarnations
+// were removed: no rollback of that incarnation is possible afterwards.
 type AppRemoved struct {
-	App               string   `json:"app"`
+	App string `json:"app"`
+	// Incarnation is the deleted incarnation whose containers and images
+	// were removed (absent: the first).
+	Incarnation       int      `json:"incarnation,omitempty"`
 	ContainersRemoved []string `json:"containers_removed"`
 	ImagesRemoved     []string `json:"images_removed"`
 }
@@ -125,11 +136,16 @@ var (
 // stream version gives the configuration as of that version (the deployer
 // and rollbacks rely on it).
 type Application struct {
-	name    string
-	project string
-	config  AppConfig
-	status  string
-	version int64
+	name        string
+	project     string
+	incarnation int
+	config      AppConfig
+	status      string
+	version     int64
+	// removed lists the incarnations whose removal was recorded.
+	removed []int
+	// since is the log position of the current incarnation's app.created.
+	since int64
 }
 
 // NewApp is the input of CreateApp.
@@ -177,6 +193,9 @@ func (spec NewApp) Normalize(allowWildcard bool) (NewApp, error) {
 		if err != nil {
 			return NewApp{}, err
 		}
+		if err := checkRouteService(indexed("domains", i), n, spec.Source); err != nil {
+			return NewApp{}, err
+		}
 		if slices.ContainsFunc(routes, func(o Route) bool { return o.Host == n.Host }) {
 			return NewApp{}, Invalid(field(indexed("domains", i), "host"), "is listed twice")
 		}
@@ -194,6 +213,38 @@ func (spec NewApp) Normalize(allowWildcard bool) (NewApp, error) {
 // Append the application stream expecting no stream, each host stream
 // expecting its Version and the project's stream expecting its Version.
 func CreateApp(project *Project, spec NewApp, hosts map[string]*Host, allowWildcard bool) ([]Event, error) {
+	return createApp(project, spec, hosts, allowWildcard, 1)
+}
+
+// RecreateApp decides the creation of an application under the name of
+// prev, a deleted application (nil: the name was never used, as
+// CreateApp). The new application is prev's next incarnation: it starts
+// from nothing, on the same stream, and the deleted one's history stays
+// as it was. A name in use is ErrAppExists. Events as CreateApp's; append
+// the application stream expecting prev's Version (no stream for nil).
+func RecreateApp(prev *Application, project *Project, spec NewApp, hosts map[string]*Host, allowWildcard bool) ([]Event, error) {
+	if prev == nil {
+		return CreateApp(project, spec, hosts, allowWildcard)
+	}
+	if prev.status != AppStatusDeleted {
+		return nil, fmt.Errorf("%s: %w", prev.name, ErrAppExists)
+	}
+	if spec.Name != prev.name {
+		return nil, fmt.Errorf("%s is not %s: %w", spec.Name, prev.name, ErrInvalid)
+	}
+	return createApp(project, spec, hosts, allowWildcard, prev.Incarnation()+1)
+}
+
+// NextIncarnation is the incarnation a creation under prev's name makes:
+// 1 when prev is nil (the name was never used), prev's next otherwise.
+func NextIncarnation(prev *Application) int {
+	if prev == nil {
+		return 1
+	}
+	return prev.Incarnation() + 1
+}
+
+func createApp(project *Project, spec NewApp, hosts map[string]*Host, allowWildcard bool, incarnation int) ([]Event, error) {
 	spec, err := spec.Normalize(allowWildcard)
 	if err != nil {
 		return nil, err
@@ -203,7 +254,7 @@ func CreateApp(project *Project, spec NewApp, hosts map[string]*Host, allowWildc
 	}
 	stream := AppStream(spec.Name)
 	events := []Event{{StreamID: stream, Type: EventAppCreated, Data: AppCreated{
-		App: spec.Name, Project: spec.Project, Source: spec.Source, Build: spec.Build, Runtime: spec.Runtime,
+		App: spec.Name, Project: spec.Project, Incarnation: incarnation, Source: spec.Source, Build: spec.Build, Runtime: spec.Runtime,
 	}}}
 	if len(spec.Env) > 0 {
 		events = append(events, Event{StreamID: stream, Type: EventAppEnvSet, Data: AppEnvSet{App: spec.Name, Env: spec.Env}})
@@ -249,6 +300,9 @@ func (a *Application) Apply(e RecordedEvent) error {
 	if err := a.apply(data); err != nil {
 		return fmt.Errorf("app stream %s at version %d: %w", e.StreamID, e.StreamVersion, err)
 	}
+	if _, ok := data.(AppCreated); ok {
+		a.since = e.Position
+	}
 	a.version = e.StreamVersion
 	return nil
 }
@@ -256,8 +310,9 @@ func (a *Application) Apply(e RecordedEvent) error {
 func (a *Application) apply(data any) error {
 	switch d := data.(type) {
 	case AppCreated:
-		a.name, a.project, a.status = d.App, d.Project, AppStatusActive
-		a.config = AppConfig{Source: d.Source, Build: d.Build, Runtime: d.Runtime}
+		// A new incarnation starts from nothing.
+		*a = Application{name: d.App, project: d.Project, incarnation: max(d.Incarnation, 1), status: AppStatusActive,
+			config: AppConfig{Source: d.Source, Build: d.Build, Runtime: d.Runtime}, removed: a.removed}
 	case AppUpdated:
 		a.config.Source, a.config.Build, a.config.Runtime = d.Source, d.Build, d.Runtime
 	case AppEnvSet:
@@ -277,8 +332,10 @@ func (a *Application) apply(data any) error {
 		a.status = AppStatusStopped
 	case AppStartRequested:
 		a.status = AppStatusActive
-	case AppStopped, AppStarted, AppRemoved:
+	case AppStopped, AppStarted:
 		// Observations of the deployer; the desired status is unchanged.
+	case AppRemoved:
+		a.removed = append(slices.Clone(a.removed), max(d.Incarnation, 1))
 	case AppDeleted:
 		a.status = AppStatusDeleted
 		a.config.Domains = nil
@@ -294,6 +351,23 @@ func (a *Application) Name() string { return a.name }
 // Project is the name of the application's project.
 func (a *Application) Project() string { return a.project }
 
+// Incarnation numbers the applications that have had this name, from 1:
+// a name deleted and created again is a new incarnation.
+func (a *Application) Incarnation() int { return max(a.incarnation, 1) }
+
+// Since is the log position the current incarnation began at (its
+// app.created): what other streams keyed by the application's name (its
+// git hook) recorded before it belongs to an earlier incarnation.
+func (a *Application) Since() int64 { return a.since }
+
+// KeyOwner is the keyring owner whose data key seals this incarnation's
+// secrets: AppKeyOwner(Name(), Incarnation()).
+func (a *Application) KeyOwner() string { return AppKeyOwner(a.name, a.Incarnation()) }
+
+// Removed reports whether the deployer recorded the removal of
+// incarnation n (app.removed) from its runtime.
+func (a *Application) Removed(n int) bool { return slices.Contains(a.removed, max(n, 1)) }
+
 // Status is active, stopped or deleted.
 func (a *Application) Status() string { return a.status }
 
@@ -307,7 +381,31 @@ func (a *Application) Config() AppConfig {
 	c.Domains = slices.Clone(c.Domains)
 	c.Build.Args = slices.Clone(c.Build.Args)
 	c.Runtime.Volumes = slices.Clone(c.Runtime.Volumes)
+	if c.Source.Compose != nil {
+		cs := *c.Source.Compose
+		cs.Profiles, cs.Services = slices.Clone(cs.Profiles), slices.Clone(cs.Services)
+		c.Source.Compose = &cs
+	}
 	return c
+}
+
+// checkRouteService checks a route's service against the source: a stack's
+// route names one of its services and a port; another application's names
+// none.
+func checkRouteService(prefix string, r Route, src Source) error {
+	switch {
+	case src.Compose == nil && r.Service != "":
+		return Invalid(field(prefix, "service"), "applies only to a compose application")
+	case src.Compose == nil || r.RedirectTo != "":
+		return nil
+	case r.Service == "":
+		return Invalid(field(prefix, "service"), "a compose application's route names the service it reaches")
+	case r.Port == 0:
+		return Invalid(field(prefix, "port"), "a compose application's route names the service's port")
+	case len(src.Compose.Services) > 0 && !slices.Contains(src.Compose.Services, r.Service):
+		return Invalid(field(prefix, "service"), "is not a service of the compose file")
+	}
+	return nil
 }
 
 // Hosts lists the hosts the application routes.
@@ -340,6 +438,9 @@ type AppPatch struct {
 	Image  *string `json:"image,omitempty"`
 	// PullPolicy: "always", "if-not-present" or "never".
 	PullPolicy *string `json:"pull_policy,omitempty"`
+	// Compose replaces a stack's compose source as a whole (file or path,
+	// profiles); its Services are set by the handler that validated it.
+	Compose *ComposeSource `json:"compose,omitempty"`
 
 	Dockerfile *string     `json:"dockerfile,omitempty"`
 	Context    *string     `json:"context,omitempty"`
@@ -378,6 +479,13 @@ func (a *Application) Update(p AppPatch) ([]Event, error) {
 	set(&src.GitRef, p.GitRef)
 	set(&src.Image, p.Image)
 	set(&src.PullPolicy, p.PullPolicy)
+	if p.Compose != nil {
+		if src.Compose == nil {
+			return nil, Invalid("compose", "applies only to a compose application")
+		}
+		cs := *p.Compose
+		src.Compose = &cs
+	}
 	set(&b.Dockerfile, p.Dockerfile)
 	set(&b.Context, p.Context)
 	set(&b.Target, p.Target)
@@ -414,6 +522,7 @@ func (a *Application) Update(p AppPatch) ([]Event, error) {
 	diff("source.git_ref", old.Source.GitRef, src.GitRef)
 	diff("source.image", old.Source.Image, src.Image)
 	diff("source.pull_policy", old.Source.PullPolicy, src.PullPolicy)
+	diff("source.compose", old.Source.Compose, src.Compose)
 	diff("build.dockerfile", old.Build.Dockerfile, b.Dockerfile)
 	diff("build.context", old.Build.Context, b.Context)
 	diff("build.target", old.Build.Target, b.Target)
@@ -473,6 +582,9 @@ func (a *Application) AddDomain(r Route, host *Host, allowWildcard bool) ([]Even
 	}
 	r, err := r.Normalize("", allowWildcard)
 	if err != nil {
+		return nil, err
+	}
+	if err := checkRouteService("", r, a.config.Source); err != nil {
 		return nil, err
 	}
 	if host == nil || host.Name() != r.Host {
@@ -551,11 +663,19 @@ func (a *Application) RecordStopped(containerID string) ([]Event, error) {
 // application's containers and images are removed. It is accepted only after
 // deletion (ErrConflict before).
 func (a *Application) RecordRemoved(containers, images []string) ([]Event, error) {
+	return a.RecordIncarnationRemoved(a.Incarnation(), containers, images)
+}
+
+// RecordIncarnationRemoved records the deployer's observation that the
+// containers and images of incarnation n, deleted, are removed: an earlier
+// incarnation is always deleted, the current one only after app.deleted
+// (ErrConflict before).
+func (a *Application) RecordIncarnationRemoved(n int, containers, images []string) ([]Event, error) {
 	if a.name == "" {
 		return nil, ErrAppNotFound
 	}
-	if a.status != AppStatusDeleted {
-		return nil, fmt.Errorf("%s: removal recorded before deletion: %w", a.name, ErrConflict)
+	if n < 1 || n > a.Incarnation() || (n == a.Incarnation() && a.status != AppStatusDeleted) {
+		return nil, fmt.Errorf("%s: removal of incarnation %d recorded before its deletion: %w", a.name, n, ErrConflict)
 	}
 	if containers == nil {
 		containers = []string{}
@@ -563,7 +683,7 @@ func (a *Application) RecordRemoved(containers, images []string) ([]Event, error
 	if images == nil {
 		images = []string{}
 	}
-	return []Event{a.event(EventAppRemoved, AppRemoved{App: a.name, ContainersRemoved: containers, ImagesRemoved: images})}, nil
+	return []Event{a.event(EventAppRemoved, AppRemoved{App: a.name, Incarnation: n, ContainersRemoved: containers, ImagesRemoved: images})}, nil
 }
 
 // RecordStarted records the deployer's observation that the container runs
@@ -582,7 +702,7 @@ func (a *Application) Delete(hosts map[string]*Host) ([]Event, error) {
 		return nil, err
 	}
 	names := a.Hosts()
-	events := []Event{a.event(EventAppDeleted, AppDeleted{App: a.name, ReleasedHosts: names})}
+	events := []Event{a.event(EventAppDeleted, AppDeleted{App: a.name, Incarnation: a.Incarnation(), ReleasedHosts: names})}
 	for _, n := range names {
 		h := hosts[n]
 		if h == nil || h.Name() != n {

@@ -39,7 +39,13 @@ type Source struct {
 	// deployment, so a mutable tag is followed), PullIfNotPresent (the
 	// default: only when the host lacks it) or PullNever (the host's own).
 	PullPolicy string `json:"pull_policy,omitempty"`
+	// Compose, when set, makes the application a stack: its services come
+	// from a compose file, pasted or at a path of the git repository.
+	Compose *ComposeSource `json:"compose,omitempty"`
 }
+
+// IsCompose reports whether the source is a compose file (a stack).
+func (s Source) IsCompose() bool { return s.Compose != nil }
 
 // Pull policies of an image source.
 const (
@@ -162,7 +168,11 @@ type Route struct {
 	// ACME configured and without a Certificate it cannot be set.
 	HTTPS bool `json:"https"`
 	// Port is the target container port; 0 means the application's Port.
+	// A stack's route names it.
 	Port int `json:"port,omitempty"`
+	// Service is the stack service the route reaches (compose applications
+	// only, where it is required).
+	Service string `json:"service,omitempty"`
 	// RedirectTo, when set, answers every request for Host with a permanent
 	// redirect to the same path on this host (www → apex, or the reverse);
 	// the application is not reached.
@@ -204,7 +214,7 @@ type Certificate struct {
 
 // Equal reports whether r and o are the same route.
 func (r Route) Equal(o Route) bool {
-	if r.Host != o.Host || r.PathPrefix != o.PathPrefix || r.HTTPS != o.HTTPS || r.Port != o.Port ||
+	if r.Host != o.Host || r.PathPrefix != o.PathPrefix || r.HTTPS != o.HTTPS || r.Port != o.Port || r.Service != o.Service ||
 		r.RedirectTo != o.RedirectTo || len(r.BasicAuth) != len(o.BasicAuth) {
 		return false
 	}

@@ -38,8 +38,12 @@ type DeploymentRequested struct {
 	App          string `json:"app"`
 	// AppVersion is the application stream's version at request time: the
 	// configuration to deploy is the application replayed up to it.
-	AppVersion int64   `json:"app_version"`
-	Trigger    Trigger `json:"trigger"`
+	AppVersion int64 `json:"app_version"`
+	// Incarnation is the application's incarnation the deployment belongs
+	// to (absent: the first): a deployment never serves, rolls back or
+	// retries for another incarnation of the same name.
+	Incarnation int     `json:"incarnation,omitempty"`
+	Trigger     Trigger `json:"trigger"`
 	// Ref, when set, overrides the application's git ref for this deployment
 	// (a webhook's pushed commit).
 	Ref string `json:"ref,omitempty"`
@@ -132,6 +136,9 @@ type DeploymentTrafficSwitched struct {
 type Upstream struct {
 	Host string `json:"host"`
 	Port int    `json:"port"`
+	// Service, for a stack, is the service the address serves: the routes
+	// naming it go there.
+	Service string `json:"service,omitempty"`
 }
 
 // DeploymentReplicaSwitched is recorded ("deployment.replica_switched")
@@ -386,10 +393,10 @@ func RequestDeployment(app *Application, r DeploymentRequest) ([]Event, error) {
 			return nil, err
 		}
 	}
-	req := DeploymentRequested{DeploymentID: r.ID, App: app.name, AppVersion: app.version, Trigger: r.Trigger, Ref: r.Ref}
+	req := DeploymentRequested{DeploymentID: r.ID, App: app.name, AppVersion: app.version, Incarnation: app.Incarnation(), Trigger: r.Trigger, Ref: r.Ref}
 	if r.Trigger.Kind == TriggerRetry {
 		prev := r.RetryOf
-		if prev == nil || prev.app != app.name || !prev.status.IsTerminal() || prev.status == DeploymentSucceededStatus {
+		if prev == nil || prev.app != app.name || prev.Incarnation() != app.Incarnation() || !prev.status.IsTerminal() || prev.status == DeploymentSucceededStatus {
 			return nil, ErrRetryTarget
 		}
 		req.RetryOf, req.Ref = prev.id, prev.request.Ref
@@ -425,13 +432,14 @@ func RequestRollback(app *Application, id string, target *Deployment, detail str
 	if target == nil {
 		return nil, ErrDeploymentNotFound
 	}
-	if target.app != app.name || target.status != DeploymentSucceededStatus || target.imageID == "" {
+	if target.app != app.name || target.Incarnation() != app.Incarnation() || target.status != DeploymentSucceededStatus || target.imageID == "" {
 		return nil, fmt.Errorf("%s (%s): %w", target.id, target.status, ErrRollbackTarget)
 	}
 	return []Event{{StreamID: DeploymentStream(id), Type: EventDeploymentRequested, Data: DeploymentRequested{
 		DeploymentID: id,
 		App:          app.name,
 		AppVersion:   target.request.AppVersion,
+		Incarnation:  app.Incarnation(),
 		Trigger:      Trigger{Kind: TriggerRollback, Detail: detail},
 		Ref:          target.commitSHA,
 		RollbackOf:   target.id,
@@ -540,7 +548,7 @@ func (d *Deployment) check(data any) error {
 		return fmt.Errorf("%s is %s: %w", d.id, d.status, ErrDeploymentFinished)
 	}
 	cur := d.status.rank()
-	switch data.(type) {
+	switch v := data.(type) {
 	case DeploymentRequested:
 		return fmt.Errorf("%s already requested: %w", d.id, ErrBadTransition)
 	case DeploymentQueued:
@@ -558,6 +566,16 @@ func (d *Deployment) check(data any) error {
 	case DeploymentReplicaSwitched:
 		if d.status != DeploymentTrafficSwitchedStatus {
 			return fmt.Errorf("switch a replica of %s while %s: %w", d.id, d.status, ErrBadTransition)
+		}
+	case DeploymentServiceStep:
+		if cur < DeploymentStartedStatus.rank() {
+			return fmt.Errorf("a service step of %s while %s: %w", d.id, d.status, ErrBadTransition)
+		}
+		if !validServiceStep(v.Step) {
+			return Invalid("step", "is not a service step")
+		}
+		if err := ValidateComposeName("service", v.Service); err != nil {
+			return err
 		}
 	case DeploymentFailed, DeploymentCancelRequested, DeploymentCancelled, DeploymentInterrupted, DeploymentDeadLettered:
 	default:
@@ -620,6 +638,9 @@ func (d *Deployment) stamp(data any) (string, any, bool) {
 	case DeploymentPreviousStopped:
 		v.DeploymentID, v.App = id, app
 		return EventDeploymentPreviousStopped, v, true
+	case DeploymentServiceStep:
+		v.DeploymentID, v.App = id, app
+		return EventDeploymentServiceStep, v, true
 	case DeploymentSucceeded:
 		v.DeploymentID, v.App = id, app
 		return EventDeploymentSucceeded, v, true
@@ -671,6 +692,10 @@ func (d *Deployment) ID() string { return d.id }
 func (d *Deployment) App() string { return d.app }
 
 // Request is the deployment's request: trigger, application version, rollback
+// Incarnation is the incarnation of the application the deployment
+// belongs to, from 1.
+func (d *Deployment) Incarnation() int { return max(d.request.Incarnation, 1) }
+
 // target.
 func (d *Deployment) Request() DeploymentRequested { return d.request }
 

@@ -151,10 +151,16 @@ func DecodeEvent(e RecordedEvent) (any, error) {
 		return decode[DeploymentTrafficSwitched](e)
 	case EventRegistryAdded:
 		return decode[RegistryAdded](e)
+	case EventRegistryChanged:
+		return decode[RegistryChanged](e)
 	case EventRegistryRemoved:
 		return decode[RegistryRemoved](e)
 	case EventDeploymentReplicaSwitched:
 		return decode[DeploymentReplicaSwitched](e)
+	case EventDeploymentServiceStep:
+		return decode[DeploymentServiceStep](e)
+	case EventProjectComposeAllowed:
+		return decode[ProjectComposeAllowed](e)
 	case EventDeploymentPreviousStopped:
 		return decode[DeploymentPreviousStopped](e)
 	case EventDeploymentSucceeded:
@@ -193,6 +199,16 @@ func DecodeEvent(e RecordedEvent) (any, error) {
 		return decode[TokenUsed](e)
 	case EventCheckpointSigned:
 		return decode[CheckpointSigned](e)
+	case EventPreviewSettingsSet:
+		return decode[PreviewSettingsSet](e)
+	case EventPreviewOpened:
+		return decode[PreviewOpened](e)
+	case EventPreviewUpdated:
+		return decode[PreviewUpdated](e)
+	case EventPreviewClosed:
+		return decode[PreviewClosed](e)
+	case EventPreviewStatusReported:
+		return decode[PreviewStatusReported](e)
 	default:
 		return nil, fmt.Errorf("event %d %q: %w", e.Position, e.Type, ErrUnknownEventType)
 	}

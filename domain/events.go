@@ -1,5 +1,10 @@
 package domain
 
+import (
+	"strconv"
+	"strings"
+)
+
 // Stream ids. Every aggregate lives in its own stream, named
 // "<category>-<id>"; categories are stable and never renamed.
 const (
@@ -19,6 +24,32 @@ func ProjectStream(name string) string { return CategoryProject + "-" + name }
 // AppStream is the stream of application name.
 func AppStream(name string) string { return CategoryApp + "-" + name }
 
+// AppKeyOwner is the keyring owner whose data key seals the secrets of
+// incarnation n of application name: the name for the first incarnation,
+// "name.n" for a later one. A '.' never appears in a name, so the owner of
+// one incarnation is never another's, nor another application's: the key
+// of a deleted incarnation was destroyed, the next one gets a key of its
+// own.
+func AppKeyOwner(name string, n int) string {
+	if n <= 1 {
+		return name
+	}
+	return name + "." + strconv.Itoa(n)
+}
+
+// ValidateKeyOwner checks a keyring owner: a name (ValidateName) or an
+// AppKeyOwner of a later incarnation.
+func ValidateKeyOwner(fieldName, owner string) error {
+	name, n, ok := strings.Cut(owner, ".")
+	if ok {
+		i, err := strconv.Atoi(n)
+		if err != nil || i < 2 || strconv.Itoa(i) != n {
+			return Invalid(fieldName, "must be a name, or a name, '.' and an incarnation number above 1")
+		}
+	}
+	return ValidateName(fieldName, name)
+}
+
 // HostStream is the stream that records which application owns a host. It is
 // appended atomically with the application stream so that a host belongs to
 // one application at a time.
@@ -33,6 +64,8 @@ const (
 	EventProjectCreated  = "project.created"
 	EventProjectAppAdded = "project.app_added"
 	EventProjectDeleted  = "project.deleted"
+
+	EventProjectComposeAllowed = "project.compose_allowed"
 
 	EventAppCreated        = "app.created"
 	EventAppUpdated        = "app.updated"
@@ -63,6 +96,7 @@ const (
 	EventDeploymentTrafficSwitched  = "deployment.traffic_switched"
 	EventDeploymentReplicaSwitched  = "deployment.replica_switched"
 	EventDeploymentPreviousStopped  = "deployment.previous_stopped"
+	EventDeploymentServiceStep      = "deployment.service_step"
 	EventDeploymentSucceeded        = "deployment.succeeded"
 	EventDeploymentFailed           = "deployment.failed"
 	EventDeploymentCancelRequested  = "deployment.cancel_requested"

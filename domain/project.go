@@ -47,7 +47,9 @@ type Project struct {
 	description string
 	deleted     bool
 	apps        []string // applications created in it, in order
-	version     int64
+	// composeAllowed are the compose keys its stacks may use, sorted.
+	composeAllowed []string
+	version        int64
 }
 
 // CreateProject decides the creation of project name. The caller appends the
@@ -89,9 +91,14 @@ func (p *Project) Apply(e RecordedEvent) error {
 	switch d := data.(type) {
 	case ProjectCreated:
 		// Also a project created again under a deleted one's name.
-		p.name, p.description, p.deleted, p.apps = d.Project, d.Description, false, nil
+		p.name, p.description, p.deleted, p.apps, p.composeAllowed = d.Project, d.Description, false, nil, nil
+	case ProjectComposeAllowed:
+		p.composeAllowed = slices.Clone(d.Keys)
 	case ProjectAppAdded:
-		p.apps = append(p.apps, d.App)
+		// A name deleted and created again in the project is listed once.
+		if !slices.Contains(p.apps, d.App) {
+			p.apps = append(p.apps, d.App)
+		}
 	case ProjectDeleted:
 		p.deleted, p.apps = true, nil
 	default:

@@ -14,6 +14,7 @@ func RegistryStream(name string) string { return CategoryRegistry + "-" + name }
 // Event types of the registry aggregate. Stored: never rename one.
 const (
 	EventRegistryAdded   = "registry.added"
+	EventRegistryChanged = "registry.changed"
 	EventRegistryRemoved = "registry.removed"
 )
 
@@ -33,6 +34,19 @@ type RegistryAdded struct {
 	Username string `json:"username,omitempty"`
 	// SealedPassword is the password's ciphertext (base64 in JSON).
 	SealedPassword []byte `json:"sealed_password,omitempty"`
+}
+
+// RegistryChanged is recorded ("registry.changed") when a registry's
+// address or credentials change. It carries the whole resulting registry
+// (the password sealed, or absent when the registry has no credentials any
+// more) and Changed names what changed ("address", "username",
+// "password").
+type RegistryChanged struct {
+	Registry       string   `json:"registry"`
+	Address        string   `json:"address"`
+	Username       string   `json:"username,omitempty"`
+	SealedPassword []byte   `json:"sealed_password,omitempty"`
+	Changed        []string `json:"changed"`
 }
 
 // RegistryRemoved is recorded ("registry.removed") when a registry is
@@ -133,6 +147,8 @@ func (r *Registry) Apply(e RecordedEvent) error {
 	switch d := data.(type) {
 	case RegistryAdded:
 		r.name, r.address, r.username, r.sealed, r.removed = d.Registry, d.Address, d.Username, d.SealedPassword, false
+	case RegistryChanged:
+		r.address, r.username, r.sealed = d.Address, d.Username, d.SealedPassword
 	case RegistryRemoved:
 		r.removed = true
 	}
@@ -164,6 +180,64 @@ func AddRegistry(r *Registry, spec RegistrySpec, sealed []byte) ([]Event, error)
 	return []Event{{StreamID: RegistryStream(spec.Name), Type: EventRegistryAdded, Data: RegistryAdded{
 		Registry: spec.Name, Address: strings.ToLower(spec.Address), Username: spec.Username, SealedPassword: sealed,
 	}}}, nil
+}
+
+// RegistryPatch is a change of a registry: nil fields stay as they are.
+// Password is the plain text (the caller seals it for Change); an empty
+// Username with no Password removes the credentials.
+type RegistryPatch struct {
+	Address  *string `json:"address,omitempty"`
+	Username *string `json:"username,omitempty"`
+	Password *string `json:"password,omitempty"`
+}
+
+// Change decides registry.changed for p; sealed is p.Password sealed by
+// the caller (nil when p sets no password). A user name without a
+// password, new or kept, is ErrInvalid naming password; a patch that
+// changes nothing gives no events.
+func (r *Registry) Change(p RegistryPatch, sealed []byte) ([]Event, error) {
+	if !r.Exists() {
+		return nil, fmt.Errorf("%s: %w", r.name, ErrRegistryNotFound)
+	}
+	spec := RegistrySpec{Name: r.name, Address: r.address, Username: r.username}
+	if p.Address != nil {
+		spec.Address = *p.Address
+	}
+	if p.Username != nil {
+		spec.Username = *p.Username
+	}
+	out := r.sealed
+	switch {
+	case p.Password != nil:
+		spec.Password, out = *p.Password, sealed
+		if *p.Password == "" {
+			out = nil
+		}
+	case spec.Username == "":
+		out = nil // no user, no password
+	case len(r.sealed) > 0:
+		spec.Password = "kept" // stands for the sealed password in validation
+	}
+	if err := spec.Validate(); err != nil {
+		return nil, err
+	}
+	if p.Password != nil && *p.Password != "" && len(sealed) == 0 {
+		return nil, fmt.Errorf("registry %s: the new password is not sealed: %w", r.name, ErrInvalid)
+	}
+	ch := RegistryChanged{Registry: r.name, Address: strings.ToLower(spec.Address), Username: spec.Username, SealedPassword: out, Changed: []string{}}
+	if ch.Address != r.address {
+		ch.Changed = append(ch.Changed, "address")
+	}
+	if ch.Username != r.username {
+		ch.Changed = append(ch.Changed, "username")
+	}
+	if (p.Password != nil && *p.Password != "") || (len(out) == 0) != (len(r.sealed) == 0) {
+		ch.Changed = append(ch.Changed, "password")
+	}
+	if len(ch.Changed) == 0 {
+		return nil, nil
+	}
+	return []Event{{StreamID: RegistryStream(r.name), Type: EventRegistryChanged, Data: ch}}, nil
 }
 
 // Remove decides registry.removed.

@@ -49,6 +49,9 @@ type Instance struct {
 	ImageID string
 	// Running is false for an instance that exists but is stopped.
 	Running bool
+	// Service is the stack service it runs ("" for an application's
+	// instance); ConfigHash the hash of its resolved configuration.
+	Service, ConfigHash string
 }
 
 // GitFetch asks a runtime to check out a git source for a deployment.
@@ -73,6 +76,9 @@ type BuildRequest struct {
 	// path of the Dockerfile relative to Context; both validated.
 	Context, Dockerfile, Target string
 	Args                        map[string]string
+	// Service, for a stack, is the service the image is built for (it
+	// tags the image apart from the other services').
+	Service string
 }
 
 // BuiltImage is the outcome of a build.

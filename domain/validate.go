@@ -736,6 +736,20 @@ func validateText(fieldName, s string) error {
 // Validate checks a source under the JSON path prefix: exactly one of a git
 // URL (with an optional ref) or an image reference.
 func (s Source) Validate(prefix string) error {
+	if s.Compose != nil {
+		if err := s.Compose.Validate(field(prefix, "compose"), s); err != nil {
+			return err
+		}
+		if s.PullPolicy != "" {
+			return Invalid(field(prefix, "pull_policy"), "a compose file sets pull_policy per service")
+		}
+		if s.GitURL == "" {
+			if s.GitRef != "" {
+				return Invalid(field(prefix, "git_ref"), "applies only to a git source")
+			}
+			return nil
+		}
+	}
 	switch {
 	case s.GitURL == "" && s.Image == "":
 		return Invalid(prefix, "needs a git_url or an image")
@@ -878,6 +892,11 @@ func (rt Route) Normalize(prefix string, allowWildcard bool) (Route, error) {
 	}
 	if rt.Port != 0 {
 		if err := ValidatePort(field(prefix, "port"), rt.Port); err != nil {
+			return Route{}, err
+		}
+	}
+	if rt.Service != "" {
+		if err := ValidateComposeName(field(prefix, "service"), rt.Service); err != nil {
 			return Route{}, err
 		}
 	}

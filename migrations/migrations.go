@@ -1,7 +1,7 @@
 // Package migrations holds berth's database schema as numbered SQL files
-// (NNN_name.sql), embedded in the binary, and Migrate, which applies the
-// missing ones in order, each in its own transaction, recording the version
-// in a table.
+// (NNN_name.sql), embedded in the binary, and Migrate, which applies every
+// one not yet applied, in number order, each in its own transaction,
+// recording its number in a table of applied migrations.
 package migrations
 
 import (
@@ -16,31 +16,41 @@ import (
 	"strings"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
-	"github.com/jackc/tern/v2/migrate"
 )
 
 //go:embed *.sql
 var files embed.FS
 
-// VersionTable records the number of the last applied migration.
+//go:embed schema/applied.sql
+var appliedTableSQL string
+
+// AppliedTable records the number of every applied migration.
+const AppliedTable = "public.schema_migrations"
+
+// VersionTable is the table that recorded, before AppliedTable, how many
+// migration files were applied (the first ones in number order). Migrate
+// reads it once to fill AppliedTable and leaves it as it was.
 const VersionTable = "public.schema_version"
 
 // lockKey is the PostgreSQL advisory lock that serialises Migrate across
-// processes ("berth-mig" as an integer). tern takes its own lock too; this one
-// also covers the creation of the version table and the loading step.
+// processes ("berth-mig" as an integer).
 const lockKey int64 = 0x6265727468_6d69
 
 // FS returns the embedded migration files.
 func FS() fs.FS { return files }
 
-// Migrate applies every embedded migration not yet recorded in VersionTable,
-// in order, each in its own transaction. Concurrent calls (from this or
-// other processes) are serialised by an advisory lock; the later ones find
+// Migrate applies every embedded migration whose number AppliedTable does
+// not hold, in number order, each in its own transaction with the row that
+// records it. A migration numbered below one already applied (merged from
+// another branch) is applied too. Concurrent calls (from this or other
+// processes) are serialised by an advisory lock; the later ones find
 // nothing left to do.
 func Migrate(ctx context.Context, pool *pgxpool.Pool) error {
-	// A runtime role (see GrantRuntime) may read the version table but not
-	// create it: when nothing is left to do, that is all it needs.
+	// A runtime role (see GrantRuntime) may read the applied migrations
+	// but not create their table: when nothing is left to do, that is all
+	// it needs.
 	if applied, available, err := Version(ctx, pool); err == nil && applied == available {
 		return nil
 	}
@@ -66,6 +76,10 @@ func MigrateConn(ctx context.Context, conn *pgx.Conn) error {
 }
 
 func migrateConn(ctx context.Context, conn *pgx.Conn) (err error) {
+	list, err := List()
+	if err != nil {
+		return fmt.Errorf("migrate: %w", err)
+	}
 	if _, err := conn.Exec(ctx, "SELECT pg_advisory_lock($1)", lockKey); err != nil {
 		return fmt.Errorf("migrate: take advisory lock: %w", err)
 	}
@@ -74,21 +88,100 @@ func migrateConn(ctx context.Context, conn *pgx.Conn) (err error) {
 			err = errors.Join(err, fmt.Errorf("migrate: release advisory lock: %w", uerr))
 		}
 	}()
-	m, err := migrate.NewMigrator(ctx, conn, VersionTable)
-	if err != nil {
-		return fmt.Errorf("migrate: prepare version table: %w", err)
+	if err := prepareApplied(ctx, conn, list); err != nil {
+		return err
 	}
-	list, err := List()
+	done, err := appliedNumbers(ctx, conn)
 	if err != nil {
-		return fmt.Errorf("migrate: %w", err)
+		return err
 	}
 	for _, f := range list {
-		m.AppendMigration(f.Name, f.SQL, "")
+		if done[f.Number] {
+			continue
+		}
+		if err := pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
+			if _, err := tx.Exec(ctx, f.SQL, pgx.QueryExecModeSimpleProtocol); err != nil {
+				return err
+			}
+			_, err := tx.Exec(ctx, "INSERT INTO "+AppliedTable+" (number, name) VALUES ($1, $2)", f.Number, f.Name)
+			return err
+		}); err != nil {
+			return fmt.Errorf("migrate: %s: %w", f.Name, describe(err))
+		}
 	}
-	if err := m.Migrate(ctx); err != nil {
+	return nil
+}
+
+// describe adds to a PostgreSQL error where in the statement it occurred.
+func describe(err error) error {
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) && pe.Position > 0 {
+		return fmt.Errorf("%w (at character %d)", err, pe.Position)
+	}
+	return err
+}
+
+// prepareApplied creates AppliedTable when it does not exist and, in the
+// same transaction, records as applied what the count-based VersionTable
+// says was: its first version files in number order.
+func prepareApplied(ctx context.Context, conn *pgx.Conn, list []File) error {
+	var exists bool
+	if err := conn.QueryRow(ctx, "SELECT to_regclass($1) IS NOT NULL", AppliedTable).Scan(&exists); err != nil {
+		return fmt.Errorf("migrate: look up %s: %w", AppliedTable, err)
+	}
+	if exists {
+		return nil
+	}
+	err := pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, appliedTableSQL, pgx.QueryExecModeSimpleProtocol); err != nil {
+			return fmt.Errorf("create %s: %w", AppliedTable, err)
+		}
+		var old bool
+		if err := tx.QueryRow(ctx, "SELECT to_regclass($1) IS NOT NULL", VersionTable).Scan(&old); err != nil {
+			return fmt.Errorf("look up %s: %w", VersionTable, err)
+		}
+		if !old {
+			return nil
+		}
+		var version int32
+		if err := tx.QueryRow(ctx, "SELECT version FROM "+VersionTable).Scan(&version); err != nil && !errors.Is(err, pgx.ErrNoRows) {
+			return fmt.Errorf("read %s: %w", VersionTable, err)
+		}
+		if int(version) > len(list) {
+			return fmt.Errorf("%s says %d migrations were applied, this build has %d: run a newer berth", VersionTable, version, len(list))
+		}
+		for _, f := range list[:max(version, 0)] {
+			if _, err := tx.Exec(ctx, "INSERT INTO "+AppliedTable+" (number, name) VALUES ($1, $2)", f.Number, f.Name); err != nil {
+				return fmt.Errorf("record %s: %w", f.Name, err)
+			}
+		}
+		return nil
+	})
+	if err != nil {
 		return fmt.Errorf("migrate: %w", err)
 	}
 	return nil
+}
+
+// querier is what appliedNumbers reads with: a connection or a pool.
+type querier interface {
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+}
+
+func appliedNumbers(ctx context.Context, q querier) (map[int]bool, error) {
+	rows, err := q.Query(ctx, "SELECT number FROM "+AppliedTable)
+	if err != nil {
+		return nil, fmt.Errorf("migrations: read %s: %w", AppliedTable, err)
+	}
+	nums, err := pgx.CollectRows(rows, pgx.RowTo[int32])
+	if err != nil {
+		return nil, fmt.Errorf("migrations: read %s: %w", AppliedTable, err)
+	}
+	out := make(map[int]bool, len(nums))
+	for _, n := range nums {
+		out[int(n)] = true
+	}
+	return out, nil
 }
 
 // File is one migration.
@@ -101,9 +194,9 @@ type File struct {
 var namePattern = regexp.MustCompile(`^(\d{3,})_[a-z0-9_]+\.sql$`)
 
 // List returns the embedded migrations in order of their numbers. Numbers
-// need not be contiguous but must be unique; every new file must take a
-// number above all existing ones, because the version table counts applied
-// files in this order.
+// need not be contiguous but must be unique; a new file may take any free
+// number (Migrate applies each number it has not recorded), though a
+// number above the existing ones keeps the order files were written in.
 func List() ([]File, error) {
 	entries, err := fs.ReadDir(files, ".")
 	if err != nil {
@@ -137,23 +230,58 @@ func List() ([]File, error) {
 	return out, nil
 }
 
-// Version returns the number of the last applied migration and the number
-// of embedded ones.
+// Version returns how many of the embedded migrations are applied and how
+// many are embedded: all are applied when the two are equal. Before
+// Migrate first created AppliedTable, applied is what the count-based
+// VersionTable says.
 func Version(ctx context.Context, pool *pgxpool.Pool) (applied, available int32, err error) {
-	names, err := List()
+	list, err := List()
 	if err != nil {
 		return 0, 0, fmt.Errorf("migrations: list: %w", err)
 	}
-	err = pool.QueryRow(ctx, "SELECT version FROM "+VersionTable).Scan(&applied)
-	if err != nil {
-		return 0, int32(len(names)), fmt.Errorf("migrations: read version: %w", err)
+	available = int32(len(list))
+	done, err := appliedNumbers(ctx, pool)
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) && pe.Code == "42P01" { // undefined_table: not converted yet
+		if err := pool.QueryRow(ctx, "SELECT version FROM "+VersionTable).Scan(&applied); err != nil {
+			return 0, available, fmt.Errorf("migrations: read version: %w", err)
+		}
+		return applied, available, nil
 	}
-	return applied, int32(len(names)), nil
+	if err != nil {
+		return 0, available, err
+	}
+	for _, f := range list {
+		if done[f.Number] {
+			applied++
+		}
+	}
+	return applied, available, nil
+}
+
+// Missing returns the embedded migrations not applied yet, in number
+// order.
+func Missing(ctx context.Context, pool *pgxpool.Pool) ([]File, error) {
+	list, err := List()
+	if err != nil {
+		return nil, fmt.Errorf("migrations: list: %w", err)
+	}
+	done, err := appliedNumbers(ctx, pool)
+	if err != nil {
+		return nil, err
+	}
+	var out []File
+	for _, f := range list {
+		if !done[f.Number] {
+			out = append(out, f)
+		}
+	}
+	return out, nil
 }
 
 // GrantRuntime gives role, the role berth serve runs as, SELECT and INSERT
 // only on the tables of record (the log and the others whose changes the
-// append-only triggers refuse), SELECT on the version table, and SELECT,
+// append-only triggers refuse), SELECT on the tables of applied migrations, and SELECT,
 // INSERT, UPDATE and DELETE on the rest (read models, checkpoints, keys,
 // sessions). pool must connect as the schema's owner, migrated. Run it
 // after every migration: it covers the tables that exist.

@@ -100,7 +100,15 @@ func appendDeploymentTuple(b []byte, d *Deployment) ([]byte, error) {
 	b = copyText(b, d.FailedStep)
 	b = copyText(b, d.FailureReason)
 	b = copyInt8(b, d.QueueSeq)
-	return copyInt8(b, d.Position), nil
+	b = copyInt8(b, d.Position)
+	if d.Incarnation > math.MaxInt32 || d.Incarnation < math.MinInt32 {
+		return nil, fmt.Errorf("deployment %s: incarnation %d does not fit an integer", d.ID, d.Incarnation)
+	}
+	b = binary.BigEndian.AppendUint32(b, 4)
+	b = binary.BigEndian.AppendUint32(b, uint32(int32(d.Incarnation)))
+	services := jsonObject(d.Services)
+	b = binary.BigEndian.AppendUint32(b, uint32(len(services))) // json: the text itself
+	return append(b, services...), nil
 }
 
 func copyText(b []byte, s string) []byte {

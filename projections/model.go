@@ -66,6 +66,9 @@ type AppConfig struct {
 type App struct {
 	Name    string `json:"name"`
 	Project string `json:"project"`
+	// Incarnation numbers the applications that have had this name, from
+	// 1; the row shows the latest.
+	Incarnation int `json:"incarnation"`
 	// Status is one of the App* constants.
 	Status string `json:"status"`
 	// DesiredStatus is what users asked for: active, stopped or deleted.
@@ -85,9 +88,12 @@ type App struct {
 	UpstreamPort int    `json:"upstream_port,omitempty"`
 	// ReplicaHosts are the addresses of the other replicas Traefik
 	// balances the traffic over, on UpstreamPort too.
-	ReplicaHosts []string  `json:"replica_hosts,omitempty"`
-	CreatedAt    time.Time `json:"created_at"`
-	UpdatedAt    time.Time `json:"updated_at"`
+	ReplicaHosts []string `json:"replica_hosts,omitempty"`
+	// ServiceHosts are, for a stack, the addresses of each service's
+	// instances: its routes go to the hosts of the service they name.
+	ServiceHosts map[string][]string `json:"service_hosts,omitempty"`
+	CreatedAt    time.Time           `json:"created_at"`
+	UpdatedAt    time.Time           `json:"updated_at"`
 	// Position is the log position of the last event that changed the row.
 	Position int64 `json:"position"`
 }
@@ -103,9 +109,11 @@ type Step struct {
 
 // Deployment is a row of the deployments read model.
 type Deployment struct {
-	ID     string `json:"id"`
-	App    string `json:"app"`
-	Status string `json:"status"`
+	ID  string `json:"id"`
+	App string `json:"app"`
+	// Incarnation is the incarnation of App the deployment belongs to.
+	Incarnation int    `json:"incarnation"`
+	Status      string `json:"status"`
 	// Step is the last step reached (the event type without its
 	// "deployment." prefix).
 	Step          string         `json:"step"`
@@ -130,8 +138,11 @@ type Deployment struct {
 	StartedAt       *time.Time `json:"started_at,omitempty"`
 	FinishedAt      *time.Time `json:"finished_at,omitempty"`
 	DurationMS      int64      `json:"duration_ms"`
-	FailedStep      string     `json:"failed_step,omitempty"`
-	FailureReason   string     `json:"failure_reason,omitempty"`
+	// Services are, for a stack's deployment, each service's state: its
+	// last step and container.
+	Services      map[string]ServiceState `json:"services,omitempty"`
+	FailedStep    string                  `json:"failed_step,omitempty"`
+	FailureReason string                  `json:"failure_reason,omitempty"`
 	// QueueSeq orders the queue: the position of the queued event while the
 	// deployment is queued.
 	QueueSeq int64 `json:"-"`
@@ -266,6 +277,8 @@ func keysOf(data any) (app, deployment string) {
 		return d.App, d.DeploymentID
 	case domain.DeploymentReplicaSwitched:
 		return d.App, d.DeploymentID
+	case domain.DeploymentServiceStep:
+		return d.App, d.DeploymentID
 	case domain.DeploymentPreviousStopped:
 		return d.App, d.DeploymentID
 	case domain.DeploymentSucceeded:
@@ -345,9 +358,11 @@ func (m *Model) apply(e domain.RecordedEvent, data any) {
 	}
 	appName, depID := keysOf(data)
 	if c, ok := data.(domain.AppCreated); ok {
-		if _, exists := m.Apps[c.App]; !exists && c.App != "" {
+		// A later incarnation replaces the deleted one's row; the
+		// deployments keep theirs, with their incarnation.
+		if old, exists := m.Apps[c.App]; (!exists || old.Incarnation < max(c.Incarnation, 1)) && c.App != "" {
 			m.Apps[c.App] = &App{
-				Name: c.App, Project: c.Project, Status: AppNew, DesiredStatus: domain.AppStatusActive,
+				Name: c.App, Project: c.Project, Incarnation: max(c.Incarnation, 1), Status: AppNew, DesiredStatus: domain.AppStatusActive,
 				Config:    AppConfig{Source: c.Source, Build: c.Build, Runtime: c.Runtime, Env: []EnvVar{}, Domains: []domain.Route{}},
 				CreatedAt: e.RecordedAt,
 			}
@@ -377,7 +392,7 @@ func (m *Model) apply(e domain.RecordedEvent, data any) {
 	}
 	if r, ok := data.(domain.DeploymentRequested); ok && d == nil {
 		d = &Deployment{
-			ID: depID, App: appName, Status: DeploymentRequested, Step: "requested",
+			ID: depID, App: appName, Incarnation: max(r.Incarnation, 1), Status: DeploymentRequested, Step: "requested",
 			Trigger: r.Trigger, Actor: e.Metadata.Actor, CorrelationID: e.Metadata.CorrelationID,
 			AppVersion: r.AppVersion, Ref: r.Ref, RollbackOf: r.RollbackOf, RetryOf: r.RetryOf,
 			ImageID: r.ImageID, Steps: make([]Step, 0, 8), RequestedAt: e.RecordedAt,
@@ -385,6 +400,15 @@ func (m *Model) apply(e domain.RecordedEvent, data any) {
 		m.Deployments[depID] = d
 	}
 	if d == nil || d.App != appName {
+		return
+	}
+	if d.Incarnation != a.Incarnation {
+		// A deployment of another incarnation of the name changes only
+		// itself: it is folded against a deleted stand-in of its
+		// application, never against the live one.
+		m.applyDeployment(&App{Name: a.Name, Incarnation: d.Incarnation, Status: AppDeleted}, d, e, data)
+		d.Position = e.Position
+		m.markDeployment(d.ID)
 		return
 	}
 	m.applyDeployment(a, d, e, data)
@@ -419,7 +443,7 @@ func (m *Model) applyApp(a *App, data any) {
 		a.DesiredStatus = domain.AppStatusActive
 	case domain.AppStopped:
 		a.Status = AppStopped
-		a.UpstreamHost, a.UpstreamPort, a.ReplicaHosts = "", 0, nil
+		a.UpstreamHost, a.UpstreamPort, a.ReplicaHosts, a.ServiceHosts = "", 0, nil, nil
 	case domain.AppStarted:
 		if a.Status == AppDeleted {
 			return
@@ -430,13 +454,16 @@ func (m *Model) applyApp(a *App, data any) {
 			if len(d.Upstreams) > 1 {
 				a.ReplicaHosts = replicaHosts(d.Upstreams)
 			}
+			if sh := serviceHosts(d.Upstreams); sh != nil {
+				a.ServiceHosts, a.ReplicaHosts = sh, nil
+			}
 		} else {
 			a.Status = AppNew
 		}
 	case domain.AppDeleted:
 		a.Status, a.DesiredStatus = AppDeleted, domain.AppStatusDeleted
 		a.Config.Domains = []domain.Route{}
-		a.UpstreamHost, a.UpstreamPort, a.ReplicaHosts = "", 0, nil
+		a.UpstreamHost, a.UpstreamPort, a.ReplicaHosts, a.ServiceHosts = "", 0, nil, nil
 	}
 }
 
@@ -552,6 +579,9 @@ func (m *Model) applyDeployment(a *App, d *Deployment, e domain.RecordedEvent, d
 				a.UpstreamPort = 0
 			}
 			a.ReplicaHosts = replicaHosts(x.Upstreams)
+			if a.Config.Source.Compose != nil {
+				a.ServiceHosts, a.ReplicaHosts = serviceHosts(x.Upstreams), nil
+			}
 			a.Status = AppDeploying
 		}
 	case domain.DeploymentReplicaSwitched:
@@ -559,6 +589,25 @@ func (m *Model) applyDeployment(a *App, d *Deployment, e domain.RecordedEvent, d
 			a.UpstreamHost, a.UpstreamPort = x.Upstreams[0].Host, cmp.Or(x.Upstreams[0].Port, a.Config.Runtime.Port)
 			a.ReplicaHosts = replicaHosts(x.Upstreams)
 		}
+	case domain.DeploymentServiceStep:
+		if d.Services == nil {
+			d.Services = map[string]ServiceState{}
+		}
+		st := d.Services[x.Service]
+		st.Step, st.At = x.Step, at
+		if x.ContainerID != "" && x.Step != domain.ServiceStopped {
+			st.ContainerID, st.ContainerName = x.ContainerID, x.ContainerName
+		}
+		if x.ImageID != "" {
+			st.ImageID = x.ImageID
+		}
+		if x.ConfigHash != "" {
+			st.ConfigHash = x.ConfigHash
+		}
+		if x.Step == domain.ServiceStopped && st.ContainerID != x.ContainerID && st.ContainerID != "" {
+			break // an older container of a service whose new one runs
+		}
+		d.Services[x.Service] = st
 	case domain.DeploymentPreviousStopped:
 		step("previous_stopped", x.DurationMS)
 	case domain.DeploymentSucceeded:
@@ -586,6 +635,33 @@ func (m *Model) applyDeployment(a *App, d *Deployment, e domain.RecordedEvent, d
 		step("dead_lettered", 0)
 		finish(DeploymentDeadLettered)
 	}
+}
+
+// ServiceState is where one service of a stack's deployment stands.
+type ServiceState struct {
+	// Step is its last step: pulled, built, started, healthy, completed,
+	// unchanged or stopped.
+	Step          string    `json:"step"`
+	ContainerID   string    `json:"container_id,omitempty"`
+	ContainerName string    `json:"container_name,omitempty"`
+	ImageID       string    `json:"image_id,omitempty"`
+	ConfigHash    string    `json:"config_hash,omitempty"`
+	At            time.Time `json:"at"`
+}
+
+// serviceHosts groups upstreams by service (nil when none names one).
+func serviceHosts(ups []domain.Upstream) map[string][]string {
+	var out map[string][]string
+	for _, u := range ups {
+		if u.Service == "" {
+			continue
+		}
+		if out == nil {
+			out = map[string][]string{}
+		}
+		out[u.Service] = append(out[u.Service], u.Host)
+	}
+	return out
 }
 
 // upstreamName is the host name Traefik reaches a deployment's container

@@ -195,6 +195,16 @@ func TestRebuildEqualsLive(t *testing.T) {
 	if len(live["rm_deployments"]) < 100 || len(live["rm_routes"]) == 0 {
 		t.Fatalf("history too thin: %d deployments, %d routes", len(live["rm_deployments"]), len(live["rm_routes"]))
 	}
+	// Names deleted and created again: the later incarnations' rows and
+	// the earlier ones' deployments must survive a rebuild alike.
+	var recreated, oldDeployments int
+	if err := pool.QueryRow(context.Background(), `SELECT (SELECT count(*) FROM rm_apps WHERE incarnation > 1),
+       (SELECT count(*) FROM rm_deployments d JOIN rm_apps a ON a.name = d.app WHERE d.incarnation < a.incarnation)`).Scan(&recreated, &oldDeployments); err != nil {
+		t.Fatal(err)
+	}
+	if recreated == 0 || oldDeployments == 0 {
+		t.Fatalf("history without incarnations: %d applications created again, %d deployments of earlier incarnations", recreated, oldDeployments)
+	}
 	for _, name := range []string{projections.ReadModelName, projections.AuditName} {
 		n, err := r.Rebuild(context.Background(), name)
 		if err != nil {

@@ -121,6 +121,18 @@ func (q *Queries) ListDeployments(ctx context.Context, app, before string, limit
 	return collect(rows, scanDeploymentQueue, "list deployments")
 }
 
+// ListIncarnationDeployments returns the deployments of incarnation
+// incarnation of app, newest first, as ListDeployments pages them.
+func (q *Queries) ListIncarnationDeployments(ctx context.Context, app string, incarnation int, before string, limit int) ([]Deployment, error) {
+	rows, err := q.pool.Query(ctx, deploymentQuery(`WHERE d.app = $1 AND d.incarnation = $4
+   AND ($2 = '' OR (d.requested_at, d.id) < (SELECT requested_at, id FROM rm_deployments WHERE id = $2))
+ ORDER BY d.requested_at DESC, d.id DESC LIMIT $3`), app, before, pageSize(limit), incarnation)
+	if err != nil {
+		return nil, fmt.Errorf("list deployments: %w", err)
+	}
+	return collect(rows, scanDeploymentQueue, "list deployments")
+}
+
 // Queue returns the queued deployments in the order the deployer takes
 // them.
 func (q *Queries) Queue(ctx context.Context) ([]Deployment, error) {
@@ -179,6 +191,10 @@ type AuditFilter struct {
 	Target        string // stream id
 	CorrelationID string
 	Since, Until  time.Time // recorded at or after Since, before Until
+	// From and To bound the positions: at or after From, before To (0:
+	// unbounded). One incarnation of an application is the positions from
+	// its app.created to the next one's.
+	From, To int64
 }
 
 // AuditPage is a page of the audit trail, newest first.
@@ -210,8 +226,9 @@ func (q *Queries) Audit(ctx context.Context, f AuditFilter, before int64, limit 
    AND ($5 = '' OR (hashtext(target) = hashtext($5) AND target = $5))
    AND ($6 = '' OR (hashtext(correlation_id) = hashtext($6) AND correlation_id = $6))
    AND ($7::timestamptz IS NULL OR recorded_at >= $7) AND ($8::timestamptz IS NULL OR recorded_at < $8)
+   AND ($10 = 0 OR position >= $10) AND ($11 = 0 OR position < $11)
  ORDER BY position DESC LIMIT $9`,
-		before, f.ActorID, f.ActorKind, f.Action, f.Target, f.CorrelationID, since, until, n+1)
+		before, f.ActorID, f.ActorKind, f.Action, f.Target, f.CorrelationID, since, until, n+1, f.From, f.To)
 	if err != nil {
 		return AuditPage{}, fmt.Errorf("audit: %w", err)
 	}

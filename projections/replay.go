@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"time"
 
 	jsonv2 "github.com/go-json-experiment/json"
@@ -29,7 +30,7 @@ const ReplayName = "replay"
 //
 // WARNING: change it whenever Model.Apply computes something else from the
 // same events, or time travel would answer from snapshots of the old fold.
-const snapshotFormat = 1
+const snapshotFormat = 2
 
 // ReplayConfig configures NewReplay.
 type ReplayConfig struct {
@@ -247,7 +248,7 @@ ON CONFLICT (position) DO UPDATE SET hash = EXCLUDED.hash, format = EXCLUDED.for
 // application depends on (see Replay).
 func (m *Model) leanDeployments() {
 	for id, d := range m.Deployments {
-		m.Deployments[id] = &Deployment{ID: d.ID, App: d.App, ImageID: d.ImageID, ContainerID: d.ContainerID, ContainerName: d.ContainerName}
+		m.Deployments[id] = &Deployment{ID: d.ID, App: d.App, Incarnation: d.Incarnation, ImageID: d.ImageID, ContainerID: d.ContainerID, ContainerName: d.ContainerName}
 	}
 }
 
@@ -262,7 +263,7 @@ type snapshotHeader struct {
 // encodeSnapshot writes m gzip-compressed: a JSON header line with the
 // projects and applications, then the number of deployments and, for
 // each, its id, application, image, container id and container name as
-// length-prefixed strings.
+// length-prefixed strings and its incarnation as a varint.
 func encodeSnapshot(m *Model) ([]byte, error) {
 	h := snapshotHeader{Position: m.Position, At: m.At, Projects: make([]Project, 0, len(m.Projects)), Apps: make([]App, 0, len(m.Apps))}
 	for _, p := range m.Projects {
@@ -292,6 +293,7 @@ func encodeSnapshot(m *Model) ([]byte, error) {
 		put(d.ImageID)
 		put(d.ContainerID)
 		put(d.ContainerName)
+		_, _ = w.Write(n[:binary.PutUvarint(n[:], uint64(max(d.Incarnation, 0)))])
 	}
 	if err := w.Flush(); err != nil {
 		return nil, fmt.Errorf("replay: encode snapshot: %w", err)
@@ -363,6 +365,11 @@ func decodeSnapshot(data []byte) (*Model, error) {
 			*p = all[pos : pos+int(n)]
 			pos += int(n)
 		}
+		inc, ok := next()
+		if !ok || inc > math.MaxInt32 {
+			return nil, errors.New("replay: decode snapshot: truncated")
+		}
+		d.Incarnation = int(inc)
 		m.Deployments[d.ID] = d
 	}
 	return m, nil

@@ -211,7 +211,7 @@ func (r *Routing) openKeys(ctx context.Context, a *App, t *traefik.App) {
 		var key []byte
 		err := fmt.Errorf("no sealer: %w", domain.ErrInvalid)
 		if r.sealer != nil && len(sealed) > 0 {
-			key, err = r.sealer.Open(ctx, a.Name, sealed)
+			key, err = r.sealer.Open(ctx, domain.AppKeyOwner(a.Name, a.Incarnation), sealed)
 		}
 		if err != nil {
 			r.log.Warn("routing: uploaded certificate's key cannot be opened; the route goes without it", "app", a.Name, "host", rt.Host, "err", err)
@@ -267,7 +267,11 @@ func traefikApp(a *App) traefik.App {
 		return t
 	}
 	for _, r := range a.Config.Domains {
-		t.Routes = append(t.Routes, TraefikRoute(r))
+		rt := TraefikRoute(r)
+		if rt.Service != "" {
+			rt.ServiceHosts = slices.Clone(a.ServiceHosts[rt.Service])
+		}
+		t.Routes = append(t.Routes, rt)
 	}
 	return t
 }
@@ -275,7 +279,7 @@ func traefikApp(a *App) traefik.App {
 // TraefikRoute is the Traefik builder's view of route r; an uploaded
 // certificate comes without its key (Routing opens it only to write it).
 func TraefikRoute(r domain.Route) traefik.Route {
-	t := traefik.Route{Host: r.Host, PathPrefix: r.PathPrefix, HTTPS: r.HTTPS, Port: r.Port, RedirectTo: r.RedirectTo}
+	t := traefik.Route{Host: r.Host, PathPrefix: r.PathPrefix, HTTPS: r.HTTPS, Port: r.Port, RedirectTo: r.RedirectTo, Service: r.Service}
 	for _, u := range r.BasicAuth {
 		t.BasicAuth = append(t.BasicAuth, u.Username+":"+u.Hash)
 	}

@@ -521,17 +521,15 @@ func escapeLabel(s string) string {
 var ErrNotRebuildable = fmt.Errorf("projection cannot be rebuilt: %w", domain.ErrInvalid)
 
 // WaitFor blocks until every read-model projection has applied position,
-// or ctx ends (then it returns ctx's error). It watches this process's
-// runner and polls the stored checkpoints, so it also sees projections
-// running in other processes.
+// or ctx ends (then it returns ctx's error). A projection this runner
+// applies counts once this runner has taken the position in (what Status
+// and the metrics report): its stored checkpoint commits a moment before,
+// and answering from it would let a caller see this process's status
+// behind what it waited for. A projection this runner does not apply now
+// (stopped here, or failed and retrying) counts by its stored checkpoint,
+// which another process may advance.
 func (r *Runner) WaitFor(ctx context.Context, position int64) error {
-	var names []string
-	for _, s := range r.states {
-		if s.p.IsReadModel() {
-			names = append(names, s.p.Name())
-		}
-	}
-	if len(names) == 0 {
+	if !slices.ContainsFunc(r.states, func(s *projState) bool { return s.p.IsReadModel() }) {
 		return nil
 	}
 	t := time.NewTicker(r.cfg.PollInterval / 4)
@@ -539,21 +537,27 @@ func (r *Runner) WaitFor(ctx context.Context, position int64) error {
 	for {
 		r.mu.Lock()
 		progress := r.progress
-		done := true
+		var behind, elsewhere []string
 		for _, s := range r.states {
-			if s.p.IsReadModel() && s.pos < position {
-				done = false
+			if !s.p.IsReadModel() || s.pos >= position {
+				continue
+			}
+			behind = append(behind, s.p.Name())
+			if s.state != StateRunning && s.state != StateStarting {
+				elsewhere = append(elsewhere, s.p.Name())
 			}
 		}
 		r.mu.Unlock()
-		if done {
+		if len(behind) == 0 {
 			return nil
 		}
-		var least int64
-		var n int
-		err := r.cfg.Pool.QueryRow(ctx, "SELECT coalesce(min(position), 0), count(*) FROM checkpoints WHERE name = ANY($1)", names).Scan(&least, &n)
-		if err == nil && n == len(names) && least >= position {
-			return nil
+		if len(elsewhere) == len(behind) {
+			var least int64
+			var n int
+			err := r.cfg.Pool.QueryRow(ctx, "SELECT coalesce(min(position), 0), count(*) FROM checkpoints WHERE name = ANY($1)", elsewhere).Scan(&least, &n)
+			if err == nil && n == len(elsewhere) && least >= position {
+				return nil
+			}
 		}
 		select {
 		case <-ctx.Done():

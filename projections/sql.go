@@ -23,12 +23,12 @@ var (
 	projectColumns = []string{"name", "description", "created_at", "position"}
 	appColumns     = []string{"name", "project", "status", "desired_status", "config", "stream_version",
 		"current_deployment_id", "serving_deployment_id", "serving_image", "serving_container",
-		"upstream_host", "upstream_port", "created_at", "updated_at", "position", "replica_hosts"}
+		"upstream_host", "upstream_port", "created_at", "updated_at", "position", "replica_hosts", "incarnation", "service_hosts"}
 	deploymentColumns = []string{"id", "app", "status", "step", "trigger_kind", "trigger_detail",
 		"actor_kind", "actor_id", "actor_name", "correlation_id", "app_version", "ref", "commit_sha",
 		"image_id", "container_id", "container_name", "rollback_of", "retry_of", "worker", "attempts",
 		"cancel_requested", "steps", "requested_at", "queued_at", "started_at", "finished_at",
-		"duration_ms", "failed_step", "failure_reason", "queue_seq", "position"}
+		"duration_ms", "failed_step", "failure_reason", "queue_seq", "position", "incarnation", "services"}
 	routeColumns = []string{"host", "app", "path_prefix", "https", "port", "position"}
 )
 
@@ -43,7 +43,19 @@ func appRow(a *App) ([]any, error) {
 	}
 	return []any{a.Name, a.Project, a.Status, a.DesiredStatus, cfg, a.StreamVersion,
 		a.CurrentDeploymentID, a.ServingDeploymentID, a.ServingImage, a.ServingContainer,
-		a.UpstreamHost, a.UpstreamPort, a.CreatedAt, a.UpdatedAt, a.Position, replicaHostsRow(a.ReplicaHosts)}, nil
+		a.UpstreamHost, a.UpstreamPort, a.CreatedAt, a.UpdatedAt, a.Position, replicaHostsRow(a.ReplicaHosts), a.Incarnation, jsonObject(a.ServiceHosts)}, nil
+}
+
+// jsonObject encodes a map column: never NULL, "{}" when empty.
+func jsonObject[M ~map[string]V, V any](m M) []byte {
+	if len(m) == 0 {
+		return []byte("{}")
+	}
+	b, err := json.Marshal(m)
+	if err != nil {
+		return []byte("{}")
+	}
+	return b
 }
 
 // replicaHostsRow is the replica_hosts column of hosts: never NULL.
@@ -63,7 +75,7 @@ func deploymentRow(d *Deployment) ([]any, error) {
 		d.Actor.Kind, d.Actor.ID, d.Actor.Name, d.CorrelationID, d.AppVersion, d.Ref, d.CommitSHA,
 		d.ImageID, d.ContainerID, d.ContainerName, d.RollbackOf, d.RetryOf, d.Worker, d.Attempts,
 		d.CancelRequested, steps, d.RequestedAt, d.QueuedAt, d.StartedAt, d.FinishedAt,
-		d.DurationMS, d.FailedStep, d.FailureReason, d.QueueSeq, d.Position}, nil
+		d.DurationMS, d.FailedStep, d.FailureReason, d.QueueSeq, d.Position, d.Incarnation, jsonObject(d.Services)}, nil
 }
 
 func routeRow(r Route) []any {
@@ -81,11 +93,17 @@ func scanProject(row pgx.Row) (*Project, error) {
 
 func scanApp(row pgx.Row) (*App, error) {
 	var a App
-	var cfg []byte
+	var cfg, serviceHosts []byte
 	if err := row.Scan(&a.Name, &a.Project, &a.Status, &a.DesiredStatus, &cfg, &a.StreamVersion,
 		&a.CurrentDeploymentID, &a.ServingDeploymentID, &a.ServingImage, &a.ServingContainer,
-		&a.UpstreamHost, &a.UpstreamPort, &a.CreatedAt, &a.UpdatedAt, &a.Position, &a.ReplicaHosts); err != nil {
+		&a.UpstreamHost, &a.UpstreamPort, &a.CreatedAt, &a.UpdatedAt, &a.Position, &a.ReplicaHosts, &a.Incarnation, &serviceHosts); err != nil {
 		return nil, err
+	}
+	if err := json.Unmarshal(serviceHosts, &a.ServiceHosts); err != nil {
+		return nil, fmt.Errorf("decode service hosts of %s: %w", a.Name, err)
+	}
+	if len(a.ServiceHosts) == 0 {
+		a.ServiceHosts = nil
 	}
 	if len(a.ReplicaHosts) == 0 {
 		a.ReplicaHosts = nil
@@ -99,13 +117,19 @@ func scanApp(row pgx.Row) (*App, error) {
 
 func scanDeployment(row pgx.Row) (*Deployment, error) {
 	var d Deployment
-	var steps []byte
+	var steps, services []byte
 	if err := row.Scan(&d.ID, &d.App, &d.Status, &d.Step, &d.Trigger.Kind, &d.Trigger.Detail,
 		&d.Actor.Kind, &d.Actor.ID, &d.Actor.Name, &d.CorrelationID, &d.AppVersion, &d.Ref, &d.CommitSHA,
 		&d.ImageID, &d.ContainerID, &d.ContainerName, &d.RollbackOf, &d.RetryOf, &d.Worker, &d.Attempts,
 		&d.CancelRequested, &steps, &d.RequestedAt, &d.QueuedAt, &d.StartedAt, &d.FinishedAt,
-		&d.DurationMS, &d.FailedStep, &d.FailureReason, &d.QueueSeq, &d.Position); err != nil {
+		&d.DurationMS, &d.FailedStep, &d.FailureReason, &d.QueueSeq, &d.Position, &d.Incarnation, &services); err != nil {
 		return nil, err
+	}
+	if err := json.Unmarshal(services, &d.Services); err != nil {
+		return nil, fmt.Errorf("decode services of %s: %w", d.ID, err)
+	}
+	if len(d.Services) == 0 {
+		d.Services = nil
 	}
 	if err := json.Unmarshal(steps, &d.Steps); err != nil {
 		return nil, fmt.Errorf("decode steps of %s: %w", d.ID, err)

@@ -30,4 +30,7 @@ fuzz FuzzGitRef ./domain
 fuzz FuzzPathPrefix ./domain
 fuzz FuzzImageRef ./domain
 fuzz FuzzCreateApp ./webui
+fuzz FuzzPreviewLabel ./domain
+fuzz FuzzPullRequestPayload ./webui
+fuzz FuzzParse ./handlers/compose
 printf 'fuzz: done\n' >&2

@@ -76,6 +76,12 @@ func (p *ProjectionReads) ListDeployments(ctx context.Context, app string) ([]pr
 	return p.Queries.ListDeployments(ctx, app, "", 0)
 }
 
+// ListIncarnationDeployments implements ReadModels (newest first, the
+// first page).
+func (p *ProjectionReads) ListIncarnationDeployments(ctx context.Context, app string, incarnation int) ([]projections.Deployment, error) {
+	return p.Queries.ListIncarnationDeployments(ctx, app, incarnation, "", 0)
+}
+
 // GetDeployment implements ReadModels.
 func (p *ProjectionReads) GetDeployment(ctx context.Context, id string) (projections.Deployment, error) {
 	return p.Queries.GetDeployment(ctx, id)

@@ -418,10 +418,19 @@ func (s *Server) listDeployments(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	name := r.PathValue("app")
-	if _, err := s.deps.Reads.GetApp(r.Context(), name); err != nil {
+	app, err := s.deps.Reads.GetApp(r.Context(), name)
+	if err != nil {
 		return err
 	}
-	ds, err := s.deps.Reads.ListDeployments(r.Context(), name)
+	inc := app.Incarnation
+	if v := r.URL.Query().Get("incarnation"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > app.Incarnation {
+			return malformed("incarnation", "incarnation must be an incarnation of %s, from 1 to %d", name, app.Incarnation)
+		}
+		inc = n
+	}
+	ds, err := s.deps.Reads.ListIncarnationDeployments(r.Context(), name, inc)
 	if err != nil {
 		return err
 	}

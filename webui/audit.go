@@ -3,6 +3,7 @@ package webui
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/hex"
 	"encoding/json"
 	"io"
@@ -133,7 +134,9 @@ func (r *redactingWriter) Flush() error {
 }
 
 // auditTrail answers the audit trail read model, newest first:
-// ?actor=<id or kind:id>&app=&type=&since=&until=&correlation_id=&before=&limit=.
+// ?actor=<id or kind:id>&app=&incarnation=&type=&since=&until=&correlation_id=&before=&limit=.
+// incarnation (with app) keeps the entries of one incarnation of the
+// application: from its app.created to the next incarnation's.
 func (s *Server) auditTrail(w http.ResponseWriter, r *http.Request) error {
 	a := s.integrations().Audit
 	if a == nil {
@@ -156,6 +159,17 @@ func (s *Server) auditTrail(w http.ResponseWriter, r *http.Request) error {
 			return err
 		}
 		f.Target = domain.AppStream(app)
+		if v := q.Get("incarnation"); v != "" {
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 1 {
+				return malformed("incarnation", "incarnation must be an integer from 1")
+			}
+			if f.From, f.To, err = s.incarnationSpan(r.Context(), app, n); err != nil {
+				return err
+			}
+		}
+	} else if q.Get("incarnation") != "" {
+		return malformed("incarnation", "incarnation needs app")
 	}
 	if st := q.Get("stream"); st != "" {
 		if f.Target != "" {
@@ -228,4 +242,35 @@ func (s *Server) replay(w http.ResponseWriter, r *http.Request) error {
 	}
 	writeJSON(w, http.StatusOK, st)
 	return nil
+}
+
+// incarnationSpan returns the positions of incarnation n of app: from its
+// app.created to the next incarnation's (0: still current). An
+// incarnation the log does not hold is ErrInvalid naming incarnation.
+func (s *Server) incarnationSpan(ctx context.Context, app string, n int) (from, to int64, err error) {
+	log, err := s.eventLog()
+	if err != nil {
+		return 0, 0, err
+	}
+	recs, err := log.ReadStream(ctx, domain.AppStream(app), 1, 0)
+	if err != nil {
+		return 0, 0, err
+	}
+	seen := 0
+	for _, e := range recs {
+		if e.Type != domain.EventAppCreated {
+			continue
+		}
+		seen++
+		switch seen {
+		case n:
+			from = e.Position
+		case n + 1:
+			return from, e.Position, nil
+		}
+	}
+	if from == 0 {
+		return 0, 0, malformed("incarnation", "incarnation: %s has %d incarnations", app, seen)
+	}
+	return from, 0, nil
 }

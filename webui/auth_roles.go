@@ -34,6 +34,7 @@ func RouteAccess(pattern string) (Access, bool) {
 	case "GET /api/v1/projects",
 		"GET /api/v1/apps", "GET /api/v1/apps/{app}", "GET /api/v1/apps/{app}/logs",
 		"GET /api/v1/apps/{app}/deployments", "GET /api/v1/apps/{app}/rollbacks", "GET /api/v1/apps/{app}/hooks/git",
+		"GET /api/v1/apps/{app}/previews",
 		"GET /api/v1/deployments/{id}", "GET /api/v1/deployments/{id}/logs",
 		"GET /api/v1/ws", "GET /api/v1/domains",
 		"GET /api/v1/session", "POST /api/v1/logout":
@@ -54,7 +55,8 @@ func RouteAccess(pattern string) (Access, bool) {
 		"PUT /api/v1/apps/{app}/domains/{host}/certificate", "DELETE /api/v1/apps/{app}/domains/{host}/certificate",
 		"POST /api/v1/apps/{app}/stop", "POST /api/v1/apps/{app}/start", "POST /api/v1/apps/{app}/rollback",
 		"POST /api/v1/apps/{app}/deployments", "POST /api/v1/deployments/{id}/cancel",
-		"POST /api/v1/apps/{app}/hooks/git/secret", "PUT /api/v1/apps/{app}/hooks/git":
+		"POST /api/v1/apps/{app}/hooks/git/secret", "PUT /api/v1/apps/{app}/hooks/git",
+		"PUT /api/v1/apps/{app}/previews":
 		return Access{Role: domain.RoleDeployer}, true
 
 	// Users, tokens and outbound integrations.
@@ -62,7 +64,8 @@ func RouteAccess(pattern string) (Access, bool) {
 		"GET /api/v1/tokens", "POST /api/v1/tokens", "DELETE /api/v1/tokens/{id}",
 		"POST /api/v1/webhooks", "DELETE /api/v1/webhooks/{id}",
 		"POST /api/v1/webhooks/{id}/pause", "POST /api/v1/webhooks/{id}/resume",
-		"GET /api/v1/registries", "POST /api/v1/registries", "DELETE /api/v1/registries/{name}":
+		"GET /api/v1/registries", "POST /api/v1/registries", "PATCH /api/v1/registries/{name}", "DELETE /api/v1/registries/{name}",
+		"PUT /api/v1/projects/{name}/compose-allowed":
 		return Access{Role: domain.RoleAdmin}, true
 	}
 	if a, ok := databaseRouteAccess(pattern); ok {

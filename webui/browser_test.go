@@ -610,7 +610,7 @@ func TestBrowserServeWithAccounts(t *testing.T) {
 	for _, w := range []int64{1366, 420} {
 		c := ctx
 		run(t, c, fmt.Sprintf("a %d px viewport", w), chromedp.EmulateViewport(w, 900))
-		for _, pg := range []string{"#/", "#/apps/site", "#/users", "#/tokens", "#/webhooks", "#/audit"} {
+		for _, pg := range []string{"#/", "#/apps/site", "#/users", "#/tokens", "#/webhooks", "#/registries", "#/audit"} {
 			run(t, c, fmt.Sprintf("%s at %d px", pg, w),
 				chromedp.Navigate(base+"/"+pg),
 				waitFor(`document.querySelector('#live')?.dataset.state === 'live'`),

@@ -35,6 +35,9 @@ type Integrations struct {
 	Webhooks WebhookCommands
 	// WebhookReads lists subscriptions and deliveries (*webhooks.Reader).
 	WebhookReads WebhookReads
+	// Previews runs the preview commands of pull request webhooks and
+	// settings (*commands.Handler).
+	Previews PreviewCommands
 	// Source is the CloudEvents source; "/berth" when empty.
 	Source string
 	// Replay, when set, answers replays from snapshots instead of folding
@@ -152,6 +155,8 @@ func (s *Server) registerIntegrations() {
 	s.api("GET /api/v1/apps/{app}/hooks/git", s.getGitHook)
 	s.api("PUT /api/v1/apps/{app}/hooks/git", s.setGitHookEnabled)
 	s.plain("POST /api/v1/hooks/git/{app}", s.inboundGitHook)
+	s.api("GET /api/v1/apps/{app}/previews", s.getPreviews)
+	s.api("PUT /api/v1/apps/{app}/previews", s.setPreviewSettings)
 }
 
 // limitStreams runs fn only while it holds one of slots; beyond them it

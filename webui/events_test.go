@@ -55,7 +55,7 @@ func newIntEnv(t testing.TB, stream webui.StreamConfig) *intEnv {
 		Commands: cmds, Reads: reads, Queue: reads,
 		Integrations: webui.Integrations{
 			Log: store, Export: store, Audit: projections.NewQueries(pool),
-			Webhooks: cmds, WebhookReads: reader, Stream: stream,
+			Webhooks: cmds, WebhookReads: reader, Stream: stream, Previews: cmds,
 		},
 	})
 	if err != nil {

@@ -270,6 +270,11 @@ func (f *foldReads) ListDeployments(ctx context.Context, app string) ([]projecti
 	return out, nil
 }
 
+func (f *foldReads) ListIncarnationDeployments(ctx context.Context, app string, incarnation int) ([]projections.Deployment, error) {
+	all, err := f.ListDeployments(ctx, app)
+	return slices.DeleteFunc(all, func(d projections.Deployment) bool { return d.Incarnation != incarnation }), err
+}
+
 func (f *foldReads) GetDeployment(ctx context.Context, id string) (projections.Deployment, error) {
 	m, err := f.model(ctx, 0)
 	if err != nil {

@@ -295,11 +295,14 @@ var errBadSignature = fmt.Errorf("git webhook signature missing or wrong: %w", d
 // GitHookResponse answers an inbound git webhook.
 type GitHookResponse struct {
 	// Status is "deployed" (a deployment was requested), "ignored" (another
-	// branch, not a push, a deleted branch) or "pong".
+	// branch, not a push, a deleted branch), "pong", "preview_deployed" (a
+	// pull request's head deploys as its preview) or "preview_closed".
 	Status       string `json:"status"`
 	Reason       string `json:"reason,omitempty"`
 	DeploymentID string `json:"deployment_id,omitempty"`
 	Position     int64  `json:"position,omitempty"`
+	// PreviewURL is where the pull request's preview serves.
+	PreviewURL string `json:"preview_url,omitempty"`
 }
 
 // pushPayload is what berth reads of GitHub, GitLab and Gitea push events.
@@ -367,6 +370,9 @@ func (s *Server) inboundGitHook(w http.ResponseWriter, r *http.Request) error {
 	if event == "ping" {
 		writeJSON(w, http.StatusOK, GitHookResponse{Status: "pong"})
 		return nil
+	}
+	if isPullRequestEvent(provider, event) {
+		return s.pullRequestHook(w, r, provider, app, delivery, body)
 	}
 	if st, err := cmds.GitHook(r.Context(), app); err != nil {
 		return err

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"berth/domain"
 	"berth/handlers/containerlogs"
 )
 
@@ -124,13 +125,20 @@ func (s *Server) deploymentLogs(w http.ResponseWriter, r *http.Request) error {
 // event per line) when the client accepts text/event-stream.
 func (s *Server) appLogs(w http.ResponseWriter, r *http.Request) error {
 	name := r.PathValue("app")
-	if _, err := s.deps.Reads.GetApp(r.Context(), name); err != nil {
+	app, err := s.deps.Reads.GetApp(r.Context(), name)
+	if err != nil {
 		return err
 	}
 	if s.deps.ContainerLogs == nil {
 		return fmt.Errorf("container logs: %w", errUnavailable)
 	}
 	var q containerlogs.Query
+	// The containers of an earlier incarnation of the name (deleted, its
+	// containers not removed yet) are not this application's.
+	q.Deployment = func(id string) bool {
+		d, err := s.deps.Reads.GetDeployment(r.Context(), id)
+		return err != nil || d.App != name || d.Incarnation == app.Incarnation
+	}
 	tail, err := queryInt(r, "tail", defaultTail)
 	if err != nil {
 		return err
@@ -139,6 +147,11 @@ func (s *Server) appLogs(w http.ResponseWriter, r *http.Request) error {
 		return malformed("tail", "tail must be at most %d", containerlogs.MaxTail)
 	}
 	q.Tail = int(tail)
+	if q.Service = r.URL.Query().Get("service"); q.Service != "" {
+		if err := domain.ValidateComposeName("service", q.Service); err != nil {
+			return err
+		}
+	}
 	if q.Since, err = parseSince(r.URL.Query().Get("since"), time.Now()); err != nil {
 		return err
 	}

@@ -19,6 +19,7 @@ import (
 // (Duplicate set) when repeated.
 type Commands interface {
 	CreateProject(ctx context.Context, m commands.Meta, c commands.CreateProject) (commands.Result, error)
+	AllowCompose(ctx context.Context, m commands.Meta, c commands.AllowCompose) (commands.Result, error)
 	DeleteProject(ctx context.Context, m commands.Meta, c commands.DeleteProject) (commands.Result, error)
 	CreateApp(ctx context.Context, m commands.Meta, c commands.CreateApp) (commands.Result, error)
 	UpdateApp(ctx context.Context, m commands.Meta, c commands.UpdateApp) (commands.Result, error)
@@ -35,6 +36,7 @@ type Commands interface {
 	RollbackApp(ctx context.Context, m commands.Meta, c commands.RollbackApp) (commands.Result, error)
 	AddRegistry(ctx context.Context, m commands.Meta, c commands.AddRegistry) (commands.Result, error)
 	RemoveRegistry(ctx context.Context, m commands.Meta, c commands.RemoveRegistry) (commands.Result, error)
+	ChangeRegistry(ctx context.Context, m commands.Meta, c commands.ChangeRegistry) (commands.Result, error)
 	Registries(ctx context.Context) ([]commands.RegistryInfo, error)
 }
 
@@ -52,6 +54,10 @@ type ReadModels interface {
 	// AppAt returns the application as of log position at (time travel).
 	AppAt(ctx context.Context, name string, at int64) (projections.App, error)
 	ListDeployments(ctx context.Context, app string) ([]projections.Deployment, error)
+	// ListIncarnationDeployments lists the deployments of one incarnation
+	// of app (newest first, the first page): an application deleted and
+	// created again keeps its deployments apart.
+	ListIncarnationDeployments(ctx context.Context, app string, incarnation int) ([]projections.Deployment, error)
 	GetDeployment(ctx context.Context, id string) (projections.Deployment, error)
 	// WaitFor blocks until every read model has applied position, or ctx
 	// ends (returning ctx.Err(), possibly wrapped).

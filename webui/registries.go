@@ -3,6 +3,7 @@ package webui
 import (
 	"net/http"
 
+	"berth/domain"
 	"berth/handlers/commands"
 )
 
@@ -12,7 +13,24 @@ import (
 func (s *Server) registerRegistries() {
 	s.api("POST /api/v1/registries", s.addRegistry)
 	s.api("GET /api/v1/registries", s.listRegistries)
+	s.api("PATCH /api/v1/registries/{name}", s.changeRegistry)
 	s.api("DELETE /api/v1/registries/{name}", s.removeRegistry)
+}
+
+func (s *Server) changeRegistry(w http.ResponseWriter, r *http.Request) error {
+	m, err := s.meta(r)
+	if err != nil {
+		return err
+	}
+	var patch domain.RegistryPatch
+	if err := s.decodeJSON(w, r, &patch, true); err != nil {
+		return err
+	}
+	res, err := s.deps.Commands.ChangeRegistry(r.Context(), m, commands.ChangeRegistry{Name: r.PathValue("name"), Patch: patch})
+	if err != nil {
+		return err
+	}
+	return s.written(w, r, http.StatusOK, res, WriteResponse{})
 }
 
 func (s *Server) addRegistry(w http.ResponseWriter, r *http.Request) error {

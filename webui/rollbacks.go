@@ -55,7 +55,7 @@ func (s *Server) appRollbacks(w http.ResponseWriter, r *http.Request) error {
 	if s.deps.Images == nil {
 		return fmt.Errorf("rollback targets: %w", errUnavailable)
 	}
-	ds, err := s.deps.Reads.ListDeployments(r.Context(), name)
+	ds, err := s.deps.Reads.ListIncarnationDeployments(r.Context(), name, app.Incarnation)
 	if err != nil {
 		return err
 	}

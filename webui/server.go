@@ -238,6 +238,7 @@ func (s *Server) registerRoutes() {
 	s.api("PATCH /api/v1/apps/{app}", s.updateApp)
 	s.api("DELETE /api/v1/apps/{app}", s.deleteApp)
 	s.api("DELETE /api/v1/projects/{name}", s.deleteProject)
+	s.api("PUT /api/v1/projects/{name}/compose-allowed", s.allowCompose)
 	s.api("PUT /api/v1/apps/{app}/env", s.setEnv)
 	s.api("POST /api/v1/apps/{app}/domains", s.addDomain)
 	s.api("DELETE /api/v1/apps/{app}/domains/{host}", s.removeDomain)

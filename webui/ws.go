@@ -393,7 +393,7 @@ func (c *conn) snapshotApp(ctx context.Context, topic, name string, pos int64) e
 	if err != nil {
 		return err
 	}
-	ds, err := c.hub.deps.Reads.ListDeployments(ctx, name)
+	ds, err := c.hub.deps.Reads.ListIncarnationDeployments(ctx, name, a.Incarnation)
 	if err != nil {
 		return err
 	}

@@ -45,7 +45,11 @@ type Config struct {
 	CheckpointInterval time.Duration // --checkpoint-interval, BERTH_CHECKPOINT_INTERVAL: sign at least this often while the log grows
 	DeployHost         string        // --deploy-host, BERTH_DEPLOY_HOST: names this Docker host's deploy queue
 	DockerNetwork      string        // --docker-network, BERTH_DOCKER_NETWORK: the bridge network of app containers
-	LogLevel           slog.Level    // --log-level, BERTH_LOG_LEVEL
+	// ComposeBindRoot is the host directory under which compose stacks
+	// may bind-mount paths without the project's "bind_mounts" allowance:
+	// --compose-bind-root, BERTH_COMPOSE_BIND_ROOT (empty: none).
+	ComposeBindRoot string
+	LogLevel        slog.Level // --log-level, BERTH_LOG_LEVEL
 	// WebhooksAllowPrivate lets outbound webhooks reach loopback, private
 	// and link-local addresses: --webhooks-allow-private,
 	// BERTH_WEBHOOKS_ALLOW_PRIVATE.
@@ -221,6 +225,7 @@ func bindConfig(fs *flag.FlagSet, c *Config, groups flagGroup, getenv func(strin
 		}
 		str(&c.DeployHost, "deploy-host", "BERTH_DEPLOY_HOST", "name of this Docker host's deploy queue (one deployer per name)")
 		str(&c.DockerNetwork, "docker-network", "BERTH_DOCKER_NETWORK", "bridge network of application containers (default: berth)")
+		str(&c.ComposeBindRoot, "compose-bind-root", "BERTH_COMPOSE_BIND_ROOT", "absolute host directory compose stacks may bind-mount below without an admin's allowance (default: none)")
 		allowPrivate := c.WebhooksAllowPrivate
 		if v := getenv("BERTH_WEBHOOKS_ALLOW_PRIVATE"); v != "" {
 			b, err := strconv.ParseBool(v)

@@ -63,7 +63,9 @@ type Main struct {
 	// envRefs resolves environment references (managed databases) at
 	// deploy time.
 	envRefs deployer.EnvResolver
-	once    sync.Once
+	// composer parses compose files for the commands and the deployer.
+	composer domain.ComposeParser
+	once     sync.Once
 	// ownHealth: Handler serves /healthz and /readyz itself.
 	ownHealth bool
 }

@@ -33,7 +33,7 @@ func wireIntegrations(m *Main, cmds *cmdhandlers.Handler, sealer domain.SecretSe
 	}
 	integ := webui.Integrations{
 		Log: m.Store, Audit: projections.NewQueries(m.Pool),
-		Webhooks: cmds, WebhookReads: reader,
+		Webhooks: cmds, WebhookReads: reader, Previews: cmds,
 		Stream:      webui.StreamConfig{MaxStreams: m.Config.MaxStreams},
 		MaxWebhooks: m.Config.MaxWebhooks,
 	}

@@ -21,6 +21,7 @@ import (
 	"berth/eventstore/keyring"
 	"berth/handlers/buildlog"
 	cmdhandlers "berth/handlers/commands"
+	"berth/handlers/compose"
 	"berth/handlers/containerlogs"
 	"berth/handlers/deployer"
 	"berth/handlers/docker"
@@ -67,7 +68,12 @@ func (m *Main) wire(ctx context.Context) (http.Handler, []Runner, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	cmds, err := cmdhandlers.New(cmdhandlers.Config{Logger: m.Logger, ACME: cfg.TLS.ACMEEmail != "", NotificationURLCheck: notifier.CheckURL}, m.Store, sealer)
+	composer, err := compose.New(compose.Config{BindRoot: cfg.ComposeBindRoot})
+	if err != nil {
+		return nil, nil, fmt.Errorf("--compose-bind-root: %w", err)
+	}
+	m.composer = composer
+	cmds, err := cmdhandlers.New(cmdhandlers.Config{Logger: m.Logger, ACME: cfg.TLS.ACMEEmail != "", NotificationURLCheck: notifier.CheckURL, Compose: composer}, m.Store, sealer)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -197,6 +203,11 @@ func (m *Main) wire(ctx context.Context) (http.Handler, []Runner, error) {
 		return nil, nil, err
 	}
 	runners = append(runners, certs...)
+	reporter, err := wirePreviews(m, cmds, ls)
+	if err != nil {
+		return nil, nil, err
+	}
+	runners = append(runners, reporter)
 	return srv, runners, nil
 }
 
@@ -250,6 +261,7 @@ func wireDeployer(ctx context.Context, m *Main, logs *buildlog.Store, sealer dom
 	}
 	flow, err := deployer.NewWorkflow(deployer.WorkflowConfig{
 		Runtime: rt, Logs: logs, Sealer: sealer, Logger: m.Logger, Leftovers: gc, BuildLogs: logs, EnvRefs: m.envRefs,
+		Stacks: rt, Compose: m.composer,
 		// The routes are live once this process's routing projection
 		// wrote the switch the workflow appended.
 		Routes: deployer.RouteWaiterFunc(func(ctx context.Context, pos int64) error {

@@ -78,6 +78,9 @@ func suites() []suite {
 			}
 			return bench.RunReplicas(ctx, c.databaseURL, c.redisURL, c.traefikBin, out)
 		}},
+		{"compose", func(ctx context.Context, c config, out io.Writer) error {
+			return bench.RunCompose(ctx, c.databaseURL, c.redisURL, out)
+		}},
 		{"pull", func(ctx context.Context, c config, out io.Writer) error {
 			bin := os.Getenv("BERTH_REGISTRY_BIN")
 			if bin == "" {

@@ -163,7 +163,7 @@ func wrapAD(app string, keyID []byte) []byte {
 
 // Seal implements domain.SecretSealer, creating app's data key on first use.
 func (k *Keyring) Seal(ctx context.Context, app string, plaintext []byte) ([]byte, error) {
-	if err := domain.ValidateName("app", app); err != nil {
+	if err := domain.ValidateKeyOwner("app", app); err != nil {
 		return nil, err
 	}
 	keyID, dk, err := k.dataKey(ctx, app, true)
@@ -192,7 +192,7 @@ func (k *Keyring) Seal(ctx context.Context, app string, plaintext []byte) ([]byt
 // under a key app no longer has, and with ErrInvalid when the ciphertext is
 // malformed or not authentic.
 func (k *Keyring) Open(ctx context.Context, app string, ciphertext []byte) ([]byte, error) {
-	if err := domain.ValidateName("app", app); err != nil {
+	if err := domain.ValidateKeyOwner("app", app); err != nil {
 		return nil, err
 	}
 	if len(ciphertext) < headerSize+nonceSize+16 || ciphertext[0] != formatV1 {
@@ -304,7 +304,7 @@ func (k *Keyring) createKey(ctx context.Context, app string) error {
 // WARNING: irreversible by design. Call it only once the application is
 // deleted.
 func (k *Keyring) Destroy(ctx context.Context, app string) error {
-	if err := domain.ValidateName("app", app); err != nil {
+	if err := domain.ValidateKeyOwner("app", app); err != nil {
 		return err
 	}
 	mk, err := k.master()

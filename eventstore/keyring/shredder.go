@@ -14,7 +14,7 @@ import (
 const ShredderName = "keyring-shredder"
 
 // Shredder destroys the data key of every application the log says was
-// deleted. It follows the log from its checkpoint, so a deletion recorded
+// deleted (the key of the deleted incarnation, domain.AppKeyOwner). It follows the log from its checkpoint, so a deletion recorded
 // while berth was down is shredded at the next start.
 type Shredder struct {
 	Keyring     *Keyring
@@ -42,10 +42,11 @@ func (s *Shredder) Run(ctx context.Context) error {
 		if !ok {
 			return nil
 		}
-		if err := s.Keyring.Destroy(ctx, d.App); err != nil {
+		owner := domain.AppKeyOwner(d.App, d.Incarnation)
+		if err := s.Keyring.Destroy(ctx, owner); err != nil {
 			return fmt.Errorf("shredder at position %d: %w", e.Position, err)
 		}
-		log.InfoContext(ctx, "secrets shredded", slog.String("app", d.App), slog.Int64("position", e.Position))
+		log.InfoContext(ctx, "secrets shredded", slog.String("app", d.App), slog.String("key_owner", owner), slog.Int64("position", e.Position))
 		return s.Checkpoints.SaveCheckpoint(ctx, ShredderName, e.Position)
 	})
 }

@@ -37,6 +37,11 @@ func (h *Handler) CreateApp(ctx context.Context, meta Meta, cmd CreateApp) (Resu
 			return Result{}, err
 		}
 	}
+	if cmd.Source.Compose != nil {
+		cs := *cmd.Source.Compose
+		cs.Services = nil // what the file declares, set below
+		cmd.Source.Compose = &cs
+	}
 	spec, err := domain.NewApp{
 		Project: cmd.Project, Name: cmd.Name, Source: cmd.Source, Build: cmd.Build, Runtime: cmd.Runtime,
 		Env: plainEnv, Domains: domains,
@@ -53,8 +58,18 @@ func (h *Handler) CreateApp(ctx context.Context, meta Meta, cmd CreateApp) (Resu
 		if err != nil {
 			return plan{}, err
 		}
+		// A deleted application's name starts a new incarnation on the
+		// same stream; its history stays the earlier incarnation's.
+		var prev *domain.Application
+		appExpected := domain.ExpectNoStream
 		if len(recs) > 0 {
-			return plan{}, fmt.Errorf("%s: %w", spec.Name, domain.ErrAppExists)
+			if prev, err = domain.LoadApplication(recs); err != nil {
+				return plan{}, err
+			}
+			if prev.Status() != domain.AppStatusDeleted {
+				return plan{}, fmt.Errorf("%s: %w", spec.Name, domain.ErrAppExists)
+			}
+			appExpected = domain.ExpectVersion(prev.Version())
 		}
 		precs, err := h.read(ctx, domain.ProjectStream(spec.Project), 1)
 		if err != nil {
@@ -73,16 +88,27 @@ func (h *Handler) CreateApp(ctx context.Context, meta Meta, cmd CreateApp) (Resu
 			return plan{}, err
 		}
 		s := spec
-		if s.Env, err = h.sealEnv(ctx, spec.Name, cmd.Env, nil); err != nil {
+		if s.Source.Compose != nil && s.Source.Compose.File != "" {
+			env := make(map[string]string, len(cmd.Env))
+			for _, e := range cmd.Env {
+				env[e.Key] = e.Value
+			}
+			cs := *s.Source.Compose
+			if cs.Services, err = h.checkCompose(ctx, spec.Name, spec.Project, &cs, env, spec.Domains); err != nil {
+				return plan{}, err
+			}
+			s.Source.Compose = &cs
+		}
+		if s.Env, err = h.sealEnv(ctx, domain.AppKeyOwner(spec.Name, domain.NextIncarnation(prev)), cmd.Env, nil); err != nil {
 			return plan{}, err
 		}
-		events, err := domain.CreateApp(project, s, hosts, h.cfg.AllowWildcardHosts)
+		events, err := domain.RecreateApp(prev, project, s, hosts, h.cfg.AllowWildcardHosts)
 		if err != nil {
 			return plan{}, err
 		}
 		// The project's stream too (project.app_added): a concurrent
 		// deletion of the project conflicts with this creation.
-		expected := map[string]domain.ExpectedVersion{stream: domain.ExpectNoStream, domain.ProjectStream(spec.Project): domain.ExpectVersion(project.Version())}
+		expected := map[string]domain.ExpectedVersion{stream: appExpected, domain.ProjectStream(spec.Project): domain.ExpectVersion(project.Version())}
 		hostsExpected(expected, hosts)
 		return plan{primary: stream, events: events, expected: expected}, nil
 	})

@@ -34,7 +34,15 @@ func (h *Handler) DeleteApp(ctx context.Context, meta Meta, cmd DeleteApp) (Resu
 			_, err := app.Delete(nil)
 			return plan{}, err
 		}
-		hosts, err := h.loadHosts(ctx, app.Hosts())
+		pv, previewApps, err := h.loadOpenPreviews(ctx, cmd.App)
+		if err != nil {
+			return plan{}, err
+		}
+		hostNames := app.Hosts()
+		for _, a := range previewApps {
+			hostNames = append(hostNames, a.Hosts()...)
+		}
+		hosts, err := h.loadHosts(ctx, hostNames)
 		if err != nil {
 			return plan{}, err
 		}
@@ -42,7 +50,18 @@ func (h *Handler) DeleteApp(ctx context.Context, meta Meta, cmd DeleteApp) (Resu
 		if err != nil {
 			return plan{}, err
 		}
-		p := appPlan(app, events)
+		// Its open previews close with it.
+		closed, err := pv.CloseAll(previewApps, hosts)
+		if err != nil {
+			return plan{}, err
+		}
+		p := appPlan(app, append(events, closed...))
+		if len(closed) > 0 {
+			p.expected[domain.PreviewStream(cmd.App)] = domain.ExpectVersion(pv.Version())
+			for name, a := range previewApps {
+				p.expected[domain.AppStream(name)] = domain.ExpectVersion(a.Version())
+			}
+		}
 		hostsExpected(p.expected, hosts)
 		return p, nil
 	})

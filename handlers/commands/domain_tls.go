@@ -97,7 +97,11 @@ func (h *Handler) SetDomainCertificate(ctx context.Context, meta Meta, cmd SetDo
 	if h.sealer == nil {
 		return Result{}, domain.Invalid("private_key", "this server cannot seal secrets")
 	}
-	sealed, err := h.sealer.Seal(ctx, cmd.App, parsed.KeyPEM)
+	owner, err := h.keyOwner(ctx, cmd.App)
+	if err != nil {
+		return Result{}, err
+	}
+	sealed, err := h.sealer.Seal(ctx, owner, parsed.KeyPEM)
 	if err != nil {
 		return Result{}, fmt.Errorf("seal private key: %w", err)
 	}

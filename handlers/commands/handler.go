@@ -41,6 +41,9 @@ type Config struct {
 	// beyond its shape (the service's own syntax, the outbound address
 	// rules) and returns a *domain.ValidationError naming field.
 	NotificationURLCheck func(field, raw string) error
+	// Compose parses and validates pasted compose files; nil: creating a
+	// stack from a pasted file fails with ErrInvalid.
+	Compose domain.ComposeParser
 }
 
 // Handler executes commands against an event store. It is safe for
@@ -399,6 +402,16 @@ func (h *Handler) loadApp(ctx context.Context, name string) (*domain.Application
 		h.apps.put(stream, app)
 	}
 	return app, nil
+}
+
+// keyOwner is the keyring owner of the current incarnation of application
+// name (domain.AppKeyOwner); ErrAppNotFound when it does not exist.
+func (h *Handler) keyOwner(ctx context.Context, name string) (string, error) {
+	app, err := h.loadApp(ctx, name)
+	if err != nil {
+		return "", err
+	}
+	return app.KeyOwner(), nil
 }
 
 // loadHosts rebuilds the ownership of each host.

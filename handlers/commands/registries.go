@@ -63,6 +63,61 @@ func (h *Handler) AddRegistry(ctx context.Context, meta Meta, cmd AddRegistry) (
 	})
 }
 
+// ChangeRegistry changes a registry's address or credentials; nil fields
+// stay. The new password is sealed before it is recorded and never
+// returned.
+type ChangeRegistry struct {
+	Name  string `json:"-"`
+	Patch domain.RegistryPatch
+}
+
+// ChangeRegistry records registry.changed (nothing when the patch changes
+// nothing). Errors: ErrInvalid naming the field, ErrNotFound.
+func (h *Handler) ChangeRegistry(ctx context.Context, meta Meta, cmd ChangeRegistry) (Result, error) {
+	c, err := h.newCall("ChangeRegistry", meta)
+	if err != nil {
+		return Result{}, err
+	}
+	if err := domain.ValidateName("name", cmd.Name); err != nil {
+		return Result{}, err
+	}
+	newPassword := cmd.Patch.Password != nil && *cmd.Patch.Password != ""
+	if newPassword && h.sealer == nil {
+		return Result{}, errors.New("commands: ChangeRegistry with a password needs a secret sealer")
+	}
+	stream := domain.RegistryStream(cmd.Name)
+	return h.execute(ctx, c, false, func(ctx context.Context) (plan, error) {
+		if dup, ok, err := c.duplicate(ctx, stream, ""); err != nil || ok {
+			return plan{dup: &dup}, err
+		}
+		recs, err := h.read(ctx, stream, 1)
+		if err != nil {
+			return plan{}, err
+		}
+		r, err := domain.LoadRegistry(cmd.Name, recs)
+		if err != nil {
+			return plan{}, err
+		}
+		// Decide first without the ciphertext: nothing is sealed for a
+		// patch the domain refuses.
+		var sealed []byte
+		if newPassword {
+			if _, err := r.Change(cmd.Patch, []byte("unsealed")); err != nil {
+				return plan{}, err
+			}
+			if sealed, err = h.sealer.Seal(ctx, domain.RegistryKeyOwner(cmd.Name), []byte(*cmd.Patch.Password)); err != nil {
+				return plan{}, fmt.Errorf("seal registry password: %w", err)
+			}
+		}
+		events, err := r.Change(cmd.Patch, sealed)
+		if err != nil {
+			return plan{}, err
+		}
+		return plan{primary: stream, version: r.Version(), events: events,
+			expected: map[string]domain.ExpectedVersion{stream: domain.ExpectVersion(r.Version())}}, nil
+	})
+}
+
 // RemoveRegistry removes a registry.
 type RemoveRegistry struct {
 	Name string `json:"name"`
@@ -132,6 +187,11 @@ func ListRegistries(ctx context.Context, store domain.EventStore) ([]RegistryInf
 				var a domain.RegistryAdded
 				if json.Unmarshal(e.Data, &a) == nil {
 					byName[a.Registry] = RegistryInfo{Name: a.Registry, Address: a.Address, Username: a.Username, HasPassword: len(a.SealedPassword) > 0, Position: e.Position}
+				}
+			case domain.EventRegistryChanged:
+				var c domain.RegistryChanged
+				if json.Unmarshal(e.Data, &c) == nil {
+					byName[c.Registry] = RegistryInfo{Name: c.Registry, Address: c.Address, Username: c.Username, HasPassword: len(c.SealedPassword) > 0, Position: e.Position}
 				}
 			case domain.EventRegistryRemoved:
 				var r domain.RegistryRemoved

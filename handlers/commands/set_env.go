@@ -60,7 +60,7 @@ func checkEnvInput(env []EnvInput, allowKeep bool) ([]domain.EnvVar, error) {
 
 // sealEnv turns client input into the domain's environment, sealing secrets
 // for app. current is the application's present environment (for Keep).
-func (h *Handler) sealEnv(ctx context.Context, app string, env []EnvInput, current []domain.EnvVar) ([]domain.EnvVar, error) {
+func (h *Handler) sealEnv(ctx context.Context, owner string, env []EnvInput, current []domain.EnvVar) ([]domain.EnvVar, error) {
 	out := make([]domain.EnvVar, 0, len(env))
 	for i, e := range env {
 		if !e.Secret {
@@ -83,7 +83,7 @@ func (h *Handler) sealEnv(ctx context.Context, app string, env []EnvInput, curre
 		if h.sealer == nil {
 			return nil, domain.Invalid(fmt.Sprintf("env[%d].secret", i), "secrets are not available: no secret sealer is configured")
 		}
-		sealed, err := h.sealer.Seal(ctx, app, []byte(e.Value))
+		sealed, err := h.sealer.Seal(ctx, owner, []byte(e.Value))
 		if err != nil {
 			return nil, fmt.Errorf("seal env[%d]: %w", i, err)
 		}
@@ -121,7 +121,7 @@ func (h *Handler) SetEnv(ctx context.Context, meta Meta, cmd SetEnv) (Result, er
 			_, err := app.SetEnv(nil)
 			return plan{}, err
 		}
-		env, err := h.sealEnv(ctx, cmd.App, cmd.Env, app.Config().Env)
+		env, err := h.sealEnv(ctx, app.KeyOwner(), cmd.Env, app.Config().Env)
 		if err != nil {
 			return plan{}, err
 		}

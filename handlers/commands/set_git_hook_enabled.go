@@ -2,6 +2,7 @@ package commands
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"berth/domain"
@@ -41,7 +42,7 @@ func (h *Handler) SetGitHookEnabled(ctx context.Context, meta Meta, cmd SetGitHo
 		if err != nil {
 			return plan{}, err
 		}
-		st := domain.FoldGitHook(recs)
+		st := foldGitHook(recs, app)
 		if !st.Configured {
 			return plan{}, fmt.Errorf("%s has no git webhook yet: generate its secret first: %w", cmd.App, domain.ErrConflict)
 		}
@@ -68,5 +69,36 @@ func (h *Handler) GitHook(ctx context.Context, app string) (domain.GitHookState,
 	if err != nil {
 		return domain.GitHookState{}, err
 	}
-	return domain.FoldGitHook(recs), nil
+	a, err := h.loadApp(ctx, app)
+	if err != nil && !errors.Is(err, domain.ErrNotFound) {
+		return domain.GitHookState{}, err
+	}
+	return foldGitHook(recs, a), nil
+}
+
+// foldGitHook folds the git hook stream of app's current incarnation: an
+// application deleted and created again starts without a hook, whatever
+// the earlier one had (nil app: the whole stream). Version is the
+// stream's, for the next append.
+func foldGitHook(recs []domain.RecordedEvent, app *domain.Application) domain.GitHookState {
+	var version int64
+	if len(recs) > 0 {
+		version = recs[len(recs)-1].StreamVersion
+	}
+	if app != nil {
+		recs = currentIncarnation(recs, app)
+	}
+	st := domain.FoldGitHook(recs)
+	st.Version = version
+	return st
+}
+
+// currentIncarnation keeps the events recorded since app's current
+// incarnation began.
+func currentIncarnation(recs []domain.RecordedEvent, app *domain.Application) []domain.RecordedEvent {
+	i := 0
+	for i < len(recs) && recs[i].Position < app.Since() {
+		i++
+	}
+	return recs[i:]
 }

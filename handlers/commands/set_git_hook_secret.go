@@ -45,7 +45,7 @@ func (h *Handler) SetGitHookSecret(ctx context.Context, meta Meta, cmd SetGitHoo
 		if app.Status() == domain.AppStatusDeleted {
 			return plan{}, fmt.Errorf("%s: %w", cmd.App, domain.ErrAppDeleted)
 		}
-		sealed, err := h.sealer.Seal(ctx, cmd.App, []byte(display))
+		sealed, err := h.sealer.Seal(ctx, app.KeyOwner(), []byte(display))
 		if err != nil {
 			return plan{}, fmt.Errorf("seal git hook secret: %w", err)
 		}
@@ -84,6 +84,13 @@ func (h *Handler) GitHookSecret(ctx context.Context, app string) ([]byte, error)
 	if err != nil {
 		return nil, err
 	}
+	// Sealed for the incarnation that set it: an earlier incarnation's
+	// secret, its key destroyed, is not this application's.
+	owner := app
+	if a, err := h.loadApp(ctx, app); err == nil {
+		owner = a.KeyOwner()
+		recs = currentIncarnation(recs, a)
+	}
 	// The latest secret wins; the stream also records turning the hook on
 	// and off.
 	var last domain.RecordedEvent
@@ -99,5 +106,5 @@ func (h *Handler) GitHookSecret(ctx context.Context, app string) ([]byte, error)
 	if err := json.Unmarshal(last.Data, &d); err != nil {
 		return nil, fmt.Errorf("decode %s at %d: %v: %w", last.Type, last.Position, err, domain.ErrInvalid)
 	}
-	return h.sealer.Open(ctx, app, d.SealedSecret)
+	return h.sealer.Open(ctx, owner, d.SealedSecret)
 }

@@ -38,7 +38,16 @@ func (h *Handler) UpdateApp(ctx context.Context, meta Meta, cmd UpdateApp) (Resu
 		if err := checkExpected(domain.AppStream(cmd.App), cmd.ExpectedVersion, app.Version()); err != nil {
 			return plan{}, err
 		}
-		events, err := app.Update(cmd.Patch)
+		patch := cmd.Patch
+		if patch.Compose != nil {
+			cs := *patch.Compose
+			cfg := app.Config()
+			if cs.Services, err = h.checkCompose(ctx, app.Name(), app.Project(), &cs, envForCompose(cfg.Env), cfg.Domains); err != nil {
+				return plan{}, err
+			}
+			patch.Compose = &cs
+		}
+		events, err := app.Update(patch)
 		if err != nil {
 			return plan{}, err
 		}

@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -38,6 +39,7 @@ const (
 	labelApp        = "berth.app"
 	labelDatabase   = "berth.database" // managed databases (handlers/databases)
 	labelDeployment = "berth.deployment"
+	labelService    = "berth.service"
 )
 
 // Limits of a query.
@@ -101,12 +103,23 @@ type Query struct {
 	// Live, when set, is called once the past lines are sent and following
 	// begins (to flush them to a client).
 	Live func()
+	// Service, when set, keeps only the containers of that service of a
+	// compose stack.
+	Service string
+	// Deployment, when set, says whether the containers of a deployment
+	// (its id, from the berth.deployment label) are read: a name deleted
+	// and created again leaves out the earlier application's containers
+	// still on the host.
+	Deployment func(id string) bool
 }
 
 // Validate reports a bad field of q, naming it.
 func (q Query) Validate() error {
 	if q.Tail < 0 || q.Tail > MaxTail {
 		return domain.Invalid("tail", fmt.Sprintf("must be between 0 and %d", MaxTail))
+	}
+	if q.Service != "" {
+		return domain.ValidateComposeName("service", q.Service)
 	}
 	return nil
 }
@@ -164,16 +177,23 @@ func (r *Reader) labelled(ctx context.Context, key, app string, q Query, fn func
 	followCtx, stopFollow := context.WithCancel(ctx)
 	defer stopFollow()
 	if q.Follow {
-		evs, evErr = r.docker.Events(followCtx, events.ListOptions{Filters: filters.NewArgs(
+		f := filters.NewArgs(
 			filters.Arg("type", string(events.ContainerEventType)),
 			filters.Arg("event", string(events.ActionStart)),
-			filters.Arg("label", labelApp+"="+app),
+			filters.Arg("label", key+"="+app),
 			filters.Arg("label", labelManaged+"=true"),
-		)})
+		)
+		if q.Service != "" {
+			f.Add("label", labelService+"="+q.Service)
+		}
+		evs, evErr = r.docker.Events(followCtx, events.ListOptions{Filters: f})
 	}
-	boxes, err := r.containers(ctx, key, app)
+	boxes, err := r.containers(ctx, key, app, q.Service)
 	if err != nil {
 		return err
+	}
+	if q.Deployment != nil {
+		boxes = slices.DeleteFunc(boxes, func(b box) bool { return !q.Deployment(b.deployment) })
 	}
 
 	// The past lines, merged in time order; each container's last time is
@@ -278,6 +298,9 @@ func (r *Reader) labelled(ctx context.Context, key, app string, q Query, fn func
 				r.log.WarnContext(ctx, "inspect started container", "app", app, "container", ev.Actor.ID, "error", err)
 				continue
 			}
+			if q.Deployment != nil && !q.Deployment(b.deployment) {
+				continue
+			}
 			if t, ok := since(b.id); ok {
 				follow(b, t, false) // restarted
 			} else {
@@ -293,11 +316,15 @@ func (r *Reader) labelled(ctx context.Context, key, app string, q Query, fn func
 }
 
 // containers lists app's containers, running or not, oldest first.
-func (r *Reader) containers(ctx context.Context, key, app string) ([]box, error) {
-	list, err := r.docker.ContainerList(ctx, container.ListOptions{All: true, Filters: filters.NewArgs(
+func (r *Reader) containers(ctx context.Context, key, app, service string) ([]box, error) {
+	f := filters.NewArgs(
 		filters.Arg("label", key+"="+app),
 		filters.Arg("label", labelManaged+"=true"),
-	)})
+	)
+	if service != "" {
+		f.Add("label", labelService+"="+service)
+	}
+	list, err := r.docker.ContainerList(ctx, container.ListOptions{All: true, Filters: f})
 	if err != nil {
 		return nil, fmt.Errorf("list containers of %s: %w", app, err)
 	}

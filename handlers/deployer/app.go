@@ -20,7 +20,7 @@ import (
 // deleted application's instances belong to DeleteApp: both commands are
 // skipped for it.
 func (d *Deployer) controlApp(ctx context.Context, msg *message.Message, name, app string) error {
-	switch deleted, err := d.appDeletedSince(ctx, app, 0); {
+	switch deleted, err := d.requestDeleted(ctx, app, msg.UUID); {
 	case err != nil:
 		return err
 	case deleted:
@@ -41,7 +41,14 @@ func (d *Deployer) controlApp(ctx context.Context, msg *message.Message, name, a
 		eventType = domain.EventAppStarted
 		var in domain.Instance
 		in, err = d.flow.StartApp(ctx, app)
-		data = domain.AppStarted{App: app, ContainerID: in.ID, UpstreamHost: in.Address}
+		started := domain.AppStarted{App: app, ContainerID: in.ID, UpstreamHost: in.Address}
+		if err == nil && in.Service != "" {
+			// A stack: every service's new addresses, which its routes
+			// follow.
+			started.UpstreamHost = ""
+			started.Upstreams, err = d.flow.serviceUpstreams(ctx, app)
+		}
+		data = started
 	}
 	if err != nil {
 		if errors.Is(err, ErrRetryable) {
@@ -101,23 +108,24 @@ func (d *Deployer) deleteApp(ctx context.Context, msg *message.Message) error {
 		d.log.Error("malformed DeleteApp set aside", "message_uuid", msg.UUID, "err", err)
 		return nil
 	}
-	log := d.log.With("app", cmd.App, "message_uuid", msg.UUID)
-	app, removed, err := d.loadRemoval(ctx, cmd.App)
+	inc := max(cmd.Incarnation, 1)
+	log := d.log.With("app", cmd.App, "incarnation", inc, "message_uuid", msg.UUID)
+	app, _, err := d.loadRemoval(ctx, cmd.App)
 	switch {
 	case err != nil:
 		return err
-	case app == nil || app.Status() != domain.AppStatusDeleted:
+	case app == nil || inc > app.Incarnation() || (inc == app.Incarnation() && app.Status() != domain.AppStatusDeleted):
 		log.Warn("DeleteApp for an application that is not deleted: ignored")
 		return nil
-	case removed:
+	case app.Removed(inc):
 		log.Debug("application already removed: skipped")
 		return nil
 	}
-	d.cancelAppRuns(ctx, cmd.App)
+	d.cancelAppRuns(ctx, cmd.App, inc)
 	if ctx.Err() != nil {
 		return ctx.Err()
 	}
-	containers, images, err := d.flow.DeleteApp(ctx, cmd.App)
+	containers, images, err := d.flow.DeleteApp(ctx, cmd.App, inc)
 	if err != nil {
 		if errors.Is(err, domain.ErrInvalid) {
 			log.Error("application not removed", "err", err)
@@ -125,7 +133,7 @@ func (d *Deployer) deleteApp(ctx context.Context, msg *message.Message) error {
 		}
 		return fmt.Errorf("remove application %s: %w", cmd.App, err)
 	}
-	decided, err := app.RecordRemoved(containers, images)
+	decided, err := app.RecordIncarnationRemoved(inc, containers, images)
 	if err != nil {
 		return err
 	}
@@ -158,14 +166,14 @@ func (d *Deployer) loadRemoval(ctx context.Context, name string) (*domain.Applic
 	return app, removed, nil
 }
 
-// cancelAppRuns cancels the deployments of app running in this process and
-// waits until they recorded their outcome, at most cancelWait (a run that
-// takes longer loses its container to the removal).
-func (d *Deployer) cancelAppRuns(ctx context.Context, app string) {
+// cancelAppRuns cancels the deployments of incarnation inc of app running
+// in this process and waits until they recorded their outcome, at most
+// cancelWait (a run that takes longer loses its container to the removal).
+func (d *Deployer) cancelAppRuns(ctx context.Context, app string, inc int) {
 	d.mu.Lock()
 	var waits []chan struct{}
 	for id, r := range d.running {
-		if r.app == app {
+		if r.app == app && r.incarnation == inc {
 			d.log.Info("cancelling the running deployment of a deleted application", "deployment", id, "app", app)
 			r.cancel(errCancelRequested)
 			waits = append(waits, r.done)
@@ -187,6 +195,30 @@ func (d *Deployer) cancelAppRuns(ctx context.Context, app string) {
 			return
 		}
 	}
+}
+
+// requestDeleted reports whether the application a stop or start request
+// (the event eventID on app's stream) was made for is deleted: app.deleted
+// follows the request, so even when the name was created again since, the
+// request is not the new application's. A request not found on the stream
+// counts as made for the current application.
+func (d *Deployer) requestDeleted(ctx context.Context, app, eventID string) (bool, error) {
+	events, err := d.store.ReadStream(ctx, domain.AppStream(app), 1, 0)
+	if err != nil {
+		return false, fmt.Errorf("read application %s: %w", app, err)
+	}
+	if len(events) == 0 {
+		return true, nil
+	}
+	i := slices.IndexFunc(events, func(e domain.RecordedEvent) bool { return e.EventID == eventID })
+	if i < 0 {
+		a, err := domain.LoadApplication(events)
+		if err != nil {
+			return false, fmt.Errorf("replay application %s: %w", app, err)
+		}
+		return a.Status() == domain.AppStatusDeleted, nil
+	}
+	return slices.ContainsFunc(events[i+1:], func(e domain.RecordedEvent) bool { return e.Type == domain.EventAppDeleted }), nil
 }
 
 // appDeletedSince reports whether app.deleted follows version v on app's

@@ -85,6 +85,9 @@ func (StartApp) CommandName() string { return CommandStartApp }
 // are cancelled when their turn comes.
 type DeleteApp struct {
 	App string `json:"app"`
+	// Incarnation is the deleted incarnation (absent: the first): a later
+	// incarnation of the name, created since, is left alone.
+	Incarnation int `json:"incarnation,omitempty"`
 }
 
 // CommandName implements Command.

@@ -34,9 +34,9 @@ func (w *Workflow) configAt(ctx context.Context, app string, v int64) (domain.Ap
 	return a.Config(), nil
 }
 
-// openEnv builds the instance's environment, opening secrets. Values never
-// reach a log or an error.
-func (w *Workflow) openEnv(ctx context.Context, app string, vars []domain.EnvVar) (map[string]string, error) {
+// openEnv builds the instance's environment, opening secrets with owner's
+// key (domain.AppKeyOwner). Values never reach a log or an error.
+func (w *Workflow) openEnv(ctx context.Context, owner string, vars []domain.EnvVar) (map[string]string, error) {
 	env := make(map[string]string, len(vars))
 	for _, v := range vars {
 		if v.From != "" {
@@ -57,7 +57,7 @@ func (w *Workflow) openEnv(ctx context.Context, app string, vars []domain.EnvVar
 		if w.cfg.Sealer == nil {
 			return nil, fmt.Errorf("secret %s cannot be opened: berth runs without a secret keyring: %w", v.Key, domain.ErrInvalid)
 		}
-		plain, err := w.cfg.Sealer.Open(ctx, app, v.Sealed)
+		plain, err := w.cfg.Sealer.Open(ctx, owner, v.Sealed)
 		if err != nil {
 			return nil, fmt.Errorf("open secret %s: %w", v.Key, err)
 		}
@@ -76,7 +76,10 @@ type role struct {
 
 // roles classifies app's instances other than exclude's by what their
 // deployments recorded; the instance traffic went to last comes first.
-func (w *Workflow) roles(ctx context.Context, app, exclude string) ([]role, error) {
+// Only the instances of incarnation inc's deployments count (0: of every
+// incarnation): an instance of an earlier application of the same name is
+// never taken for one of the current application's.
+func (w *Workflow) roles(ctx context.Context, app string, inc int, exclude string) ([]role, error) {
 	list, err := w.rt.Instances(ctx, app)
 	if err != nil {
 		return nil, err
@@ -93,6 +96,9 @@ func (w *Workflow) roles(ctx context.Context, app, exclude string) ([]role, erro
 		if len(events) == 0 {
 			continue // not a deployment of this log (another berth on the same daemon): leave it alone
 		}
+		if inc > 0 && deploymentIncarnation(events[0]) != inc {
+			continue
+		}
 		var pos int64
 		for _, e := range events {
 			if e.Type == domain.EventDeploymentTrafficSwitched {
@@ -107,10 +113,37 @@ func (w *Workflow) roles(ctx context.Context, app, exclude string) ([]role, erro
 	return out, nil
 }
 
-// servingInstances returns app's instances traffic was ever switched to
-// (the serving one first), except exclude's.
-func (w *Workflow) servingInstances(ctx context.Context, app, exclude string) ([]domain.Instance, error) {
-	roles, err := w.roles(ctx, app, exclude)
+// deploymentIncarnation is the incarnation a deployment's first event
+// (deployment.requested) names, from 1; 0 when it does not decode.
+func deploymentIncarnation(first domain.RecordedEvent) int {
+	var r domain.DeploymentRequested
+	if first.Type != domain.EventDeploymentRequested || json.Unmarshal(first.Data, &r) != nil {
+		return 0
+	}
+	return max(r.Incarnation, 1)
+}
+
+// currentIncarnation is the incarnation of app its stream ends with (1
+// for an empty stream).
+func (w *Workflow) currentIncarnation(ctx context.Context, app string) (int, error) {
+	events, err := w.store.ReadStream(ctx, domain.AppStream(app), 1, 0)
+	if err != nil {
+		return 0, fmt.Errorf("read application %s: %w", app, err)
+	}
+	if len(events) == 0 {
+		return 1, nil
+	}
+	a, err := domain.LoadApplication(events)
+	if err != nil {
+		return 0, fmt.Errorf("replay application %s: %w", app, err)
+	}
+	return a.Incarnation(), nil
+}
+
+// servingInstances returns app's instances of incarnation inc traffic was
+// ever switched to (the serving one first), except exclude's.
+func (w *Workflow) servingInstances(ctx context.Context, app string, inc int, exclude string) ([]domain.Instance, error) {
+	roles, err := w.roles(ctx, app, inc, exclude)
 	if err != nil {
 		return nil, err
 	}
@@ -123,10 +156,10 @@ func (w *Workflow) servingInstances(ctx context.Context, app, exclude string) ([
 	return out, nil
 }
 
-// removeOrphans removes app's instances traffic never went to (left by
-// crashed or cancelled runs), except keep's.
-func (w *Workflow) removeOrphans(ctx context.Context, app, keep string) error {
-	roles, err := w.roles(ctx, app, keep)
+// removeOrphans removes app's instances of incarnation inc traffic never
+// went to (left by crashed or cancelled runs), except keep's.
+func (w *Workflow) removeOrphans(ctx context.Context, app string, inc int, keep string) error {
+	roles, err := w.roles(ctx, app, inc, keep)
 	if err != nil {
 		return err
 	}
@@ -174,7 +207,11 @@ func (w *Workflow) recentImages(ctx context.Context, app string, n int) (map[str
 // StopApp stops app's serving instances; it returns the first one's id
 // ("" when none serves).
 func (w *Workflow) StopApp(ctx context.Context, app string) (string, error) {
-	serving, err := w.servingInstances(ctx, app, "")
+	inc, err := w.currentIncarnation(ctx, app)
+	if err != nil {
+		return "", err
+	}
+	serving, err := w.servingInstances(ctx, app, inc, "")
 	if err != nil || len(serving) == 0 {
 		return "", err
 	}
@@ -189,7 +226,11 @@ func (w *Workflow) StopApp(ctx context.Context, app string) (string, error) {
 // StartApp starts app's serving instances again; it returns the first one,
 // with its new address ("" ID when none serves).
 func (w *Workflow) StartApp(ctx context.Context, app string) (domain.Instance, error) {
-	serving, err := w.servingInstances(ctx, app, "")
+	inc, err := w.currentIncarnation(ctx, app)
+	if err != nil {
+		return domain.Instance{}, err
+	}
+	serving, err := w.servingInstances(ctx, app, inc, "")
 	if err != nil || len(serving) == 0 {
 		return domain.Instance{}, err
 	}
@@ -206,18 +247,21 @@ func (w *Workflow) StartApp(ctx context.Context, app string) (domain.Instance, e
 	return first, nil
 }
 
-// DeleteApp removes a deleted application from its runtime: once the
-// routes have applied the deletion (when Routes is set) and the running
-// instances have drained for Drain, it removes each instance of app whose
-// deployment is in this log (StopGrace between SIGTERM and SIGKILL), then
-// every image of app no instance uses; it returns the ids it removed.
-// Instances of deployments this log does not know (another berth on the
-// same daemon) stay. What is already gone is not an error.
-func (w *Workflow) DeleteApp(ctx context.Context, app string) (instances, images []string, err error) {
+// DeleteApp removes incarnation inc of a deleted application from its
+// runtime: once the routes have applied the deletion (when Routes is set)
+// and the running instances have drained for Drain, it removes each
+// instance of app whose deployment is in this log and of incarnation inc
+// (StopGrace between SIGTERM and SIGKILL), then every image of app no
+// instance uses and no deployment of another incarnation built or pulled;
+// it returns the ids it removed. Instances of deployments this log does
+// not know (another berth on the same daemon) and of a later incarnation
+// (the name created again) stay. What is already gone is not an error.
+func (w *Workflow) DeleteApp(ctx context.Context, app string, inc int) (instances, images []string, err error) {
 	if err := domain.ValidateName("app", app); err != nil {
 		return nil, nil, err
 	}
-	roles, err := w.roles(ctx, app, "")
+	inc = max(inc, 1)
+	roles, err := w.roles(ctx, app, inc, "")
 	if err != nil {
 		return nil, nil, err
 	}
@@ -235,14 +279,23 @@ func (w *Workflow) DeleteApp(ctx context.Context, app string) (instances, images
 		log.Info("removed an instance of a deleted application", "instance", r.in.Name, "deployment", r.in.Deployment)
 		instances = append(instances, r.in.ID)
 	}
-	images, err = w.rt.RemoveImages(ctx, app, nil)
+	if w.cfg.Stacks != nil {
+		if err := w.cfg.Stacks.RemoveStack(ctx, app); err != nil {
+			return instances, nil, err
+		}
+	}
+	keep, err := w.otherIncarnationImages(ctx, app, inc)
+	if err != nil {
+		return instances, nil, err
+	}
+	images, err = w.rt.RemoveImages(ctx, app, keep)
 	if err != nil {
 		return instances, images, err
 	}
 	// What its failed, cancelled or interrupted builds left, as their
 	// build logs name it.
 	if w.cfg.Leftovers != nil && w.cfg.BuildLogs != nil {
-		left, err := w.buildLeftovers(ctx, app)
+		left, err := w.buildLeftovers(ctx, app, inc)
 		if err == nil {
 			var more []string
 			more, err = w.cfg.Leftovers.RemoveLeftovers(ctx, left)
@@ -311,7 +364,7 @@ func (w *Workflow) CleanupInterrupted(ctx context.Context, app, deploymentID str
 	if err := w.rt.RemoveWork(deploymentID); err != nil {
 		errs = append(errs, err)
 	}
-	roles, err := w.roles(ctx, app, "")
+	roles, err := w.roles(ctx, app, 0, "")
 	if err != nil {
 		return errors.Join(append(errs, err)...)
 	}
@@ -351,6 +404,8 @@ func (w *Workflow) registryAuth(ctx context.Context, address string) (domain.Reg
 			switch v := data.(type) {
 			case domain.RegistryAdded:
 				byName[v.Registry] = v
+			case domain.RegistryChanged:
+				byName[v.Registry] = domain.RegistryAdded{Registry: v.Registry, Address: v.Address, Username: v.Username, SealedPassword: v.SealedPassword}
 			case domain.RegistryRemoved:
 				delete(byName, v.Registry)
 			}
@@ -415,9 +470,53 @@ func (w *Workflow) keepImages(ctx context.Context, app string) int {
 	return w.cfg.KeepImages
 }
 
+// otherIncarnationImages returns the images the deployments of app's
+// incarnations other than inc built or pulled (nil when there are none),
+// read from the log: a removal of inc leaves them.
+func (w *Workflow) otherIncarnationImages(ctx context.Context, app string, inc int) (map[string]bool, error) {
+	incOf := map[string]int{}
+	var keep map[string]bool
+	var after int64
+	for {
+		page, err := w.store.ReadAll(ctx, domain.ReadAllQuery{After: after, Limit: 1000, Filter: domain.Filter{
+			Categories: []string{domain.CategoryDeployment},
+			Types:      []string{domain.EventDeploymentRequested, domain.EventDeploymentImageBuilt, domain.EventDeploymentSucceeded},
+		}})
+		if err != nil {
+			return nil, fmt.Errorf("read the deployments of %s: %w", app, err)
+		}
+		for _, e := range page {
+			var d struct {
+				App          string `json:"app"`
+				DeploymentID string `json:"deployment_id"`
+				Incarnation  int    `json:"incarnation"`
+				ImageID      string `json:"image_id"`
+			}
+			if json.Unmarshal(e.Data, &d) != nil || d.App != app {
+				continue
+			}
+			if e.Type == domain.EventDeploymentRequested {
+				incOf[d.DeploymentID] = max(d.Incarnation, 1)
+			}
+			if n, ok := incOf[d.DeploymentID]; ok && n != inc && d.ImageID != "" {
+				if keep == nil {
+					keep = map[string]bool{}
+				}
+				keep[d.ImageID] = true
+			}
+		}
+		if len(page) < 1000 {
+			break
+		}
+		after = page[len(page)-1].Position
+	}
+	return keep, nil
+}
+
 // buildLeftovers names the intermediate images the builds of app's
-// deployments that did not succeed committed, read from their logs.
-func (w *Workflow) buildLeftovers(ctx context.Context, app string) ([]string, error) {
+// deployments of incarnation inc that did not succeed committed, read
+// from their logs.
+func (w *Workflow) buildLeftovers(ctx context.Context, app string, inc int) ([]string, error) {
 	succeeded := map[string]bool{}
 	var ids []string
 	var after int64
@@ -433,8 +532,12 @@ func (w *Workflow) buildLeftovers(ctx context.Context, app string) ([]string, er
 			var d struct {
 				App          string `json:"app"`
 				DeploymentID string `json:"deployment_id"`
+				Incarnation  int    `json:"incarnation"`
 			}
 			if json.Unmarshal(e.Data, &d) != nil || d.App != app {
+				continue
+			}
+			if e.Type == domain.EventDeploymentRequested && max(d.Incarnation, 1) != inc {
 				continue
 			}
 			if e.Type == domain.EventDeploymentSucceeded {

@@ -142,7 +142,7 @@ func (d *Deployer) run(ctx context.Context, dep *deployment, md domain.Metadata)
 
 	runCtx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
-	if !d.register(dep.ID(), dep.App(), cancel) {
+	if !d.register(dep.ID(), dep.App(), dep.Incarnation(), cancel) {
 		return fmt.Errorf("deployment %s is already running here: %w", dep.ID(), domain.ErrConflict)
 	}
 	defer d.unregister(dep.ID())
@@ -328,18 +328,19 @@ func (d *Deployer) requestRetry(ctx context.Context, dep *deployment, md domain.
 
 // activeRun is a deployment running in this process.
 type activeRun struct {
-	app    string
-	cancel context.CancelCauseFunc
-	done   chan struct{} // closed when the run has recorded its outcome
+	app         string
+	incarnation int
+	cancel      context.CancelCauseFunc
+	done        chan struct{} // closed when the run has recorded its outcome
 }
 
-func (d *Deployer) register(id, app string, cancel context.CancelCauseFunc) bool {
+func (d *Deployer) register(id, app string, incarnation int, cancel context.CancelCauseFunc) bool {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if _, ok := d.running[id]; ok {
 		return false
 	}
-	d.running[id] = &activeRun{app: app, cancel: cancel, done: make(chan struct{})}
+	d.running[id] = &activeRun{app: app, incarnation: incarnation, cancel: cancel, done: make(chan struct{})}
 	return true
 }
 
@@ -432,7 +433,7 @@ func isStep(data any) bool {
 	switch data.(type) {
 	case domain.DeploymentSourceFetched, domain.DeploymentImageBuilt, domain.DeploymentContainerStarted,
 		domain.DeploymentHealthPassed, domain.DeploymentTrafficSwitched, domain.DeploymentReplicaSwitched,
-		domain.DeploymentPreviousStopped:
+		domain.DeploymentPreviousStopped, domain.DeploymentServiceStep:
 		return true
 	}
 	return false

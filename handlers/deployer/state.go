@@ -62,6 +62,9 @@ func (d *deployment) decide(md domain.Metadata, payloads ...any) ([]domain.Event
 			if rs, ok := e.Data.(domain.DeploymentReplicaSwitched); ok {
 				typ += "/" + strconv.Itoa(rs.Replica) // one per replica
 			}
+			if ss, ok := e.Data.(domain.DeploymentServiceStep); ok {
+				typ += "/" + ss.Service + "/" + ss.Step + "/" + ss.ContainerID // one per service, step and container
+			}
 			ev, err := e.Encode(eventID(d.ID(), typ), md)
 			if err != nil {
 				return nil, err

@@ -162,6 +162,10 @@ type WorkflowConfig struct {
 	// BuildLogs reads the deployments' logs back (*buildlog.Store): where
 	// a deleted application's failed builds are found.
 	BuildLogs BuildLogReader
+	// Stacks runs the services of compose applications and Compose parses
+	// their files; nil: a compose application's deployment fails.
+	Stacks  domain.StackRuntime
+	Compose domain.ComposeParser
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
 }
@@ -312,13 +316,16 @@ func (r *run) deploy(ctx context.Context) error {
 	if err != nil {
 		return FailStep(domain.StepStart, err)
 	}
+	if cfg.Source.IsCompose() {
+		return r.deployStack(ctx)
+	}
 	rt := cfg.Runtime.WithDefaults()
 	r.progress(fmt.Sprintf("deploying %s (configuration as of version %d, trigger %s, attempt %d)", job.App, job.Request.AppVersion, job.Request.Trigger.Kind, job.Attempt))
 
 	// What is left of earlier runs that never served is removed before the
 	// new instance starts, while the source is fetched and built.
 	orphans := async(func() (struct{}, error) {
-		return struct{}{}, w.removeOrphans(ctx, job.App, job.DeploymentID)
+		return struct{}{}, w.removeOrphans(ctx, job.App, max(job.Request.Incarnation, 1), job.DeploymentID)
 	})
 	defer orphans.wait()
 
@@ -330,7 +337,7 @@ func (r *run) deploy(ctx context.Context) error {
 		r.log.Warn("orphaned instances not removed", "err", err)
 	}
 
-	env, err := w.openEnv(ctx, job.App, cfg.Env)
+	env, err := w.openEnv(ctx, domain.AppKeyOwner(job.App, job.Request.Incarnation), cfg.Env)
 	if err != nil {
 		return FailStep(domain.StepStartContainer, err)
 	}
@@ -342,7 +349,7 @@ func (r *run) deploy(ctx context.Context) error {
 	// while the first new replica starts and warms up: the deployer runs
 	// one command at a time, so neither changes meanwhile.
 	serving := async(func() ([]domain.Instance, error) {
-		return w.servingInstances(ctx, job.App, job.DeploymentID)
+		return w.servingInstances(ctx, job.App, max(job.Request.Incarnation, 1), job.DeploymentID)
 	})
 	defer serving.wait()
 	recent := async(func() (map[string]bool, error) {

@@ -352,14 +352,14 @@ func TestWorkflowStopsStartsAndDeletesApps(t *testing.T) {
 	}
 	e.rt.AddImage("sha256:x", e.app)
 	e.appendTo(domain.AppStream(e.app), domain.EventAppDeleted, domain.AppDeleted{App: e.app})
-	instances, images, err := e.flow.DeleteApp(ctx, e.app)
+	instances, images, err := e.flow.DeleteApp(ctx, e.app, 1)
 	if err != nil || !slices.Equal(instances, []string{old.ID}) || !slices.Equal(images, []string{"sha256:x"}) {
 		t.Fatalf("DeleteApp: got %v, %v, %v, want [%s] and [sha256:x]", instances, images, err, old.ID)
 	}
 	if got, _ := e.rt.Instances(ctx, e.app); len(got) != 0 {
 		t.Errorf("instances after delete: got %v, want none", got)
 	}
-	if _, _, err := e.flow.DeleteApp(ctx, "../etc"); !errors.Is(err, domain.ErrInvalid) {
+	if _, _, err := e.flow.DeleteApp(ctx, "../etc", 1); !errors.Is(err, domain.ErrInvalid) {
 		t.Errorf("DeleteApp of a hostile name: got %v, want ErrInvalid", err)
 	}
 }

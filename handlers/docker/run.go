@@ -76,6 +76,8 @@ type Container struct {
 	ImageID    string
 	State      string // "created", "running", "exited", …
 	Created    time.Time
+	// Service and ConfigHash label a stack's containers.
+	Service, ConfigHash string
 }
 
 // labelPort records the application port on the container.
@@ -305,6 +307,7 @@ func (e *Engine) ListContainers(ctx context.Context, app string) ([]Container, e
 		}
 		c.Port, _ = strconv.Atoi(s.Labels[labelPort])
 		c.Replica, _ = strconv.Atoi(s.Labels[LabelReplica])
+		c.Service, c.ConfigHash = s.Labels[LabelService], s.Labels[LabelConfigHash]
 		if s.NetworkSettings != nil {
 			if n, ok := s.NetworkSettings.Networks[e.cfg.Network]; ok && n != nil {
 				c.IP = n.IPAddress

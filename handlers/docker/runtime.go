@@ -125,7 +125,7 @@ func (r *Runtime) Build(ctx context.Context, b domain.BuildRequest, onLine func(
 	}
 	res, err := r.eng.Build(ctx, BuildSpec{
 		ContextDir: ctxDir, Dockerfile: dockerfile, Target: b.Target, BuildArgs: b.Args,
-		Tags: []string{"berth/" + b.App + ":" + b.DeploymentID},
+		Tags: []string{imageTag(b)},
 		App:  b.App, DeploymentID: b.DeploymentID,
 	}, onLine)
 	if err != nil {
@@ -237,6 +237,7 @@ func (r *Runtime) instance(c Container) domain.Instance {
 	return domain.Instance{
 		ID: c.ID, Name: c.Name, App: c.App, Deployment: c.Deployment, Replica: c.Replica,
 		Address: addr, Port: c.Port, ImageID: c.ImageID, Running: c.State == "running",
+		Service: c.Service, ConfigHash: c.ConfigHash,
 	}
 }
 
@@ -286,6 +287,7 @@ func (r *Runtime) Restart(ctx context.Context, in domain.Instance) (domain.Insta
 		return domain.Instance{}, unavailable(err)
 	}
 	c.App, c.Deployment, c.Replica, c.ImageID, c.State = in.App, in.Deployment, in.Replica, in.ImageID, "running"
+	c.Service, c.ConfigHash = in.Service, in.ConfigHash
 	if c.Name == "" {
 		c.Name = in.Name
 	}
@@ -306,6 +308,15 @@ func (r *Runtime) Remove(ctx context.Context, in domain.Instance, grace time.Dur
 func (r *Runtime) RemoveImages(ctx context.Context, app string, keep map[string]bool) ([]string, error) {
 	removed, err := r.eng.RemoveImages(ctx, app, keep)
 	return removed, unavailable(err)
+}
+
+// imageTag is the tag of a built image: berth/<app>:<deployment>, or
+// berth/<app>-<service>:<deployment> for a stack's service.
+func imageTag(b domain.BuildRequest) string {
+	if b.Service != "" && domain.ValidateComposeName("service", b.Service) == nil {
+		return "berth/" + b.App + "-" + b.Service + ":" + b.DeploymentID
+	}
+	return "berth/" + b.App + ":" + b.DeploymentID
 }
 
 // RemoveWork implements domain.RuntimePort.

@@ -117,7 +117,7 @@ type Monitor struct {
 	prevHost       *hostCounters
 	prevHostAt     time.Time
 	thresholds     map[string]*thState
-	projects       map[string]string
+	projects       map[string]appProject
 	rolled         [3]time.Time // end of the last bucket rolled up, per tier
 
 	mu     sync.Mutex
@@ -151,7 +151,7 @@ func New(cfg Config, store domain.EventStore, pool *pgxpool.Pool) (*Monitor, err
 	}
 	return &Monitor{cfg: cfg, store: store, pool: pool, leases: ls, ownLeases: own, db: &sampleDB{pool: pool},
 		docker: &dockerSource{cli: cli, parallelism: cfg.Parallelism}, cli: cli, log: cfg.Logger,
-		prevContainers: map[string]containerReading{}, thresholds: map[string]*thState{}, projects: map[string]string{},
+		prevContainers: map[string]containerReading{}, thresholds: map[string]*thState{}, projects: map[string]appProject{},
 		latest: map[string]Sample{}}, nil
 }
 

@@ -135,22 +135,31 @@ func (m *Monitor) check(ctx context.Context, kind, target, metric string, value 
 	return nil
 }
 
-// appProject returns app's project ("" when unknown), cached.
+// appProject returns the project of app's current incarnation ("" when
+// unknown), cached and brought up to date with what its stream recorded
+// since (a name deleted and created again may be in another project).
 func (m *Monitor) appProject(ctx context.Context, app string) string {
-	if p, ok := m.projects[app]; ok {
-		return p
-	}
-	recs, err := m.store.ReadStream(ctx, domain.AppStream(app), 1, 1)
+	c := m.projects[app]
+	recs, err := m.store.ReadStream(ctx, domain.AppStream(app), c.version+1, 0)
 	if err != nil {
-		return ""
+		return c.project
 	}
-	p := ""
-	if len(recs) == 1 && recs[0].Type == domain.EventAppCreated {
-		var d domain.AppCreated
-		if json.Unmarshal(recs[0].Data, &d) == nil {
-			p = d.Project
+	for _, r := range recs {
+		if r.Type == domain.EventAppCreated {
+			var d domain.AppCreated
+			if json.Unmarshal(r.Data, &d) == nil {
+				c.project = d.Project
+			}
 		}
+		c.version = r.StreamVersion
 	}
-	m.projects[app] = p
-	return p
+	m.projects[app] = c
+	return c.project
+}
+
+// appProject is an application's project and the stream version it was
+// read up to.
+type appProject struct {
+	project string
+	version int64
 }

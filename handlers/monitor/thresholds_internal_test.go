@@ -17,7 +17,7 @@ func TestThresholdHysteresis(t *testing.T) {
 	store := memstore.New()
 	newMonitor := func() *Monitor {
 		return &Monitor{cfg: Config{Thresholds: Thresholds{Sustain: 3}}, store: store, log: slog.New(slog.DiscardHandler),
-			thresholds: map[string]*thState{}, projects: map[string]string{}}
+			thresholds: map[string]*thState{}, projects: map[string]appProject{}}
 	}
 	m := newMonitor()
 	th := Threshold{Raise: 90, Clear: 80}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -115,7 +116,7 @@ type Worker struct {
 	log       *slog.Logger
 
 	mu       sync.Mutex
-	projects map[string]string // application → project
+	projects map[string]*appProjects // application → the projects of its incarnations
 }
 
 // New returns a Worker following store, recording in pool (migrated with
@@ -147,7 +148,7 @@ func New(cfg Config, store domain.EventStore, pool *pgxpool.Pool, sealer domain.
 	}
 	return &Worker{cfg: cfg, store: store, pool: pool, leases: ls, ownLeases: own, db: &deliveryDB{pool: pool}, sealer: sealer,
 		sender: &Sender{AllowPrivate: cfg.AllowPrivate, Timeout: cfg.Timeout}, log: cfg.Logger,
-		projects: map[string]string{}}, nil
+		projects: map[string]*appProjects{}}, nil
 }
 
 // CheckURL checks a channel URL (see Sender.CheckURL) with the worker's
@@ -310,33 +311,62 @@ func (w *Worker) projectOf(ctx context.Context, e domain.RecordedEvent) (string,
 		_ = json.Unmarshal(e.Data, &d)
 		return d.Project, nil
 	}
-	return w.appProject(ctx, eventApp(e))
+	return w.appProject(ctx, eventApp(e), e.Position)
 }
 
-// appProject returns app's project, from its stream's first event.
-func (w *Worker) appProject(ctx context.Context, app string) (string, error) {
+// appProjects are the projects an application's incarnations were created
+// in, read from its stream up to version.
+type appProjects struct {
+	created  []appCreation
+	version  int64
+	position int64 // of the last event read
+}
+
+type appCreation struct {
+	position int64
+	project  string
+}
+
+// appProject returns the project of app's incarnation at log position
+// at (the last created before it; a name deleted and created again may
+// be in another project), read from its stream and cached.
+func (w *Worker) appProject(ctx context.Context, app string, at int64) (string, error) {
 	if app == "" {
 		return "", nil
 	}
 	w.mu.Lock()
-	p, ok := w.projects[app]
+	c := w.projects[app]
 	w.mu.Unlock()
-	if ok {
-		return p, nil
+	if c == nil {
+		c = &appProjects{}
 	}
-	recs, err := w.store.ReadStream(ctx, domain.AppStream(app), 1, 1)
-	if err != nil {
-		return "", fmt.Errorf("notify: read application %s: %w", app, err)
+	if at > c.position {
+		recs, err := w.store.ReadStream(ctx, domain.AppStream(app), c.version+1, 0)
+		if err != nil {
+			return "", fmt.Errorf("notify: read application %s: %w", app, err)
+		}
+		next := &appProjects{created: slices.Clone(c.created), version: c.version, position: c.position}
+		for _, r := range recs {
+			if r.Type == domain.EventAppCreated {
+				var d domain.AppCreated
+				if err := json.Unmarshal(r.Data, &d); err == nil {
+					next.created = append(next.created, appCreation{position: r.Position, project: d.Project})
+				}
+			}
+			next.version, next.position = r.StreamVersion, r.Position
+		}
+		next.position = max(next.position, at)
+		c = next
+		w.mu.Lock()
+		w.projects[app] = c
+		w.mu.Unlock()
 	}
-	if len(recs) == 1 && recs[0].Type == domain.EventAppCreated {
-		var d domain.AppCreated
-		if err := json.Unmarshal(recs[0].Data, &d); err == nil {
-			p = d.Project
+	p := ""
+	for _, cr := range c.created {
+		if cr.position <= at {
+			p = cr.project
 		}
 	}
-	w.mu.Lock()
-	w.projects[app] = p
-	w.mu.Unlock()
 	return p, nil
 }
 

@@ -311,6 +311,7 @@ func (r *Relay) command(e domain.RecordedEvent) (deployer.Command, bool) {
 	var v struct {
 		DeploymentID string `json:"deployment_id"`
 		App          string `json:"app"`
+		Incarnation  int    `json:"incarnation"`
 	}
 	if err := json.Unmarshal(e.Data, &v); err != nil {
 		r.log.Error("undecodable event skipped", "position", e.Position, "type", e.Type, "err", err)
@@ -341,7 +342,7 @@ func (r *Relay) command(e domain.RecordedEvent) (deployer.Command, bool) {
 		if v.App == "" {
 			break
 		}
-		return deployer.DeleteApp{App: v.App}, true
+		return deployer.DeleteApp{App: v.App, Incarnation: v.Incarnation}, true
 	default:
 		return nil, false
 	}

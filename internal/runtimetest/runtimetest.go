@@ -31,6 +31,8 @@ type Runtime struct {
 	BeforeStart func(ctx context.Context, s domain.InstanceSpec) error
 	// BeforeHealth runs in WaitHealthy.
 	BeforeHealth func(ctx context.Context, in domain.Instance) error
+	// BeforeService runs in WaitService with the condition waited for.
+	BeforeService func(ctx context.Context, in domain.Instance, condition string) error
 
 	mu        sync.Mutex
 	seq       int

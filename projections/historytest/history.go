@@ -32,6 +32,9 @@ type app struct {
 	port          int
 	deleted       bool
 	stopped       bool
+	// incarnation counts the applications that had the name: a deleted
+	// name is sometimes created again.
+	incarnation int
 }
 
 type deployment struct {
@@ -116,6 +119,13 @@ func (g *Generator) Next() []Event {
 	if len(g.apps) < g.cfg.Apps && (len(live) < 3 || g.rng.IntN(10) == 0) {
 		return g.createApp()
 	}
+	if len(live) < len(g.apps) && g.rng.IntN(40) == 0 {
+		for _, a := range g.apps {
+			if a.deleted {
+				return g.recreate(a)
+			}
+		}
+	}
 	if len(g.inflight) >= g.cfg.MaxInFlight || len(g.inflight) > 0 && g.rng.IntN(2) == 0 {
 		return g.advance()
 	}
@@ -151,8 +161,16 @@ func (g *Generator) live() []*app {
 }
 
 func (g *Generator) createApp() []Event {
-	a := &app{name: fmt.Sprintf("app-%d", len(g.apps)+1), project: fmt.Sprintf("proj%d", 1+g.rng.IntN(g.cfg.Projects)), port: 8080}
+	a := &app{name: fmt.Sprintf("app-%d", len(g.apps)+1)}
 	g.apps = append(g.apps, a)
+	return g.recreate(a)
+}
+
+// recreate creates a's next incarnation (its first when new).
+func (g *Generator) recreate(a *app) []Event {
+	a.project, a.port = fmt.Sprintf("proj%d", 1+g.rng.IntN(g.cfg.Projects)), 8080
+	a.deleted, a.stopped = false, false
+	a.incarnation++
 	md := g.meta()
 	s := domain.AppStream(a.name)
 	src := domain.Source{GitURL: "https://git.example.com/" + a.name + ".git", GitRef: "main"}
@@ -160,7 +178,7 @@ func (g *Generator) createApp() []Event {
 		src = domain.Source{Image: "registry.example.com/" + a.name + ":1"}
 	}
 	out := []Event{
-		g.event(s, domain.EventAppCreated, domain.AppCreated{App: a.name, Project: a.project, Source: src,
+		g.event(s, domain.EventAppCreated, domain.AppCreated{App: a.name, Project: a.project, Incarnation: a.incarnation, Source: src,
 			Build: domain.Build{}.WithDefaults(), Runtime: domain.Runtime{}.WithDefaults()}, md),
 		g.event(s, domain.EventAppEnvSet, domain.AppEnvSet{App: a.name, Env: []domain.EnvVar{
 			{Key: "MODE", Value: "production"}, {Key: "TOKEN", Secret: true, Sealed: []byte("ciphertext-" + a.name)}}}, md),
@@ -230,7 +248,7 @@ func (g *Generator) stopStart(a *app) []Event {
 func (g *Generator) delete(a *app) []Event {
 	a.deleted = true
 	md := g.meta()
-	out := []Event{g.event(domain.AppStream(a.name), domain.EventAppDeleted, domain.AppDeleted{App: a.name, ReleasedHosts: a.hosts}, md)}
+	out := []Event{g.event(domain.AppStream(a.name), domain.EventAppDeleted, domain.AppDeleted{App: a.name, Incarnation: a.incarnation, ReleasedHosts: a.hosts}, md)}
 	for _, h := range a.hosts {
 		out = append(out, g.event(domain.HostStream(h), domain.EventHostReleased, domain.HostReleased{Host: h, App: a.name}, md))
 	}
@@ -249,7 +267,7 @@ func (g *Generator) deploy(a *app) []Event {
 	g.inflight = append(g.inflight, d)
 	md := g.meta()
 	return []Event{g.event(domain.DeploymentStream(d.id), domain.EventDeploymentRequested, domain.DeploymentRequested{
-		DeploymentID: d.id, App: a.name, AppVersion: int64(g.n), Trigger: domain.Trigger{Kind: domain.TriggerManual, Detail: "push"}}, md)}
+		DeploymentID: d.id, App: a.name, AppVersion: int64(g.n), Incarnation: a.incarnation, Trigger: domain.Trigger{Kind: domain.TriggerManual, Detail: "push"}}, md)}
 }
 
 var steps = []string{domain.StepQueue, domain.StepStart, domain.StepFetchSource, domain.StepBuildImage,

@@ -103,6 +103,16 @@ func Build(cfg Config, app App) (Dynamic, error) {
 		if port != 0 {
 			service += "-" + strconv.Itoa(port)
 		}
+		if r.Service != "" {
+			service = app.Name + "-" + r.Service + "-" + strconv.Itoa(port)
+			if _, ok := h.Services[service]; !ok {
+				lb := &LoadBalancer{}
+				for _, host := range r.ServiceHosts {
+					lb.Servers = append(lb.Servers, Server{URL: "http://" + host + ":" + strconv.Itoa(port)})
+				}
+				h.Services[service] = Service{LoadBalancer: lb}
+			}
+		}
 		if _, ok := h.Services[service]; !ok {
 			lb := &LoadBalancer{}
 			for _, host := range hosts {
@@ -202,6 +212,20 @@ func normalizeRoute(r Route) (Route, error) {
 		}
 	}
 	n := Route{Host: host, PathPrefix: path, HTTPS: r.HTTPS, Port: r.Port, Certificate: r.Certificate}
+	if r.Service != "" {
+		if err := domain.ValidateComposeName("route.service", r.Service); err != nil {
+			return Route{}, err
+		}
+		if r.Port == 0 {
+			return Route{}, domain.Invalid("route.port", "a route to a service names its port")
+		}
+		for _, h := range r.ServiceHosts {
+			if err := validUpstream(Upstream{Host: h, Port: r.Port}); err != nil {
+				return Route{}, err
+			}
+		}
+		n.Service, n.ServiceHosts = r.Service, slices.Clone(r.ServiceHosts)
+	}
 	if r.RedirectTo != "" {
 		to, err := normalizeHost(r.RedirectTo)
 		if err != nil {

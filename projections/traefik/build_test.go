@@ -238,3 +238,26 @@ func TestBuildAcceptsValidHosts(t *testing.T) {
 		}
 	}
 }
+
+func TestBuildServiceRoutes(t *testing.T) {
+	d, err := traefik.Build(traefik.Config{}, traefik.App{Name: "shop", Routes: []traefik.Route{
+		{Host: "shop.example.com", Port: 8080, Service: "web", ServiceHosts: []string{"10.0.0.2", "10.0.0.3"}},
+		{Host: "api.example.com", Port: 9000, Service: "api"},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	web := d.HTTP.Services["shop-web-8080"].LoadBalancer
+	if web == nil || len(web.Servers) != 2 || web.Servers[1].URL != "http://10.0.0.3:8080" {
+		t.Fatalf("web service: got %+v", d.HTTP.Services)
+	}
+	if api := d.HTTP.Services["shop-api-9000"].LoadBalancer; api == nil || len(api.Servers) != 0 {
+		t.Fatalf("api service: got %+v", d.HTTP.Services)
+	}
+	if got := d.HTTP.Routers["shop-2-http"].Service; got != "shop-web-8080" {
+		t.Fatalf("router of shop.example.com: got %v, want shop-web-8080", got)
+	}
+	if _, err := traefik.Build(traefik.Config{}, traefik.App{Name: "shop", Routes: []traefik.Route{{Host: "a.example.com", Service: "Bad Name", Port: 1}}}); err == nil {
+		t.Fatal("a hostile service name was accepted")
+	}
+}

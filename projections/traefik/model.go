@@ -47,6 +47,12 @@ type Route struct {
 	// Certificate is the route's uploaded certificate; nil means a
 	// certificate from the ACME resolver.
 	Certificate *Certificate
+	// Service, for a stack, is the service the route reaches, at
+	// ServiceHosts on Port, instead of the application's Upstream: such
+	// routes share one load-balancer service per service and port,
+	// "<app>-<service>-<port>" (no servers while ServiceHosts is empty).
+	Service      string
+	ServiceHosts []string
 }
 
 // Certificate is an uploaded certificate and its key. Build only needs the

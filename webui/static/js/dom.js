@@ -90,6 +90,7 @@ export function actorName(a) {
 
 export function source(app) {
   const s = (app.config && app.config.source) || {};
+  if (s.compose) return s.git_url ? `compose ${s.compose.path} in ${s.git_url}${s.git_ref ? ' @ ' + s.git_ref : ''}` : `compose stack · ${(s.compose.services || []).join(', ')}`;
   if (s.image) return s.image;
   if (s.git_url) return s.git_url + (s.git_ref ? ` @ ${s.git_ref}` : '');
   return 'no source';

@@ -12,6 +12,7 @@ import { loginView, setupView } from './views/login.js';
 import { notificationsView } from './views/notifications.js';
 import { monitoringView } from './views/monitoring.js';
 import { usersView, tokensView, webhooksView } from './views/admin.js';
+import { registriesView } from './views/registries.js';
 
 const view = document.getElementById('view');
 const liveEl = document.getElementById('live');
@@ -63,6 +64,7 @@ const routes = [
   [/^#\/users$/, () => usersView],
   [/^#\/tokens$/, () => tokensView],
   [/^#\/webhooks$/, () => webhooksView],
+  [/^#\/registries$/, () => registriesView],
   [/^#\/login$/, () => loginView],
   [/^#setup=([A-Za-z0-9_-]+)$/, (m) => (el, u) => setupView(el, u, m[1])],
 ];
@@ -78,7 +80,7 @@ function route() {
     const m = hash.match(re);
     if (m) { render = make(m); break; }
   }
-  const section = ['audit', 'databases', 'domains', 'monitoring', 'notifications', 'users', 'tokens', 'webhooks'].find((n) => hash.startsWith('#/' + n)) || 'dashboard';
+  const section = ['audit', 'databases', 'domains', 'monitoring', 'notifications', 'users', 'tokens', 'webhooks', 'registries'].find((n) => hash.startsWith('#/' + n)) || 'dashboard';
   // Signed-out pages have no live socket to speak of.
   const signedOut = signedOutHash();
   liveEl.hidden = signedOut;

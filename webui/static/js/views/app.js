@@ -7,6 +7,7 @@ import { field, submitting } from './forms.js';
 import { domainsPanel } from './domains.js';
 import { logsPanel } from './logs.js';
 import { gitHookPanel } from './githook.js';
+import { previewsPanel } from './previews.js';
 import { explainFailure } from './explain.js';
 
 // ROLLBACK_MODES label the rollback choices.
@@ -21,13 +22,17 @@ export function appView(el, ui, name) {
   const domains = h('section', { class: 'panel', 'aria-label': 'Domains' });
   const history = h('section', { class: 'panel', 'aria-label': 'Deployments' });
   const side = h('section', { class: 'panel', 'aria-label': 'Status' });
+  const services = h('section', { class: 'panel', id: 'services', 'aria-label': 'Services', hidden: true });
   const failure = h('section', { class: 'panel failure', id: 'last-failure', 'aria-label': 'Why the last deployment failed', hidden: true });
-  const overview = h('div', { class: 'cols' }, h('div', { class: 'stack' }, failure, history, settings, env, domains), h('div', { class: 'stack' }, side, gitHookPanel(name, ui)));
+  const overview = h('div', { class: 'cols' }, h('div', { class: 'stack' }, failure, services, history, settings, env, domains), h('div', { class: 'stack' }, side, gitHookPanel(name, ui), previewsPanel(name, ui)));
   const logs = logsPanel(name);
   replace(el, header, tabs([['overview', 'Overview', overview], ['logs', 'Logs', logs.el, logs.start, logs.stop]]), overview, logs.el);
   header.append(h('p', { class: 'meta' }, 'Loading…'));
 
   const keep = (d) => {
+    // A deployment of an earlier application of this name (deleted) is
+    // not this one's.
+    if (state.app && d.incarnation && state.app.incarnation && d.incarnation !== state.app.incarnation) return;
     const old = state.deployments.get(d.id);
     if (!old || (d.position || 0) >= (old.position || 0)) state.deployments.set(d.id, d);
   };
@@ -36,13 +41,18 @@ export function appView(el, ui, name) {
     if (m.op === 'error') { replace(header, h('h1', {}, name), h('p', { class: 'form-error' }, m.error)); return; }
     const d = m.data || {};
     if (m.snapshot) state.deployments.clear();
-    if (d.app && (!state.app || (d.app.position || 0) >= (state.app.position || 0))) state.app = d.app;
+    if (d.app && (!state.app || (d.app.position || 0) >= (state.app.position || 0))) {
+      // The name deleted and created again: a new application.
+      if (state.app && d.app.incarnation !== state.app.incarnation) state.deployments.clear();
+      state.app = d.app;
+    }
     for (const dep of d.deployments || []) keep(dep);
     if (d.deployment) keep(d.deployment);
     if (!state.app) return;
     renderHeader();
     renderSide();
     renderHistory();
+    renderServices();
     renderFailure();
     // Forms are rebuilt only when the configuration changed, so typing is
     // never lost to an unrelated live update.
@@ -135,8 +145,31 @@ export function appView(el, ui, name) {
     cur ? h('p', { class: 'mt' }, 'In progress: ', h('a', { href: `#/deployments/${enc(cur.id)}` }, `deployment ${short(cur.id)}`), ` (${cur.step.replace('_', ' ')})`) : null);
   }
 
+  // earlier lists the deployments of the deleted applications that had
+  // this name before (GET …/deployments?incarnation=N), loaded once.
+  const earlier = h('div', { id: 'earlier' });
+  let earlierOf = 0;
+  function renderEarlier() {
+    const a = state.app;
+    if (!a.incarnation || a.incarnation < 2 || earlierOf === a.incarnation) return;
+    earlierOf = a.incarnation;
+    const parts = [];
+    for (let n = a.incarnation - 1; n >= 1; n--) {
+      const body = h('div', {}, h('p', { class: 'meta' }, 'Loading…'));
+      parts.push(h('details', { class: 'mt', dataset: { incarnation: n } },
+        h('summary', {}, `Application #${n} of this name (deleted)`), body));
+      api('GET', `/apps/${enc(name)}/deployments?incarnation=${n}`).then(({ deployments }) => {
+        replace(body, deployments.length === 0 ? h('p', { class: 'meta' }, 'Never deployed.') : h('ul', { class: 'meta' },
+          deployments.map((d) => h('li', { dataset: { deployment: d.id } }, h('a', { href: `#/deployments/${enc(d.id)}` }, short(d.id)),
+            ` · ${depStatus(d)} · ${when(d.requested_at)}`))));
+      }).catch((err) => replace(body, h('p', { class: 'form-error' }, err.message)));
+    }
+    replace(earlier, h('h3', { class: 'meta mt' }, `Earlier applications named ${name}: their history stays theirs`), parts);
+  }
+
   function renderHistory() {
     const rows = sorted();
+    renderEarlier();
     replace(history, h('h2', {}, 'Deployments'), rows.length === 0 ? h('p', { class: 'meta' }, 'Not deployed yet.') : h('div', { class: 'table-wrap' }, h('table', { id: 'deployments' },
       h('thead', {}, h('tr', {}, ['Deployment', 'Status', 'Trigger', 'Actor', 'Commit', 'Requested', 'Duration', 'Steps'].map((t, i) => h('th', { class: i > 4 && i < 7 ? 'hide-narrow' : null, scope: 'col' }, t)))),
       h('tbody', {}, rows.map((d) => h('tr', { dataset: { deployment: d.id } },
@@ -150,6 +183,35 @@ export function appView(el, ui, name) {
         h('td', { class: 'hide-narrow' }, FINAL.includes(d.status) ? duration(d.duration_ms) : '…'),
         h('td', {}, h('details', {}, h('summary', {}, `${(d.steps || []).length} steps`),
           h('ul', { class: 'meta' }, (d.steps || []).map((s) => h('li', {}, `${s.name.replace('_', ' ')} · ${duration(s.duration_ms)}`)))))))))));
+    history.append(earlier);
+  }
+
+  // renderServices shows, for a compose stack, each service's state as
+  // the latest deployment that reached it recorded (live: every service
+  // step updates it), with a link to that service's logs.
+  function renderServices() {
+    const compose = (state.app.config.source || {}).compose;
+    if (!compose) { services.hidden = true; return; }
+    services.hidden = false;
+    const byService = new Map();
+    for (const d of sorted().reverse()) {
+      for (const [svc, st] of Object.entries(d.services || {})) byService.set(svc, { ...st, deployment: d.id });
+    }
+    for (const svc of compose.services || []) if (!byService.has(svc)) byService.set(svc, null);
+    logs.setServices([...byService.keys()].sort());
+    const names = [...byService.keys()].sort();
+    replace(services, h('h2', {}, 'Services'), names.length === 0 ? h('p', { class: 'meta' }, 'The compose file is read when the stack deploys.') : h('div', { class: 'table-wrap' }, h('table', { id: 'services-table' },
+      h('thead', {}, h('tr', {}, ['Service', 'State', 'Container', 'Configuration', 'Deployment', 'Logs'].map((t) => h('th', { scope: 'col' }, t)))),
+      h('tbody', {}, names.map((svc) => {
+        const st = byService.get(svc);
+        return h('tr', { dataset: { service: svc } },
+          h('td', { class: 'mono' }, svc),
+          h('td', {}, st ? h('span', { class: 'badge', dataset: { status: st.step } }, st.step) : '—'),
+          h('td', { class: 'mono' }, st && st.container_name ? st.container_name : '—'),
+          h('td', { class: 'mono', title: 'hash of the resolved configuration and image' }, st && st.config_hash ? st.config_hash.slice(0, 12) : '—'),
+          h('td', { class: 'mono' }, st ? h('a', { href: `#/deployments/${enc(st.deployment)}` }, short(st.deployment)) : '—'),
+          h('td', {}, h('button', { type: 'button', class: 'secondary', dataset: { logs: svc }, onclick: () => { logs.show(svc); document.querySelector('#tab-logs').click(); } }, 'Logs')));
+      })))));
   }
 
   // renderFailure explains the latest deployment when it failed: the cause

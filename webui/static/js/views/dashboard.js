@@ -110,14 +110,22 @@ function newAppForm(ui, state) {
   project.input.setAttribute('list', 'project-names');
   const names = h('datalist', { id: 'project-names' });
   const name = field('Application name', { name: 'name', field: 'name', placeholder: 'web', required: true });
-  const kind = field('Source', { name: 'kind', options: [['image', 'Docker image'], ['git', 'Git repository']], value: 'image' });
+  const kind = field('Source', { name: 'kind', options: [['image', 'Docker image'], ['git', 'Git repository'], ['compose', 'Compose file']], value: 'image' });
   const image = field('Image', { name: 'image', field: 'source.image', placeholder: 'nginx:1.27' });
   const gitURL = field('Git URL', { name: 'git_url', field: 'source.git_url', placeholder: 'https://example.com/repo.git' });
   const gitRef = field('Branch, tag or commit', { name: 'git_ref', field: 'source.git_ref', placeholder: 'main' });
   const port = field('Container port', { name: 'port', field: 'runtime.port', type: 'number', placeholder: '8080' });
+  // A compose stack: the file pasted, or its path in the git repository.
+  const composeInput = h('textarea', { id: 'compose-file', name: 'compose_file', rows: 10, spellcheck: 'false', placeholder: 'services:\n  web:\n    image: nginx:1.27' });
+  const compose = h('div', { class: 'field', dataset: { field: 'source.compose' } }, h('label', { for: 'compose-file' }, 'Compose file'), composeInput,
+    h('div', { class: 'meta' }, 'Or leave it empty and give the file\'s path in the Git repository below. ${VAR} resolves from the stack\'s env and secrets.'),
+    h('div', { class: 'field-error', hidden: true }));
+  const composePath = field('Compose file path', { name: 'compose_path', field: 'source.compose.path', placeholder: 'compose.yaml (in the Git repository)' });
   const sync = () => {
-    const git = kind.input.value === 'git';
-    image.hidden = git; gitURL.hidden = !git; gitRef.hidden = !git;
+    const k = kind.input.value;
+    image.hidden = k !== 'image'; port.hidden = k === 'compose';
+    gitURL.hidden = k === 'image'; gitRef.hidden = k === 'image';
+    compose.hidden = k !== 'compose'; composePath.hidden = k !== 'compose';
   };
   kind.input.addEventListener('change', sync);
   sync();
@@ -133,20 +141,36 @@ function newAppForm(ui, state) {
         }
       }
       const body = { project: p, name: name.input.value.trim(), source: {}, runtime: {} };
-      if (kind.input.value === 'git') {
+      if (kind.input.value === 'compose') {
+        if (composeInput.value.trim()) {
+          body.source.compose = { file: composeInput.value };
+        } else {
+          body.source.compose = { path: composePath.input.value.trim() };
+          body.source.git_url = gitURL.input.value.trim();
+          if (gitRef.input.value.trim()) body.source.git_ref = gitRef.input.value.trim();
+        }
+      } else if (kind.input.value === 'git') {
         body.source.git_url = gitURL.input.value.trim();
         if (gitRef.input.value.trim()) body.source.git_ref = gitRef.input.value.trim();
       } else {
         body.source.image = image.input.value.trim();
       }
-      if (port.input.value) body.runtime.port = Number(port.input.value);
-      await api('POST', '/apps', body);
+      if (port.input.value && kind.input.value !== 'compose') body.runtime.port = Number(port.input.value);
+      try {
+        await api('POST', '/apps', body);
+      } catch (err) {
+        // A refused compose key names the service and the key: keep them
+        // in the message shown beside the file.
+        if ((err.field || '').startsWith('source.compose.services.')) err.message = err.message.replace(/^source\.compose\./, '');
+        throw err;
+      }
       ui.go(`#/apps/${enc(body.name)}`);
     });
   } },
   h('h2', {}, 'New application'),
   h('div', { class: 'row' }, project, name, kind),
   h('div', { class: 'row' }, image, gitURL, gitRef, port),
+  h('div', { class: 'row' }, compose, composePath),
   names,
   h('div', { class: 'actions' }, h('button', { type: 'submit' }, 'Create'),
     h('button', { type: 'button', class: 'secondary', onclick: () => { form.hidden = true; } }, 'Close')));

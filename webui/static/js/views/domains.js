@@ -129,6 +129,7 @@ function mount(el, ui, app) {
     const host = field('Host', { name: 'host', field: 'host', placeholder: 'app.example.com', required: true });
     const path = field('Path prefix', { name: 'path_prefix', field: 'path_prefix', placeholder: '/', hint: 'stripped before the request reaches the app' });
     const port = field('Port', { name: 'port', field: 'port', type: 'number', placeholder: 'app port' });
+    const service = field('Service', { name: 'service', field: 'service', placeholder: 'compose stacks: the service', hint: 'a compose stack routes to one of its services (with its port)' });
     const https = checkbox(acme.enabled ? "HTTPS (Let's Encrypt)" : "HTTPS (Let's Encrypt) — ACME is not configured", { name: 'https', field: 'https', checked: acme.enabled });
     if (!acme.enabled) {
       https.input.disabled = true;
@@ -146,6 +147,7 @@ function mount(el, ui, app) {
         const body = { host: hostName, https: https.input.checked };
         if (path.input.value.trim()) body.path_prefix = path.input.value.trim();
         if (port.input.value) body.port = Number(port.input.value);
+        if (service.input.value.trim()) body.service = service.input.value.trim();
         if (redirect.input.value === 'apex') body.redirect_to = hostName.replace(/^www\./, '');
         if (redirect.input.value === 'www') body.redirect_to = 'www.' + hostName;
         if (user.input.value.trim()) body.basic_auth = [{ username: user.input.value.trim(), password: pass.input.value }];
@@ -155,7 +157,7 @@ function mount(el, ui, app) {
         await load();
       });
     } },
-    h('div', { class: 'row' }, appSel, host, path, port),
+    h('div', { class: 'row' }, appSel, host, path, port, service),
     h('div', { class: 'row' }, redirect, user, pass),
     h('div', { class: 'row' }, https),
     h('div', { class: 'actions' }, h('button', { type: 'submit' }, 'Add domain')));

@@ -15,10 +15,12 @@ export function logsPanel(name) {
   const since = h('select', { id: 'logs-since', 'aria-label': 'Since' },
     [['', 'any time'], ['10m', 'last 10 minutes'], ['1h', 'last hour'], ['24h', 'last day']].map(([v, t]) => h('option', { value: v }, t)));
   const follow = h('input', { type: 'checkbox', id: 'logs-follow', checked: true });
+  // A compose stack's logs can be narrowed to one service.
+  const service = h('select', { id: 'logs-service', 'aria-label': 'Service', hidden: true }, h('option', { value: '' }, 'every service'));
   const stderrOnly = h('input', { type: 'checkbox', id: 'logs-stderr' });
   const el = h('section', { class: 'panel', 'aria-label': 'Logs', hidden: true },
     h('div', { class: 'toolbar' }, h('h2', {}, 'Logs'),
-      h('div', { class: 'actions' }, tail, since,
+      h('div', { class: 'actions' }, service, tail, since,
         h('label', { class: 'check' }, follow, ' Follow'),
         h('label', { class: 'check' }, stderrOnly, ' stderr only'),
         h('button', { type: 'button', class: 'secondary', id: 'logs-reload', onclick: () => start() }, 'Reload'))),
@@ -49,6 +51,7 @@ export function logsPanel(name) {
     ctrl = c;
     const q = new URLSearchParams({ format: 'jsonl', tail: tail.value });
     if (since.value) q.set('since', since.value);
+    if (service.value) q.set('service', service.value);
     if (follow.checked) q.set('follow', '1');
     status.textContent = 'loading…';
     try {
@@ -84,9 +87,19 @@ export function logsPanel(name) {
     if (ctrl) { ctrl.abort(); ctrl = null; }
   }
 
-  for (const c of [tail, since, follow]) c.addEventListener('change', () => start());
+  for (const c of [tail, since, follow, service]) c.addEventListener('change', () => start());
+  // setServices lists a stack's services in the filter.
+  function setServices(names) {
+    const have = [...service.options].map((o) => o.value).filter(Boolean).join(',');
+    if (have === names.join(',')) return;
+    const cur = service.value;
+    replace(service, h('option', { value: '' }, 'every service'), names.map((n) => h('option', { value: n, selected: n === cur }, n)));
+    service.hidden = names.length === 0;
+  }
+  // show selects one service's logs (the Logs tab starts them).
+  function show(name) { service.value = name; }
   stderrOnly.addEventListener('change', () => {
     for (const row of out.children) row.hidden = stderrOnly.checked && row.dataset.stream !== 'stderr';
   });
-  return { el, start, stop };
+  return { el, start, stop, setServices, show };
 }
