@@ -172,6 +172,13 @@ func TestDatabaseBackupRestoreDrill(t *testing.T) {
 		t.Errorf("restored rows: %q, want 1000|500500", got)
 	}
 
+	// Restore into the same database: the rows deleted since come back.
+	psql(t, rt, src, "app", "DELETE FROM items WHERE id > 10")
+	api.must(http.StatusOK, "POST", "/api/v1/databases/"+src+"/backups/"+b.Backup+"/restore", nil)
+	if got := psql(t, rt, src, "app", "SELECT count(*) FROM items"); got != "1000" {
+		t.Errorf("rows after restoring into the same database: %s, want 1000", got)
+	}
+
 	// The drill: verified only by restoring into a throwaway container.
 	json.Unmarshal(api.must(http.StatusCreated, "POST", "/api/v1/databases/"+src+"/backups/"+b.Backup+"/drill", nil), &res)
 	if res.Status != "verified" || res.Backup.Check != "1 tables, 1000 rows" {
