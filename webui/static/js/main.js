@@ -17,6 +17,12 @@ import { usersView, tokensView, webhooksView } from './views/admin.js';
 import { registriesView } from './views/registries.js';
 
 const view = document.getElementById('view');
+// Whatever is scrolled into view stays clear of the sticky top bar, however
+// tall it is on this screen.
+const top = document.querySelector('header.top');
+new ResizeObserver(() => {
+  document.documentElement.style.setProperty('--top-height', `${top.offsetHeight + 8}px`);
+}).observe(top);
 const liveEl = document.getElementById('live');
 const LIVE_TEXT = { live: 'live', connecting: 'connecting…', reconnecting: 'reconnecting…' };
 
