@@ -1,6 +1,9 @@
 package domain
 
-import "time"
+import (
+	"strings"
+	"time"
+)
 
 // Configuration value types of an application. They are plain values carried
 // by events (json tags in snake_case) and validated by the Validate methods in
@@ -168,6 +171,22 @@ type EnvVar struct {
 	Secret bool   `json:"secret,omitempty"`
 	// Sealed is the secret's ciphertext (base64 in JSON); empty unless Secret.
 	Sealed []byte `json:"sealed,omitempty"`
+	// From, when set, is a reference resolved at deploy time instead of a
+	// value: "database:<name>" is the connection URL of managed database
+	// <name>. Value is then empty; the URL is never copied into the log.
+	From string `json:"from,omitempty"`
+}
+
+// EnvRefDatabase prefixes an EnvVar.From naming a managed database.
+const EnvRefDatabase = "database:"
+
+// ValidateEnvRef checks an EnvVar.From: "database:<name>".
+func ValidateEnvRef(fieldName, s string) error {
+	name, ok := strings.CutPrefix(s, EnvRefDatabase)
+	if !ok || ValidateName(fieldName, name) != nil {
+		return Invalid(fieldName, "must be database:<name> naming a managed database")
+	}
+	return nil
 }
 
 // Route sends requests for Host (and, when set, PathPrefix) to an

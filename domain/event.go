@@ -35,6 +35,44 @@ var ErrUnknownEventType = fmt.Errorf("unknown event type: %w", ErrInvalid)
 // that does not decode.
 func DecodeEvent(e RecordedEvent) (any, error) {
 	switch e.Type {
+	case EventDatabaseCreated:
+		return decode[DatabaseCreated](e)
+	case EventDatabaseStarted:
+		return decode[DatabaseStarted](e)
+	case EventDatabaseStopped:
+		return decode[DatabaseStopped](e)
+	case EventDatabaseFailed:
+		return decode[DatabaseFailed](e)
+	case EventDatabaseVersionChanged:
+		return decode[DatabaseVersionChanged](e)
+	case EventDatabaseDeleted:
+		return decode[DatabaseDeleted](e)
+	case EventDatabaseScheduleSet:
+		return decode[DatabaseScheduleSet](e)
+	case EventDatabaseScheduleRemove:
+		return decode[DatabaseScheduleRemoved](e)
+	case EventBackupSucceeded:
+		return decode[BackupSucceeded](e)
+	case EventBackupFailed:
+		return decode[BackupFailed](e)
+	case EventBackupExpired:
+		return decode[BackupExpired](e)
+	case EventBackupVerified:
+		return decode[BackupVerified](e)
+	case EventBackupDrillFailed:
+		return decode[BackupDrillFailed](e)
+	case EventDatabaseRestored:
+		return decode[DatabaseRestored](e)
+	case EventDatabaseRestoreFailed:
+		return decode[DatabaseRestoreFailed](e)
+	case EventBackupStorageAdded:
+		return decode[BackupStorageAdded](e)
+	case EventBackupStorageRemoved:
+		return decode[BackupStorageRemoved](e)
+	case EventVolumeBackupSucceeded:
+		return decode[VolumeBackupSucceeded](e)
+	case EventVolumeBackupFailed:
+		return decode[VolumeBackupFailed](e)
 	case EventProjectCreated:
 		return decode[ProjectCreated](e)
 	case EventProjectAppAdded:

@@ -46,7 +46,7 @@ var NotificationRules = []string{
 }
 
 // RuleEventTypes returns the event types that raise rule. Rules whose
-// events berth does not record yet (backups, servers) return
+// events berth does not record yet (servers) return
 // none: a channel may subscribe to them and is told once they exist.
 func RuleEventTypes(rule string) []string {
 	switch rule {
@@ -59,6 +59,8 @@ func RuleEventTypes(rule string) []string {
 	case RuleThresholdCrossed:
 		// A crossing, and its end.
 		return []string{EventThresholdCrossed, EventThresholdCleared}
+	case RuleBackupFailed:
+		return []string{EventBackupFailed, EventBackupDrillFailed, EventVolumeBackupFailed}
 	case RuleCertificateFailing:
 		return []string{EventCertificateFailed}
 	}

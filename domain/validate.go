@@ -941,6 +941,15 @@ func ValidateEnv(prefix string, env []EnvVar) error {
 			return Invalid(field(p, "key"), "is duplicated")
 		}
 		seen[v.Key] = true
+		if v.From != "" {
+			if err := ValidateEnvRef(field(p, "from"), v.From); err != nil {
+				return err
+			}
+			if v.Secret || v.Value != "" || len(v.Sealed) != 0 {
+				return Invalid(field(p, "from"), "a reference has no value and is not a secret")
+			}
+			continue
+		}
 		if v.Secret {
 			if v.Value != "" {
 				return Invalid(field(p, "value"), "a secret's value must be sealed, never stored in plain text")

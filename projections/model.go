@@ -49,6 +49,8 @@ type EnvVar struct {
 	Key    string `json:"key"`
 	Value  string `json:"value,omitempty"`
 	Secret bool   `json:"secret,omitempty"`
+	// From is a reference resolved at deploy time ("database:<name>").
+	From string `json:"from,omitempty"`
 }
 
 // AppConfig is an application's configuration as the read models show it.
@@ -482,7 +484,7 @@ func replicaHosts(upstreams []domain.Upstream) []string {
 func publicEnv(env []domain.EnvVar) []EnvVar {
 	out := make([]EnvVar, 0, len(env))
 	for _, v := range env {
-		p := EnvVar{Key: v.Key, Secret: v.Secret}
+		p := EnvVar{Key: v.Key, Secret: v.Secret, From: v.From}
 		if !v.Secret && len(v.Sealed) == 0 {
 			p.Value = v.Value
 		} else {

@@ -73,6 +73,9 @@ func RouteAccess(pattern string) (Access, bool) {
 	if a, ok := swarmRouteAccess(pattern); ok {
 		return a, true
 	}
+	if a, ok := databaseRouteAccess(pattern); ok {
+		return a, true
+	}
 	return notificationRouteAccess(pattern)
 }
 

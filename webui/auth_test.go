@@ -642,7 +642,7 @@ func TestOpenAPICarriesRoles(t *testing.T) {
 	t.Parallel()
 	e := newAuthEnv(t, webui.GuardConfig{})
 	documented := map[string]bool{}
-	for name, raw := range map[string][]byte{"main": webui.OpenAPI(), "accounts": webui.AuthOpenAPI()} {
+	for name, raw := range map[string][]byte{"main": webui.OpenAPI(), "accounts": webui.AuthOpenAPI(), "databases": webui.DatabasesOpenAPI()} {
 		var doc struct {
 			Paths map[string]map[string]struct {
 				OperationID string `json:"operationId"`

@@ -126,6 +126,11 @@ type Deps struct {
 	Servers Servers
 	// Swarms serves the swarm endpoints (webui/swarms.go); 503 when nil.
 	Swarms Swarms
+	// Databases serves the managed databases, their backups and backup
+	// storages (webui/databases.go); DatabaseLogs their containers' logs.
+	// 503 when nil.
+	Databases    Databases
+	DatabaseLogs DatabaseLogs
 }
 
 // Server is berth's HTTP server. It is an http.Handler; more routes (the
@@ -260,6 +265,7 @@ func (s *Server) registerRoutes() {
 	s.registerRegistries()
 	s.registerServers()
 	s.registerSwarms()
+	s.registerDatabases()
 
 	s.api("GET /api/v1/ws", s.websocket)
 }

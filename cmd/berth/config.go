@@ -64,6 +64,8 @@ type Config struct {
 	Observe ObserveConfig
 	// Swarm configures the swarms' services and proxy (swarm.go).
 	Swarm SwarmConfig
+	// Databases configures managed databases and backups (databases.go).
+	Databases DatabasesConfig
 
 	SecureCookies     bool     // --secure-cookies, BERTH_SECURE_COOKIES: mark session cookies Secure
 	TrustProxyHeaders bool     // --trust-proxy-headers, BERTH_TRUST_PROXY_HEADERS: believe X-Forwarded-Proto/-For
@@ -215,6 +217,9 @@ func bindConfig(fs *flag.FlagSet, c *Config, groups flagGroup, getenv func(strin
 		}
 		bindTLSFlags(fs, &c.TLS, getenv)
 		if err := bindAuthFlags(fs, c, getenv); err != nil {
+			return err
+		}
+		if err := bindDatabaseFlags(fs, &c.Databases, getenv); err != nil {
 			return err
 		}
 		if err := bindObserveFlags(fs, &c.Observe, getenv); err != nil {

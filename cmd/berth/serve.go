@@ -60,6 +60,9 @@ type Main struct {
 	errc    chan error
 	closers []func() error
 	relay   *relay.Relay
+	// envRefs resolves environment references (managed databases) at
+	// deploy time.
+	envRefs deployer.EnvResolver
 	// composer parses compose files for the commands and the deployer.
 	composer domain.ComposeParser
 	once     sync.Once

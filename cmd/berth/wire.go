@@ -155,6 +155,12 @@ func (m *Main) wire(ctx context.Context) (http.Handler, []Runner, error) {
 		return nil, nil, err
 	}
 	integ.CheckpointKey = checkpointKey
+	// Managed databases, their backups and the backup schedules.
+	dbs, schedules, err := wireDatabases(m, sealer, ls)
+	if err != nil {
+		return nil, nil, err
+	}
+	m.envRefs = dbs
 	integ.Replay = replay
 	fleet, rl, supervise, err := wireDeployer(ctx, m, cmds, logs, sealer, runner, ls, swarms)
 	if err != nil {
@@ -165,7 +171,8 @@ func (m *Main) wire(ctx context.Context) (http.Handler, []Runner, error) {
 		Metrics: []webui.MetricsWriter{runner, queueMetrics{m: m}}, Logger: m.Logger, Hub: hub,
 		Auth: guard.Authenticate, Integrations: integ, Notifications: notifications,
 		Monitor: mon, Collectors: []prometheus.Collector{mon}, Swarms: cmds,
-		Servers:      webui.Servers{Commands: cmds, Checker: fleet},
+		Servers:   webui.Servers{Commands: cmds, Checker: fleet},
+		Databases: dbs, DatabaseLogs: clogs,
 		Certificates: webui.CertificateReads{Queries: projections.NewQueries(m.Pool), ACMEEnabled: cfg.TLS.ACMEEmail != ""},
 		Ready: append([]webui.Check{
 			{Name: "postgres", Check: m.Pool.Ping},
@@ -198,6 +205,7 @@ func (m *Main) wire(ctx context.Context) (http.Handler, []Runner, error) {
 		runners = append(runners, Runner{Name: "swarm-proxy", Run: func(ctx context.Context) error { return ls.Lead(ctx, "swarm-proxy", swarmProxy(m, cluster)) }})
 	}
 	runners = append(runners, authRunners...)
+	runners = append(runners, schedules)
 	runners = append(runners, deliveries, sending)
 	runners = append(runners, sampling...)
 	if signer != nil {
@@ -294,7 +302,7 @@ func wireDeployer(ctx context.Context, m *Main, cmds *cmdhandlers.Handler, logs 
 	// (compose stacks run on the local server).
 	newFlow := func(rt domain.RuntimePort, leftovers deployer.LeftoverCollector, stacks domain.StackRuntime) (*deployer.Workflow, error) {
 		wc := deployer.WorkflowConfig{Runtime: rt, Logs: logs, Sealer: sealer, Logger: m.Logger, BuildLogs: logs, Routes: routes,
-			Stacks: stacks, Compose: m.composer, Swarms: swarms, Builders: builders}
+			Stacks: stacks, Compose: m.composer, Swarms: swarms, EnvRefs: m.envRefs, Builders: builders}
 		if leftovers != nil {
 			wc.Leftovers = leftovers
 		}

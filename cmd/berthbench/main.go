@@ -34,6 +34,7 @@ const (
 
 type config struct {
 	memory      bench.MemoryOptions
+	backupMiB   int
 	databaseURL string
 	redisURL    string
 	traefikBin  string
@@ -128,6 +129,13 @@ func suites() []suite {
 			}
 			return bench.RunRSS(ctx, dir, c.databaseURL, c.redisURL, out)
 		}},
+		{"backup", func(ctx context.Context, c config, out io.Writer) error {
+			dir, err := os.Getwd() // inside the module: the suite builds ./cmd/berth
+			if err != nil {
+				return err
+			}
+			return bench.RunBackup(ctx, dir, c.databaseURL, c.redisURL, c.backupMiB, out)
+		}},
 		{"memory", func(ctx context.Context, c config, out io.Writer) error {
 			dir, err := os.Getwd() // inside the module: the suite builds ./cmd/berth
 			if err != nil {
@@ -156,6 +164,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		"Traefik binary for the route suite (env BERTH_TRAEFIK_BIN; default: the pinned version under .cache/traefik)")
 	runPattern := fs.String("run", "", "run only suites whose name matches this regular expression")
 	memEvents := fs.Int("memory-events", bench.RebuildEvents, "size of the memory suite's generated log (smaller for local runs)")
+	backupMiB := fs.Int("backup-mib", 1024, "size of the backup suite's PostgreSQL dump in MiB (smaller for local runs)")
 	memHistory := fs.String("memory-history-db", "", "database already holding the memory suite's generated log, reused and kept (local runs)")
 	list := fs.Bool("list", false, "list the suites and exit")
 	if err := fs.Parse(args); err != nil {
@@ -187,7 +196,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return 2
 	}
 	c := config{databaseURL: *dbURL, redisURL: *redisURL, traefikBin: bin, run: re,
-		memory: bench.MemoryOptions{Events: *memEvents, HistoryURL: *memHistory}}
+		memory: bench.MemoryOptions{Events: *memEvents, HistoryURL: *memHistory}, backupMiB: *backupMiB}
 
 	code := 0
 	for _, s := range suites() {

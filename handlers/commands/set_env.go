@@ -16,6 +16,9 @@ type EnvInput struct {
 	// Keep, for a secret, keeps the currently sealed value of Key so clients
 	// never need to see a secret to resubmit the set. Value must be empty.
 	Keep bool `json:"keep,omitempty"`
+	// From is a reference resolved at deploy time ("database:<name>": the
+	// managed database's connection URL); Value must be empty.
+	From string `json:"from,omitempty"`
 }
 
 // SetEnv replaces an application's whole environment.
@@ -43,7 +46,7 @@ func checkEnvInput(env []EnvInput, allowKeep bool) ([]domain.EnvVar, error) {
 		if err := domain.ValidateEnvValue(f+".value", e.Value); err != nil {
 			return nil, err
 		}
-		v := domain.EnvVar{Key: e.Key, Value: e.Value}
+		v := domain.EnvVar{Key: e.Key, Value: e.Value, From: e.From}
 		if e.Secret {
 			v = domain.EnvVar{Key: e.Key, Secret: true, Sealed: []byte{0}}
 		}
@@ -61,7 +64,7 @@ func (h *Handler) sealEnv(ctx context.Context, owner string, env []EnvInput, cur
 	out := make([]domain.EnvVar, 0, len(env))
 	for i, e := range env {
 		if !e.Secret {
-			out = append(out, domain.EnvVar{Key: e.Key, Value: e.Value})
+			out = append(out, domain.EnvVar{Key: e.Key, Value: e.Value, From: e.From})
 			continue
 		}
 		if e.Keep {

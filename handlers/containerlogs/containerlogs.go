@@ -37,6 +37,7 @@ import (
 const (
 	labelManaged    = "berth.managed"
 	labelApp        = "berth.app"
+	labelDatabase   = "berth.database" // managed databases (handlers/databases)
 	labelDeployment = "berth.deployment"
 	labelService    = "berth.service"
 )
@@ -152,6 +153,20 @@ func (r *Reader) AppLogs(ctx context.Context, app string, q Query, fn func(Line)
 	if err := domain.ValidateName("app", app); err != nil {
 		return err
 	}
+	return r.labelled(ctx, labelApp, app, q, fn)
+}
+
+// DatabaseLogs is AppLogs for the container of managed database name
+// (labelled berth.database=<name>).
+func (r *Reader) DatabaseLogs(ctx context.Context, name string, q Query, fn func(Line) error) error {
+	if err := domain.ValidateName("name", name); err != nil {
+		return err
+	}
+	return r.labelled(ctx, labelDatabase, name, q, fn)
+}
+
+// labelled serves the logs of the containers labelled key=app.
+func (r *Reader) labelled(ctx context.Context, key, app string, q Query, fn func(Line) error) error {
 	if err := q.Validate(); err != nil {
 		return err
 	}
@@ -171,7 +186,7 @@ func (r *Reader) AppLogs(ctx context.Context, app string, q Query, fn func(Line)
 		f := filters.NewArgs(
 			filters.Arg("type", string(events.ContainerEventType)),
 			filters.Arg("event", string(events.ActionStart)),
-			filters.Arg("label", labelApp+"="+app),
+			filters.Arg("label", key+"="+app),
 			filters.Arg("label", labelManaged+"=true"),
 		)
 		if q.Service != "" {
@@ -179,7 +194,7 @@ func (r *Reader) AppLogs(ctx context.Context, app string, q Query, fn func(Line)
 		}
 		evs, evErr = r.docker.Events(followCtx, events.ListOptions{Filters: f})
 	}
-	boxes, err := r.containers(ctx, app, q.Service)
+	boxes, err := r.containers(ctx, key, app, q.Service)
 	if err != nil {
 		return err
 	}
@@ -307,9 +322,9 @@ func (r *Reader) AppLogs(ctx context.Context, app string, q Query, fn func(Line)
 }
 
 // containers lists app's containers, running or not, oldest first.
-func (r *Reader) containers(ctx context.Context, app, service string) ([]box, error) {
+func (r *Reader) containers(ctx context.Context, key, app, service string) ([]box, error) {
 	f := filters.NewArgs(
-		filters.Arg("label", labelApp+"="+app),
+		filters.Arg("label", key+"="+app),
 		filters.Arg("label", labelManaged+"=true"),
 	)
 	if service != "" {
@@ -322,7 +337,7 @@ func (r *Reader) containers(ctx context.Context, app, service string) ([]box, er
 	sort.SliceStable(list, func(i, j int) bool { return list[i].Created < list[j].Created })
 	out := make([]box, 0, len(list))
 	for _, c := range list {
-		if c.Labels[labelApp] != app {
+		if c.Labels[key] != app {
 			continue
 		}
 		b, err := r.inspect(ctx, c.ID)

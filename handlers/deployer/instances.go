@@ -39,6 +39,17 @@ func (w *Workflow) configAt(ctx context.Context, app string, v int64) (domain.Ap
 func (w *Workflow) openEnv(ctx context.Context, owner string, vars []domain.EnvVar) (map[string]string, error) {
 	env := make(map[string]string, len(vars))
 	for _, v := range vars {
+		if v.From != "" {
+			if w.cfg.EnvRefs == nil {
+				return nil, fmt.Errorf("%s refers to %s, which this berth cannot resolve: %w", v.Key, v.From, domain.ErrInvalid)
+			}
+			val, err := w.cfg.EnvRefs.ResolveEnv(ctx, v.From)
+			if err != nil {
+				return nil, fmt.Errorf("resolve %s (%s): %w", v.Key, v.From, err)
+			}
+			env[v.Key] = val
+			continue
+		}
 		if !v.Secret && len(v.Sealed) == 0 {
 			env[v.Key] = v.Value
 			continue

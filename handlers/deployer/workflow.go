@@ -113,6 +113,12 @@ func (f RouteWaiterFunc) WaitRouted(ctx context.Context, position int64) error {
 	return f(ctx, position)
 }
 
+// EnvResolver resolves an environment reference ("database:<name>") to
+// its value; the value is a secret and never logged.
+type EnvResolver interface {
+	ResolveEnv(ctx context.Context, ref string) (string, error)
+}
+
 // BuildServers gives the runtime of a server that builds for others.
 type BuildServers interface {
 	// BuildRuntime returns the runtime of server id. Errors: the server's
@@ -145,6 +151,10 @@ type WorkflowConfig struct {
 	// Sealer opens secret environment values; nil: a deployment whose
 	// configuration has secrets fails at start_container.
 	Sealer domain.SecretSealer
+	// EnvRefs resolves environment references (EnvVar.From) when an
+	// instance starts; nil: a deployment with references fails at
+	// start_container.
+	EnvRefs EnvResolver
 	// Routes waits for the proxy's configuration after a traffic switch,
 	// before the previous instance drains; nil: only Drain is waited.
 	Routes RouteWaiter

@@ -7,6 +7,7 @@ import { appView, appAsOf } from './views/app.js';
 import { deploymentView } from './views/deployment.js';
 import { auditView } from './views/audit.js';
 import { domainsView } from './views/domains.js';
+import { databasesView } from './views/databases.js';
 import { loginView, setupView } from './views/login.js';
 import { notificationsView } from './views/notifications.js';
 import { monitoringView } from './views/monitoring.js';
@@ -58,6 +59,7 @@ const routes = [
   [/^#\/apps\/([^/?]+)$/, (m) => (el, u) => appView(el, u, decodeURIComponent(m[1]))],
   [/^#\/deployments\/([^/?]+)$/, (m) => (el, u) => deploymentView(el, u, decodeURIComponent(m[1]))],
   [/^#\/domains$/, () => domainsView],
+  [/^#\/databases$/, () => databasesView],
   [/^#\/audit(\?.*)?$/, (m) => (el, u) => auditView(el, u, new URLSearchParams((m[1] || '').slice(1)))],
   [/^#\/monitoring(\?.*)?$/, (m) => (el, u) => monitoringView(el, u, new URLSearchParams((m[1] || '').slice(1)))],
   [/^#\/notifications$/, () => notificationsView],
@@ -82,7 +84,7 @@ function route() {
     const m = hash.match(re);
     if (m) { render = make(m); break; }
   }
-  const section = ['audit', 'domains', 'monitoring', 'notifications', 'servers', 'swarms', 'users', 'tokens', 'webhooks', 'registries'].find((n) => hash.startsWith('#/' + n)) || 'dashboard';
+  const section = ['audit', 'databases', 'domains', 'monitoring', 'notifications', 'servers', 'swarms', 'users', 'tokens', 'webhooks', 'registries'].find((n) => hash.startsWith('#/' + n)) || 'dashboard';
   // Signed-out pages have no live socket to speak of.
   const signedOut = signedOutHash();
   liveEl.hidden = signedOut;

@@ -1,0 +1,105 @@
+package domain_test
+
+import (
+	"errors"
+	"testing"
+
+	"berth/domain"
+)
+
+func TestDatabaseSpecValidation(t *testing.T) {
+	t.Parallel()
+	ok := domain.DatabaseSpec{Name: "orders", Engine: domain.EnginePostgres}.Normalize()
+	if err := ok.Validate(); err != nil {
+		t.Fatalf("defaults: %v", err)
+	}
+	if ok.Version != "17" || ok.Image != "postgres" || ok.User != "orders" || ok.DBName != "orders" {
+		t.Errorf("defaults: %+v", ok)
+	}
+	if pg := (domain.DatabaseSpec{Name: "pg-main", Engine: domain.EnginePostgres}).Normalize(); pg.User != "db_pg_main" || pg.Validate() != nil {
+		t.Errorf("a name starting pg-: user %q (%v)", pg.User, pg.Validate())
+	}
+	for _, tt := range []struct {
+		spec  domain.DatabaseSpec
+		field string
+	}{
+		{domain.DatabaseSpec{Name: "Bad Name", Engine: "postgres"}, "name"},
+		{domain.DatabaseSpec{Name: "x", Engine: "oracle"}, "engine"},
+		{domain.DatabaseSpec{Name: "x", Engine: "postgres", Version: "15;rm -rf /"}, "version"},
+		{domain.DatabaseSpec{Name: "x", Engine: "postgres", Version: "-15"}, "version"},
+		{domain.DatabaseSpec{Name: "x", Engine: "postgres", Image: "evil image"}, "image"},
+		{domain.DatabaseSpec{Name: "x", Engine: "postgres", User: "Robert'); DROP"}, "user"},
+		{domain.DatabaseSpec{Name: "x", Engine: "postgres", User: "pg_admin"}, "user"},
+		{domain.DatabaseSpec{Name: "x", Engine: "mariadb", User: "root"}, "user"},
+		{domain.DatabaseSpec{Name: "x", Engine: "postgres", DBName: "a-b"}, "db_name"},
+		{domain.DatabaseSpec{Name: "x", Engine: "redis", User: "app"}, "user"},
+		{domain.DatabaseSpec{Name: "x", Engine: "postgres", PublicPort: 80}, "public_port"},
+		{domain.DatabaseSpec{Name: "x", Engine: "postgres", PublicPort: 70000}, "public_port"},
+		{domain.DatabaseSpec{Name: "x", Engine: "postgres", Resources: domain.DatabaseResources{MemoryMB: 10}}, "resources.memory_mb"},
+	} {
+		err := tt.spec.Normalize().Validate()
+		var ve *domain.ValidationError
+		if !errors.As(err, &ve) || ve.Field != tt.field {
+			t.Errorf("%+v: got %v, want a validation error naming %s", tt.spec, err, tt.field)
+		}
+	}
+}
+
+func TestBackupStorageAndScheduleValidation(t *testing.T) {
+	t.Parallel()
+	good := domain.BackupStorageSpec{Name: "s3", Endpoint: "s3.example.com:443", Bucket: "backups", AccessKey: "AK", SecretKey: "sk"}
+	if err := good.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	for field, mutate := range map[string]func(*domain.BackupStorageSpec){
+		"endpoint":   func(s *domain.BackupStorageSpec) { s.Endpoint = "https://s3.example.com/x" },
+		"bucket":     func(s *domain.BackupStorageSpec) { s.Bucket = "Bad_Bucket" },
+		"prefix":     func(s *domain.BackupStorageSpec) { s.Prefix = "../up" },
+		"access_key": func(s *domain.BackupStorageSpec) { s.AccessKey = "has space" },
+		"secret_key": func(s *domain.BackupStorageSpec) { s.SecretKey = "" },
+		"region":     func(s *domain.BackupStorageSpec) { s.Region = "EU West" },
+	} {
+		s := good
+		mutate(&s)
+		var ve *domain.ValidationError
+		if err := s.Validate(); !errors.As(err, &ve) || ve.Field != field {
+			t.Errorf("%s: got %v", field, err)
+		}
+	}
+	events, _ := domain.CreateDatabase(&domain.Database{}, domain.DatabaseSpec{Name: "db", Engine: "redis"}, []byte("sealed"))
+	recs := []domain.RecordedEvent{}
+	for i, e := range events {
+		ed, _ := e.Encode("id", domain.Metadata{})
+		recs = append(recs, domain.RecordedEvent{StreamID: e.StreamID, StreamVersion: int64(i + 1), Type: ed.Type, Data: ed.Data})
+	}
+	d, err := domain.LoadDatabase("db", recs)
+	if err != nil || !d.Exists() {
+		t.Fatalf("load: %v", err)
+	}
+	if _, err := d.SetSchedule(domain.BackupSchedule{Cron: "", Storage: "s3"}, nil); !isField(err, "cron") {
+		t.Errorf("empty cron: %v", err)
+	}
+	if _, err := d.SetSchedule(domain.BackupSchedule{Cron: "x", Storage: "s3"}, errors.New("bad")); !isField(err, "cron") {
+		t.Errorf("unparsable cron: %v", err)
+	}
+	if _, err := d.SetSchedule(domain.BackupSchedule{Cron: "@daily", Storage: "s3", Keep: -1}, nil); !isField(err, "keep") {
+		t.Errorf("negative keep: %v", err)
+	}
+	if _, err := d.ChangeVersion("7; rm"); !isField(err, "version") {
+		t.Errorf("bad version: %v", err)
+	}
+	if _, err := domain.CreateDatabase(d, domain.DatabaseSpec{Name: "db", Engine: "redis"}, nil); !errors.Is(err, domain.ErrConflict) {
+		t.Errorf("create twice: %v", err)
+	}
+	if err := domain.ValidateEnvRef("from", "database:db"); err != nil {
+		t.Error(err)
+	}
+	if err := domain.ValidateEnvRef("from", "database:../x"); !isField(err, "from") {
+		t.Errorf("bad reference: %v", err)
+	}
+}
+
+func isField(err error, field string) bool {
+	var ve *domain.ValidationError
+	return errors.As(err, &ve) && ve.Field == field
+}

@@ -1,0 +1,106 @@
+package webui_test
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/filters"
+
+	"berth/domain"
+	"berth/eventstore"
+	"berth/handlers/databases"
+	"berth/internal/testenv"
+	"berth/webui"
+)
+
+// TestBrowserDatabases drives the Databases screen against a real Docker
+// Engine, PostgreSQL built from Debian packages and versitygw: a backup
+// storage is added, a bad database name is shown next to its field, a
+// database is created and runs, is backed up, and a restore drill marks
+// its backup verified.
+func TestBrowserDatabases(t *testing.T) {
+	if testing.Short() {
+		t.Skip("browser end-to-end test with Docker and versitygw")
+	}
+	repo, version := testenv.DatabaseImage(t, "postgres")
+	s3 := testenv.StartS3(t)
+	network := testenv.RandomName("berth-uinet")
+	name := testenv.RandomName("ui")
+	cli := testenv.Docker(t)
+	t.Cleanup(func() {
+		ctx := context.Background()
+		list, _ := cli.ContainerList(ctx, container.ListOptions{All: true, Filters: filters.NewArgs(filters.Arg("label", databases.LabelDatabase+"="+name))})
+		for _, c := range list {
+			_ = cli.ContainerRemove(ctx, c.ID, container.RemoveOptions{Force: true})
+		}
+		_ = cli.VolumeRemove(ctx, domain.DatabaseVolume(name), true)
+		_ = cli.NetworkRemove(ctx, network)
+	})
+	store, err := eventstore.NewPostgres(eventstore.PostgresConfig{}, testenv.Postgres(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(store.Close)
+	rt, err := databases.NewDockerRuntime("", network)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = rt.Close() })
+	mgr, err := databases.New(databases.Config{Store: store, Sealer: newSealer(t), Runtime: rt, AllowPrivateStorage: true,
+		Images: map[string]string{"postgres": repo}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := newEnv(t, webui.ServerConfig{}, func(d *webui.Deps) { d.Databases = mgr })
+	e.srv.MountUI()
+	ctx := browser(t, 1366, 1000)
+
+	run(t, ctx, "open the Databases screen",
+		chromedp.Navigate(e.http.URL+"/#/databases"),
+		waitFor(`document.querySelector('#database-list')?.textContent.includes('No databases')`),
+	)
+	run(t, ctx, "add the backup storage",
+		chromedp.SendKeys(chromedp.CSS(`#storage-form input[name="name"]`), "s3"),
+		chromedp.SendKeys(chromedp.CSS(`#storage-form input[name="endpoint"]`), s3.Endpoint),
+		chromedp.SendKeys(chromedp.CSS(`#storage-form input[name="bucket"]`), "ui-backups"),
+		chromedp.SendKeys(chromedp.CSS(`#storage-form input[name="access_key"]`), s3.AccessKey),
+		chromedp.SendKeys(chromedp.CSS(`#storage-form input[name="secret_key"]`), s3.SecretKey),
+		chromedp.Click(chromedp.CSS(`#storage-form input[name="insecure"]`)),
+		chromedp.Click(chromedp.CSS(`#storage-form button[type="submit"]`)),
+		waitFor(`document.querySelector('#storages li[data-storage="s3"]') !== null`),
+	)
+	run(t, ctx, "a bad name is shown next to its field",
+		chromedp.SendKeys(chromedp.CSS(`#database-form input[name="name"]`), "Bad Name"),
+		chromedp.Click(chromedp.CSS(`#database-form button[type="submit"]`)),
+		waitFor(`document.querySelector('#database-form input[name="name"]')?.getAttribute('aria-invalid') === 'true'`),
+	)
+	run(t, ctx, "create the database",
+		chromedp.SetValue(chromedp.CSS(`#database-form input[name="name"]`), name),
+		chromedp.SendKeys(chromedp.CSS(`#database-form input[name="version"]`), version),
+		chromedp.SendKeys(chromedp.CSS(`#database-form input[name="user"]`), "app"),
+		chromedp.Click(chromedp.CSS(`#database-form button[type="submit"]`)),
+		waitLong(`document.querySelector('li[data-database="`+name+`"] .badge')?.dataset.state === 'running'`),
+	)
+	url := value(t, ctx, "read the URL", chromedp.Text(chromedp.CSS(`li[data-database="`+name+`"] .db-url`)))
+	if !strings.HasPrefix(url, "postgres://app:xxxxx@") {
+		t.Errorf("connection URL %q: want the password hidden", url)
+	}
+	run(t, ctx, "back it up",
+		clickLive(`li[data-database="`+name+`"] button.backup`),
+		waitLong(`document.querySelector('li[data-database="`+name+`"] li[data-backup]')?.dataset.verified === 'false'`),
+	)
+	run(t, ctx, "a restore drill verifies the backup",
+		clickLive(`li[data-database="`+name+`"] button.drill`),
+		waitLong(`document.querySelector('li[data-database="`+name+`"] li[data-backup]')?.dataset.verified === 'true'`),
+	)
+	screenshot(t, ctx, "databases")
+}
+
+// waitLong is waitFor for what runs containers: up to two minutes.
+func waitLong(expr string) chromedp.Action[chromedp.Void] {
+	return chromedp.Poll[chromedp.Void](expr, chromedp.WithPollingTimeout(2*time.Minute), chromedp.WithPollingInterval(100*time.Millisecond))
+}

@@ -1,0 +1,140 @@
+// Databases: the managed databases with their state, connection URL
+// (password hidden), backups (verified or not) and schedule; the forms that
+// create a database and add a backup storage; start, stop, restart, back
+// up, restore drill and delete. databasesView is the screen (#/databases).
+import { h, replace, when } from '../dom.js';
+import { api, enc } from '../api.js';
+import { field, checkbox, submitting } from './forms.js';
+
+// REFRESH is how often the list is read again while on screen: backups
+// and state changes happen outside this page's requests.
+const REFRESH = 3000;
+
+function stateBadge(d) {
+  return h('span', { class: 'badge', dataset: { state: d.state } }, d.state);
+}
+
+function size(n) {
+  if (n >= 1 << 30) return (n / (1 << 30)).toFixed(1) + ' GiB';
+  if (n >= 1 << 20) return (n / (1 << 20)).toFixed(1) + ' MiB';
+  if (n >= 1 << 10) return (n / (1 << 10)).toFixed(1) + ' KiB';
+  return n + ' B';
+}
+
+export function databasesView(el, ui) {
+  const state = { list: [], storages: [], busy: '' };
+  const listEl = h('div', { id: 'database-list' });
+  const formEl = h('div');
+  const storageEl = h('div');
+  replace(el, h('h2', {}, 'Databases'), listEl, formEl, storageEl);
+  let stopped = false;
+
+  async function act(label, fn) {
+    state.busy = label;
+    try { await fn(); } catch (err) { ui.toast(`${label}: ${err.message}`, 'error'); }
+    state.busy = '';
+    await load();
+  }
+
+  async function load() {
+    try {
+      const [dbs, st] = await Promise.all([api('GET', '/databases'), api('GET', '/backup-storages')]);
+      if (stopped) return;
+      state.list = dbs.databases || [];
+      const storagesChanged = JSON.stringify(st.storages) !== JSON.stringify(state.storages);
+      state.storages = st.storages || [];
+      renderList();
+      if (storagesChanged || !formEl.firstChild) { renderForm(); renderStorages(); }
+    } catch (err) {
+      if (!stopped) replace(listEl, h('p', { class: 'form-error' }, err.message));
+    }
+  }
+
+  function renderList() {
+    if (state.list.length === 0) { replace(listEl, h('p', { class: 'meta' }, 'No databases.')); return; }
+    replace(listEl, h('ul', { id: 'databases', class: 'domains' }, state.list.map(row)));
+  }
+
+  function row(d) {
+    const storage = state.storages[0]?.name;
+    const backups = (d.backups || []).filter((b) => !b.expired).slice(-5).reverse();
+    return h('li', { dataset: { database: d.name } },
+      h('div', {}, h('strong', {}, d.name), ' ', stateBadge(d), h('span', { class: 'meta' }, ` ${d.engine} ${d.version}`)),
+      d.reason ? h('div', { class: 'form-error' }, d.reason) : null,
+      h('div', { class: 'meta' }, h('code', { class: 'db-url' }, d.url),
+        ' · env reference ', h('code', {}, `database:${d.name}`), d.public_port ? ` · public port ${d.public_port}` : ''),
+      d.schedule ? h('div', { class: 'meta' }, `backups ${d.schedule.cron} to ${d.schedule.storage}, keep ${d.schedule.keep || 'all'}${d.schedule.drill ? ', drilled' : ''}`) : null,
+      backups.length ? h('ul', { class: 'backups' }, backups.map((b) => h('li', { dataset: { backup: b.backup, verified: String(b.verified) } },
+        `${when(b.started_at)} · ${size(b.size)} · `, h('code', {}, b.sha256.slice(0, 12)), ' · ',
+        b.verified ? h('span', { class: 'badge', dataset: { state: 'verified' } }, `verified: ${b.check}`) : h('span', { class: 'meta' }, 'not verified'),
+        h('span', { class: 'write' }, ' ',
+          h('button', { type: 'button', class: 'link drill', onclick: () => act('Restore drill', async () => {
+            const r = await api('POST', `/databases/${enc(d.name)}/backups/${enc(b.backup)}/drill`);
+            ui.toast(`Backup verified: ${r.backup.check}`);
+          }) }, 'Drill')))))
+        : null,
+      h('div', { class: 'actions write' },
+        d.state === 'running'
+          ? h('button', { type: 'button', class: 'link', onclick: () => act('Stop', () => api('POST', `/databases/${enc(d.name)}/stop`)) }, 'Stop')
+          : h('button', { type: 'button', class: 'link', onclick: () => act('Start', () => api('POST', `/databases/${enc(d.name)}/start`)) }, 'Start'),
+        h('button', { type: 'button', class: 'link', onclick: () => act('Restart', () => api('POST', `/databases/${enc(d.name)}/restart`)) }, 'Restart'),
+        storage ? h('button', { type: 'button', class: 'link backup', onclick: () => act('Back up', async () => {
+          const r = await api('POST', `/databases/${enc(d.name)}/backups`, { storage });
+          ui.toast(`Backup of ${d.name}: ${size(r.backup.size)}`);
+        }) }, `Back up to ${storage}`) : null,
+        h('button', { type: 'button', class: 'link', onclick: () => act('Delete', async () => {
+          if (await ui.confirm(`Delete ${d.name}? Its volume ${d.volume} is kept.`, 'Delete')) await api('DELETE', `/databases/${enc(d.name)}`);
+        }) }, 'Delete')));
+  }
+
+  function renderForm() {
+    const name = field('Name', { name: 'name', required: true, placeholder: 'orders-db' });
+    const engine = field('Engine', { name: 'engine', options: [['postgres', 'PostgreSQL'], ['mariadb', 'MariaDB'], ['mysql', 'MySQL'], ['redis', 'Redis'], ['mongo', 'MongoDB']] });
+    const version = field('Version (image tag)', { name: 'version', placeholder: 'default' });
+    const image = field('Image', { name: 'image', placeholder: 'official image' });
+    const user = field('User', { name: 'user', placeholder: 'from the name' });
+    const port = field('Public port', { name: 'public_port', type: 'number', placeholder: 'none' });
+    const form = h('form', { id: 'database-form', class: 'write', 'aria-label': 'New database', onsubmit: (e) => {
+      e.preventDefault();
+      submitting(form, async () => {
+        const body = { name: name.input.value.trim(), engine: engine.input.value };
+        if (version.input.value.trim()) body.version = version.input.value.trim();
+        if (image.input.value.trim()) body.image = image.input.value.trim();
+        if (user.input.value.trim()) body.user = user.input.value.trim();
+        if (port.input.value) body.public_port = Number(port.input.value);
+        const d = await api('POST', '/databases', body);
+        ui.toast(`${d.name} is ${d.state}`);
+        form.reset();
+        await load();
+      });
+    } }, h('h3', {}, 'New database'), name, engine, version, image, user, port, h('button', { type: 'submit' }, 'Create'));
+    replace(formEl, form);
+  }
+
+  function renderStorages() {
+    const name = field('Name', { name: 'name', required: true, placeholder: 's3' });
+    const endpoint = field('Endpoint (host:port)', { name: 'endpoint', required: true, placeholder: 's3.example.com' });
+    const bucket = field('Bucket', { name: 'bucket', required: true });
+    const access = field('Access key', { name: 'access_key', required: true });
+    const secret = field('Secret key', { name: 'secret_key', type: 'password', required: true, autocomplete: 'new-password' });
+    const insecure = checkbox('Plain HTTP', { name: 'insecure' });
+    const form = h('form', { id: 'storage-form', class: 'write', 'aria-label': 'New backup storage', onsubmit: (e) => {
+      e.preventDefault();
+      submitting(form, async () => {
+        await api('POST', '/backup-storages', { name: name.input.value.trim(), endpoint: endpoint.input.value.trim(), bucket: bucket.input.value.trim(),
+          access_key: access.input.value.trim(), secret_key: secret.input.value, insecure: insecure.input.checked });
+        ui.toast('Backup storage added');
+        state.storages = [];
+        await load();
+      });
+    } }, h('h3', {}, 'Backup storage (S3)'), name, endpoint, bucket, access, secret, insecure, h('button', { type: 'submit' }, 'Add'));
+    const list = state.storages.length
+      ? h('ul', { id: 'storages' }, state.storages.map((s) => h('li', { dataset: { storage: s.name } }, `${s.name}: ${s.bucket} at ${s.endpoint}`)))
+      : h('p', { class: 'meta' }, 'No backup storage.');
+    replace(storageEl, list, form);
+  }
+
+  load();
+  const timer = setInterval(() => { if (!state.busy) load(); }, REFRESH);
+  return () => { stopped = true; clearInterval(timer); };
+}
