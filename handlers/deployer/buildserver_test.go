@@ -208,6 +208,20 @@ func TestWorkflowBuildsOnTheBuildServer(t *testing.T) {
 		}
 	})
 
+	t.Run("without push nothing is built", func(t *testing.T) {
+		t.Parallel()
+		v := newEnv(t, domain.Build{Server: "builder"})
+		err := v.flow.Deploy(ctx, job(v, "n1"), &steps{})
+		var se *deployer.StepError
+		var ve *domain.ValidationError
+		if !errors.As(err, &se) || se.Step != domain.StepFetchSource || !errors.As(err, &ve) || ve.Field != "build.push" {
+			t.Fatalf("Deploy: got %v, want a failure at fetch_source naming build.push", err)
+		}
+		if ops := v.log.list(); len(ops) != 0 {
+			t.Errorf("operations: got %q, want none", ops)
+		}
+	})
+
 	tests := []struct {
 		name     string
 		setup    func(v *env)

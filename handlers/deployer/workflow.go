@@ -666,9 +666,6 @@ func (r *run) buildFromGit(ctx context.Context, cfg domain.AppConfig) (string, e
 	}
 	r.progress(fmt.Sprintf("built image %s in %s", short(img.ID), img.Duration.Round(time.Millisecond)))
 	built := domain.DeploymentImageBuilt{ImageID: img.ID, DurationMS: img.Duration.Milliseconds()}
-	if builtOn != "" && b.Push == "" {
-		return "", FailStep(domain.StepBuildImage, domain.Invalid("build.push", "is required with a build server"))
-	}
 	if b.Push != "" {
 		target := b.Push + ":" + job.DeploymentID
 		auth, err := w.registryAuth(ctx, domain.ImageRegistry(target))
@@ -705,6 +702,9 @@ func (r *run) buildRuntime(ctx context.Context, cfg domain.AppConfig) (domain.Ru
 	id := cfg.Build.BuildsOn(cfg.Runtime.ServerID())
 	if id == cfg.Runtime.ServerID() {
 		return r.w.rt, "", nil
+	}
+	if cfg.Build.Push == "" {
+		return nil, "", domain.Invalid("build.push", "is required with a build server: the image is pushed there for this server to pull")
 	}
 	if r.w.cfg.Builders == nil {
 		return nil, "", domain.Invalid("build.server", "this deployer has no build servers")
