@@ -454,6 +454,10 @@ type AppPatch struct {
 	KeepImages *int        `json:"keep_images,omitempty"`
 	// Push: the repository built images are pushed to ("" stops pushing).
 	Push *string `json:"push,omitempty"`
+	// BuildServer is the id of the build server ("" builds on the
+	// application's own server). The caller resolves a server name to its
+	// id.
+	BuildServer *string `json:"build_server,omitempty"`
 
 	Port                      *int      `json:"port,omitempty"`
 	Volumes                   *[]Volume `json:"volumes,omitempty"`
@@ -504,6 +508,7 @@ func (a *Application) Update(p AppPatch) ([]Event, error) {
 	set(&b.Args, p.BuildArgs)
 	set(&b.KeepImages, p.KeepImages)
 	set(&b.Push, p.Push)
+	set(&b.Server, p.BuildServer)
 	set(&rt.Port, p.Port)
 	set(&rt.Volumes, p.Volumes)
 	set(&rt.Resources.CPUMillis, p.CPUMillis)
@@ -553,6 +558,7 @@ func (a *Application) Update(p AppPatch) ([]Event, error) {
 	diff("build.args", normalizeNil(old.Build.Args), normalizeNil(b.Args))
 	diff("build.keep_images", old.Build.KeepImages, b.KeepImages)
 	diff("build.push", old.Build.Push, b.Push)
+	diff("build.server", old.Build.Server, b.Server)
 	diff("runtime.port", old.Runtime.Port, rt.Port)
 	diff("runtime.volumes", normalizeNil(old.Runtime.Volumes), normalizeNil(rt.Volumes))
 	diff("runtime.resources.cpu_millis", old.Runtime.Resources.CPUMillis, rt.Resources.CPUMillis)

@@ -89,6 +89,21 @@ type Build struct {
 	// every built image is pushed to, tagged with the deployment id, with
 	// the credentials of the registry it names: other hosts can then run it.
 	Push string `json:"push,omitempty"`
+	// Server, when set, is the id of the build server: the server whose
+	// engine fetches and builds the source and pushes the image to Push
+	// (required with it); the application's own server then pulls the
+	// pushed image by digest and runs it. Empty: the application's server
+	// builds.
+	Server string `json:"server,omitempty"`
+}
+
+// BuildsOn returns the id of the server that builds an application
+// placed on runServer (its Runtime.ServerID()).
+func (b Build) BuildsOn(runServer string) string {
+	if b.Server == "" {
+		return runServer
+	}
+	return b.Server
 }
 
 // MaxKeepImages bounds Build.KeepImages.

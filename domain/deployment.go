@@ -95,7 +95,11 @@ type DeploymentImageBuilt struct {
 	ImageID      string `json:"image_id"`
 	// Pushed, when the image was pushed to a registry, is the reference by
 	// digest it was pushed as ("registry/name@sha256:…").
-	Pushed     string `json:"pushed,omitempty"`
+	Pushed string `json:"pushed,omitempty"`
+	// BuiltOn, when another server built the image (the application's
+	// build server), is that server's id: ImageID is then the image this
+	// deployment's server pulled by the Pushed digest.
+	BuiltOn    string `json:"built_on,omitempty"`
 	DurationMS int64  `json:"duration_ms"`
 }
 

@@ -622,8 +622,9 @@ func (p *Previews) Open(parent *Application, project *Project, r PreviewRequest,
 	src := cfg.Source
 	src.GitRef = r.Commit
 	// A preview never shares the production application's volumes (its
-	// data), never pushes to its registry repository, and runs one replica.
-	cfg.Runtime.Volumes, cfg.Runtime.Replicas, cfg.Build.Push = nil, 1, ""
+	// data), never pushes to its registry repository (so it builds on its
+	// own server, not the build server), and runs one replica.
+	cfg.Runtime.Volumes, cfg.Runtime.Replicas, cfg.Build.Push, cfg.Build.Server = nil, 1, "", ""
 	created, err := CreateApp(project, NewApp{
 		Project: parent.project, Name: plan.App, Source: src, Build: cfg.Build, Runtime: cfg.Runtime, Env: env,
 		Domains: []Route{{Host: plan.Host, HTTPS: p.settings.HTTPS}},

@@ -23,7 +23,7 @@ func previewWorld(t *testing.T) *history {
 	proj, _ := domain.LoadProject(h.streams[domain.ProjectStream("shop")])
 	h.record(t, must(domain.CreateApp(proj, domain.NewApp{Project: "shop", Name: "web",
 		Source:  domain.Source{GitURL: "https://git.example.com/web.git", GitRef: "main"},
-		Build:   domain.Build{Push: "registry.example.com/shop/web"},
+		Build:   domain.Build{Push: "registry.example.com/shop/web", Server: "builder"},
 		Runtime: domain.Runtime{Replicas: 3, Volumes: []domain.Volume{{Name: "web-data", Path: "/data"}}},
 		Env:     []domain.EnvVar{{Key: "MODE", Value: "prod"}, {Key: "DB_PASSWORD", Secret: true, Sealed: []byte("sealed-for-web")}, {Key: "API_KEY", Secret: true, Sealed: []byte("k")}},
 	}, nil, false)))
@@ -80,8 +80,8 @@ func TestPreviewLifecycle(t *testing.T) {
 	if cfg.Source.GitRef != shaA || cfg.Source.GitURL != "https://git.example.com/web.git" || len(cfg.Domains) != 1 || cfg.Domains[0].Host != plan.Host {
 		t.Fatalf("preview app config %+v", cfg)
 	}
-	if len(cfg.Runtime.Volumes) != 0 || cfg.Runtime.Replicas != 1 || cfg.Build.Push != "" {
-		t.Fatalf("preview runtime %+v, build %+v: want no production volume, one replica, no push", cfg.Runtime, cfg.Build)
+	if len(cfg.Runtime.Volumes) != 0 || cfg.Runtime.Replicas != 1 || cfg.Build.Push != "" || cfg.Build.Server != "" {
+		t.Fatalf("preview runtime %+v, build %+v: want no production volume, one replica, no push, no build server", cfg.Runtime, cfg.Build)
 	}
 	var keys []string
 	for _, v := range cfg.Env {

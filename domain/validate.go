@@ -799,6 +799,14 @@ func (b Build) Validate(prefix string) error {
 			return Invalid(field(prefix, "push"), "must name its registry, such as registry.example.com/team/app")
 		}
 	}
+	if b.Server != "" {
+		if err := ValidateName(field(prefix, "server"), b.Server); err != nil {
+			return err
+		}
+		if b.Push == "" {
+			return Invalid(field(prefix, "push"), "is required with a build server: the image is pushed there for the application's server to pull")
+		}
+	}
 	if b.Target != "" {
 		if !imageTagRE.MatchString(b.Target) {
 			return Invalid(field(prefix, "target"), "must be 1 to 128 letters, digits, '_', '.' or '-', not starting with '.' or '-'")

@@ -405,3 +405,48 @@ func TestFirstDeploymentHasQueuePosition(t *testing.T) {
 		t.Fatalf("first deployment: got queue_position %v, want 1", w.QueuePosition)
 	}
 }
+
+// TestBuildServerField sets an application's build server through the API
+// (requests and responses validated against openapi.json): create and
+// PATCH take a server's name and the application shows the id; without
+// push, or naming no server, 422 names the field.
+func TestBuildServerField(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, webui.ServerConfig{})
+	e.must(http.StatusCreated, "POST", "/api/v1/projects", map[string]any{"name": "shop"})
+	app := func(build map[string]any) map[string]any {
+		return map[string]any{
+			"project": "shop", "name": "api", "source": map[string]any{"git_url": "https://example.org/api.git"},
+			"build": build, "runtime": map[string]any{"port": 8080},
+		}
+	}
+	for _, tc := range []struct {
+		build map[string]any
+		field string
+	}{
+		{map[string]any{"server": "local"}, "build.push"},
+		{map[string]any{"server": "nowhere", "push": "reg.example.com/team/api"}, "build.server"},
+	} {
+		r := e.must(http.StatusUnprocessableEntity, "POST", "/api/v1/apps", app(tc.build))
+		if !strings.Contains(string(r.body), `"field":"`+tc.field+`"`) {
+			t.Errorf("POST build %v: got %s, want the field %s named", tc.build, r.body, tc.field)
+		}
+	}
+	var w webui.WriteResponse
+	e.must(http.StatusCreated, "POST", "/api/v1/apps", app(map[string]any{"server": "local", "push": "reg.example.com/team/api"})).json(t, &w)
+	var got projections.App
+	e.must(http.StatusOK, "GET", fmt.Sprintf("/api/v1/apps/api?min_position=%d", w.Position), nil).json(t, &got)
+	if got.Config.Build.Server != "local" || got.Config.Build.Push != "reg.example.com/team/api" {
+		t.Fatalf("got build %+v, want built on local and pushed", got.Config.Build)
+	}
+	r := e.must(http.StatusUnprocessableEntity, "PATCH", "/api/v1/apps/api", map[string]any{"build_server": "nowhere"})
+	if !strings.Contains(string(r.body), `"field":"build.server"`) {
+		t.Errorf("PATCH build_server nowhere: got %s, want build.server named", r.body)
+	}
+	e.must(http.StatusOK, "PATCH", "/api/v1/apps/api", map[string]any{"build_server": ""}).json(t, &w)
+	var cleared projections.App
+	e.must(http.StatusOK, "GET", fmt.Sprintf("/api/v1/apps/api?min_position=%d", w.Position), nil).json(t, &cleared)
+	if cleared.Config.Build.Server != "" || cleared.Config.Build.Push == "" {
+		t.Errorf("build after PATCH build_server \"\": got %+v, want no build server, still pushed", cleared.Config.Build)
+	}
+}

@@ -171,7 +171,7 @@ func (m *Main) wire(ctx context.Context) (http.Handler, []Runner, error) {
 		Metrics: []webui.MetricsWriter{runner, queueMetrics{m: m}}, Logger: m.Logger, Hub: hub,
 		Auth: guard.Authenticate, Integrations: integ, Notifications: notifications,
 		Monitor: mon, Collectors: []prometheus.Collector{mon}, Swarms: cmds,
-		Servers:      webui.Servers{Commands: cmds, Checker: fleet},
+		Servers:   webui.Servers{Commands: cmds, Checker: fleet},
 		Databases: dbs, DatabaseLogs: clogs,
 		Certificates: webui.CertificateReads{Queries: projections.NewQueries(m.Pool), ACMEEnabled: cfg.TLS.ACMEEmail != ""},
 		Ready: append([]webui.Check{
@@ -281,11 +281,28 @@ func wireDeployer(ctx context.Context, m *Main, cmds *cmdhandlers.Handler, logs 
 		// wrote the switch the workflow appended.
 		return runner.WaitApplied(ctx, projections.RoutingName, pos)
 	})
+	// builders gives a deployment the runtime of its application's build
+	// server: the local engine's, or a remote server's from the fleet.
+	var fleet *servers.Fleet
+	builders := deployer.BuildServersFunc(func(ctx context.Context, id string) (domain.RuntimePort, error) {
+		if id == domain.LocalServer {
+			return rt, nil
+		}
+		s, err := fleet.Load(ctx, id)
+		if err != nil {
+			return nil, err
+		}
+		brt, err := fleet.Runtime(ctx, s)
+		if err != nil {
+			return nil, err
+		}
+		return brt, nil
+	})
 	// stacks deploys compose applications: the local engine's runtime
 	// (compose stacks run on the local server).
 	newFlow := func(rt domain.RuntimePort, leftovers deployer.LeftoverCollector, stacks domain.StackRuntime) (*deployer.Workflow, error) {
 		wc := deployer.WorkflowConfig{Runtime: rt, Logs: logs, Sealer: sealer, Logger: m.Logger, BuildLogs: logs, Routes: routes,
-			Stacks: stacks, Compose: m.composer, Swarms: swarms, EnvRefs: m.envRefs}
+			Stacks: stacks, Compose: m.composer, Swarms: swarms, EnvRefs: m.envRefs, Builders: builders}
 		if leftovers != nil {
 			wc.Leftovers = leftovers
 		}
@@ -320,7 +337,7 @@ func wireDeployer(ctx context.Context, m *Main, cmds *cmdhandlers.Handler, logs 
 	if err != nil {
 		return nil, nil, Runner{}, err
 	}
-	fleet, err := servers.New(servers.Config{Local: localCfg, Logger: m.Logger}, m.Store, sealer, cmds)
+	fleet, err = servers.New(servers.Config{Local: localCfg, Logger: m.Logger}, m.Store, sealer, cmds)
 	if err != nil {
 		return nil, nil, Runner{}, err
 	}

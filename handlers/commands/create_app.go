@@ -54,6 +54,12 @@ func (h *Handler) CreateApp(ctx context.Context, meta Meta, cmd CreateApp) (Resu
 	if err := checkRemoteRuntime(cmd.Source, cmd.Runtime); err != nil {
 		return Result{}, err
 	}
+	// build.server names the build server; the application records its id.
+	if cmd.Build.Server != "" {
+		if cmd.Build.Server, err = h.resolveBuildServer(ctx, cmd.Source, cmd.Build.Server); err != nil {
+			return Result{}, err
+		}
+	}
 	spec, err := domain.NewApp{
 		Project: cmd.Project, Name: cmd.Name, Source: cmd.Source, Build: cmd.Build, Runtime: cmd.Runtime,
 		Env: plainEnv, Domains: domains,

@@ -478,3 +478,30 @@ func checkRemoteRuntime(src domain.Source, rt domain.Runtime) error {
 	}
 	return nil
 }
+
+// resolveBuildServer returns the id of the build server called name, for
+// an application with source src: it must exist, and only a git source is
+// built. Errors: ErrInvalid naming build.server.
+func (h *Handler) resolveBuildServer(ctx context.Context, src domain.Source, name string) (string, error) {
+	if !src.IsGit() || src.IsCompose() {
+		return "", domain.Invalid("build.server", "applies to a git source only (an image or compose source is not built by berth)")
+	}
+	id, err := h.ResolveServer(ctx, "build.server", name)
+	if errors.Is(err, domain.ErrServerNotFound) {
+		return "", domain.Invalid("build.server", "names no server")
+	}
+	if err != nil {
+		return "", err
+	}
+	if id == domain.LocalServer {
+		return id, nil
+	}
+	s, err := h.loadServer(ctx, id)
+	if err != nil {
+		return "", err
+	}
+	if !s.Exists() {
+		return "", domain.Invalid("build.server", "names no server")
+	}
+	return id, nil
+}

@@ -58,6 +58,23 @@ func (h *Handler) UpdateApp(ctx context.Context, meta Meta, cmd UpdateApp) (Resu
 			}
 			patch.Compose = &cs
 		}
+		if patch.BuildServer != nil && *patch.BuildServer != "" {
+			src := app.Config().Source
+			if patch.GitURL != nil || patch.Image != nil {
+				src = domain.Source{}
+				if patch.GitURL != nil {
+					src.GitURL = *patch.GitURL
+				}
+				if patch.Image != nil {
+					src.Image = *patch.Image
+				}
+			}
+			id, err := h.resolveBuildServer(ctx, src, *patch.BuildServer)
+			if err != nil {
+				return plan{}, err
+			}
+			patch.BuildServer = &id
+		}
 		placed, placedExpected, err := h.placeApp(ctx, app, &patch)
 		if err != nil {
 			return plan{}, err

@@ -119,6 +119,28 @@ type EnvResolver interface {
 	ResolveEnv(ctx context.Context, ref string) (string, error)
 }
 
+// BuildServers gives the runtime of a server that builds for others.
+type BuildServers interface {
+	// BuildRuntime returns the runtime of server id. Errors: the server's
+	// (domain.ErrServerNotFound when it is gone, domain.ErrUnavailable
+	// when it cannot be reached).
+	BuildRuntime(ctx context.Context, id string) (domain.RuntimePort, error)
+}
+
+// BuildServersFunc adapts a function to BuildServers.
+type BuildServersFunc func(ctx context.Context, id string) (domain.RuntimePort, error)
+
+// BuildRuntime calls f.
+func (f BuildServersFunc) BuildRuntime(ctx context.Context, id string) (domain.RuntimePort, error) {
+	return f(ctx, id)
+}
+
+// ErrBuildServerUnreachable marks a failure to reach an application's
+// build server. It is not ErrRetryable: the deployment's own server is
+// fine, so the deployment fails at its step with the reason instead of
+// being retried on that server's queue.
+var ErrBuildServerUnreachable = errors.New("build server unreachable")
+
 // WorkflowConfig configures NewWorkflow. Zero fields take the defaults
 // given.
 type WorkflowConfig struct {
@@ -169,6 +191,10 @@ type WorkflowConfig struct {
 	// Swarms finds the swarm of an application placed on one; nil: such
 	// applications fail to deploy.
 	Swarms Swarms
+	// Builders gives the runtime of an application's build server
+	// (domain.Build.Server) when it is another server than Runtime's; nil:
+	// such applications fail to deploy.
+	Builders BuildServers
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
 }
@@ -583,8 +609,19 @@ func (r *run) buildFromGit(ctx context.Context, cfg domain.AppConfig) (string, e
 	if err := domain.ValidateRepoPath("build.dockerfile", b.Dockerfile); err != nil {
 		return "", FailStep(domain.StepBuildImage, err)
 	}
+	brt, builtOn, err := r.buildRuntime(ctx, cfg)
+	if err != nil {
+		return "", FailStep(domain.StepFetchSource, err)
+	}
+	// bErr names the build server in what failed there.
+	bErr := func(err error) error {
+		if builtOn == "" {
+			return err
+		}
+		return buildServerErr(builtOn, err)
+	}
 	defer func() {
-		if err := w.rt.RemoveWork(job.DeploymentID); err != nil {
+		if err := brt.RemoveWork(job.DeploymentID); err != nil {
 			r.log.Warn("work directory not removed", "err", err)
 		}
 	}()
@@ -592,10 +629,10 @@ func (r *run) buildFromGit(ctx context.Context, cfg domain.AppConfig) (string, e
 	r.progress(fmt.Sprintf("fetching %s at %s", redact(cfg.Source.GitURL), cmp.Or(ref, "HEAD")))
 	start := time.Now()
 	fctx, cancel := context.WithTimeout(ctx, w.cfg.FetchTimeout)
-	co, err := w.rt.FetchGit(fctx, domain.GitFetch{App: job.App, DeploymentID: job.DeploymentID, URL: cfg.Source.GitURL, Ref: ref})
+	co, err := brt.FetchGit(fctx, domain.GitFetch{App: job.App, DeploymentID: job.DeploymentID, URL: cfg.Source.GitURL, Ref: ref})
 	cancel()
 	if err != nil {
-		return "", FailStep(domain.StepFetchSource, stepTimeout(ctx, fctx, w.cfg.FetchTimeout, err))
+		return "", FailStep(domain.StepFetchSource, bErr(stepTimeout(ctx, fctx, w.cfg.FetchTimeout, err)))
 	}
 	r.progress("fetched commit " + co.CommitSHA)
 	if _, err := r.steps.Step(ctx, domain.DeploymentSourceFetched{CommitSHA: co.CommitSHA, Ref: ref, DurationMS: time.Since(start).Milliseconds()}); err != nil {
@@ -609,7 +646,7 @@ func (r *run) buildFromGit(ctx context.Context, cfg domain.AppConfig) (string, e
 	r.progress(fmt.Sprintf("building %s in %s", b.Dockerfile, b.Context))
 	bctx, cancel := context.WithTimeout(ctx, w.cfg.BuildTimeout)
 	var tracker imagegc.BuildTracker
-	img, err := w.rt.Build(bctx, domain.BuildRequest{
+	img, err := brt.Build(bctx, domain.BuildRequest{
 		App: job.App, DeploymentID: job.DeploymentID, Checkout: co,
 		Context: b.Context, Dockerfile: b.Dockerfile, Target: b.Target, Args: args,
 	}, func(line string) {
@@ -618,12 +655,14 @@ func (r *run) buildFromGit(ctx context.Context, cfg domain.AppConfig) (string, e
 	})
 	cancel()
 	if err != nil {
-		r.removeLeftovers(ctx, tracker.Created())
+		if builtOn == "" {
+			r.removeLeftovers(ctx, tracker.Created())
+		}
 		err = stepTimeout(ctx, bctx, w.cfg.BuildTimeout, err)
 		if errors.Is(err, domain.ErrBuildFailed) {
 			return "", &StepError{Step: domain.StepBuildImage, Err: firstLine(err), LogTail: r.tailText()}
 		}
-		return "", FailStep(domain.StepBuildImage, err)
+		return "", FailStep(domain.StepBuildImage, bErr(err))
 	}
 	r.progress(fmt.Sprintf("built image %s in %s", short(img.ID), img.Duration.Round(time.Millisecond)))
 	built := domain.DeploymentImageBuilt{ImageID: img.ID, DurationMS: img.Duration.Milliseconds()}
@@ -635,16 +674,78 @@ func (r *run) buildFromGit(ctx context.Context, cfg domain.AppConfig) (string, e
 		}
 		r.progress("pushing " + target)
 		pctx, cancel := context.WithTimeout(ctx, w.cfg.BuildTimeout)
-		pushed, err := w.rt.Push(pctx, domain.PushRequest{App: job.App, DeploymentID: job.DeploymentID, Image: img.ID, Target: target, Auth: auth}, r.buildLine)
+		pushed, err := brt.Push(pctx, domain.PushRequest{App: job.App, DeploymentID: job.DeploymentID, Image: img.ID, Target: target, Auth: auth}, r.buildLine)
 		cancel()
 		if err != nil {
-			return "", FailStep(domain.StepBuildImage, fmt.Errorf("push %s: %w", target, err))
+			return "", FailStep(domain.StepBuildImage, bErr(fmt.Errorf("push %s: %w", target, err)))
 		}
 		r.progress("pushed " + pushed)
 		built.Pushed = pushed
+		if builtOn != "" {
+			id, err := r.pullBuilt(ctx, brt, img.ID, pushed, auth)
+			if err != nil {
+				return "", err
+			}
+			built.ImageID, built.BuiltOn = id, builtOn
+		}
 	}
 	if _, err := r.steps.Step(ctx, built); err != nil {
 		return "", err
+	}
+	return built.ImageID, nil
+}
+
+// buildRuntime returns the runtime that fetches and builds cfg's source:
+// the build server's, with its id, when it is another server than the
+// application's; otherwise the workflow's own, with "".
+func (r *run) buildRuntime(ctx context.Context, cfg domain.AppConfig) (domain.RuntimePort, string, error) {
+	id := cfg.Build.BuildsOn(cfg.Runtime.ServerID())
+	if id == cfg.Runtime.ServerID() {
+		return r.w.rt, "", nil
+	}
+	if cfg.Build.Push == "" {
+		return nil, "", domain.Invalid("build.push", "is required with a build server: the image is pushed there for this server to pull")
+	}
+	if r.w.cfg.Builders == nil {
+		return nil, "", domain.Invalid("build.server", "this deployer has no build servers")
+	}
+	brt, err := r.w.cfg.Builders.BuildRuntime(ctx, id)
+	if err != nil {
+		return nil, "", buildServerErr(id, err)
+	}
+	r.progress(fmt.Sprintf("building on server %s, pushing to the registry; this server pulls the image", id))
+	return brt, id, nil
+}
+
+// buildServerErr names build server id in err; an unreachable build
+// server fails the deployment (ErrBuildServerUnreachable) rather than
+// interrupting it.
+func buildServerErr(id string, err error) error {
+	if errors.Is(err, domain.ErrUnavailable) {
+		// The cause is quoted, not wrapped: wrapped, it would make the
+		// deployment retryable (ErrRetryable).
+		return fmt.Errorf("%w: server %s: %s", ErrBuildServerUnreachable, id, err.Error())
+	}
+	return fmt.Errorf("build server %s: %w", id, err)
+}
+
+// pullBuilt pulls the image a build server pushed as ref onto the
+// deployment's own server and returns its id there. The build server
+// keeps only its latest image of the application (for its layers).
+func (r *run) pullBuilt(ctx context.Context, brt domain.RuntimePort, builtID, ref string, auth domain.RegistryAuth) (string, error) {
+	job := r.job
+	r.progress("pulling " + ref + " onto this server")
+	img, err := r.w.rt.ResolveImage(ctx, domain.ImageRequest{App: job.App, DeploymentID: job.DeploymentID, Ref: ref, Policy: domain.PullIfNotPresent, Auth: auth}, r.buildLine)
+	if err != nil {
+		return "", FailStep(domain.StepBuildImage, fmt.Errorf("pull %s: %w", ref, err))
+	}
+	r.progress(fmt.Sprintf("image %s is %s on this server", ref, short(img.ID)))
+	gctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Minute)
+	defer cancel()
+	if removed, err := brt.RemoveImages(gctx, job.App, map[string]bool{builtID: true}); err != nil {
+		r.log.Warn("older images on the build server not removed", "err", err)
+	} else if len(removed) > 0 {
+		r.progress(fmt.Sprintf("removed %d older image(s) of %s from the build server", len(removed), job.App))
 	}
 	return img.ID, nil
 }

@@ -67,9 +67,25 @@ func StartRemoteEngine(tb testing.TB, subnet string) *RemoteEngine {
 	return r
 }
 
+// StartRemoteEngineNamed is StartRemoteEngine with the network namespace
+// and veth pair named prefix followed by a random suffix.
+func StartRemoteEngineNamed(tb testing.TB, subnet, prefix string) *RemoteEngine {
+	tb.Helper()
+	r, err := runRemoteEngine(subnet, prefix)
+	if err != nil {
+		tb.Fatalf("%v", err)
+	}
+	tb.Cleanup(r.Stop)
+	return r
+}
+
 // RunRemoteEngine is StartRemoteEngine outside tests: the caller calls
 // Stop.
 func RunRemoteEngine(subnet string) (_ *RemoteEngine, err error) {
+	return runRemoteEngine(subnet, "bs")
+}
+
+func runRemoteEngine(subnet, prefix string) (_ *RemoteEngine, err error) {
 	if os.Geteuid() != 0 {
 		return nil, fmt.Errorf("a remote engine in a network namespace needs root")
 	}
@@ -96,7 +112,7 @@ func RunRemoteEngine(subnet string) (_ *RemoteEngine, err error) {
 		return nil, err
 	}
 	r := &RemoteEngine{
-		Address: subnet + ".2", HostAddress: subnet + ".1", dir: dir, netns: "bs" + sfx, veth: "bs" + sfx,
+		Address: subnet + ".2", HostAddress: subnet + ".1", dir: dir, netns: prefix + sfx, veth: prefix + sfx,
 		lock: lock,
 	}
 	defer func() {
