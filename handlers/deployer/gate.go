@@ -32,12 +32,16 @@ func newAppGate() *appGate {
 // redelivery) keeps its place.
 func (g *appGate) enter(ctx context.Context, app string, pos int64) (func(keep bool), error) {
 	g.mu.Lock()
-	w := g.waiting[app]
-	if i, found := slices.BinarySearch(w, pos); !found {
-		g.waiting[app] = slices.Insert(w, i, pos)
-	}
 	for {
-		if _, busy := g.running[app]; !busy && g.waiting[app][0] == pos {
+		// Two copies of one command (a redelivery while the first still
+		// waits) share one place: when the other copy left, this one
+		// takes the place again.
+		w := g.waiting[app]
+		if i, found := slices.BinarySearch(w, pos); !found {
+			w = slices.Insert(w, i, pos)
+			g.waiting[app] = w
+		}
+		if _, busy := g.running[app]; !busy && w[0] == pos {
 			g.running[app] = pos
 			g.mu.Unlock()
 			return func(keep bool) { g.leave(app, pos, keep) }, nil

@@ -94,3 +94,42 @@ func TestAppGateRedeliveryKeepsItsPlace(t *testing.T) {
 		t.Fatalf("got %d, want 20", got)
 	}
 }
+
+// Two copies of one command wait at once (a redelivery while the first
+// copy waits behind another command); the first copy's wait is cancelled.
+// The second copy still runs, in its place, once the gate is free.
+func TestAppGateTwinCopiesOfOneCommand(t *testing.T) {
+	g := newAppGate()
+	running, _ := g.enter(context.Background(), "web", 1)
+	ctx, cancel := context.WithCancel(context.Background())
+	firstDone := make(chan error, 1)
+	go func() {
+		_, err := g.enter(ctx, "web", 5)
+		firstDone <- err
+	}()
+	twin := make(chan error, 1)
+	go func() {
+		rel, err := g.enter(context.Background(), "web", 5)
+		if err == nil {
+			rel(false)
+		}
+		twin <- err
+	}()
+	time.Sleep(20 * time.Millisecond)
+	cancel()
+	if err := <-firstDone; err == nil {
+		t.Fatal("the cancelled copy entered")
+	}
+	running(false)
+	select {
+	case err := <-twin:
+		if err != nil {
+			t.Fatalf("the twin copy: %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the twin copy never entered after its other copy left")
+	}
+	if len(g.waiting) != 0 || len(g.running) != 0 {
+		t.Fatalf("gate not empty: waiting %v, running %v", g.waiting, g.running)
+	}
+}
