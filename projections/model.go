@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"maps"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -475,6 +476,12 @@ func replicaHosts(upstreams []domain.Upstream) []string {
 	}
 	out := make([]string, 0, len(upstreams)-1)
 	for _, u := range upstreams[1:] {
+		// A replica reached on a port of its own (published on a remote
+		// server's address) is recorded as host:port.
+		if u.Port != 0 && u.Port != upstreams[0].Port {
+			out = append(out, u.Host+":"+strconv.Itoa(u.Port))
+			continue
+		}
 		out = append(out, u.Host)
 	}
 	return out

@@ -86,9 +86,7 @@ func TestServersAPI(t *testing.T) {
 	if res := e.do("DELETE", "/api/v1/servers/edge-2", nil); res.status != http.StatusConflict {
 		t.Errorf("remove in use: got %d %s, want 409", res.status, res.body)
 	}
-	if res := e.do("PATCH", "/api/v1/apps/web", map[string]any{"replicas": 2}); res.status != http.StatusUnprocessableEntity {
-		t.Errorf("two replicas on a remote server: got %d %s, want 422", res.status, res.body)
-	}
+	e.must(http.StatusOK, "PATCH", "/api/v1/apps/web", map[string]any{"replicas": 2})
 	if res := e.do("PATCH", "/api/v1/apps/web", map[string]any{"server": "nowhere"}); res.status != http.StatusNotFound {
 		t.Errorf("unknown server: got %d %s, want 404", res.status, res.body)
 	}

@@ -8,6 +8,9 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -238,6 +241,37 @@ func TestRemoteServersEndToEnd(t *testing.T) {
 		if len(localList) != 0 {
 			t.Errorf("app-%s on the local engine: got %d containers, want 0", srv, len(localList))
 		}
+	}
+
+	// Two replicas on a remote server: each publishes its own port there,
+	// and Traefik balances over both.
+	a.must(http.StatusOK, "PATCH", "/api/v1/apps/app-"+tlsName, map[string]any{"replicas": 2})
+	a.deployed("app-" + tlsName)
+	viaTraefik(t, proxy, hosts["app-"+tlsName], "hello "+tlsName)
+	f := filters.NewArgs(filters.Arg("label", "berth.app=app-"+tlsName))
+	replicas, err := remote.Docker.ContainerList(ctx, container.ListOptions{Filters: f})
+	if err != nil || len(replicas) != 2 {
+		t.Fatalf("app-%s with two replicas on the remote engine: got %d running containers (%v), want 2", tlsName, len(replicas), err)
+	}
+	published := map[uint16]bool{}
+	for _, c := range replicas {
+		for _, p := range c.Ports {
+			if p.PublicPort != 0 {
+				published[p.PublicPort] = true
+			}
+		}
+	}
+	file, err := os.ReadFile(filepath.Join(m.Config.TraefikDir, "berth-app-"+tlsName+".yml"))
+	if err != nil {
+		t.Fatalf("route file of app-%s: %v", tlsName, err)
+	}
+	for p := range published {
+		if !strings.Contains(string(file), ":"+strconv.Itoa(int(p))) {
+			t.Errorf("route file of app-%s does not reach the replica published on port %d:\n%s", tlsName, p, file)
+		}
+	}
+	if len(published) != 2 {
+		t.Errorf("app-%s replicas publish ports %v, want two distinct ports", tlsName, published)
 	}
 
 	// A server with applications cannot be removed; renaming keeps them.

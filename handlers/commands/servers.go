@@ -464,14 +464,11 @@ func (h *Handler) Server(ctx context.Context, name string) (ServerInfo, error) {
 	return ServerOf(s, recs), nil
 }
 
-// checkRemoteRuntime refuses what a remote server cannot run yet: on a
-// remote server an application publishes one port, so it runs one replica.
+// checkRemoteRuntime refuses what a remote server cannot run yet: a
+// compose stack.
 func checkRemoteRuntime(src domain.Source, rt domain.Runtime) error {
 	if rt.ServerID() == domain.LocalServer {
 		return nil
-	}
-	if rt.Replicas > 1 {
-		return domain.Invalid("runtime.replicas", "must be 1 on a remote server")
 	}
 	if src.Compose != nil {
 		return domain.Invalid("runtime.server", "compose stacks run on the local server only")

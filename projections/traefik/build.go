@@ -51,18 +51,22 @@ func Build(cfg Config, app App) (Dynamic, error) {
 	if err := ValidAppName(app.Name); err != nil {
 		return Dynamic{}, fmt.Errorf("traefik: %w", err)
 	}
-	hosts := []string{}
+	hosts := []Upstream{}
 	if !app.Upstream.IsZero() {
 		if err := validUpstream(app.Upstream); err != nil {
 			return Dynamic{}, fmt.Errorf("traefik: app %q: %w", app.Name, err)
 		}
-		hosts = append(hosts, app.Upstream.Host)
+		hosts = append(hosts, app.Upstream)
 		for _, h := range app.ReplicaHosts {
-			if err := validUpstream(Upstream{Host: h, Port: app.Upstream.Port}); err != nil {
+			u, err := replicaUpstream(h, app.Upstream.Port)
+			if err != nil {
 				return Dynamic{}, fmt.Errorf("traefik: app %q: replica: %w", app.Name, err)
 			}
-			if !slices.Contains(hosts, h) {
-				hosts = append(hosts, h)
+			if err := validUpstream(u); err != nil {
+				return Dynamic{}, fmt.Errorf("traefik: app %q: replica: %w", app.Name, err)
+			}
+			if !slices.Contains(hosts, u) {
+				hosts = append(hosts, u)
 			}
 		}
 	}
@@ -115,8 +119,15 @@ func Build(cfg Config, app App) (Dynamic, error) {
 		}
 		if _, ok := h.Services[service]; !ok {
 			lb := &LoadBalancer{}
-			for _, host := range hosts {
-				lb.Servers = append(lb.Servers, Server{URL: "http://" + host + ":" + strconv.Itoa(port)})
+			for _, u := range hosts {
+				// A route to the application's own port reaches each
+				// replica on its port (a remote server's replicas each
+				// publish theirs); a route to another port, there.
+				p := port
+				if r.Port == 0 || r.Port == app.Upstream.Port {
+					p = u.Port
+				}
+				lb.Servers = append(lb.Servers, Server{URL: "http://" + u.Host + ":" + strconv.Itoa(p)})
 			}
 			h.Services[service] = Service{LoadBalancer: lb}
 		}
@@ -253,4 +264,18 @@ func normalizeRoute(r Route) (Route, error) {
 func certFiles(cfg Config, app, fp string) CertAndStores {
 	base := filepath.Join(cfg.CertDir, app+"."+fp[:32])
 	return CertAndStores{CertFile: base + ".crt", KeyFile: base + ".key"}
+}
+
+// replicaUpstream reads one entry of App.ReplicaHosts: a host, reached on
+// port, or host:port.
+func replicaUpstream(entry string, port int) (Upstream, error) {
+	host, p, found := strings.Cut(entry, ":")
+	if !found {
+		return Upstream{Host: entry, Port: port}, nil
+	}
+	n, err := strconv.Atoi(p)
+	if err != nil || strconv.Itoa(n) != p {
+		return Upstream{}, domain.Invalid("upstream.port", "must be a decimal port number")
+	}
+	return Upstream{Host: host, Port: n}, nil
 }

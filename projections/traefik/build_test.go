@@ -57,6 +57,29 @@ func TestBuild(t *testing.T) {
 			}},
 		},
 		{
+			name: "replicas on ports of their own (a remote server's)",
+			app: traefik.App{
+				Name:         "shop",
+				Routes:       []traefik.Route{{Host: "shop.example.com"}, {Host: "admin.example.com", Port: 9090}},
+				Upstream:     traefik.Upstream{Host: "10.231.7.2", Port: 32768},
+				ReplicaHosts: []string{"10.231.7.2:32769", "10.231.7.2:32769"},
+			},
+			want: traefik.Dynamic{HTTP: &traefik.HTTPConfig{
+				Routers: map[string]traefik.Router{
+					"shop-1-http": {EntryPoints: web, Service: "shop-svc-9090", Rule: "Host(`admin.example.com`)"},
+					"shop-2-http": {EntryPoints: web, Service: "shop-svc-32768", Rule: "Host(`shop.example.com`)"},
+				},
+				Services: map[string]traefik.Service{
+					"shop-svc-32768": {LoadBalancer: &traefik.LoadBalancer{Servers: []traefik.Server{
+						{URL: "http://10.231.7.2:32768"}, {URL: "http://10.231.7.2:32769"},
+					}}},
+					"shop-svc-9090": {LoadBalancer: &traefik.LoadBalancer{Servers: []traefik.Server{
+						{URL: "http://10.231.7.2:9090"}, {URL: "http://10.231.7.2:9090"},
+					}}},
+				},
+			}},
+		},
+		{
 			name: "HTTPS route redirects HTTP and uses the resolver",
 			app: traefik.App{
 				Name:     "shop",
@@ -157,6 +180,8 @@ func TestBuildRejects(t *testing.T) {
 	}{
 		{"empty host", traefik.Config{}, route("")},
 		{"hostile replica", traefik.Config{}, traefik.App{Name: "app", Routes: []traefik.Route{{Host: "a.example.com"}}, Upstream: up, ReplicaHosts: []string{"x:1/evil"}}},
+		{"replica port not a number", traefik.Config{}, traefik.App{Name: "app", Routes: []traefik.Route{{Host: "a.example.com"}}, Upstream: up, ReplicaHosts: []string{"10.0.0.8:80x"}}},
+		{"replica port out of range", traefik.Config{}, traefik.App{Name: "app", Routes: []traefik.Route{{Host: "a.example.com"}}, Upstream: up, ReplicaHosts: []string{"10.0.0.8:70000"}}},
 		{"backtick", traefik.Config{}, route("a`.example.com")},
 		{"rule injection", traefik.Config{}, route("a.com`) || Host(`evil.com")},
 		{"Host( fragment", traefik.Config{}, route("Host(a.com")},
