@@ -236,6 +236,16 @@ func (h *Handler) DeployPreview(ctx context.Context, meta Meta, cmd DeployPrevie
 				return plan{}, err
 			}
 			hostNames := []string{pp.Host}
+			if parent.Config().Source.Compose != nil {
+				routes, err := pv.StackRoutes(parent, cmd.Number)
+				if err != nil {
+					return plan{}, err
+				}
+				hostNames = hostNames[:0]
+				for _, r := range routes {
+					hostNames = append(hostNames, r.Host)
+				}
+			}
 			evicted := map[string]*domain.Application{}
 			for _, ev := range pp.Evict {
 				a, err := h.loadApp(ctx, ev.App)
