@@ -40,6 +40,7 @@ const (
 	PreviewEvicted         = "limit"  // a newer preview took its place beyond the limit
 	PreviewAppDeleted      = "app_deleted"
 	PreviewsDisabled       = "disabled" // previews of the application were turned off
+	PreviewProjectDeleted  = "project_deleted"
 )
 
 // Preview limits.
@@ -700,7 +701,7 @@ func (p *Previews) Open(parent *Application, project *Project, r PreviewRequest,
 		if a.Status() == AppStatusDeleted {
 			continue
 		}
-		del, err := a.Delete(hosts)
+		del, err := a.deletePreview(hosts)
 		if err != nil {
 			return nil, err
 		}
@@ -842,7 +843,7 @@ func (p *Previews) Close(number int64, reason string, app *Application, hosts ma
 	if app.Status() == AppStatusDeleted {
 		return events, nil
 	}
-	del, err := app.Delete(hosts)
+	del, err := app.deletePreview(hosts)
 	if err != nil {
 		return nil, err
 	}
@@ -866,9 +867,43 @@ func (p *Previews) OpenPreviews() []Preview {
 // preview application (apps, loaded) with the release of its hosts (hosts,
 // loaded).
 func (p *Previews) CloseAll(apps map[string]*Application, hosts map[string]*Host) ([]Event, error) {
+	return p.closeAll(PreviewAppDeleted, apps, hosts)
+}
+
+// Disable decides turning previews off (settings s, not enabled, already
+// holding the sealed report token when reporting): preview.settings_set,
+// then every open preview closed (reason "disabled") and its application
+// deleted (apps, loaded) with the release of its hosts (hosts, loaded).
+func (p *Previews) Disable(s PreviewSettings, apps map[string]*Application, hosts map[string]*Host) ([]Event, error) {
+	if s.Enabled {
+		return nil, Invalid("enabled", "must be false to turn previews off")
+	}
+	events, err := p.SetSettings(s)
+	if err != nil {
+		return nil, err
+	}
+	closed, err := p.closeAll(PreviewsDisabled, apps, hosts)
+	if err != nil {
+		return nil, err
+	}
+	return append(events, closed...), nil
+}
+
+// ClosedWithProject decides closing every open preview because the
+// project is deleted (reason "project_deleted"); the project's deletion
+// deletes their applications (Project.DeleteWithPreviews).
+func (p *Previews) ClosedWithProject() []Event {
 	var events []Event
 	for _, pr := range p.OpenPreviews() {
-		events = append(events, p.event(EventPreviewClosed, PreviewClosed{App: p.app, Number: pr.Number, PreviewApp: pr.App, Reason: PreviewAppDeleted}))
+		events = append(events, p.event(EventPreviewClosed, PreviewClosed{App: p.app, Number: pr.Number, PreviewApp: pr.App, Reason: PreviewProjectDeleted}))
+	}
+	return events
+}
+
+func (p *Previews) closeAll(reason string, apps map[string]*Application, hosts map[string]*Host) ([]Event, error) {
+	var events []Event
+	for _, pr := range p.OpenPreviews() {
+		events = append(events, p.event(EventPreviewClosed, PreviewClosed{App: p.app, Number: pr.Number, PreviewApp: pr.App, Reason: reason}))
 		a := apps[pr.App]
 		if a == nil || a.Name() != pr.App {
 			return nil, fmt.Errorf("preview application %s not loaded: %w", pr.App, ErrInvalid)
@@ -876,7 +911,7 @@ func (p *Previews) CloseAll(apps map[string]*Application, hosts map[string]*Host
 		if a.Status() == AppStatusDeleted {
 			continue
 		}
-		del, err := a.Delete(hosts)
+		del, err := a.deletePreview(hosts)
 		if err != nil {
 			return nil, err
 		}

@@ -130,8 +130,18 @@ func TestStackPreviewLifecycle(t *testing.T) {
 		t.Fatal(err)
 	}
 	h.record(t, closed)
-	if h.app(t, "stack-pr7").Status() != domain.AppStatusDeleted {
-		t.Error("preview application not deleted")
+	if a := h.app(t, "stack-pr7"); a.Status() != domain.AppStatusDeleted || !a.RemovesVolumes() {
+		t.Errorf("preview application: status %s, removes volumes %v; want deleted with its volumes", a.Status(), a.RemovesVolumes())
+	}
+	// The stack's own deletion keeps its volumes.
+	parent = h.app(t, "stack")
+	del, err := parent.Delete(h.hosts(t, parent.Hosts()...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.record(t, del)
+	if h.app(t, "stack").RemovesVolumes() {
+		t.Error("deleting the stack removes its volumes")
 	}
 	for _, r := range routes {
 		if o := h.host(t, r.Host).Owner(); o != "" {
