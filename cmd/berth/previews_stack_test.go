@@ -80,7 +80,7 @@ func TestStackPreviewsThroughServe(t *testing.T) {
 	a.must(http.StatusCreated, "POST", "/api/v1/apps", map[string]any{
 		"project": project, "name": app,
 		"source": map[string]any{"git_url": "file://" + repo.dir, "git_ref": "main", "compose": map[string]any{"path": "deploy/compose.yaml"}},
-		"env": []map[string]any{{"key": "RELEASE", "value": "r1", "secret": true}, {"key": "TOKEN", "value": "s3cret-value", "secret": true}},
+		"env":    []map[string]any{{"key": "RELEASE", "value": "r1", "secret": true}, {"key": "TOKEN", "value": "s3cret-value", "secret": true}},
 		"domains": []map[string]any{
 			{"host": prodHost, "service": "web", "port": 8080},
 			{"host": apiHost, "service": "api_v2", "port": 8080},
@@ -231,4 +231,3 @@ func containerEnv(t *testing.T, docker *client.Client, app string) string {
 	}
 	return strings.Join(all, "\n")
 }
-
