@@ -191,6 +191,35 @@ func TestStackPreviewsThroughServe(t *testing.T) {
 	if n := stackObjects(t, docker, app); n.volumes == 0 {
 		t.Error("the stack's own volume went with its preview")
 	}
+
+	// Turning previews off closes the open ones; deleting the project
+	// with cascade closes those opened again.
+	for i, off := range []bool{true, false} {
+		n := 20 + i
+		pname := fmt.Sprintf("%s-pr%d", app, n)
+		phost := fmt.Sprintf("pr-%d-web-%s.preview.berth.test", n, app)
+		removeStackObjects(t, docker, pname)
+		removeAppObjects(t, docker, pname)
+		a.must(http.StatusOK, "PUT", "/api/v1/apps/"+app+"/previews", map[string]any{"enabled": true, "base_domain": "*.preview.berth.test", "secret_keys": []string{"RELEASE"}})
+		res = hook(fmt.Sprintf("stack-open-%d", n), "opened", n, sha2)
+		a.waitDeployment(res["deployment_id"].(string))
+		serves(t, proxy, phost, "web pr2-r1")
+		if off {
+			a.must(http.StatusOK, "PUT", "/api/v1/apps/"+app+"/previews", map[string]any{"enabled": false, "base_domain": "*.preview.berth.test"})
+		} else {
+			a.must(http.StatusOK, "DELETE", "/api/v1/projects/"+project+"?cascade=true", nil)
+		}
+		gone(t, docker, proxy, pname, phost)
+		waitFor(t, time.Minute, "the closed preview's networks and volumes removed", func() bool {
+			n := stackObjects(t, docker, pname)
+			return n.networks == 0 && n.volumes == 0
+		})
+		if off {
+			if _, b := a.do("GET", "/api/v1/apps/"+app+"/previews", nil); !strings.Contains(string(b), `"closed_reason":"disabled"`) {
+				t.Fatalf("previews after turning them off: %s", b)
+			}
+		}
+	}
 }
 
 type stackCounts struct{ networks, volumes int }
