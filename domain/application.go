@@ -93,6 +93,9 @@ type AppDeleted struct {
 	Incarnation int `json:"incarnation,omitempty"`
 	// ReleasedHosts are the hosts the application owned.
 	ReleasedHosts []string `json:"released_hosts,omitempty"`
+	// RemoveVolumes says the volumes berth created for the application's
+	// stack go with it (a preview's own data); otherwise they stay.
+	RemoveVolumes bool `json:"remove_volumes,omitempty"`
 }
 
 // AppRemoved is recorded ("app.removed") by the deployer once a deleted
@@ -146,6 +149,9 @@ type Application struct {
 	removed []int
 	// since is the log position of the current incarnation's app.created.
 	since int64
+	// dropVolumes: the current incarnation's deletion takes its stack
+	// volumes (AppDeleted.RemoveVolumes).
+	dropVolumes bool
 }
 
 // NewApp is the input of CreateApp.
@@ -339,6 +345,7 @@ func (a *Application) apply(data any) error {
 	case AppDeleted:
 		a.status = AppStatusDeleted
 		a.config.Domains = nil
+		a.dropVolumes = d.RemoveVolumes
 	default:
 		return fmt.Errorf("unexpected event %T: %w", data, ErrInvalid)
 	}
@@ -367,6 +374,12 @@ func (a *Application) KeyOwner() string { return AppKeyOwner(a.name, a.Incarnati
 // Removed reports whether the deployer recorded the removal of
 // incarnation n (app.removed) from its runtime.
 func (a *Application) Removed(n int) bool { return slices.Contains(a.removed, max(n, 1)) }
+
+// RemovesVolumes reports whether the deletion of the current incarnation
+// takes the volumes berth created for its stack (a preview's).
+func (a *Application) RemovesVolumes() bool {
+	return a.status == AppStatusDeleted && a.dropVolumes
+}
 
 // Status is active, stopped or deleted.
 func (a *Application) Status() string { return a.status }
@@ -730,11 +743,21 @@ func (a *Application) RecordStarted(containerID string) ([]Event, error) {
 // Delete decides deleting the application and releasing its hosts; hosts
 // holds the loaded ownership of every host in Hosts().
 func (a *Application) Delete(hosts map[string]*Host) ([]Event, error) {
+	return a.delete(hosts, false)
+}
+
+// deletePreview is Delete for a preview application: the volumes of its
+// stack are its own and go with it.
+func (a *Application) deletePreview(hosts map[string]*Host) ([]Event, error) {
+	return a.delete(hosts, a.config.Source.Compose != nil)
+}
+
+func (a *Application) delete(hosts map[string]*Host, volumes bool) ([]Event, error) {
 	if err := a.live(); err != nil {
 		return nil, err
 	}
 	names := a.Hosts()
-	events := []Event{a.event(EventAppDeleted, AppDeleted{App: a.name, Incarnation: a.Incarnation(), ReleasedHosts: names})}
+	events := []Event{a.event(EventAppDeleted, AppDeleted{App: a.name, Incarnation: a.Incarnation(), ReleasedHosts: names, RemoveVolumes: volumes})}
 	for _, n := range names {
 		h := hosts[n]
 		if h == nil || h.Name() != n {

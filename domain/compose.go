@@ -435,6 +435,14 @@ type StackRuntime interface {
 	RemoveStack(ctx context.Context, app string) error
 }
 
+// StackVolumeRemover is what a StackRuntime offers when it can remove the
+// volumes it created for a stack: a deleted preview's data goes with it.
+type StackVolumeRemover interface {
+	// RemoveStackVolumes removes the volumes berth created for app
+	// (never external ones); what is already gone is not an error.
+	RemoveStackVolumes(ctx context.Context, app string) error
+}
+
 // Hash returns the hash of the service's resolved configuration run with
 // image imageID: equal hashes mean an unchanged service, whose containers
 // keep running. App, DeploymentID, Image and ConfigHash are not part of it.

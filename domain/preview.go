@@ -39,6 +39,8 @@ const (
 	PreviewMerged          = "merged" // the pull request was merged
 	PreviewEvicted         = "limit"  // a newer preview took its place beyond the limit
 	PreviewAppDeleted      = "app_deleted"
+	PreviewsDisabled       = "disabled" // previews of the application were turned off
+	PreviewProjectDeleted  = "project_deleted"
 )
 
 // Preview limits.
@@ -218,6 +220,36 @@ func PreviewLabel(app string, number int64) string {
 	return fitName(prefix, app, "", MaxNameLen)
 }
 
+// PreviewServiceLabel derives the DNS label of the host at which pull
+// request number's preview of stack app serves service:
+// "pr-<number>-<service>-<app>". Runs of '_' and '-' in the service name
+// become one '-' (a trailing one goes), and a service name changed so is
+// followed by a hash of it, so two services stay apart; past 63 characters
+// the label is cut short and completed by a hash, as PreviewLabel. Derived
+// from the number and the validated application and service names only.
+func PreviewServiceLabel(app, service string, number int64) string {
+	var b strings.Builder
+	dash := false
+	for i := 0; i < len(service); i++ {
+		c := service[i]
+		if c == '_' || c == '-' {
+			dash = true
+			continue
+		}
+		if dash && b.Len() > 0 {
+			b.WriteByte('-')
+		}
+		dash = false
+		b.WriteByte(c)
+	}
+	svc := b.String()
+	if svc != service {
+		svc += "-" + shortHash(service)
+	}
+	prefix := "pr-" + strconv.FormatInt(number, 10) + "-"
+	return fitName(prefix, svc+"-"+app, "", MaxNameLen)
+}
+
 // PreviewAppName derives the name of the application that runs pull request
 // number's preview of app: "<app>-pr<number>", and "-<generation>" after it
 // when the pull request is opened again after it was closed (generation 2,
@@ -266,6 +298,15 @@ type PreviewOpened struct {
 	HTTPS        bool   `json:"https"`
 	Commit       string `json:"commit"`
 	DeploymentID string `json:"deployment_id"`
+	// Routes are a stack preview's hosts, one per routed service (Host is
+	// the first one's).
+	Routes []PreviewRoute `json:"routes,omitempty"`
+}
+
+// PreviewRoute is the host at which a stack preview serves one service.
+type PreviewRoute struct {
+	Service string `json:"service"`
+	Host    string `json:"host"`
 }
 
 // PreviewUpdated is recorded ("preview.updated") when a pull request's head
@@ -316,6 +357,8 @@ type Preview struct {
 	DeploymentID string `json:"deployment_id"`
 	Open         bool   `json:"open"`
 	ClosedReason string `json:"closed_reason,omitempty"`
+	// Routes are a stack preview's hosts, one per routed service.
+	Routes []PreviewRoute `json:"routes,omitempty"`
 	// Opened orders previews by opening (the stream version of its
 	// preview.opened).
 	Opened int64 `json:"-"`
@@ -396,7 +439,7 @@ func (p *Previews) apply(data any, version int64) error {
 			gen = old.Generation + 1
 		}
 		p.previews[d.Number] = &Preview{Number: d.Number, Provider: d.Provider, App: d.PreviewApp, Host: d.Host, HTTPS: d.HTTPS,
-			Commit: d.Commit, DeploymentID: d.DeploymentID, Open: true, Opened: version, Generation: gen}
+			Commit: d.Commit, DeploymentID: d.DeploymentID, Open: true, Opened: version, Generation: gen, Routes: slices.Clone(d.Routes)}
 	case PreviewUpdated:
 		if pr := p.previews[d.Number]; pr != nil {
 			pr.Commit, pr.DeploymentID = d.Commit, d.DeploymentID
@@ -569,6 +612,52 @@ func (p *Previews) PlanOpen(number int64) (PreviewPlan, error) {
 	return plan, nil
 }
 
+// StackRoutes derives the routes of pull request number's preview of the
+// stack parent: each of the parent's routes to a service, with its
+// service, port and path prefix, at the preview host of its service
+// (PreviewServiceLabel under the base domain; HTTPS as the settings say).
+// Redirects, basic authentication and uploaded certificates stay the
+// parent's. ErrConflict when the stack routes no service: its preview
+// would have nowhere to serve.
+func (p *Previews) StackRoutes(parent *Application, number int64) ([]Route, error) {
+	if err := ValidatePullRequestNumber("number", number); err != nil {
+		return nil, err
+	}
+	if parent == nil || parent.Name() != p.app || parent.config.Source.Compose == nil {
+		return nil, fmt.Errorf("stack %s not loaded: %w", p.app, ErrInvalid)
+	}
+	var out []Route
+	seen := map[string]bool{}
+	for _, r := range parent.config.Domains {
+		if r.RedirectTo != "" || r.Service == "" {
+			continue
+		}
+		host := PreviewServiceLabel(p.app, r.Service, number) + "." + p.settings.BaseDomain
+		key := host + "\x00" + r.PathPrefix
+		if seen[key] {
+			continue
+		}
+		seen[key] = true
+		out = append(out, Route{Host: host, PathPrefix: r.PathPrefix, HTTPS: p.settings.HTTPS, Port: r.Port, Service: r.Service})
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("stack %s routes no service, its preview would serve nowhere: %w", p.app, ErrConflict)
+	}
+	return out, nil
+}
+
+// previewRoutes lists the service and host of every route of a stack
+// preview, once per service.
+func previewRoutes(routes []Route) []PreviewRoute {
+	var out []PreviewRoute
+	for _, r := range routes {
+		if !slices.ContainsFunc(out, func(x PreviewRoute) bool { return x.Service == r.Service }) {
+			out = append(out, PreviewRoute{Service: r.Service, Host: r.Host})
+		}
+	}
+	return out
+}
+
 // Open decides the opening of a preview planned by PlanOpen: the preview
 // application is created in the application's project with the
 // application's source, build and runtime (without its volumes, registry
@@ -612,7 +701,7 @@ func (p *Previews) Open(parent *Application, project *Project, r PreviewRequest,
 		if a.Status() == AppStatusDeleted {
 			continue
 		}
-		del, err := a.Delete(hosts)
+		del, err := a.deletePreview(hosts)
 		if err != nil {
 			return nil, err
 		}
@@ -624,10 +713,23 @@ func (p *Previews) Open(parent *Application, project *Project, r PreviewRequest,
 	// A preview never shares the production application's volumes (its
 	// data), never pushes to its registry repository (so it builds on its
 	// own server, not the build server), and runs one replica.
+	// A stack's preview takes the stack's compose source (the file at the
+	// pull request's head commit); its networks and volumes are its own,
+	// named after the preview application.
 	cfg.Runtime.Volumes, cfg.Runtime.Replicas, cfg.Build.Push, cfg.Build.Server = nil, 1, "", ""
+	routes := []Route{{Host: plan.Host, HTTPS: p.settings.HTTPS}}
+	host := plan.Host
+	var stackRoutes []PreviewRoute
+	if src.Compose != nil {
+		if routes, err = p.StackRoutes(parent, r.Number); err != nil {
+			return nil, err
+		}
+		stackRoutes = previewRoutes(routes)
+		host = routes[0].Host
+	}
 	created, err := CreateApp(project, NewApp{
 		Project: parent.project, Name: plan.App, Source: src, Build: cfg.Build, Runtime: cfg.Runtime, Env: env,
-		Domains: []Route{{Host: plan.Host, HTTPS: p.settings.HTTPS}},
+		Domains: routes,
 	}, hosts, allowWildcard)
 	if err != nil {
 		return nil, err
@@ -643,7 +745,7 @@ func (p *Previews) Open(parent *Application, project *Project, r PreviewRequest,
 	}
 	events = append(events, dep...)
 	events = append(events, p.event(EventPreviewOpened, PreviewOpened{App: p.app, Number: r.Number, Provider: r.Provider, PreviewApp: plan.App,
-		Host: plan.Host, HTTPS: p.settings.HTTPS, Commit: r.Commit, DeploymentID: r.DeploymentID}))
+		Host: host, HTTPS: p.settings.HTTPS, Commit: r.Commit, DeploymentID: r.DeploymentID, Routes: stackRoutes}))
 	return events, nil
 }
 
@@ -697,7 +799,7 @@ func (p *Previews) Update(app, parent *Application, r PreviewRequest) ([]Event, 
 	b, rt := pc.Build, pc.Runtime
 	ref := r.Commit
 	upd, err := app.Update(AppPatch{
-		GitURL: &pc.Source.GitURL, GitRef: &ref,
+		GitURL: &pc.Source.GitURL, GitRef: &ref, Compose: pc.Source.Compose,
 		Dockerfile: &b.Dockerfile, Context: &b.Context, Target: &b.Target, BuildArgs: &b.Args, KeepImages: &b.KeepImages,
 		Port: &rt.Port, CPUMillis: &rt.Resources.CPUMillis, MemoryBytes: &rt.Resources.MemoryBytes,
 		HealthCheckPath: &rt.HealthCheck.Path, HealthCheckTimeoutSeconds: &rt.HealthCheck.TimeoutSeconds, RestartPolicy: &rt.RestartPolicy,
@@ -742,7 +844,7 @@ func (p *Previews) Close(number int64, reason string, app *Application, hosts ma
 	if app.Status() == AppStatusDeleted {
 		return events, nil
 	}
-	del, err := app.Delete(hosts)
+	del, err := app.deletePreview(hosts)
 	if err != nil {
 		return nil, err
 	}
@@ -766,9 +868,43 @@ func (p *Previews) OpenPreviews() []Preview {
 // preview application (apps, loaded) with the release of its hosts (hosts,
 // loaded).
 func (p *Previews) CloseAll(apps map[string]*Application, hosts map[string]*Host) ([]Event, error) {
+	return p.closeAll(PreviewAppDeleted, apps, hosts)
+}
+
+// Disable decides turning previews off (settings s, not enabled, already
+// holding the sealed report token when reporting): preview.settings_set,
+// then every open preview closed (reason "disabled") and its application
+// deleted (apps, loaded) with the release of its hosts (hosts, loaded).
+func (p *Previews) Disable(s PreviewSettings, apps map[string]*Application, hosts map[string]*Host) ([]Event, error) {
+	if s.Enabled {
+		return nil, Invalid("enabled", "must be false to turn previews off")
+	}
+	events, err := p.SetSettings(s)
+	if err != nil {
+		return nil, err
+	}
+	closed, err := p.closeAll(PreviewsDisabled, apps, hosts)
+	if err != nil {
+		return nil, err
+	}
+	return append(events, closed...), nil
+}
+
+// ClosedWithProject decides closing every open preview because the
+// project is deleted (reason "project_deleted"); the project's deletion
+// deletes their applications (Project.DeleteWithPreviews).
+func (p *Previews) ClosedWithProject() []Event {
 	var events []Event
 	for _, pr := range p.OpenPreviews() {
-		events = append(events, p.event(EventPreviewClosed, PreviewClosed{App: p.app, Number: pr.Number, PreviewApp: pr.App, Reason: PreviewAppDeleted}))
+		events = append(events, p.event(EventPreviewClosed, PreviewClosed{App: p.app, Number: pr.Number, PreviewApp: pr.App, Reason: PreviewProjectDeleted}))
+	}
+	return events
+}
+
+func (p *Previews) closeAll(reason string, apps map[string]*Application, hosts map[string]*Host) ([]Event, error) {
+	var events []Event
+	for _, pr := range p.OpenPreviews() {
+		events = append(events, p.event(EventPreviewClosed, PreviewClosed{App: p.app, Number: pr.Number, PreviewApp: pr.App, Reason: reason}))
 		a := apps[pr.App]
 		if a == nil || a.Name() != pr.App {
 			return nil, fmt.Errorf("preview application %s not loaded: %w", pr.App, ErrInvalid)
@@ -776,7 +912,7 @@ func (p *Previews) CloseAll(apps map[string]*Application, hosts map[string]*Host
 		if a.Status() == AppStatusDeleted {
 			continue
 		}
-		del, err := a.Delete(hosts)
+		del, err := a.deletePreview(hosts)
 		if err != nil {
 			return nil, err
 		}

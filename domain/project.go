@@ -138,6 +138,13 @@ func (p *Project) addApp(app string) Event {
 // application's stream expecting its version, each host's stream expecting
 // its version.
 func (p *Project) Delete(apps []*Application, hosts map[string]*Host, cascade bool) ([]Event, error) {
+	return p.DeleteWithPreviews(apps, hosts, cascade, nil)
+}
+
+// DeleteWithPreviews is Delete where previews names the applications that
+// run previews of others: their deletion takes their stacks' volumes, their
+// own data.
+func (p *Project) DeleteWithPreviews(apps []*Application, hosts map[string]*Host, cascade bool, previews map[string]bool) ([]Event, error) {
 	if p.deleted {
 		return nil, fmt.Errorf("%s: %w", p.name, ErrProjectNotFound)
 	}
@@ -159,7 +166,11 @@ func (p *Project) Delete(apps []*Application, hosts map[string]*Host, cascade bo
 	}
 	events := []Event{{StreamID: ProjectStream(p.name), Type: EventProjectDeleted, Data: ProjectDeleted{Project: p.name, Apps: names}}}
 	for _, a := range live {
-		evs, err := a.Delete(hosts)
+		del := a.Delete
+		if previews[a.Name()] {
+			del = a.deletePreview
+		}
+		evs, err := del(hosts)
 		if err != nil {
 			return nil, err
 		}

@@ -64,6 +64,9 @@ type PreviewView struct {
 	// State is "open" or "closed".
 	State        string `json:"state"`
 	ClosedReason string `json:"closed_reason,omitempty"`
+	// Routes are a compose stack preview's hosts, one per routed service
+	// (Host is the first one's).
+	Routes []domain.PreviewRoute `json:"routes,omitempty"`
 }
 
 // PreviewsView is the body of GET /api/v1/apps/{app}/previews.
@@ -104,7 +107,7 @@ func (s *Server) getPreviews(w http.ResponseWriter, r *http.Request) error {
 	out := PreviewsView{App: app, Settings: previewSettingsView(pv.Settings()), Previews: []PreviewView{}}
 	for _, p := range pv.List() {
 		v := PreviewView{Number: p.Number, Provider: p.Provider, App: p.App, Host: p.Host, URL: p.URL(), Commit: p.Commit,
-			DeploymentID: p.DeploymentID, State: "closed", ClosedReason: p.ClosedReason}
+			DeploymentID: p.DeploymentID, State: "closed", ClosedReason: p.ClosedReason, Routes: p.Routes}
 		if p.Open {
 			v.State = "open"
 		}

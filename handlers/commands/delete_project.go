@@ -70,10 +70,35 @@ func (h *Handler) DeleteProject(ctx context.Context, meta Meta, cmd DeleteProjec
 		if err != nil {
 			return plan{}, err
 		}
-		events, err := project.Delete(apps, hosts, cmd.Cascade)
+		// The open previews of its applications close with it; their
+		// applications, in the project too, are deleted with their data.
+		previewApps := map[string]bool{}
+		var closed []domain.Event
+		if cmd.Cascade {
+			for _, app := range apps {
+				if app.Status() == domain.AppStatusDeleted {
+					continue
+				}
+				pv, err := h.loadPreviews(ctx, app.Name())
+				if err != nil {
+					return plan{}, err
+				}
+				evs := pv.ClosedWithProject()
+				if len(evs) == 0 {
+					continue
+				}
+				for _, p := range pv.OpenPreviews() {
+					previewApps[p.App] = true
+				}
+				closed = append(closed, evs...)
+				expected[domain.PreviewStream(app.Name())] = domain.ExpectVersion(pv.Version())
+			}
+		}
+		events, err := project.DeleteWithPreviews(apps, hosts, cmd.Cascade, previewApps)
 		if err != nil {
 			return plan{}, err
 		}
+		events = append(events, closed...)
 		hostsExpected(expected, hosts)
 		return plan{primary: stream, version: project.Version(), events: events, expected: expected}, nil
 	})

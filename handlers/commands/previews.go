@@ -91,12 +91,36 @@ func (h *Handler) SetPreviewSettings(ctx context.Context, meta Meta, cmd SetPrev
 			}
 			next.Report = &r
 		}
+		expected := map[string]domain.ExpectedVersion{stream: domain.ExpectVersion(pv.Version())}
+		if !next.Enabled && len(pv.OpenPreviews()) > 0 {
+			// Turning previews off closes the open ones.
+			_, apps, err := h.loadOpenPreviews(ctx, cmd.App)
+			if err != nil {
+				return plan{}, err
+			}
+			var hostNames []string
+			for name, a := range apps {
+				if a.Status() != domain.AppStatusDeleted {
+					expected[domain.AppStream(name)] = domain.ExpectVersion(a.Version())
+					hostNames = append(hostNames, a.Hosts()...)
+				}
+			}
+			hosts, err := h.loadHosts(ctx, hostNames)
+			if err != nil {
+				return plan{}, err
+			}
+			events, err := pv.Disable(next, apps, hosts)
+			if err != nil {
+				return plan{}, err
+			}
+			hostsExpected(expected, hosts)
+			return plan{primary: stream, version: pv.Version(), events: events, expected: expected}, nil
+		}
 		events, err := pv.SetSettings(next)
 		if err != nil {
 			return plan{}, err
 		}
-		return plan{primary: stream, version: pv.Version(), events: events,
-			expected: map[string]domain.ExpectedVersion{stream: domain.ExpectVersion(pv.Version())}}, nil
+		return plan{primary: stream, version: pv.Version(), events: events, expected: expected}, nil
 	})
 }
 
@@ -236,6 +260,16 @@ func (h *Handler) DeployPreview(ctx context.Context, meta Meta, cmd DeployPrevie
 				return plan{}, err
 			}
 			hostNames := []string{pp.Host}
+			if parent.Config().Source.Compose != nil {
+				routes, err := pv.StackRoutes(parent, cmd.Number)
+				if err != nil {
+					return plan{}, err
+				}
+				hostNames = hostNames[:0]
+				for _, r := range routes {
+					hostNames = append(hostNames, r.Host)
+				}
+			}
 			evicted := map[string]*domain.Application{}
 			for _, ev := range pp.Evict {
 				a, err := h.loadApp(ctx, ev.App)

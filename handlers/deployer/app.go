@@ -133,6 +133,12 @@ func (d *Deployer) deleteApp(ctx context.Context, msg *message.Message) error {
 		}
 		return fmt.Errorf("remove application %s: %w", cmd.App, err)
 	}
+	if inc == app.Incarnation() && app.RemovesVolumes() {
+		if err := d.flow.RemoveStackVolumes(ctx, cmd.App); err != nil {
+			return fmt.Errorf("remove the volumes of %s: %w", cmd.App, err)
+		}
+		log.Info("removed the volumes of a deleted preview stack")
+	}
 	decided, err := app.RecordIncarnationRemoved(inc, containers, images)
 	if err != nil {
 		return err

@@ -270,6 +270,18 @@ func (w *Workflow) StartApp(ctx context.Context, app string) (domain.Instance, e
 	return first, nil
 }
 
+// RemoveStackVolumes removes the volumes berth created for app's stack,
+// when the stack runtime can (a deleted preview's data).
+func (w *Workflow) RemoveStackVolumes(ctx context.Context, app string) error {
+	if err := domain.ValidateName("app", app); err != nil {
+		return err
+	}
+	if rm, ok := w.cfg.Stacks.(domain.StackVolumeRemover); ok {
+		return rm.RemoveStackVolumes(ctx, app)
+	}
+	return nil
+}
+
 // DeleteApp removes incarnation inc of a deleted application from its
 // runtime: once the routes have applied the deletion (when Routes is set)
 // and the running instances have drained for Drain, it removes each

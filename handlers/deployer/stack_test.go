@@ -197,3 +197,20 @@ func TestStackWorkflowRefusesAHostileFile(t *testing.T) {
 		t.Errorf("started %d instances of a refused file", n)
 	}
 }
+
+// TestWorkflowRemovesStackVolumes: the workflow removes a stack's volumes
+// through the stack runtime, for a valid application name only.
+func TestWorkflowRemovesStackVolumes(t *testing.T) {
+	t.Parallel()
+	e := newStackEnv(t)
+	ctx := context.Background()
+	if err := e.flow.RemoveStackVolumes(ctx, e.app); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Contains(e.rt.Ops(), "remove stack volumes "+e.app) {
+		t.Fatalf("ops %v: want the stack's volumes removed", e.rt.Ops())
+	}
+	if err := e.flow.RemoveStackVolumes(ctx, "../etc"); !errors.Is(err, domain.ErrInvalid) {
+		t.Fatalf("hostile name: got %v, want ErrInvalid", err)
+	}
+}

@@ -110,6 +110,28 @@ func (r *Runtime) RemoveStack(ctx context.Context, app string) error {
 	return nil
 }
 
+// RemoveStackVolumes implements domain.StackVolumeRemover: the volumes
+// berth created for app (labelled with it) go; external ones were never
+// labelled.
+func (r *Runtime) RemoveStackVolumes(ctx context.Context, app string) error {
+	if err := ValidateAppName(app); err != nil {
+		return err
+	}
+	list, err := r.eng.docker.VolumeList(ctx, volume.ListOptions{Filters: filters.NewArgs(
+		filters.Arg("label", LabelApp+"="+app), filters.Arg("label", LabelManaged+"=true"))})
+	if err != nil {
+		return unavailable(ctxErr(ctx, fmt.Errorf("list volumes of %s: %w", app, err)))
+	}
+	for _, v := range list.Volumes {
+		if err := r.eng.docker.VolumeRemove(ctx, v.Name, false); err != nil && !cerrdefs.IsNotFound(err) {
+			return unavailable(ctxErr(ctx, fmt.Errorf("remove volume %s: %w", v.Name, err)))
+		}
+	}
+	return nil
+}
+
+var _ domain.StackVolumeRemover = (*Runtime)(nil)
+
 // StartService implements domain.StackRuntime: a container on the stack's
 // networks (answering to its service name and aliases), and on berth's
 // network too when routed.

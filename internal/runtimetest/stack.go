@@ -74,3 +74,10 @@ func (r *Runtime) RemoveStack(_ context.Context, app string) error {
 	r.op("remove stack " + app)
 	return nil
 }
+
+// RemoveStackVolumes implements domain.StackVolumeRemover: "remove stack
+// volumes <app>".
+func (r *Runtime) RemoveStackVolumes(_ context.Context, app string) error {
+	r.op("remove stack volumes " + app)
+	return nil
+}

@@ -1,4 +1,5 @@
-// Pull request previews of one application: each preview's URL, state and
+// Pull request previews of one application: each preview's URL (a stack's:
+// one per routed service), state and
 // latest deployment, and the settings (on or off, base domain, HTTPS, limit,
 // which env values and secrets previews get).
 import { h, replace, badge, short } from '../dom.js';
@@ -23,7 +24,11 @@ export function previewsPanel(name, ui) {
         ' ', h('span', { class: 'meta mono' }, p.commit.slice(0, 10)), ' · ',
         h('a', { href: `#/deployments/${enc(p.deployment_id)}`, class: 'mono' }, short(p.deployment_id)), ' · ',
         p.state === 'open' ? h('a', { href: `#/apps/${enc(p.app)}`, class: 'mono' }, p.app) : h('span', { class: 'mono' }, p.app)),
-      h('div', { class: 'mono', style: 'overflow-wrap:anywhere' }, p.state === 'open' ? h('a', { href: p.url, target: '_blank', rel: 'noopener', class: 'preview-url' }, p.url) : p.host)));
+      ...(p.routes && p.routes.length ? p.routes : [{ host: p.host }]).map((r) => {
+        const url = `${p.url.split('://')[0]}://${r.host}`;
+        return h('div', { class: 'mono', style: 'overflow-wrap:anywhere' }, r.service ? h('span', { class: 'meta' }, `${r.service}: `) : null,
+          p.state === 'open' ? h('a', { href: url, target: '_blank', rel: 'noopener', class: 'preview-url' }, url) : r.host);
+      })));
     const form = h('form', { class: 'write', id: 'previews-form' },
       h('label', {}, h('input', { type: 'checkbox', name: 'enabled', checked: s.enabled }), ' Deploy pull requests as previews'),
       h('label', {}, 'Base domain', h('input', { name: 'base_domain', value: s.base_domain ? `*.${s.base_domain}` : '', placeholder: '*.preview.example.com' })),
