@@ -87,6 +87,7 @@ func runEventsVerify(ctx context.Context, e env, args []string) error {
 	fs.Var(&sources, "checkpoints", "check the log against the signed checkpoints in this directory, file or http(s) URL (repeatable; a URL gets BERTH_TOKEN as bearer token)")
 	fs.Var(&expects, "expect", "check the log against an auditor's note POSITION:HASH (repeatable)")
 	keyFlag := fs.String("key", "", "the public key the checkpoints must be signed with (berth audit key); default: the key each names")
+	backup := fs.Bool("backup", false, "the log is a restored backup: checkpoints beyond its head were signed after it was taken, and are counted, not failed")
 	cfg, err := parseConfig(e, fs, flagsDB, args)
 	if err != nil {
 		return err
@@ -130,6 +131,21 @@ func runEventsVerify(ctx context.Context, e env, args []string) error {
 	if !res.OK() {
 		return fmt.Errorf("hash chain broken at position %d: %s (%d events verified before it)", res.BrokenAt, res.BrokenCause, res.Verified)
 	}
+	newer := 0
+	if *backup {
+		// A backup is the log up to its head: later checkpoints are of
+		// events it was taken before (its SHA-256, checked on download,
+		// vouches that nothing of it was cut).
+		kept := cps[:0]
+		for _, c := range cps {
+			if c.Position > res.Head {
+				newer++
+				continue
+			}
+			kept = append(kept, c)
+		}
+		cps = kept
+	}
 	if len(cps) > 0 {
 		d, err := anchor.Check(ctx, store, cps, key)
 		if err != nil {
@@ -142,6 +158,9 @@ func runEventsVerify(ctx context.Context, e env, args []string) error {
 	_, err = fmt.Fprintf(e.stdout, "ok: %d events verified, head position %d, head hash %s\n", res.Verified, res.Head, hex.EncodeToString(res.HeadHash))
 	if err == nil && len(cps) > 0 {
 		_, err = fmt.Fprintf(e.stdout, "ok: the log agrees with %d checkpoints\n", len(cps))
+	}
+	if err == nil && newer > 0 {
+		_, err = fmt.Fprintf(e.stdout, "note: %d checkpoints are newer than this backup (it ends at position %d)\n", newer, res.Head)
 	}
 	return err
 }

@@ -169,7 +169,7 @@ func runRestore(ctx context.Context, e env, args []string) error {
 		return fmt.Errorf("restore: %w", err)
 	}
 	fmt.Fprintf(e.stdout, "ok: restored %s/%s\n", b.Name(), *key)
-	verify := []string{"--database-url", cfg.DatabaseURL}
+	verify := []string{"--database-url", cfg.DatabaseURL, "--backup"}
 	for _, c := range checkpoints {
 		verify = append(verify, "--checkpoints", c)
 	}
