@@ -74,7 +74,7 @@ func newHealthProbe(rt domain.Runtime) (*healthProbe, error) {
 // check probes the running tasks of deployment not yet seen healthy. It
 // returns how many of them are not (yet) healthy, and an error when one
 // has failed its probe for longer than the timeout.
-func (p *healthProbe) check(ctx context.Context, s *Services, tasks []swarm.Task, deployment string) (pending int, err error) {
+func (p *healthProbe) check(ctx context.Context, s *Services, tasks []swarm.Task, deployment string, onProgress func(string)) (pending int, err error) {
 	var addrs map[string]string // container id: address on the gateway bridge
 	for _, t := range tasks {
 		if t.DesiredState != swarm.TaskStateRunning || t.Status.State != swarm.TaskStateRunning ||
@@ -96,6 +96,7 @@ func (p *healthProbe) check(ctx context.Context, s *Services, tasks []swarm.Task
 			if t.NodeID != s.localNode(ctx) {
 				// Not reachable from here: running is healthy.
 				p.healthy[t.ID] = true
+				onProgress(fmt.Sprintf("task %s runs on node %s, which berth cannot reach: not probed", shortID(t.ID), shortID(t.NodeID)))
 				continue
 			}
 			p.last[t.ID] = "no address on " + gatewayBridge + " yet"
@@ -103,6 +104,7 @@ func (p *healthProbe) check(ctx context.Context, s *Services, tasks []swarm.Task
 			ok, problem := p.get(ctx, ip)
 			if ok {
 				p.healthy[t.ID] = true
+				onProgress(fmt.Sprintf("task %s answered GET %s", shortID(t.ID), p.target.RequestURI()))
 				continue
 			}
 			p.last[t.ID] = problem

@@ -585,7 +585,7 @@ func (s *Services) converge(ctx context.Context, id, deployment string, probe *h
 		// timeout fails the deployment (and the update is rolled back).
 		unprobed := 0
 		if probe != nil {
-			if unprobed, err = probe.check(ctx, s, tasks, deployment); err != nil {
+			if unprobed, err = probe.check(ctx, s, tasks, deployment, onProgress); err != nil {
 				return domain.ServiceState{}, &tailErr{err, taskErrors(tasks, deployment)}
 			}
 		}

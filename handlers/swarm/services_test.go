@@ -283,6 +283,9 @@ func TestDeployServiceHealthPathFailureRollsBack(t *testing.T) {
 	if _, err := f.svc.DeployService(ctx, spec, func(s string) { progress = append(progress, s); t.Log(s) }); err != nil {
 		t.Fatalf("create with a passing health path: %v", err)
 	}
+	if probed := strings.Count(strings.Join(progress, "\n"), "answered GET /healthz"); probed != 2 {
+		t.Errorf("%d tasks said to answer GET /healthz, want 2: %q", probed, progress)
+	}
 	spec.DeploymentID, spec.Env = "sick", map[string]string{"HEALTH_FAIL": "1"}
 	_, err := f.svc.DeployService(ctx, spec, logf(t))
 	var rb *domain.ServiceRolledBackError
