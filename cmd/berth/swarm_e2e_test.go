@@ -51,7 +51,8 @@ func (b *lockedBuffer) String() string {
 // initialised, its node listed, labelled, drained and reactivated, a join
 // token shown once and found neither in the log nor in the events; an
 // application of two replicas placed on the swarm deploys through the Redis
-// deploy queue and serves through the swarm's Traefik, a redeploy under
+// deploy queue, each task answering its health check path, and serves
+// through the swarm's Traefik, a redeploy under
 // load fails no request, a rollback brings the first version back, its logs
 // come from the service's tasks, and deleting it removes the service. The
 // swarm is left and everything removed at the end, also on failure.
@@ -61,30 +62,15 @@ func TestSwarmThroughServe(t *testing.T) {
 	}
 	ctx := context.Background()
 	docker := testenv.Docker(t)
-	// The engine's swarm mode is one for the whole engine: wait (a while)
-	// for a test using it to end.
-	for deadline := time.Now().Add(5 * time.Minute); ; {
-		info, err := docker.Info(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if info.Swarm.LocalNodeState == dswarm.LocalNodeStateInactive {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the local Docker Engine's swarm state is %q: this test makes its own swarm; leave the other one first (`docker swarm leave --force`) or wait for the test using it",
-				info.Swarm.LocalNodeState)
-		}
-		time.Sleep(time.Second)
-	}
 	// Registered first, so run last: after the server stopped. Leaving
 	// (forced) removes the swarm's services, overlay networks and configs.
+	var created atomic.Bool
 	t.Cleanup(func() {
+		if !created.Load() {
+			return // never leave another test's swarm
+		}
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()
-		if i, err := docker.Info(ctx); err == nil && i.Swarm.LocalNodeState == dswarm.LocalNodeStateInactive {
-			return
-		}
 		if err := docker.SwarmLeave(ctx, true); err != nil {
 			t.Errorf("docker swarm leave --force: %v", err)
 		}
@@ -151,7 +137,19 @@ func TestSwarmThroughServe(t *testing.T) {
 	// The swarm: initialised on the local engine, its node listed.
 	// On 127.0.0.2, so that the single-node test swarms of other packages
 	// (on 127.0.0.1) do not take it for one of theirs left behind.
-	a.must(http.StatusCreated, "POST", "/api/v1/swarms", map[string]any{"name": "main", "server": "local", "advertise_addr": "127.0.0.2"})
+	// The engine's swarm mode is one for the whole engine: while another
+	// test uses it (409), wait a while for it to end.
+	for deadline := time.Now().Add(5 * time.Minute); ; {
+		code, body := a.do("POST", "/api/v1/swarms", map[string]any{"name": "main", "server": "local", "advertise_addr": "127.0.0.2"})
+		if code == http.StatusCreated {
+			created.Store(true)
+			break
+		}
+		if code != http.StatusConflict || time.Now().After(deadline) {
+			t.Fatalf("POST /api/v1/swarms: got %d %s, want 201 (the local Docker Engine must not be in a swarm: `docker swarm leave --force`, or wait for the test using it)", code, body)
+		}
+		time.Sleep(time.Second)
+	}
 	type node struct {
 		ID, Role, Availability, State string
 		Labels                        map[string]string
@@ -249,6 +247,10 @@ func TestSwarmThroughServe(t *testing.T) {
 	}
 	if r := svc.Spec.Mode.Replicated; r == nil || r.Replicas == nil || *r.Replicas != 2 {
 		t.Errorf("service mode: got %+v, want 2 replicas", svc.Spec.Mode)
+	}
+	// berth probed each task's health check path.
+	if code, body := a.do("GET", "/api/v1/deployments/"+first+"/logs", nil); code != http.StatusOK || bytes.Count(body, []byte("answered GET /healthz")) != 2 {
+		t.Errorf("deployment log: got %d %s, want two tasks answering GET /healthz", code, body)
 	}
 	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(httpPort))
 	hc := &http.Client{Timeout: 3 * time.Second}
