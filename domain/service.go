@@ -24,9 +24,10 @@ type SwarmServiceSpec struct {
 	// the zero value is anonymous. Plain text: never log it.
 	Auth RegistryAuth
 	// Runtime is the application's runtime configuration with its
-	// placement on the swarm. A task is healthy when it runs and, when
-	// its image has a HEALTHCHECK, the swarm saw it pass; Runtime's health
-	// check timeout bounds how long the swarm watches each new task.
+	// placement on the swarm. A task is healthy when it runs, when its
+	// image has a HEALTHCHECK the swarm saw it pass, and when Runtime has a
+	// health check path the task answered it (2xx or 3xx) within the
+	// health check timeout, where berth can reach the task.
 	Runtime Runtime
 }
 

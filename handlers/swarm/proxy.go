@@ -183,18 +183,18 @@ func (s *Services) EnsureProxy(ctx context.Context, p ProxySpec) (domain.Service
 		if err != nil {
 			return domain.ServiceState{}, unavailable(fmt.Errorf("create the proxy service: %w", err))
 		}
-		return s.converge(ctx, resp.ID, cfgName, func(string) {})
+		return s.converge(ctx, resp.ID, cfgName, nil, func(string) {})
 	case err != nil:
 		return domain.ServiceState{}, unavailable(fmt.Errorf("inspect the proxy service: %w", err))
 	case cur.Spec.Labels[LabelManaged] != "true":
 		return domain.ServiceState{}, fmt.Errorf("service %s is not berth's: %w", ProxyService, domain.ErrConflict)
 	case cur.Spec.Labels[LabelDeployment] == cfgName && cur.Spec.TaskTemplate.ContainerSpec != nil && cur.Spec.TaskTemplate.ContainerSpec.Image == image:
-		return s.converge(ctx, cur.ID, cfgName, func(string) {})
+		return s.converge(ctx, cur.ID, cfgName, nil, func(string) {})
 	}
 	if _, err := s.cli.ServiceUpdate(ctx, cur.ID, cur.Version, spec, swarm.ServiceUpdateOptions{}); err != nil {
 		return domain.ServiceState{}, unavailable(fmt.Errorf("update the proxy service: %w", err))
 	}
-	return s.converge(ctx, cur.ID, cfgName, func(string) {})
+	return s.converge(ctx, cur.ID, cfgName, nil, func(string) {})
 }
 
 // ensureConfig creates the swarm config name with data unless it exists.

@@ -361,6 +361,10 @@ func (s *Services) DeployService(ctx context.Context, d domain.SwarmServiceSpec,
 	if err != nil {
 		return domain.ServiceState{}, err
 	}
+	probe, err := newHealthProbe(d.Runtime.WithDefaults())
+	if err != nil {
+		return domain.ServiceState{}, err
+	}
 	name := spec.Name
 	cur, _, err := s.cli.ServiceInspectWithRaw(ctx, name, swarmInspectOptions())
 	var id string
@@ -392,7 +396,7 @@ func (s *Services) DeployService(ctx context.Context, d domain.SwarmServiceSpec,
 		}
 		onProgress(fmt.Sprintf("updating service %s: start-first, one task at a time, rollback on failure", name))
 	}
-	st, err := s.converge(ctx, id, d.DeploymentID, onProgress)
+	st, err := s.converge(ctx, id, d.DeploymentID, probe, onProgress)
 	if err == nil {
 		return st, nil
 	}
@@ -504,9 +508,9 @@ func tailOf(err error) string {
 	return ""
 }
 
-// converge waits until service id runs deployment's spec everywhere, or
-// the swarm rolled it back.
-func (s *Services) converge(ctx context.Context, id, deployment string, onProgress func(string)) (domain.ServiceState, error) {
+// converge waits until service id runs deployment's spec everywhere, every
+// new task answering probe (when not nil), or the swarm rolled it back.
+func (s *Services) converge(ctx context.Context, id, deployment string, probe *healthProbe, onProgress func(string)) (domain.ServiceState, error) {
 	var lastState swarm.UpdateState
 	var why string // the swarm's message when its rollback began
 	var rolledBack time.Time
@@ -577,8 +581,16 @@ func (s *Services) converge(ctx context.Context, id, deployment string, onProgre
 				delete(pendingSince, t.ID)
 			}
 		}
+		// berth's own health check of each new task: one failing past its
+		// timeout fails the deployment (and the update is rolled back).
+		unprobed := 0
+		if probe != nil {
+			if unprobed, err = probe.check(ctx, s, tasks, deployment, onProgress); err != nil {
+				return domain.ServiceState{}, &tailErr{err, taskErrors(tasks, deployment)}
+			}
+		}
 		updated := st.UpdateState == "" || st.UpdateState == string(swarm.UpdateStateCompleted)
-		if updated && st.Running == st.Replicas && others(tasks, deployment) == 0 {
+		if updated && st.Running == st.Replicas && others(tasks, deployment) == 0 && unprobed == 0 {
 			onProgress(fmt.Sprintf("service converged: %d task(s) of deployment %s running", st.Running, deployment))
 			return st, nil
 		}

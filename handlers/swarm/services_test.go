@@ -266,3 +266,47 @@ func TestDeployServiceRefusesUnsatisfiablePlacement(t *testing.T) {
 func containerListOptions(app string) container.ListOptions {
 	return container.ListOptions{All: true, Filters: filters.NewArgs(filters.Arg("label", "berth.app="+app))}
 }
+
+// TestDeployServiceHealthPathFailureRollsBack gives the application a
+// health check path its new tasks answer 503: the tasks run (and the swarm
+// would count the update done) but berth's probe of the path fails them,
+// so the update is rolled back by berth, saying why; a new service whose
+// path fails is removed.
+func TestDeployServiceHealthPathFailureRollsBack(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	app := testenv.RandomName("bw-a")
+	spec := f.app(t, app)
+	spec.Runtime.HealthCheck = domain.HealthCheck{Path: "/healthz", TimeoutSeconds: 3}
+	spec.DeploymentID = "good"
+	var progress []string
+	if _, err := f.svc.DeployService(ctx, spec, func(s string) { progress = append(progress, s); t.Log(s) }); err != nil {
+		t.Fatalf("create with a passing health path: %v", err)
+	}
+	if probed := strings.Count(strings.Join(progress, "\n"), "answered GET /healthz"); probed != 2 {
+		t.Errorf("%d tasks said to answer GET /healthz, want 2: %q", probed, progress)
+	}
+	spec.DeploymentID, spec.Env = "sick", map[string]string{"HEALTH_FAIL": "1"}
+	_, err := f.svc.DeployService(ctx, spec, logf(t))
+	var rb *domain.ServiceRolledBackError
+	if !errors.As(err, &rb) || rb.By != domain.RolledBackByBerth || !strings.Contains(rb.Reason, "/healthz answered 503") {
+		t.Fatalf("update whose health path fails: %v, want berth's rollback naming GET /healthz answered 503", err)
+	}
+	st, err := f.svc.Service(ctx, app)
+	if err != nil || st.Deployment != "good" || st.Running != 2 {
+		t.Fatalf("after the rollback: %+v, %v", st, err)
+	}
+
+	// A new service whose path fails is removed, the deployment unhealthy.
+	other := testenv.RandomName("bw-a")
+	spec = f.app(t, other)
+	spec.Runtime.HealthCheck = domain.HealthCheck{Path: "/healthz", TimeoutSeconds: 3}
+	spec.DeploymentID, spec.Env = "sick", map[string]string{"HEALTH_FAIL": "1"}
+	_, err = f.svc.DeployService(ctx, spec, logf(t))
+	if !errors.Is(err, domain.ErrUnhealthy) || !strings.Contains(err.Error(), "/healthz answered 503") {
+		t.Fatalf("new service whose health path fails: %v, want unhealthy naming GET /healthz answered 503", err)
+	}
+	if _, err := f.svc.Service(ctx, other); !errors.Is(err, domain.ErrNotFound) {
+		t.Errorf("the failed new service: %v, want it removed (not found)", err)
+	}
+}
