@@ -435,6 +435,23 @@ type StackRuntime interface {
 	RemoveStack(ctx context.Context, app string) error
 }
 
+// InPlaceStackRuntime is a StackRuntime that updates each service in place
+// (a Swarm service per compose service): StartService creates the service
+// or updates it as a whole, the runtime replacing its tasks by the
+// service's update order, and returns one Instance for all its replicas,
+// whose Address is the service's name. The deployer then starts nothing
+// beside the old instances and retires and drains none.
+type InPlaceStackRuntime interface {
+	StackRuntime
+	// StackInstances lists app's stack services, one Instance each, with
+	// its Service, ConfigHash and Deployment; Running when every task of
+	// its current spec runs.
+	StackInstances(ctx context.Context, app string) ([]Instance, error)
+	// RemoveStackService removes the service of an instance StackInstances
+	// returned; one already gone is not an error.
+	RemoveStackService(ctx context.Context, in Instance) error
+}
+
 // Hash returns the hash of the service's resolved configuration run with
 // image imageID: equal hashes mean an unchanged service, whose containers
 // keep running. App, DeploymentID, Image and ConfigHash are not part of it.

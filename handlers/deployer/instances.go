@@ -296,6 +296,23 @@ func (w *Workflow) DeleteApp(ctx context.Context, app string, inc int) (instance
 		} else if !errors.Is(err, domain.ErrNotFound) {
 			return nil, nil, err
 		}
+		// A stack's services and networks on the swarm.
+		if stacks, ok := svc.(domain.InPlaceStackRuntime); ok {
+			list, err := stacks.StackInstances(ctx, app)
+			if err != nil {
+				return nil, nil, err
+			}
+			if len(list) > 0 {
+				w.drainDeleted(ctx, app)
+			}
+			if err := stacks.RemoveStack(ctx, app); err != nil {
+				return nil, nil, err
+			}
+			for _, in := range list {
+				w.log.Info("removed a stack service of a deleted application", "app", app, "service", in.Name)
+				instances = append(instances, in.ID)
+			}
+		}
 	}
 	inc = max(inc, 1)
 	roles, err := w.roles(ctx, app, inc, "")

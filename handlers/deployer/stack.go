@@ -28,12 +28,21 @@ import (
 //	switched to every routed service's instances → the replaced routed
 //	instances drain and go, and services no longer in the file go.
 //
+// A stack placed on a swarm (runtime.placement.swarm) runs over the
+// swarm's domain.InPlaceStackRuntime instead: one Swarm service per
+// compose service, created or updated in place (the swarm replaces its
+// tasks, start-first unless it keeps a volume or its deploy section says
+// otherwise), waited for until converged; routes go to the services'
+// names, nothing is started beside, retired or drained.
+//
 // Every step of every service is a deployment.service_step event.
 
 // stackRun is the state of one stack deployment.
 type stackRun struct {
 	*run
 	stacks domain.StackRuntime
+	// inPlace is stacks when it updates services in place (a swarm).
+	inPlace domain.InPlaceStackRuntime
 	// fresh are the routed instances started and not yet serving: removed
 	// when the run ends before traffic switched.
 	fresh []domain.Instance
@@ -49,14 +58,26 @@ func (r *stackRun) serviceStep(ctx context.Context, s domain.DeploymentServiceSt
 // application version.
 func (r *run) deployStack(ctx context.Context) (err error) {
 	w, job := r.w, r.job
-	if w.cfg.Stacks == nil || w.cfg.Compose == nil {
-		return FailStep(domain.StepStart, domain.Invalid("source.compose", "this deployer runs no compose stacks"))
-	}
 	app, err := w.appAt(ctx, job.App, job.Request.AppVersion)
 	if err != nil {
 		return FailStep(domain.StepStart, err)
 	}
 	sr := &stackRun{run: r, stacks: w.cfg.Stacks}
+	if rt := app.Config().Runtime.WithDefaults(); rt.OnSwarm() {
+		svc, err := w.services(ctx, rt)
+		if err != nil {
+			return FailStep(domain.StepStart, err)
+		}
+		ip, ok := svc.(domain.InPlaceStackRuntime)
+		if !ok {
+			return FailStep(domain.StepStart, domain.Invalid("runtime.placement.swarm", "swarm "+rt.Placement.Swarm+" runs no compose stacks"))
+		}
+		sr.stacks, sr.inPlace = ip, ip
+		r.progress(fmt.Sprintf("the stack runs on swarm %s: one service per compose service, updated in place", rt.Placement.Swarm))
+	}
+	if sr.stacks == nil || w.cfg.Compose == nil {
+		return FailStep(domain.StepStart, domain.Invalid("source.compose", "this deployer runs no compose stacks"))
+	}
 	defer func() {
 		if len(sr.fresh) == 0 {
 			return
@@ -145,14 +166,19 @@ func (r *run) deployStack(ctx context.Context) (err error) {
 		return err
 	}
 
-	current, err := w.rt.Instances(ctx, job.App)
+	var current []domain.Instance
+	if sr.inPlace != nil {
+		current, err = sr.inPlace.StackInstances(ctx, job.App)
+	} else {
+		current, err = w.rt.Instances(ctx, job.App)
+	}
 	if err != nil {
 		return FailStep(domain.StepStartContainer, err)
 	}
 	byService := map[string][]domain.Instance{}
 	var gone []domain.Instance // instances of services no longer in the file
 	for _, c := range current {
-		if c.Deployment == job.DeploymentID {
+		if c.Deployment == job.DeploymentID && sr.inPlace == nil {
 			continue
 		}
 		if c.Service == "" || stack.Service(c.Service) == nil {
@@ -174,7 +200,11 @@ func (r *run) deployStack(ctx context.Context) (err error) {
 	var retire []domain.Instance              // routed instances replaced, removed after the switch
 	for _, s := range stack.Services {
 		olds := byService[s.Service]
-		if unchanged(olds, s, need[s.Service] == domain.ConditionCompleted) {
+		instances := s.Replicas // one instance per replica, or one service for all
+		if sr.inPlace != nil {
+			instances = 1
+		}
+		if unchanged(olds, s, instances, need[s.Service] == domain.ConditionCompleted) {
 			r.progress(fmt.Sprintf("service %s is unchanged (configuration %s): its containers keep running", s.Service, s.ConfigHash))
 			if err := sr.serviceStep(ctx, domain.DeploymentServiceStep{Service: s.Service, Step: domain.ServiceUnchanged, ContainerID: olds[0].ID, ContainerName: olds[0].Name, ImageID: s.Image, ConfigHash: s.ConfigHash}); err != nil {
 				return err
@@ -182,7 +212,7 @@ func (r *run) deployStack(ctx context.Context) (err error) {
 			serving[s.Service] = olds
 			continue
 		}
-		if !s.Routed {
+		if !s.Routed && sr.inPlace == nil {
 			for _, o := range olds {
 				if err := sr.stop(ctx, s.Service, o); err != nil {
 					return err
@@ -193,20 +223,22 @@ func (r *run) deployStack(ctx context.Context) (err error) {
 		if s.Routed {
 			cond = domain.ConditionHealthy
 		}
-		for rep := range s.Replicas {
+		for rep := range instances {
 			started := time.Now()
 			inst, err := sr.stacks.StartService(ctx, s, rep)
 			if err != nil {
 				return FailStep(domain.StepStartContainer, fmt.Errorf("service %s: %w", s.Service, err))
 			}
-			if s.Routed {
+			if s.Routed && sr.inPlace == nil {
 				sr.fresh = append(sr.fresh, inst)
 			}
 			r.progress(fmt.Sprintf("service %s: started %s (configuration %s)", s.Service, inst.Name, s.ConfigHash))
 			if err := sr.serviceStep(ctx, domain.DeploymentServiceStep{Service: s.Service, Step: domain.ServiceStarted, ContainerID: inst.ID, ContainerName: inst.Name, ImageID: s.Image, ConfigHash: s.ConfigHash, DurationMS: time.Since(started).Milliseconds()}); err != nil {
 				return err
 			}
-			if cond != domain.ConditionStarted {
+			// On a swarm every changed service is waited for until the
+			// swarm converged it.
+			if cond != domain.ConditionStarted || sr.inPlace != nil {
 				began := time.Now()
 				probe := domain.HealthProbe{Port: ports[s.Service], Timeout: cfg.Runtime.WithDefaults().HealthCheck.Timeout(), Interval: w.cfg.HealthInterval}
 				if s.Health != nil && !s.Health.Disable && s.Health.Retries > 0 {
@@ -230,7 +262,7 @@ func (r *run) deployStack(ctx context.Context) (err error) {
 			}
 			serving[s.Service] = append(serving[s.Service], inst)
 		}
-		if s.Routed {
+		if s.Routed && sr.inPlace == nil {
 			retire = append(retire, olds...)
 		}
 	}
@@ -288,10 +320,11 @@ func (r *run) deployStack(ctx context.Context) (err error) {
 }
 
 // unchanged reports whether a service's current instances run its
-// configuration and image already: as many replicas, each labelled with
-// the same hash and running (or, for a one-shot service, having run).
-func unchanged(olds []domain.Instance, s domain.ServiceSpec, oneShot bool) bool {
-	if len(olds) != s.Replicas || len(olds) == 0 {
+// configuration and image already: as many instances as wanted (one per
+// replica, or one service updated in place), each labelled with the same
+// hash and running (or, for a one-shot service, having run).
+func unchanged(olds []domain.Instance, s domain.ServiceSpec, want int, oneShot bool) bool {
+	if len(olds) != want || len(olds) == 0 {
 		return false
 	}
 	for _, o := range olds {
@@ -306,7 +339,12 @@ func unchanged(olds []domain.Instance, s domain.ServiceSpec, oneShot bool) bool 
 func (r *stackRun) stop(ctx context.Context, service string, o domain.Instance) error {
 	began := time.Now()
 	sctx, cancel := context.WithTimeout(ctx, r.w.cfg.StopGrace+30*time.Second)
-	err := r.w.rt.Remove(sctx, o, r.w.cfg.StopGrace)
+	var err error
+	if r.inPlace != nil {
+		err = r.inPlace.RemoveStackService(sctx, o)
+	} else {
+		err = r.w.rt.Remove(sctx, o, r.w.cfg.StopGrace)
+	}
 	cancel()
 	if err != nil {
 		return FailStep(domain.StepStopPrevious, fmt.Errorf("service %s: %w", service, err))
