@@ -49,9 +49,11 @@ func StackServiceName(app, service string) (string, error) {
 	return strings.TrimRight(name[:54], "-_.") + "-" + hex.EncodeToString(sum[:4]), nil
 }
 
-// PrepareStack implements domain.StackRuntime: berth's overlay network,
-// then the stack's networks as attachable overlay networks labelled with
-// the app; external ones must exist. Named volumes are local to each node:
+// PrepareStack implements domain.StackRuntime: it refuses a service a
+// Swarm service cannot be (privileged, a network, PID or IPC mode,
+// devices, security options, shm_size) before anything changes; then
+// berth's overlay network and the stack's networks as attachable overlay
+// networks labelled with the app; external ones must exist. Named volumes are local to each node:
 // the node running a task creates them (labelled with the app) on first
 // use.
 func (s *Services) PrepareStack(ctx context.Context, app string, st *domain.Stack) error {
@@ -85,10 +87,38 @@ func (s *Services) PrepareStack(ctx context.Context, app string, st *domain.Stac
 			return unavailable(fmt.Errorf("create overlay network %s: %w", n.Name, err))
 		}
 	}
+	for _, d := range st.Services {
+		if err := unsupportedOnSwarm(d); err != nil {
+			return err
+		}
+	}
 	for _, v := range st.Volumes {
 		if !reNetwork.MatchString(v.Name) {
 			return domain.Invalid("volumes", fmt.Sprintf("name %q must be 1-64 characters of [A-Za-z0-9_.-]", v.Name))
 		}
+	}
+	return nil
+}
+
+// unsupportedOnSwarm refuses what a Swarm service cannot be, naming the
+// service and the key.
+func unsupportedOnSwarm(d domain.ServiceSpec) error {
+	field := func(key string) string { return "services." + d.Service + "." + key }
+	switch {
+	case d.Privileged:
+		return domain.Invalid(field("privileged"), "is not supported on a swarm")
+	case d.NetworkMode != "":
+		return domain.Invalid(field("network_mode"), "is not supported on a swarm")
+	case d.PidMode != "":
+		return domain.Invalid(field("pid"), "is not supported on a swarm")
+	case d.IpcMode != "":
+		return domain.Invalid(field("ipc"), "is not supported on a swarm")
+	case len(d.Devices) > 0:
+		return domain.Invalid(field("devices"), "are not supported on a swarm")
+	case len(d.SecurityOpt) > 0:
+		return domain.Invalid(field("security_opt"), "is not supported on a swarm")
+	case d.ShmSize > 0:
+		return domain.Invalid(field("shm_size"), "is not supported on a swarm")
 	}
 	return nil
 }
@@ -109,22 +139,8 @@ func (s *Services) stackSpec(d domain.ServiceSpec) (swarm.ServiceSpec, error) {
 			return fail(err)
 		}
 	}
-	// What a Swarm service cannot be.
-	switch {
-	case d.Privileged:
-		return fail(domain.Invalid(field("privileged"), "is not supported on a swarm"))
-	case d.NetworkMode != "":
-		return fail(domain.Invalid(field("network_mode"), "is not supported on a swarm"))
-	case d.PidMode != "":
-		return fail(domain.Invalid(field("pid"), "is not supported on a swarm"))
-	case d.IpcMode != "":
-		return fail(domain.Invalid(field("ipc"), "is not supported on a swarm"))
-	case len(d.Devices) > 0:
-		return fail(domain.Invalid(field("devices"), "are not supported on a swarm"))
-	case len(d.SecurityOpt) > 0:
-		return fail(domain.Invalid(field("security_opt"), "is not supported on a swarm"))
-	case d.ShmSize > 0:
-		return fail(domain.Invalid(field("shm_size"), "is not supported on a swarm"))
+	if err := unsupportedOnSwarm(d); err != nil {
+		return fail(err)
 	}
 	dep := domain.ServiceDeploy{}
 	if d.Deploy != nil {
