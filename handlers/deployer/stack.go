@@ -245,6 +245,19 @@ func (r *run) deployStack(ctx context.Context) (err error) {
 					probe.Timeout = max(probe.Timeout, s.Health.StartPeriod+time.Duration(s.Health.Retries+1)*(cmp.Or(s.Health.Interval, 30*time.Second)+cmp.Or(s.Health.Timeout, 30*time.Second)))
 				}
 				if err := sr.stacks.WaitService(ctx, inst, cond, probe); err != nil {
+					var rb *domain.ServiceRolledBackError
+					if errors.As(err, &rb) {
+						if _, rerr := r.steps.Step(ctx, domain.DeploymentServiceRolledBack{Service: inst.ID, By: rb.By, Reason: rb.Reason}); rerr != nil {
+							r.log.Error("service rollback not recorded", "err", rerr)
+						}
+						if ctx.Err() != nil {
+							return ctx.Err()
+						}
+						for _, l := range strings.Split(rb.LogTail, "\n") {
+							r.remember(l)
+						}
+						return &StepError{Step: domain.StepHealthCheck, Err: fmt.Errorf("service %s: %w", s.Service, rb), LogTail: r.tailText()}
+					}
 					var ue *domain.UnhealthyError
 					if errors.As(err, &ue) {
 						return &StepError{Step: domain.StepHealthCheck, Err: err, LogTail: ue.LogTail}

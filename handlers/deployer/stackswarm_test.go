@@ -155,13 +155,17 @@ func TestStackWorkflowOnASwarmFailsAndKeepsTheRest(t *testing.T) {
 		Source:  domain.Source{Compose: &domain.ComposeSource{File: strings.Replace(workflowStack, "example.org/db:1", "example.org/db:2", 1)}},
 		Runtime: domain.Runtime{Placement: &domain.Placement{Swarm: "prod"}}, Changed: []string{"source.compose"}})
 	before := len(sw.Ops())
-	err := e.flow.Deploy(context.Background(), e.stackJob("d2", 5), &steps{})
+	var second steps
+	err := e.flow.Deploy(context.Background(), e.stackJob("d2", 5), &second)
 	var se *deployer.StepError
 	if !errors.As(err, &se) || se.Step != domain.StepHealthCheck || !errors.Is(err, domain.ErrUnhealthy) {
 		t.Fatalf("deployment: %v, want a failed health check", err)
 	}
 	if got, want := sw.Ops()[before:], []string{"prepare shop", "update shop-db"}; !slices.Equal(got, want) {
 		t.Errorf("ops %v, want %v", got, want)
+	}
+	if !slices.Contains(second.types, "ServiceRolledBack") {
+		t.Errorf("steps %v lack ServiceRolledBack", second.types)
 	}
 }
 
