@@ -450,6 +450,11 @@ type InPlaceStackRuntime interface {
 	// RemoveStackService removes the service of an instance StackInstances
 	// returned; one already gone is not an error.
 	RemoveStackService(ctx context.Context, in Instance) error
+	// StopStack scales app's services to no task, keeping their replica
+	// counts; StartStack scales them back. Both wait until the tasks
+	// follow.
+	StopStack(ctx context.Context, app string) error
+	StartStack(ctx context.Context, app string) error
 }
 
 // Hash returns the hash of the service's resolved configuration run with

@@ -211,6 +211,12 @@ func (w *Workflow) StopApp(ctx context.Context, app string) (string, error) {
 		if err != nil {
 			return "", err
 		}
+		if list, ok, err := stackServices(ctx, svc, app); err != nil || ok {
+			if err != nil {
+				return "", err
+			}
+			return list[0].ID, svc.(domain.InPlaceStackRuntime).StopStack(ctx, app)
+		}
 		st, err := svc.Service(ctx, app)
 		if err != nil {
 			return "", err
@@ -240,6 +246,12 @@ func (w *Workflow) StartApp(ctx context.Context, app string) (domain.Instance, e
 		if err != nil {
 			return domain.Instance{}, err
 		}
+		if list, ok, err := stackServices(ctx, svc, app); err != nil || ok {
+			if err != nil {
+				return domain.Instance{}, err
+			}
+			return list[0], svc.(domain.InPlaceStackRuntime).StartStack(ctx, app)
+		}
 		if err := svc.ScaleService(ctx, app, rt.Replicas); err != nil {
 			return domain.Instance{}, err
 		}
@@ -268,6 +280,17 @@ func (w *Workflow) StartApp(ctx context.Context, app string) (domain.Instance, e
 		}
 	}
 	return first, nil
+}
+
+// stackServices returns app's stack services on the swarm svc; ok is
+// false when it has none (or svc runs no stacks).
+func stackServices(ctx context.Context, svc domain.SwarmServicePort, app string) ([]domain.Instance, bool, error) {
+	stacks, isStacks := svc.(domain.InPlaceStackRuntime)
+	if !isStacks {
+		return nil, false, nil
+	}
+	list, err := stacks.StackInstances(ctx, app)
+	return list, len(list) > 0, err
 }
 
 // DeleteApp removes incarnation inc of a deleted application from its

@@ -484,6 +484,12 @@ func (w *Workflow) appAt(ctx context.Context, app string, v int64) (*domain.Appl
 // service, after StartApp restarted them.
 func (w *Workflow) serviceUpstreams(ctx context.Context, app string) ([]domain.Upstream, error) {
 	list, err := w.rt.Instances(ctx, app)
+	if svc, _, serr := w.swarmOf(ctx, app); serr != nil {
+		return nil, serr
+	} else if stacks, ok := svc.(domain.InPlaceStackRuntime); ok {
+		// On a swarm: the services' names, the same as before the stop.
+		list, err = stacks.StackInstances(ctx, app)
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -114,6 +114,17 @@ func TestStackWorkflowOnASwarmUpdatesServicesInPlace(t *testing.T) {
 		}
 	}
 
+	// Stop and start act on the stack's services.
+	if id, err := e.flow.StopApp(context.Background(), e.app); err != nil || id == "" {
+		t.Fatalf("stop: %q, %v", id, err)
+	}
+	if in, err := e.flow.StartApp(context.Background(), e.app); err != nil || in.Service == "" {
+		t.Fatalf("start: %+v, %v", in, err)
+	}
+	if got := sw.Ops()[len(sw.Ops())-2:]; !slices.Equal(got, []string{"stop stack shop", "start stack shop"}) {
+		t.Errorf("stop and start: got %v", got)
+	}
+
 	// migrate leaves the file: its service is removed after the switch.
 	e.appendTo(domain.AppStream(e.app), domain.EventAppUpdated, domain.AppUpdated{App: e.app,
 		Source: domain.Source{Compose: &domain.ComposeSource{File: strings.Replace(strings.Replace(workflowStack, `  migrate:

@@ -592,6 +592,81 @@ func (s *Services) RemoveStackService(ctx context.Context, in domain.Instance) e
 	return nil
 }
 
+// LabelStoppedReplicas keeps a stopped stack service's replica count.
+const LabelStoppedReplicas = "berth.stopped_replicas"
+
+// StopStack implements domain.InPlaceStackRuntime: every replicated
+// service of app is scaled to 0, its replica count kept in a label; a
+// global service is left running (it cannot be scaled).
+func (s *Services) StopStack(ctx context.Context, app string) error {
+	return s.scaleStack(ctx, app, false)
+}
+
+// StartStack implements domain.InPlaceStackRuntime: every service StopStack
+// scaled to 0 gets its replica count back.
+func (s *Services) StartStack(ctx context.Context, app string) error {
+	return s.scaleStack(ctx, app, true)
+}
+
+func (s *Services) scaleStack(ctx context.Context, app string, start bool) error {
+	list, err := s.StackInstances(ctx, app)
+	if err != nil {
+		return err
+	}
+	for _, in := range list {
+		var want uint64
+		if _, err := s.update(ctx, in.ID, func(spec swarm.ServiceSpec) swarm.ServiceSpec {
+			r := spec.Mode.Replicated
+			if r == nil || r.Replicas == nil {
+				want = 0
+				return spec
+			}
+			labels := make(map[string]string, len(spec.Labels)+1)
+			for k, v := range spec.Labels {
+				labels[k] = v
+			}
+			n := *r.Replicas
+			if start {
+				if kept, ok := labels[LabelStoppedReplicas]; ok {
+					n, _ = strconv.ParseUint(kept, 10, 64)
+					delete(labels, LabelStoppedReplicas)
+				}
+			} else if _, ok := labels[LabelStoppedReplicas]; !ok {
+				labels[LabelStoppedReplicas] = strconv.FormatUint(n, 10)
+				n = 0
+			}
+			want = n
+			spec.Labels = labels
+			spec.Mode.Replicated = &swarm.ReplicatedService{Replicas: &n}
+			return spec
+		}, "", ""); err != nil {
+			return unavailable(fmt.Errorf("scale service %s: %w", in.Name, err))
+		}
+		for {
+			tasks, err := s.cli.TaskList(ctx, swarmTaskListOptions(filters.NewArgs(filters.Arg("service", in.ID))))
+			if err != nil {
+				return unavailable(fmt.Errorf("list tasks: %w", err))
+			}
+			running, meant := 0, 0
+			for _, t := range tasks {
+				if t.Status.State == swarm.TaskStateRunning {
+					running++
+				}
+				if t.DesiredState == swarm.TaskStateRunning {
+					meant++
+				}
+			}
+			if want == 0 && running == 0 && meant == 0 || want > 0 && running >= int(want) && meant == int(want) {
+				break
+			}
+			if err := sleep(ctx, s.cfg.Poll); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
 // RemoveStack implements domain.StackRuntime: the stack's services go,
 // then the overlay networks berth created for it (once their tasks are
 // gone); volumes stay.

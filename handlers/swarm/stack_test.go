@@ -316,4 +316,21 @@ func TestStackDeploysAsServices(t *testing.T) {
 		t.Errorf("service steps %v, want %v (recorded %v)", steps, want, rec.types)
 	}
 	answerOf(t, url, "probe  -> web 1 -> api two")
+
+	// Stop scales every service to no task, start brings them back.
+	if _, err := flow.StopApp(ctx, app); err != nil {
+		t.Fatalf("stop: %v", err)
+	}
+	for s, svc := range services() {
+		if r := svc.Spec.Mode.Replicated; r == nil || r.Replicas == nil || *r.Replicas != 0 {
+			t.Errorf("service %s after stop: %+v", s, svc.Spec.Mode)
+		}
+	}
+	if in, err := flow.StartApp(ctx, app); err != nil || in.Service == "" {
+		t.Fatalf("start: %+v, %v", in, err)
+	}
+	if r := services()["web"].Spec.Mode.Replicated; r == nil || r.Replicas == nil || *r.Replicas != 2 {
+		t.Errorf("web after start: %+v", r)
+	}
+	answerOf(t, url, "probe  -> web 1 -> api two")
 }

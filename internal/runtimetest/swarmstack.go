@@ -148,6 +148,29 @@ func (s *SwarmStacks) RemoveStack(_ context.Context, app string) error {
 	return nil
 }
 
+// StopStack implements domain.InPlaceStackRuntime: the app's services no
+// longer run; "stop stack <app>".
+func (s *SwarmStacks) StopStack(_ context.Context, app string) error {
+	return s.runStack(app, false, "stop stack ")
+}
+
+// StartStack implements domain.InPlaceStackRuntime: "start stack <app>".
+func (s *SwarmStacks) StartStack(_ context.Context, app string) error {
+	return s.runStack(app, true, "start stack ")
+}
+
+func (s *SwarmStacks) runStack(app string, running bool, op string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, in := range s.stacks {
+		if in.App == app {
+			in.Running = running
+		}
+	}
+	s.ops = append(s.ops, op+app)
+	return nil
+}
+
 // DeployService implements domain.SwarmServicePort: the application's
 // service runs the spec at once.
 func (s *SwarmStacks) DeployService(ctx context.Context, d domain.SwarmServiceSpec, _ func(string)) (domain.ServiceState, error) {
