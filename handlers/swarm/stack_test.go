@@ -17,6 +17,7 @@ import (
 
 	"github.com/docker/docker/api/types/build"
 	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/filters"
 	"github.com/docker/docker/api/types/image"
 	"github.com/docker/docker/api/types/network"
 	dswarm "github.com/docker/docker/api/types/swarm"
@@ -333,4 +334,26 @@ func TestStackDeploysAsServices(t *testing.T) {
 		t.Errorf("web after start: %+v", r)
 	}
 	answerOf(t, url, "probe  -> web 1 -> api two")
+
+	// Deleting the application removes its services and networks.
+	appendOne(t, store, stream, domain.EventAppDeleted, domain.AppDeleted{App: app})
+	if _, _, err := flow.DeleteApp(ctx, app, 1); err != nil {
+		t.Fatalf("delete: %v", err)
+	}
+	if list, err := f.svc.StackInstances(ctx, app); err != nil || len(list) != 0 {
+		t.Errorf("stack services after delete: %+v, %v", list, err)
+	}
+	// The node drops its copy of a removed overlay network once its tasks
+	// are gone.
+	for i := 0; ; i++ {
+		nets, err := cli.NetworkList(ctx, network.ListOptions{Filters: filters.NewArgs(filters.Arg("label", swarm.LabelApp+"="+app))})
+		if err == nil && len(nets) == 0 {
+			break
+		}
+		if i == 150 {
+			t.Errorf("stack networks after delete: %+v, %v", nets, err)
+			break
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
 }
