@@ -205,7 +205,11 @@ func (r *run) deployStack(ctx context.Context) (err error) {
 			instances = 1
 		}
 		if unchanged(olds, s, instances, need[s.Service] == domain.ConditionCompleted) {
-			r.progress(fmt.Sprintf("service %s is unchanged (configuration %s): its containers keep running", s.Service, s.ConfigHash))
+			keeps := "its containers keep running"
+			if sr.inPlace != nil {
+				keeps = "its service keeps running, untouched"
+			}
+			r.progress(fmt.Sprintf("service %s is unchanged (configuration %s): %s", s.Service, s.ConfigHash, keeps))
 			if err := sr.serviceStep(ctx, domain.DeploymentServiceStep{Service: s.Service, Step: domain.ServiceUnchanged, ContainerID: olds[0].ID, ContainerName: olds[0].Name, ImageID: s.Image, ConfigHash: s.ConfigHash}); err != nil {
 				return err
 			}

@@ -420,7 +420,16 @@ func (s *Services) WaitService(ctx context.Context, in domain.Instance, conditio
 	if in.ID == "" || strings.ContainsAny(in.ID, "/?#") {
 		return domain.Invalid("instance", "must be a service id")
 	}
+	// Each batch of tasks the update replaces starts, passes its health
+	// check and is watched for Monitor before the next one.
 	timeout := max(probe.Timeout, time.Minute) + s.cfg.Monitor
+	if svc, _, err := s.cli.ServiceInspectWithRaw(ctx, in.ID, swarmInspectOptions()); err == nil {
+		if r := svc.Spec.Mode.Replicated; r != nil && r.Replicas != nil && svc.Spec.UpdateConfig != nil {
+			par := max(svc.Spec.UpdateConfig.Parallelism, 1)
+			batches := (*r.Replicas + par - 1) / par
+			timeout += time.Duration(batches) * (s.cfg.Monitor + svc.Spec.UpdateConfig.Delay + 10*time.Second)
+		}
+	}
 	wctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	err := s.waitStackService(wctx, in, condition)
