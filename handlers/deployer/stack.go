@@ -151,10 +151,11 @@ func (r *run) deployStack(ctx context.Context) (err error) {
 
 	// Images, every service's, before anything changes.
 	var first string
+	digests := make([]string, len(stack.Services))
 	for i := range stack.Services {
 		s := &stack.Services[i]
 		s.App, s.DeploymentID = job.App, job.DeploymentID
-		if s.Image, err = sr.serviceImage(ctx, *s, checkout); err != nil {
+		if s.Image, digests[i], err = sr.serviceImage(ctx, *s, checkout); err != nil {
 			return err
 		}
 		s.ConfigHash = s.Hash(s.Image)
@@ -164,6 +165,16 @@ func (r *run) deployStack(ctx context.Context) (err error) {
 	}
 	if _, err := r.steps.Step(ctx, domain.DeploymentImageBuilt{ImageID: first}); err != nil {
 		return err
+	}
+	// On a swarm every node pulls a registry's image by the digest
+	// resolved (the configuration hash keeps the image id); a built one
+	// runs by its id, which only nodes holding it can run.
+	if sr.inPlace != nil {
+		for i, d := range digests {
+			if d != "" {
+				stack.Services[i].Image = d
+			}
+		}
 	}
 
 	var current []domain.Instance
@@ -374,12 +385,14 @@ func (r *stackRun) stop(ctx context.Context, service string, o domain.Instance) 
 }
 
 // serviceImage builds or resolves a service's image and records it.
-func (r *stackRun) serviceImage(ctx context.Context, s domain.ServiceSpec, co domain.Checkout) (string, error) {
+// It returns the image id and, for a pulled image, the registry's digest
+// reference ("" when none).
+func (r *stackRun) serviceImage(ctx context.Context, s domain.ServiceSpec, co domain.Checkout) (string, string, error) {
 	w, job := r.w, r.job
 	start := time.Now()
 	if s.Build != nil {
 		if co.Dir == "" {
-			return "", FailStep(domain.StepBuildImage, domain.Invalid("services."+s.Service+".build", "needs a repository"))
+			return "", "", FailStep(domain.StepBuildImage, domain.Invalid("services."+s.Service+".build", "needs a repository"))
 		}
 		r.progress(fmt.Sprintf("service %s: building %s in %s", s.Service, s.Build.Dockerfile, s.Build.Context))
 		bctx, cancel := context.WithTimeout(ctx, w.cfg.BuildTimeout)
@@ -396,28 +409,28 @@ func (r *stackRun) serviceImage(ctx context.Context, s domain.ServiceSpec, co do
 			r.removeLeftovers(ctx, tracker.Created())
 			err = stepTimeout(ctx, bctx, w.cfg.BuildTimeout, err)
 			if errors.Is(err, domain.ErrBuildFailed) {
-				return "", &StepError{Step: domain.StepBuildImage, Err: fmt.Errorf("service %s: %w", s.Service, firstLine(err)), LogTail: r.tailText()}
+				return "", "", &StepError{Step: domain.StepBuildImage, Err: fmt.Errorf("service %s: %w", s.Service, firstLine(err)), LogTail: r.tailText()}
 			}
-			return "", FailStep(domain.StepBuildImage, fmt.Errorf("service %s: %w", s.Service, err))
+			return "", "", FailStep(domain.StepBuildImage, fmt.Errorf("service %s: %w", s.Service, err))
 		}
 		if err := r.serviceStep(ctx, domain.DeploymentServiceStep{Service: s.Service, Step: domain.ServiceBuilt, ImageID: img.ID, DurationMS: time.Since(start).Milliseconds()}); err != nil {
-			return "", err
+			return "", "", err
 		}
-		return img.ID, nil
+		return img.ID, "", nil
 	}
 	auth, err := w.registryAuth(ctx, domain.ImageRegistry(s.ImageRef))
 	if err != nil {
-		return "", FailStep(domain.StepFetchSource, err)
+		return "", "", FailStep(domain.StepFetchSource, err)
 	}
 	img, err := w.rt.ResolveImage(ctx, domain.ImageRequest{App: job.App, DeploymentID: job.DeploymentID, Ref: s.ImageRef, Policy: s.PullPolicy, Auth: auth}, r.buildLine)
 	if err != nil {
-		return "", FailStep(domain.StepFetchSource, fmt.Errorf("service %s: %w", s.Service, err))
+		return "", "", FailStep(domain.StepFetchSource, fmt.Errorf("service %s: %w", s.Service, err))
 	}
 	r.progress(fmt.Sprintf("service %s: image %s is %s", s.Service, s.ImageRef, short(img.ID)))
 	if err := r.serviceStep(ctx, domain.DeploymentServiceStep{Service: s.Service, Step: domain.ServicePulled, ImageID: img.ID, ImageDigest: img.Digest, DurationMS: time.Since(start).Milliseconds()}); err != nil {
-		return "", err
+		return "", "", err
 	}
-	return img.ID, nil
+	return img.ID, img.Digest, nil
 }
 
 // readRepoFile reads a file of a checkout, never through a symlink that

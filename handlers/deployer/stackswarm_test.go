@@ -75,6 +75,13 @@ func TestStackWorkflowOnASwarmUpdatesServicesInPlace(t *testing.T) {
 	if ops := e.rt.Ops(); len(ops) != 0 {
 		t.Errorf("the container runtime ran %v", ops)
 	}
+	// Every node pulls a registry's image by its digest.
+	list, _ := sw.StackInstances(context.Background(), e.app)
+	for _, in := range list {
+		if ref := map[string]string{"db": "example.org/db:1", "migrate": "example.org/api:1", "web": "example.org/api:1"}[in.Service]; in.ImageID != runtimetest.Repository(ref)+"@"+runtimetest.ImageID(ref) {
+			t.Errorf("service %s runs image %s, want %s's digest", in.Service, in.ImageID, ref)
+		}
+	}
 	var switched domain.DeploymentTrafficSwitched
 	for _, d := range first.data {
 		if x, ok := d.(domain.DeploymentTrafficSwitched); ok {
@@ -107,7 +114,7 @@ func TestStackWorkflowOnASwarmUpdatesServicesInPlace(t *testing.T) {
 	if !strings.Contains(got, "db unchanged") || !strings.Contains(got, "migrate unchanged") || !strings.Contains(got, "web started, web healthy") || strings.Contains(got, "stopped") {
 		t.Errorf("service steps: got %s", got)
 	}
-	list, _ := sw.StackInstances(context.Background(), e.app)
+	list, _ = sw.StackInstances(context.Background(), e.app)
 	for _, in := range list {
 		if wantD := map[string]string{"db": "d1", "migrate": "d1", "web": "d2"}[in.Service]; in.Deployment != wantD {
 			t.Errorf("service %s runs %s, want %s", in.Service, in.Deployment, wantD)
