@@ -4,6 +4,7 @@ import (
 	"archive/tar"
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -355,5 +356,104 @@ func TestStackDeploysAsServices(t *testing.T) {
 			break
 		}
 		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// TestStackServiceRolledBackOnASwarm: a stack service whose new tasks fail
+// their healthcheck is rolled back by the swarm; the deployment fails at
+// the health check, records the rollback, and the service runs its earlier
+// deployment again.
+func TestStackServiceRolledBackOnASwarm(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	cli := f.cli
+	app := testenv.RandomName("bw-sr")
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		defer cancel()
+		if err := f.svc.RemoveStack(ctx, app); err != nil {
+			t.Errorf("remove stack: %v", err)
+		}
+	})
+	tag := testenv.RandomName("berth-test/bw-stack") + ":1"
+	buildStackImage(t, cli, tag)
+	bridge := testenv.RandomName("bw-br")
+	eng, err := dockerrt.New(dockerrt.Config{Network: bridge, WorkRoot: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = cli.NetworkRemove(context.Background(), bridge)
+		_ = eng.Close()
+	})
+	rt, err := dockerrt.NewRuntime(dockerrt.RuntimeConfig{Engine: eng})
+	if err != nil {
+		t.Fatal(err)
+	}
+	parser, err := compose.New(compose.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	store := memstore.New()
+	flow, err := deployer.NewWorkflow(deployer.WorkflowConfig{
+		Runtime: rt, Compose: parser, Logs: runtimetest.NewLog(), Swarms: swarmsOf{f.svc}, Drain: time.Millisecond,
+		StopGrace: time.Second, Logger: slog.New(slog.DiscardHandler),
+	}, store)
+	if err != nil {
+		t.Fatal(err)
+	}
+	file := func(check string) string {
+		return fmt.Sprintf(`
+services:
+  api:
+    image: %s
+    pull_policy: never
+    environment: {NAME: api}
+    healthcheck: {test: ["CMD", "/server", %q], interval: 1s, timeout: 2s, retries: 2}
+    deploy:
+      replicas: 2
+      update_config: {failure_action: rollback}
+`, tag, check)
+	}
+	stream := domain.AppStream(app)
+	placement := domain.Runtime{Placement: &domain.Placement{Swarm: "test"}}
+	appendOne(t, store, stream, domain.EventAppCreated, domain.AppCreated{
+		App: app, Project: "p", Source: domain.Source{Compose: &domain.ComposeSource{File: file("check")}}, Runtime: placement,
+	})
+	deploy := func(id string, version int64) (*recorder, error) {
+		req := domain.DeploymentRequested{DeploymentID: id, App: app, AppVersion: version, Trigger: domain.Trigger{Kind: domain.TriggerManual}}
+		appendOne(t, store, domain.DeploymentStream(id), domain.EventDeploymentRequested, req)
+		appendOne(t, store, domain.DeploymentStream(id), domain.EventDeploymentStarted, domain.DeploymentStarted{DeploymentID: id, App: app})
+		rec := &recorder{t: t, store: store, id: id}
+		return rec, flow.Deploy(ctx, deployer.Job{DeploymentID: id, App: app, Attempt: 1, Request: req}, rec)
+	}
+	if _, err := deploy("d1", 1); err != nil {
+		t.Fatalf("first deployment: %v", err)
+	}
+	// The new healthcheck starts a second server on the same port: it
+	// exits 1, the tasks never become healthy.
+	appendOne(t, store, stream, domain.EventAppUpdated, domain.AppUpdated{App: app,
+		Source: domain.Source{Compose: &domain.ComposeSource{File: file("serve-again")}}, Runtime: placement, Changed: []string{"source.compose"}})
+	rec, err := deploy("d2", 2)
+	var se *deployer.StepError
+	if !errors.As(err, &se) || se.Step != domain.StepHealthCheck || !errors.Is(err, domain.ErrUnhealthy) {
+		t.Fatalf("failing deployment: %v", err)
+	}
+	if !slices.Contains(rec.types, domain.EventDeploymentServiceRolledBack) {
+		t.Errorf("steps %v lack %s", rec.types, domain.EventDeploymentServiceRolledBack)
+	}
+	list, err := f.svc.StackInstances(ctx, app)
+	if err != nil || len(list) != 1 {
+		t.Fatalf("stack instances %+v, %v", list, err)
+	}
+	// The swarm's rollback settles: the earlier spec runs everywhere.
+	for i := 0; list[0].Deployment != "d1" || !list[0].Running; i++ {
+		if i == 150 {
+			t.Fatalf("after the rollback: %+v", list[0])
+		}
+		time.Sleep(200 * time.Millisecond)
+		if list, err = f.svc.StackInstances(ctx, app); err != nil || len(list) != 1 {
+			t.Fatalf("stack instances %+v, %v", list, err)
+		}
 	}
 }
