@@ -443,6 +443,28 @@ type StackVolumeRemover interface {
 	RemoveStackVolumes(ctx context.Context, app string) error
 }
 
+// InPlaceStackRuntime is a StackRuntime that updates each service in place
+// (a Swarm service per compose service): StartService creates the service
+// or updates it as a whole, the runtime replacing its tasks by the
+// service's update order, and returns one Instance for all its replicas,
+// whose Address is the service's name. The deployer then starts nothing
+// beside the old instances and retires and drains none.
+type InPlaceStackRuntime interface {
+	StackRuntime
+	// StackInstances lists app's stack services, one Instance each, with
+	// its Service, ConfigHash and Deployment; Running when every task of
+	// its current spec runs.
+	StackInstances(ctx context.Context, app string) ([]Instance, error)
+	// RemoveStackService removes the service of an instance StackInstances
+	// returned; one already gone is not an error.
+	RemoveStackService(ctx context.Context, in Instance) error
+	// StopStack scales app's services to no task, keeping their replica
+	// counts; StartStack scales them back. Both wait until the tasks
+	// follow.
+	StopStack(ctx context.Context, app string) error
+	StartStack(ctx context.Context, app string) error
+}
+
 // Hash returns the hash of the service's resolved configuration run with
 // image imageID: equal hashes mean an unchanged service, whose containers
 // keep running. App, DeploymentID, Image and ConfigHash are not part of it.

@@ -211,6 +211,12 @@ func (w *Workflow) StopApp(ctx context.Context, app string) (string, error) {
 		if err != nil {
 			return "", err
 		}
+		if list, ok, err := stackServices(ctx, svc, app); err != nil || ok {
+			if err != nil {
+				return "", err
+			}
+			return list[0].ID, svc.(domain.InPlaceStackRuntime).StopStack(ctx, app)
+		}
 		st, err := svc.Service(ctx, app)
 		if err != nil {
 			return "", err
@@ -239,6 +245,12 @@ func (w *Workflow) StartApp(ctx context.Context, app string) (domain.Instance, e
 	if svc, rt, err := w.swarmOf(ctx, app); err != nil || svc != nil {
 		if err != nil {
 			return domain.Instance{}, err
+		}
+		if list, ok, err := stackServices(ctx, svc, app); err != nil || ok {
+			if err != nil {
+				return domain.Instance{}, err
+			}
+			return list[0], svc.(domain.InPlaceStackRuntime).StartStack(ctx, app)
 		}
 		if err := svc.ScaleService(ctx, app, rt.Replicas); err != nil {
 			return domain.Instance{}, err
@@ -282,6 +294,17 @@ func (w *Workflow) RemoveStackVolumes(ctx context.Context, app string) error {
 	return nil
 }
 
+// stackServices returns app's stack services on the swarm svc; ok is
+// false when it has none (or svc runs no stacks).
+func stackServices(ctx context.Context, svc domain.SwarmServicePort, app string) ([]domain.Instance, bool, error) {
+	stacks, isStacks := svc.(domain.InPlaceStackRuntime)
+	if !isStacks {
+		return nil, false, nil
+	}
+	list, err := stacks.StackInstances(ctx, app)
+	return list, len(list) > 0, err
+}
+
 // DeleteApp removes incarnation inc of a deleted application from its
 // runtime: once the routes have applied the deletion (when Routes is set)
 // and the running instances have drained for Drain, it removes each
@@ -307,6 +330,23 @@ func (w *Workflow) DeleteApp(ctx context.Context, app string, inc int) (instance
 			instances = append(instances, st.ID)
 		} else if !errors.Is(err, domain.ErrNotFound) {
 			return nil, nil, err
+		}
+		// A stack's services and networks on the swarm.
+		if stacks, ok := svc.(domain.InPlaceStackRuntime); ok {
+			list, err := stacks.StackInstances(ctx, app)
+			if err != nil {
+				return nil, nil, err
+			}
+			if len(list) > 0 {
+				w.drainDeleted(ctx, app)
+			}
+			if err := stacks.RemoveStack(ctx, app); err != nil {
+				return nil, nil, err
+			}
+			for _, in := range list {
+				w.log.Info("removed a stack service of a deleted application", "app", app, "service", in.Name)
+				instances = append(instances, in.ID)
+			}
 		}
 	}
 	inc = max(inc, 1)

@@ -28,12 +28,21 @@ import (
 //	switched to every routed service's instances → the replaced routed
 //	instances drain and go, and services no longer in the file go.
 //
+// A stack placed on a swarm (runtime.placement.swarm) runs over the
+// swarm's domain.InPlaceStackRuntime instead: one Swarm service per
+// compose service, created or updated in place (the swarm replaces its
+// tasks, start-first unless it keeps a volume or its deploy section says
+// otherwise), waited for until converged; routes go to the services'
+// names, nothing is started beside, retired or drained.
+//
 // Every step of every service is a deployment.service_step event.
 
 // stackRun is the state of one stack deployment.
 type stackRun struct {
 	*run
 	stacks domain.StackRuntime
+	// inPlace is stacks when it updates services in place (a swarm).
+	inPlace domain.InPlaceStackRuntime
 	// fresh are the routed instances started and not yet serving: removed
 	// when the run ends before traffic switched.
 	fresh []domain.Instance
@@ -49,14 +58,26 @@ func (r *stackRun) serviceStep(ctx context.Context, s domain.DeploymentServiceSt
 // application version.
 func (r *run) deployStack(ctx context.Context) (err error) {
 	w, job := r.w, r.job
-	if w.cfg.Stacks == nil || w.cfg.Compose == nil {
-		return FailStep(domain.StepStart, domain.Invalid("source.compose", "this deployer runs no compose stacks"))
-	}
 	app, err := w.appAt(ctx, job.App, job.Request.AppVersion)
 	if err != nil {
 		return FailStep(domain.StepStart, err)
 	}
 	sr := &stackRun{run: r, stacks: w.cfg.Stacks}
+	if rt := app.Config().Runtime.WithDefaults(); rt.OnSwarm() {
+		svc, err := w.services(ctx, rt)
+		if err != nil {
+			return FailStep(domain.StepStart, err)
+		}
+		ip, ok := svc.(domain.InPlaceStackRuntime)
+		if !ok {
+			return FailStep(domain.StepStart, domain.Invalid("runtime.placement.swarm", "swarm "+rt.Placement.Swarm+" runs no compose stacks"))
+		}
+		sr.stacks, sr.inPlace = ip, ip
+		r.progress(fmt.Sprintf("the stack runs on swarm %s: one service per compose service, updated in place", rt.Placement.Swarm))
+	}
+	if sr.stacks == nil || w.cfg.Compose == nil {
+		return FailStep(domain.StepStart, domain.Invalid("source.compose", "this deployer runs no compose stacks"))
+	}
 	defer func() {
 		if len(sr.fresh) == 0 {
 			return
@@ -130,10 +151,11 @@ func (r *run) deployStack(ctx context.Context) (err error) {
 
 	// Images, every service's, before anything changes.
 	var first string
+	digests := make([]string, len(stack.Services))
 	for i := range stack.Services {
 		s := &stack.Services[i]
 		s.App, s.DeploymentID = job.App, job.DeploymentID
-		if s.Image, err = sr.serviceImage(ctx, *s, checkout); err != nil {
+		if s.Image, digests[i], err = sr.serviceImage(ctx, *s, checkout); err != nil {
 			return err
 		}
 		s.ConfigHash = s.Hash(s.Image)
@@ -144,15 +166,30 @@ func (r *run) deployStack(ctx context.Context) (err error) {
 	if _, err := r.steps.Step(ctx, domain.DeploymentImageBuilt{ImageID: first}); err != nil {
 		return err
 	}
+	// On a swarm every node pulls a registry's image by the digest
+	// resolved (the configuration hash keeps the image id); a built one
+	// runs by its id, which only nodes holding it can run.
+	if sr.inPlace != nil {
+		for i, d := range digests {
+			if d != "" {
+				stack.Services[i].Image = d
+			}
+		}
+	}
 
-	current, err := w.rt.Instances(ctx, job.App)
+	var current []domain.Instance
+	if sr.inPlace != nil {
+		current, err = sr.inPlace.StackInstances(ctx, job.App)
+	} else {
+		current, err = w.rt.Instances(ctx, job.App)
+	}
 	if err != nil {
 		return FailStep(domain.StepStartContainer, err)
 	}
 	byService := map[string][]domain.Instance{}
 	var gone []domain.Instance // instances of services no longer in the file
 	for _, c := range current {
-		if c.Deployment == job.DeploymentID {
+		if c.Deployment == job.DeploymentID && sr.inPlace == nil {
 			continue
 		}
 		if c.Service == "" || stack.Service(c.Service) == nil {
@@ -174,15 +211,23 @@ func (r *run) deployStack(ctx context.Context) (err error) {
 	var retire []domain.Instance              // routed instances replaced, removed after the switch
 	for _, s := range stack.Services {
 		olds := byService[s.Service]
-		if unchanged(olds, s, need[s.Service] == domain.ConditionCompleted) {
-			r.progress(fmt.Sprintf("service %s is unchanged (configuration %s): its containers keep running", s.Service, s.ConfigHash))
+		instances := s.Replicas // one instance per replica, or one service for all
+		if sr.inPlace != nil {
+			instances = 1
+		}
+		if unchanged(olds, s, instances, need[s.Service] == domain.ConditionCompleted) {
+			keeps := "its containers keep running"
+			if sr.inPlace != nil {
+				keeps = "its service keeps running, untouched"
+			}
+			r.progress(fmt.Sprintf("service %s is unchanged (configuration %s): %s", s.Service, s.ConfigHash, keeps))
 			if err := sr.serviceStep(ctx, domain.DeploymentServiceStep{Service: s.Service, Step: domain.ServiceUnchanged, ContainerID: olds[0].ID, ContainerName: olds[0].Name, ImageID: s.Image, ConfigHash: s.ConfigHash}); err != nil {
 				return err
 			}
 			serving[s.Service] = olds
 			continue
 		}
-		if !s.Routed {
+		if !s.Routed && sr.inPlace == nil {
 			for _, o := range olds {
 				if err := sr.stop(ctx, s.Service, o); err != nil {
 					return err
@@ -193,26 +238,41 @@ func (r *run) deployStack(ctx context.Context) (err error) {
 		if s.Routed {
 			cond = domain.ConditionHealthy
 		}
-		for rep := range s.Replicas {
+		for rep := range instances {
 			started := time.Now()
 			inst, err := sr.stacks.StartService(ctx, s, rep)
 			if err != nil {
 				return FailStep(domain.StepStartContainer, fmt.Errorf("service %s: %w", s.Service, err))
 			}
-			if s.Routed {
+			if s.Routed && sr.inPlace == nil {
 				sr.fresh = append(sr.fresh, inst)
 			}
 			r.progress(fmt.Sprintf("service %s: started %s (configuration %s)", s.Service, inst.Name, s.ConfigHash))
 			if err := sr.serviceStep(ctx, domain.DeploymentServiceStep{Service: s.Service, Step: domain.ServiceStarted, ContainerID: inst.ID, ContainerName: inst.Name, ImageID: s.Image, ConfigHash: s.ConfigHash, DurationMS: time.Since(started).Milliseconds()}); err != nil {
 				return err
 			}
-			if cond != domain.ConditionStarted {
+			// On a swarm every changed service is waited for until the
+			// swarm converged it.
+			if cond != domain.ConditionStarted || sr.inPlace != nil {
 				began := time.Now()
 				probe := domain.HealthProbe{Port: ports[s.Service], Timeout: cfg.Runtime.WithDefaults().HealthCheck.Timeout(), Interval: w.cfg.HealthInterval}
 				if s.Health != nil && !s.Health.Disable && s.Health.Retries > 0 {
 					probe.Timeout = max(probe.Timeout, s.Health.StartPeriod+time.Duration(s.Health.Retries+1)*(cmp.Or(s.Health.Interval, 30*time.Second)+cmp.Or(s.Health.Timeout, 30*time.Second)))
 				}
 				if err := sr.stacks.WaitService(ctx, inst, cond, probe); err != nil {
+					var rb *domain.ServiceRolledBackError
+					if errors.As(err, &rb) {
+						if _, rerr := r.steps.Step(ctx, domain.DeploymentServiceRolledBack{Service: inst.ID, By: rb.By, Reason: rb.Reason}); rerr != nil {
+							r.log.Error("service rollback not recorded", "err", rerr)
+						}
+						if ctx.Err() != nil {
+							return ctx.Err()
+						}
+						for _, l := range strings.Split(rb.LogTail, "\n") {
+							r.remember(l)
+						}
+						return &StepError{Step: domain.StepHealthCheck, Err: fmt.Errorf("service %s: %w", s.Service, rb), LogTail: r.tailText()}
+					}
 					var ue *domain.UnhealthyError
 					if errors.As(err, &ue) {
 						return &StepError{Step: domain.StepHealthCheck, Err: err, LogTail: ue.LogTail}
@@ -230,7 +290,7 @@ func (r *run) deployStack(ctx context.Context) (err error) {
 			}
 			serving[s.Service] = append(serving[s.Service], inst)
 		}
-		if s.Routed {
+		if s.Routed && sr.inPlace == nil {
 			retire = append(retire, olds...)
 		}
 	}
@@ -288,10 +348,11 @@ func (r *run) deployStack(ctx context.Context) (err error) {
 }
 
 // unchanged reports whether a service's current instances run its
-// configuration and image already: as many replicas, each labelled with
-// the same hash and running (or, for a one-shot service, having run).
-func unchanged(olds []domain.Instance, s domain.ServiceSpec, oneShot bool) bool {
-	if len(olds) != s.Replicas || len(olds) == 0 {
+// configuration and image already: as many instances as wanted (one per
+// replica, or one service updated in place), each labelled with the same
+// hash and running (or, for a one-shot service, having run).
+func unchanged(olds []domain.Instance, s domain.ServiceSpec, want int, oneShot bool) bool {
+	if len(olds) != want || len(olds) == 0 {
 		return false
 	}
 	for _, o := range olds {
@@ -306,7 +367,12 @@ func unchanged(olds []domain.Instance, s domain.ServiceSpec, oneShot bool) bool 
 func (r *stackRun) stop(ctx context.Context, service string, o domain.Instance) error {
 	began := time.Now()
 	sctx, cancel := context.WithTimeout(ctx, r.w.cfg.StopGrace+30*time.Second)
-	err := r.w.rt.Remove(sctx, o, r.w.cfg.StopGrace)
+	var err error
+	if r.inPlace != nil {
+		err = r.inPlace.RemoveStackService(sctx, o)
+	} else {
+		err = r.w.rt.Remove(sctx, o, r.w.cfg.StopGrace)
+	}
 	cancel()
 	if err != nil {
 		return FailStep(domain.StepStopPrevious, fmt.Errorf("service %s: %w", service, err))
@@ -319,12 +385,14 @@ func (r *stackRun) stop(ctx context.Context, service string, o domain.Instance) 
 }
 
 // serviceImage builds or resolves a service's image and records it.
-func (r *stackRun) serviceImage(ctx context.Context, s domain.ServiceSpec, co domain.Checkout) (string, error) {
+// It returns the image id and, for a pulled image, the registry's digest
+// reference ("" when none).
+func (r *stackRun) serviceImage(ctx context.Context, s domain.ServiceSpec, co domain.Checkout) (string, string, error) {
 	w, job := r.w, r.job
 	start := time.Now()
 	if s.Build != nil {
 		if co.Dir == "" {
-			return "", FailStep(domain.StepBuildImage, domain.Invalid("services."+s.Service+".build", "needs a repository"))
+			return "", "", FailStep(domain.StepBuildImage, domain.Invalid("services."+s.Service+".build", "needs a repository"))
 		}
 		r.progress(fmt.Sprintf("service %s: building %s in %s", s.Service, s.Build.Dockerfile, s.Build.Context))
 		bctx, cancel := context.WithTimeout(ctx, w.cfg.BuildTimeout)
@@ -341,28 +409,28 @@ func (r *stackRun) serviceImage(ctx context.Context, s domain.ServiceSpec, co do
 			r.removeLeftovers(ctx, tracker.Created())
 			err = stepTimeout(ctx, bctx, w.cfg.BuildTimeout, err)
 			if errors.Is(err, domain.ErrBuildFailed) {
-				return "", &StepError{Step: domain.StepBuildImage, Err: fmt.Errorf("service %s: %w", s.Service, firstLine(err)), LogTail: r.tailText()}
+				return "", "", &StepError{Step: domain.StepBuildImage, Err: fmt.Errorf("service %s: %w", s.Service, firstLine(err)), LogTail: r.tailText()}
 			}
-			return "", FailStep(domain.StepBuildImage, fmt.Errorf("service %s: %w", s.Service, err))
+			return "", "", FailStep(domain.StepBuildImage, fmt.Errorf("service %s: %w", s.Service, err))
 		}
 		if err := r.serviceStep(ctx, domain.DeploymentServiceStep{Service: s.Service, Step: domain.ServiceBuilt, ImageID: img.ID, DurationMS: time.Since(start).Milliseconds()}); err != nil {
-			return "", err
+			return "", "", err
 		}
-		return img.ID, nil
+		return img.ID, "", nil
 	}
 	auth, err := w.registryAuth(ctx, domain.ImageRegistry(s.ImageRef))
 	if err != nil {
-		return "", FailStep(domain.StepFetchSource, err)
+		return "", "", FailStep(domain.StepFetchSource, err)
 	}
 	img, err := w.rt.ResolveImage(ctx, domain.ImageRequest{App: job.App, DeploymentID: job.DeploymentID, Ref: s.ImageRef, Policy: s.PullPolicy, Auth: auth}, r.buildLine)
 	if err != nil {
-		return "", FailStep(domain.StepFetchSource, fmt.Errorf("service %s: %w", s.Service, err))
+		return "", "", FailStep(domain.StepFetchSource, fmt.Errorf("service %s: %w", s.Service, err))
 	}
 	r.progress(fmt.Sprintf("service %s: image %s is %s", s.Service, s.ImageRef, short(img.ID)))
 	if err := r.serviceStep(ctx, domain.DeploymentServiceStep{Service: s.Service, Step: domain.ServicePulled, ImageID: img.ID, ImageDigest: img.Digest, DurationMS: time.Since(start).Milliseconds()}); err != nil {
-		return "", err
+		return "", "", err
 	}
-	return img.ID, nil
+	return img.ID, img.Digest, nil
 }
 
 // readRepoFile reads a file of a checkout, never through a symlink that
@@ -433,6 +501,12 @@ func (w *Workflow) appAt(ctx context.Context, app string, v int64) (*domain.Appl
 // service, after StartApp restarted them.
 func (w *Workflow) serviceUpstreams(ctx context.Context, app string) ([]domain.Upstream, error) {
 	list, err := w.rt.Instances(ctx, app)
+	if svc, _, serr := w.swarmOf(ctx, app); serr != nil {
+		return nil, serr
+	} else if stacks, ok := svc.(domain.InPlaceStackRuntime); ok {
+		// On a swarm: the services' names, the same as before the stop.
+		list, err = stacks.StackInstances(ctx, app)
+	}
 	if err != nil {
 		return nil, err
 	}
