@@ -91,13 +91,7 @@ func (p *Parser) Parse(ctx context.Context, in domain.ComposeInput) (*domain.Sta
 		ConfigFiles: []types.ConfigFile{{Filename: file, Content: []byte(in.File)}},
 		Environment: env,
 	}
-	project, err := loader.LoadWithContext(ctx, details, func(o *loader.Options) {
-		o.SetProjectName(in.App, true)
-		o.SkipInclude = true
-		o.ResolvePaths = true
-		o.Profiles = slices.Clone(in.Profiles)
-		o.ResourceLoaders = nil
-	})
+	project, err := load(ctx, details, in)
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
@@ -105,6 +99,25 @@ func (p *Parser) Parse(ctx context.Context, in domain.ComposeInput) (*domain.Sta
 		return nil, domain.Invalid("compose.file", cleanError(err))
 	}
 	return c.stack(project)
+}
+
+// load runs compose-go's loader on a file. The loader panics on some
+// malformed files (a key with no value where it expects one, such as
+// `pid:`); a file is user input, so such a panic is its refusal, not a
+// crash.
+func load(ctx context.Context, details types.ConfigDetails, in domain.ComposeInput) (project *types.Project, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			project, err = nil, fmt.Errorf("the file cannot be read as a compose file (%v)", r)
+		}
+	}()
+	return loader.LoadWithContext(ctx, details, func(o *loader.Options) {
+		o.SetProjectName(in.App, true)
+		o.SkipInclude = true
+		o.ResolvePaths = true
+		o.Profiles = slices.Clone(in.Profiles)
+		o.ResourceLoaders = nil
+	})
 }
 
 // cleanError is a loader error's text without host paths of the pasted
