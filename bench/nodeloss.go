@@ -126,23 +126,10 @@ func RunNodeLoss(ctx context.Context, traefikBin string, out io.Writer) (err err
 	if err := writer.Put(traefik.App{Name: app, Routes: []traefik.Route{{Host: app + ".bench.test"}}, Upstream: traefik.Upstream{Host: st.Name, Port: 8080}}); err != nil {
 		return err
 	}
-	static, err := traefik.StaticConfig(traefik.StaticOptions{DynamicDir: swarm.ProxyDynamicPath, HTTPAddr: ":80", HTTPSAddr: ":443",
-		ThrottleDuration: 10 * time.Millisecond, LogFormat: "common", LogLevel: "WARN"})
-	if err != nil {
-		return err
-	}
-	info, err := cli.Info(ctx)
-	if err != nil {
-		return err
-	}
-	httpPort, httpsPort, err := freePorts()
-	if err != nil {
-		return err
-	}
 	defer func() { _ = svc.RemoveProxy(context.WithoutCancel(ctx)) }()
-	if _, err := svc.EnsureProxy(ctx, swarm.ProxySpec{Binary: traefikBin, Version: "berth-" + filepath.Base(filepath.Dir(traefikBin)), Static: static,
-		DynamicDir: dyn, NodeID: info.Swarm.NodeID, HTTPPort: httpPort, HTTPSPort: httpsPort}); err != nil {
-		return fmt.Errorf("traefik service: %w", err)
+	httpPort, err := startSwarmProxy(ctx, cli, svc, traefikBin, dyn)
+	if err != nil {
+		return err
 	}
 	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(httpPort))
 	if err := waitServing(ctx, addr, app+".bench.test"); err != nil {

@@ -99,23 +99,10 @@ func RunSwarm(ctx context.Context, traefikBin string, out io.Writer) (err error)
 	if err != nil {
 		return err
 	}
-	static, err := traefik.StaticConfig(traefik.StaticOptions{DynamicDir: swarm.ProxyDynamicPath, HTTPAddr: ":80", HTTPSAddr: ":443",
-		ThrottleDuration: 10 * time.Millisecond, LogFormat: "common", LogLevel: "WARN"})
-	if err != nil {
-		return err
-	}
-	info, err := cli.Info(ctx)
-	if err != nil {
-		return err
-	}
-	httpPort, httpsPort, err := freePorts()
-	if err != nil {
-		return err
-	}
 	defer func() { _ = svc.RemoveProxy(context.WithoutCancel(ctx)) }()
-	if _, err := svc.EnsureProxy(ctx, swarm.ProxySpec{Binary: traefikBin, Version: "berth-" + filepath.Base(filepath.Dir(traefikBin)), Static: static,
-		DynamicDir: dyn, NodeID: info.Swarm.NodeID, HTTPPort: httpPort, HTTPSPort: httpsPort}); err != nil {
-		return fmt.Errorf("traefik service: %w", err)
+	httpPort, err := startSwarmProxy(ctx, cli, svc, traefikBin, dyn)
+	if err != nil {
+		return err
 	}
 
 	// The deployment workflow over the swarm.
@@ -326,4 +313,27 @@ func appendEvent(ctx context.Context, store domain.EventStore, stream, typ strin
 	}
 	_, err = store.Append(ctx, domain.StreamAppend{StreamID: stream, Expected: domain.ExpectAny, Events: []domain.EventData{ed}})
 	return err
+}
+
+// startSwarmProxy runs Traefik as the swarm's proxy service on the
+// manager, reading dyn, and returns its HTTP port on the host.
+func startSwarmProxy(ctx context.Context, cli *client.Client, svc *swarm.Services, traefikBin, dyn string) (int, error) {
+	static, err := traefik.StaticConfig(traefik.StaticOptions{DynamicDir: swarm.ProxyDynamicPath, HTTPAddr: ":80", HTTPSAddr: ":443",
+		ThrottleDuration: 10 * time.Millisecond, LogFormat: "common", LogLevel: "WARN"})
+	if err != nil {
+		return 0, err
+	}
+	info, err := cli.Info(ctx)
+	if err != nil {
+		return 0, err
+	}
+	httpPort, httpsPort, err := freePorts()
+	if err != nil {
+		return 0, err
+	}
+	if _, err := svc.EnsureProxy(ctx, swarm.ProxySpec{Binary: traefikBin, Version: "berth-" + filepath.Base(filepath.Dir(traefikBin)), Static: static,
+		DynamicDir: dyn, NodeID: info.Swarm.NodeID, HTTPPort: httpPort, HTTPSPort: httpsPort}); err != nil {
+		return 0, fmt.Errorf("traefik service: %w", err)
+	}
+	return httpPort, nil
 }
