@@ -21,7 +21,10 @@ import (
 // Engine, PostgreSQL built from Debian packages and versitygw: a backup
 // storage is added, a bad database name is shown next to its field, a
 // database is created and runs, is backed up, and a restore drill marks
-// its backup verified.
+// its backup verified. The screen follows the hub's "databases" topic and
+// never polls: the storage, the database's state and a backup taken outside
+// the page (through the manager, as the scheduler does) appear without a
+// reload.
 func TestBrowserDatabases(t *testing.T) {
 	if testing.Short() {
 		t.Skip("browser end-to-end test with Docker and versitygw")
@@ -55,7 +58,16 @@ func TestBrowserDatabases(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := newEnv(t, webui.ServerConfig{}, func(d *webui.Deps) { d.Databases = mgr })
+	hub, err := webui.NewHub(webui.HubConfig{}, webui.HubDeps{Log: store, Reads: &foldReads{store: store}, Databases: mgr})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hctx, stopHub := context.WithCancel(context.Background())
+	hubDone := make(chan error, 1)
+	go func() { hubDone <- hub.Run(hctx) }()
+	t.Cleanup(func() { stopHub(); <-hubDone })
+	e := newEnv(t, webui.ServerConfig{}, func(d *webui.Deps) { d.Databases = mgr; d.Hub = hub })
+	t.Cleanup(e.http.CloseClientConnections)
 	e.srv.MountUI()
 	ctx := browser(t, 1366, 1000)
 
@@ -93,9 +105,18 @@ func TestBrowserDatabases(t *testing.T) {
 		clickLive(`li[data-database="`+name+`"] button.backup`),
 		waitLong(`document.querySelector('li[data-database="`+name+`"] li[data-backup]')?.dataset.verified === 'false'`),
 	)
+	// A backup the page did not ask for reaches it over the socket.
+	b, err := mgr.Backup(context.Background(), domain.Metadata{Actor: domain.Actor{Kind: domain.ActorSystem, ID: "test"}}, name, "s3", true)
+	if err != nil {
+		t.Fatalf("Backup: %v", err)
+	}
+	sel := `li[data-database="` + name + `"] li[data-backup="` + b.Backup + `"]`
+	run(t, ctx, "a backup taken outside the page shows up",
+		waitLong(`document.querySelector('`+sel+`')?.dataset.verified === 'false'`),
+	)
 	run(t, ctx, "a restore drill verifies the backup",
-		clickLive(`li[data-database="`+name+`"] button.drill`),
-		waitLong(`document.querySelector('li[data-database="`+name+`"] li[data-backup]')?.dataset.verified === 'true'`),
+		clickLive(sel+` button.drill`),
+		waitLong(`document.querySelector('`+sel+`')?.dataset.verified === 'true'`),
 	)
 	screenshot(t, ctx, "databases")
 }

@@ -320,6 +320,8 @@ func (c *conn) subscribe(topic string, after int64) {
 		err = c.snapshotApp(ctx, topic, name, pos)
 	case TopicDeploymentPrefix:
 		err = c.snapshotDeployment(ctx, topic, name, pos)
+	case TopicDatabases:
+		err = c.snapshotDatabases(ctx, pos)
 	case TopicAudit:
 		pos, err = c.backfillAudit(ctx, after)
 	case TopicLogPrefix:
@@ -344,7 +346,7 @@ func (c *conn) subscribe(topic string, after int64) {
 
 func parseTopic(topic string) (kind, name string, err error) {
 	switch topic {
-	case TopicApps, TopicAudit:
+	case TopicApps, TopicAudit, TopicDatabases:
 		return topic, "", nil
 	}
 	for _, p := range []string{TopicAppPrefix, TopicDeploymentPrefix, TopicLogPrefix} {
@@ -355,7 +357,7 @@ func parseTopic(topic string) (kind, name string, err error) {
 			return p, n, nil
 		}
 	}
-	return "", "", errors.New(`unknown topic: use "apps", "audit", "app:<name>", "deployment:<id>" or "log:<id>"`)
+	return "", "", errors.New(`unknown topic: use "apps", "audit", "databases", "app:<name>", "deployment:<id>" or "log:<id>"`)
 }
 
 func (c *conn) snapshotApps(ctx context.Context, pos int64) error {

@@ -225,7 +225,8 @@ func TestHubRefusesBadTopicsAndForeignOrigins(t *testing.T) {
 	t.Parallel()
 	e := newHubEnv(t, nil, webui.HubConfig{})
 	s := e.mustDial(t)
-	for _, topic := range []string{"", "nope", "app:", "app:../../etc", "app:a b", "deployment:" + strings.Repeat("x", 200), "log:$(id)", "app:missing"} {
+	for _, topic := range []string{"", "nope", "app:", "app:../../etc", "app:a b", "deployment:" + strings.Repeat("x", 200), "log:$(id)", "app:missing",
+		"databases"} { // this hub has no databases to read
 		s.subscribe(topic, 0)
 		m := s.await("the refusal of "+topic, func(m message) bool { return m.Op == "error" })
 		if m.Topic != topic || m.Error == "" {

@@ -115,11 +115,6 @@ func (m *Main) wire(ctx context.Context) (http.Handler, []Runner, error) {
 	// The HTTP API.
 	logs := buildlog.New(m.Pool)
 	reads := &webui.ProjectionReads{Queries: projections.NewQueries(m.Pool), Runner: runner, Log: m.Store, Replay: replay}
-	// The live socket: one log subscription per process fanned out to pages.
-	hub, err := webui.NewHub(webui.HubConfig{Logger: m.Logger, AllowedOrigins: m.Config.AllowedOrigins}, webui.HubDeps{Log: m.Store, Reads: reads, BuildLogs: webui.BuildLogStore{Store: logs}, Notify: runner.Notify})
-	if err != nil {
-		return nil, nil, err
-	}
 	// Accounts: every API request is authenticated and authorised by role.
 	guard, _, authRunners, err := wireAuth(m, cmds, sealer)
 	if err != nil {
@@ -161,6 +156,11 @@ func (m *Main) wire(ctx context.Context) (http.Handler, []Runner, error) {
 		return nil, nil, err
 	}
 	m.envRefs = dbs
+	// The live socket: one log subscription per process fanned out to pages.
+	hub, err := webui.NewHub(webui.HubConfig{Logger: m.Logger, AllowedOrigins: m.Config.AllowedOrigins}, webui.HubDeps{Log: m.Store, Reads: reads, BuildLogs: webui.BuildLogStore{Store: logs}, Databases: dbs, Notify: runner.Notify})
+	if err != nil {
+		return nil, nil, err
+	}
 	integ.Replay = replay
 	fleet, rl, supervise, err := wireDeployer(ctx, m, cmds, logs, sealer, runner, ls, swarms)
 	if err != nil {

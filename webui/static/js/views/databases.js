@@ -1,14 +1,12 @@
 // Databases: the managed databases with their state, connection URL
 // (password hidden), backups (verified or not) and schedule; the forms that
 // create a database and add a backup storage; start, stop, restart, back
-// up, restore drill and delete. databasesView is the screen (#/databases).
+// up, restore drill and delete. databasesView is the screen (#/databases);
+// it follows the "databases" topic of the live socket, so state changes,
+// scheduled backups and other people's actions show as they are recorded.
 import { h, replace, when } from '../dom.js';
 import { api, enc } from '../api.js';
 import { field, checkbox, submitting } from './forms.js';
-
-// REFRESH is how often the list is read again while on screen: backups
-// and state changes happen outside this page's requests.
-const REFRESH = 3000;
 
 function stateBadge(d) {
   return h('span', { class: 'badge', dataset: { state: d.state } }, d.state);
@@ -22,37 +20,39 @@ function size(n) {
 }
 
 export function databasesView(el, ui) {
-  const state = { list: [], storages: [], busy: '' };
-  const listEl = h('div', { id: 'database-list' });
+  const state = { dbs: new Map(), storages: [], loaded: false };
+  const listEl = h('div', { id: 'database-list' }, h('p', { class: 'meta' }, 'Loading…'));
   const formEl = h('div');
-  const storageEl = h('div');
-  replace(el, h('h2', {}, 'Databases'), listEl, formEl, storageEl);
-  let stopped = false;
+  const storageListEl = h('div');
+  const storageFormEl = h('div');
+  replace(el, h('h2', {}, 'Databases'), listEl, formEl, storageListEl, storageFormEl);
+
+  // keep merges a database unless the one held is newer.
+  const keep = (d) => {
+    const old = state.dbs.get(d.name);
+    if (!old || (d.position || 0) >= (old.position || 0)) state.dbs.set(d.name, d);
+  };
 
   async function act(label, fn) {
-    state.busy = label;
     try { await fn(); } catch (err) { ui.toast(`${label}: ${err.message}`, 'error'); }
-    state.busy = '';
-    await load();
   }
 
-  async function load() {
-    try {
-      const [dbs, st] = await Promise.all([api('GET', '/databases'), api('GET', '/backup-storages')]);
-      if (stopped) return;
-      state.list = dbs.databases || [];
-      const storagesChanged = JSON.stringify(st.storages) !== JSON.stringify(state.storages);
-      state.storages = st.storages || [];
-      renderList();
-      if (storagesChanged || !formEl.firstChild) { renderForm(); renderStorages(); }
-    } catch (err) {
-      if (!stopped) replace(listEl, h('p', { class: 'form-error' }, err.message));
-    }
-  }
+  const unsub = ui.live.subscribe('databases', (m) => {
+    if (m.op === 'error') { replace(listEl, h('p', { class: 'form-error' }, m.error)); return; }
+    const data = m.data || {};
+    if (m.snapshot) state.dbs.clear();
+    for (const d of data.databases || []) keep(d);
+    for (const name of data.removed || []) state.dbs.delete(name);
+    if (data.storages) { state.storages = data.storages; renderStorages(); }
+    state.loaded = true;
+    renderList();
+  });
 
   function renderList() {
-    if (state.list.length === 0) { replace(listEl, h('p', { class: 'meta' }, 'No databases.')); return; }
-    replace(listEl, h('ul', { id: 'databases', class: 'domains' }, state.list.map(row)));
+    if (!state.loaded) return;
+    const list = [...state.dbs.values()].sort((a, b) => a.name.localeCompare(b.name));
+    if (list.length === 0) { replace(listEl, h('p', { class: 'meta' }, 'No databases.')); return; }
+    replace(listEl, h('ul', { id: 'databases', class: 'domains' }, list.map(row)));
   }
 
   function row(d) {
@@ -103,15 +103,16 @@ export function databasesView(el, ui) {
         if (user.input.value.trim()) body.user = user.input.value.trim();
         if (port.input.value) body.public_port = Number(port.input.value);
         const d = await api('POST', '/databases', body);
+        keep(d);
+        renderList();
         ui.toast(`${d.name} is ${d.state}`);
         form.reset();
-        await load();
       });
     } }, h('h3', {}, 'New database'), name, engine, version, image, user, port, h('button', { type: 'submit' }, 'Create'));
     replace(formEl, form);
   }
 
-  function renderStorages() {
+  function renderStorageForm() {
     const name = field('Name', { name: 'name', required: true, placeholder: 's3' });
     const endpoint = field('Endpoint (host:port)', { name: 'endpoint', required: true, placeholder: 's3.example.com' });
     const bucket = field('Bucket', { name: 'bucket', required: true });
@@ -124,17 +125,21 @@ export function databasesView(el, ui) {
         await api('POST', '/backup-storages', { name: name.input.value.trim(), endpoint: endpoint.input.value.trim(), bucket: bucket.input.value.trim(),
           access_key: access.input.value.trim(), secret_key: secret.input.value, insecure: insecure.input.checked });
         ui.toast('Backup storage added');
-        state.storages = [];
-        await load();
+        form.reset();
       });
     } }, h('h3', {}, 'Backup storage (S3)'), name, endpoint, bucket, access, secret, insecure, h('button', { type: 'submit' }, 'Add'));
-    const list = state.storages.length
-      ? h('ul', { id: 'storages' }, state.storages.map((s) => h('li', { dataset: { storage: s.name } }, `${s.name}: ${s.bucket} at ${s.endpoint}`)))
-      : h('p', { class: 'meta' }, 'No backup storage.');
-    replace(storageEl, list, form);
+    replace(storageFormEl, form);
   }
 
-  load();
-  const timer = setInterval(() => { if (!state.busy) load(); }, REFRESH);
-  return () => { stopped = true; clearInterval(timer); };
+  function renderStorages() {
+    replace(storageListEl, state.storages.length
+      ? h('ul', { id: 'storages' }, state.storages.map((s) => h('li', { dataset: { storage: s.name } }, `${s.name}: ${s.bucket} at ${s.endpoint}`)))
+      : h('p', { class: 'meta' }, 'No backup storage.'));
+    renderList();
+  }
+
+  renderForm();
+  renderStorageForm();
+  renderStorages();
+  return unsub;
 }
