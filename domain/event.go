@@ -73,6 +73,10 @@ func DecodeEvent(e RecordedEvent) (any, error) {
 		return decode[VolumeBackupSucceeded](e)
 	case EventVolumeBackupFailed:
 		return decode[VolumeBackupFailed](e)
+	case EventSelfBackupSucceeded:
+		return decode[SelfBackupSucceeded](e)
+	case EventSelfBackupFailed:
+		return decode[SelfBackupFailed](e)
 	case EventProjectCreated:
 		return decode[ProjectCreated](e)
 	case EventProjectAppAdded:

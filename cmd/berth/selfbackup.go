@@ -12,6 +12,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/google/uuid"
+
 	"berth/domain"
 	"berth/handlers/databases"
 )
@@ -87,7 +89,9 @@ func pgCommand(ctx context.Context, dbURL, program string, args ...string) (*exe
 
 // runBackup is `berth backup`: pg_dump of berth's own database (the log,
 // read models and keyring) streamed, gzip-compressed, to S3-compatible
-// storage; it prints the object key, size and SHA-256.
+// storage; it prints the object key, size and SHA-256. Every backup that
+// gets past its flags is recorded on domain.SelfBackupStream: the object
+// key, size and SHA-256 when it succeeded, the reason when it failed.
 func runBackup(ctx context.Context, e env, args []string) error {
 	fs := newFlagSet(e, "backup")
 	var s3 s3Flags
@@ -100,17 +104,68 @@ func runBackup(ctx context.Context, e env, args []string) error {
 	if *key != "" && (strings.Contains(*key, "..") || strings.HasPrefix(*key, "/") || strings.ContainsFunc(*key, func(r rune) bool { return r < 0x21 || r == 0x7f })) {
 		return usagef("--key must be a relative object key without '..', spaces or control characters")
 	}
-	b, err := s3.open(ctx, e.getenv, true)
-	if err != nil {
-		return err
+	b, openErr := s3.open(ctx, e.getenv, false)
+	if ue := (usageError{}); errors.As(openErr, &ue) {
+		return openErr
 	}
+	store, closeStore, err := openStandaloneStore(ctx, cfg, newLogger(e.stderr, cfg.LogLevel))
+	if err != nil {
+		return fmt.Errorf("backup: %w (nothing was backed up or recorded)", errors.Join(openErr, err))
+	}
+	defer closeStore()
+
+	started := time.Now().UTC()
+	id := uuid.NewString()
 	k := *key
-	if k == "" {
-		k = b.Key("berth/" + time.Now().UTC().Format("20060102T150405Z") + ".sql.gz")
+	if k == "" { // as Bucket.Key makes it, also when the bucket did not open
+		k = "berth/" + started.Format("20060102T150405Z") + ".sql.gz"
+		if p := strings.Trim(s3.prefix, "/"); p != "" {
+			k = p + "/" + k
+		}
+	}
+	w, head, err := dumpToBucket(ctx, cfg.DatabaseURL, store, b, openErr, k)
+	md := domain.Metadata{Actor: domain.Actor{Kind: domain.ActorSystem, ID: "cli", Name: "berth command line"}, Origin: "cli", CorrelationID: id}
+	if err != nil {
+		// pg_dump gets the database password through PGPASSWORD, never in
+		// its argv or messages; the S3 secret key is struck out in case a
+		// client error echoes it.
+		why := redactSecrets(err.Error(), e.getenv("BERTH_BACKUP_S3_SECRET_KEY"))
+		ev := domain.Event{StreamID: domain.SelfBackupStream, Type: domain.EventSelfBackupFailed, Data: domain.SelfBackupFailed{
+			Backup: id, Endpoint: s3.endpoint, Bucket: s3.bucket, ObjectKey: k, Reason: why, StartedAt: started}}
+		if _, aerr := appendOutcome(context.WithoutCancel(ctx), store, md, ev); aerr != nil {
+			return fmt.Errorf("backup: %s; recording the failure: %w", why, aerr)
+		}
+		return fmt.Errorf("backup: %s (recorded as %s)", why, domain.EventSelfBackupFailed)
+	}
+	ev := domain.Event{StreamID: domain.SelfBackupStream, Type: domain.EventSelfBackupSucceeded, Data: domain.SelfBackupSucceeded{
+		Backup: id, Endpoint: s3.endpoint, Bucket: b.Name(), ObjectKey: k, Size: w.Size, SHA256: w.SHA256, LogHead: head,
+		StartedAt: started, DurationMS: time.Since(started).Milliseconds()}}
+	pos, err := appendOutcome(ctx, store, md, ev)
+	if err != nil {
+		return fmt.Errorf("backup %s/%s was written but not recorded: %w", b.Name(), k, err)
+	}
+	_, err = fmt.Fprintf(e.stdout, "ok: backup %s/%s: %d bytes, sha256 %s\nrecorded %s at position %d\n",
+		b.Name(), k, w.Size, w.SHA256, domain.EventSelfBackupSucceeded, pos)
+	return err
+}
+
+// dumpToBucket makes the bucket when missing and streams pg_dump of dbURL
+// into it at key; it returns what was written and the log's head when the
+// dump began. openErr is the error opening the bucket gave, if any.
+func dumpToBucket(ctx context.Context, dbURL string, store domain.EventStore, b *databases.Bucket, openErr error, key string) (databases.Written, int64, error) {
+	if openErr != nil {
+		return databases.Written{}, 0, openErr
+	}
+	if err := b.Ensure(ctx); err != nil {
+		return databases.Written{}, 0, err
+	}
+	head, err := store.Head(ctx)
+	if err != nil {
+		return databases.Written{}, 0, fmt.Errorf("read the log's head: %w", err)
 	}
 	var stderr strings.Builder
-	w, err := b.Upload(ctx, k, func(out io.Writer) error {
-		cmd, err := pgCommand(ctx, cfg.DatabaseURL, "pg_dump", "--no-owner", "--no-privileges")
+	w, err := b.Upload(ctx, key, func(out io.Writer) error {
+		cmd, err := pgCommand(ctx, dbURL, "pg_dump", "--no-owner", "--no-privileges")
 		if err != nil {
 			return err
 		}
@@ -120,11 +175,35 @@ func runBackup(ctx context.Context, e env, args []string) error {
 		}
 		return nil
 	})
+	return w, head, err
+}
+
+// appendOutcome appends ev, an outcome that needs no expected version, and
+// returns its position.
+func appendOutcome(ctx context.Context, store domain.EventStore, md domain.Metadata, ev domain.Event) (int64, error) {
+	ed, err := ev.Encode(uuid.NewString(), md)
 	if err != nil {
-		return fmt.Errorf("backup: %w", err)
+		return 0, err
 	}
-	_, err = fmt.Fprintf(e.stdout, "ok: backup %s/%s: %d bytes, sha256 %s\n", b.Name(), k, w.Size, w.SHA256)
-	return err
+	res, err := store.Append(ctx, domain.StreamAppend{StreamID: ev.StreamID, Expected: domain.ExpectAny, Events: []domain.EventData{ed}})
+	if err != nil {
+		return 0, err
+	}
+	return res.LastPosition(), nil
+}
+
+// redactSecrets replaces every non-empty secret in s, and truncates s to
+// what an event's reason holds.
+func redactSecrets(s string, secrets ...string) string {
+	for _, x := range secrets {
+		if x != "" {
+			s = strings.ReplaceAll(s, x, "xxxxx")
+		}
+	}
+	if len(s) > 2000 {
+		s = s[:2000] + "…"
+	}
+	return s
 }
 
 // runRestore is `berth restore`: the backup streamed from storage into an
