@@ -66,7 +66,9 @@ func removeDatabaseObjects(t *testing.T, network string, names ...string) {
 // the bucket (its size and SHA-256 those of the stored object), the backup
 // is restored into a new database holding the same rows, a restore drill
 // verifies it, a backup of a stopped database is recorded as failed with
-// its reason, and bad input is refused naming the field.
+// its reason, and bad input is refused naming the field. The UI socket's
+// "databases" topic carries the storage, the backup and the stop as they
+// are recorded.
 func TestDatabaseBackupRestoreDrill(t *testing.T) {
 	if testing.Short() {
 		t.Skip("slow end-to-end test with berth serve, PostgreSQL containers and versitygw")
@@ -95,6 +97,10 @@ func TestDatabaseBackupRestoreDrill(t *testing.T) {
 	api.must(http.StatusCreated, "POST", "/api/v1/backup-storages", map[string]any{
 		"name": "s3", "endpoint": s3.Endpoint, "insecure": true, "bucket": "backups",
 		"access_key": s3.AccessKey, "secret_key": s3.SecretKey})
+	live := subscribeLive(t, m.URL(), token, "databases")
+	live.await("the snapshot with the storage", func(m liveMessage) bool {
+		return m.Snapshot && len(m.Data.Storages) == 1 && m.Data.Storages[0].Name == "s3"
+	})
 	storages := string(api.must(http.StatusOK, "GET", "/api/v1/backup-storages", nil))
 	if strings.Contains(storages, s3.SecretKey) || !strings.Contains(storages, s3.Endpoint) {
 		t.Errorf("storages: %s", storages)
@@ -150,6 +156,14 @@ func TestDatabaseBackupRestoreDrill(t *testing.T) {
 	if res.Status != "succeeded" || b.Size == 0 || len(b.SHA256) != 64 || !strings.HasSuffix(b.ObjectKey, ".sql.gz") {
 		t.Fatalf("backup: %+v", res)
 	}
+	live.await("the backup, live", func(m liveMessage) bool {
+		for _, d := range m.Data.Databases {
+			if d.Name == src && len(d.Backups) == 1 && d.Backups[0].Backup == b.Backup && d.Backups[0].SHA256 == b.SHA256 {
+				return true
+			}
+		}
+		return false
+	})
 	stored, err := os.ReadFile(filepath.Join(s3.Dir, "backups", b.ObjectKey))
 	if err != nil {
 		t.Fatalf("the object in the bucket: %v", err)
@@ -196,6 +210,9 @@ func TestDatabaseBackupRestoreDrill(t *testing.T) {
 
 	// A failed backup is recorded with its reason.
 	api.must(http.StatusOK, "POST", "/api/v1/databases/"+src+"/stop", nil)
+	live.await("the stop, live", func(m liveMessage) bool {
+		return len(m.Data.Databases) == 1 && m.Data.Databases[0].Name == src && m.Data.Databases[0].State == domain.DatabaseStoppedS
+	})
 	st, out = api.do("POST", "/api/v1/databases/"+src+"/backups", map[string]any{"storage": "s3"})
 	if st != http.StatusBadGateway || !strings.Contains(string(out), `"status":"failed"`) || !strings.Contains(string(out), "not running") {
 		t.Errorf("backup of a stopped database: %d %s", st, out)
