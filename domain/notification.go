@@ -60,7 +60,7 @@ func RuleEventTypes(rule string) []string {
 		// A crossing, and its end.
 		return []string{EventThresholdCrossed, EventThresholdCleared}
 	case RuleBackupFailed:
-		return []string{EventBackupFailed, EventBackupDrillFailed, EventVolumeBackupFailed}
+		return []string{EventBackupFailed, EventBackupDrillFailed, EventVolumeBackupFailed, EventSelfBackupFailed}
 	case RuleCertificateFailing:
 		return []string{EventCertificateFailed}
 	}

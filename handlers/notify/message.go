@@ -105,6 +105,34 @@ func Render(e domain.RecordedEvent, project string) (Message, error) {
 		}
 		m.Title = "Certificate for " + d.Host + " failing"
 		fmt.Fprintf(&b, "The TLS certificate for %s of %s could not be obtained or renewed: %s\n", d.Host, where(d.App), d.Reason)
+	case domain.EventBackupFailed:
+		var d domain.BackupFailed
+		if err := json.Unmarshal(e.Data, &d); err != nil {
+			return m, fmt.Errorf("notify: decode %s: %w", e.Type, err)
+		}
+		m.Title = "Backup of database " + d.Database + " failed"
+		fmt.Fprintf(&b, "The backup of the managed database %s to storage %s failed: %s\nBackup: %s\n", d.Database, d.Storage, d.Reason, d.Backup)
+	case domain.EventBackupDrillFailed:
+		var d domain.BackupDrillFailed
+		if err := json.Unmarshal(e.Data, &d); err != nil {
+			return m, fmt.Errorf("notify: decode %s: %w", e.Type, err)
+		}
+		m.Title = "Restore drill of database " + d.Database + " failed"
+		fmt.Fprintf(&b, "The restore drill of backup %s of the managed database %s failed: %s\nThe backup is not verified.\n", d.Backup, d.Database, d.Reason)
+	case domain.EventVolumeBackupFailed:
+		var d domain.VolumeBackupFailed
+		if err := json.Unmarshal(e.Data, &d); err != nil {
+			return m, fmt.Errorf("notify: decode %s: %w", e.Type, err)
+		}
+		m.Title = "Backup of volume " + d.Volume + " of " + d.App + " failed"
+		fmt.Fprintf(&b, "The backup of volume %s of %s to storage %s failed: %s\nBackup: %s\n", d.Volume, where(d.App), d.Storage, d.Reason, d.Backup)
+	case domain.EventSelfBackupFailed:
+		var d domain.SelfBackupFailed
+		if err := json.Unmarshal(e.Data, &d); err != nil {
+			return m, fmt.Errorf("notify: decode %s: %w", e.Type, err)
+		}
+		m.Title = "Backup of berth's own database failed"
+		fmt.Fprintf(&b, "berth backup to %s in bucket %s at %s failed: %s\nBackup: %s\n", d.ObjectKey, d.Bucket, d.Endpoint, d.Reason, d.Backup)
 	default:
 		return m, fmt.Errorf("notify: no message for event type %q: %w", e.Type, domain.ErrInvalid)
 	}

@@ -130,6 +130,30 @@ func TestRenderNamesWhatHappened(t *testing.T) {
 	if err != nil || m.Rule != domain.RuleCertificateFailing || !strings.Contains(m.Body, "rate limited") {
 		t.Errorf("certificate: got %+v, %v", m, err)
 	}
+	// Every event of the backup.failed rule has a message naming what
+	// failed and why.
+	for _, tc := range []struct {
+		typ  string
+		data any
+		want []string
+	}{
+		{domain.EventBackupFailed, domain.BackupFailed{Database: "orders", Backup: "b1", Storage: "s3", Reason: "pg_dump: exit 1"}, []string{"orders", "s3", "pg_dump: exit 1"}},
+		{domain.EventBackupDrillFailed, domain.BackupDrillFailed{Database: "orders", Backup: "b2", Reason: "0 tables"}, []string{"orders", "b2", "0 tables"}},
+		{domain.EventVolumeBackupFailed, domain.VolumeBackupFailed{App: "web", Volume: "uploads", Backup: "b3", Storage: "s3", Reason: "no container"}, []string{"uploads", "web (project shop)", "no container"}},
+		{domain.EventSelfBackupFailed, domain.SelfBackupFailed{Backup: "b4", Endpoint: "s3.example.com", Bucket: "berth", ObjectKey: "berth/x.sql.gz", Reason: "access denied"}, []string{"berth/x.sql.gz", "s3.example.com", "access denied"}},
+	} {
+		data, _ := json.Marshal(tc.data)
+		m, err := notify.Render(domain.RecordedEvent{Type: tc.typ, Data: data, Position: 9}, "shop")
+		if err != nil || m.Rule != domain.RuleBackupFailed || !strings.Contains(m.Title, "failed") || !strings.Contains(m.Body, "#9") {
+			t.Errorf("%s: got %+v, %v", tc.typ, m, err)
+			continue
+		}
+		for _, w := range tc.want {
+			if !strings.Contains(m.Title+"\n"+m.Body, w) {
+				t.Errorf("%s: message %q lacks %q", tc.typ, m.Title+"\n"+m.Body, w)
+			}
+		}
+	}
 	if _, err := notify.Render(domain.RecordedEvent{Type: domain.EventAppCreated, Data: []byte(`{}`)}, ""); !errors.Is(err, domain.ErrInvalid) {
 		t.Errorf("unknown type: got %v", err)
 	}
