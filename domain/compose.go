@@ -324,6 +324,9 @@ type ServiceSpec struct {
 	// Routed says a domain routes to the service: it also joins berth's
 	// network and is replaced start-first (stateless) on a change.
 	Routed bool `json:"routed,omitempty"`
+	// RoutePort, for a routed service, is the port its routes reach: a
+	// runtime on a remote server publishes it on the server's address.
+	RoutePort int `json:"route_port,omitempty"`
 	// RestartPolicy is no, always, on-failure or unless-stopped.
 	RestartPolicy string `json:"restart_policy,omitempty"`
 	Replicas      int    `json:"replicas,omitempty"`

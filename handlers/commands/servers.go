@@ -464,18 +464,6 @@ func (h *Handler) Server(ctx context.Context, name string) (ServerInfo, error) {
 	return ServerOf(s, recs), nil
 }
 
-// checkRemoteRuntime refuses what a remote server cannot run yet: a
-// compose stack.
-func checkRemoteRuntime(src domain.Source, rt domain.Runtime) error {
-	if rt.ServerID() == domain.LocalServer {
-		return nil
-	}
-	if src.Compose != nil {
-		return domain.Invalid("runtime.server", "compose stacks run on the local server only")
-	}
-	return nil
-}
-
 // resolveBuildServer returns the id of the build server called name, for
 // an application with source src: it must exist, and only a git source is
 // built. Errors: ErrInvalid naming build.server.

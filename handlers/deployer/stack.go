@@ -155,6 +155,9 @@ func (r *run) deployStack(ctx context.Context) (err error) {
 	for i := range stack.Services {
 		s := &stack.Services[i]
 		s.App, s.DeploymentID = job.App, job.DeploymentID
+		if s.Routed {
+			s.RoutePort = ports[s.Service]
+		}
 		if s.Image, digests[i], err = sr.serviceImage(ctx, *s, checkout); err != nil {
 			return err
 		}
@@ -255,7 +258,7 @@ func (r *run) deployStack(ctx context.Context) (err error) {
 			// swarm converged it.
 			if cond != domain.ConditionStarted || sr.inPlace != nil {
 				began := time.Now()
-				probe := domain.HealthProbe{Port: ports[s.Service], Timeout: cfg.Runtime.WithDefaults().HealthCheck.Timeout(), Interval: w.cfg.HealthInterval}
+				probe := domain.HealthProbe{Port: servicePort(inst, ports[s.Service]), Timeout: cfg.Runtime.WithDefaults().HealthCheck.Timeout(), Interval: w.cfg.HealthInterval}
 				if s.Health != nil && !s.Health.Disable && s.Health.Retries > 0 {
 					probe.Timeout = max(probe.Timeout, s.Health.StartPeriod+time.Duration(s.Health.Retries+1)*(cmp.Or(s.Health.Interval, 30*time.Second)+cmp.Or(s.Health.Timeout, 30*time.Second)))
 				}
@@ -300,7 +303,12 @@ func (r *run) deployStack(ctx context.Context) (err error) {
 	sw := domain.DeploymentTrafficSwitched{}
 	for _, name := range in.Routed {
 		for _, inst := range serving[name] {
-			sw.Upstreams = append(sw.Upstreams, domain.Upstream{Host: inst.Address, Port: ports[name], Service: name})
+			up := domain.Upstream{Host: inst.Address, Port: ports[name], Service: name}
+			if inst.Port != 0 && sr.inPlace == nil {
+				// Published on a remote server's address.
+				up.Port, up.Published = inst.Port, true
+			}
+			sw.Upstreams = append(sw.Upstreams, up)
 			if sw.ContainerID == "" {
 				sw.ContainerID = inst.ID
 			}
@@ -345,6 +353,15 @@ func (r *run) deployStack(ctx context.Context) (err error) {
 	prev.DurationMS = time.Since(began).Milliseconds()
 	_, err = r.steps.Step(ctx, prev)
 	return err
+}
+
+// servicePort is where a routed service's instance is reached: the port
+// it publishes on a remote server's address, or its route's port.
+func servicePort(in domain.Instance, routePort int) int {
+	if in.Port != 0 {
+		return in.Port
+	}
+	return routePort
 }
 
 // unchanged reports whether a service's current instances run its
@@ -513,7 +530,9 @@ func (w *Workflow) serviceUpstreams(ctx context.Context, app string) ([]domain.U
 	var out []domain.Upstream
 	for _, in := range list {
 		if in.Running && in.Service != "" {
-			out = append(out, domain.Upstream{Host: in.Address, Service: in.Service})
+			// A container restarted on a remote server publishes its
+			// port anew.
+			out = append(out, domain.Upstream{Host: in.Address, Port: in.Port, Service: in.Service, Published: in.Port != 0})
 		}
 	}
 	return out, nil
