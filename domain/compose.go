@@ -191,7 +191,8 @@ type DeploymentServiceStep struct {
 	ContainerID   string `json:"container_id,omitempty"`
 	ContainerName string `json:"container_name,omitempty"`
 	ImageID       string `json:"image_id,omitempty"`
-	// ImageDigest is the repository digest of a pulled image.
+	// ImageDigest is the repository digest of a pulled image, or the
+	// reference a built image was pushed as (build.push).
 	ImageDigest string `json:"image_digest,omitempty"`
 	// ConfigHash is the hash of the service's resolved configuration and
 	// image (the label on its containers).
@@ -354,6 +355,9 @@ type ServiceSpec struct {
 	// ConfigHash is the hash of everything above but App, DeploymentID
 	// and Image, with the resolved image: set by the deployer.
 	ConfigHash string `json:"-"`
+	// Auth is presented to Image's registry by every node that pulls it
+	// (a swarm's); never part of the hash.
+	Auth RegistryAuth `json:"-"`
 }
 
 // StackNetwork is a network of a stack (full name, unique on the target).
@@ -472,7 +476,7 @@ type InPlaceStackRuntime interface {
 // image imageID: equal hashes mean an unchanged service, whose containers
 // keep running. App, DeploymentID, Image and ConfigHash are not part of it.
 func (s ServiceSpec) Hash(imageID string) string {
-	s.App, s.DeploymentID, s.Image, s.ConfigHash = "", "", "", ""
+	s.App, s.DeploymentID, s.Image, s.ConfigHash, s.Auth = "", "", "", "", RegistryAuth{}
 	b, err := json.Marshal(s)
 	if err != nil {
 		b = []byte(fmt.Sprintf("%#v", s))

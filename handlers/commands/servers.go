@@ -465,11 +465,11 @@ func (h *Handler) Server(ctx context.Context, name string) (ServerInfo, error) {
 }
 
 // resolveBuildServer returns the id of the build server called name, for
-// an application with source src: it must exist, and only a git source is
-// built. Errors: ErrInvalid naming build.server.
+// an application with source src: it must exist, and only a git source
+// (an application's, or a compose stack's build sections) is built. Errors: ErrInvalid naming build.server.
 func (h *Handler) resolveBuildServer(ctx context.Context, src domain.Source, name string) (string, error) {
-	if !src.IsGit() || src.IsCompose() {
-		return "", domain.Invalid("build.server", "applies to a git source only (an image or compose source is not built by berth)")
+	if !src.IsGit() {
+		return "", domain.Invalid("build.server", "applies to a git source only (an image or a pasted compose file is not built by berth)")
 	}
 	id, err := h.ResolveServer(ctx, "build.server", name)
 	if errors.Is(err, domain.ErrServerNotFound) {

@@ -46,6 +46,14 @@ type stackRun struct {
 	// fresh are the routed instances started and not yet serving: removed
 	// when the run ends before traffic switched.
 	fresh []domain.Instance
+	// builder fetches the repository and builds the services' build
+	// sections: the deployment's runtime, or the build server's (builtOn
+	// its id), which pushes each image for this server to pull.
+	builder domain.RuntimePort
+	builtOn string
+	// built are the images the build server built, removed from it once
+	// every service was pulled here.
+	built map[string]bool
 }
 
 // serviceStep records one step of one service.
@@ -62,7 +70,7 @@ func (r *run) deployStack(ctx context.Context) (err error) {
 	if err != nil {
 		return FailStep(domain.StepStart, err)
 	}
-	sr := &stackRun{run: r, stacks: w.cfg.Stacks}
+	sr := &stackRun{run: r, stacks: w.cfg.Stacks, builder: w.rt}
 	if rt := app.Config().Runtime.WithDefaults(); rt.OnSwarm() {
 		svc, err := w.services(ctx, rt)
 		if err != nil {
@@ -99,10 +107,16 @@ func (r *run) deployStack(ctx context.Context) (err error) {
 	in := domain.ComposeInput{App: job.App, File: cs.File, Profiles: cs.Profiles}
 	var checkout domain.Checkout
 	if cfg.Source.IsGit() {
+		// The build server (when the application names one) fetches the
+		// repository its build sections are built from.
+		if sr.builder, sr.builtOn, err = r.buildRuntime(ctx, cfg); err != nil {
+			return FailStep(domain.StepFetchSource, err)
+		}
 		defer func() {
-			if err := w.rt.RemoveWork(job.DeploymentID); err != nil {
+			if err := sr.builder.RemoveWork(job.DeploymentID); err != nil {
 				r.log.Warn("work directory not removed", "err", err)
 			}
+			sr.pruneBuildServer(ctx)
 		}()
 		ref := cmp.Or(job.Request.Ref, cfg.Source.GitRef)
 		if err := domain.ValidateGitURL("source.git_url", cfg.Source.GitURL); err != nil {
@@ -111,9 +125,12 @@ func (r *run) deployStack(ctx context.Context) (err error) {
 		r.progress(fmt.Sprintf("fetching %s at %s", redact(cfg.Source.GitURL), cmp.Or(ref, "HEAD")))
 		start := time.Now()
 		fctx, cancel := context.WithTimeout(ctx, w.cfg.FetchTimeout)
-		checkout, err = w.rt.FetchGit(fctx, domain.GitFetch{App: job.App, DeploymentID: job.DeploymentID, URL: cfg.Source.GitURL, Ref: ref})
+		checkout, err = sr.builder.FetchGit(fctx, domain.GitFetch{App: job.App, DeploymentID: job.DeploymentID, URL: cfg.Source.GitURL, Ref: ref})
 		cancel()
 		if err != nil {
+			if sr.builtOn != "" {
+				err = buildServerErr(sr.builtOn, err)
+			}
 			return FailStep(domain.StepFetchSource, stepTimeout(ctx, fctx, w.cfg.FetchTimeout, err))
 		}
 		if in.File, err = readRepoFile(checkout.Dir, cs.Path); err != nil {
@@ -158,9 +175,11 @@ func (r *run) deployStack(ctx context.Context) (err error) {
 		if s.Routed {
 			s.RoutePort = ports[s.Service]
 		}
-		if s.Image, digests[i], err = sr.serviceImage(ctx, *s, checkout); err != nil {
+		img, err := sr.serviceImage(ctx, *s, cfg.Build.Push, checkout)
+		if err != nil {
 			return err
 		}
+		s.Image, digests[i], s.Auth = img.id, img.ref, img.auth
 		s.ConfigHash = s.Hash(s.Image)
 		if first == "" || (s.Routed && !stack.Services[0].Routed && first == stack.Services[0].Image) {
 			first = s.Image
@@ -170,12 +189,15 @@ func (r *run) deployStack(ctx context.Context) (err error) {
 		return err
 	}
 	// On a swarm every node pulls a registry's image by the digest
-	// resolved (the configuration hash keeps the image id); a built one
-	// runs by its id, which only nodes holding it can run.
+	// resolved, and a built one by the digest it was pushed as (the
+	// configuration hash keeps the image id); a built one that was not
+	// pushed runs by its id, which only nodes holding it can run.
 	if sr.inPlace != nil {
 		for i, d := range digests {
 			if d != "" {
 				stack.Services[i].Image = d
+			} else if stack.Services[i].Build != nil {
+				r.progress(fmt.Sprintf("service %s: image %s is in no registry: only swarm nodes that hold it can run it (set build.push to push it)", stack.Services[i].Service, short(stack.Services[i].Image)))
 			}
 		}
 	}
@@ -401,20 +423,35 @@ func (r *stackRun) stop(ctx context.Context, service string, o domain.Instance) 
 	return r.serviceStep(ctx, domain.DeploymentServiceStep{Service: service, Step: domain.ServiceStopped, ContainerID: o.ID, ContainerName: o.Name, DurationMS: time.Since(began).Milliseconds()})
 }
 
-// serviceImage builds or resolves a service's image and records it.
-// It returns the image id and, for a pulled image, the registry's digest
-// reference ("" when none).
-func (r *stackRun) serviceImage(ctx context.Context, s domain.ServiceSpec, co domain.Checkout) (string, string, error) {
+// serviceImage is a service's image: its id on the deployment's server,
+// the registry reference every node of a swarm pulls it by ("" when
+// none) and the credentials of that reference's registry.
+type serviceImage struct {
+	id, ref string
+	auth    domain.RegistryAuth
+}
+
+// serviceImage builds or resolves a service's image and records it. A
+// built image is pushed to push when set (tagged with the deployment and
+// the service); built on a build server, it is pulled here from there.
+func (r *stackRun) serviceImage(ctx context.Context, s domain.ServiceSpec, push string, co domain.Checkout) (serviceImage, error) {
 	w, job := r.w, r.job
 	start := time.Now()
 	if s.Build != nil {
 		if co.Dir == "" {
-			return "", "", FailStep(domain.StepBuildImage, domain.Invalid("services."+s.Service+".build", "needs a repository"))
+			return serviceImage{}, FailStep(domain.StepBuildImage, domain.Invalid("services."+s.Service+".build", "needs a repository"))
+		}
+		// bErr names the build server in what failed there.
+		bErr := func(err error) error {
+			if r.builtOn == "" {
+				return err
+			}
+			return buildServerErr(r.builtOn, err)
 		}
 		r.progress(fmt.Sprintf("service %s: building %s in %s", s.Service, s.Build.Dockerfile, s.Build.Context))
 		bctx, cancel := context.WithTimeout(ctx, w.cfg.BuildTimeout)
 		var tracker imagegc.BuildTracker
-		img, err := w.rt.Build(bctx, domain.BuildRequest{
+		img, err := r.builder.Build(bctx, domain.BuildRequest{
 			App: job.App, DeploymentID: job.DeploymentID, Checkout: co, Service: s.Service,
 			Context: s.Build.Context, Dockerfile: s.Build.Dockerfile, Target: s.Build.Target, Args: s.Build.Args,
 		}, func(line string) {
@@ -423,31 +460,78 @@ func (r *stackRun) serviceImage(ctx context.Context, s domain.ServiceSpec, co do
 		})
 		cancel()
 		if err != nil {
-			r.removeLeftovers(ctx, tracker.Created())
+			if r.builtOn == "" {
+				r.removeLeftovers(ctx, tracker.Created())
+			}
 			err = stepTimeout(ctx, bctx, w.cfg.BuildTimeout, err)
 			if errors.Is(err, domain.ErrBuildFailed) {
-				return "", "", &StepError{Step: domain.StepBuildImage, Err: fmt.Errorf("service %s: %w", s.Service, firstLine(err)), LogTail: r.tailText()}
+				return serviceImage{}, &StepError{Step: domain.StepBuildImage, Err: fmt.Errorf("service %s: %w", s.Service, firstLine(err)), LogTail: r.tailText()}
 			}
-			return "", "", FailStep(domain.StepBuildImage, fmt.Errorf("service %s: %w", s.Service, err))
+			return serviceImage{}, FailStep(domain.StepBuildImage, bErr(fmt.Errorf("service %s: %w", s.Service, err)))
 		}
-		if err := r.serviceStep(ctx, domain.DeploymentServiceStep{Service: s.Service, Step: domain.ServiceBuilt, ImageID: img.ID, DurationMS: time.Since(start).Milliseconds()}); err != nil {
-			return "", "", err
+		out := serviceImage{id: img.ID}
+		if push != "" {
+			target := push + ":" + job.DeploymentID + "-" + s.Service
+			if out.auth, err = w.registryAuth(ctx, domain.ImageRegistry(target)); err != nil {
+				return serviceImage{}, FailStep(domain.StepBuildImage, err)
+			}
+			r.progress(fmt.Sprintf("service %s: pushing %s", s.Service, target))
+			pctx, cancel := context.WithTimeout(ctx, w.cfg.BuildTimeout)
+			out.ref, err = r.builder.Push(pctx, domain.PushRequest{App: job.App, DeploymentID: job.DeploymentID, Image: img.ID, Target: target, Auth: out.auth}, r.buildLine)
+			cancel()
+			if err != nil {
+				return serviceImage{}, FailStep(domain.StepBuildImage, bErr(fmt.Errorf("service %s: push %s: %w", s.Service, target, err)))
+			}
+			r.progress(fmt.Sprintf("service %s: pushed %s", s.Service, out.ref))
 		}
-		return img.ID, "", nil
+		if r.builtOn != "" {
+			if out.ref == "" {
+				return serviceImage{}, FailStep(domain.StepBuildImage, domain.Invalid("build.push", "is required with a build server: the image is pushed there for this server to pull"))
+			}
+			r.progress(fmt.Sprintf("service %s: pulling %s onto this server", s.Service, out.ref))
+			pulled, err := w.rt.ResolveImage(ctx, domain.ImageRequest{App: job.App, DeploymentID: job.DeploymentID, Ref: out.ref, Policy: domain.PullIfNotPresent, Auth: out.auth}, r.buildLine)
+			if err != nil {
+				return serviceImage{}, FailStep(domain.StepBuildImage, fmt.Errorf("service %s: pull %s: %w", s.Service, out.ref, err))
+			}
+			if r.built == nil {
+				r.built = map[string]bool{}
+			}
+			r.built[img.ID] = true
+			out.id = pulled.ID
+		}
+		if err := r.serviceStep(ctx, domain.DeploymentServiceStep{Service: s.Service, Step: domain.ServiceBuilt, ImageID: out.id, ImageDigest: out.ref, DurationMS: time.Since(start).Milliseconds()}); err != nil {
+			return serviceImage{}, err
+		}
+		return out, nil
 	}
 	auth, err := w.registryAuth(ctx, domain.ImageRegistry(s.ImageRef))
 	if err != nil {
-		return "", "", FailStep(domain.StepFetchSource, err)
+		return serviceImage{}, FailStep(domain.StepFetchSource, err)
 	}
 	img, err := w.rt.ResolveImage(ctx, domain.ImageRequest{App: job.App, DeploymentID: job.DeploymentID, Ref: s.ImageRef, Policy: s.PullPolicy, Auth: auth}, r.buildLine)
 	if err != nil {
-		return "", "", FailStep(domain.StepFetchSource, fmt.Errorf("service %s: %w", s.Service, err))
+		return serviceImage{}, FailStep(domain.StepFetchSource, fmt.Errorf("service %s: %w", s.Service, err))
 	}
 	r.progress(fmt.Sprintf("service %s: image %s is %s", s.Service, s.ImageRef, short(img.ID)))
 	if err := r.serviceStep(ctx, domain.DeploymentServiceStep{Service: s.Service, Step: domain.ServicePulled, ImageID: img.ID, ImageDigest: img.Digest, DurationMS: time.Since(start).Milliseconds()}); err != nil {
-		return "", "", err
+		return serviceImage{}, err
 	}
-	return img.ID, img.Digest, nil
+	return serviceImage{id: img.ID, ref: img.Digest, auth: auth}, nil
+}
+
+// pruneBuildServer removes the application's older images from the build
+// server, keeping the ones this deployment built there (for their layers).
+func (r *stackRun) pruneBuildServer(ctx context.Context) {
+	if r.builtOn == "" || len(r.built) == 0 {
+		return
+	}
+	gctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Minute)
+	defer cancel()
+	if removed, err := r.builder.RemoveImages(gctx, r.job.App, r.built); err != nil {
+		r.log.Warn("older images on the build server not removed", "err", err)
+	} else if len(removed) > 0 {
+		r.progress(fmt.Sprintf("removed %d older image(s) of %s from the build server", len(removed), r.job.App))
+	}
 }
 
 // readRepoFile reads a file of a checkout, never through a symlink that

@@ -378,12 +378,17 @@ func (s *Services) StartService(ctx context.Context, d domain.ServiceSpec, _ int
 	if err := s.EnsureNetwork(ctx); err != nil {
 		return domain.Instance{}, err
 	}
+	// Every node pulls the image with the credentials of its registry.
+	auth, err := encodeAuth(d.Auth, d.Image)
+	if err != nil {
+		return domain.Instance{}, fmt.Errorf("encode the credentials of %s: %w", domain.ImageRegistry(d.Image), err)
+	}
 	name := spec.Name
 	cur, _, err := s.cli.ServiceInspectWithRaw(ctx, name, swarmInspectOptions())
 	var id string
 	switch {
 	case cerrdefs.IsNotFound(err):
-		resp, err := s.cli.ServiceCreate(ctx, spec, swarmCreateOptions(""))
+		resp, err := s.cli.ServiceCreate(ctx, spec, swarmCreateOptions(auth))
 		if err != nil {
 			return domain.Instance{}, unavailable(fmt.Errorf("create service %s: %w", name, err))
 		}
@@ -397,7 +402,7 @@ func (s *Services) StartService(ctx context.Context, d domain.ServiceSpec, _ int
 		id = cur.ID
 	default:
 		id = cur.ID
-		if _, err := s.update(ctx, id, func(swarm.ServiceSpec) swarm.ServiceSpec { return spec }, "", ""); err != nil {
+		if _, err := s.update(ctx, id, func(swarm.ServiceSpec) swarm.ServiceSpec { return spec }, "", auth); err != nil {
 			return domain.Instance{}, unavailable(fmt.Errorf("update service %s: %w", name, err))
 		}
 		s.log.Info("updating a stack service", "service", name, "app", d.App, "deployment", d.DeploymentID, "order", spec.UpdateConfig.Order)
