@@ -465,6 +465,13 @@ type InPlaceStackRuntime interface {
 	// RemoveStackService removes the service of an instance StackInstances
 	// returned; one already gone is not an error.
 	RemoveStackService(ctx context.Context, in Instance) error
+	// RollBackStackService returns the service of an instance StartService
+	// returned to what it ran before deployment in.Deployment: its
+	// previous spec (waited for until it runs again), or no service when
+	// that deployment created it. It reports whether it changed anything:
+	// a service no longer running that deployment (rolled back already, or
+	// gone) is left alone.
+	RollBackStackService(ctx context.Context, in Instance) (bool, error)
 	// StopStack scales app's services to no task, keeping their replica
 	// counts; StartStack scales them back. Both wait until the tasks
 	// follow.

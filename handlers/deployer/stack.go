@@ -54,6 +54,10 @@ type stackRun struct {
 	// built are the images the build server built, removed from it once
 	// every service was pulled here.
 	built map[string]bool
+	// changed are the services this deployment created or updated in
+	// place (a swarm's), in order: rolled back when it is cancelled
+	// before traffic switched.
+	changed []domain.Instance
 }
 
 // serviceStep records one step of one service.
@@ -98,6 +102,12 @@ func (r *run) deployStack(ctx context.Context) (err error) {
 			} else {
 				r.progress("removed the new instance " + in.Name)
 			}
+		}
+	}()
+	defer func() {
+		// ctx no longer ends once traffic switched.
+		if sr.inPlace != nil && len(sr.changed) > 0 && ctx.Err() != nil {
+			sr.rollBackChanged(ctx)
 		}
 	}()
 	cfg := app.Config()
@@ -272,6 +282,9 @@ func (r *run) deployStack(ctx context.Context) (err error) {
 			if s.Routed && sr.inPlace == nil {
 				sr.fresh = append(sr.fresh, inst)
 			}
+			if sr.inPlace != nil {
+				sr.changed = append(sr.changed, inst)
+			}
 			r.progress(fmt.Sprintf("service %s: started %s (configuration %s)", s.Service, inst.Name, s.ConfigHash))
 			if err := sr.serviceStep(ctx, domain.DeploymentServiceStep{Service: s.Service, Step: domain.ServiceStarted, ContainerID: inst.ID, ContainerName: inst.Name, ImageID: s.Image, ConfigHash: s.ConfigHash, DurationMS: time.Since(started).Milliseconds()}); err != nil {
 				return err
@@ -400,6 +413,34 @@ func unchanged(olds []domain.Instance, s domain.ServiceSpec, want int, oneShot b
 		}
 	}
 	return true
+}
+
+// rollBackChanged returns every service this deployment changed on the
+// swarm, last first, to what it ran before (or removes it when the
+// deployment created it), recording each one it changed. The service
+// whose wait was cancelled was rolled back by WaitService already (and
+// recorded): it is left alone.
+func (r *stackRun) rollBackChanged(ctx context.Context) {
+	ctx = context.WithoutCancel(ctx)
+	for i := len(r.changed) - 1; i >= 0; i-- {
+		in := r.changed[i]
+		r.progress(fmt.Sprintf("service %s: the deployment was cancelled: rolling it back", in.Service))
+		uctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
+		done, err := r.inPlace.RollBackStackService(uctx, in)
+		cancel()
+		if err != nil {
+			r.log.Error("stack service not rolled back", "service", in.Name, "err", err)
+			r.progress(fmt.Sprintf("service %s: not rolled back: %v", in.Service, err))
+			continue
+		}
+		if !done {
+			continue
+		}
+		r.progress(fmt.Sprintf("service %s: rolled back", in.Service))
+		if _, err := r.steps.Step(ctx, domain.DeploymentServiceRolledBack{Service: in.ID, By: domain.RolledBackByBerth, Reason: in.Service + ": the deployment was cancelled"}); err != nil {
+			r.log.Error("service rollback not recorded", "service", in.Name, "err", err)
+		}
+	}
 }
 
 // stop removes one of a service's previous instances and records it.
