@@ -207,3 +207,123 @@ services:
 	url := probe(t, cli, local, f.svc.Network(), "http://"+web+":8080")
 	answerOf(t, url, "probe  -> web 1 -> hello 1")
 }
+
+// cancelOn is a recorder that cancels the deployment once it records
+// service web started.
+type cancelOn struct {
+	*recorder
+	cancel func()
+}
+
+func (c cancelOn) Step(ctx context.Context, data any) (int64, error) {
+	pos, err := c.recorder.Step(ctx, data)
+	if s, ok := data.(domain.DeploymentServiceStep); ok && s.Service == "web" && s.Step == domain.ServiceStarted {
+		c.cancel()
+	}
+	return pos, err
+}
+
+// TestStackOnASwarmCancelRollsBackEveryChangedService: a deployment that
+// updated api and is cancelled while web's update waits rolls both back to
+// the first deployment's specs, each rollback recorded.
+func TestStackOnASwarmCancelRollsBackEveryChangedService(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	cli := f.cli
+	app := testenv.RandomName("bw-sc")
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		defer cancel()
+		if err := f.svc.RemoveStack(ctx, app); err != nil {
+			t.Errorf("remove stack: %v", err)
+		}
+	})
+	tag := testenv.RandomName("berth-test/bw-sc") + ":1"
+	buildStackImage(t, cli, tag)
+	bridge := testenv.RandomName("bw-br")
+	eng, err := dockerrt.New(dockerrt.Config{Network: bridge, WorkRoot: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = cli.NetworkRemove(context.Background(), bridge)
+		_ = eng.Close()
+	})
+	rt, err := dockerrt.NewRuntime(dockerrt.RuntimeConfig{Engine: eng})
+	if err != nil {
+		t.Fatal(err)
+	}
+	parser, err := compose.New(compose.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	store := memstore.New()
+	flow, err := deployer.NewWorkflow(deployer.WorkflowConfig{
+		Runtime: rt, Compose: parser, Logs: runtimetest.NewLog(), Swarms: swarmsOf{f.svc}, Drain: time.Millisecond,
+		StopGrace: time.Second, Logger: slog.New(slog.DiscardHandler),
+	}, store)
+	if err != nil {
+		t.Fatal(err)
+	}
+	file := func(version, check string) string {
+		return fmt.Sprintf(`
+services:
+  api:
+    image: %[1]s
+    pull_policy: never
+    environment: {NAME: api, VERSION: %[2]q}
+  web:
+    image: %[1]s
+    pull_policy: never
+    environment: {NAME: web}
+    depends_on: [api]
+    healthcheck: {test: ["CMD", "/server", %[3]q], interval: 1s, timeout: 2s, retries: 60}
+`, tag, version, check)
+	}
+	stream := domain.AppStream(app)
+	placement := domain.Runtime{Placement: &domain.Placement{Swarm: "test"}}
+	appendOne(t, store, stream, domain.EventAppCreated, domain.AppCreated{
+		App: app, Project: "p", Source: domain.Source{Compose: &domain.ComposeSource{File: file("1", "check")}}, Runtime: placement,
+	})
+	deploy := func(ctx context.Context, id string, version int64, cancel func()) (*recorder, error) {
+		req := domain.DeploymentRequested{DeploymentID: id, App: app, AppVersion: version, Trigger: domain.Trigger{Kind: domain.TriggerManual}}
+		appendOne(t, store, domain.DeploymentStream(id), domain.EventDeploymentRequested, req)
+		appendOne(t, store, domain.DeploymentStream(id), domain.EventDeploymentStarted, domain.DeploymentStarted{DeploymentID: id, App: app})
+		rec := &recorder{t: t, store: store, id: id}
+		var steps deployer.StepRecorder = rec
+		if cancel != nil {
+			steps = cancelOn{recorder: rec, cancel: cancel}
+		}
+		return rec, flow.Deploy(ctx, deployer.Job{DeploymentID: id, App: app, Attempt: 1, Request: req}, steps)
+	}
+	if _, err := deploy(ctx, "d1", 1, nil); err != nil {
+		t.Fatalf("first deployment: %v", err)
+	}
+	// api changes and converges; web's new healthcheck never passes.
+	appendOne(t, store, stream, domain.EventAppUpdated, domain.AppUpdated{App: app,
+		Source: domain.Source{Compose: &domain.ComposeSource{File: file("2", "serve-again")}}, Runtime: placement, Changed: []string{"source.compose"}})
+	cctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	rec, err := deploy(cctx, "d2", 2, cancel)
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("cancelled deployment: %v", err)
+	}
+	n := 0
+	for _, typ := range rec.types {
+		if typ == domain.EventDeploymentServiceRolledBack {
+			n++
+		}
+	}
+	if n != 2 {
+		t.Errorf("steps %v: got %d %s, want 2 (web and api)", rec.types, n, domain.EventDeploymentServiceRolledBack)
+	}
+	list, err := f.svc.StackInstances(ctx, app)
+	if err != nil || len(list) != 2 {
+		t.Fatalf("stack instances %+v, %v", list, err)
+	}
+	for _, in := range list {
+		if in.Deployment != "d1" {
+			t.Errorf("service %s runs %s after the cancel, want d1", in.Service, in.Deployment)
+		}
+	}
+}
