@@ -3,6 +3,7 @@ package deployer
 import (
 	"cmp"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -179,6 +180,7 @@ func (r *run) deployStack(ctx context.Context) (err error) {
 	// Images, every service's, before anything changes.
 	var first string
 	digests := make([]string, len(stack.Services))
+	images := map[string]bool{} // every service's image id, kept by image collection
 	for i := range stack.Services {
 		s := &stack.Services[i]
 		s.App, s.DeploymentID = job.App, job.DeploymentID
@@ -190,6 +192,7 @@ func (r *run) deployStack(ctx context.Context) (err error) {
 			return err
 		}
 		s.Image, digests[i], s.Auth = img.id, img.ref, img.auth
+		images[img.id] = true
 		s.ConfigHash = s.Hash(s.Image)
 		if first == "" || (s.Routed && !stack.Services[0].Routed && first == stack.Services[0].Image) {
 			first = s.Image
@@ -386,8 +389,81 @@ func (r *run) deployStack(ctx context.Context) (err error) {
 		}
 	}
 	prev.DurationMS = time.Since(began).Milliseconds()
-	_, err = r.steps.Step(ctx, prev)
-	return err
+	if _, err = r.steps.Step(ctx, prev); err != nil {
+		return err
+	}
+	sr.collectImages(ctx, images)
+	return nil
+}
+
+// collectImages removes the stack's built images no service runs now and
+// none of its last KeepImages successful deployments (this one counting as
+// one) ran, as an application's are collected after each deployment.
+// Failures are only logged: the deployment succeeded.
+func (r *stackRun) collectImages(ctx context.Context, current map[string]bool) {
+	gctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Minute)
+	defer cancel()
+	w, app := r.w, r.job.App
+	keep, err := w.recentStackImages(gctx, app, w.keepImages(gctx, app)-1)
+	if err != nil {
+		r.log.Warn("image collection skipped", "err", err)
+		return
+	}
+	for id := range current {
+		keep[id] = true
+	}
+	removed, err := w.rt.RemoveImages(gctx, app, keep)
+	if err != nil {
+		r.log.Warn("image collection failed", "err", err)
+	}
+	if len(removed) > 0 {
+		r.progress(fmt.Sprintf("removed %d old image(s) of %s", len(removed), app))
+	}
+}
+
+// recentStackImages returns the image ids every service of app's last n
+// successful deployments ran (as their service steps record them).
+func (w *Workflow) recentStackImages(ctx context.Context, app string, n int) (map[string]bool, error) {
+	keep := map[string]bool{}
+	if n <= 0 {
+		return keep, nil
+	}
+	var ids []string
+	var after int64
+	for {
+		page, err := w.store.ReadAll(ctx, domain.ReadAllQuery{After: after, Limit: 1000, Filter: domain.Filter{
+			Categories: []string{domain.CategoryDeployment}, Types: []string{domain.EventDeploymentSucceeded},
+		}})
+		if err != nil {
+			return nil, fmt.Errorf("read successful deployments: %w", err)
+		}
+		if len(page) == 0 {
+			break
+		}
+		for _, e := range page {
+			var s domain.DeploymentSucceeded
+			if json.Unmarshal(e.Data, &s) == nil && s.App == app && s.DeploymentID != "" {
+				ids = append(ids, s.DeploymentID)
+			}
+		}
+		after = page[len(page)-1].Position
+	}
+	for i := len(ids) - 1; i >= 0 && i >= len(ids)-n; i-- {
+		events, err := w.store.ReadStream(ctx, domain.DeploymentStream(ids[i]), 1, 0)
+		if err != nil {
+			return nil, fmt.Errorf("read deployment %s: %w", ids[i], err)
+		}
+		for _, e := range events {
+			if e.Type != domain.EventDeploymentServiceStep {
+				continue
+			}
+			var st domain.DeploymentServiceStep
+			if json.Unmarshal(e.Data, &st) == nil && st.ImageID != "" {
+				keep[st.ImageID] = true
+			}
+		}
+	}
+	return keep, nil
 }
 
 // servicePort is where a routed service's instance is reached: the port
