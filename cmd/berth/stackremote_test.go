@@ -54,7 +54,8 @@ networks:
 // from the repository, publishes its port on the server's address and the
 // host's Traefik routes to it; a redeploy changing only the web service
 // replaces exactly that container; its logs are read from the server; a
-// rollback returns to the first version; deleting the application removes
+// rollback returns to the first version; stopped and started, it is routed
+// again (its port published anew); deleting the application removes
 // its containers and networks from the server (the volume stays, as on
 // the local server).
 func TestRemoteStackThroughServe(t *testing.T) {
@@ -181,6 +182,23 @@ func TestRemoteStackThroughServe(t *testing.T) {
 	if final := stackContainers(t, remote.Docker, app); len(final["api"]) != 1 || final["api"][0].ID != before["api"][0].ID {
 		t.Error("the rollback replaced the api container, which did not change")
 	}
+
+	// Stop and start: started again, each routed container publishes its
+	// port anew and the routes follow.
+	a.must(http.StatusAccepted, "POST", "/api/v1/apps/"+app+"/stop", nil)
+	waitFor(t, time.Minute, "the stack to stop", func() bool {
+		for _, cs := range stackContainers(t, remote.Docker, app) {
+			for _, c := range cs {
+				if c.State == "running" {
+					return false
+				}
+			}
+		}
+		code, _ := routedGet(proxy, host)
+		return code != http.StatusOK
+	})
+	a.must(http.StatusAccepted, "POST", "/api/v1/apps/"+app+"/start", nil)
+	viaTraefik(t, proxy, host, want)
 
 	// Delete: the containers and networks leave the server.
 	a.must(http.StatusOK, "DELETE", "/api/v1/apps/"+app, nil)
