@@ -191,7 +191,8 @@ type DeploymentServiceStep struct {
 	ContainerID   string `json:"container_id,omitempty"`
 	ContainerName string `json:"container_name,omitempty"`
 	ImageID       string `json:"image_id,omitempty"`
-	// ImageDigest is the repository digest of a pulled image.
+	// ImageDigest is the repository digest of a pulled image, or the
+	// reference a built image was pushed as (build.push).
 	ImageDigest string `json:"image_digest,omitempty"`
 	// ConfigHash is the hash of the service's resolved configuration and
 	// image (the label on its containers).
@@ -324,6 +325,9 @@ type ServiceSpec struct {
 	// Routed says a domain routes to the service: it also joins berth's
 	// network and is replaced start-first (stateless) on a change.
 	Routed bool `json:"routed,omitempty"`
+	// RoutePort, for a routed service, is the port its routes reach: a
+	// runtime on a remote server publishes it on the server's address.
+	RoutePort int `json:"route_port,omitempty"`
 	// RestartPolicy is no, always, on-failure or unless-stopped.
 	RestartPolicy string `json:"restart_policy,omitempty"`
 	Replicas      int    `json:"replicas,omitempty"`
@@ -351,6 +355,9 @@ type ServiceSpec struct {
 	// ConfigHash is the hash of everything above but App, DeploymentID
 	// and Image, with the resolved image: set by the deployer.
 	ConfigHash string `json:"-"`
+	// Auth is presented to Image's registry by every node that pulls it
+	// (a swarm's); never part of the hash.
+	Auth RegistryAuth `json:"-"`
 }
 
 // StackNetwork is a network of a stack (full name, unique on the target).
@@ -458,6 +465,13 @@ type InPlaceStackRuntime interface {
 	// RemoveStackService removes the service of an instance StackInstances
 	// returned; one already gone is not an error.
 	RemoveStackService(ctx context.Context, in Instance) error
+	// RollBackStackService returns the service of an instance StartService
+	// returned to what it ran before deployment in.Deployment: its
+	// previous spec (waited for until it runs again), or no service when
+	// that deployment created it. It reports whether it changed anything:
+	// a service no longer running that deployment (rolled back already, or
+	// gone) is left alone.
+	RollBackStackService(ctx context.Context, in Instance) (bool, error)
 	// StopStack scales app's services to no task, keeping their replica
 	// counts; StartStack scales them back. Both wait until the tasks
 	// follow.
@@ -469,7 +483,7 @@ type InPlaceStackRuntime interface {
 // image imageID: equal hashes mean an unchanged service, whose containers
 // keep running. App, DeploymentID, Image and ConfigHash are not part of it.
 func (s ServiceSpec) Hash(imageID string) string {
-	s.App, s.DeploymentID, s.Image, s.ConfigHash = "", "", "", ""
+	s.App, s.DeploymentID, s.Image, s.ConfigHash, s.Auth = "", "", "", "", RegistryAuth{}
 	b, err := json.Marshal(s)
 	if err != nil {
 		b = []byte(fmt.Sprintf("%#v", s))

@@ -147,6 +147,10 @@ type Upstream struct {
 	// Service, for a stack, is the service the address serves: the routes
 	// naming it go there.
 	Service string `json:"service,omitempty"`
+	// Published, for a stack's service, says Port is the port the service
+	// publishes on Host (a remote server's address): the routes naming the
+	// service reach it there, not on their own port.
+	Published bool `json:"published,omitempty"`
 }
 
 // DeploymentReplicaSwitched is recorded ("deployment.replica_switched")

@@ -666,7 +666,12 @@ func serviceHosts(ups []domain.Upstream) map[string][]string {
 		if out == nil {
 			out = map[string][]string{}
 		}
-		out[u.Service] = append(out[u.Service], u.Host)
+		h := u.Host
+		if u.Published && u.Port != 0 {
+			// Published on a remote server: the port goes with the host.
+			h += ":" + strconv.Itoa(u.Port)
+		}
+		out[u.Service] = append(out[u.Service], h)
 	}
 	return out
 }

@@ -14,6 +14,7 @@ import (
 
 	"github.com/ThreeDotsLabs/watermill"
 	"github.com/ThreeDotsLabs/watermill-redisstream/pkg/redisstream"
+	"github.com/docker/docker/client"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 
@@ -133,8 +134,16 @@ func (m *Main) wire(ctx context.Context) (http.Handler, []Runner, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	// Runtime logs of the applications' containers on this deploy host.
-	clogs, err := containerlogs.New(containerlogs.Config{DockerHost: cfg.DockerHost, Logger: m.Logger})
+	// Runtime logs of the applications' containers: on this deploy host,
+	// or on the remote server an application runs on.
+	var logFleet *servers.Fleet
+	engines := func(ctx context.Context, app string) (*client.Client, error) {
+		if logFleet == nil {
+			return nil, nil
+		}
+		return remoteClient(ctx, m.Store, logFleet, app)
+	}
+	clogs, err := containerlogs.New(containerlogs.Config{DockerHost: cfg.DockerHost, Logger: m.Logger, Engines: engines})
 	if err != nil {
 		return nil, nil, err
 	}
@@ -166,6 +175,7 @@ func (m *Main) wire(ctx context.Context) (http.Handler, []Runner, error) {
 	if err != nil {
 		return nil, nil, err
 	}
+	logFleet = fleet
 	srv, err := webui.NewServer(webui.ServerConfig{}, webui.Deps{
 		Commands: cmds, Reads: reads, Queue: reads, BuildLogs: webui.BuildLogStore{Store: logs}, ContainerLogs: clogs, Images: images,
 		Metrics: []webui.MetricsWriter{runner, queueMetrics{m: m}}, Logger: m.Logger, Hub: hub,
@@ -298,8 +308,8 @@ func wireDeployer(ctx context.Context, m *Main, cmds *cmdhandlers.Handler, logs 
 		}
 		return brt, nil
 	})
-	// stacks deploys compose applications: the local engine's runtime
-	// (compose stacks run on the local server).
+	// stacks deploys compose applications: the runtime of the server the
+	// deployer runs for (the local engine, or a remote server's).
 	newFlow := func(rt domain.RuntimePort, leftovers deployer.LeftoverCollector, stacks domain.StackRuntime) (*deployer.Workflow, error) {
 		wc := deployer.WorkflowConfig{Runtime: rt, Logs: logs, Sealer: sealer, Logger: m.Logger, BuildLogs: logs, Routes: routes,
 			Stacks: stacks, Compose: m.composer, Swarms: swarms, EnvRefs: m.envRefs, Builders: builders}
@@ -360,7 +370,8 @@ func wireDeployer(ctx context.Context, m *Main, cmds *cmdhandlers.Handler, logs 
 			deployers.Store(s.ID(), dep)
 			return dep.Run(ctx)
 		}
-		flow, err := newFlow(srt, nil, nil)
+		stacks, _ := srt.(domain.StackRuntime)
+		flow, err := newFlow(srt, nil, stacks)
 		if err != nil {
 			return err
 		}
@@ -386,6 +397,32 @@ func wireDeployer(ctx context.Context, m *Main, cmds *cmdhandlers.Handler, logs 
 		return err
 	}
 	return fleet, rl, Runner{Name: "servers", Run: func(ctx context.Context) error { return fleet.Supervise(ctx, spawn, busy) }}, nil
+}
+
+// remoteClient returns the Docker client of the remote server app runs
+// on, nil when it runs on the local server (or does not exist).
+func remoteClient(ctx context.Context, store domain.EventStore, fleet *servers.Fleet, app string) (*client.Client, error) {
+	recs, err := store.ReadStream(ctx, domain.AppStream(app), 1, 0)
+	if err != nil || len(recs) == 0 {
+		return nil, err
+	}
+	a, err := domain.LoadApplication(recs)
+	if err != nil {
+		return nil, err
+	}
+	id := a.Config().Runtime.ServerID()
+	if id == domain.LocalServer {
+		return nil, nil
+	}
+	s, err := fleet.Load(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	rt, err := fleet.Runtime(ctx, s)
+	if err != nil {
+		return nil, err
+	}
+	return rt.Engine().Client(), nil
 }
 
 // openEventStore returns the PostgreSQL event store over m.Pool and

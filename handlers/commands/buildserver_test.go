@@ -50,6 +50,7 @@ func TestBuildServerIsResolvedAndRequiresPush(t *testing.T) {
 		{"unknown server", git, domain.Build{Server: "nowhere", Push: push}, "build.server"},
 		{"bad name", git, domain.Build{Server: "Bad/Name", Push: push}, "build.server"},
 		{"image source", domain.Source{Image: "example.org/web:1"}, domain.Build{Server: "builder", Push: push}, "build.server"},
+		{"pasted compose file", domain.Source{Compose: &domain.ComposeSource{File: "services:\n  web:\n    image: example.org/web:1\n"}}, domain.Build{Server: "builder", Push: push}, "build.server"},
 	} {
 		_, err := h.CreateApp(ctx, meta(""), commands.CreateApp{Project: "p", Name: "web", Source: tc.src, Build: tc.build})
 		if got := field(err); got != tc.field {
@@ -71,6 +72,9 @@ func TestBuildServerIsResolvedAndRequiresPush(t *testing.T) {
 	if got := buildServer(); got != builder.ID {
 		t.Fatalf("build.server recorded: got %q, want the server's id %q", got, builder.ID)
 	}
+	// A stack from git builds its build sections on the build server too.
+	stack := domain.Source{GitURL: "https://example.org/shop.git", Compose: &domain.ComposeSource{Path: "compose.yaml"}}
+	MustOK(t)(h.CreateApp(ctx, meta(""), commands.CreateApp{Project: "p", Name: "shop", Source: stack, Build: domain.Build{Server: "builder", Push: push}}))
 	str := func(s string) *string { return &s }
 	before = head(t, store)
 	for _, tc := range []struct {

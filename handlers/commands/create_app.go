@@ -51,9 +51,6 @@ func (h *Handler) CreateApp(ctx context.Context, meta Meta, cmd CreateApp) (Resu
 	if serverID != domain.LocalServer {
 		cmd.Runtime.Server = serverID
 	}
-	if err := checkRemoteRuntime(cmd.Source, cmd.Runtime); err != nil {
-		return Result{}, err
-	}
 	// build.server names the build server; the application records its id.
 	if cmd.Build.Server != "" {
 		if cmd.Build.Server, err = h.resolveBuildServer(ctx, cmd.Source, cmd.Build.Server); err != nil {

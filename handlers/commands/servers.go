@@ -464,24 +464,12 @@ func (h *Handler) Server(ctx context.Context, name string) (ServerInfo, error) {
 	return ServerOf(s, recs), nil
 }
 
-// checkRemoteRuntime refuses what a remote server cannot run yet: a
-// compose stack.
-func checkRemoteRuntime(src domain.Source, rt domain.Runtime) error {
-	if rt.ServerID() == domain.LocalServer {
-		return nil
-	}
-	if src.Compose != nil {
-		return domain.Invalid("runtime.server", "compose stacks run on the local server only")
-	}
-	return nil
-}
-
 // resolveBuildServer returns the id of the build server called name, for
-// an application with source src: it must exist, and only a git source is
-// built. Errors: ErrInvalid naming build.server.
+// an application with source src: it must exist, and only a git source
+// (an application's, or a compose stack's build sections) is built. Errors: ErrInvalid naming build.server.
 func (h *Handler) resolveBuildServer(ctx context.Context, src domain.Source, name string) (string, error) {
-	if !src.IsGit() || src.IsCompose() {
-		return "", domain.Invalid("build.server", "applies to a git source only (an image or compose source is not built by berth)")
+	if !src.IsGit() {
+		return "", domain.Invalid("build.server", "applies to a git source only (an image or a pasted compose file is not built by berth)")
 	}
 	id, err := h.ResolveServer(ctx, "build.server", name)
 	if errors.Is(err, domain.ErrServerNotFound) {

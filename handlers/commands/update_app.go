@@ -86,13 +86,6 @@ func (h *Handler) UpdateApp(ctx context.Context, meta Meta, cmd UpdateApp) (Resu
 		if len(events) == 0 {
 			return appPlan(app, nil), nil
 		}
-		for _, e := range events {
-			if u, ok := e.Data.(domain.AppUpdated); ok {
-				if err := checkRemoteRuntime(u.Source, u.Runtime); err != nil {
-					return plan{}, err
-				}
-			}
-		}
 		moved = placedExpected != nil && app.Status() == domain.AppStatusActive
 		p := appPlan(app, append(placed, events...))
 		for s, v := range placedExpected {

@@ -62,12 +62,18 @@ type Config struct {
 	// "tcp://…"); empty: the DOCKER_* environment, then the default socket.
 	DockerHost string
 	Logger     *slog.Logger
+	// Engines, when set, gives the Docker client of the server an
+	// application runs on, nil for the engine of DockerHost. The client
+	// belongs to Engines: the Reader never closes it.
+	Engines func(ctx context.Context, app string) (*client.Client, error)
 }
 
-// Reader reads container logs from one Docker Engine.
+// Reader reads container logs from a Docker Engine: DockerHost's, or the
+// one Config.Engines names for an application.
 type Reader struct {
-	docker *client.Client
-	log    *slog.Logger
+	docker  *client.Client
+	log     *slog.Logger
+	engines func(ctx context.Context, app string) (*client.Client, error)
 }
 
 // New returns a Reader for cfg. It does not contact the daemon.
@@ -83,7 +89,7 @@ func New(cfg Config) (*Reader, error) {
 	if err != nil {
 		return nil, fmt.Errorf("docker client: %w", err)
 	}
-	return &Reader{docker: c, log: cfg.Logger}, nil
+	return &Reader{docker: c, log: cfg.Logger, engines: cfg.Engines}, nil
 }
 
 // Close releases the Docker client.
@@ -152,6 +158,18 @@ type box struct {
 func (r *Reader) AppLogs(ctx context.Context, app string, q Query, fn func(Line) error) error {
 	if err := domain.ValidateName("app", app); err != nil {
 		return err
+	}
+	if r.engines != nil {
+		c, err := r.engines(ctx, app)
+		if err != nil {
+			return fmt.Errorf("the server of %s: %w", app, err)
+		}
+		if c != nil {
+			// The application runs on another server: read there.
+			on := *r
+			on.docker, on.engines = c, nil
+			return on.labelled(ctx, labelApp, app, q, fn)
+		}
 	}
 	return r.labelled(ctx, labelApp, app, q, fn)
 }

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -12,6 +14,7 @@ import (
 	"time"
 
 	"berth/domain"
+	"berth/handlers/compose"
 	"berth/handlers/deployer"
 	"berth/internal/runtimetest"
 )
@@ -260,5 +263,87 @@ func TestWorkflowBuildsOnTheBuildServer(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// checkoutServer is a serverRuntime whose checkouts are dir (a real
+// directory holding the repository's files).
+type checkoutServer struct {
+	*serverRuntime
+	dir string
+}
+
+func (s *checkoutServer) FetchGit(ctx context.Context, f domain.GitFetch) (domain.Checkout, error) {
+	co, err := s.serverRuntime.FetchGit(ctx, f)
+	co.Dir = s.dir
+	return co, err
+}
+
+// TestStackBuildsOnTheBuildServer: a stack from git whose application
+// names a build server fetches the repository there, builds its build
+// section there and pushes it; the stack's own server pulls the pushed
+// digest with the registry's credentials and runs it; a service with an
+// image is pulled on the stack's server as always.
+func TestStackBuildsOnTheBuildServer(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	const repo = "reg.example.com:5000/team/shop"
+	dir := t.TempDir()
+	file := "services:\n  web:\n    build: {context: .}\n  db:\n    image: example.org/db:1\n"
+	if err := os.WriteFile(filepath.Join(dir, "compose.yaml"), []byte(file), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	e := newStackEnv(t)
+	log := &opLog{}
+	run := &serverRuntime{Runtime: e.rt, server: "edge", log: log}
+	build := &checkoutServer{serverRuntime: &serverRuntime{Runtime: runtimetest.New(), server: "builder", log: log}, dir: dir}
+	e.appendTo(domain.AppStream(e.app), domain.EventAppUpdated, domain.AppUpdated{
+		App: e.app, Source: domain.Source{GitURL: "https://example.org/shop.git", Compose: &domain.ComposeSource{Path: "compose.yaml"}},
+		Build: domain.Build{Push: repo, Server: "builder"}, Changed: []string{"source", "build.server"},
+		Runtime: domain.Runtime{Server: "edge"},
+	})
+	sealed, _ := sealer{}.Seal(ctx, domain.RegistryKeyOwner("team"), []byte("pa55"))
+	e.appendTo(domain.RegistryStream("team"), domain.EventRegistryAdded, domain.RegistryAdded{Registry: "team", Address: "reg.example.com:5000", Username: "ci", SealedPassword: sealed})
+	parser, err := compose.New(compose.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	flow, err := deployer.NewWorkflow(deployer.WorkflowConfig{
+		Runtime: run, Stacks: run, Compose: parser, Logs: e.logs, Sealer: sealer{}, Drain: time.Millisecond, Logger: slog.New(slog.DiscardHandler),
+		Builders: deployer.BuildServersFunc(func(_ context.Context, id string) (domain.RuntimePort, error) {
+			if id != "builder" {
+				return nil, fmt.Errorf("server %s: %w", id, domain.ErrServerNotFound)
+			}
+			return build, nil
+		}),
+	}, e.store)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := &steps{}
+	if err := flow.Deploy(ctx, e.stackJob("s1", 4), rec); err != nil {
+		t.Fatalf("Deploy: %v", err)
+	}
+	var built domain.DeploymentServiceStep
+	for _, d := range rec.data {
+		if x, ok := d.(domain.DeploymentServiceStep); ok && x.Step == domain.ServiceBuilt {
+			built = x
+		}
+	}
+	if built.Service != "web" || !strings.HasPrefix(built.ImageDigest, repo+"@sha256:") || built.ImageID != runtimetest.ImageID(built.ImageDigest) {
+		t.Fatalf("built step: got %+v, want web pushed to %s and pulled here", built, repo)
+	}
+	want := []string{
+		"builder fetch", "edge pull example.org/db:1 as :", "builder build", "builder push " + repo + ":s1-web",
+		"edge pull " + built.ImageDigest + " as ci:pa55", "builder remove work",
+	}
+	if got := log.list(); !slices.Equal(got, want) {
+		t.Errorf("operations:\n got %q\nwant %q", got, want)
+	}
+	if run.Calls("Build", "s1") != 0 || run.Calls("FetchGit", "s1") != 0 {
+		t.Error("the stack's server fetched or built")
+	}
+	if got := e.rt.Running(e.app); len(got) != 2 {
+		t.Errorf("running on the stack's server: got %v, want web and db", got)
 	}
 }

@@ -3,6 +3,7 @@ package deployer
 import (
 	"cmp"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -46,6 +47,18 @@ type stackRun struct {
 	// fresh are the routed instances started and not yet serving: removed
 	// when the run ends before traffic switched.
 	fresh []domain.Instance
+	// builder fetches the repository and builds the services' build
+	// sections: the deployment's runtime, or the build server's (builtOn
+	// its id), which pushes each image for this server to pull.
+	builder domain.RuntimePort
+	builtOn string
+	// built are the images the build server built, removed from it once
+	// every service was pulled here.
+	built map[string]bool
+	// changed are the services this deployment created or updated in
+	// place (a swarm's), in order: rolled back when it is cancelled
+	// before traffic switched.
+	changed []domain.Instance
 }
 
 // serviceStep records one step of one service.
@@ -62,7 +75,7 @@ func (r *run) deployStack(ctx context.Context) (err error) {
 	if err != nil {
 		return FailStep(domain.StepStart, err)
 	}
-	sr := &stackRun{run: r, stacks: w.cfg.Stacks}
+	sr := &stackRun{run: r, stacks: w.cfg.Stacks, builder: w.rt}
 	if rt := app.Config().Runtime.WithDefaults(); rt.OnSwarm() {
 		svc, err := w.services(ctx, rt)
 		if err != nil {
@@ -92,6 +105,12 @@ func (r *run) deployStack(ctx context.Context) (err error) {
 			}
 		}
 	}()
+	defer func() {
+		// ctx no longer ends once traffic switched.
+		if sr.inPlace != nil && len(sr.changed) > 0 && ctx.Err() != nil {
+			sr.rollBackChanged(ctx)
+		}
+	}()
 	cfg := app.Config()
 	cs := cfg.Source.Compose
 	r.progress(fmt.Sprintf("deploying stack %s (configuration as of version %d, trigger %s, attempt %d)", job.App, job.Request.AppVersion, job.Request.Trigger.Kind, job.Attempt))
@@ -99,10 +118,16 @@ func (r *run) deployStack(ctx context.Context) (err error) {
 	in := domain.ComposeInput{App: job.App, File: cs.File, Profiles: cs.Profiles}
 	var checkout domain.Checkout
 	if cfg.Source.IsGit() {
+		// The build server (when the application names one) fetches the
+		// repository its build sections are built from.
+		if sr.builder, sr.builtOn, err = r.buildRuntime(ctx, cfg); err != nil {
+			return FailStep(domain.StepFetchSource, err)
+		}
 		defer func() {
-			if err := w.rt.RemoveWork(job.DeploymentID); err != nil {
+			if err := sr.builder.RemoveWork(job.DeploymentID); err != nil {
 				r.log.Warn("work directory not removed", "err", err)
 			}
+			sr.pruneBuildServer(ctx)
 		}()
 		ref := cmp.Or(job.Request.Ref, cfg.Source.GitRef)
 		if err := domain.ValidateGitURL("source.git_url", cfg.Source.GitURL); err != nil {
@@ -111,9 +136,12 @@ func (r *run) deployStack(ctx context.Context) (err error) {
 		r.progress(fmt.Sprintf("fetching %s at %s", redact(cfg.Source.GitURL), cmp.Or(ref, "HEAD")))
 		start := time.Now()
 		fctx, cancel := context.WithTimeout(ctx, w.cfg.FetchTimeout)
-		checkout, err = w.rt.FetchGit(fctx, domain.GitFetch{App: job.App, DeploymentID: job.DeploymentID, URL: cfg.Source.GitURL, Ref: ref})
+		checkout, err = sr.builder.FetchGit(fctx, domain.GitFetch{App: job.App, DeploymentID: job.DeploymentID, URL: cfg.Source.GitURL, Ref: ref})
 		cancel()
 		if err != nil {
+			if sr.builtOn != "" {
+				err = buildServerErr(sr.builtOn, err)
+			}
 			return FailStep(domain.StepFetchSource, stepTimeout(ctx, fctx, w.cfg.FetchTimeout, err))
 		}
 		if in.File, err = readRepoFile(checkout.Dir, cs.Path); err != nil {
@@ -152,12 +180,19 @@ func (r *run) deployStack(ctx context.Context) (err error) {
 	// Images, every service's, before anything changes.
 	var first string
 	digests := make([]string, len(stack.Services))
+	images := map[string]bool{} // every service's image id, kept by image collection
 	for i := range stack.Services {
 		s := &stack.Services[i]
 		s.App, s.DeploymentID = job.App, job.DeploymentID
-		if s.Image, digests[i], err = sr.serviceImage(ctx, *s, checkout); err != nil {
+		if s.Routed {
+			s.RoutePort = ports[s.Service]
+		}
+		img, err := sr.serviceImage(ctx, *s, cfg.Build.Push, checkout)
+		if err != nil {
 			return err
 		}
+		s.Image, digests[i], s.Auth = img.id, img.ref, img.auth
+		images[img.id] = true
 		s.ConfigHash = s.Hash(s.Image)
 		if first == "" || (s.Routed && !stack.Services[0].Routed && first == stack.Services[0].Image) {
 			first = s.Image
@@ -167,12 +202,15 @@ func (r *run) deployStack(ctx context.Context) (err error) {
 		return err
 	}
 	// On a swarm every node pulls a registry's image by the digest
-	// resolved (the configuration hash keeps the image id); a built one
-	// runs by its id, which only nodes holding it can run.
+	// resolved, and a built one by the digest it was pushed as (the
+	// configuration hash keeps the image id); a built one that was not
+	// pushed runs by its id, which only nodes holding it can run.
 	if sr.inPlace != nil {
 		for i, d := range digests {
 			if d != "" {
 				stack.Services[i].Image = d
+			} else if stack.Services[i].Build != nil {
+				r.progress(fmt.Sprintf("service %s: image %s is in no registry: only swarm nodes that hold it can run it (set build.push to push it)", stack.Services[i].Service, short(stack.Services[i].Image)))
 			}
 		}
 	}
@@ -247,6 +285,9 @@ func (r *run) deployStack(ctx context.Context) (err error) {
 			if s.Routed && sr.inPlace == nil {
 				sr.fresh = append(sr.fresh, inst)
 			}
+			if sr.inPlace != nil {
+				sr.changed = append(sr.changed, inst)
+			}
 			r.progress(fmt.Sprintf("service %s: started %s (configuration %s)", s.Service, inst.Name, s.ConfigHash))
 			if err := sr.serviceStep(ctx, domain.DeploymentServiceStep{Service: s.Service, Step: domain.ServiceStarted, ContainerID: inst.ID, ContainerName: inst.Name, ImageID: s.Image, ConfigHash: s.ConfigHash, DurationMS: time.Since(started).Milliseconds()}); err != nil {
 				return err
@@ -255,7 +296,7 @@ func (r *run) deployStack(ctx context.Context) (err error) {
 			// swarm converged it.
 			if cond != domain.ConditionStarted || sr.inPlace != nil {
 				began := time.Now()
-				probe := domain.HealthProbe{Port: ports[s.Service], Timeout: cfg.Runtime.WithDefaults().HealthCheck.Timeout(), Interval: w.cfg.HealthInterval}
+				probe := domain.HealthProbe{Port: servicePort(inst, ports[s.Service]), Timeout: cfg.Runtime.WithDefaults().HealthCheck.Timeout(), Interval: w.cfg.HealthInterval}
 				if s.Health != nil && !s.Health.Disable && s.Health.Retries > 0 {
 					probe.Timeout = max(probe.Timeout, s.Health.StartPeriod+time.Duration(s.Health.Retries+1)*(cmp.Or(s.Health.Interval, 30*time.Second)+cmp.Or(s.Health.Timeout, 30*time.Second)))
 				}
@@ -300,7 +341,12 @@ func (r *run) deployStack(ctx context.Context) (err error) {
 	sw := domain.DeploymentTrafficSwitched{}
 	for _, name := range in.Routed {
 		for _, inst := range serving[name] {
-			sw.Upstreams = append(sw.Upstreams, domain.Upstream{Host: inst.Address, Port: ports[name], Service: name})
+			up := domain.Upstream{Host: inst.Address, Port: ports[name], Service: name}
+			if inst.Port != 0 && sr.inPlace == nil {
+				// Published on a remote server's address.
+				up.Port, up.Published = inst.Port, true
+			}
+			sw.Upstreams = append(sw.Upstreams, up)
 			if sw.ContainerID == "" {
 				sw.ContainerID = inst.ID
 			}
@@ -343,8 +389,90 @@ func (r *run) deployStack(ctx context.Context) (err error) {
 		}
 	}
 	prev.DurationMS = time.Since(began).Milliseconds()
-	_, err = r.steps.Step(ctx, prev)
-	return err
+	if _, err = r.steps.Step(ctx, prev); err != nil {
+		return err
+	}
+	sr.collectImages(ctx, images)
+	return nil
+}
+
+// collectImages removes the stack's built images no service runs now and
+// none of its last KeepImages successful deployments (this one counting as
+// one) ran, as an application's are collected after each deployment.
+// Failures are only logged: the deployment succeeded.
+func (r *stackRun) collectImages(ctx context.Context, current map[string]bool) {
+	gctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Minute)
+	defer cancel()
+	w, app := r.w, r.job.App
+	keep, err := w.recentStackImages(gctx, app, w.keepImages(gctx, app)-1)
+	if err != nil {
+		r.log.Warn("image collection skipped", "err", err)
+		return
+	}
+	for id := range current {
+		keep[id] = true
+	}
+	removed, err := w.rt.RemoveImages(gctx, app, keep)
+	if err != nil {
+		r.log.Warn("image collection failed", "err", err)
+	}
+	if len(removed) > 0 {
+		r.progress(fmt.Sprintf("removed %d old image(s) of %s", len(removed), app))
+	}
+}
+
+// recentStackImages returns the image ids every service of app's last n
+// successful deployments ran (as their service steps record them).
+func (w *Workflow) recentStackImages(ctx context.Context, app string, n int) (map[string]bool, error) {
+	keep := map[string]bool{}
+	if n <= 0 {
+		return keep, nil
+	}
+	var ids []string
+	var after int64
+	for {
+		page, err := w.store.ReadAll(ctx, domain.ReadAllQuery{After: after, Limit: 1000, Filter: domain.Filter{
+			Categories: []string{domain.CategoryDeployment}, Types: []string{domain.EventDeploymentSucceeded},
+		}})
+		if err != nil {
+			return nil, fmt.Errorf("read successful deployments: %w", err)
+		}
+		if len(page) == 0 {
+			break
+		}
+		for _, e := range page {
+			var s domain.DeploymentSucceeded
+			if json.Unmarshal(e.Data, &s) == nil && s.App == app && s.DeploymentID != "" {
+				ids = append(ids, s.DeploymentID)
+			}
+		}
+		after = page[len(page)-1].Position
+	}
+	for i := len(ids) - 1; i >= 0 && i >= len(ids)-n; i-- {
+		events, err := w.store.ReadStream(ctx, domain.DeploymentStream(ids[i]), 1, 0)
+		if err != nil {
+			return nil, fmt.Errorf("read deployment %s: %w", ids[i], err)
+		}
+		for _, e := range events {
+			if e.Type != domain.EventDeploymentServiceStep {
+				continue
+			}
+			var st domain.DeploymentServiceStep
+			if json.Unmarshal(e.Data, &st) == nil && st.ImageID != "" {
+				keep[st.ImageID] = true
+			}
+		}
+	}
+	return keep, nil
+}
+
+// servicePort is where a routed service's instance is reached: the port
+// it publishes on a remote server's address, or its route's port.
+func servicePort(in domain.Instance, routePort int) int {
+	if in.Port != 0 {
+		return in.Port
+	}
+	return routePort
 }
 
 // unchanged reports whether a service's current instances run its
@@ -361,6 +489,34 @@ func unchanged(olds []domain.Instance, s domain.ServiceSpec, want int, oneShot b
 		}
 	}
 	return true
+}
+
+// rollBackChanged returns every service this deployment changed on the
+// swarm, last first, to what it ran before (or removes it when the
+// deployment created it), recording each one it changed. The service
+// whose wait was cancelled was rolled back by WaitService already (and
+// recorded): it is left alone.
+func (r *stackRun) rollBackChanged(ctx context.Context) {
+	ctx = context.WithoutCancel(ctx)
+	for i := len(r.changed) - 1; i >= 0; i-- {
+		in := r.changed[i]
+		r.progress(fmt.Sprintf("service %s: the deployment was cancelled: rolling it back", in.Service))
+		uctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
+		done, err := r.inPlace.RollBackStackService(uctx, in)
+		cancel()
+		if err != nil {
+			r.log.Error("stack service not rolled back", "service", in.Name, "err", err)
+			r.progress(fmt.Sprintf("service %s: not rolled back: %v", in.Service, err))
+			continue
+		}
+		if !done {
+			continue
+		}
+		r.progress(fmt.Sprintf("service %s: rolled back", in.Service))
+		if _, err := r.steps.Step(ctx, domain.DeploymentServiceRolledBack{Service: in.ID, By: domain.RolledBackByBerth, Reason: in.Service + ": the deployment was cancelled"}); err != nil {
+			r.log.Error("service rollback not recorded", "service", in.Name, "err", err)
+		}
+	}
 }
 
 // stop removes one of a service's previous instances and records it.
@@ -384,20 +540,35 @@ func (r *stackRun) stop(ctx context.Context, service string, o domain.Instance) 
 	return r.serviceStep(ctx, domain.DeploymentServiceStep{Service: service, Step: domain.ServiceStopped, ContainerID: o.ID, ContainerName: o.Name, DurationMS: time.Since(began).Milliseconds()})
 }
 
-// serviceImage builds or resolves a service's image and records it.
-// It returns the image id and, for a pulled image, the registry's digest
-// reference ("" when none).
-func (r *stackRun) serviceImage(ctx context.Context, s domain.ServiceSpec, co domain.Checkout) (string, string, error) {
+// serviceImage is a service's image: its id on the deployment's server,
+// the registry reference every node of a swarm pulls it by ("" when
+// none) and the credentials of that reference's registry.
+type serviceImage struct {
+	id, ref string
+	auth    domain.RegistryAuth
+}
+
+// serviceImage builds or resolves a service's image and records it. A
+// built image is pushed to push when set (tagged with the deployment and
+// the service); built on a build server, it is pulled here from there.
+func (r *stackRun) serviceImage(ctx context.Context, s domain.ServiceSpec, push string, co domain.Checkout) (serviceImage, error) {
 	w, job := r.w, r.job
 	start := time.Now()
 	if s.Build != nil {
 		if co.Dir == "" {
-			return "", "", FailStep(domain.StepBuildImage, domain.Invalid("services."+s.Service+".build", "needs a repository"))
+			return serviceImage{}, FailStep(domain.StepBuildImage, domain.Invalid("services."+s.Service+".build", "needs a repository"))
+		}
+		// bErr names the build server in what failed there.
+		bErr := func(err error) error {
+			if r.builtOn == "" {
+				return err
+			}
+			return buildServerErr(r.builtOn, err)
 		}
 		r.progress(fmt.Sprintf("service %s: building %s in %s", s.Service, s.Build.Dockerfile, s.Build.Context))
 		bctx, cancel := context.WithTimeout(ctx, w.cfg.BuildTimeout)
 		var tracker imagegc.BuildTracker
-		img, err := w.rt.Build(bctx, domain.BuildRequest{
+		img, err := r.builder.Build(bctx, domain.BuildRequest{
 			App: job.App, DeploymentID: job.DeploymentID, Checkout: co, Service: s.Service,
 			Context: s.Build.Context, Dockerfile: s.Build.Dockerfile, Target: s.Build.Target, Args: s.Build.Args,
 		}, func(line string) {
@@ -406,31 +577,78 @@ func (r *stackRun) serviceImage(ctx context.Context, s domain.ServiceSpec, co do
 		})
 		cancel()
 		if err != nil {
-			r.removeLeftovers(ctx, tracker.Created())
+			if r.builtOn == "" {
+				r.removeLeftovers(ctx, tracker.Created())
+			}
 			err = stepTimeout(ctx, bctx, w.cfg.BuildTimeout, err)
 			if errors.Is(err, domain.ErrBuildFailed) {
-				return "", "", &StepError{Step: domain.StepBuildImage, Err: fmt.Errorf("service %s: %w", s.Service, firstLine(err)), LogTail: r.tailText()}
+				return serviceImage{}, &StepError{Step: domain.StepBuildImage, Err: fmt.Errorf("service %s: %w", s.Service, firstLine(err)), LogTail: r.tailText()}
 			}
-			return "", "", FailStep(domain.StepBuildImage, fmt.Errorf("service %s: %w", s.Service, err))
+			return serviceImage{}, FailStep(domain.StepBuildImage, bErr(fmt.Errorf("service %s: %w", s.Service, err)))
 		}
-		if err := r.serviceStep(ctx, domain.DeploymentServiceStep{Service: s.Service, Step: domain.ServiceBuilt, ImageID: img.ID, DurationMS: time.Since(start).Milliseconds()}); err != nil {
-			return "", "", err
+		out := serviceImage{id: img.ID}
+		if push != "" {
+			target := push + ":" + job.DeploymentID + "-" + s.Service
+			if out.auth, err = w.registryAuth(ctx, domain.ImageRegistry(target)); err != nil {
+				return serviceImage{}, FailStep(domain.StepBuildImage, err)
+			}
+			r.progress(fmt.Sprintf("service %s: pushing %s", s.Service, target))
+			pctx, cancel := context.WithTimeout(ctx, w.cfg.BuildTimeout)
+			out.ref, err = r.builder.Push(pctx, domain.PushRequest{App: job.App, DeploymentID: job.DeploymentID, Image: img.ID, Target: target, Auth: out.auth}, r.buildLine)
+			cancel()
+			if err != nil {
+				return serviceImage{}, FailStep(domain.StepBuildImage, bErr(fmt.Errorf("service %s: push %s: %w", s.Service, target, err)))
+			}
+			r.progress(fmt.Sprintf("service %s: pushed %s", s.Service, out.ref))
 		}
-		return img.ID, "", nil
+		if r.builtOn != "" {
+			if out.ref == "" {
+				return serviceImage{}, FailStep(domain.StepBuildImage, domain.Invalid("build.push", "is required with a build server: the image is pushed there for this server to pull"))
+			}
+			r.progress(fmt.Sprintf("service %s: pulling %s onto this server", s.Service, out.ref))
+			pulled, err := w.rt.ResolveImage(ctx, domain.ImageRequest{App: job.App, DeploymentID: job.DeploymentID, Ref: out.ref, Policy: domain.PullIfNotPresent, Auth: out.auth}, r.buildLine)
+			if err != nil {
+				return serviceImage{}, FailStep(domain.StepBuildImage, fmt.Errorf("service %s: pull %s: %w", s.Service, out.ref, err))
+			}
+			if r.built == nil {
+				r.built = map[string]bool{}
+			}
+			r.built[img.ID] = true
+			out.id = pulled.ID
+		}
+		if err := r.serviceStep(ctx, domain.DeploymentServiceStep{Service: s.Service, Step: domain.ServiceBuilt, ImageID: out.id, ImageDigest: out.ref, DurationMS: time.Since(start).Milliseconds()}); err != nil {
+			return serviceImage{}, err
+		}
+		return out, nil
 	}
 	auth, err := w.registryAuth(ctx, domain.ImageRegistry(s.ImageRef))
 	if err != nil {
-		return "", "", FailStep(domain.StepFetchSource, err)
+		return serviceImage{}, FailStep(domain.StepFetchSource, err)
 	}
 	img, err := w.rt.ResolveImage(ctx, domain.ImageRequest{App: job.App, DeploymentID: job.DeploymentID, Ref: s.ImageRef, Policy: s.PullPolicy, Auth: auth}, r.buildLine)
 	if err != nil {
-		return "", "", FailStep(domain.StepFetchSource, fmt.Errorf("service %s: %w", s.Service, err))
+		return serviceImage{}, FailStep(domain.StepFetchSource, fmt.Errorf("service %s: %w", s.Service, err))
 	}
 	r.progress(fmt.Sprintf("service %s: image %s is %s", s.Service, s.ImageRef, short(img.ID)))
 	if err := r.serviceStep(ctx, domain.DeploymentServiceStep{Service: s.Service, Step: domain.ServicePulled, ImageID: img.ID, ImageDigest: img.Digest, DurationMS: time.Since(start).Milliseconds()}); err != nil {
-		return "", "", err
+		return serviceImage{}, err
 	}
-	return img.ID, img.Digest, nil
+	return serviceImage{id: img.ID, ref: img.Digest, auth: auth}, nil
+}
+
+// pruneBuildServer removes the application's older images from the build
+// server, keeping the ones this deployment built there (for their layers).
+func (r *stackRun) pruneBuildServer(ctx context.Context) {
+	if r.builtOn == "" || len(r.built) == 0 {
+		return
+	}
+	gctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Minute)
+	defer cancel()
+	if removed, err := r.builder.RemoveImages(gctx, r.job.App, r.built); err != nil {
+		r.log.Warn("older images on the build server not removed", "err", err)
+	} else if len(removed) > 0 {
+		r.progress(fmt.Sprintf("removed %d older image(s) of %s from the build server", len(removed), r.job.App))
+	}
 }
 
 // readRepoFile reads a file of a checkout, never through a symlink that
@@ -513,7 +731,9 @@ func (w *Workflow) serviceUpstreams(ctx context.Context, app string) ([]domain.U
 	var out []domain.Upstream
 	for _, in := range list {
 		if in.Running && in.Service != "" {
-			out = append(out, domain.Upstream{Host: in.Address, Service: in.Service})
+			// A container restarted on a remote server publishes its
+			// port anew.
+			out = append(out, domain.Upstream{Host: in.Address, Port: in.Port, Service: in.Service, Published: in.Port != 0})
 		}
 	}
 	return out, nil

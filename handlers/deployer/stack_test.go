@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -212,5 +214,67 @@ func TestWorkflowRemovesStackVolumes(t *testing.T) {
 	}
 	if err := e.flow.RemoveStackVolumes(ctx, "../etc"); !errors.Is(err, domain.ErrInvalid) {
 		t.Fatalf("hostile name: got %v, want ErrInvalid", err)
+	}
+}
+
+// TestStackImagesCollectedAfterADeployment: after each successful stack
+// deployment the stack's images no service runs and none of its last
+// keep_images successful deployments ran are removed; the current ones
+// and the previous deployment's (for a rollback) stay.
+func TestStackImagesCollectedAfterADeployment(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	dir := t.TempDir()
+	file := "services:\n  web:\n    build: {context: .}\n  db:\n    image: example.org/db:1\n"
+	if err := os.WriteFile(filepath.Join(dir, "compose.yaml"), []byte(file), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	e := newStackEnv(t)
+	rt := &checkoutServer{serverRuntime: &serverRuntime{Runtime: e.rt, server: "local", log: &opLog{}}, dir: dir}
+	e.appendTo(domain.AppStream(e.app), domain.EventAppUpdated, domain.AppUpdated{
+		App: e.app, Source: domain.Source{GitURL: "https://example.org/shop.git", Compose: &domain.ComposeSource{Path: "compose.yaml"}},
+		Build: domain.Build{KeepImages: 2}, Changed: []string{"source", "build.keep_images"},
+	})
+	parser, err := compose.New(compose.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	flow, err := deployer.NewWorkflow(deployer.WorkflowConfig{
+		Runtime: rt, Stacks: rt, Compose: parser, Logs: e.logs, Drain: time.Millisecond, Logger: slog.New(slog.DiscardHandler),
+	}, e.store)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Each deployment builds another commit: another image of web.
+	built := map[string]string{}
+	for _, id := range []string{"k1", "k2", "k3"} {
+		job := e.stackJob(id, 4)
+		job.Request.Ref = "ref-" + id
+		rec := &steps{}
+		if err := flow.Deploy(ctx, job, rec); err != nil {
+			t.Fatalf("deployment %s: %v", id, err)
+		}
+		s := domain.DeploymentStream(id)
+		for _, d := range rec.data {
+			if x, ok := d.(domain.DeploymentServiceStep); ok {
+				if x.Step == domain.ServiceBuilt {
+					built[id] = x.ImageID
+				}
+				x.DeploymentID, x.App = id, e.app
+				e.appendTo(s, domain.EventDeploymentServiceStep, x)
+			}
+		}
+		e.appendTo(s, domain.EventDeploymentSucceeded, domain.DeploymentSucceeded{DeploymentID: id, App: e.app, ImageID: built[id]})
+	}
+	if len(built) != 3 || built["k1"] == built["k2"] || built["k2"] == built["k3"] {
+		t.Fatalf("built images %v, want three distinct", built)
+	}
+	for id, want := range map[string]bool{"k1": false, "k2": true, "k3": true} {
+		if ok, _ := e.rt.HasImage(ctx, built[id]); ok != want {
+			t.Errorf("image of %s present: got %v, want %v", id, ok, want)
+		}
+	}
+	if ok, _ := e.rt.HasImage(ctx, runtimetest.ImageID("example.org/db:1")); !ok {
+		t.Error("the db service's image, still running, was removed")
 	}
 }

@@ -198,3 +198,59 @@ func TestStackWorkflowOnASwarmWithoutStacks(t *testing.T) {
 		t.Fatalf("deployment: %v, want runtime.placement.swarm refused", err)
 	}
 }
+
+// TestStackWorkflowOnASwarmCancelRollsBackEveryChangedService: a
+// deployment cancelled while it waits for its second changed service rolls
+// back both services it changed (the one waited for and the one that
+// converged before), last first, each recorded; the unchanged one is not
+// touched.
+func TestStackWorkflowOnASwarmCancelRollsBackEveryChangedService(t *testing.T) {
+	t.Parallel()
+	sw := runtimetest.NewSwarmStacks()
+	e := newSwarmStackEnv(t, sw)
+	if err := e.flow.Deploy(context.Background(), e.stackJob("d1", 4), &steps{}); err != nil {
+		t.Fatal(err)
+	}
+	// db and web change; migrate does not.
+	e.appendTo(domain.AppStream(e.app), domain.EventAppUpdated, domain.AppUpdated{App: e.app,
+		Source:  domain.Source{Compose: &domain.ComposeSource{File: strings.Replace(workflowStack, "example.org/db:1", "example.org/db:2", 1)}},
+		Runtime: domain.Runtime{Placement: &domain.Placement{Swarm: "prod"}}, Changed: []string{"source.compose"}})
+	e.appendTo(domain.AppStream(e.app), domain.EventAppEnvSet, domain.AppEnvSet{App: e.app, Env: []domain.EnvVar{{Key: "VERSION", Value: "two"}}})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	sw.BeforeWait = func(ctx context.Context, in domain.Instance, _ string) error {
+		if in.Service == "web" {
+			cancel()
+			return ctx.Err()
+		}
+		return nil
+	}
+	before := len(sw.Ops())
+	var second steps
+	err := e.flow.Deploy(ctx, e.stackJob("d2", 6), &second)
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("deployment: %v, want it cancelled", err)
+	}
+	want := []string{"prepare shop", "update shop-db", domain.ConditionHealthy + " shop-db", "update shop-web", "roll back shop-web", "roll back shop-db"}
+	if got := sw.Ops()[before:]; !slices.Equal(got, want) {
+		t.Errorf("ops %v, want %v", got, want)
+	}
+	var rolled []string
+	for _, d := range second.data {
+		if x, ok := d.(domain.DeploymentServiceRolledBack); ok {
+			rolled = append(rolled, x.Service+" "+x.By+" "+x.Reason)
+		}
+	}
+	if len(rolled) != 2 || !strings.Contains(rolled[0], "web: the deployment was cancelled") || !strings.Contains(rolled[1], "db: the deployment was cancelled") {
+		t.Errorf("rollbacks recorded %q, want web's then db's", rolled)
+	}
+	list, err := sw.StackInstances(context.Background(), e.app)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, in := range list {
+		if in.Deployment != "d1" {
+			t.Errorf("service %s runs %s after the cancel, want d1", in.Name, in.Deployment)
+		}
+	}
+}

@@ -148,6 +148,10 @@ func (e *Engine) Close() error { return e.docker.Close() }
 // Network returns the name of the network containers join.
 func (e *Engine) Network() string { return e.cfg.Network }
 
+// Client returns the Engine's Docker client. WARNING: it belongs to the
+// Engine; the caller never closes it.
+func (e *Engine) Client() *client.Client { return e.docker }
+
 // Ping checks that the daemon answers.
 func (e *Engine) Ping(ctx context.Context) error {
 	if _, err := e.docker.Ping(ctx); err != nil {

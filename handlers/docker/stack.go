@@ -201,7 +201,7 @@ func (r *Runtime) serviceInstance(ins container.InspectResponse, routed bool) do
 		c.State = ins.State.Status
 	}
 	if routed {
-		c.IP = r.eng.ipOf(ins)
+		c.IP, c.Port = r.eng.ipOf(ins), r.eng.publishedPort(ins)
 	}
 	in := r.instance(c)
 	in.Service, in.ConfigHash = labels[LabelService], labels[LabelConfigHash]
@@ -334,6 +334,20 @@ func (r *Runtime) serviceConfig(s domain.ServiceSpec, replica int) (*container.C
 			cfg.ExposedPorts[port] = struct{}{}
 			host.PortBindings[port] = append(host.PortBindings[port], nat.PortBinding{HostIP: p.HostIP, HostPort: p.HostPort})
 		}
+	}
+	// On a remote server the host's Traefik reaches a routed service on
+	// the port it publishes on the server's address (an ephemeral one).
+	if pub := r.eng.cfg.PublishAddress; pub != "" && s.Routed && s.RoutePort > 0 && s.NetworkMode == "" {
+		if err := domain.ValidatePort("route_port", s.RoutePort); err != nil {
+			return fail(err)
+		}
+		if cfg.ExposedPorts == nil {
+			cfg.ExposedPorts, host.PortBindings = nat.PortSet{}, nat.PortMap{}
+		}
+		port := nat.Port(strconv.Itoa(s.RoutePort) + "/tcp")
+		cfg.ExposedPorts[port] = struct{}{}
+		host.PortBindings[port] = append(host.PortBindings[port], nat.PortBinding{HostIP: pub, HostPort: ""})
+		labels[labelPort] = strconv.Itoa(s.RoutePort)
 	}
 	netCfg := &network.NetworkingConfig{EndpointsConfig: map[string]*network.EndpointSettings{}}
 	var extra []string

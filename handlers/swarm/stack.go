@@ -378,12 +378,17 @@ func (s *Services) StartService(ctx context.Context, d domain.ServiceSpec, _ int
 	if err := s.EnsureNetwork(ctx); err != nil {
 		return domain.Instance{}, err
 	}
+	// Every node pulls the image with the credentials of its registry.
+	auth, err := encodeAuth(d.Auth, d.Image)
+	if err != nil {
+		return domain.Instance{}, fmt.Errorf("encode the credentials of %s: %w", domain.ImageRegistry(d.Image), err)
+	}
 	name := spec.Name
 	cur, _, err := s.cli.ServiceInspectWithRaw(ctx, name, swarmInspectOptions())
 	var id string
 	switch {
 	case cerrdefs.IsNotFound(err):
-		resp, err := s.cli.ServiceCreate(ctx, spec, swarmCreateOptions(""))
+		resp, err := s.cli.ServiceCreate(ctx, spec, swarmCreateOptions(auth))
 		if err != nil {
 			return domain.Instance{}, unavailable(fmt.Errorf("create service %s: %w", name, err))
 		}
@@ -397,7 +402,7 @@ func (s *Services) StartService(ctx context.Context, d domain.ServiceSpec, _ int
 		id = cur.ID
 	default:
 		id = cur.ID
-		if _, err := s.update(ctx, id, func(swarm.ServiceSpec) swarm.ServiceSpec { return spec }, "", ""); err != nil {
+		if _, err := s.update(ctx, id, func(swarm.ServiceSpec) swarm.ServiceSpec { return spec }, "", auth); err != nil {
 			return domain.Instance{}, unavailable(fmt.Errorf("update service %s: %w", name, err))
 		}
 		s.log.Info("updating a stack service", "service", name, "app", d.App, "deployment", d.DeploymentID, "order", spec.UpdateConfig.Order)
@@ -457,7 +462,8 @@ func (s *Services) WaitService(ctx context.Context, in domain.Instance, conditio
 			s.log.Error("new stack service not removed", "service", in.Name, "err", rerr)
 		}
 		if ctx.Err() != nil {
-			return ctx.Err()
+			// Cancelled: the service this deployment created is gone.
+			return &domain.ServiceRolledBackError{By: domain.RolledBackByBerth, Reason: in.Service + ": the deployment was cancelled: the new service was removed"}
 		}
 		return &domain.UnhealthyError{Reason: in.Service + " (" + in.Name + ") " + err.Error(), LogTail: tailOf(err)}
 	}
@@ -465,9 +471,43 @@ func (s *Services) WaitService(ctx context.Context, in domain.Instance, conditio
 		return fmt.Errorf("%w; rolling the update back failed: %w", err, rerr)
 	}
 	if ctx.Err() != nil {
-		return ctx.Err()
+		return &domain.ServiceRolledBackError{By: domain.RolledBackByBerth, Reason: in.Service + ": the deployment was cancelled"}
 	}
 	return &domain.ServiceRolledBackError{By: domain.RolledBackByBerth, Reason: in.Service + ": " + err.Error(), LogTail: tailOf(err)}
+}
+
+// RollBackStackService implements domain.InPlaceStackRuntime: a service
+// whose current spec is in.Deployment's returns to its previous spec
+// (waited for until its tasks run), or is removed when that deployment
+// created it.
+func (s *Services) RollBackStackService(ctx context.Context, in domain.Instance) (bool, error) {
+	if in.ID == "" || strings.ContainsAny(in.ID, "/?#") {
+		return false, domain.Invalid("instance", "must be a service id")
+	}
+	svc, _, err := s.cli.ServiceInspectWithRaw(ctx, in.ID, swarmInspectOptions())
+	if cerrdefs.IsNotFound(err) {
+		return false, nil
+	}
+	if err != nil {
+		return false, unavailable(fmt.Errorf("inspect service %s: %w", in.Name, err))
+	}
+	if svc.Spec.Labels[LabelApp] != in.App || svc.Spec.Labels[LabelService] == "" {
+		return false, fmt.Errorf("service %s is not a stack service of %s: %w", in.Name, in.App, domain.ErrConflict)
+	}
+	if svc.Spec.Labels[LabelDeployment] != in.Deployment {
+		return false, nil
+	}
+	if svc.PreviousSpec == nil || svc.PreviousSpec.Labels[LabelDeployment] == in.Deployment {
+		if err := s.cli.ServiceRemove(ctx, svc.ID); err != nil && !cerrdefs.IsNotFound(err) {
+			return false, unavailable(fmt.Errorf("remove service %s: %w", in.Name, err))
+		}
+		s.log.Info("removed a stack service its cancelled deployment created", "service", in.Name, "deployment", in.Deployment)
+		return true, nil
+	}
+	if err := s.rollback(ctx, svc.ID, in.Deployment, func(l string) { s.log.Info(l, "service", in.Name) }); err != nil {
+		return false, err
+	}
+	return true, nil
 }
 
 func (s *Services) waitStackService(ctx context.Context, in domain.Instance, condition string) error {

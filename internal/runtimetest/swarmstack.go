@@ -23,6 +23,7 @@ type SwarmStacks struct {
 	mu       sync.Mutex
 	seq      int
 	stacks   map[string]*domain.Instance    // service name → its instance
+	previous map[string]domain.Instance     // service name → what it ran before its current deployment
 	services map[string]domain.ServiceState // app → its application service
 	ops      []string                       // "create <name>", "update <name>", … in order
 }
@@ -34,12 +35,12 @@ var (
 
 // NewSwarmStacks returns an empty SwarmStacks.
 func NewSwarmStacks() *SwarmStacks {
-	return &SwarmStacks{stacks: map[string]*domain.Instance{}, services: map[string]domain.ServiceState{}}
+	return &SwarmStacks{stacks: map[string]*domain.Instance{}, previous: map[string]domain.Instance{}, services: map[string]domain.ServiceState{}}
 }
 
 // Ops returns what the swarm did, in order: "prepare <app>",
 // "create <name>", "update <name>", "<condition> <name>",
-// "remove service <name>", "remove stack <app>".
+// "remove service <name>", "roll back <name>", "remove stack <app>".
 func (s *SwarmStacks) Ops() []string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -79,8 +80,12 @@ func (s *SwarmStacks) StartService(ctx context.Context, spec domain.ServiceSpec,
 		s.seq++
 		cur = &domain.Instance{ID: fmt.Sprintf("s%d", s.seq), Name: name, App: spec.App, Address: name, Service: spec.Service}
 		s.stacks[name] = cur
+		delete(s.previous, name)
 		s.ops = append(s.ops, "create "+name)
 	} else {
+		if cur.Deployment != spec.DeploymentID {
+			s.previous[name] = *cur
+		}
 		s.ops = append(s.ops, "update "+name)
 	}
 	cur.Deployment, cur.ConfigHash, cur.ImageID, cur.Running = spec.DeploymentID, spec.ConfigHash, spec.Image, true
@@ -132,6 +137,31 @@ func (s *SwarmStacks) RemoveStackService(_ context.Context, in domain.Instance) 
 	delete(s.stacks, in.Name)
 	s.ops = append(s.ops, "remove service "+in.Name)
 	return nil
+}
+
+// RollBackStackService implements domain.InPlaceStackRuntime: the service
+// runs what it ran before again ("roll back <name>"), or goes when the
+// deployment created it ("remove service <name>").
+func (s *SwarmStacks) RollBackStackService(ctx context.Context, in domain.Instance) (bool, error) {
+	if err := ctx.Err(); err != nil {
+		return false, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	cur, ok := s.stacks[in.Name]
+	if !ok || cur.Deployment != in.Deployment {
+		return false, nil
+	}
+	prev, ok := s.previous[in.Name]
+	if !ok {
+		delete(s.stacks, in.Name)
+		s.ops = append(s.ops, "remove service "+in.Name)
+		return true, nil
+	}
+	*cur = prev
+	delete(s.previous, in.Name)
+	s.ops = append(s.ops, "roll back "+in.Name)
+	return true, nil
 }
 
 // RemoveStack implements domain.StackRuntime: the app's services go;

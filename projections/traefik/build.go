@@ -112,7 +112,9 @@ func Build(cfg Config, app App) (Dynamic, error) {
 			if _, ok := h.Services[service]; !ok {
 				lb := &LoadBalancer{}
 				for _, host := range r.ServiceHosts {
-					lb.Servers = append(lb.Servers, Server{URL: "http://" + host + ":" + strconv.Itoa(port)})
+					// "host:port": published on a remote server.
+					u, _ := replicaUpstream(host, port)
+					lb.Servers = append(lb.Servers, Server{URL: "http://" + u.Host + ":" + strconv.Itoa(u.Port)})
 				}
 				h.Services[service] = Service{LoadBalancer: lb}
 			}
@@ -231,7 +233,11 @@ func normalizeRoute(r Route) (Route, error) {
 			return Route{}, domain.Invalid("route.port", "a route to a service names its port")
 		}
 		for _, h := range r.ServiceHosts {
-			if err := validUpstream(Upstream{Host: h, Port: r.Port}); err != nil {
+			u, err := replicaUpstream(h, r.Port)
+			if err != nil {
+				return Route{}, err
+			}
+			if err := validUpstream(u); err != nil {
 				return Route{}, err
 			}
 		}

@@ -285,4 +285,22 @@ func TestBuildServiceRoutes(t *testing.T) {
 	if _, err := traefik.Build(traefik.Config{}, traefik.App{Name: "shop", Routes: []traefik.Route{{Host: "a.example.com", Service: "Bad Name", Port: 1}}}); err == nil {
 		t.Fatal("a hostile service name was accepted")
 	}
+
+	// A service published on a remote server's address: each instance on
+	// its own port.
+	d, err = traefik.Build(traefik.Config{}, traefik.App{Name: "shop", Routes: []traefik.Route{
+		{Host: "shop.example.com", Port: 8080, Service: "web", ServiceHosts: []string{"10.231.50.2:32768", "10.231.50.2:32769"}},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	web = d.HTTP.Services["shop-web-8080"].LoadBalancer
+	if web == nil || len(web.Servers) != 2 || web.Servers[0].URL != "http://10.231.50.2:32768" || web.Servers[1].URL != "http://10.231.50.2:32769" {
+		t.Fatalf("published web service: got %+v", web)
+	}
+	for _, h := range []string{"10.231.50.2:x", "10.231.50.2:0", "10.231.50.2:70000", "bad host:80"} {
+		if _, err := traefik.Build(traefik.Config{}, traefik.App{Name: "shop", Routes: []traefik.Route{{Host: "a.example.com", Service: "web", Port: 8080, ServiceHosts: []string{h}}}}); err == nil {
+			t.Errorf("service host %q was accepted", h)
+		}
+	}
 }

@@ -51,6 +51,8 @@ type Route struct {
 	// ServiceHosts on Port, instead of the application's Upstream: such
 	// routes share one load-balancer service per service and port,
 	// "<app>-<service>-<port>" (no servers while ServiceHosts is empty).
+	// An entry "host:port" is reached on its own port (a service
+	// publishing its port on a remote server's address).
 	Service      string
 	ServiceHosts []string
 }
