@@ -129,6 +129,19 @@ type DatabaseSpec struct {
 	Resources DatabaseResources
 	// PublicPort, when not 0, publishes the engine's port on the host.
 	PublicPort int
+	// Server is the id of the server (a Server aggregate) the database
+	// runs on; empty means the local one. The caller resolved it from the
+	// name the request gave.
+	Server string
+}
+
+// ServerID returns the id of the server the spec places the database on,
+// LocalServer when none is set.
+func (s DatabaseSpec) ServerID() string {
+	if s.Server == "" {
+		return LocalServer
+	}
+	return s.Server
 }
 
 // Normalize fills the defaults of s.
@@ -191,6 +204,11 @@ func (s DatabaseSpec) Validate() error {
 	if s.Resources.MilliCPUs < 0 || s.Resources.MilliCPUs > 256000 {
 		return Invalid("resources.milli_cpus", "must be between 0 (no limit) and 256000")
 	}
+	if s.Server != "" {
+		if err := ValidateName("server", s.Server); err != nil {
+			return err
+		}
+	}
 	if s.PublicPort != 0 {
 		if err := ValidatePort("public_port", s.PublicPort); err != nil {
 			return err
@@ -215,6 +233,25 @@ type DatabaseCreated struct {
 	Volume         string            `json:"volume"`
 	Resources      DatabaseResources `json:"resources"`
 	PublicPort     int               `json:"public_port,omitempty"`
+	// Server is the id of the server the database runs on; empty (every
+	// database created before placements existed) is the local one.
+	Server string `json:"server,omitempty"`
+}
+
+// ServerID returns the id of the server the database runs on, LocalServer
+// when none is recorded.
+func (d DatabaseCreated) ServerID() string {
+	if d.Server == "" {
+		return LocalServer
+	}
+	return d.Server
+}
+
+// ReachableFrom reports whether an application running as app reaches the
+// database by its name on berth's network: only an application of the same
+// server does (each server has its own network), never a swarm service.
+func (d DatabaseCreated) ReachableFrom(app Runtime) bool {
+	return !app.OnSwarm() && app.ServerID() == d.ServerID()
 }
 
 // DatabaseStarted is recorded when the database's container runs.
@@ -352,6 +389,9 @@ var (
 	ErrDatabaseNotFound = fmt.Errorf("database %w", ErrNotFound)
 	ErrDatabaseExists   = fmt.Errorf("database already exists: %w", ErrConflict)
 	ErrBackupNotFound   = fmt.Errorf("backup %w", ErrNotFound)
+	// ErrDatabaseUnreachable: an application refers to a database its
+	// server's network does not reach (see DatabaseCreated.ReachableFrom).
+	ErrDatabaseUnreachable = fmt.Errorf("database not reachable from the application: %w", ErrInvalid)
 )
 
 // Database states.
@@ -479,6 +519,15 @@ func DatabaseVolume(name string) string { return "berth-db-" + name }
 // DatabaseContainer is the container (and network alias) of database name.
 func DatabaseContainer(name string) string { return "berth-db-" + name }
 
+// placedServer is the id recorded for a placement: the local server is
+// recorded as none.
+func placedServer(id string) string {
+	if id == LocalServer {
+		return ""
+	}
+	return id
+}
+
 // CreateDatabase decides database.created for spec (normalized and
 // valid), whose generated password the caller sealed into sealed.
 func CreateDatabase(d *Database, spec DatabaseSpec, sealed []byte) ([]Event, error) {
@@ -492,7 +541,7 @@ func CreateDatabase(d *Database, spec DatabaseSpec, sealed []byte) ([]Event, err
 	return []Event{{StreamID: DatabaseStream(spec.Name), Type: EventDatabaseCreated, Data: DatabaseCreated{
 		Database: spec.Name, Engine: spec.Engine, Version: spec.Version, Image: spec.Image, DBName: spec.DBName,
 		User: spec.User, SealedPassword: sealed, Volume: DatabaseVolume(spec.Name), Resources: spec.Resources,
-		PublicPort: spec.PublicPort,
+		PublicPort: spec.PublicPort, Server: placedServer(spec.Server),
 	}}}, nil
 }
 

@@ -36,11 +36,32 @@ func TestDatabaseSpecValidation(t *testing.T) {
 		{domain.DatabaseSpec{Name: "x", Engine: "postgres", PublicPort: 80}, "public_port"},
 		{domain.DatabaseSpec{Name: "x", Engine: "postgres", PublicPort: 70000}, "public_port"},
 		{domain.DatabaseSpec{Name: "x", Engine: "postgres", Resources: domain.DatabaseResources{MemoryMB: 10}}, "resources.memory_mb"},
+		{domain.DatabaseSpec{Name: "x", Engine: "postgres", Server: "../etc"}, "server"},
 	} {
 		err := tt.spec.Normalize().Validate()
 		var ve *domain.ValidationError
 		if !errors.As(err, &ve) || ve.Field != tt.field {
 			t.Errorf("%+v: got %v, want a validation error naming %s", tt.spec, err, tt.field)
+		}
+	}
+}
+
+// A database placed on the local server records no server; one placed on
+// a remote server records its id.
+func TestDatabasePlacement(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct{ server, recorded, id string }{
+		{"", "", domain.LocalServer},
+		{domain.LocalServer, "", domain.LocalServer},
+		{"srv-1", "srv-1", "srv-1"},
+	} {
+		events, err := domain.CreateDatabase(&domain.Database{}, domain.DatabaseSpec{Name: "db", Engine: domain.EnginePostgres, Server: tt.server}, []byte{1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		c := events[0].Data.(domain.DatabaseCreated)
+		if c.Server != tt.recorded || c.ServerID() != tt.id {
+			t.Errorf("server %q: recorded %q (id %q), want %q (%q)", tt.server, c.Server, c.ServerID(), tt.recorded, tt.id)
 		}
 	}
 }

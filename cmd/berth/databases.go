@@ -4,12 +4,15 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"log/slog"
 	"strconv"
 	"strings"
 	"time"
 
 	"berth/domain"
+	"berth/handlers/containerlogs"
 	"berth/handlers/databases"
+	"berth/handlers/servers"
 	"berth/internal/leases"
 )
 
@@ -83,15 +86,16 @@ func bindDatabaseFlags(fs *flag.FlagSet, c *DatabasesConfig, getenv func(string)
 }
 
 // wireDatabases builds the managed-database manager on this host's Docker
-// Engine and the runner of the backup schedules (one process at a time,
-// under a lease).
-func wireDatabases(m *Main, sealer domain.SecretSealer, ls *leases.Leases) (*databases.Manager, Runner, error) {
+// Engine and the registered servers' (through srv, whose fleet is set once
+// the deployers are wired) and the runner of the backup schedules (one
+// process at a time, under a lease).
+func wireDatabases(m *Main, sealer domain.SecretSealer, ls *leases.Leases, srv *databaseServers) (*databases.Manager, Runner, error) {
 	rt, err := databases.NewDockerRuntime(m.Config.DockerHost, m.Config.DockerNetwork)
 	if err != nil {
 		return nil, Runner{}, fmt.Errorf("databases: %w", err)
 	}
 	m.closers = append(m.closers, rt.Close)
-	mgr, err := databases.New(databases.Config{Store: m.Store, Sealer: sealer, Runtime: rt, Logger: m.Logger,
+	mgr, err := databases.New(databases.Config{Store: m.Store, Sealer: sealer, Runtime: rt, Servers: srv, Logger: m.Logger,
 		Images: m.Config.Databases.Images, AllowPrivateStorage: m.Config.Databases.BackupAllowPrivate})
 	if err != nil {
 		return nil, Runner{}, err
@@ -100,4 +104,96 @@ func wireDatabases(m *Main, sealer domain.SecretSealer, ls *leases.Leases) (*dat
 	return mgr, Runner{Name: "backup-schedules", Run: func(ctx context.Context) error {
 		return ls.Lead(ctx, databases.SchedulerLease, func(ctx context.Context) error { return mgr.RunSchedules(ctx, tick) })
 	}}, nil
+}
+
+// databaseServers gives the managed databases the engines of the
+// registered servers, through the fleet the deployers use (one connection
+// per server).
+type databaseServers struct {
+	store domain.EventStore
+	fleet *servers.Fleet // set by wire before anything is served
+}
+
+var _ databases.Servers = (*databaseServers)(nil)
+
+// ServerByName implements databases.Servers.
+func (s *databaseServers) ServerByName(ctx context.Context, name string) (databases.ServerInfo, error) {
+	recs, err := s.store.ReadStream(ctx, domain.ServerNameStream(name), 1, 0)
+	if err != nil {
+		return databases.ServerInfo{}, fmt.Errorf("read server name %s: %w", name, err)
+	}
+	n, err := domain.LoadServerName(name, recs)
+	if err != nil {
+		return databases.ServerInfo{}, err
+	}
+	if n.Owner() == "" {
+		return databases.ServerInfo{}, fmt.Errorf("%s: %w", name, domain.ErrServerNotFound)
+	}
+	return s.Server(ctx, n.Owner())
+}
+
+// Server implements databases.Servers: the address is the host of the
+// server's URL.
+func (s *databaseServers) Server(ctx context.Context, id string) (databases.ServerInfo, error) {
+	srv, err := s.load(ctx, id)
+	if err != nil {
+		return databases.ServerInfo{}, err
+	}
+	info := databases.ServerInfo{ID: srv.ID(), Name: srv.Name()}
+	if srv.Kind() != domain.ServerLocal {
+		_, _, info.Address, _, _ = domain.ParseServerURL("url", srv.URL())
+	}
+	return info, nil
+}
+
+// Runtime implements databases.Servers over the fleet's engine of server
+// id, on the network of the applications placed there.
+func (s *databaseServers) Runtime(ctx context.Context, id string) (databases.Runtime, error) {
+	srv, err := s.load(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	rt, err := s.fleet.Runtime(ctx, srv)
+	if err != nil {
+		return nil, fmt.Errorf("server %s: %w", srv.Name(), err)
+	}
+	eng := rt.Engine()
+	return databases.NewDockerRuntimeWith(eng.Client(), eng.Network()), nil
+}
+
+func (s *databaseServers) load(ctx context.Context, id string) (*domain.Server, error) {
+	if s.fleet == nil {
+		return nil, fmt.Errorf("servers are not wired yet: %w", domain.ErrUnavailable)
+	}
+	return s.fleet.Load(ctx, id)
+}
+
+// databaseLogs reads a database container's logs on the server the
+// database runs on: the local engine's reader, or one over the fleet's
+// client of a remote server.
+type databaseLogs struct {
+	local   *containerlogs.Reader
+	dbs     *databases.Manager
+	servers *databaseServers
+	logger  *slog.Logger
+}
+
+// DatabaseLogs implements webui.DatabaseLogs.
+func (l databaseLogs) DatabaseLogs(ctx context.Context, name string, q containerlogs.Query, fn func(containerlogs.Line) error) error {
+	id, err := l.dbs.ServerOf(ctx, name)
+	if err != nil {
+		return err
+	}
+	if id == domain.LocalServer {
+		return l.local.DatabaseLogs(ctx, name, q, fn)
+	}
+	srv, err := l.servers.load(ctx, id)
+	if err != nil {
+		return err
+	}
+	rt, err := l.servers.fleet.Runtime(ctx, srv)
+	if err != nil {
+		return fmt.Errorf("server %s: %w", srv.Name(), err)
+	}
+	return containerlogs.NewWith(rt.Engine().Client(), l.logger).DatabaseLogs(ctx, name, q, fn)
 }

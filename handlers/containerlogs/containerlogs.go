@@ -86,6 +86,15 @@ func New(cfg Config) (*Reader, error) {
 	return &Reader{docker: c, log: cfg.Logger}, nil
 }
 
+// NewWith returns a Reader over the Docker client c of another engine (a
+// remote server's). The caller owns c: do not Close this Reader.
+func NewWith(c *client.Client, logger *slog.Logger) *Reader {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	return &Reader{docker: c, log: logger}
+}
+
 // Close releases the Docker client.
 func (r *Reader) Close() error { return r.docker.Close() }
 

@@ -22,9 +22,13 @@ import (
 
 // Config configures a Manager.
 type Config struct {
-	Store   domain.EventStore
-	Sealer  domain.SecretSealer
+	Store  domain.EventStore
+	Sealer domain.SecretSealer
+	// Runtime runs the databases placed on the local server.
 	Runtime Runtime
+	// Servers gives the runtimes of the other servers; nil: databases run
+	// on the local server only.
+	Servers Servers
 	Logger  *slog.Logger
 	// Images maps an engine to the image repository its databases use when
 	// a request names none (default: the official image).
@@ -35,6 +39,28 @@ type Config struct {
 	// ReadyTimeout bounds the wait for a started engine to accept
 	// connections (default 2 minutes).
 	ReadyTimeout time.Duration
+}
+
+// Servers gives the engines of the registered servers databases may be
+// placed on; cmd/berth implements it over the fleet of servers. Its methods
+// are safe for concurrent use.
+type Servers interface {
+	// ServerByName returns the server called name; errors wrap
+	// domain.ErrServerNotFound when there is none.
+	ServerByName(ctx context.Context, name string) (ServerInfo, error)
+	// Server returns server id (domain.ErrServerNotFound when it is gone).
+	Server(ctx context.Context, id string) (ServerInfo, error)
+	// Runtime returns a runtime on server id's engine, whose containers
+	// join the same network as the applications placed on that server.
+	Runtime(ctx context.Context, id string) (Runtime, error)
+}
+
+// ServerInfo is what the manager needs to know of a server.
+type ServerInfo struct {
+	ID, Name string
+	// Address is the host name or IP address the server is reached at:
+	// a database's public port is published there.
+	Address string
 }
 
 // Manager runs managed databases: it decides with the domain, appends the
@@ -90,6 +116,49 @@ func (m *Manager) load(ctx context.Context, name string) (*domain.Database, erro
 		return nil, fmt.Errorf("read database %s: %w", name, err)
 	}
 	return domain.LoadDatabase(name, recs)
+}
+
+// runtime returns the runtime of the server database c is placed on.
+func (m *Manager) runtime(ctx context.Context, c domain.DatabaseCreated) (Runtime, error) {
+	rt, err := m.runtimeOn(ctx, c.ServerID())
+	if err != nil {
+		return nil, fmt.Errorf("the server of database %s: %w", c.Database, err)
+	}
+	return rt, nil
+}
+
+// runtimeOn returns the runtime of server id.
+func (m *Manager) runtimeOn(ctx context.Context, id string) (Runtime, error) {
+	if id == "" || id == domain.LocalServer {
+		return m.cfg.Runtime, nil
+	}
+	if m.cfg.Servers == nil {
+		return nil, fmt.Errorf("server %s cannot be reached by this berth: %w", id, domain.ErrUnavailable)
+	}
+	return m.cfg.Servers.Runtime(ctx, id)
+}
+
+// placement resolves the server name a request gave ("" or "local": the
+// local server) to its id, as a validation error naming field when it
+// names no registered server.
+func (m *Manager) placement(ctx context.Context, field, name string) (string, error) {
+	if name == "" || name == domain.LocalServer {
+		return domain.LocalServer, nil
+	}
+	if err := domain.ValidateName(field, name); err != nil {
+		return "", err
+	}
+	if m.cfg.Servers == nil {
+		return "", domain.Invalid(field, "names no registered server (this berth runs databases on the local server only)")
+	}
+	s, err := m.cfg.Servers.ServerByName(ctx, name)
+	if errors.Is(err, domain.ErrNotFound) {
+		return "", domain.Invalid(field, "names no registered server")
+	}
+	if err != nil {
+		return "", err
+	}
+	return s.ID, nil
 }
 
 func (m *Manager) existing(ctx context.Context, name string) (*domain.Database, error) {
@@ -164,12 +233,24 @@ type CreateRequest struct {
 	User       string                   `json:"user,omitempty"`
 	Resources  domain.DatabaseResources `json:"resources"`
 	PublicPort int                      `json:"public_port,omitempty"`
+	// Server names the registered server the database runs on; empty
+	// (or "local"): the local server.
+	Server string `json:"server,omitempty"`
 }
 
 // Create records database.created with generated, sealed credentials,
 // runs its container on its volume and records database.started (or
 // database.failed with the reason).
 func (m *Manager) Create(ctx context.Context, md domain.Metadata, req CreateRequest) (Info, error) {
+	server, err := m.placement(ctx, "server", req.Server)
+	if err != nil {
+		return Info{}, err
+	}
+	return m.create(ctx, md, req, server)
+}
+
+// create is Create on server id.
+func (m *Manager) create(ctx context.Context, md domain.Metadata, req CreateRequest, server string) (Info, error) {
 	spec := domain.DatabaseSpec{Name: req.Name, Engine: req.Engine, Version: req.Version, Image: req.Image,
 		DBName: req.DBName, User: req.User, Resources: req.Resources, PublicPort: req.PublicPort}
 	if spec.Image == "" {
@@ -179,6 +260,7 @@ func (m *Manager) Create(ctx context.Context, md domain.Metadata, req CreateRequ
 	if err := spec.Validate(); err != nil {
 		return Info{}, err
 	}
+	spec.Server = server
 	unlock := m.lock(spec.Name)
 	defer unlock()
 	d, err := m.load(ctx, spec.Name)
@@ -212,9 +294,13 @@ func (m *Manager) Create(ctx context.Context, md domain.Metadata, req CreateRequ
 func (m *Manager) run(ctx context.Context, md domain.Metadata, d *domain.Database, pw string, restart bool) {
 	c := d.Created()
 	name := domain.DatabaseContainer(c.Database)
-	id, err := m.cfg.Runtime.Run(ctx, service(c, name, pw))
+	var id string
+	rt, err := m.runtime(ctx, c)
 	if err == nil {
-		err = m.waitReady(ctx, name, connOf(c, pw))
+		id, err = rt.Run(ctx, service(c, name, pw))
+	}
+	if err == nil {
+		err = m.waitReady(ctx, rt, name, connOf(c, pw))
 	}
 	var events []domain.Event
 	if err != nil {
@@ -228,16 +314,16 @@ func (m *Manager) run(ctx context.Context, md domain.Metadata, d *domain.Databas
 	}
 }
 
-func (m *Manager) waitReady(ctx context.Context, name string, c conn) error {
+func (m *Manager) waitReady(ctx context.Context, rt Runtime, name string, c conn) error {
 	ctx, cancel := context.WithTimeout(ctx, m.cfg.ReadyTimeout)
 	defer cancel()
 	var last error
 	restarts := 0
 	for {
-		if last = m.cfg.Runtime.Exec(ctx, name, c.ready()); last == nil {
+		if last = rt.Exec(ctx, name, c.ready()); last == nil {
 			return nil
 		}
-		st, err := m.cfg.Runtime.State(ctx, name)
+		st, err := rt.State(ctx, name)
 		if err == nil && st == "restarting" {
 			restarts++
 		}
@@ -281,7 +367,11 @@ func (m *Manager) lifecycle(ctx context.Context, md domain.Metadata, name, actio
 		if err != nil {
 			return Info{}, err
 		}
-		if err := m.cfg.Runtime.Stop(ctx, domain.DatabaseContainer(name)); err != nil && !errors.Is(err, domain.ErrNotFound) {
+		rt, err := m.runtime(ctx, d.Created())
+		if err != nil {
+			return Info{}, err
+		}
+		if err := rt.Stop(ctx, domain.DatabaseContainer(name)); err != nil && !errors.Is(err, domain.ErrNotFound) {
 			return Info{}, err
 		}
 		if _, err := m.append(ctx, md, domain.ExpectVersion(d.Version()), events); err != nil {
@@ -341,7 +431,11 @@ func (m *Manager) Delete(ctx context.Context, md domain.Metadata, name string, r
 	if removeVolume {
 		vol = d.Created().Volume
 	}
-	if err := m.cfg.Runtime.Remove(ctx, domain.DatabaseContainer(name), vol); err != nil {
+	rt, err := m.runtime(ctx, d.Created())
+	if err != nil {
+		return 0, err
+	}
+	if err := rt.Remove(ctx, domain.DatabaseContainer(name), vol); err != nil {
 		return 0, err
 	}
 	return m.append(ctx, md, domain.ExpectVersion(d.Version()), events)
@@ -357,13 +451,20 @@ type Info struct {
 	User      string                   `json:"user,omitempty"`
 	Volume    string                   `json:"volume"`
 	Resources domain.DatabaseResources `json:"resources"`
-	// PublicPort is the host port the engine is published on (0: none).
-	PublicPort int `json:"public_port,omitempty"`
+	// PublicPort is the host port the engine is published on (0: none),
+	// on the server's address PublicHost when the database runs on a
+	// remote server.
+	PublicPort int    `json:"public_port,omitempty"`
+	PublicHost string `json:"public_host,omitempty"`
+	// Server names the server the database runs on ("local": the engine
+	// beside berth). Only applications on the same server reach Host.
+	Server string `json:"server"`
 	// State is created, running, stopped or failed; Reason the last
 	// failure's.
 	State  string `json:"state"`
 	Reason string `json:"reason,omitempty"`
-	// Host and Port reach the engine from apps on berth's network.
+	// Host and Port reach the engine from apps on berth's network of the
+	// database's server.
 	Host string `json:"host"`
 	Port int    `json:"port"`
 	// URL is the connection URL apps use, its password replaced by
@@ -375,8 +476,20 @@ type Info struct {
 	Position int64                  `json:"position"`
 }
 
-func (m *Manager) info(d *domain.Database, pos int64) Info {
+func (m *Manager) info(ctx context.Context, d *domain.Database, pos int64) Info {
 	c := d.Created()
+	server, publicHost := domain.LocalServer, ""
+	if id := c.ServerID(); id != domain.LocalServer {
+		server = id
+		if m.cfg.Servers != nil {
+			if s, err := m.cfg.Servers.Server(ctx, id); err == nil {
+				server, publicHost = s.Name, s.Address
+			}
+		}
+	}
+	if c.PublicPort == 0 {
+		publicHost = ""
+	}
 	def, _ := domain.EngineDefaultsOf(c.Engine)
 	host := m.cfg.Runtime.NetworkHost(domain.DatabaseContainer(c.Database))
 	backups := slices.Clone(d.Backups())
@@ -384,7 +497,8 @@ func (m *Manager) info(d *domain.Database, pos int64) Info {
 		backups = []domain.Backup{}
 	}
 	return Info{Name: c.Database, Engine: c.Engine, Version: c.Version, Image: c.Image, DBName: c.DBName, User: c.User,
-		Volume: c.Volume, Resources: c.Resources, PublicPort: c.PublicPort, State: d.State(), Reason: d.Reason(),
+		Volume: c.Volume, Resources: c.Resources, PublicPort: c.PublicPort, PublicHost: publicHost, Server: server,
+		State: d.State(), Reason: d.Reason(),
 		Host: host, Port: def.Port, URL: redactedURL(ConnectionURL(c, host, "x")), Schedule: d.Schedule(),
 		Backups: backups, Position: pos}
 }
@@ -405,7 +519,7 @@ func (m *Manager) Get(ctx context.Context, name string) (Info, error) {
 	if !d.Exists() {
 		return Info{}, fmt.Errorf("%s: %w", name, domain.ErrDatabaseNotFound)
 	}
-	return m.info(d, recs[len(recs)-1].Position), nil
+	return m.info(ctx, d, recs[len(recs)-1].Position), nil
 }
 
 // List returns the databases that exist, by name.
@@ -463,17 +577,62 @@ func (m *Manager) names(ctx context.Context, category, created, removed, field s
 }
 
 // ResolveEnv implements the deployer's EnvResolver: "database:<name>" is
-// the connection URL of database name, with its password.
-func (m *Manager) ResolveEnv(ctx context.Context, ref string) (string, error) {
+// the connection URL of database name, with its password, for an
+// application running as app. A database on another server than the
+// application (or any database for a swarm service) is refused with
+// domain.ErrDatabaseUnreachable: each server has its own network, and
+// berth never turns an internal reference into a public address.
+func (m *Manager) ResolveEnv(ctx context.Context, ref string, app domain.Runtime) (string, error) {
 	name, ok := strings.CutPrefix(ref, domain.EnvRefDatabase)
 	if !ok {
 		return "", fmt.Errorf("environment reference %q: %w", ref, domain.ErrInvalid)
 	}
+	d, err := m.existing(ctx, name)
+	if err != nil {
+		return "", err
+	}
+	if err := m.Reachable(ctx, d.Created(), app); err != nil {
+		return "", err
+	}
 	return m.URL(ctx, name)
 }
 
+// Reachable returns nil when an application running as app reaches
+// database c by its name, otherwise an error wrapping
+// domain.ErrDatabaseUnreachable that says where each runs.
+func (m *Manager) Reachable(ctx context.Context, c domain.DatabaseCreated, app domain.Runtime) error {
+	if c.ReachableFrom(app) {
+		return nil
+	}
+	return UnreachableError(c, app, m.serverName(ctx, c.ServerID()), m.serverName(ctx, app.ServerID()))
+}
+
+// UnreachableError says why an application running as app cannot refer to
+// database c (on server dbServer; the application's server appServer, by
+// name).
+func UnreachableError(c domain.DatabaseCreated, app domain.Runtime, dbServer, appServer string) error {
+	if app.OnSwarm() {
+		return fmt.Errorf("database %s runs on server %s and the application is a service of swarm %s: only applications on server %s reach it: %w",
+			c.Database, dbServer, app.Placement.Swarm, dbServer, domain.ErrDatabaseUnreachable)
+	}
+	return fmt.Errorf("database %s runs on server %s and the application on server %s: only applications on server %s reach it by name "+
+		"(place the application there, or publish the database's port and give the application its address as a plain variable): %w",
+		c.Database, dbServer, appServer, dbServer, domain.ErrDatabaseUnreachable)
+}
+
+// serverName is the name of server id, its id when it cannot be read.
+func (m *Manager) serverName(ctx context.Context, id string) string {
+	if id == domain.LocalServer || m.cfg.Servers == nil {
+		return id
+	}
+	if s, err := m.cfg.Servers.Server(ctx, id); err == nil {
+		return s.Name
+	}
+	return id
+}
+
 // URL returns the connection URL of database name with its password, for
-// an app's environment at deploy time. Field names the reference in errors.
+// an app's environment at deploy time.
 func (m *Manager) URL(ctx context.Context, name string) (string, error) {
 	d, err := m.existing(ctx, name)
 	if err != nil {
@@ -486,15 +645,25 @@ func (m *Manager) URL(ctx context.Context, name string) (string, error) {
 	return ConnectionURL(d.Created(), m.cfg.Runtime.NetworkHost(domain.DatabaseContainer(name)), pw), nil
 }
 
-// Logs is where the database's container logs come from; see webui.
+// ServerOf returns the id of the server database name runs on.
+func (m *Manager) ServerOf(ctx context.Context, name string) (string, error) {
+	d, err := m.existing(ctx, name)
+	if err != nil {
+		return "", err
+	}
+	return d.Created().ServerID(), nil
+}
+
+// ContainerName is the container of database name (its logs come from
+// there; see webui).
 func ContainerName(name string) string { return domain.DatabaseContainer(name) }
 
 // execOut runs e in container name and returns its stdout (small outputs
 // only: checks).
-func (m *Manager) execOut(ctx context.Context, name string, e Exec) ([]byte, error) {
+func (m *Manager) execOut(ctx context.Context, rt Runtime, name string, e Exec) ([]byte, error) {
 	var out bytes.Buffer
 	e.Stdout = &limitWriter{w: &out, n: 1 << 16}
-	err := m.cfg.Runtime.Exec(ctx, name, e)
+	err := rt.Exec(ctx, name, e)
 	return out.Bytes(), err
 }
 
