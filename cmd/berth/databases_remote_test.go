@@ -168,6 +168,11 @@ func TestDatabaseOnRemoteServer(t *testing.T) {
 		t.Errorf("after a restart: %s (%s)", db.State, db.Reason)
 	}
 
+	// The server cannot be removed while databases are on it.
+	if st, out := api.do("DELETE", "/api/v1/servers/"+server, nil); st != http.StatusConflict || !strings.Contains(string(out), src) {
+		t.Errorf("removing the server of a database: got %d %s, want 409 naming the database", st, out)
+	}
+
 	// Applications: one on another server cannot refer to the database by
 	// name; one on the same server can.
 	project := "dbr-" + suffix
@@ -182,7 +187,7 @@ func TestDatabaseOnRemoteServer(t *testing.T) {
 		"source": map[string]any{"image": "berth-test/none:v1"}, "runtime": map[string]any{"port": 8080, "server": server}, "env": ref})
 
 	events := string(api.must(http.StatusOK, "GET", "/api/v1/events?stream="+domain.DatabaseStream(src), nil))
-	for _, want := range []string{domain.EventDatabaseCreated, domain.EventBackupSucceeded, domain.EventBackupVerified} {
+	for _, want := range []string{domain.EventDatabaseCreated, domain.EventDatabaseStarted, domain.EventBackupSucceeded, domain.EventBackupVerified} {
 		if !strings.Contains(events, want) {
 			t.Errorf("the log of %s lacks %s", src, want)
 		}

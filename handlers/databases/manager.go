@@ -177,19 +177,66 @@ func (m *Manager) append(ctx context.Context, md domain.Metadata, expected domai
 	if len(events) == 0 {
 		return 0, nil
 	}
-	data := make([]domain.EventData, 0, len(events))
-	for _, e := range events {
-		ed, err := e.Encode(uuid.NewString(), md)
+	return m.appendStreams(ctx, md, expected, events, nil)
+}
+
+// appendStreams writes events (of one stream, with expected) and, in the
+// same transaction, a server's events with its version (other nil: none).
+func (m *Manager) appendStreams(ctx context.Context, md domain.Metadata, expected domain.ExpectedVersion, events []domain.Event, other *serverEvents) (int64, error) {
+	encode := func(events []domain.Event) ([]domain.EventData, error) {
+		data := make([]domain.EventData, 0, len(events))
+		for _, e := range events {
+			ed, err := e.Encode(uuid.NewString(), md)
+			if err != nil {
+				return nil, err
+			}
+			data = append(data, ed)
+		}
+		return data, nil
+	}
+	data, err := encode(events)
+	if err != nil {
+		return 0, err
+	}
+	appends := []domain.StreamAppend{{StreamID: events[0].StreamID, Expected: expected, Events: data}}
+	if other != nil && len(other.events) > 0 {
+		od, err := encode(other.events)
 		if err != nil {
 			return 0, err
 		}
-		data = append(data, ed)
+		appends = append(appends, domain.StreamAppend{StreamID: other.events[0].StreamID, Expected: domain.ExpectVersion(other.version), Events: od})
 	}
-	res, err := m.cfg.Store.Append(ctx, domain.StreamAppend{StreamID: events[0].StreamID, Expected: expected, Events: data})
+	res, err := m.cfg.Store.Append(ctx, appends...)
 	if err != nil {
 		return 0, err
 	}
 	return res.LastPosition(), nil
+}
+
+// serverEvents are events of a server's stream decided at its version.
+type serverEvents struct {
+	version int64
+	events  []domain.Event
+}
+
+// serverAt loads server id (not the local one) and decides with decide.
+func (m *Manager) serverAt(ctx context.Context, id string, decide func(*domain.Server) ([]domain.Event, error)) (*serverEvents, error) {
+	if id == domain.LocalServer {
+		return nil, nil
+	}
+	recs, err := m.cfg.Store.ReadStream(ctx, domain.ServerStream(id), 1, 0)
+	if err != nil {
+		return nil, fmt.Errorf("read server %s: %w", id, err)
+	}
+	s, err := domain.LoadServer(id, recs)
+	if err != nil {
+		return nil, err
+	}
+	events, err := decide(s)
+	if err != nil {
+		return nil, err
+	}
+	return &serverEvents{version: s.Version(), events: events}, nil
 }
 
 func outcomeMeta(md domain.Metadata) domain.Metadata {
@@ -279,7 +326,16 @@ func (m *Manager) create(ctx context.Context, md domain.Metadata, req CreateRequ
 	if err != nil {
 		return Info{}, err
 	}
-	if _, err := m.append(ctx, md, domain.ExpectVersion(0), events); err != nil {
+	// The server records the database too (it cannot be removed while the
+	// database is on it), in the same append.
+	placed, err := m.serverAt(ctx, spec.ServerID(), func(s *domain.Server) ([]domain.Event, error) { return s.PlaceDatabase(spec.Name) })
+	if errors.Is(err, domain.ErrNotFound) {
+		return Info{}, domain.Invalid("server", "names no registered server")
+	}
+	if err != nil {
+		return Info{}, err
+	}
+	if _, err := m.appendStreams(ctx, md, domain.ExpectVersion(0), events, placed); err != nil {
 		return Info{}, err
 	}
 	if d, err = m.load(ctx, spec.Name); err != nil {
@@ -438,7 +494,11 @@ func (m *Manager) Delete(ctx context.Context, md domain.Metadata, name string, r
 	if err := rt.Remove(ctx, domain.DatabaseContainer(name), vol); err != nil {
 		return 0, err
 	}
-	return m.append(ctx, md, domain.ExpectVersion(d.Version()), events)
+	released, err := m.serverAt(ctx, d.Created().ServerID(), func(s *domain.Server) ([]domain.Event, error) { return s.ReleaseDatabase(name), nil })
+	if err != nil {
+		return 0, err
+	}
+	return m.appendStreams(ctx, md, domain.ExpectVersion(d.Version()), events, released)
 }
 
 // Info is a database as the API shows it: never its password.
