@@ -133,6 +133,13 @@ type DatabaseSpec struct {
 	// runs on; empty means the local one. The caller resolved it from the
 	// name the request gave.
 	Server string
+	// Swarm, when set, runs the database as a one-replica service of that
+	// swarm (a Swarm aggregate), pinned to the swarm node Node (its id),
+	// which the admin chose or berth picked (NodePicked). Exclusive with
+	// Server.
+	Swarm      string
+	Node       string
+	NodePicked bool
 }
 
 // ServerID returns the id of the server the spec places the database on,
@@ -209,6 +216,19 @@ func (s DatabaseSpec) Validate() error {
 			return err
 		}
 	}
+	if s.Swarm != "" {
+		if err := ValidateName("swarm", s.Swarm); err != nil {
+			return err
+		}
+		if s.Server != "" && s.Server != LocalServer {
+			return Invalid("server", "must be empty for a database on a swarm (the swarm's node is given by node)")
+		}
+		if err := ValidateNodeID("node", s.Node); err != nil {
+			return err
+		}
+	} else if s.Node != "" {
+		return Invalid("node", "applies only to a database on a swarm")
+	}
 	if s.PublicPort != 0 {
 		if err := ValidatePort("public_port", s.PublicPort); err != nil {
 			return err
@@ -236,7 +256,16 @@ type DatabaseCreated struct {
 	// Server is the id of the server the database runs on; empty (every
 	// database created before placements existed) is the local one.
 	Server string `json:"server,omitempty"`
+	// Swarm, when set, is the swarm the database runs on as a one-replica
+	// service pinned to node Node; NodePicked says berth chose the node
+	// (otherwise the admin did).
+	Swarm      string `json:"swarm,omitempty"`
+	Node       string `json:"node,omitempty"`
+	NodePicked bool   `json:"node_picked,omitempty"`
 }
+
+// OnSwarm reports whether the database runs on a swarm.
+func (d DatabaseCreated) OnSwarm() bool { return d.Swarm != "" }
 
 // ServerID returns the id of the server the database runs on, LocalServer
 // when none is recorded.
@@ -248,10 +277,14 @@ func (d DatabaseCreated) ServerID() string {
 }
 
 // ReachableFrom reports whether an application running as app reaches the
-// database by its name on berth's network: only an application of the same
-// server does (each server has its own network), never a swarm service.
+// database by its name: a database on a server from the applications of
+// that server (each server has its own network), a database on a swarm
+// from the services of that swarm (its overlay network).
 func (d DatabaseCreated) ReachableFrom(app Runtime) bool {
-	return !app.OnSwarm() && app.ServerID() == d.ServerID()
+	if d.OnSwarm() || app.OnSwarm() {
+		return d.OnSwarm() && app.OnSwarm() && app.Placement.Swarm == d.Swarm
+	}
+	return app.ServerID() == d.ServerID()
 }
 
 // DatabaseStarted is recorded when the database's container runs.
@@ -541,7 +574,7 @@ func CreateDatabase(d *Database, spec DatabaseSpec, sealed []byte) ([]Event, err
 	return []Event{{StreamID: DatabaseStream(spec.Name), Type: EventDatabaseCreated, Data: DatabaseCreated{
 		Database: spec.Name, Engine: spec.Engine, Version: spec.Version, Image: spec.Image, DBName: spec.DBName,
 		User: spec.User, SealedPassword: sealed, Volume: DatabaseVolume(spec.Name), Resources: spec.Resources,
-		PublicPort: spec.PublicPort, Server: placedServer(spec.Server),
+		PublicPort: spec.PublicPort, Server: placedServer(spec.Server), Swarm: spec.Swarm, Node: spec.Node, NodePicked: spec.NodePicked,
 	}}}, nil
 }
 

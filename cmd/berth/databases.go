@@ -5,14 +5,19 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
+
+	"github.com/docker/docker/client"
 
 	"berth/domain"
 	"berth/handlers/containerlogs"
 	"berth/handlers/databases"
 	"berth/handlers/servers"
+	"berth/handlers/swarm"
 	"berth/internal/leases"
 )
 
@@ -95,7 +100,7 @@ func wireDatabases(m *Main, sealer domain.SecretSealer, ls *leases.Leases, srv *
 		return nil, Runner{}, fmt.Errorf("databases: %w", err)
 	}
 	m.closers = append(m.closers, rt.Close)
-	mgr, err := databases.New(databases.Config{Store: m.Store, Sealer: sealer, Runtime: rt, Servers: srv, Logger: m.Logger,
+	mgr, err := databases.New(databases.Config{Store: m.Store, Sealer: sealer, Runtime: rt, Servers: srv, Swarms: srv, Logger: m.Logger,
 		Images: m.Config.Databases.Images, AllowPrivateStorage: m.Config.Databases.BackupAllowPrivate})
 	if err != nil {
 		return nil, Runner{}, err
@@ -110,11 +115,110 @@ func wireDatabases(m *Main, sealer domain.SecretSealer, ls *leases.Leases, srv *
 // registered servers, through the fleet the deployers use (one connection
 // per server).
 type databaseServers struct {
-	store domain.EventStore
-	fleet *servers.Fleet // set by wire before anything is served
+	store   domain.EventStore
+	cluster *swarm.Cluster
+	fleet   *servers.Fleet // set by wire before anything is served
+	nodes   sync.Map       // swarm node id → server id, learnt by NodeEngine
 }
 
-var _ databases.Servers = (*databaseServers)(nil)
+var (
+	_ databases.Servers = (*databaseServers)(nil)
+	_ databases.Swarms  = (*databaseServers)(nil)
+)
+
+// Manager implements databases.Swarms: the engine of the server the
+// swarm's record names, and the swarm's overlay network.
+func (s *databaseServers) Manager(ctx context.Context, name string) (*client.Client, string, error) {
+	sw, err := swarm.LoadSwarm(ctx, s.store, name)
+	if err != nil {
+		return nil, "", err
+	}
+	if !sw.Exists() {
+		return nil, "", fmt.Errorf("%s: %w", name, domain.ErrSwarmNotFound)
+	}
+	svc, err := s.cluster.Services(sw.Server())
+	if err != nil {
+		return nil, "", err
+	}
+	if err := svc.EnsureNetwork(ctx); err != nil {
+		return nil, "", err
+	}
+	return svc.Client(), svc.Network(), nil
+}
+
+// NodeEngine implements databases.Swarms: the server (the local one or a
+// registered one) whose engine reports nodeID as its swarm node id.
+func (s *databaseServers) NodeEngine(ctx context.Context, nodeID string) (*client.Client, error) {
+	try := func(id string) (*client.Client, bool) {
+		srv, err := s.load(ctx, id)
+		if err != nil {
+			return nil, false
+		}
+		rt, err := s.fleet.Runtime(ctx, srv)
+		if err != nil {
+			return nil, false
+		}
+		c := rt.Engine().Client()
+		ictx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		info, err := c.Info(ictx)
+		if err != nil || info.Swarm.NodeID != nodeID {
+			return nil, false
+		}
+		s.nodes.Store(nodeID, id)
+		return c, true
+	}
+	if id, ok := s.nodes.Load(nodeID); ok {
+		if c, ok := try(id.(string)); ok {
+			return c, nil
+		}
+	}
+	ids, err := s.serverIDs(ctx)
+	if err != nil {
+		return nil, err
+	}
+	for _, id := range ids {
+		if c, ok := try(id); ok {
+			return c, nil
+		}
+	}
+	return nil, fmt.Errorf("node %s: %w", nodeID, databases.ErrNodeNotRegistered)
+}
+
+// serverIDs lists the local server and the registered ones that exist.
+func (s *databaseServers) serverIDs(ctx context.Context) ([]string, error) {
+	live := map[string]bool{}
+	var after int64
+	for {
+		page, err := s.store.ReadAll(ctx, domain.ReadAllQuery{After: after, Limit: 1000, Filter: domain.Filter{
+			Categories: []string{domain.CategoryServer}, Types: []string{domain.EventServerAdded, domain.EventServerRemoved}}})
+		if err != nil {
+			return nil, fmt.Errorf("read servers: %w", err)
+		}
+		if len(page) == 0 {
+			break
+		}
+		for _, e := range page {
+			data, err := domain.DecodeEvent(e)
+			if err != nil {
+				continue
+			}
+			switch v := data.(type) {
+			case domain.ServerAdded:
+				live[v.ServerID] = true
+			case domain.ServerRemoved:
+				delete(live, v.ServerID)
+			}
+		}
+		after = page[len(page)-1].Position
+	}
+	ids := []string{domain.LocalServer}
+	for id := range live {
+		ids = append(ids, id)
+	}
+	slices.Sort(ids[1:])
+	return ids, nil
+}
 
 // ServerByName implements databases.Servers.
 func (s *databaseServers) ServerByName(ctx context.Context, name string) (databases.ServerInfo, error) {
@@ -180,9 +284,17 @@ type databaseLogs struct {
 
 // DatabaseLogs implements webui.DatabaseLogs.
 func (l databaseLogs) DatabaseLogs(ctx context.Context, name string, q containerlogs.Query, fn func(containerlogs.Line) error) error {
-	id, err := l.dbs.ServerOf(ctx, name)
+	id, onSwarm, err := l.dbs.Placement(ctx, name)
 	if err != nil {
 		return err
+	}
+	if onSwarm != "" {
+		// The swarm gathers its service's logs from the node running it.
+		mgr, _, err := l.servers.Manager(ctx, onSwarm)
+		if err != nil {
+			return err
+		}
+		return containerlogs.NewWith(mgr, l.logger).DatabaseLogs(ctx, name, q, fn)
 	}
 	if id == domain.LocalServer {
 		return l.local.DatabaseLogs(ctx, name, q, fn)

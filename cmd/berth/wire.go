@@ -156,7 +156,7 @@ func (m *Main) wire(ctx context.Context) (http.Handler, []Runner, error) {
 	}
 	integ.CheckpointKey = checkpointKey
 	// Managed databases, their backups and the backup schedules.
-	dbServers := &databaseServers{store: m.Store}
+	dbServers := &databaseServers{store: m.Store, cluster: cluster}
 	dbs, schedules, err := wireDatabases(m, sealer, ls, dbServers)
 	if err != nil {
 		return nil, nil, err

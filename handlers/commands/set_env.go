@@ -167,6 +167,9 @@ func (h *Handler) checkEnvRefs(ctx context.Context, env []domain.EnvVar, rt doma
 			continue
 		}
 		field := fmt.Sprintf("env[%d].from", i)
+		if d.Created().OnSwarm() {
+			return domain.Invalid(field, fmt.Sprintf("database %s runs on swarm %s: only that swarm's services reach it", name, d.Created().Swarm))
+		}
 		dbServer := h.serverNameOf(ctx, d.Created().ServerID())
 		if rt.OnSwarm() {
 			return domain.Invalid(field, fmt.Sprintf("database %s runs on server %s; a service of swarm %s does not reach it", name, dbServer, rt.Placement.Swarm))

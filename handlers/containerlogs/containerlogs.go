@@ -180,7 +180,7 @@ func (r *Reader) labelled(ctx context.Context, key, app string, q Query, fn func
 		return err
 	}
 	// An application on a swarm: its service's logs, from every node.
-	if svc, ok, err := r.serviceOf(ctx, app); err != nil {
+	if svc, ok, err := r.serviceOf(ctx, key, app); err != nil {
 		return err
 	} else if ok {
 		return r.serviceLogs(ctx, svc, q, fn)

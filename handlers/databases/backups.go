@@ -240,7 +240,8 @@ func (e *BackupError) Error() string { return "backup " + e.Backup + " failed: "
 type RestoreRequest struct {
 	Target string `json:"target,omitempty"`
 	// Server names the server a new target is created on; empty: the
-	// server of the backup's database. Ignored for an existing target.
+	// server (or swarm node) of the backup's database. Ignored for an
+	// existing target.
 	Server string `json:"server,omitempty"`
 }
 
@@ -268,14 +269,15 @@ func (m *Manager) Restore(ctx context.Context, md domain.Metadata, name, id stri
 	}
 	if !t.Exists() {
 		sc := src.Created()
-		server := sc.ServerID()
+		p := place{server: sc.ServerID(), swarm: sc.Swarm, node: sc.Node}
 		if req.Server != "" {
-			if server, err = m.placement(ctx, "server", req.Server); err != nil {
+			if p.server, err = m.placement(ctx, "server", req.Server); err != nil {
 				return Info{}, err
 			}
+			p.swarm, p.node = "", ""
 		}
 		if _, err := m.create(ctx, md, CreateRequest{Name: target, Engine: sc.Engine, Version: sc.Version, Image: sc.Image,
-			DBName: sc.DBName, User: sc.User, Resources: sc.Resources}, server); err != nil {
+			DBName: sc.DBName, User: sc.User, Resources: sc.Resources}, p); err != nil {
 			return Info{}, err
 		}
 		if t, err = m.existing(ctx, target); err != nil {

@@ -29,6 +29,8 @@ type Config struct {
 	// Servers gives the runtimes of the other servers; nil: databases run
 	// on the local server only.
 	Servers Servers
+	// Swarms gives the swarms' engines; nil: no database runs on a swarm.
+	Swarms Swarms
 	Logger  *slog.Logger
 	// Images maps an engine to the image repository its databases use when
 	// a request names none (default: the official image).
@@ -118,8 +120,19 @@ func (m *Manager) load(ctx context.Context, name string) (*domain.Database, erro
 	return domain.LoadDatabase(name, recs)
 }
 
-// runtime returns the runtime of the server database c is placed on.
+// runtime returns the runtime of the server or swarm database c is placed
+// on.
 func (m *Manager) runtime(ctx context.Context, c domain.DatabaseCreated) (Runtime, error) {
+	if c.OnSwarm() {
+		if m.cfg.Swarms == nil {
+			return nil, fmt.Errorf("database %s is on swarm %s, which this berth cannot reach: %w", c.Database, c.Swarm, domain.ErrUnavailable)
+		}
+		mgr, network, err := m.cfg.Swarms.Manager(ctx, c.Swarm)
+		if err != nil {
+			return nil, fmt.Errorf("the swarm of database %s: %w", c.Database, err)
+		}
+		return NewSwarmRuntime(mgr, network, c.Node, m.cfg.Swarms), nil
+	}
 	rt, err := m.runtimeOn(ctx, c.ServerID())
 	if err != nil {
 		return nil, fmt.Errorf("the server of database %s: %w", c.Database, err)
@@ -283,21 +296,69 @@ type CreateRequest struct {
 	// Server names the registered server the database runs on; empty
 	// (or "local"): the local server.
 	Server string `json:"server,omitempty"`
+	// Swarm names a swarm the database runs on instead, as a one-replica
+	// service pinned to Node (a node id or host name; empty: berth picks
+	// the ready, active node with the fewest databases).
+	Swarm string `json:"swarm,omitempty"`
+	Node  string `json:"node,omitempty"`
+}
+
+// place is where a database is created: a server id, or a swarm and its
+// node.
+type place struct {
+	server, swarm, node string
+	picked              bool
+}
+
+// placeOf resolves the placement a request gave, as validation errors
+// naming the field.
+func (m *Manager) placeOf(ctx context.Context, req CreateRequest) (place, error) {
+	if req.Swarm == "" {
+		if req.Node != "" {
+			return place{}, domain.Invalid("node", "applies only to a database on a swarm")
+		}
+		server, err := m.placement(ctx, "server", req.Server)
+		return place{server: server}, err
+	}
+	if req.Server != "" && req.Server != domain.LocalServer {
+		return place{}, domain.Invalid("server", "must be empty for a database on a swarm (node names the swarm's node)")
+	}
+	if err := domain.ValidateName("swarm", req.Swarm); err != nil {
+		return place{}, err
+	}
+	if req.Node != "" && len(req.Node) > 253 {
+		return place{}, domain.Invalid("node", "must be a node id or host name")
+	}
+	if m.cfg.Swarms == nil {
+		return place{}, domain.Invalid("swarm", "names no swarm (this berth runs databases on servers only)")
+	}
+	mgr, _, err := m.cfg.Swarms.Manager(ctx, req.Swarm)
+	if errors.Is(err, domain.ErrNotFound) {
+		return place{}, domain.Invalid("swarm", "names no swarm berth knows (POST /api/v1/swarms first)")
+	}
+	if err != nil {
+		return place{}, err
+	}
+	node, err := PickNode(ctx, mgr, req.Node)
+	if err != nil {
+		return place{}, err
+	}
+	return place{server: domain.LocalServer, swarm: req.Swarm, node: node, picked: req.Node == ""}, nil
 }
 
 // Create records database.created with generated, sealed credentials,
 // runs its container on its volume and records database.started (or
 // database.failed with the reason).
 func (m *Manager) Create(ctx context.Context, md domain.Metadata, req CreateRequest) (Info, error) {
-	server, err := m.placement(ctx, "server", req.Server)
+	p, err := m.placeOf(ctx, req)
 	if err != nil {
 		return Info{}, err
 	}
-	return m.create(ctx, md, req, server)
+	return m.create(ctx, md, req, p)
 }
 
-// create is Create on server id.
-func (m *Manager) create(ctx context.Context, md domain.Metadata, req CreateRequest, server string) (Info, error) {
+// create is Create at p.
+func (m *Manager) create(ctx context.Context, md domain.Metadata, req CreateRequest, p place) (Info, error) {
 	spec := domain.DatabaseSpec{Name: req.Name, Engine: req.Engine, Version: req.Version, Image: req.Image,
 		DBName: req.DBName, User: req.User, Resources: req.Resources, PublicPort: req.PublicPort}
 	if spec.Image == "" {
@@ -307,7 +368,7 @@ func (m *Manager) create(ctx context.Context, md domain.Metadata, req CreateRequ
 	if err := spec.Validate(); err != nil {
 		return Info{}, err
 	}
-	spec.Server = server
+	spec.Server, spec.Swarm, spec.Node, spec.NodePicked = p.server, p.swarm, p.node, p.picked
 	unlock := m.lock(spec.Name)
 	defer unlock()
 	d, err := m.load(ctx, spec.Name)
@@ -518,7 +579,13 @@ type Info struct {
 	PublicHost string `json:"public_host,omitempty"`
 	// Server names the server the database runs on ("local": the engine
 	// beside berth). Only applications on the same server reach Host.
-	Server string `json:"server"`
+	// Empty for a database on a swarm: Swarm names it, Node the node its
+	// service is pinned to (NodePicked: berth chose it); only the swarm's
+	// services reach Host, on its overlay network.
+	Server     string `json:"server,omitempty"`
+	Swarm      string `json:"swarm,omitempty"`
+	Node       string `json:"node,omitempty"`
+	NodePicked bool   `json:"node_picked,omitempty"`
 	// State is created, running, stopped or failed; Reason the last
 	// failure's.
 	State  string `json:"state"`
@@ -550,6 +617,9 @@ func (m *Manager) info(ctx context.Context, d *domain.Database, pos int64) Info 
 	if c.PublicPort == 0 {
 		publicHost = ""
 	}
+	if c.OnSwarm() {
+		server = ""
+	}
 	def, _ := domain.EngineDefaultsOf(c.Engine)
 	host := m.cfg.Runtime.NetworkHost(domain.DatabaseContainer(c.Database))
 	backups := slices.Clone(d.Backups())
@@ -558,6 +628,7 @@ func (m *Manager) info(ctx context.Context, d *domain.Database, pos int64) Info 
 	}
 	return Info{Name: c.Database, Engine: c.Engine, Version: c.Version, Image: c.Image, DBName: c.DBName, User: c.User,
 		Volume: c.Volume, Resources: c.Resources, PublicPort: c.PublicPort, PublicHost: publicHost, Server: server,
+		Swarm: c.Swarm, Node: c.Node, NodePicked: c.NodePicked,
 		State: d.State(), Reason: d.Reason(),
 		Host: host, Port: def.Port, URL: redactedURL(ConnectionURL(c, host, "x")), Schedule: d.Schedule(),
 		Backups: backups, Position: pos}
@@ -671,6 +742,10 @@ func (m *Manager) Reachable(ctx context.Context, c domain.DatabaseCreated, app d
 // database c (on server dbServer; the application's server appServer, by
 // name).
 func UnreachableError(c domain.DatabaseCreated, app domain.Runtime, dbServer, appServer string) error {
+	if c.OnSwarm() {
+		return fmt.Errorf("database %s runs on swarm %s: only that swarm's services reach it (on its overlay network): %w",
+			c.Database, c.Swarm, domain.ErrDatabaseUnreachable)
+	}
 	if app.OnSwarm() {
 		return fmt.Errorf("database %s runs on server %s and the application is a service of swarm %s: only applications on server %s reach it: %w",
 			c.Database, dbServer, app.Placement.Swarm, dbServer, domain.ErrDatabaseUnreachable)
@@ -705,13 +780,14 @@ func (m *Manager) URL(ctx context.Context, name string) (string, error) {
 	return ConnectionURL(d.Created(), m.cfg.Runtime.NetworkHost(domain.DatabaseContainer(name)), pw), nil
 }
 
-// ServerOf returns the id of the server database name runs on.
-func (m *Manager) ServerOf(ctx context.Context, name string) (string, error) {
+// Placement returns the id of the server database name runs on, or the
+// swarm it runs on.
+func (m *Manager) Placement(ctx context.Context, name string) (server, swarm string, err error) {
 	d, err := m.existing(ctx, name)
 	if err != nil {
-		return "", err
+		return "", "", err
 	}
-	return d.Created().ServerID(), nil
+	return d.Created().ServerID(), d.Created().Swarm, nil
 }
 
 // ContainerName is the container of database name (its logs come from
