@@ -31,7 +31,7 @@ type Config struct {
 	Servers Servers
 	// Swarms gives the swarms' engines; nil: no database runs on a swarm.
 	Swarms Swarms
-	Logger  *slog.Logger
+	Logger *slog.Logger
 	// Images maps an engine to the image repository its databases use when
 	// a request names none (default: the official image).
 	Images map[string]string
@@ -439,6 +439,9 @@ func (m *Manager) waitReady(ctx context.Context, rt Runtime, name string, c conn
 	for {
 		if last = rt.Exec(ctx, name, c.ready()); last == nil {
 			return nil
+		}
+		if errors.Is(last, ErrNodeNotRegistered) {
+			return last // waiting does not register it
 		}
 		st, err := rt.State(ctx, name)
 		if err == nil && st == "restarting" {

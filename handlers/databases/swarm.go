@@ -91,10 +91,15 @@ func (s *SwarmRuntime) Run(ctx context.Context, svc Service) (string, error) {
 			Networks:      []swarm.NetworkAttachmentConfig{{Target: s.network, Aliases: []string{svc.Name}}},
 		},
 		Mode: swarm.ServiceMode{Replicated: &swarm.ReplicatedService{Replicas: &one}},
+		// DNS round robin: the name resolves to the one task's address,
+		// with no virtual IP (IPVS) needed on the nodes.
+		EndpointSpec: &swarm.EndpointSpec{Mode: swarm.ResolutionModeDNSRR},
 	}
 	if svc.PublicPort != 0 {
-		spec.EndpointSpec = &swarm.EndpointSpec{Ports: []swarm.PortConfig{{Protocol: swarm.PortConfigProtocolTCP,
-			TargetPort: uint32(svc.Port), PublishedPort: uint32(svc.PublicPort), PublishMode: swarm.PortConfigPublishModeHost}}}
+		// Published on the node running the task (DNS round robin has no
+		// routing mesh).
+		spec.EndpointSpec.Ports = []swarm.PortConfig{{Protocol: swarm.PortConfigProtocolTCP,
+			TargetPort: uint32(svc.Port), PublishedPort: uint32(svc.PublicPort), PublishMode: swarm.PortConfigPublishModeHost}}
 	}
 	if _, err := s.manager.ServiceCreate(ctx, spec, swarm.ServiceCreateOptions{}); err != nil {
 		return "", fmt.Errorf("create service %s: %w", svc.Name, err)
