@@ -193,6 +193,17 @@ func TestDatabaseOnSwarmNode(t *testing.T) {
 	}
 	_ = docker.ServiceRemove(ctx, probe.ID)
 
+	// An application of the swarm may refer to it; one on a server may not.
+	project := "dbs-" + suffix
+	api.must(http.StatusCreated, "POST", "/api/v1/projects", map[string]any{"name": project})
+	ref := []map[string]any{{"key": "DATABASE_URL", "from": "database:" + name}}
+	api.must(http.StatusCreated, "POST", "/api/v1/apps", map[string]any{"project": project, "name": "svc-" + suffix,
+		"source": map[string]any{"image": "berth-test/none:v1"}, "runtime": map[string]any{"port": 8080, "placement": map[string]any{"swarm": swarmName}}, "env": ref})
+	if st, out := api.do("POST", "/api/v1/apps", map[string]any{"project": project, "name": "box-" + suffix,
+		"source": map[string]any{"image": "berth-test/none:v1"}, "runtime": map[string]any{"port": 8080}, "env": ref}); st != http.StatusUnprocessableEntity || !strings.Contains(string(out), `"field":"env[0].from"`) {
+		t.Errorf("an app on the local server referring to a database on the swarm: got %d %s, want 422 naming env[0].from", st, out)
+	}
+
 	// No registered server is the worker: the backup is recorded failed,
 	// saying so.
 	api.must(http.StatusOK, "DELETE", "/api/v1/servers/"+server, nil)
