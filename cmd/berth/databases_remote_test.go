@@ -31,7 +31,9 @@ import (
 // the server's address and its name on the server's network; rows written
 // there are backed up (streamed from the remote engine to the bucket),
 // restored into a new database on the same server and verified by a drill
-// run there; its logs come from there; an application on another server
+// run there; its logs come from there; it stops, starts and runs another
+// version there on the same volume; the server cannot be removed while
+// the database is on it; an application on another server
 // referring to it is refused naming the variable, one on the same server
 // is accepted.
 func TestDatabaseOnRemoteServer(t *testing.T) {
@@ -163,9 +165,29 @@ func TestDatabaseOnRemoteServer(t *testing.T) {
 	if !strings.Contains(logs, "ready to accept connections") {
 		t.Errorf("database logs: %s", logs)
 	}
-	json.Unmarshal(api.must(http.StatusOK, "POST", "/api/v1/databases/"+src+"/restart", nil), &db)
+	json.Unmarshal(api.must(http.StatusOK, "POST", "/api/v1/databases/"+src+"/stop", nil), &db)
+	if got, _ := rrt.State(ctx, domain.DatabaseContainer(src)); db.State != domain.DatabaseStoppedS || got != "exited" {
+		t.Errorf("after a stop: %s, its container on the server %s", db.State, got)
+	}
+	json.Unmarshal(api.must(http.StatusOK, "POST", "/api/v1/databases/"+src+"/start", nil), &db)
 	if db.State != domain.DatabaseRunning {
-		t.Errorf("after a restart: %s (%s)", db.State, db.Reason)
+		t.Errorf("after a start: %s (%s)", db.State, db.Reason)
+	}
+	// Another version (the same image tagged anew on the server) runs on
+	// the same volume there.
+	if err := remote.Docker.ImageTag(ctx, repo+":"+version, repo+":"+version+"-next"); err != nil {
+		t.Fatal(err)
+	}
+	var changed struct {
+		dbInfo
+		Version string `json:"version"`
+	}
+	json.Unmarshal(api.must(http.StatusOK, "PUT", "/api/v1/databases/"+src+"/version", map[string]any{"version": version + "-next"}), &changed)
+	if changed.State != domain.DatabaseRunning || changed.Version != version+"-next" {
+		t.Errorf("after a version change: %+v", changed)
+	}
+	if got := psql(t, rrt, src, "app", "SELECT count(*) FROM items"); got != "1000" {
+		t.Errorf("rows after the version change: %s, want 1000", got)
 	}
 
 	// The server cannot be removed while databases are on it.
