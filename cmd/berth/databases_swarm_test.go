@@ -28,7 +28,9 @@ import (
 // the task's container on the worker through the engine of the server
 // registered for that node. While no registered server is that node the
 // backup is recorded failed saying so; once it is, the backup streams to
-// S3 and a drill, run on the same node, verifies it.
+// S3 and a drill, run on the same node, verifies it. A database given no
+// node goes where berth picks (the manager, with no database yet), which
+// database.created records.
 //
 // It puts the local engine in swarm mode: run it under
 // `flock /tmp/berth-swarm.lock go test …`. The swarm is left at the end.
@@ -56,7 +58,8 @@ func TestDatabaseOnSwarmNode(t *testing.T) {
 	suffix := strings.ToLower(testenv.RandomName("")[:8])
 	name, swarmName := "pgsw-"+suffix, "dbs-"+suffix
 	network, overlay := testenv.RandomName("berth-dbnet"), testenv.RandomName("berth-dbovl")
-	removeDatabaseObjects(t, network, name)
+	picked := "pgpick-" + suffix
+	removeDatabaseObjects(t, network, name, picked)
 
 	dbURL := testenv.PostgresURL(t)
 	token := adminToken(t, dbURL)
@@ -85,6 +88,11 @@ func TestDatabaseOnSwarmNode(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	local, err := docker.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	managerNode := local.Swarm.NodeID
 	if err := worker.Docker.SwarmJoin(ctx, swarm.JoinRequest{ListenAddr: worker.Address + ":2377", AdvertiseAddr: worker.Address,
 		RemoteAddrs: []string{worker.HostAddress + ":2377"}, JoinToken: sw.JoinTokens.Worker}); err != nil {
 		t.Fatalf("the worker joins: %v", err)
@@ -235,6 +243,19 @@ func TestDatabaseOnSwarmNode(t *testing.T) {
 			t.Errorf("the log of %s lacks %s", name, want)
 		}
 	}
+	// Without a node, berth picks the one with the fewest databases (the
+	// manager here) and records it.
+	var pick struct {
+		dbInfo
+		Node       string `json:"node"`
+		NodePicked bool   `json:"node_picked"`
+	}
+	json.Unmarshal(api.must(http.StatusCreated, "POST", "/api/v1/databases", map[string]any{
+		"name": picked, "engine": "postgres", "version": version, "image": repo, "swarm": swarmName}), &pick)
+	if pick.State != domain.DatabaseRunning || pick.Node != managerNode || !pick.NodePicked {
+		t.Errorf("database placed by berth: %+v, want running on the manager %s, picked", pick, managerNode)
+	}
+	api.must(http.StatusOK, "DELETE", "/api/v1/databases/"+picked+"?remove_volume=true&confirm="+picked, nil)
 	api.must(http.StatusOK, "DELETE", "/api/v1/databases/"+name+"?remove_volume=true&confirm="+name, nil)
 	if _, err := worker.Docker.VolumeInspect(ctx, domain.DatabaseVolume(name)); err == nil {
 		t.Error("the deleted database's volume is still on the worker")
