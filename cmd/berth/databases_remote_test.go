@@ -190,6 +190,13 @@ func TestDatabaseOnRemoteServer(t *testing.T) {
 		t.Errorf("rows after the version change: %s, want 1000", got)
 	}
 
+	var srv struct {
+		Databases []string `json:"databases"`
+	}
+	json.Unmarshal(api.must(http.StatusOK, "GET", "/api/v1/servers/"+server, nil), &srv)
+	if len(srv.Databases) != 2 {
+		t.Errorf("databases on the server: %v, want %s and %s", srv.Databases, src, copyName)
+	}
 	// The server cannot be removed while databases are on it.
 	if st, out := api.do("DELETE", "/api/v1/servers/"+server, nil); st != http.StatusConflict || !strings.Contains(string(out), src) {
 		t.Errorf("removing the server of a database: got %d %s, want 409 naming the database", st, out)
