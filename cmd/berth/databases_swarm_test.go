@@ -237,6 +237,10 @@ func TestDatabaseOnSwarmNode(t *testing.T) {
 		t.Errorf("drill: %+v", res)
 	}
 
+	// Its logs: the swarm's, gathered from the worker.
+	if logs := string(api.must(http.StatusOK, "GET", "/api/v1/databases/"+name+"/logs?tail=50", nil)); !strings.Contains(logs, "ready to accept connections") {
+		t.Errorf("database logs: %s", logs)
+	}
 	events := string(api.must(http.StatusOK, "GET", "/api/v1/events?stream="+domain.DatabaseStream(name), nil))
 	for _, want := range []string{`"node":"` + workerNode + `"`, domain.EventBackupFailed, domain.EventBackupSucceeded, domain.EventBackupVerified} {
 		if !strings.Contains(events, want) {
