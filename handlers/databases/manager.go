@@ -350,6 +350,10 @@ func (m *Manager) placeOf(ctx context.Context, req CreateRequest) (place, error)
 // runs its container on its volume and records database.started (or
 // database.failed with the reason).
 func (m *Manager) Create(ctx context.Context, md domain.Metadata, req CreateRequest) (Info, error) {
+	// The request's own fields first: the placement asks engines.
+	if _, err := m.spec(req); err != nil {
+		return Info{}, err
+	}
 	p, err := m.placeOf(ctx, req)
 	if err != nil {
 		return Info{}, err
@@ -357,15 +361,21 @@ func (m *Manager) Create(ctx context.Context, md domain.Metadata, req CreateRequ
 	return m.create(ctx, md, req, p)
 }
 
-// create is Create at p.
-func (m *Manager) create(ctx context.Context, md domain.Metadata, req CreateRequest, p place) (Info, error) {
+// spec is the normalized, valid spec of req, without its placement.
+func (m *Manager) spec(req CreateRequest) (domain.DatabaseSpec, error) {
 	spec := domain.DatabaseSpec{Name: req.Name, Engine: req.Engine, Version: req.Version, Image: req.Image,
 		DBName: req.DBName, User: req.User, Resources: req.Resources, PublicPort: req.PublicPort}
 	if spec.Image == "" {
 		spec.Image = m.cfg.Images[spec.Engine]
 	}
 	spec = spec.Normalize()
-	if err := spec.Validate(); err != nil {
+	return spec, spec.Validate()
+}
+
+// create is Create at p.
+func (m *Manager) create(ctx context.Context, md domain.Metadata, req CreateRequest, p place) (Info, error) {
+	spec, err := m.spec(req)
+	if err != nil {
 		return Info{}, err
 	}
 	spec.Server, spec.Swarm, spec.Node, spec.NodePicked = p.server, p.swarm, p.node, p.picked
