@@ -129,6 +129,26 @@ type DatabaseSpec struct {
 	Resources DatabaseResources
 	// PublicPort, when not 0, publishes the engine's port on the host.
 	PublicPort int
+	// Server is the id of the server (a Server aggregate) the database
+	// runs on; empty means the local one. The caller resolved it from the
+	// name the request gave.
+	Server string
+	// Swarm, when set, runs the database as a one-replica service of that
+	// swarm (a Swarm aggregate), pinned to the swarm node Node (its id),
+	// which the admin chose or berth picked (NodePicked). Exclusive with
+	// Server.
+	Swarm      string
+	Node       string
+	NodePicked bool
+}
+
+// ServerID returns the id of the server the spec places the database on,
+// LocalServer when none is set.
+func (s DatabaseSpec) ServerID() string {
+	if s.Server == "" {
+		return LocalServer
+	}
+	return s.Server
 }
 
 // Normalize fills the defaults of s.
@@ -191,6 +211,24 @@ func (s DatabaseSpec) Validate() error {
 	if s.Resources.MilliCPUs < 0 || s.Resources.MilliCPUs > 256000 {
 		return Invalid("resources.milli_cpus", "must be between 0 (no limit) and 256000")
 	}
+	if s.Server != "" {
+		if err := ValidateName("server", s.Server); err != nil {
+			return err
+		}
+	}
+	if s.Swarm != "" {
+		if err := ValidateName("swarm", s.Swarm); err != nil {
+			return err
+		}
+		if s.Server != "" && s.Server != LocalServer {
+			return Invalid("server", "must be empty for a database on a swarm (the swarm's node is given by node)")
+		}
+		if err := ValidateNodeID("node", s.Node); err != nil {
+			return err
+		}
+	} else if s.Node != "" {
+		return Invalid("node", "applies only to a database on a swarm")
+	}
 	if s.PublicPort != 0 {
 		if err := ValidatePort("public_port", s.PublicPort); err != nil {
 			return err
@@ -215,6 +253,38 @@ type DatabaseCreated struct {
 	Volume         string            `json:"volume"`
 	Resources      DatabaseResources `json:"resources"`
 	PublicPort     int               `json:"public_port,omitempty"`
+	// Server is the id of the server the database runs on; empty (every
+	// database created before placements existed) is the local one.
+	Server string `json:"server,omitempty"`
+	// Swarm, when set, is the swarm the database runs on as a one-replica
+	// service pinned to node Node; NodePicked says berth chose the node
+	// (otherwise the admin did).
+	Swarm      string `json:"swarm,omitempty"`
+	Node       string `json:"node,omitempty"`
+	NodePicked bool   `json:"node_picked,omitempty"`
+}
+
+// OnSwarm reports whether the database runs on a swarm.
+func (d DatabaseCreated) OnSwarm() bool { return d.Swarm != "" }
+
+// ServerID returns the id of the server the database runs on, LocalServer
+// when none is recorded.
+func (d DatabaseCreated) ServerID() string {
+	if d.Server == "" {
+		return LocalServer
+	}
+	return d.Server
+}
+
+// ReachableFrom reports whether an application running as app reaches the
+// database by its name: a database on a server from the applications of
+// that server (each server has its own network), a database on a swarm
+// from the services of that swarm (its overlay network).
+func (d DatabaseCreated) ReachableFrom(app Runtime) bool {
+	if d.OnSwarm() || app.OnSwarm() {
+		return d.OnSwarm() && app.OnSwarm() && app.Placement.Swarm == d.Swarm
+	}
+	return app.ServerID() == d.ServerID()
 }
 
 // DatabaseStarted is recorded when the database's container runs.
@@ -352,6 +422,9 @@ var (
 	ErrDatabaseNotFound = fmt.Errorf("database %w", ErrNotFound)
 	ErrDatabaseExists   = fmt.Errorf("database already exists: %w", ErrConflict)
 	ErrBackupNotFound   = fmt.Errorf("backup %w", ErrNotFound)
+	// ErrDatabaseUnreachable: an application refers to a database its
+	// server's network does not reach (see DatabaseCreated.ReachableFrom).
+	ErrDatabaseUnreachable = fmt.Errorf("database not reachable from the application: %w", ErrInvalid)
 )
 
 // Database states.
@@ -479,6 +552,15 @@ func DatabaseVolume(name string) string { return "berth-db-" + name }
 // DatabaseContainer is the container (and network alias) of database name.
 func DatabaseContainer(name string) string { return "berth-db-" + name }
 
+// placedServer is the id recorded for a placement: the local server is
+// recorded as none.
+func placedServer(id string) string {
+	if id == LocalServer {
+		return ""
+	}
+	return id
+}
+
 // CreateDatabase decides database.created for spec (normalized and
 // valid), whose generated password the caller sealed into sealed.
 func CreateDatabase(d *Database, spec DatabaseSpec, sealed []byte) ([]Event, error) {
@@ -492,7 +574,7 @@ func CreateDatabase(d *Database, spec DatabaseSpec, sealed []byte) ([]Event, err
 	return []Event{{StreamID: DatabaseStream(spec.Name), Type: EventDatabaseCreated, Data: DatabaseCreated{
 		Database: spec.Name, Engine: spec.Engine, Version: spec.Version, Image: spec.Image, DBName: spec.DBName,
 		User: spec.User, SealedPassword: sealed, Volume: DatabaseVolume(spec.Name), Resources: spec.Resources,
-		PublicPort: spec.PublicPort,
+		PublicPort: spec.PublicPort, Server: placedServer(spec.Server), Swarm: spec.Swarm, Node: spec.Node, NodePicked: spec.NodePicked,
 	}}}, nil
 }
 

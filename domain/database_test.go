@@ -36,11 +36,65 @@ func TestDatabaseSpecValidation(t *testing.T) {
 		{domain.DatabaseSpec{Name: "x", Engine: "postgres", PublicPort: 80}, "public_port"},
 		{domain.DatabaseSpec{Name: "x", Engine: "postgres", PublicPort: 70000}, "public_port"},
 		{domain.DatabaseSpec{Name: "x", Engine: "postgres", Resources: domain.DatabaseResources{MemoryMB: 10}}, "resources.memory_mb"},
+		{domain.DatabaseSpec{Name: "x", Engine: "postgres", Server: "../etc"}, "server"},
+		{domain.DatabaseSpec{Name: "x", Engine: "postgres", Node: "abc"}, "node"},
+		{domain.DatabaseSpec{Name: "x", Engine: "postgres", Swarm: "main", Node: "ABC;"}, "node"},
+		{domain.DatabaseSpec{Name: "x", Engine: "postgres", Swarm: "main", Node: "abc", Server: "s2"}, "server"},
+		{domain.DatabaseSpec{Name: "x", Engine: "postgres", Swarm: "-bad", Node: "abc"}, "swarm"},
 	} {
 		err := tt.spec.Normalize().Validate()
 		var ve *domain.ValidationError
 		if !errors.As(err, &ve) || ve.Field != tt.field {
 			t.Errorf("%+v: got %v, want a validation error naming %s", tt.spec, err, tt.field)
+		}
+	}
+}
+
+// A database placed on the local server records no server; one placed on
+// a remote server records its id.
+func TestDatabasePlacement(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct{ server, recorded, id string }{
+		{"", "", domain.LocalServer},
+		{domain.LocalServer, "", domain.LocalServer},
+		{"srv-1", "srv-1", "srv-1"},
+	} {
+		events, err := domain.CreateDatabase(&domain.Database{}, domain.DatabaseSpec{Name: "db", Engine: domain.EnginePostgres, Server: tt.server}, []byte{1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		c := events[0].Data.(domain.DatabaseCreated)
+		if c.Server != tt.recorded || c.ServerID() != tt.id {
+			t.Errorf("server %q: recorded %q (id %q), want %q (%q)", tt.server, c.Server, c.ServerID(), tt.recorded, tt.id)
+		}
+	}
+}
+
+// Applications reach a database by name only from its own network: the
+// same server's, or the same swarm's overlay.
+func TestDatabaseReachableFrom(t *testing.T) {
+	t.Parallel()
+	local := domain.DatabaseCreated{Database: "a"}
+	remote := domain.DatabaseCreated{Database: "b", Server: "s2"}
+	swarmed := domain.DatabaseCreated{Database: "c", Swarm: "main", Node: "n1"}
+	onSwarm := func(name string) domain.Runtime { return domain.Runtime{Placement: &domain.Placement{Swarm: name}} }
+	for _, tt := range []struct {
+		db   domain.DatabaseCreated
+		app  domain.Runtime
+		want bool
+	}{
+		{local, domain.Runtime{}, true},
+		{local, domain.Runtime{Server: domain.LocalServer}, true},
+		{local, domain.Runtime{Server: "s2"}, false},
+		{remote, domain.Runtime{Server: "s2"}, true},
+		{remote, domain.Runtime{}, false},
+		{local, onSwarm("main"), false},
+		{swarmed, onSwarm("main"), true},
+		{swarmed, onSwarm("other"), false},
+		{swarmed, domain.Runtime{}, false},
+	} {
+		if got := tt.db.ReachableFrom(tt.app); got != tt.want {
+			t.Errorf("%s from %+v: got %v, want %v", tt.db.Database, tt.app, got, tt.want)
 		}
 	}
 }

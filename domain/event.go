@@ -175,6 +175,10 @@ func DecodeEvent(e RecordedEvent) (any, error) {
 		return decode[ServerAppPlaced](e)
 	case EventServerAppReleased:
 		return decode[ServerAppReleased](e)
+	case EventServerDatabasePlaced:
+		return decode[ServerDatabasePlaced](e)
+	case EventServerDatabaseReleased:
+		return decode[ServerDatabaseReleased](e)
 	case EventServerRemoved:
 		return decode[ServerRemoved](e)
 	case EventServerNameClaimed:

@@ -53,17 +53,19 @@ const MaxServerConcurrency = 32
 
 // Event types of the server aggregate. Stored: never rename one.
 const (
-	EventServerAdded          = "server.added"
-	EventServerVerified       = "server.verified"
-	EventServerUnreachable    = "server.unreachable"
-	EventServerHostKeyPinned  = "server.host_key_pinned"
-	EventServerRenamed        = "server.renamed"
-	EventServerConcurrencySet = "server.concurrency_set"
-	EventServerAppPlaced      = "server.app_placed"
-	EventServerAppReleased    = "server.app_released"
-	EventServerRemoved        = "server.removed"
-	EventServerNameClaimed    = "server.name_claimed"
-	EventServerNameReleased   = "server.name_released"
+	EventServerAdded            = "server.added"
+	EventServerVerified         = "server.verified"
+	EventServerUnreachable      = "server.unreachable"
+	EventServerHostKeyPinned    = "server.host_key_pinned"
+	EventServerRenamed          = "server.renamed"
+	EventServerConcurrencySet   = "server.concurrency_set"
+	EventServerAppPlaced        = "server.app_placed"
+	EventServerAppReleased      = "server.app_released"
+	EventServerDatabasePlaced   = "server.database_placed"
+	EventServerDatabaseReleased = "server.database_released"
+	EventServerRemoved          = "server.removed"
+	EventServerNameClaimed      = "server.name_claimed"
+	EventServerNameReleased     = "server.name_released"
 )
 
 // ServerAdded is recorded ("server.added") when a remote Docker Engine is
@@ -153,6 +155,22 @@ type ServerAppReleased struct {
 	App      string `json:"app"`
 }
 
+// ServerDatabasePlaced is recorded ("server.database_placed") on the
+// server's stream when a managed database is created on it, atomically
+// with database.created; ServerDatabaseReleased
+// ("server.database_released") when the database is deleted. A server with
+// databases on it cannot be removed.
+type ServerDatabasePlaced struct {
+	ServerID string `json:"server_id"`
+	Database string `json:"database"`
+}
+
+// ServerDatabaseReleased: see ServerDatabasePlaced.
+type ServerDatabaseReleased struct {
+	ServerID string `json:"server_id"`
+	Database string `json:"database"`
+}
+
 // ServerRemoved is recorded ("server.removed"); its name is released in the
 // same append and its sealed key's data key may be destroyed.
 type ServerRemoved struct {
@@ -209,6 +227,7 @@ type Server struct {
 	facts       ServerFacts
 	verifiedAt  time.Time
 	apps        []string
+	databases   []string
 	removed     bool
 	version     int64
 }
@@ -255,6 +274,12 @@ func (s *Server) Apply(e RecordedEvent) error {
 		}
 	case ServerAppReleased:
 		s.apps = slices.DeleteFunc(s.apps, func(a string) bool { return a == d.App })
+	case ServerDatabasePlaced:
+		if !slices.Contains(s.databases, d.Database) {
+			s.databases = append(s.databases, d.Database)
+		}
+	case ServerDatabaseReleased:
+		s.databases = slices.DeleteFunc(s.databases, func(a string) bool { return a == d.Database })
 	case ServerRemoved:
 		s.removed = true
 	}
@@ -682,6 +707,9 @@ func (s *Server) Remove() ([]Event, error) {
 	if len(s.apps) > 0 {
 		return nil, fmt.Errorf("%s (%s): %w", s.name, strings.Join(s.apps, ", "), ErrServerInUse)
 	}
+	if len(s.databases) > 0 {
+		return nil, fmt.Errorf("%s has managed databases on it (%s): %w", s.name, strings.Join(s.databases, ", "), ErrServerInUse)
+	}
 	return []Event{s.event(EventServerRemoved, ServerRemoved{ServerID: s.id, Name: s.name}), releaseServerName(s.name, s.id)}, nil
 }
 
@@ -703,6 +731,29 @@ func (s *Server) Release(app string) []Event {
 		return nil
 	}
 	return []Event{s.event(EventServerAppReleased, ServerAppReleased{ServerID: s.id, App: app})}
+}
+
+// Databases are the managed databases placed on the server.
+func (s *Server) Databases() []string { return slices.Clone(s.databases) }
+
+// PlaceDatabase decides server.database_placed for database name.
+func (s *Server) PlaceDatabase(name string) ([]Event, error) {
+	if err := s.live(); err != nil {
+		return nil, err
+	}
+	if slices.Contains(s.databases, name) {
+		return nil, nil
+	}
+	return []Event{s.event(EventServerDatabasePlaced, ServerDatabasePlaced{ServerID: s.id, Database: name})}, nil
+}
+
+// ReleaseDatabase decides server.database_released for database name
+// when it is placed here.
+func (s *Server) ReleaseDatabase(name string) []Event {
+	if !slices.Contains(s.databases, name) {
+		return nil
+	}
+	return []Event{s.event(EventServerDatabaseReleased, ServerDatabaseReleased{ServerID: s.id, Database: name})}
 }
 
 // MaxServerReasonLen bounds an unreachable server's recorded reason.

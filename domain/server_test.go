@@ -176,6 +176,15 @@ func TestServerLifecycle(t *testing.T) {
 		t.Errorf("remove in use: got %v, want ErrServerInUse", err)
 	}
 	h.record(t, h.server(t, "s1").Release("web"))
+	// So does a managed database.
+	h.record(t, must(h.server(t, "s1").PlaceDatabase("orders")))
+	if got := h.server(t, "s1").Databases(); len(got) != 1 || got[0] != "orders" {
+		t.Errorf("databases: got %v, want [orders]", got)
+	}
+	if _, err := h.server(t, "s1").Remove(); !errors.Is(err, domain.ErrServerInUse) {
+		t.Errorf("remove with a database: got %v, want ErrServerInUse", err)
+	}
+	h.record(t, h.server(t, "s1").ReleaseDatabase("orders"))
 	h.record(t, must(h.server(t, "s1").Remove()))
 	if h.server(t, "s1").Exists() || h.serverName(t, "edge2").Owner() != "" {
 		t.Error("removed server still exists or holds its name")

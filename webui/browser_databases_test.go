@@ -90,6 +90,13 @@ func TestBrowserDatabases(t *testing.T) {
 		chromedp.Click(chromedp.CSS(`#database-form button[type="submit"]`)),
 		waitFor(`document.querySelector('#database-form input[name="name"]')?.getAttribute('aria-invalid') === 'true'`),
 	)
+	run(t, ctx, "an unknown server is shown next to its field",
+		chromedp.SetValue(chromedp.CSS(`#database-form input[name="name"]`), name),
+		chromedp.SendKeys(chromedp.CSS(`#database-form input[name="server"]`), "no-such-server"),
+		chromedp.Click(chromedp.CSS(`#database-form button[type="submit"]`)),
+		waitFor(`document.querySelector('#database-form input[name="server"]')?.getAttribute('aria-invalid') === 'true'`),
+		chromedp.Evaluate[chromedp.Void](`document.querySelector('#database-form input[name="server"]').value = ''`),
+	)
 	run(t, ctx, "create the database",
 		chromedp.SetValue(chromedp.CSS(`#database-form input[name="name"]`), name),
 		chromedp.SendKeys(chromedp.CSS(`#database-form input[name="version"]`), version),
@@ -97,6 +104,9 @@ func TestBrowserDatabases(t *testing.T) {
 		chromedp.Click(chromedp.CSS(`#database-form button[type="submit"]`)),
 		waitLong(`document.querySelector('li[data-database="`+name+`"] .badge')?.dataset.state === 'running'`),
 	)
+	if place := value(t, ctx, "read the placement", chromedp.Text(chromedp.CSS(`li[data-database="`+name+`"] .db-place`))); !strings.Contains(place, "server local") {
+		t.Errorf("placement %q: want server local", place)
+	}
 	url := value(t, ctx, "read the URL", chromedp.Text(chromedp.CSS(`li[data-database="`+name+`"] .db-url`)))
 	if !strings.HasPrefix(url, "postgres://app:xxxxx@") {
 		t.Errorf("connection URL %q: want the password hidden", url)

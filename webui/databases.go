@@ -28,7 +28,7 @@ type Databases interface {
 	ChangeVersion(ctx context.Context, md domain.Metadata, name, version string) (databases.Info, error)
 	Delete(ctx context.Context, md domain.Metadata, name string, removeVolume bool) (int64, error)
 	Backup(ctx context.Context, md domain.Metadata, name, storage string, scheduled bool) (domain.Backup, error)
-	Restore(ctx context.Context, md domain.Metadata, name, id, target string) (databases.Info, error)
+	Restore(ctx context.Context, md domain.Metadata, name, id string, req databases.RestoreRequest) (databases.Info, error)
 	Drill(ctx context.Context, md domain.Metadata, name, id string) (domain.Backup, error)
 	SetSchedule(ctx context.Context, md domain.Metadata, name string, s domain.BackupSchedule) (databases.Info, error)
 	RemoveSchedule(ctx context.Context, md domain.Metadata, name string) (databases.Info, error)
@@ -282,7 +282,7 @@ func (s *Server) restoreBackup(w http.ResponseWriter, r *http.Request) error {
 	if err := s.decodeJSON(w, r, &req, false); err != nil {
 		return err
 	}
-	info, err := s.deps.Databases.Restore(r.Context(), md, r.PathValue("name"), r.PathValue("id"), req.Target)
+	info, err := s.deps.Databases.Restore(r.Context(), md, r.PathValue("name"), r.PathValue("id"), req)
 	if err != nil {
 		return err
 	}

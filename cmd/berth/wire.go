@@ -160,7 +160,8 @@ func (m *Main) wire(ctx context.Context) (http.Handler, []Runner, error) {
 	}
 	integ.CheckpointKey = checkpointKey
 	// Managed databases, their backups and the backup schedules.
-	dbs, schedules, err := wireDatabases(m, sealer, ls)
+	dbServers := &databaseServers{store: m.Store, cluster: cluster}
+	dbs, schedules, err := wireDatabases(m, sealer, ls, dbServers)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -176,13 +177,14 @@ func (m *Main) wire(ctx context.Context) (http.Handler, []Runner, error) {
 		return nil, nil, err
 	}
 	logFleet = fleet
+	dbServers.fleet = fleet
 	srv, err := webui.NewServer(webui.ServerConfig{}, webui.Deps{
 		Commands: cmds, Reads: reads, Queue: reads, BuildLogs: webui.BuildLogStore{Store: logs}, ContainerLogs: clogs, Images: images,
 		Metrics: []webui.MetricsWriter{runner, queueMetrics{m: m}}, Logger: m.Logger, Hub: hub,
 		Auth: guard.Authenticate, Integrations: integ, Notifications: notifications,
 		Monitor: mon, Collectors: []prometheus.Collector{mon}, Swarms: cmds,
 		Servers:   webui.Servers{Commands: cmds, Checker: fleet},
-		Databases: dbs, DatabaseLogs: clogs,
+		Databases: dbs, DatabaseLogs: databaseLogs{local: clogs, dbs: dbs, servers: dbServers, logger: m.Logger},
 		Certificates: webui.CertificateReads{Queries: projections.NewQueries(m.Pool), ACMEEnabled: cfg.TLS.ACMEEmail != ""},
 		Ready: append([]webui.Check{
 			{Name: "postgres", Check: m.Pool.Ping},

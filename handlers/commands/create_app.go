@@ -120,6 +120,9 @@ func (h *Handler) CreateApp(ctx context.Context, meta Meta, cmd CreateApp) (Resu
 		if s.Env, err = h.sealEnv(ctx, domain.AppKeyOwner(spec.Name, domain.NextIncarnation(prev)), cmd.Env, nil); err != nil {
 			return plan{}, err
 		}
+		if err := h.checkEnvRefs(ctx, s.Env, s.Runtime); err != nil {
+			return plan{}, err
+		}
 		events, err := domain.RecreateApp(prev, project, s, hosts, h.cfg.AllowWildcardHosts)
 		if err != nil {
 			return plan{}, err

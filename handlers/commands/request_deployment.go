@@ -52,6 +52,9 @@ func (h *Handler) RequestDeployment(ctx context.Context, meta Meta, cmd RequestD
 		if err != nil {
 			return plan{}, err
 		}
+		if err := h.checkEnvRefs(ctx, app.Config().Env, app.Config().Runtime); err != nil {
+			return plan{}, err
+		}
 		req := domain.DeploymentRequest{ID: id, Trigger: cmd.Trigger, Ref: cmd.Ref}
 		if cmd.RetryOf != "" {
 			if req.RetryOf, err = h.loadDeployment(ctx, cmd.RetryOf); err != nil {

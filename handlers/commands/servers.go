@@ -372,7 +372,9 @@ type ServerInfo struct {
 	Facts       domain.ServerFacts `json:"facts"`
 	VerifiedAt  *time.Time         `json:"verified_at,omitempty"`
 	Apps        []string           `json:"apps"`
-	Position    int64              `json:"position"`
+	// Databases are the managed databases on the server.
+	Databases []string `json:"databases,omitempty"`
+	Position  int64    `json:"position"`
 }
 
 // Servers returns every server (the local one first, then by name), folded
@@ -430,7 +432,7 @@ func ListServers(ctx context.Context, store domain.EventStore) ([]ServerInfo, er
 func ServerOf(s *domain.Server, recs []domain.RecordedEvent) ServerInfo {
 	info := ServerInfo{
 		ID: s.ID(), Name: s.Name(), Kind: s.Kind(), URL: s.URL(), HostKey: s.HostKey(), Concurrency: s.Concurrency(),
-		State: s.State(), Reason: s.Reason(), Facts: s.Facts(), Apps: s.Apps(),
+		State: s.State(), Reason: s.Reason(), Facts: s.Facts(), Apps: s.Apps(), Databases: s.Databases(),
 	}
 	if info.Apps == nil {
 		info.Apps = []string{}

@@ -3,6 +3,7 @@ package commands
 import (
 	"context"
 	"fmt"
+	"strings"
 
 	"berth/domain"
 )
@@ -125,6 +126,9 @@ func (h *Handler) SetEnv(ctx context.Context, meta Meta, cmd SetEnv) (Result, er
 		if err != nil {
 			return plan{}, err
 		}
+		if err := h.checkEnvRefs(ctx, env, app.Config().Runtime); err != nil {
+			return plan{}, err
+		}
 		events, err := app.SetEnv(env)
 		if err != nil {
 			return plan{}, err
@@ -138,4 +142,52 @@ func (h *Handler) SetEnv(ctx context.Context, meta Meta, cmd SetEnv) (Result, er
 func appPlan(app *domain.Application, events []domain.Event) plan {
 	s := domain.AppStream(app.Name())
 	return plan{primary: s, version: app.Version(), events: events, expected: map[string]domain.ExpectedVersion{s: domain.ExpectVersion(app.Version())}}
+}
+
+// checkEnvRefs refuses, naming the variable, a reference to a managed
+// database that an application running as rt cannot reach by its name: a
+// database on another server (each server has its own network), or any
+// database for a swarm service. A reference to a database that does not
+// exist (yet) is resolved, or refused, when the application deploys.
+func (h *Handler) checkEnvRefs(ctx context.Context, env []domain.EnvVar, rt domain.Runtime) error {
+	for i, v := range env {
+		name, ok := strings.CutPrefix(v.From, domain.EnvRefDatabase)
+		if !ok || domain.ValidateName("from", name) != nil {
+			continue
+		}
+		recs, err := h.read(ctx, domain.DatabaseStream(name), 1)
+		if err != nil {
+			return err
+		}
+		d, err := domain.LoadDatabase(name, recs)
+		if err != nil {
+			return err
+		}
+		if !d.Exists() || d.Created().ReachableFrom(rt) {
+			continue
+		}
+		field := fmt.Sprintf("env[%d].from", i)
+		if d.Created().OnSwarm() {
+			return domain.Invalid(field, fmt.Sprintf("database %s runs on swarm %s: only that swarm's services reach it", name, d.Created().Swarm))
+		}
+		dbServer := h.serverNameOf(ctx, d.Created().ServerID())
+		if rt.OnSwarm() {
+			return domain.Invalid(field, fmt.Sprintf("database %s runs on server %s; a service of swarm %s does not reach it", name, dbServer, rt.Placement.Swarm))
+		}
+		return domain.Invalid(field, fmt.Sprintf("database %s runs on server %s and the application on server %s: only applications on server %s reach it "+
+			"(place the application there, or publish the database's port and set its address as a plain value)",
+			name, dbServer, h.serverNameOf(ctx, rt.ServerID()), dbServer))
+	}
+	return nil
+}
+
+// serverNameOf is the name of server id (its id when it cannot be read).
+func (h *Handler) serverNameOf(ctx context.Context, id string) string {
+	if id == domain.LocalServer {
+		return id
+	}
+	if s, err := h.loadServer(ctx, id); err == nil && s.Name() != "" {
+		return s.Name()
+	}
+	return id
 }

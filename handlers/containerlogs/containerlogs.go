@@ -92,6 +92,15 @@ func New(cfg Config) (*Reader, error) {
 	return &Reader{docker: c, log: cfg.Logger, engines: cfg.Engines}, nil
 }
 
+// NewWith returns a Reader over the Docker client c of another engine (a
+// remote server's). The caller owns c: do not Close this Reader.
+func NewWith(c *client.Client, logger *slog.Logger) *Reader {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	return &Reader{docker: c, log: logger}
+}
+
 // Close releases the Docker client.
 func (r *Reader) Close() error { return r.docker.Close() }
 
@@ -189,7 +198,7 @@ func (r *Reader) labelled(ctx context.Context, key, app string, q Query, fn func
 		return err
 	}
 	// An application on a swarm: its service's logs, from every node.
-	if svc, ok, err := r.serviceOf(ctx, app); err != nil {
+	if svc, ok, err := r.serviceOf(ctx, key, app); err != nil {
 		return err
 	} else if ok {
 		return r.serviceLogs(ctx, svc, q, fn)

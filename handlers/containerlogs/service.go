@@ -21,11 +21,11 @@ import (
 // its deployment (handlers/swarm).
 const labelTaskDeployment = "berth.swarm.deployment"
 
-// serviceOf returns app's swarm service when the engine is a swarm
-// manager running one.
-func (r *Reader) serviceOf(ctx context.Context, app string) (swarm.Service, bool, error) {
+// serviceOf returns the swarm service labelled key=app when the engine is
+// a swarm manager running one.
+func (r *Reader) serviceOf(ctx context.Context, key, app string) (swarm.Service, bool, error) {
 	list, err := r.docker.ServiceList(ctx, swarm.ServiceListOptions{Filters: filters.NewArgs(
-		filters.Arg("label", labelApp+"="+app),
+		filters.Arg("label", key+"="+app),
 		filters.Arg("label", labelManaged+"=true"),
 	)})
 	if err != nil {
@@ -35,7 +35,7 @@ func (r *Reader) serviceOf(ctx context.Context, app string) (swarm.Service, bool
 		return swarm.Service{}, false, fmt.Errorf("list services of %s: %w", app, err)
 	}
 	for _, s := range list {
-		if s.Spec.Labels[labelApp] == app {
+		if s.Spec.Labels[key] == app {
 			return s, true, nil
 		}
 	}

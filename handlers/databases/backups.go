@@ -191,6 +191,10 @@ func (m *Manager) Backup(ctx context.Context, md domain.Metadata, name, storage 
 	key := b.Key(fmt.Sprintf("%s/%s-%s.%s.gz", name, started.Format("20060102T150405Z"), id[:8], dumpExt(c.Engine)))
 	pw, err := m.open(ctx, c)
 	var w Written
+	var rt Runtime
+	if err == nil {
+		rt, err = m.runtime(ctx, c)
+	}
 	if err == nil {
 		if d.State() != domain.DatabaseRunning {
 			err = fmt.Errorf("%s is %s, not running", name, d.State())
@@ -198,7 +202,7 @@ func (m *Manager) Backup(ctx context.Context, md domain.Metadata, name, storage 
 			e := connOf(c, pw).dump()
 			w, err = b.Upload(ctx, key, func(out io.Writer) error {
 				e.Stdout = out
-				return m.cfg.Runtime.Exec(ctx, domain.DatabaseContainer(name), e)
+				return rt.Exec(ctx, domain.DatabaseContainer(name), e)
 			})
 		}
 	}
@@ -235,11 +239,16 @@ func (e *BackupError) Error() string { return "backup " + e.Backup + " failed: "
 // name and user (its own new password).
 type RestoreRequest struct {
 	Target string `json:"target,omitempty"`
+	// Server names the server a new target is created on; empty: the
+	// server (or swarm node) of the backup's database. Ignored for an
+	// existing target.
+	Server string `json:"server,omitempty"`
 }
 
 // Restore restores backup id of database name into target, recording
 // database.restored or database.restore_failed on the target's stream.
-func (m *Manager) Restore(ctx context.Context, md domain.Metadata, name, id, target string) (Info, error) {
+func (m *Manager) Restore(ctx context.Context, md domain.Metadata, name, id string, req RestoreRequest) (Info, error) {
+	target := req.Target
 	src, err := m.existing(ctx, name)
 	if err != nil {
 		return Info{}, err
@@ -260,8 +269,15 @@ func (m *Manager) Restore(ctx context.Context, md domain.Metadata, name, id, tar
 	}
 	if !t.Exists() {
 		sc := src.Created()
-		if _, err := m.Create(ctx, md, CreateRequest{Name: target, Engine: sc.Engine, Version: sc.Version, Image: sc.Image,
-			DBName: sc.DBName, User: sc.User, Resources: sc.Resources}); err != nil {
+		p := place{server: sc.ServerID(), swarm: sc.Swarm, node: sc.Node}
+		if req.Server != "" {
+			if p.server, err = m.placement(ctx, "server", req.Server); err != nil {
+				return Info{}, err
+			}
+			p.swarm, p.node = "", ""
+		}
+		if _, err := m.create(ctx, md, CreateRequest{Name: target, Engine: sc.Engine, Version: sc.Version, Image: sc.Image,
+			DBName: sc.DBName, User: sc.User, Resources: sc.Resources}, p); err != nil {
 			return Info{}, err
 		}
 		if t, err = m.existing(ctx, target); err != nil {
@@ -277,8 +293,12 @@ func (m *Manager) Restore(ctx context.Context, md domain.Metadata, name, id, tar
 	defer unlock()
 	tc := t.Created()
 	pw, err := m.open(ctx, tc)
+	var rt Runtime
 	if err == nil {
-		err = m.restoreInto(ctx, bk, domain.DatabaseContainer(target), connOf(tc, pw))
+		rt, err = m.runtime(ctx, tc)
+	}
+	if err == nil {
+		err = m.restoreInto(ctx, rt, bk, domain.DatabaseContainer(target), connOf(tc, pw))
 	}
 	var ev domain.Event
 	if err != nil {
@@ -298,7 +318,7 @@ func (m *Manager) Restore(ctx context.Context, md domain.Metadata, name, id, tar
 }
 
 // restoreInto streams backup bk from storage into the engine of container.
-func (m *Manager) restoreInto(ctx context.Context, bk domain.Backup, container string, c conn) error {
+func (m *Manager) restoreInto(ctx context.Context, rt Runtime, bk domain.Backup, container string, c conn) error {
 	b, _, err := m.OpenStorage(ctx, bk.Storage)
 	if err != nil {
 		return err
@@ -306,7 +326,7 @@ func (m *Manager) restoreInto(ctx context.Context, bk domain.Backup, container s
 	if c.engine == domain.EngineRedis {
 		// Saving is turned off so nothing overwrites the file being
 		// written; the engine then stops without saving and loads it.
-		if _, err := m.execOut(ctx, container, Exec{Argv: []string{"redis-cli", "--no-auth-warning", "config", "set", "save", ""},
+		if _, err := m.execOut(ctx, rt, container, Exec{Argv: []string{"redis-cli", "--no-auth-warning", "config", "set", "save", ""},
 			Env: []string{"REDISCLI_AUTH=" + c.password}}); err != nil {
 			return err
 		}
@@ -314,18 +334,18 @@ func (m *Manager) restoreInto(ctx context.Context, bk domain.Backup, container s
 	e := c.restore()
 	err = b.Download(ctx, bk.ObjectKey, bk.SHA256, func(r io.Reader) error {
 		e.Stdin = r
-		return m.cfg.Runtime.Exec(ctx, container, e)
+		return rt.Exec(ctx, container, e)
 	})
 	if err != nil {
 		return err
 	}
 	if c.engine == domain.EngineRedis {
-		_ = m.cfg.Runtime.Exec(ctx, container, Exec{Argv: []string{"redis-cli", "--no-auth-warning", "shutdown", "nosave"},
+		_ = rt.Exec(ctx, container, Exec{Argv: []string{"redis-cli", "--no-auth-warning", "shutdown", "nosave"},
 			Env: []string{"REDISCLI_AUTH=" + c.password}})
-		if err := m.cfg.Runtime.Start(ctx, container); err != nil {
+		if err := rt.Start(ctx, container); err != nil {
 			return err
 		}
-		return m.waitReady(ctx, container, c)
+		return m.waitReady(ctx, rt, container, c)
 	}
 	return nil
 }
@@ -349,18 +369,23 @@ func (m *Manager) Drill(ctx context.Context, md domain.Metadata, name, id string
 	svc.Volume, svc.PublicPort = "", 0
 	svc.Labels = map[string]string{LabelDatabase: name, "berth.drill": id}
 	check, err := func() (string, error) {
-		defer func() { _ = m.cfg.Runtime.Remove(context.WithoutCancel(ctx), throwaway, "") }()
-		if _, err := m.cfg.Runtime.Run(ctx, svc); err != nil {
+		// The drill runs on the database's server: its image is there.
+		rt, err := m.runtime(ctx, c)
+		if err != nil {
+			return "", err
+		}
+		defer func() { _ = rt.Remove(context.WithoutCancel(ctx), throwaway, "") }()
+		if _, err := rt.Run(ctx, svc); err != nil {
 			return "", err
 		}
 		cn := connOf(c, pw)
-		if err := m.waitReady(ctx, throwaway, cn); err != nil {
+		if err := m.waitReady(ctx, rt, throwaway, cn); err != nil {
 			return "", err
 		}
-		if err := m.restoreInto(ctx, bk, throwaway, cn); err != nil {
+		if err := m.restoreInto(ctx, rt, bk, throwaway, cn); err != nil {
 			return "", err
 		}
-		out, err := m.execOut(ctx, throwaway, cn.check())
+		out, err := m.execOut(ctx, rt, throwaway, cn.check())
 		if err != nil {
 			return "", err
 		}

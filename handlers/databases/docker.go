@@ -31,9 +31,10 @@ const (
 // DockerRuntime runs database containers on one Docker Engine, on berth's
 // user-defined bridge network.
 type DockerRuntime struct {
-	docker  *client.Client
-	network string
-	netMu   sync.Mutex
+	docker   *client.Client
+	network  string
+	borrowed bool
+	netMu    sync.Mutex
 }
 
 // NewDockerRuntime returns a runtime on the engine at host (empty: the
@@ -54,8 +55,24 @@ func NewDockerRuntime(host, net string) (*DockerRuntime, error) {
 	return &DockerRuntime{docker: c, network: net}, nil
 }
 
-// Close releases the Docker client.
-func (d *DockerRuntime) Close() error { return d.docker.Close() }
+// NewDockerRuntimeWith returns a runtime over the Docker client c of
+// another engine (a remote server's), whose containers join the bridge
+// network net (created when missing). The caller owns c: Close does not
+// close it.
+func NewDockerRuntimeWith(c *client.Client, net string) *DockerRuntime {
+	if net == "" {
+		net = "berth"
+	}
+	return &DockerRuntime{docker: c, network: net, borrowed: true}
+}
+
+// Close releases the Docker client (unless the runtime borrowed it).
+func (d *DockerRuntime) Close() error {
+	if d.borrowed {
+		return nil
+	}
+	return d.docker.Close()
+}
 
 // NetworkHost implements Runtime: the container's name is its alias.
 func (d *DockerRuntime) NetworkHost(name string) string { return name }

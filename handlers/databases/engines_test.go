@@ -134,7 +134,7 @@ func TestRedisAndMariaDBBackups(t *testing.T) {
 			if err != nil {
 				t.Fatalf("backup: %v", err)
 			}
-			if _, err := m.Restore(ctx, md, tt.name, b.Backup, tt.copy); err != nil {
+			if _, err := m.Restore(ctx, md, tt.name, b.Backup, databases.RestoreRequest{Target: tt.copy}); err != nil {
 				t.Fatalf("restore: %v", err)
 			}
 			copyURL, _ := m.URL(ctx, tt.copy)

@@ -43,10 +43,12 @@ type Exec struct {
 	Stdout io.Writer
 }
 
-// Runtime runs database containers. handlers/databases drives it; the local
-// Docker Engine implements it (DockerRuntime), and a remote server or a
-// Swarm runtime can implement the same methods. Every method is safe for
-// concurrent use.
+// Runtime runs database containers. handlers/databases drives it; a
+// Docker Engine implements it (DockerRuntime: the local one, or a remote
+// server's over the fleet's connection), and so does a swarm
+// (SwarmRuntime: one-replica services pinned to a node, commands run
+// through the engine of the node's registered server). Every method is
+// safe for concurrent use.
 type Runtime interface {
 	// Run creates svc's volume (when missing) and container (replacing an
 	// existing one of that name, keeping the volume) and starts it. It

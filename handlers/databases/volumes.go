@@ -50,10 +50,15 @@ func (m *Manager) BackupVolume(ctx context.Context, md domain.Metadata, app, vol
 	id := uuid.NewString()
 	started := time.Now().UTC()
 	key := b.Key(fmt.Sprintf("apps/%s/%s/%s-%s.tar.gz", app, volume, started.Format("20060102T150405Z"), id[:8]))
-	c, err := m.cfg.Runtime.AppContainer(ctx, app)
+	// The volume is on the server the application runs on.
+	rt, err := m.runtimeOn(ctx, a.Config().Runtime.ServerID())
+	var c string
+	if err == nil {
+		c, err = rt.AppContainer(ctx, app)
+	}
 	var w Written
 	if err == nil {
-		w, err = b.Upload(ctx, key, func(out io.Writer) error { return m.cfg.Runtime.CopyVolume(ctx, c, path, out) })
+		w, err = b.Upload(ctx, key, func(out io.Writer) error { return rt.CopyVolume(ctx, c, path, out) })
 	}
 	stream := domain.VolumeBackupStream(app)
 	if err != nil {

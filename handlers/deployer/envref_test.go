@@ -15,7 +15,7 @@ import (
 // refs resolves "database:main" only.
 type refs struct{}
 
-func (refs) ResolveEnv(_ context.Context, ref string) (string, error) {
+func (refs) ResolveEnv(_ context.Context, ref string, _ domain.Runtime) (string, error) {
 	if ref == "database:main" {
 		return "postgres://app:pw@berth-db-main:5432/app", nil
 	}

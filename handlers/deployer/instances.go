@@ -35,15 +35,16 @@ func (w *Workflow) configAt(ctx context.Context, app string, v int64) (domain.Ap
 }
 
 // openEnv builds the instance's environment, opening secrets with owner's
-// key (domain.AppKeyOwner). Values never reach a log or an error.
-func (w *Workflow) openEnv(ctx context.Context, owner string, vars []domain.EnvVar) (map[string]string, error) {
+// key (domain.AppKeyOwner) and resolving references for an application
+// running as app. Values never reach a log or an error.
+func (w *Workflow) openEnv(ctx context.Context, owner string, vars []domain.EnvVar, app domain.Runtime) (map[string]string, error) {
 	env := make(map[string]string, len(vars))
 	for _, v := range vars {
 		if v.From != "" {
 			if w.cfg.EnvRefs == nil {
 				return nil, fmt.Errorf("%s refers to %s, which this berth cannot resolve: %w", v.Key, v.From, domain.ErrInvalid)
 			}
-			val, err := w.cfg.EnvRefs.ResolveEnv(ctx, v.From)
+			val, err := w.cfg.EnvRefs.ResolveEnv(ctx, v.From, app)
 			if err != nil {
 				return nil, fmt.Errorf("resolve %s (%s): %w", v.Key, v.From, err)
 			}

@@ -153,7 +153,7 @@ func (r *run) deployStack(ctx context.Context) (err error) {
 			return err
 		}
 	}
-	if in.Env, err = w.openEnv(ctx, job.App, cfg.Env); err != nil {
+	if in.Env, err = w.openEnv(ctx, job.App, cfg.Env, cfg.Runtime); err != nil {
 		return FailStep(domain.StepStart, err)
 	}
 	if in.Allowed, err = w.composeAllowed(ctx, app.Project()); err != nil {

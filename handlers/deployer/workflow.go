@@ -114,9 +114,11 @@ func (f RouteWaiterFunc) WaitRouted(ctx context.Context, position int64) error {
 }
 
 // EnvResolver resolves an environment reference ("database:<name>") to
-// its value; the value is a secret and never logged.
+// its value for an application running as app (its placement); the value
+// is a secret and never logged. A reference the application cannot reach
+// from where it runs is an error wrapping domain.ErrDatabaseUnreachable.
 type EnvResolver interface {
-	ResolveEnv(ctx context.Context, ref string) (string, error)
+	ResolveEnv(ctx context.Context, ref string, app domain.Runtime) (string, error)
 }
 
 // BuildServers gives the runtime of a server that builds for others.
@@ -366,7 +368,7 @@ func (r *run) deploy(ctx context.Context) error {
 		r.log.Warn("orphaned instances not removed", "err", err)
 	}
 
-	env, err := w.openEnv(ctx, domain.AppKeyOwner(job.App, job.Request.Incarnation), cfg.Env)
+	env, err := w.openEnv(ctx, domain.AppKeyOwner(job.App, job.Request.Incarnation), cfg.Env, cfg.Runtime)
 	if err != nil {
 		return FailStep(domain.StepStartContainer, err)
 	}

@@ -145,12 +145,13 @@ func New(cfg Config) (*Engine, error) {
 // Close releases the Docker client.
 func (e *Engine) Close() error { return e.docker.Close() }
 
+// Client is the Engine's Docker client, for adapters that run other
+// objects on the same engine (managed databases). It is closed with the
+// Engine: do not keep it beyond the Engine's life.
+func (e *Engine) Client() *client.Client { return e.docker }
+
 // Network returns the name of the network containers join.
 func (e *Engine) Network() string { return e.cfg.Network }
-
-// Client returns the Engine's Docker client. WARNING: it belongs to the
-// Engine; the caller never closes it.
-func (e *Engine) Client() *client.Client { return e.docker }
 
 // Ping checks that the daemon answers.
 func (e *Engine) Ping(ctx context.Context) error {

@@ -59,10 +59,11 @@ export function databasesView(el, ui) {
     const storage = state.storages[0]?.name;
     const backups = (d.backups || []).filter((b) => !b.expired).slice(-5).reverse();
     return h('li', { dataset: { database: d.name } },
-      h('div', {}, h('strong', {}, d.name), ' ', stateBadge(d), h('span', { class: 'meta' }, ` ${d.engine} ${d.version}`)),
+      h('div', {}, h('strong', {}, d.name), ' ', stateBadge(d), h('span', { class: 'meta' }, ` ${d.engine} ${d.version}`),
+        h('span', { class: 'meta db-place' }, d.swarm ? ` · swarm ${d.swarm}, node ${d.node.slice(0, 12)}${d.node_picked ? ' (picked by berth)' : ''}` : ` · server ${d.server}`)),
       d.reason ? h('div', { class: 'form-error' }, d.reason) : null,
       h('div', { class: 'meta' }, h('code', { class: 'db-url' }, d.url),
-        ' · env reference ', h('code', {}, `database:${d.name}`), d.public_port ? ` · public port ${d.public_port}` : ''),
+        ' · env reference ', h('code', {}, `database:${d.name}`), d.public_port ? ` · public port ${d.public_host ? d.public_host + ':' : ''}${d.public_port}` : ''),
       d.schedule ? h('div', { class: 'meta' }, `backups ${d.schedule.cron} to ${d.schedule.storage}, keep ${d.schedule.keep || 'all'}${d.schedule.drill ? ', drilled' : ''}`) : null,
       backups.length ? h('ul', { class: 'backups' }, backups.map((b) => h('li', { dataset: { backup: b.backup, verified: String(b.verified) } },
         `${when(b.started_at)} · ${size(b.size)} · `, h('code', {}, b.sha256.slice(0, 12)), ' · ',
@@ -94,6 +95,9 @@ export function databasesView(el, ui) {
     const image = field('Image', { name: 'image', placeholder: 'official image' });
     const user = field('User', { name: 'user', placeholder: 'from the name' });
     const port = field('Public port', { name: 'public_port', type: 'number', placeholder: 'none' });
+    const server = field('Server', { name: 'server', placeholder: 'local' });
+    const swarm = field('or swarm', { name: 'swarm', placeholder: 'none' });
+    const node = field('Swarm node', { name: 'node', placeholder: 'picked by berth' });
     const form = h('form', { id: 'database-form', class: 'write', 'aria-label': 'New database', onsubmit: (e) => {
       e.preventDefault();
       submitting(form, async () => {
@@ -102,13 +106,14 @@ export function databasesView(el, ui) {
         if (image.input.value.trim()) body.image = image.input.value.trim();
         if (user.input.value.trim()) body.user = user.input.value.trim();
         if (port.input.value) body.public_port = Number(port.input.value);
+        for (const f of [server, swarm, node]) if (f.input.value.trim()) body[f.input.name] = f.input.value.trim();
         const d = await api('POST', '/databases', body);
         keep(d);
         renderList();
         ui.toast(`${d.name} is ${d.state}`);
         form.reset();
       });
-    } }, h('h3', {}, 'New database'), name, engine, version, image, user, port, h('button', { type: 'submit' }, 'Create'));
+    } }, h('h3', {}, 'New database'), name, engine, version, image, user, port, server, swarm, node, h('button', { type: 'submit' }, 'Create'));
     replace(formEl, form);
   }
 
