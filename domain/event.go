@@ -173,6 +173,10 @@ func DecodeEvent(e RecordedEvent) (any, error) {
 		return decode[ServerAppReleased](e)
 	case EventServerRemoved:
 		return decode[ServerRemoved](e)
+	case EventServerSwarmManaged:
+		return decode[ServerSwarmManaged](e)
+	case EventServerSwarmReleased:
+		return decode[ServerSwarmReleased](e)
 	case EventServerNameClaimed:
 		return decode[ServerNameClaimed](e)
 	case EventServerNameReleased:
@@ -235,6 +239,8 @@ func DecodeEvent(e RecordedEvent) (any, error) {
 		return decode[SwarmTaskMoved](e)
 	case EventSwarmServiceRolledBack:
 		return decode[SwarmServiceRolledBack](e)
+	case EventSwarmReleased:
+		return decode[SwarmReleased](e)
 	case EventCheckpointSigned:
 		return decode[CheckpointSigned](e)
 	case EventPreviewSettingsSet:

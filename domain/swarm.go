@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"maps"
+	"strings"
 	"time"
 )
 
@@ -22,6 +23,7 @@ const (
 	EventSwarmNodeStateChanged    = "swarm.node_state_changed"
 	EventSwarmTaskMoved           = "swarm.task_moved"
 	EventSwarmServiceRolledBack   = "swarm.service_rolled_back"
+	EventSwarmReleased            = "swarm.released"
 )
 
 // Node availabilities, roles and states, as Docker names them.
@@ -43,9 +45,11 @@ const (
 // that engine manages already.
 type SwarmInitialized struct {
 	Swarm string `json:"swarm"`
-	// Server is the server whose engine is the manager berth talks to
-	// ("local": the engine beside berth).
-	Server string `json:"server"`
+	// Server is the stable id of the server whose engine is the manager
+	// berth talks to ("local": the engine beside berth); ServerName its
+	// name when the swarm was recorded.
+	Server     string `json:"server"`
+	ServerName string `json:"server_name,omitempty"`
 	// ClusterID is the swarm's id; NodeID the manager's node id.
 	ClusterID string `json:"cluster_id"`
 	NodeID    string `json:"node_id"`
@@ -116,10 +120,20 @@ type SwarmServiceRolledBack struct {
 	StartedAt  time.Time `json:"started_at"`
 }
 
+// SwarmReleased is recorded ("swarm.released") when berth forgets a
+// swarm: the swarm itself keeps running, berth no longer drives it, and
+// the server that managed it may be removed. The name may be used again.
+type SwarmReleased struct {
+	Swarm  string `json:"swarm"`
+	Server string `json:"server"`
+}
+
 // Swarm errors.
 var (
 	ErrSwarmNotFound = fmt.Errorf("swarm %w", ErrNotFound)
 	ErrSwarmExists   = fmt.Errorf("swarm already exists: %w", ErrConflict)
+	// ErrSwarmInUse: applications are placed on the swarm.
+	ErrSwarmInUse = fmt.Errorf("swarm has applications placed on it: %w", ErrConflict)
 )
 
 // Swarm is a Docker Swarm berth runs applications on. Its state changes
@@ -127,6 +141,7 @@ var (
 type Swarm struct {
 	name        string
 	server      string
+	serverName  string
 	clusterID   string
 	initialized bool
 	nodeStates  map[string]string
@@ -152,7 +167,10 @@ func LoadSwarm(name string, events []RecordedEvent) (*Swarm, error) {
 func (s *Swarm) apply(data any) {
 	switch v := data.(type) {
 	case SwarmInitialized:
-		s.initialized, s.server, s.clusterID = true, v.Server, v.ClusterID
+		s.initialized, s.server, s.serverName, s.clusterID = true, v.Server, v.ServerName, v.ClusterID
+	case SwarmReleased:
+		s.initialized, s.server, s.serverName, s.clusterID = false, "", "", ""
+		s.nodeStates, s.rollbacks, s.moved = map[string]string{}, map[string]bool{}, map[string]bool{}
 	case SwarmNodeStateChanged:
 		s.nodeStates[v.NodeID] = v.State
 	case SwarmServiceRolledBack:
@@ -162,9 +180,12 @@ func (s *Swarm) apply(data any) {
 	}
 }
 
-// Name, Server, ClusterID, Version and Exists describe the swarm.
-func (s *Swarm) Name() string      { return s.name }
-func (s *Swarm) Server() string    { return s.server }
+// Name, Server (the stable id of the manager's server), ServerName (its
+// name when the swarm was recorded), ClusterID, Version and Exists describe
+// the swarm.
+func (s *Swarm) Name() string       { return s.name }
+func (s *Swarm) Server() string     { return s.server }
+func (s *Swarm) ServerName() string { return s.serverName }
 func (s *Swarm) ClusterID() string { return s.clusterID }
 func (s *Swarm) Version() int64    { return s.version }
 func (s *Swarm) Exists() bool      { return s.initialized }
@@ -175,16 +196,10 @@ func (s *Swarm) NodeState(id string) string { return s.nodeStates[id] }
 // NodeStates returns every node's last recorded state.
 func (s *Swarm) NodeStates() map[string]string { return maps.Clone(s.nodeStates) }
 
-// ValidateServer checks a server name: "local" until servers are
-// aggregates of their own.
+// ValidateServer checks a server's stable id ("local", or the id of a
+// server added).
 func ValidateServer(fieldName, s string) error {
-	if err := ValidateName(fieldName, s); err != nil {
-		return err
-	}
-	if s != LocalServer {
-		return Invalid(fieldName, `must be "local" (the engine beside berth)`)
-	}
-	return nil
+	return ValidateName(fieldName, s)
 }
 
 // InitSwarm decides recording a swarm berth initialised or adopted.
@@ -200,6 +215,19 @@ func InitSwarm(s *Swarm, v SwarmInitialized) ([]Event, error) {
 	}
 	v.Swarm = s.name
 	return []Event{{StreamID: SwarmStream(s.name), Type: EventSwarmInitialized, Data: v}}, nil
+}
+
+// Release decides swarm.released: berth forgets the swarm. apps are the
+// applications placed on it; while there are any it is refused
+// (ErrSwarmInUse).
+func (s *Swarm) Release(apps []string) ([]Event, error) {
+	if err := s.live(); err != nil {
+		return nil, err
+	}
+	if len(apps) > 0 {
+		return nil, fmt.Errorf("%s (%s): %w", s.name, strings.Join(apps, ", "), ErrSwarmInUse)
+	}
+	return []Event{{StreamID: SwarmStream(s.name), Type: EventSwarmReleased, Data: SwarmReleased{Swarm: s.name, Server: s.server}}}, nil
 }
 
 func (s *Swarm) live() error {

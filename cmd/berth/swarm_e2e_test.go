@@ -6,7 +6,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -329,24 +328,4 @@ func TestSwarmThroughServe(t *testing.T) {
 			t.Errorf("the server's log holds a join token")
 		}
 	}
-}
-
-// fetchBody gets "/" of host through the proxy at addr; "" when it did not
-// answer 200.
-func fetchBody(hc *http.Client, addr, host string) string {
-	req, err := http.NewRequest(http.MethodGet, "http://"+addr+"/", nil)
-	if err != nil {
-		return ""
-	}
-	req.Host = host
-	res, err := hc.Do(req)
-	if err != nil {
-		return ""
-	}
-	defer res.Body.Close()
-	b, err := io.ReadAll(res.Body)
-	if err != nil || res.StatusCode != http.StatusOK {
-		return ""
-	}
-	return string(b)
 }

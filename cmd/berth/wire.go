@@ -71,7 +71,7 @@ func (m *Main) wire(ctx context.Context) (http.Handler, []Runner, error) {
 		return nil, nil, err
 	}
 	// Swarms: the engine beside berth may manage one.
-	cluster, swarms, watcher, err := wireSwarm(m)
+	cluster, swarms, watcher, engines, err := wireSwarm(m)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -163,6 +163,9 @@ func (m *Main) wire(ctx context.Context) (http.Handler, []Runner, error) {
 	m.envRefs = dbs
 	integ.Replay = replay
 	fleet, rl, supervise, err := wireDeployer(ctx, m, cmds, logs, sealer, runner, ls, swarms)
+	if err == nil {
+		engines.fleet.Store(fleet)
+	}
 	if err != nil {
 		return nil, nil, err
 	}

@@ -145,6 +145,10 @@ func New(cfg Config) (*Engine, error) {
 // Close releases the Docker client.
 func (e *Engine) Close() error { return e.docker.Close() }
 
+// Client returns the engine's Docker client. It stays the Engine's: the
+// caller never closes it, and stops using it once the Engine is closed.
+func (e *Engine) Client() *client.Client { return e.docker }
+
 // Network returns the name of the network containers join.
 func (e *Engine) Network() string { return e.cfg.Network }
 

@@ -108,7 +108,7 @@ func (w *Watcher) Observe(ctx context.Context, name string) error {
 	if !s.Exists() {
 		return fmt.Errorf("swarm %s: %w", name, domain.ErrSwarmNotFound)
 	}
-	svc, err := w.cfg.Cluster.Services(s.Server())
+	svc, err := w.cfg.Cluster.Services(ctx, s.Server())
 	if err != nil {
 		return err
 	}
