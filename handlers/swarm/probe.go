@@ -177,30 +177,45 @@ func (s *Services) probeURLs(ctx context.Context, urls []string) (map[string]pro
 			&container.HostConfig{NetworkMode: container.NetworkMode(s.cfg.Network),
 				LogConfig: container.LogConfig{Type: "json-file"}}, nil, nil, name)
 	}
-	created, err := create(img)
-	if cerrdefs.IsNotFound(err) {
-		// The image was removed since it was built: build it again.
-		s.probeMu.Lock()
-		s.probeTag = ""
-		s.probeMu.Unlock()
-		if img, err = s.probeImage(ctx); err != nil {
-			return nil, err
-		}
-		created, err = create(img)
-	}
-	if err != nil {
-		return nil, unavailable(fmt.Errorf("create the probe container: %w", err))
-	}
-	defer func() {
+	remove := func(id string) {
 		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 		defer cancel()
-		if err := s.cli.ContainerRemove(rctx, created.ID, container.RemoveOptions{Force: true}); err != nil && !cerrdefs.IsNotFound(err) {
+		if err := s.cli.ContainerRemove(rctx, id, container.RemoveOptions{Force: true}); err != nil && !cerrdefs.IsNotFound(err) {
 			s.log.Warn("probe container not removed", "container", name, "err", err)
 		}
-	}()
-	if err := s.cli.ContainerStart(ctx, created.ID, container.StartOptions{}); err != nil {
-		return nil, unavailable(fmt.Errorf("start the probe container: %w", err))
 	}
+	var created container.CreateResponse
+	for attempt := 1; ; attempt++ {
+		created, err = create(img)
+		if cerrdefs.IsNotFound(err) {
+			// The image was removed since it was built: build it again.
+			s.probeMu.Lock()
+			s.probeTag = ""
+			s.probeMu.Unlock()
+			if img, err = s.probeImage(ctx); err != nil {
+				return nil, err
+			}
+			created, err = create(img)
+		}
+		if err != nil {
+			return nil, unavailable(fmt.Errorf("create the probe container: %w", err))
+		}
+		err = s.cli.ContainerStart(ctx, created.ID, container.StartOptions{})
+		if err == nil {
+			break
+		}
+		remove(created.ID)
+		// The overlay network leaves a node with its last task there; the
+		// engine attaches it again for the next container, but a start
+		// racing that departure finds it gone: try again.
+		if !cerrdefs.IsNotFound(err) || attempt == 5 {
+			return nil, unavailable(fmt.Errorf("start the probe container: %w", err))
+		}
+		if err := sleep(ctx, time.Second); err != nil {
+			return nil, err
+		}
+	}
+	defer remove(created.ID)
 	wctx, cancel := context.WithTimeout(ctx, probeTimeout+30*time.Second)
 	defer cancel()
 	waitC, errC := s.cli.ContainerWait(wctx, created.ID, container.WaitConditionNotRunning)
