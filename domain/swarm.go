@@ -186,9 +186,9 @@ func (s *Swarm) apply(data any) {
 func (s *Swarm) Name() string       { return s.name }
 func (s *Swarm) Server() string     { return s.server }
 func (s *Swarm) ServerName() string { return s.serverName }
-func (s *Swarm) ClusterID() string { return s.clusterID }
-func (s *Swarm) Version() int64    { return s.version }
-func (s *Swarm) Exists() bool      { return s.initialized }
+func (s *Swarm) ClusterID() string  { return s.clusterID }
+func (s *Swarm) Version() int64     { return s.version }
+func (s *Swarm) Exists() bool       { return s.initialized }
 
 // NodeState is the last state recorded for a node ("" when none).
 func (s *Swarm) NodeState(id string) string { return s.nodeStates[id] }
