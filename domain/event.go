@@ -241,6 +241,8 @@ func DecodeEvent(e RecordedEvent) (any, error) {
 		return decode[SwarmServiceRolledBack](e)
 	case EventSwarmReleased:
 		return decode[SwarmReleased](e)
+	case EventSwarmRegistryStarted:
+		return decode[SwarmRegistryStarted](e)
 	case EventCheckpointSigned:
 		return decode[CheckpointSigned](e)
 	case EventPreviewSettingsSet:

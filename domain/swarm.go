@@ -24,6 +24,14 @@ const (
 	EventSwarmTaskMoved           = "swarm.task_moved"
 	EventSwarmServiceRolledBack   = "swarm.service_rolled_back"
 	EventSwarmReleased            = "swarm.released"
+	EventSwarmRegistryStarted     = "swarm.registry_started"
+)
+
+// DefaultSwarmRegistryImage and DefaultSwarmRegistryPort are what a swarm's
+// registry runs unless the admin says otherwise.
+const (
+	DefaultSwarmRegistryImage = "registry:2"
+	DefaultSwarmRegistryPort  = 5000
 )
 
 // Node availabilities, roles and states, as Docker names them.
@@ -128,6 +136,19 @@ type SwarmReleased struct {
 	Server string `json:"server"`
 }
 
+// SwarmRegistryStarted is recorded ("swarm.registry_started") when berth
+// runs an image registry for the swarm: the registry on the manager and a
+// pull-through mirror of it on every other node, each answering on
+// Address (127.0.0.1:Port) of its node, which engines trust without TLS.
+// Images berth builds for the swarm's applications are pushed there and
+// their services name them by digest, so every node pulls them.
+type SwarmRegistryStarted struct {
+	Swarm   string `json:"swarm"`
+	Image   string `json:"image"`
+	Port    int    `json:"port"`
+	Address string `json:"address"`
+}
+
 // Swarm errors.
 var (
 	ErrSwarmNotFound = fmt.Errorf("swarm %w", ErrNotFound)
@@ -143,6 +164,7 @@ type Swarm struct {
 	server      string
 	serverName  string
 	clusterID   string
+	registry    SwarmRegistryStarted
 	initialized bool
 	nodeStates  map[string]string
 	rollbacks   map[string]bool
@@ -168,8 +190,10 @@ func (s *Swarm) apply(data any) {
 	switch v := data.(type) {
 	case SwarmInitialized:
 		s.initialized, s.server, s.serverName, s.clusterID = true, v.Server, v.ServerName, v.ClusterID
+	case SwarmRegistryStarted:
+		s.registry = v
 	case SwarmReleased:
-		s.initialized, s.server, s.serverName, s.clusterID = false, "", "", ""
+		s.initialized, s.server, s.serverName, s.clusterID, s.registry = false, "", "", "", SwarmRegistryStarted{}
 		s.nodeStates, s.rollbacks, s.moved = map[string]string{}, map[string]bool{}, map[string]bool{}
 	case SwarmNodeStateChanged:
 		s.nodeStates[v.NodeID] = v.State
@@ -189,6 +213,29 @@ func (s *Swarm) ServerName() string { return s.serverName }
 func (s *Swarm) ClusterID() string  { return s.clusterID }
 func (s *Swarm) Version() int64     { return s.version }
 func (s *Swarm) Exists() bool       { return s.initialized }
+
+// Registry is the registry berth runs for the swarm (a zero value when
+// none): its Address is where every node reaches it.
+func (s *Swarm) Registry() SwarmRegistryStarted { return s.registry }
+
+// StartRegistry decides swarm.registry_started for a registry running
+// image on port (nothing when the swarm records that registry already).
+func (s *Swarm) StartRegistry(image string, port int) ([]Event, error) {
+	if err := s.live(); err != nil {
+		return nil, err
+	}
+	if err := ValidateImageRef("image", image); err != nil {
+		return nil, err
+	}
+	if err := ValidatePort("port", port); err != nil {
+		return nil, err
+	}
+	v := SwarmRegistryStarted{Swarm: s.name, Image: image, Port: port, Address: fmt.Sprintf("127.0.0.1:%d", port)}
+	if s.registry == v {
+		return nil, nil
+	}
+	return []Event{{StreamID: SwarmStream(s.name), Type: EventSwarmRegistryStarted, Data: v}}, nil
+}
 
 // NodeState is the last state recorded for a node ("" when none).
 func (s *Swarm) NodeState(id string) string { return s.nodeStates[id] }
@@ -397,4 +444,9 @@ type SwarmPort interface {
 	// RotateJoinToken replaces the join token of role and returns the new
 	// join command.
 	RotateJoinToken(ctx context.Context, server, role string) (JoinCommand, error)
+	// RunRegistry runs (or updates) the swarm's image registry: image on
+	// the manager, publishing port there, and a pull-through mirror of it
+	// on every other node publishing the same port; it returns once the
+	// registry on the manager runs.
+	RunRegistry(ctx context.Context, server, image string, port int) error
 }

@@ -393,8 +393,11 @@ func (h *Handler) RotateJoinToken(ctx context.Context, meta Meta, swarmName, rol
 type SwarmInfo struct {
 	Name string `json:"name"`
 	// Server is the name of the manager's server; ServerID its stable id.
-	Server    string             `json:"server"`
-	ServerID  string             `json:"server_id"`
+	Server   string `json:"server"`
+	ServerID string `json:"server_id"`
+	// Registry is where every node reaches the registry berth runs for
+	// the swarm ("" when none).
+	Registry  string             `json:"registry,omitempty"`
 	ClusterID string             `json:"cluster_id"`
 	Version   int64              `json:"version"`
 	Reachable bool               `json:"reachable"`
@@ -433,7 +436,7 @@ func (h *Handler) Swarm(ctx context.Context, name string) (SwarmInfo, error) {
 	if !s.Exists() {
 		return SwarmInfo{}, fmt.Errorf("%s: %w", name, domain.ErrSwarmNotFound)
 	}
-	info := SwarmInfo{Name: name, Server: s.ServerName(), ServerID: s.Server(), ClusterID: s.ClusterID(), Version: s.Version(), Nodes: []domain.SwarmNode{}}
+	info := SwarmInfo{Name: name, Server: s.ServerName(), ServerID: s.Server(), Registry: s.Registry().Address, ClusterID: s.ClusterID(), Version: s.Version(), Nodes: []domain.SwarmNode{}}
 	if srv, err := h.loadServer(ctx, s.Server()); err == nil && srv.Exists() {
 		info.Server = srv.Name() // its name now
 	}
@@ -466,4 +469,65 @@ func (h *Handler) checkSwarm(ctx context.Context, field string, p *domain.Placem
 		return domain.Invalid(field, "names no swarm berth knows (POST /api/v1/swarms first)")
 	}
 	return nil
+}
+
+// RunSwarmRegistry asks for an image registry run for a swarm.
+type RunSwarmRegistry struct {
+	Swarm string `json:"-"`
+	// Image is the registry's image (default domain.DefaultSwarmRegistryImage).
+	Image string `json:"image,omitempty"`
+	// Port is published on every node, answering on its 127.0.0.1
+	// (default domain.DefaultSwarmRegistryPort).
+	Port int `json:"port,omitempty"`
+}
+
+// RunSwarmRegistry runs the swarm's registry (on the manager, with a
+// pull-through mirror on every other node) and records
+// swarm.registry_started; images berth builds for the swarm's applications
+// are then pushed to it. Running it again with the same image and port
+// records nothing. Errors: ErrInvalid, ErrNotFound, ErrConflict,
+// ErrUnavailable.
+func (h *Handler) RunSwarmRegistry(ctx context.Context, meta Meta, cmd RunSwarmRegistry) (Result, error) {
+	c, err := h.newCall("RunSwarmRegistry", meta)
+	if err != nil {
+		return Result{}, err
+	}
+	if err := domain.ValidateName("name", cmd.Swarm); err != nil {
+		return Result{}, err
+	}
+	if cmd.Image == "" {
+		cmd.Image = domain.DefaultSwarmRegistryImage
+	}
+	if cmd.Port == 0 {
+		cmd.Port = domain.DefaultSwarmRegistryPort
+	}
+	if err := domain.ValidateImageRef("image", cmd.Image); err != nil {
+		return Result{}, err
+	}
+	if err := domain.ValidatePort("port", cmd.Port); err != nil {
+		return Result{}, err
+	}
+	port, err := h.swarmPort()
+	if err != nil {
+		return Result{}, err
+	}
+	stream := domain.SwarmStream(cmd.Swarm)
+	return h.execute(ctx, c, true, func(ctx context.Context) (plan, error) {
+		if dup, ok, err := c.duplicate(ctx, stream, ""); err != nil || ok {
+			return plan{dup: &dup}, err
+		}
+		s, err := h.loadSwarm(ctx, cmd.Swarm)
+		if err != nil {
+			return plan{}, err
+		}
+		events, err := s.StartRegistry(cmd.Image, cmd.Port)
+		if err != nil {
+			return plan{}, err
+		}
+		if err := port.RunRegistry(ctx, s.Server(), cmd.Image, cmd.Port); err != nil {
+			return plan{}, err
+		}
+		return plan{primary: stream, version: s.Version(), events: events,
+			expected: map[string]domain.ExpectedVersion{stream: domain.ExpectVersion(s.Version())}}, nil
+	})
 }
