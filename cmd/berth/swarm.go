@@ -83,6 +83,16 @@ func (r swarmResolver) Services(ctx context.Context, name string) (domain.SwarmS
 	return r.cluster.Services(ctx, s.Server())
 }
 
+// Registry implements deployer.SwarmRegistries: the address of the
+// registry berth runs for the swarm, from its record.
+func (r swarmResolver) Registry(ctx context.Context, name string) (string, error) {
+	s, err := swarm.LoadSwarm(ctx, r.store, name)
+	if err != nil {
+		return "", err
+	}
+	return s.Registry().Address, nil
+}
+
 // SwarmConfig configures the swarm side of berth serve.
 type SwarmConfig struct {
 	// Network is the attachable overlay network of the applications'

@@ -133,3 +133,24 @@ func (s *Services) applyService(ctx context.Context, spec swarm.ServiceSpec) (st
 	}
 	return cur.ID, nil
 }
+
+// RemoveRegistry removes the swarm's registry and its mirrors, and the
+// registry's store (the volume on this engine's node) once its task is
+// gone.
+func (s *Services) RemoveRegistry(ctx context.Context) error {
+	for _, name := range []string{RegistryMirrorService, RegistryService} {
+		if err := s.cli.ServiceRemove(ctx, name); err != nil && !cerrdefs.IsNotFound(err) {
+			return unavailable(fmt.Errorf("remove service %s: %w", name, err))
+		}
+	}
+	for range 100 {
+		err := s.cli.VolumeRemove(ctx, RegistryVolume, true)
+		if err == nil || cerrdefs.IsNotFound(err) {
+			return nil
+		}
+		if err := sleep(ctx, 200*time.Millisecond); err != nil {
+			return err
+		}
+	}
+	return fmt.Errorf("volume %s still in use: %w", RegistryVolume, domain.ErrConflict)
+}
