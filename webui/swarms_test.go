@@ -242,8 +242,8 @@ func TestSwarmEndpoints(t *testing.T) {
 }
 
 // TestBrowserSwarms drives the Swarms screen: the nodes of a swarm with
-// their state, role and labels, a node drained and reactivated, and a join
-// command shown once.
+// their state, role and labels, a node drained and reactivated, the
+// swarm's registry run, and a join command shown once.
 func TestBrowserSwarms(t *testing.T) {
 	if testing.Short() {
 		t.Skip("browser end-to-end test")
@@ -270,6 +270,10 @@ func TestBrowserSwarms(t *testing.T) {
 	run(t, ctx, "reactivate it",
 		clickLive(`tr[data-node="n2worker"] button`),
 		waitFor(`document.querySelector('tr[data-node="n2worker"]')?.dataset.availability === 'active'`),
+	)
+	run(t, ctx, "run a registry for the swarm",
+		clickLive(`article[data-swarm="main"] button[data-action="registry"]`),
+		waitFor(`document.querySelector('article[data-swarm="main"] .registry')?.textContent.includes('127.0.0.1:5000')`),
 	)
 	run(t, ctx, "show a worker join command",
 		clickLive(`article[data-swarm="main"] button[data-join="worker"]`),

@@ -25,7 +25,9 @@ import (
 // through the API and records the server's stable id; its node is listed;
 // an application placed on it deploys as a service whose task answers its
 // health check path (probed from inside the swarm's overlay network) and
-// serves through that swarm's Traefik service on the remote node; removing
+// serves through that swarm's Traefik service on the remote node; the
+// swarm's registry, run by `berth swarm registry`, answers on the node;
+// removing
 // the server is refused while it manages the swarm, and so is releasing
 // the swarm while the application is on it; once the application is
 // deleted and the swarm released, the server is removed. The local engine
@@ -56,6 +58,7 @@ func TestRemoteSwarmThroughServe(t *testing.T) {
 		m.Config.Swarm.ProbeBin = testenv.TaskProbeBin(t)
 		m.Config.Swarm.HTTPPort, m.Config.Swarm.HTTPSPort = httpPort, httpPort+1
 	})
+	hc0 := &http.Client{Timeout: 3 * time.Second}
 	tctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	code, out, errs := run(tctx, map[string]string{"BERTH_DATABASE_URL": dbURL}, "token", "create", "--role", "admin", "--name", "e2e")
 	cancel()
@@ -99,6 +102,35 @@ func TestRemoteSwarmThroughServe(t *testing.T) {
 	if data, err := domain.DecodeEvent(events[0]); err != nil || data.(domain.SwarmInitialized).Server != srv.ID {
 		t.Errorf("swarm.initialized: got %+v (%v), want the server's id %s", data, err, srv.ID)
 	}
+
+	// The swarm's registry, run by the command line through the remote
+	// manager's engine: it answers on the node's published port.
+	testenv.EnsureRegistryImage(t, docker)
+	remote.CopyImage(t, docker, testenv.RegistryImage)
+	_, rp, _ := net.SplitHostPort(testenv.FreeAddr(t))
+	cliEnv := map[string]string{"BERTH_DATABASE_URL": dbURL, "BERTH_MASTER_KEY_FILE": m.Config.MasterKeyFile, "BERTH_SWARM_NETWORK": m.Config.Swarm.Network}
+	tctx, cancel = context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	if code, _, errs := run(tctx, cliEnv, "swarm", "registry", "--swarm", swarmName, "--port", "0"); code != main.ExitUsage || !strings.Contains(errs, "--port") {
+		t.Errorf("swarm registry --port 0: exit %d, stderr %q; want %d naming --port", code, errs, main.ExitUsage)
+	}
+	if code, out, errs := run(tctx, cliEnv, "swarm", "registry", "--swarm", swarmName, "--image", testenv.RegistryImage, "--port", rp); code != main.ExitOK {
+		t.Fatalf("swarm registry: exit %d: %s %s", code, out, errs)
+	}
+	var withReg struct {
+		Registry string `json:"registry"`
+	}
+	if code, body := a.do("GET", "/api/v1/swarms/"+swarmName, nil); code != http.StatusOK || json.Unmarshal(body, &withReg) != nil || withReg.Registry != "127.0.0.1:"+rp {
+		t.Errorf("GET the swarm after its registry started: got %d %s, want registry 127.0.0.1:%s", code, body, rp)
+	}
+	waitFor(t, time.Minute, "the swarm's registry to answer on the remote node", func() bool {
+		res, err := hc0.Get("http://" + net.JoinHostPort(remote.Address, rp) + "/v2/")
+		if err != nil {
+			return false
+		}
+		res.Body.Close()
+		return res.StatusCode == http.StatusOK
+	})
 
 	// An application on that swarm: a service on the remote engine, its
 	// task probed and served by the swarm's Traefik there.
