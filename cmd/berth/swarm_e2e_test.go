@@ -113,6 +113,7 @@ func TestSwarmThroughServe(t *testing.T) {
 		m.Config.DockerNetwork = network
 		m.Config.Swarm.Network = overlay
 		m.Config.Swarm.TraefikBin = bin
+		m.Config.Swarm.ProbeBin = testenv.TaskProbeBin(t)
 		m.Config.Swarm.HTTPPort, m.Config.Swarm.HTTPSPort = httpPort, httpsPort
 		m.Logger = slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	})
