@@ -55,6 +55,8 @@ type fleetEngines struct {
 	fleet atomic.Pointer[servers.Fleet]
 }
 
+var _ swarm.Engines = (*fleetEngines)(nil)
+
 // Client implements swarm.Engines.
 func (e *fleetEngines) Client(ctx context.Context, server string) (*client.Client, error) {
 	f := e.fleet.Load()

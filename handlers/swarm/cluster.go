@@ -39,14 +39,6 @@ type Engines interface {
 	Client(ctx context.Context, server string) (*client.Client, error)
 }
 
-// EnginesFunc adapts a function to Engines.
-type EnginesFunc func(ctx context.Context, server string) (*client.Client, error)
-
-// Client implements Engines.
-func (f EnginesFunc) Client(ctx context.Context, server string) (*client.Client, error) {
-	return f(ctx, server)
-}
-
 // NewCluster returns the Cluster of a fixed set of servers (server id:
 // the Services of its engine).
 func NewCluster(servers map[string]*Services) *Cluster { return &Cluster{fixed: servers} }
