@@ -172,6 +172,17 @@ func (s *Services) EnsureProxy(ctx context.Context, p ProxySpec) (domain.Service
 			names = append(names, name)
 		}
 		sort.Strings(names)
+		// One listing of the proxy's dynamic configs, not one per file.
+		have := map[string]string{}
+		if len(names) > 0 {
+			list, err := s.cli.ConfigList(ctx, swarm.ConfigListOptions{Filters: filters.NewArgs(filters.Arg("label", LabelManaged+"=true"), filters.Arg("name", ProxyService+"-d-"))})
+			if err != nil {
+				return domain.ServiceState{}, unavailable(fmt.Errorf("list configs: %w", err))
+			}
+			for _, c := range list {
+				have[c.Spec.Name] = c.ID
+			}
+		}
 		all := sha256.New()
 		all.Write(p.Static)
 		for _, name := range names {
@@ -179,9 +190,11 @@ func (s *Services) EnsureProxy(ctx context.Context, p ProxySpec) (domain.Service
 			h.Write([]byte(name + "\x00"))
 			h.Write(p.Dynamic[name])
 			dn := ProxyService + "-d-" + hex.EncodeToString(h.Sum(nil)[:8])
-			id, err := s.ensureConfig(ctx, dn, p.Dynamic[name])
-			if err != nil {
-				return domain.ServiceState{}, err
+			id, ok := have[dn]
+			if !ok {
+				if id, err = s.ensureConfig(ctx, dn, p.Dynamic[name]); err != nil {
+					return domain.ServiceState{}, err
+				}
 			}
 			configs = append(configs, &swarm.ConfigReference{File: &swarm.ConfigReferenceFileTarget{Name: ProxyDynamicPath + "/" + name, UID: "0", GID: "0", Mode: 0o444}, ConfigID: id, ConfigName: dn})
 			all.Write([]byte(dn))
