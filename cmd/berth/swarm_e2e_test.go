@@ -137,6 +137,19 @@ func TestSwarmThroughServe(t *testing.T) {
 	// The swarm: initialised on the local engine, its node listed.
 	// On 127.0.0.2, so that the single-node test swarms of other packages
 	// (on 127.0.0.1) do not take it for one of theirs left behind.
+	// A single-node swarm on 127.0.0.2 without services is what an
+	// earlier run of this test that died before leaving left (no other
+	// test uses that address, and this one runs under the swarm lock):
+	// left first, as testenv.SwarmInit does for 127.0.0.1.
+	if info, err := docker.Info(ctx); err == nil && info.Swarm.LocalNodeState == dswarm.LocalNodeStateActive &&
+		info.Swarm.ControlAvailable && info.Swarm.Nodes == 1 && info.Swarm.NodeAddr == "127.0.0.2" {
+		if list, err := docker.ServiceList(ctx, dswarm.ServiceListOptions{}); err == nil && len(list) == 0 {
+			t.Logf("leaving the single-node swarm on 127.0.0.2 an earlier run left")
+			if err := docker.SwarmLeave(ctx, true); err != nil {
+				t.Fatalf("docker swarm leave --force: %v", err)
+			}
+		}
+	}
 	// The engine's swarm mode is one for the whole engine: while another
 	// test uses it (409), wait a while for it to end.
 	for deadline := time.Now().Add(5 * time.Minute); ; {
