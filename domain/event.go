@@ -181,6 +181,10 @@ func DecodeEvent(e RecordedEvent) (any, error) {
 		return decode[ServerDatabaseReleased](e)
 	case EventServerRemoved:
 		return decode[ServerRemoved](e)
+	case EventServerSwarmManaged:
+		return decode[ServerSwarmManaged](e)
+	case EventServerSwarmReleased:
+		return decode[ServerSwarmReleased](e)
 	case EventServerNameClaimed:
 		return decode[ServerNameClaimed](e)
 	case EventServerNameReleased:
@@ -243,6 +247,10 @@ func DecodeEvent(e RecordedEvent) (any, error) {
 		return decode[SwarmTaskMoved](e)
 	case EventSwarmServiceRolledBack:
 		return decode[SwarmServiceRolledBack](e)
+	case EventSwarmReleased:
+		return decode[SwarmReleased](e)
+	case EventSwarmRegistryStarted:
+		return decode[SwarmRegistryStarted](e)
 	case EventCheckpointSigned:
 		return decode[CheckpointSigned](e)
 	case EventPreviewSettingsSet:

@@ -64,6 +64,8 @@ const (
 	EventServerDatabasePlaced   = "server.database_placed"
 	EventServerDatabaseReleased = "server.database_released"
 	EventServerRemoved          = "server.removed"
+	EventServerSwarmManaged     = "server.swarm_managed"
+	EventServerSwarmReleased    = "server.swarm_released"
 	EventServerNameClaimed      = "server.name_claimed"
 	EventServerNameReleased     = "server.name_released"
 )
@@ -171,6 +173,22 @@ type ServerDatabaseReleased struct {
 	Database string `json:"database"`
 }
 
+// ServerSwarmManaged is recorded ("server.swarm_managed") on the server's
+// stream, atomically with swarm.initialized, when berth drives a swarm
+// through the server's engine; ServerSwarmReleased
+// ("server.swarm_released") with swarm.released. A server that manages a
+// swarm cannot be removed.
+type ServerSwarmManaged struct {
+	ServerID string `json:"server_id"`
+	Swarm    string `json:"swarm"`
+}
+
+// ServerSwarmReleased: see ServerSwarmManaged.
+type ServerSwarmReleased struct {
+	ServerID string `json:"server_id"`
+	Swarm    string `json:"swarm"`
+}
+
 // ServerRemoved is recorded ("server.removed"); its name is released in the
 // same append and its sealed key's data key may be destroyed.
 type ServerRemoved struct {
@@ -199,6 +217,9 @@ var (
 	ErrServerNameTaken = fmt.Errorf("server name already taken: %w", ErrConflict)
 	// ErrServerInUse: applications are placed on the server.
 	ErrServerInUse = fmt.Errorf("server has applications placed on it: %w", ErrConflict)
+	// ErrServerManagesSwarm: the server's engine manages a swarm berth
+	// drives.
+	ErrServerManagesSwarm = fmt.Errorf("server manages a swarm: release the swarm first: %w", ErrConflict)
 	// ErrLocalServer: the local server cannot be renamed or removed.
 	ErrLocalServer = fmt.Errorf("the local server cannot be renamed or removed: %w", ErrConflict)
 )
@@ -228,6 +249,7 @@ type Server struct {
 	verifiedAt  time.Time
 	apps        []string
 	databases   []string
+	swarm       string
 	removed     bool
 	version     int64
 }
@@ -280,6 +302,12 @@ func (s *Server) Apply(e RecordedEvent) error {
 		}
 	case ServerDatabaseReleased:
 		s.databases = slices.DeleteFunc(s.databases, func(a string) bool { return a == d.Database })
+	case ServerSwarmManaged:
+		s.swarm = d.Swarm
+	case ServerSwarmReleased:
+		if s.swarm == d.Swarm {
+			s.swarm = ""
+		}
 	case ServerRemoved:
 		s.removed = true
 	}
@@ -323,6 +351,9 @@ func (s *Server) VerifiedAt() time.Time { return s.verifiedAt }
 
 // Apps are the applications placed on the server, in placement order.
 func (s *Server) Apps() []string { return slices.Clone(s.apps) }
+
+// Swarm is the swarm the server's engine manages for berth ("" when none).
+func (s *Server) Swarm() string { return s.swarm }
 
 // Version is the stream's version (0: nothing recorded).
 func (s *Server) Version() int64 { return s.version }
@@ -710,6 +741,9 @@ func (s *Server) Remove() ([]Event, error) {
 	if len(s.databases) > 0 {
 		return nil, fmt.Errorf("%s has managed databases on it (%s): %w", s.name, strings.Join(s.databases, ", "), ErrServerInUse)
 	}
+	if s.swarm != "" {
+		return nil, fmt.Errorf("%s manages swarm %s: %w", s.name, s.swarm, ErrServerManagesSwarm)
+	}
 	return []Event{s.event(EventServerRemoved, ServerRemoved{ServerID: s.id, Name: s.name}), releaseServerName(s.name, s.id)}, nil
 }
 
@@ -723,6 +757,27 @@ func (s *Server) Place(app string) ([]Event, error) {
 		return nil, nil
 	}
 	return []Event{s.event(EventServerAppPlaced, ServerAppPlaced{ServerID: s.id, App: app})}, nil
+}
+
+// ManageSwarm decides server.swarm_managed: the server's engine manages
+// swarm for berth. A server manages at most one swarm (ErrConflict).
+func (s *Server) ManageSwarm(swarm string) ([]Event, error) {
+	if err := s.live(); err != nil {
+		return nil, err
+	}
+	if s.swarm != "" {
+		return nil, fmt.Errorf("server %s manages swarm %s already: %w", s.name, s.swarm, ErrConflict)
+	}
+	return []Event{s.event(EventServerSwarmManaged, ServerSwarmManaged{ServerID: s.id, Swarm: swarm})}, nil
+}
+
+// ReleaseSwarm decides server.swarm_released when the server manages
+// swarm.
+func (s *Server) ReleaseSwarm(swarm string) []Event {
+	if s.swarm != swarm || swarm == "" {
+		return nil
+	}
+	return []Event{s.event(EventServerSwarmReleased, ServerSwarmReleased{ServerID: s.id, Swarm: swarm})}
 }
 
 // Release decides server.app_released for app when it is placed here.

@@ -221,3 +221,56 @@ func TestLocalServerAlwaysExists(t *testing.T) {
 		t.Errorf("got local name owned by %q, want local", n.Owner())
 	}
 }
+
+// TestServerManagingASwarm: a server whose engine manages a swarm berth
+// drives cannot be removed until the swarm is released; a released swarm
+// forgets its server and registry, and its name can be initialised again.
+func TestServerManagingASwarm(t *testing.T) {
+	h := newHistory()
+	must := MustDecide(t)
+	h.record(t, must(domain.AddServer("s1", mustTLSSpec(t), []byte("sealed"), h.serverName(t, "edge"))))
+	swarmOf := func() *domain.Swarm {
+		s, err := domain.LoadSwarm("main", h.streams[domain.SwarmStream("main")])
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	h.record(t, must(h.server(t, "s1").ManageSwarm("main")))
+	h.record(t, must(domain.InitSwarm(swarmOf(), domain.SwarmInitialized{Server: "s1", ServerName: "edge", ClusterID: "c1", NodeID: "n1"})))
+	if s := swarmOf(); !s.Exists() || s.Server() != "s1" || s.ServerName() != "edge" {
+		t.Fatalf("swarm: got server %q (%q), want s1 (edge)", s.Server(), s.ServerName())
+	}
+	if _, err := h.server(t, "s1").ManageSwarm("other"); !errors.Is(err, domain.ErrConflict) {
+		t.Errorf("a second swarm on s1: got %v, want ErrConflict", err)
+	}
+	if _, err := h.server(t, "s1").Remove(); !errors.Is(err, domain.ErrServerManagesSwarm) {
+		t.Errorf("remove s1: got %v, want ErrServerManagesSwarm", err)
+	}
+
+	// The registry: recorded once per image and port.
+	if _, err := swarmOf().StartRegistry("registry:2", 0); err == nil {
+		t.Error("registry on port 0: got nil, want an error")
+	}
+	h.record(t, must(swarmOf().StartRegistry("registry:2", 5000)))
+	if ev := must(swarmOf().StartRegistry("registry:2", 5000)); len(ev) != 0 {
+		t.Errorf("the same registry again: got %d events, want 0", len(ev))
+	}
+	if got := swarmOf().Registry().Address; got != "127.0.0.1:5000" {
+		t.Errorf("registry address %q, want 127.0.0.1:5000", got)
+	}
+
+	// Release: refused while applications are on the swarm.
+	if _, err := swarmOf().Release([]string{"web"}); !errors.Is(err, domain.ErrSwarmInUse) {
+		t.Errorf("release with web on it: got %v, want ErrSwarmInUse", err)
+	}
+	h.record(t, append(h.server(t, "s1").ReleaseSwarm("main"), must(swarmOf().Release(nil))...))
+	if s := swarmOf(); s.Exists() || s.Registry().Address != "" {
+		t.Errorf("released swarm: exists %v, registry %q", s.Exists(), s.Registry().Address)
+	}
+	if h.server(t, "s1").Swarm() != "" {
+		t.Errorf("s1 still manages %q", h.server(t, "s1").Swarm())
+	}
+	h.record(t, must(domain.InitSwarm(swarmOf(), domain.SwarmInitialized{Server: "local", ClusterID: "c2", NodeID: "n2"})))
+	h.record(t, must(h.server(t, "s1").Remove()))
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"maps"
+	"strings"
 	"time"
 )
 
@@ -22,6 +23,15 @@ const (
 	EventSwarmNodeStateChanged    = "swarm.node_state_changed"
 	EventSwarmTaskMoved           = "swarm.task_moved"
 	EventSwarmServiceRolledBack   = "swarm.service_rolled_back"
+	EventSwarmReleased            = "swarm.released"
+	EventSwarmRegistryStarted     = "swarm.registry_started"
+)
+
+// DefaultSwarmRegistryImage and DefaultSwarmRegistryPort are what a swarm's
+// registry runs unless the admin says otherwise.
+const (
+	DefaultSwarmRegistryImage = "registry:2"
+	DefaultSwarmRegistryPort  = 5000
 )
 
 // Node availabilities, roles and states, as Docker names them.
@@ -43,9 +53,11 @@ const (
 // that engine manages already.
 type SwarmInitialized struct {
 	Swarm string `json:"swarm"`
-	// Server is the server whose engine is the manager berth talks to
-	// ("local": the engine beside berth).
-	Server string `json:"server"`
+	// Server is the stable id of the server whose engine is the manager
+	// berth talks to ("local": the engine beside berth); ServerName its
+	// name when the swarm was recorded.
+	Server     string `json:"server"`
+	ServerName string `json:"server_name,omitempty"`
 	// ClusterID is the swarm's id; NodeID the manager's node id.
 	ClusterID string `json:"cluster_id"`
 	NodeID    string `json:"node_id"`
@@ -116,10 +128,33 @@ type SwarmServiceRolledBack struct {
 	StartedAt  time.Time `json:"started_at"`
 }
 
+// SwarmReleased is recorded ("swarm.released") when berth forgets a
+// swarm: the swarm itself keeps running, berth no longer drives it, and
+// the server that managed it may be removed. The name may be used again.
+type SwarmReleased struct {
+	Swarm  string `json:"swarm"`
+	Server string `json:"server"`
+}
+
+// SwarmRegistryStarted is recorded ("swarm.registry_started") when berth
+// runs an image registry for the swarm: the registry on the manager and a
+// pull-through mirror of it on every other node, each answering on
+// Address (127.0.0.1:Port) of its node, which engines trust without TLS.
+// Images berth builds for the swarm's applications are pushed there and
+// their services name them by digest, so every node pulls them.
+type SwarmRegistryStarted struct {
+	Swarm   string `json:"swarm"`
+	Image   string `json:"image"`
+	Port    int    `json:"port"`
+	Address string `json:"address"`
+}
+
 // Swarm errors.
 var (
 	ErrSwarmNotFound = fmt.Errorf("swarm %w", ErrNotFound)
 	ErrSwarmExists   = fmt.Errorf("swarm already exists: %w", ErrConflict)
+	// ErrSwarmInUse: applications are placed on the swarm.
+	ErrSwarmInUse = fmt.Errorf("swarm has applications placed on it: %w", ErrConflict)
 )
 
 // Swarm is a Docker Swarm berth runs applications on. Its state changes
@@ -127,7 +162,9 @@ var (
 type Swarm struct {
 	name        string
 	server      string
+	serverName  string
 	clusterID   string
+	registry    SwarmRegistryStarted
 	initialized bool
 	nodeStates  map[string]string
 	rollbacks   map[string]bool
@@ -152,7 +189,12 @@ func LoadSwarm(name string, events []RecordedEvent) (*Swarm, error) {
 func (s *Swarm) apply(data any) {
 	switch v := data.(type) {
 	case SwarmInitialized:
-		s.initialized, s.server, s.clusterID = true, v.Server, v.ClusterID
+		s.initialized, s.server, s.serverName, s.clusterID = true, v.Server, v.ServerName, v.ClusterID
+	case SwarmRegistryStarted:
+		s.registry = v
+	case SwarmReleased:
+		s.initialized, s.server, s.serverName, s.clusterID, s.registry = false, "", "", "", SwarmRegistryStarted{}
+		s.nodeStates, s.rollbacks, s.moved = map[string]string{}, map[string]bool{}, map[string]bool{}
 	case SwarmNodeStateChanged:
 		s.nodeStates[v.NodeID] = v.State
 	case SwarmServiceRolledBack:
@@ -162,12 +204,38 @@ func (s *Swarm) apply(data any) {
 	}
 }
 
-// Name, Server, ClusterID, Version and Exists describe the swarm.
-func (s *Swarm) Name() string      { return s.name }
-func (s *Swarm) Server() string    { return s.server }
-func (s *Swarm) ClusterID() string { return s.clusterID }
-func (s *Swarm) Version() int64    { return s.version }
-func (s *Swarm) Exists() bool      { return s.initialized }
+// Name, Server (the stable id of the manager's server), ServerName (its
+// name when the swarm was recorded), ClusterID, Version and Exists describe
+// the swarm.
+func (s *Swarm) Name() string       { return s.name }
+func (s *Swarm) Server() string     { return s.server }
+func (s *Swarm) ServerName() string { return s.serverName }
+func (s *Swarm) ClusterID() string  { return s.clusterID }
+func (s *Swarm) Version() int64     { return s.version }
+func (s *Swarm) Exists() bool       { return s.initialized }
+
+// Registry is the registry berth runs for the swarm (a zero value when
+// none): its Address is where every node reaches it.
+func (s *Swarm) Registry() SwarmRegistryStarted { return s.registry }
+
+// StartRegistry decides swarm.registry_started for a registry running
+// image on port (nothing when the swarm records that registry already).
+func (s *Swarm) StartRegistry(image string, port int) ([]Event, error) {
+	if err := s.live(); err != nil {
+		return nil, err
+	}
+	if err := ValidateImageRef("image", image); err != nil {
+		return nil, err
+	}
+	if err := ValidatePort("port", port); err != nil {
+		return nil, err
+	}
+	v := SwarmRegistryStarted{Swarm: s.name, Image: image, Port: port, Address: fmt.Sprintf("127.0.0.1:%d", port)}
+	if s.registry == v {
+		return nil, nil
+	}
+	return []Event{{StreamID: SwarmStream(s.name), Type: EventSwarmRegistryStarted, Data: v}}, nil
+}
 
 // NodeState is the last state recorded for a node ("" when none).
 func (s *Swarm) NodeState(id string) string { return s.nodeStates[id] }
@@ -175,16 +243,10 @@ func (s *Swarm) NodeState(id string) string { return s.nodeStates[id] }
 // NodeStates returns every node's last recorded state.
 func (s *Swarm) NodeStates() map[string]string { return maps.Clone(s.nodeStates) }
 
-// ValidateServer checks a server name: "local" until servers are
-// aggregates of their own.
+// ValidateServer checks a server's stable id ("local", or the id of a
+// server added).
 func ValidateServer(fieldName, s string) error {
-	if err := ValidateName(fieldName, s); err != nil {
-		return err
-	}
-	if s != LocalServer {
-		return Invalid(fieldName, `must be "local" (the engine beside berth)`)
-	}
-	return nil
+	return ValidateName(fieldName, s)
 }
 
 // InitSwarm decides recording a swarm berth initialised or adopted.
@@ -200,6 +262,19 @@ func InitSwarm(s *Swarm, v SwarmInitialized) ([]Event, error) {
 	}
 	v.Swarm = s.name
 	return []Event{{StreamID: SwarmStream(s.name), Type: EventSwarmInitialized, Data: v}}, nil
+}
+
+// Release decides swarm.released: berth forgets the swarm. apps are the
+// applications placed on it; while there are any it is refused
+// (ErrSwarmInUse).
+func (s *Swarm) Release(apps []string) ([]Event, error) {
+	if err := s.live(); err != nil {
+		return nil, err
+	}
+	if len(apps) > 0 {
+		return nil, fmt.Errorf("%s (%s): %w", s.name, strings.Join(apps, ", "), ErrSwarmInUse)
+	}
+	return []Event{{StreamID: SwarmStream(s.name), Type: EventSwarmReleased, Data: SwarmReleased{Swarm: s.name, Server: s.server}}}, nil
 }
 
 func (s *Swarm) live() error {
@@ -369,4 +444,9 @@ type SwarmPort interface {
 	// RotateJoinToken replaces the join token of role and returns the new
 	// join command.
 	RotateJoinToken(ctx context.Context, server, role string) (JoinCommand, error)
+	// RunRegistry runs (or updates) the swarm's image registry: image on
+	// the manager, publishing port there, and a pull-through mirror of it
+	// on every other node publishing the same port; it returns once the
+	// registry on the manager runs.
+	RunRegistry(ctx context.Context, server, image string, port int) error
 }

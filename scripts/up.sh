@@ -7,7 +7,9 @@
 # provider watches berth's dynamic directory. Ports: BERTH_HTTP_ADDRESS
 # (default :80) and BERTH_HTTPS_ADDRESS (default :443); BERTH_ACME_EMAIL turns
 # on Let's Encrypt. If Traefik cannot start (ports taken, no binary), berth
-# still runs and the reason is printed.
+# still runs and the reason is printed. The same Traefik binary is berth's
+# --swarm-traefik-bin (BERTH_SWARM_TRAEFIK_BIN), so that applications placed
+# on a swarm are served by Traefik in the swarm.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -59,6 +61,15 @@ fi
 if [ -z "${BERTH_DATABASE_URL:-}" ]; then
 	export BERTH_OWNER_DATABASE_URL='postgres://berth:berth@127.0.0.1:5432/berth?sslmode=disable'
 	export BERTH_DATABASE_URL='postgres://berth_app:berth_app@127.0.0.1:5432/berth?sslmode=disable'
+fi
+
+# Applications on a swarm run behind Traefik as a service of the swarm, its
+# image built FROM scratch from this same binary (--swarm-traefik-bin); the
+# task probe berth runs on swarm managers is bin/berth-taskprobe, beside
+# bin/berth (go tool task build).
+if [ -z "${BERTH_SWARM_TRAEFIK_BIN:-}" ] && [ -x "$TRAEFIK_BIN" ]; then
+	BERTH_SWARM_TRAEFIK_BIN=$(cd "$(dirname "$TRAEFIK_BIN")" && pwd)/$(basename "$TRAEFIK_BIN")
+	export BERTH_SWARM_TRAEFIK_BIN
 fi
 
 # berth runs in the background, its log on the terminal and in a file, so

@@ -14,6 +14,8 @@ import (
 // it.
 type Swarms interface {
 	InitSwarm(ctx context.Context, m commands.Meta, c commands.InitSwarm) (commands.Result, error)
+	ReleaseSwarm(ctx context.Context, m commands.Meta, c commands.ReleaseSwarm) (commands.Result, error)
+	RunSwarmRegistry(ctx context.Context, m commands.Meta, c commands.RunSwarmRegistry) (commands.Result, error)
 	SetNodeAvailability(ctx context.Context, m commands.Meta, c commands.SetNodeAvailability) (commands.Result, error)
 	SetNodeLabels(ctx context.Context, m commands.Meta, c commands.SetNodeLabels) (commands.Result, error)
 	RotateJoinToken(ctx context.Context, m commands.Meta, swarm, role string) (commands.Result, domain.JoinCommand, error)
@@ -28,7 +30,7 @@ func swarmRouteAccess(pattern string) (Access, bool) {
 	switch pattern {
 	case "GET /api/v1/swarms", "GET /api/v1/swarms/{name}":
 		return Access{Role: domain.RoleAuditor}, true
-	case "POST /api/v1/swarms", "PUT /api/v1/swarms/{name}/nodes/{node}/availability",
+	case "POST /api/v1/swarms", "DELETE /api/v1/swarms/{name}", "POST /api/v1/swarms/{name}/registry", "PUT /api/v1/swarms/{name}/nodes/{node}/availability",
 		"PUT /api/v1/swarms/{name}/nodes/{node}/labels", "POST /api/v1/swarms/{name}/join-tokens/{role}":
 		return Access{Role: domain.RoleAdmin}, true
 	}
@@ -36,12 +38,15 @@ func swarmRouteAccess(pattern string) (Access, bool) {
 }
 
 // registerSwarms registers the swarm endpoints: the swarms berth runs
-// applications on, their nodes (live from the manager), drain and
+// applications on (initialised or adopted on any server's engine, and
+// released), their nodes (live from the manager), drain and
 // reactivate, node labels, and join commands shown once.
 func (s *Server) registerSwarms() {
 	s.api("POST /api/v1/swarms", s.initSwarm)
 	s.api("GET /api/v1/swarms", s.listSwarms)
 	s.api("GET /api/v1/swarms/{name}", s.getSwarm)
+	s.api("DELETE /api/v1/swarms/{name}", s.releaseSwarm)
+	s.api("POST /api/v1/swarms/{name}/registry", s.runSwarmRegistry)
 	s.api("PUT /api/v1/swarms/{name}/nodes/{node}/availability", s.setNodeAvailability)
 	s.api("PUT /api/v1/swarms/{name}/nodes/{node}/labels", s.setNodeLabels)
 	s.api("POST /api/v1/swarms/{name}/join-tokens/{role}", s.rotateJoinToken)
@@ -80,6 +85,43 @@ func (s *Server) initSwarm(w http.ResponseWriter, r *http.Request) error {
 		return swarmErr(err)
 	}
 	return s.written(w, r, http.StatusCreated, res, WriteResponse{})
+}
+
+func (s *Server) releaseSwarm(w http.ResponseWriter, r *http.Request) error {
+	sw, err := s.swarms()
+	if err != nil {
+		return err
+	}
+	m, err := s.meta(r)
+	if err != nil {
+		return err
+	}
+	res, err := sw.ReleaseSwarm(r.Context(), m, commands.ReleaseSwarm{Name: r.PathValue("name")})
+	if err != nil {
+		return swarmErr(err)
+	}
+	return s.written(w, r, http.StatusOK, res, WriteResponse{})
+}
+
+func (s *Server) runSwarmRegistry(w http.ResponseWriter, r *http.Request) error {
+	sw, err := s.swarms()
+	if err != nil {
+		return err
+	}
+	m, err := s.meta(r)
+	if err != nil {
+		return err
+	}
+	var req commands.RunSwarmRegistry
+	if err := s.decodeJSON(w, r, &req, false); err != nil {
+		return err
+	}
+	req.Swarm = r.PathValue("name")
+	res, err := sw.RunSwarmRegistry(r.Context(), m, req)
+	if err != nil {
+		return swarmErr(err)
+	}
+	return s.written(w, r, http.StatusOK, res, WriteResponse{})
 }
 
 func (s *Server) listSwarms(w http.ResponseWriter, r *http.Request) error {

@@ -20,10 +20,11 @@ import (
 // on the server "local". The swarm itself is tested in handlers/swarm; this
 // one serves the API's shapes.
 type fakeSwarms struct {
-	mu     sync.Mutex
-	inited bool
-	nodes  []domain.SwarmNode
-	tokens int
+	mu       sync.Mutex
+	inited   bool
+	nodes    []domain.SwarmNode
+	tokens   int
+	registry string
 }
 
 func newFakeSwarms() *fakeSwarms {
@@ -96,6 +97,13 @@ func (f *fakeSwarms) RotateJoinToken(_ context.Context, _, role string) (domain.
 	f.tokens++
 	tok := fmt.Sprintf("SWMTKN-1-fake%d", f.tokens)
 	return domain.JoinCommand{Role: role, Token: tok, Addr: "10.0.0.1:2377", Command: "docker swarm join --token " + tok + " 10.0.0.1:2377"}, nil
+}
+
+func (f *fakeSwarms) RunRegistry(_ context.Context, _, image string, port int) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.registry = fmt.Sprintf("%s@%d", image, port)
+	return nil
 }
 
 // TestSwarmEndpoints drives every swarm endpoint, each request and answer
@@ -203,12 +211,39 @@ func TestSwarmEndpoints(t *testing.T) {
 	if r := e.must(http.StatusUnprocessableEntity, "PATCH", "/api/v1/apps/api", map[string]any{"placement": map[string]any{"swarm": "main", "preferences": []string{"zone"}}}); field(r) != "placement.preferences[0]" {
 		t.Errorf("bad preference: field %q", field(r))
 	}
+	// Released only once no application is on it.
+	if r := e.must(http.StatusConflict, "DELETE", "/api/v1/swarms/main", nil); !strings.Contains(r.apiError(t).Message, "api") {
+		t.Errorf("release with an application on the swarm: %+v, want 409 naming api", r.apiError(t))
+	}
 	e.must(http.StatusOK, "PATCH", "/api/v1/apps/api", map[string]any{"replicas": 3, "placement": map[string]any{}})
+
+	// A registry for the swarm: recorded once, shown with the swarm.
+	if r := e.must(http.StatusUnprocessableEntity, "POST", "/api/v1/swarms/main/registry", map[string]any{"port": 70000}); field(r) != "port" {
+		t.Errorf("bad registry port: field %q", field(r))
+	}
+	if r := e.must(http.StatusUnprocessableEntity, "POST", "/api/v1/swarms/main/registry", map[string]any{"image": "Bad Image"}); field(r) != "image" {
+		t.Errorf("bad registry image: field %q", field(r))
+	}
+	var started webui.WriteResponse
+	e.must(http.StatusOK, "POST", "/api/v1/swarms/main/registry", nil).json(t, &started)
+	if !started.Changed || fake.registry != domain.DefaultSwarmRegistryImage+"@5000" {
+		t.Errorf("registry: answer %+v, engine asked for %q, want registry:2 on 5000 recorded", started, fake.registry)
+	}
+	e.must(http.StatusOK, "POST", "/api/v1/swarms/main/registry", map[string]any{"image": "registry:2", "port": 5000}).json(t, &started)
+	if started.Changed {
+		t.Errorf("the same registry again: recorded again")
+	}
+	e.must(http.StatusOK, "GET", "/api/v1/swarms/main", nil).json(t, &sw)
+	if sw.Registry != "127.0.0.1:5000" {
+		t.Errorf("swarm registry %q, want 127.0.0.1:5000", sw.Registry)
+	}
+	e.must(http.StatusOK, "DELETE", "/api/v1/swarms/main", nil)
+	e.must(http.StatusNotFound, "GET", "/api/v1/swarms/main", nil)
 }
 
 // TestBrowserSwarms drives the Swarms screen: the nodes of a swarm with
-// their state, role and labels, a node drained and reactivated, and a join
-// command shown once.
+// their state, role and labels, a node drained and reactivated, the
+// swarm's registry run, and a join command shown once.
 func TestBrowserSwarms(t *testing.T) {
 	if testing.Short() {
 		t.Skip("browser end-to-end test")
@@ -235,6 +270,10 @@ func TestBrowserSwarms(t *testing.T) {
 	run(t, ctx, "reactivate it",
 		clickLive(`tr[data-node="n2worker"] button`),
 		waitFor(`document.querySelector('tr[data-node="n2worker"]')?.dataset.availability === 'active'`),
+	)
+	run(t, ctx, "run a registry for the swarm",
+		clickLive(`article[data-swarm="main"] button[data-action="registry"]`),
+		waitFor(`document.querySelector('article[data-swarm="main"] .registry')?.textContent.includes('127.0.0.1:5000')`),
 	)
 	run(t, ctx, "show a worker join command",
 		clickLive(`article[data-swarm="main"] button[data-join="worker"]`),

@@ -57,6 +57,7 @@ func commands() []command {
 		{"user create", "create a user (password read from standard input)", runUserCreate},
 		{"token create", "create an API token and print it once", runTokenCreate},
 		{"traefik config", "write Traefik's static configuration", runTraefikConfig},
+		{"swarm registry", "run a swarm's image registry (on its manager, mirrored on every node) and record it", runSwarmRegistry},
 		{"backup", "back berth's own database up to S3-compatible storage (streamed, gzip)", runBackup},
 		{"restore", "restore berth's database from a backup into an empty database and verify its log", runRestore},
 		{"version", "print berth's version", runVersion},

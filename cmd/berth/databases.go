@@ -136,7 +136,7 @@ func (s *databaseServers) Manager(ctx context.Context, name string) (*client.Cli
 	if !sw.Exists() {
 		return nil, "", fmt.Errorf("%s: %w", name, domain.ErrSwarmNotFound)
 	}
-	svc, err := s.cluster.Services(sw.Server())
+	svc, err := s.cluster.Services(ctx, sw.Server())
 	if err != nil {
 		return nil, "", err
 	}

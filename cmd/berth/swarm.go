@@ -4,32 +4,66 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"os"
 	"path/filepath"
 	"strconv"
+	"sync/atomic"
 	"time"
 
+	"github.com/docker/docker/client"
+
 	"berth/domain"
+	"berth/handlers/servers"
 	"berth/handlers/swarm"
 	"berth/projections/traefik"
 )
 
-// wireSwarm builds the swarm side: the Services of the local engine (the
-// only server until servers are aggregates of their own), the Cluster the
-// swarm commands drive, the resolver the deployment workflow finds an
-// application's swarm with, and the watcher recording node and task
-// changes and the swarms' own rollbacks.
-func wireSwarm(m *Main) (*swarm.Cluster, swarmResolver, *swarm.Watcher, error) {
-	local, err := swarm.New(swarm.Config{DockerHost: m.Config.DockerHost, Network: m.Config.Swarm.Network, Logger: m.Logger})
-	if err != nil {
-		return nil, swarmResolver{}, nil, fmt.Errorf("--swarm-network: %w", err)
+// wireSwarm builds the swarm side: the Cluster the swarm commands drive,
+// over the engine of any server (the servers fleet, set once it exists,
+// gives each server's Docker client), the resolver the deployment workflow
+// finds an application's swarm with, and the watcher recording node and
+// task changes and the swarms' own rollbacks.
+func wireSwarm(m *Main) (*swarm.Cluster, swarmResolver, *swarm.Watcher, *fleetEngines, error) {
+	engines := &fleetEngines{}
+	probe := m.Config.Swarm.ProbeBin
+	if probe == "" {
+		if exe, err := os.Executable(); err == nil {
+			if p := filepath.Join(filepath.Dir(exe), "berth-taskprobe"); fileExists(p) {
+				probe = p
+			}
+		}
 	}
-	m.closers = append(m.closers, local.Close)
-	cluster := swarm.NewCluster(map[string]*swarm.Services{domain.LocalServer: local})
+	cluster, err := swarm.NewServersCluster(swarm.Config{Network: m.Config.Swarm.Network, ProbeBinary: probe, Logger: m.Logger}, engines)
+	if err != nil {
+		return nil, swarmResolver{}, nil, nil, fmt.Errorf("--swarm-network: %w", err)
+	}
 	watcher, err := swarm.NewWatcher(swarm.WatcherConfig{Store: m.Store, Cluster: cluster, Logger: m.Logger})
 	if err != nil {
-		return nil, swarmResolver{}, nil, err
+		return nil, swarmResolver{}, nil, nil, err
 	}
-	return cluster, swarmResolver{store: m.Store, cluster: cluster}, watcher, nil
+	return cluster, swarmResolver{store: m.Store, cluster: cluster}, watcher, engines, nil
+}
+
+func fileExists(p string) bool {
+	fi, err := os.Stat(p)
+	return err == nil && fi.Mode().IsRegular()
+}
+
+// fleetEngines gives the swarm Cluster the Docker client of a server's
+// engine through the servers fleet, once the fleet is built.
+type fleetEngines struct {
+	fleet atomic.Pointer[servers.Fleet]
+}
+
+var _ swarm.Engines = (*fleetEngines)(nil)
+
+// Client implements swarm.Engines.
+func (e *fleetEngines) Client(ctx context.Context, server string) (*client.Client, error) {
+	f := e.fleet.Load()
+	if f == nil {
+		return nil, fmt.Errorf("the servers are not loaded yet: %w", domain.ErrUnavailable)
+	}
+	return f.Client(ctx, server)
 }
 
 // swarmResolver finds a swarm's services by the swarm's record: the
@@ -48,7 +82,17 @@ func (r swarmResolver) Services(ctx context.Context, name string) (domain.SwarmS
 	if !s.Exists() {
 		return nil, fmt.Errorf("swarm %s: %w", name, domain.ErrSwarmNotFound)
 	}
-	return r.cluster.Services(s.Server())
+	return r.cluster.Services(ctx, s.Server())
+}
+
+// Registry implements deployer.SwarmRegistries: the address of the
+// registry berth runs for the swarm, from its record.
+func (r swarmResolver) Registry(ctx context.Context, name string) (string, error) {
+	s, err := swarm.LoadSwarm(ctx, r.store, name)
+	if err != nil {
+		return "", err
+	}
+	return s.Registry().Address, nil
 }
 
 // SwarmConfig configures the swarm side of berth serve.
@@ -56,10 +100,15 @@ type SwarmConfig struct {
 	// Network is the attachable overlay network of the applications'
 	// services and the proxy: --swarm-network, BERTH_SWARM_NETWORK.
 	Network string
-	// TraefikBin, when set, runs Traefik as a service of every swarm the
-	// local engine manages, its image built FROM scratch from this static
-	// binary: --swarm-traefik-bin, BERTH_SWARM_TRAEFIK_BIN.
+	// TraefikBin, when set, runs Traefik as a service of every swarm berth
+	// drives, its image built FROM scratch from this static binary:
+	// --swarm-traefik-bin, BERTH_SWARM_TRAEFIK_BIN.
 	TraefikBin string
+	// ProbeBin is the static berth-taskprobe binary that requests each new
+	// task's health check path from inside the swarm's overlay network:
+	// --swarm-probe-bin, BERTH_SWARM_PROBE_BIN (default: berth-taskprobe
+	// beside berth's own executable, when there is one).
+	ProbeBin string
 	// HTTPPort and HTTPSPort are the ports that Traefik service publishes
 	// on the manager: --swarm-http-port, --swarm-https-port.
 	HTTPPort, HTTPSPort int
@@ -86,17 +135,19 @@ func bindSwarmFlags(fs *flag.FlagSet, c *Config, getenv func(string) string) err
 		return nil
 	}
 	str(&c.Swarm.Network, "swarm-network", "BERTH_SWARM_NETWORK", "attachable overlay network of applications' swarm services and the proxy (default: berth-swarm)")
-	str(&c.Swarm.TraefikBin, "swarm-traefik-bin", "BERTH_SWARM_TRAEFIK_BIN", "static Traefik binary run, in an image built FROM scratch, as a service of the local swarm (off when empty)")
+	str(&c.Swarm.TraefikBin, "swarm-traefik-bin", "BERTH_SWARM_TRAEFIK_BIN", "static Traefik binary run, in an image built FROM scratch, as a service of every swarm (off when empty)")
+	str(&c.Swarm.ProbeBin, "swarm-probe-bin", "BERTH_SWARM_PROBE_BIN", "static berth-taskprobe binary that checks each new task's health check path inside the swarm (default: berth-taskprobe beside berth's executable)")
 	if err := num(&c.Swarm.HTTPPort, "swarm-http-port", "BERTH_SWARM_HTTP_PORT", 80, "HTTP port the swarm's Traefik service publishes on the manager"); err != nil {
 		return err
 	}
 	return num(&c.Swarm.HTTPSPort, "swarm-https-port", "BERTH_SWARM_HTTPS_PORT", 443, "HTTPS port the swarm's Traefik service publishes on the manager")
 }
 
-// swarmProxy keeps Traefik running as a service of every swarm the local
-// engine manages, when --swarm-traefik-bin is set: its image built FROM
-// scratch from that binary, the static configuration rendered here, the
-// dynamic configuration the routing projection's directory.
+// swarmProxy keeps Traefik running as a service of every swarm berth
+// drives, when --swarm-traefik-bin is set: its image built FROM scratch
+// from that binary, the static configuration rendered here, the dynamic
+// configuration the routing projection's directory: mounted when the
+// manager is the local engine, copied into swarm configs otherwise.
 func swarmProxy(m *Main, cluster *swarm.Cluster) func(context.Context) error {
 	return func(ctx context.Context) error {
 		cfg := m.Config
@@ -118,7 +169,7 @@ func swarmProxy(m *Main, cluster *swarm.Cluster) func(context.Context) error {
 			return err
 		}
 		version := "berth-" + filepath.Base(filepath.Dir(bin))
-		t := time.NewTicker(30 * time.Second)
+		t := time.NewTicker(10 * time.Second)
 		defer t.Stop()
 		for {
 			names, err := swarm.Swarms(ctx, m.Store)
@@ -127,15 +178,24 @@ func swarmProxy(m *Main, cluster *swarm.Cluster) func(context.Context) error {
 			}
 			for _, name := range names {
 				s, err := swarm.LoadSwarm(ctx, m.Store, name)
-				if err != nil || s.Server() != domain.LocalServer {
+				if err != nil || !s.Exists() {
 					continue
 				}
-				svc, err := cluster.Services(s.Server())
+				spec := swarm.ProxySpec{Binary: bin, Version: version, Static: static, HTTPPort: cfg.Swarm.HTTPPort, HTTPSPort: cfg.Swarm.HTTPSPort}
+				if s.Server() == domain.LocalServer {
+					spec.DynamicDir = dynamic
+				} else {
+					spec.Dynamic, err = traefik.ReadDynamic(dynamic)
+				}
+				var svc *swarm.Services
+				if err == nil {
+					svc, err = cluster.Services(ctx, s.Server())
+				}
 				if err == nil {
 					var info domain.SwarmInfo
 					if info, err = cluster.Inspect(ctx, s.Server()); err == nil {
-						_, err = svc.EnsureProxy(ctx, swarm.ProxySpec{Binary: bin, Version: version, Static: static, DynamicDir: dynamic,
-							NodeID: info.NodeID, HTTPPort: cfg.Swarm.HTTPPort, HTTPSPort: cfg.Swarm.HTTPSPort})
+						spec.NodeID = info.NodeID
+						_, err = svc.EnsureProxy(ctx, spec)
 					}
 				}
 				if err != nil && ctx.Err() == nil {

@@ -72,7 +72,7 @@ func (m *Main) wire(ctx context.Context) (http.Handler, []Runner, error) {
 		return nil, nil, err
 	}
 	// Swarms: the engine beside berth may manage one.
-	cluster, swarms, watcher, err := wireSwarm(m)
+	cluster, swarms, watcher, swarmEngines, err := wireSwarm(m)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -176,6 +176,7 @@ func (m *Main) wire(ctx context.Context) (http.Handler, []Runner, error) {
 	if err != nil {
 		return nil, nil, err
 	}
+	swarmEngines.fleet.Store(fleet)
 	logFleet = fleet
 	dbServers.fleet = fleet
 	srv, err := webui.NewServer(webui.ServerConfig{}, webui.Deps{

@@ -14,7 +14,8 @@ import (
 // it manages already (Adopt).
 type InitSwarm struct {
 	Name string `json:"name"`
-	// Server is the server whose engine manages the swarm ("local").
+	// Server is the name of the server whose engine manages the swarm
+	// ("local", or any server added); the swarm records its stable id.
 	Server string `json:"server"`
 	// AdvertiseAddr is the address other nodes reach the new manager at
 	// ("10.0.0.1" or "10.0.0.1:2377"); not used when adopting.
@@ -39,10 +40,12 @@ func (h *Handler) loadSwarm(ctx context.Context, name string) (*domain.Swarm, er
 	return domain.LoadSwarm(name, recs)
 }
 
-// InitSwarm initialises or adopts a swarm and records swarm.initialized.
-// Errors: ErrInvalid, ErrConflict (the swarm exists, or the engine is in a
-// swarm when not adopting), ErrNotFound (adopting an engine in no swarm),
-// ErrUnavailable.
+// InitSwarm initialises or adopts a swarm and records swarm.initialized,
+// with server.swarm_managed on the server's stream in the same append.
+// Errors: ErrInvalid, ErrConflict (the swarm exists, the server manages a
+// swarm already, another swarm records the same cluster, or the engine is
+// in a swarm when not adopting), ErrNotFound (no such server; adopting an
+// engine in no swarm), ErrUnavailable.
 func (h *Handler) InitSwarm(ctx context.Context, meta Meta, cmd InitSwarm) (Result, error) {
 	c, err := h.newCall("InitSwarm", meta)
 	if err != nil {
@@ -51,8 +54,8 @@ func (h *Handler) InitSwarm(ctx context.Context, meta Meta, cmd InitSwarm) (Resu
 	if err := domain.ValidateName("name", cmd.Name); err != nil {
 		return Result{}, err
 	}
-	if err := domain.ValidateServer("server", cmd.Server); err != nil {
-		return Result{}, err
+	if cmd.Server == "" {
+		return Result{}, domain.Invalid("server", "is required (\"local\" or the name of a server)")
 	}
 	if !cmd.Adopt && cmd.AdvertiseAddr == "" {
 		return Result{}, domain.Invalid("advertise_addr", "is required to initialise a swarm")
@@ -66,6 +69,13 @@ func (h *Handler) InitSwarm(ctx context.Context, meta Meta, cmd InitSwarm) (Resu
 		if dup, ok, err := c.duplicate(ctx, stream, ""); err != nil || ok {
 			return plan{dup: &dup}, err
 		}
+		srv, err := h.loadNamedServer(ctx, cmd.Server)
+		if err != nil {
+			if errors.Is(err, domain.ErrNotFound) {
+				return plan{}, domain.Invalid("server", fmt.Sprintf("names no server berth knows (%s)", cmd.Server))
+			}
+			return plan{}, err
+		}
 		s, err := h.loadSwarm(ctx, cmd.Name)
 		if err != nil {
 			return plan{}, err
@@ -73,41 +83,169 @@ func (h *Handler) InitSwarm(ctx context.Context, meta Meta, cmd InitSwarm) (Resu
 		if s.Exists() {
 			return plan{}, fmt.Errorf("%s: %w", cmd.Name, domain.ErrSwarmExists)
 		}
-		if names, err := h.swarmNames(ctx); err != nil {
+		managed, err := srv.ManageSwarm(cmd.Name)
+		if err != nil {
 			return plan{}, err
-		} else if len(names) > 0 {
-			return plan{}, fmt.Errorf("server %s's swarm is recorded as %s: %w", cmd.Server, names[0], domain.ErrConflict)
 		}
 		var info domain.SwarmInfo
 		if cmd.Adopt {
-			info, err = port.Inspect(ctx, cmd.Server)
+			info, err = port.Inspect(ctx, srv.ID())
 		} else {
-			info, err = port.Init(ctx, cmd.Server, cmd.AdvertiseAddr)
+			info, err = port.Init(ctx, srv.ID(), cmd.AdvertiseAddr)
 		}
 		if err != nil {
 			return plan{}, err
 		}
-		events, err := domain.InitSwarm(s, domain.SwarmInitialized{Server: cmd.Server, ClusterID: info.ClusterID, NodeID: info.NodeID, AdvertiseAddr: info.AdvertiseAddr, Adopted: cmd.Adopt})
+		swarms, err := h.liveSwarms(ctx)
 		if err != nil {
 			return plan{}, err
 		}
-		return plan{primary: stream, version: s.Version(), events: events,
-			expected: map[string]domain.ExpectedVersion{stream: domain.ExpectVersion(s.Version())}}, nil
+		for _, other := range swarms {
+			if other.ClusterID() == info.ClusterID {
+				return plan{}, fmt.Errorf("the swarm of server %s is recorded as %s: %w", cmd.Server, other.Name(), domain.ErrConflict)
+			}
+		}
+		events, err := domain.InitSwarm(s, domain.SwarmInitialized{Server: srv.ID(), ServerName: srv.Name(), ClusterID: info.ClusterID, NodeID: info.NodeID, AdvertiseAddr: info.AdvertiseAddr, Adopted: cmd.Adopt})
+		if err != nil {
+			return plan{}, err
+		}
+		return plan{primary: stream, version: s.Version(), events: append(managed, events...),
+			expected: map[string]domain.ExpectedVersion{stream: domain.ExpectVersion(s.Version()), domain.ServerStream(srv.ID()): domain.ExpectVersion(srv.Version())}}, nil
 	})
 }
 
-// swarmNames lists the recorded swarms (one per server while only the
-// local server exists).
-func (h *Handler) swarmNames(ctx context.Context) ([]string, error) {
-	page, err := h.store.ReadAll(ctx, domain.ReadAllQuery{Limit: 1000, Filter: domain.Filter{Types: []string{domain.EventSwarmInitialized}}})
+// ReleaseSwarm asks berth to forget a swarm.
+type ReleaseSwarm struct {
+	Name string `json:"name"`
+}
+
+// ReleaseSwarm records swarm.released and server.swarm_released: berth no
+// longer drives the swarm (which keeps running), and its manager's server
+// may be removed. Errors: ErrInvalid, ErrNotFound, ErrConflict
+// (ErrSwarmInUse: applications are placed on it).
+func (h *Handler) ReleaseSwarm(ctx context.Context, meta Meta, cmd ReleaseSwarm) (Result, error) {
+	c, err := h.newCall("ReleaseSwarm", meta)
 	if err != nil {
-		return nil, fmt.Errorf("read swarms: %w", err)
+		return Result{}, err
 	}
+	if err := domain.ValidateName("name", cmd.Name); err != nil {
+		return Result{}, err
+	}
+	stream := domain.SwarmStream(cmd.Name)
+	return h.execute(ctx, c, true, func(ctx context.Context) (plan, error) {
+		if dup, ok, err := c.duplicate(ctx, stream, ""); err != nil || ok {
+			return plan{dup: &dup}, err
+		}
+		s, err := h.loadSwarm(ctx, cmd.Name)
+		if err != nil {
+			return plan{}, err
+		}
+		if !s.Exists() {
+			return plan{}, fmt.Errorf("%s: %w", cmd.Name, domain.ErrSwarmNotFound)
+		}
+		apps, err := h.appsOnSwarm(ctx, cmd.Name)
+		if err != nil {
+			return plan{}, err
+		}
+		events, err := s.Release(apps)
+		if err != nil {
+			return plan{}, err
+		}
+		srv, err := h.loadServer(ctx, s.Server())
+		if err != nil {
+			return plan{}, err
+		}
+		expected := map[string]domain.ExpectedVersion{stream: domain.ExpectVersion(s.Version())}
+		released := srv.ReleaseSwarm(cmd.Name)
+		if len(released) > 0 {
+			expected[domain.ServerStream(srv.ID())] = domain.ExpectVersion(srv.Version())
+		}
+		return plan{primary: stream, version: s.Version(), events: append(released, events...), expected: expected}, nil
+	})
+}
+
+// appsOnSwarm lists the applications (not deleted) whose configuration
+// places them on the swarm called name.
+func (h *Handler) appsOnSwarm(ctx context.Context, name string) ([]string, error) {
+	seen := map[string]bool{}
+	var out []string
+	var after int64
+	for {
+		page, err := h.store.ReadAll(ctx, domain.ReadAllQuery{After: after, Filter: domain.Filter{Types: []string{domain.EventAppCreated}}})
+		if err != nil {
+			return nil, fmt.Errorf("read applications: %w", err)
+		}
+		if len(page) == 0 {
+			break
+		}
+		for _, e := range page {
+			after = e.Position
+			app := strings.TrimPrefix(e.StreamID, domain.CategoryApp+"-")
+			if seen[app] {
+				continue
+			}
+			seen[app] = true
+			a, err := h.loadApp(ctx, app)
+			if err != nil {
+				if errors.Is(err, domain.ErrNotFound) {
+					continue
+				}
+				return nil, err
+			}
+			if a.Status() == domain.AppStatusDeleted {
+				continue
+			}
+			if p := a.Config().Runtime.Placement; p != nil && p.Swarm == name {
+				out = append(out, app)
+			}
+		}
+	}
+	slices.Sort(out)
+	return out, nil
+}
+
+// liveSwarms loads the recorded swarms berth has not released.
+func (h *Handler) liveSwarms(ctx context.Context) ([]*domain.Swarm, error) {
+	names, err := h.swarmNames(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var out []*domain.Swarm
+	for _, n := range names {
+		s, err := h.loadSwarm(ctx, n)
+		if err != nil {
+			return nil, err
+		}
+		if s.Exists() {
+			out = append(out, s)
+		}
+	}
+	return out, nil
+}
+
+// swarmNames lists the names of every swarm ever recorded, released or
+// not, each once.
+func (h *Handler) swarmNames(ctx context.Context) ([]string, error) {
+	seen := map[string]bool{}
 	var names []string
-	for _, e := range page {
-		names = append(names, strings.TrimPrefix(e.StreamID, domain.CategorySwarm+"-"))
+	var after int64
+	for {
+		page, err := h.store.ReadAll(ctx, domain.ReadAllQuery{After: after, Filter: domain.Filter{Types: []string{domain.EventSwarmInitialized}}})
+		if err != nil {
+			return nil, fmt.Errorf("read swarms: %w", err)
+		}
+		if len(page) == 0 {
+			return names, nil
+		}
+		for _, e := range page {
+			after = e.Position
+			n := strings.TrimPrefix(e.StreamID, domain.CategorySwarm+"-")
+			if !seen[n] {
+				seen[n] = true
+				names = append(names, n)
+			}
+		}
 	}
-	return names, nil
 }
 
 // SetNodeAvailability drains, pauses or reactivates a node.
@@ -253,8 +391,13 @@ func (h *Handler) RotateJoinToken(ctx context.Context, meta Meta, swarmName, rol
 // SwarmInfo is a swarm as the API shows it: its record and its nodes, live
 // from its manager.
 type SwarmInfo struct {
-	Name      string             `json:"name"`
-	Server    string             `json:"server"`
+	Name string `json:"name"`
+	// Server is the name of the manager's server; ServerID its stable id.
+	Server   string `json:"server"`
+	ServerID string `json:"server_id"`
+	// Registry is where every node reaches the registry berth runs for
+	// the swarm ("" when none).
+	Registry  string             `json:"registry,omitempty"`
 	ClusterID string             `json:"cluster_id"`
 	Version   int64              `json:"version"`
 	Reachable bool               `json:"reachable"`
@@ -265,13 +408,13 @@ type SwarmInfo struct {
 // Swarms lists the recorded swarms with their nodes as their managers
 // list them now.
 func (h *Handler) Swarms(ctx context.Context) ([]SwarmInfo, error) {
-	names, err := h.swarmNames(ctx)
+	swarms, err := h.liveSwarms(ctx)
 	if err != nil {
 		return nil, err
 	}
 	out := []SwarmInfo{}
-	for _, n := range names {
-		info, err := h.Swarm(ctx, n)
+	for _, s := range swarms {
+		info, err := h.Swarm(ctx, s.Name())
 		if err != nil {
 			return nil, err
 		}
@@ -293,7 +436,10 @@ func (h *Handler) Swarm(ctx context.Context, name string) (SwarmInfo, error) {
 	if !s.Exists() {
 		return SwarmInfo{}, fmt.Errorf("%s: %w", name, domain.ErrSwarmNotFound)
 	}
-	info := SwarmInfo{Name: name, Server: s.Server(), ClusterID: s.ClusterID(), Version: s.Version(), Nodes: []domain.SwarmNode{}}
+	info := SwarmInfo{Name: name, Server: s.ServerName(), ServerID: s.Server(), Registry: s.Registry().Address, ClusterID: s.ClusterID(), Version: s.Version(), Nodes: []domain.SwarmNode{}}
+	if srv, err := h.loadServer(ctx, s.Server()); err == nil && srv.Exists() {
+		info.Server = srv.Name() // its name now
+	}
 	port, err := h.swarmPort()
 	if err == nil {
 		var nodes []domain.SwarmNode
@@ -323,4 +469,65 @@ func (h *Handler) checkSwarm(ctx context.Context, field string, p *domain.Placem
 		return domain.Invalid(field, "names no swarm berth knows (POST /api/v1/swarms first)")
 	}
 	return nil
+}
+
+// RunSwarmRegistry asks for an image registry run for a swarm.
+type RunSwarmRegistry struct {
+	Swarm string `json:"-"`
+	// Image is the registry's image (default domain.DefaultSwarmRegistryImage).
+	Image string `json:"image,omitempty"`
+	// Port is published on every node, answering on its 127.0.0.1
+	// (default domain.DefaultSwarmRegistryPort).
+	Port int `json:"port,omitempty"`
+}
+
+// RunSwarmRegistry runs the swarm's registry (on the manager, with a
+// pull-through mirror on every other node) and records
+// swarm.registry_started; images berth builds for the swarm's applications
+// are then pushed to it. Running it again with the same image and port
+// records nothing. Errors: ErrInvalid, ErrNotFound, ErrConflict,
+// ErrUnavailable.
+func (h *Handler) RunSwarmRegistry(ctx context.Context, meta Meta, cmd RunSwarmRegistry) (Result, error) {
+	c, err := h.newCall("RunSwarmRegistry", meta)
+	if err != nil {
+		return Result{}, err
+	}
+	if err := domain.ValidateName("name", cmd.Swarm); err != nil {
+		return Result{}, err
+	}
+	if cmd.Image == "" {
+		cmd.Image = domain.DefaultSwarmRegistryImage
+	}
+	if cmd.Port == 0 {
+		cmd.Port = domain.DefaultSwarmRegistryPort
+	}
+	if err := domain.ValidateImageRef("image", cmd.Image); err != nil {
+		return Result{}, err
+	}
+	if err := domain.ValidatePort("port", cmd.Port); err != nil {
+		return Result{}, err
+	}
+	port, err := h.swarmPort()
+	if err != nil {
+		return Result{}, err
+	}
+	stream := domain.SwarmStream(cmd.Swarm)
+	return h.execute(ctx, c, true, func(ctx context.Context) (plan, error) {
+		if dup, ok, err := c.duplicate(ctx, stream, ""); err != nil || ok {
+			return plan{dup: &dup}, err
+		}
+		s, err := h.loadSwarm(ctx, cmd.Swarm)
+		if err != nil {
+			return plan{}, err
+		}
+		events, err := s.StartRegistry(cmd.Image, cmd.Port)
+		if err != nil {
+			return plan{}, err
+		}
+		if err := port.RunRegistry(ctx, s.Server(), cmd.Image, cmd.Port); err != nil {
+			return plan{}, err
+		}
+		return plan{primary: stream, version: s.Version(), events: events,
+			expected: map[string]domain.ExpectedVersion{stream: domain.ExpectVersion(s.Version())}}, nil
+	})
 }

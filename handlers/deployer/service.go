@@ -19,6 +19,23 @@ type Swarms interface {
 	Services(ctx context.Context, swarm string) (domain.SwarmServicePort, error)
 }
 
+// SwarmRegistries is what a Swarms may also implement: the address of the
+// registry berth runs for a swarm ("" when none), where images built for
+// the swarm's applications are pushed.
+type SwarmRegistries interface {
+	Registry(ctx context.Context, swarm string) (string, error)
+}
+
+// swarmRegistry returns the address of swarm's own registry, "" when it
+// has none.
+func (w *Workflow) swarmRegistry(ctx context.Context, swarm string) (string, error) {
+	r, ok := w.cfg.Swarms.(SwarmRegistries)
+	if !ok {
+		return "", nil
+	}
+	return r.Registry(ctx, swarm)
+}
+
 // services returns the SwarmServicePort of app's swarm.
 func (w *Workflow) services(ctx context.Context, rt domain.Runtime) (domain.SwarmServicePort, error) {
 	if w.cfg.Swarms == nil {

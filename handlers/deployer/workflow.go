@@ -668,8 +668,20 @@ func (r *run) buildFromGit(ctx context.Context, cfg domain.AppConfig) (string, e
 	}
 	r.progress(fmt.Sprintf("built image %s in %s", short(img.ID), img.Duration.Round(time.Millisecond)))
 	built := domain.DeploymentImageBuilt{ImageID: img.ID, DurationMS: img.Duration.Milliseconds()}
-	if b.Push != "" {
-		target := b.Push + ":" + job.DeploymentID
+	push := b.Push
+	if rt := cfg.Runtime.WithDefaults(); push == "" && rt.OnSwarm() {
+		// A swarm with a registry of its own: the image goes there, so
+		// that every node pulls it by digest.
+		addr, err := w.swarmRegistry(ctx, rt.Placement.Swarm)
+		if err != nil {
+			return "", FailStep(domain.StepBuildImage, err)
+		}
+		if addr != "" {
+			push = addr + "/berth/" + job.App
+		}
+	}
+	if push != "" {
+		target := push + ":" + job.DeploymentID
 		auth, err := w.registryAuth(ctx, domain.ImageRegistry(target))
 		if err != nil {
 			return "", FailStep(domain.StepBuildImage, err)

@@ -18,6 +18,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/docker/docker/client"
+
 	"berth/domain"
 	"berth/handlers/commands"
 	"berth/handlers/docker"
@@ -128,6 +130,25 @@ func (f *Fleet) Runtime(ctx context.Context, s *domain.Server) (*docker.Runtime,
 		return nil, err
 	}
 	return e.rt, nil
+}
+
+// Client returns the Docker client of server id's engine (the local one,
+// or a remote one over SSH or TLS): the client of its cached runtime,
+// which the Fleet keeps and closes. Errors: ErrNotFound (no such server),
+// ErrInvalid (an SSH server not verified yet).
+func (f *Fleet) Client(ctx context.Context, id string) (*client.Client, error) {
+	s, err := f.Load(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	if s.Kind() == domain.ServerSSH && s.HostKey() == "" {
+		return nil, domain.Invalid("server", fmt.Sprintf("server %s is not verified yet: its SSH host key is not pinned", s.Name()))
+	}
+	e, err := f.engine(ctx, s, false)
+	if err != nil {
+		return nil, err
+	}
+	return e.eng.Client(), nil
 }
 
 func (f *Fleet) engine(ctx context.Context, s *domain.Server, trustFirst bool) (*engine, error) {

@@ -8,6 +8,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 
 	cerrdefs "github.com/containerd/errdefs"
 	"github.com/docker/docker/api/types/swarm"
@@ -17,40 +18,82 @@ import (
 )
 
 // Cluster drives the swarms of servers' engines: the domain.SwarmPort.
-// Servers maps a server name to the Services of its engine; until servers
-// are aggregates of their own, only "local" (the engine beside berth) is
-// known.
+// Every method names the server whose engine is the swarm's manager by its
+// stable id ("local": the engine beside berth).
 type Cluster struct {
-	servers map[string]*Services
+	fixed   map[string]*Services
+	cfg     Config
+	engines Engines
+
+	mu       sync.Mutex
+	services map[string]*Services // server id: the Services over its client
 }
 
 var _ domain.SwarmPort = (*Cluster)(nil)
 
-// NewCluster returns the Cluster of servers.
-func NewCluster(servers map[string]*Services) *Cluster { return &Cluster{servers: servers} }
+// Engines gives the Docker client of a server's engine (the local one, or a
+// remote one over SSH or TLS), by the server's stable id. Errors wrap
+// ErrNotFound (no such server) and ErrUnavailable. The client stays owned
+// by the Engines: a Cluster never closes it.
+type Engines interface {
+	Client(ctx context.Context, server string) (*client.Client, error)
+}
 
-func (c *Cluster) engine(server string) (*client.Client, error) {
+// NewCluster returns the Cluster of a fixed set of servers (server id:
+// the Services of its engine).
+func NewCluster(servers map[string]*Services) *Cluster { return &Cluster{fixed: servers} }
+
+// NewServersCluster returns the Cluster of every server engines reaches:
+// each server's Services, configured by cfg, over the client engines gives
+// (made again when that client changes).
+func NewServersCluster(cfg Config, engines Engines) (*Cluster, error) {
+	if engines == nil {
+		return nil, fmt.Errorf("swarm cluster: engines are required: %w", domain.ErrInvalid)
+	}
+	cfg.setDefaults()
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	return &Cluster{cfg: cfg, engines: engines, services: map[string]*Services{}}, nil
+}
+
+// Services returns the Services of server's engine.
+func (c *Cluster) Services(ctx context.Context, server string) (*Services, error) {
 	if err := domain.ValidateServer("server", server); err != nil {
 		return nil, err
 	}
-	s, ok := c.servers[server]
-	if !ok {
-		return nil, fmt.Errorf("server %s: %w", server, domain.ErrNotFound)
+	if c.engines == nil {
+		s, ok := c.fixed[server]
+		if !ok {
+			return nil, fmt.Errorf("server %s: %w", server, domain.ErrNotFound)
+		}
+		return s, nil
+	}
+	cli, err := c.engines.Client(ctx, server)
+	if err != nil {
+		return nil, err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if s, ok := c.services[server]; ok && s.cli == cli {
+		return s, nil
+	}
+	s := newServices(c.cfg, cli)
+	c.services[server] = s
+	return s, nil
+}
+
+func (c *Cluster) engine(ctx context.Context, server string) (*client.Client, error) {
+	s, err := c.Services(ctx, server)
+	if err != nil {
+		return nil, err
 	}
 	return s.cli, nil
 }
 
-// Services returns the Services of server's engine.
-func (c *Cluster) Services(server string) (*Services, error) {
-	if _, err := c.engine(server); err != nil {
-		return nil, err
-	}
-	return c.servers[server], nil
-}
-
 // Init implements domain.SwarmPort.
 func (c *Cluster) Init(ctx context.Context, server, advertiseAddr string) (domain.SwarmInfo, error) {
-	cli, err := c.engine(server)
+	cli, err := c.engine(ctx, server)
 	if err != nil {
 		return domain.SwarmInfo{}, err
 	}
@@ -94,7 +137,7 @@ func splitAdvertise(s string) (string, int, error) {
 
 // Inspect implements domain.SwarmPort.
 func (c *Cluster) Inspect(ctx context.Context, server string) (domain.SwarmInfo, error) {
-	cli, err := c.engine(server)
+	cli, err := c.engine(ctx, server)
 	if err != nil {
 		return domain.SwarmInfo{}, err
 	}
@@ -135,7 +178,7 @@ func node(n swarm.Node) domain.SwarmNode {
 
 // Nodes implements domain.SwarmPort.
 func (c *Cluster) Nodes(ctx context.Context, server string) ([]domain.SwarmNode, error) {
-	cli, err := c.engine(server)
+	cli, err := c.engine(ctx, server)
 	if err != nil {
 		return nil, err
 	}
@@ -168,7 +211,7 @@ func nodeErr(err error) error {
 
 // update applies f to a node's spec.
 func (c *Cluster) update(ctx context.Context, server, nodeID string, f func(*swarm.NodeSpec)) (swarm.Node, error) {
-	cli, err := c.engine(server)
+	cli, err := c.engine(ctx, server)
 	if err != nil {
 		return swarm.Node{}, err
 	}
@@ -221,7 +264,7 @@ func (c *Cluster) SetNodeLabels(ctx context.Context, server, nodeID string, labe
 
 // RotateJoinToken implements domain.SwarmPort.
 func (c *Cluster) RotateJoinToken(ctx context.Context, server, role string) (domain.JoinCommand, error) {
-	cli, err := c.engine(server)
+	cli, err := c.engine(ctx, server)
 	if err != nil {
 		return domain.JoinCommand{}, err
 	}

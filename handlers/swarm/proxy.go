@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"sort"
 	"time"
 
 	cerrdefs "github.com/containerd/errdefs"
@@ -42,7 +43,13 @@ type ProxySpec struct {
 	// DynamicDir is the manager's directory of berth's dynamic
 	// configuration (the routing projection's), mounted read-only at
 	// ProxyDynamicPath: the proxy runs on the manager node that holds it.
+	// Set only when berth runs beside the manager's engine.
 	DynamicDir string
+	// Dynamic, used when DynamicDir is empty (a manager on another
+	// machine), is the dynamic configuration itself, file name: content;
+	// each file becomes a swarm config mounted in ProxyDynamicPath, and a
+	// change of any file updates the service (Traefik restarts).
+	Dynamic map[string][]byte
 	// NodeID is that manager's node id.
 	NodeID string
 	// HTTPPort and HTTPSPort are published on the manager node.
@@ -125,8 +132,13 @@ func (s *Services) EnsureProxy(ctx context.Context, p ProxySpec) (domain.Service
 	if len(p.Static) == 0 {
 		return domain.ServiceState{}, domain.Invalid("static", "is required")
 	}
-	if !filepath.IsAbs(p.DynamicDir) {
+	if p.DynamicDir != "" && !filepath.IsAbs(p.DynamicDir) {
 		return domain.ServiceState{}, domain.Invalid("dynamic_dir", "must be an absolute path")
+	}
+	for name := range p.Dynamic {
+		if !reDynamicFile.MatchString(name) {
+			return domain.ServiceState{}, domain.Invalid("dynamic", fmt.Sprintf("file name %q must be letters, digits, '.', '_' or '-', ending in .yml", name))
+		}
 	}
 	if err := domain.ValidateNodeID("node_id", p.NodeID); err != nil {
 		return domain.ServiceState{}, err
@@ -149,16 +161,56 @@ func (s *Services) EnsureProxy(ctx context.Context, p ProxySpec) (domain.Service
 	if err != nil {
 		return domain.ServiceState{}, err
 	}
+	configs := []*swarm.ConfigReference{{File: &swarm.ConfigReferenceFileTarget{Name: ProxyStaticPath, UID: "0", GID: "0", Mode: 0o444}, ConfigID: cfgID, ConfigName: cfgName}}
+	var mounts []mount.Mount
+	version := cfgName // what the service runs: changes when any file does
+	if p.DynamicDir != "" {
+		mounts = []mount.Mount{{Type: mount.TypeBind, Source: p.DynamicDir, Target: ProxyDynamicPath, ReadOnly: true}}
+	} else {
+		names := make([]string, 0, len(p.Dynamic))
+		for name := range p.Dynamic {
+			names = append(names, name)
+		}
+		sort.Strings(names)
+		// One listing of the proxy's dynamic configs, not one per file.
+		have := map[string]string{}
+		if len(names) > 0 {
+			list, err := s.cli.ConfigList(ctx, swarm.ConfigListOptions{Filters: filters.NewArgs(filters.Arg("label", LabelManaged+"=true"), filters.Arg("name", ProxyService+"-d-"))})
+			if err != nil {
+				return domain.ServiceState{}, unavailable(fmt.Errorf("list configs: %w", err))
+			}
+			for _, c := range list {
+				have[c.Spec.Name] = c.ID
+			}
+		}
+		all := sha256.New()
+		all.Write(p.Static)
+		for _, name := range names {
+			h := sha256.New()
+			h.Write([]byte(name + "\x00"))
+			h.Write(p.Dynamic[name])
+			dn := ProxyService + "-d-" + hex.EncodeToString(h.Sum(nil)[:8])
+			id, ok := have[dn]
+			if !ok {
+				if id, err = s.ensureConfig(ctx, dn, p.Dynamic[name]); err != nil {
+					return domain.ServiceState{}, err
+				}
+			}
+			configs = append(configs, &swarm.ConfigReference{File: &swarm.ConfigReferenceFileTarget{Name: ProxyDynamicPath + "/" + name, UID: "0", GID: "0", Mode: 0o444}, ConfigID: id, ConfigName: dn})
+			all.Write([]byte(dn))
+		}
+		version = ProxyService + "-" + hex.EncodeToString(all.Sum(nil)[:6])
+	}
 	replicas := uint64(1)
 	grace := 10 * time.Second
 	spec := swarm.ServiceSpec{
-		Annotations: swarm.Annotations{Name: ProxyService, Labels: map[string]string{LabelManaged: "true", LabelDeployment: cfgName}},
+		Annotations: swarm.Annotations{Name: ProxyService, Labels: map[string]string{LabelManaged: "true", LabelDeployment: version}},
 		TaskTemplate: swarm.TaskSpec{
 			ContainerSpec: &swarm.ContainerSpec{
 				Image:           image,
-				Labels:          map[string]string{LabelTaskDeployment: cfgName},
-				Mounts:          []mount.Mount{{Type: mount.TypeBind, Source: p.DynamicDir, Target: ProxyDynamicPath, ReadOnly: true}},
-				Configs:         []*swarm.ConfigReference{{File: &swarm.ConfigReferenceFileTarget{Name: ProxyStaticPath, UID: "0", GID: "0", Mode: 0o444}, ConfigID: cfgID, ConfigName: cfgName}},
+				Labels:          map[string]string{LabelTaskDeployment: version},
+				Mounts:          mounts,
+				Configs:         configs,
 				StopGracePeriod: &grace,
 			},
 			RestartPolicy: &swarm.RestartPolicy{Condition: swarm.RestartPolicyConditionAny},
@@ -183,18 +235,43 @@ func (s *Services) EnsureProxy(ctx context.Context, p ProxySpec) (domain.Service
 		if err != nil {
 			return domain.ServiceState{}, unavailable(fmt.Errorf("create the proxy service: %w", err))
 		}
-		return s.converge(ctx, resp.ID, cfgName, nil, func(string) {})
+		return s.converge(ctx, resp.ID, version, nil, func(string) {})
 	case err != nil:
 		return domain.ServiceState{}, unavailable(fmt.Errorf("inspect the proxy service: %w", err))
 	case cur.Spec.Labels[LabelManaged] != "true":
 		return domain.ServiceState{}, fmt.Errorf("service %s is not berth's: %w", ProxyService, domain.ErrConflict)
-	case cur.Spec.Labels[LabelDeployment] == cfgName && cur.Spec.TaskTemplate.ContainerSpec != nil && cur.Spec.TaskTemplate.ContainerSpec.Image == image:
-		return s.converge(ctx, cur.ID, cfgName, nil, func(string) {})
+	case cur.Spec.Labels[LabelDeployment] == version && cur.Spec.TaskTemplate.ContainerSpec != nil && cur.Spec.TaskTemplate.ContainerSpec.Image == image:
+		return s.converge(ctx, cur.ID, version, nil, func(string) {})
 	}
 	if _, err := s.cli.ServiceUpdate(ctx, cur.ID, cur.Version, spec, swarm.ServiceUpdateOptions{}); err != nil {
 		return domain.ServiceState{}, unavailable(fmt.Errorf("update the proxy service: %w", err))
 	}
-	return s.converge(ctx, cur.ID, cfgName, nil, func(string) {})
+	st, err := s.converge(ctx, cur.ID, version, nil, func(string) {})
+	if err == nil {
+		s.removeUnusedConfigs(ctx, configs)
+	}
+	return st, err
+}
+
+var reDynamicFile = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,200}\.yml$`)
+
+// removeUnusedConfigs removes the proxy's configs the service no longer
+// references (best effort: one still used by a stopping task stays until
+// a later update).
+func (s *Services) removeUnusedConfigs(ctx context.Context, used []*swarm.ConfigReference) {
+	keep := map[string]bool{}
+	for _, c := range used {
+		keep[c.ConfigID] = true
+	}
+	list, err := s.cli.ConfigList(ctx, swarm.ConfigListOptions{Filters: filters.NewArgs(filters.Arg("label", LabelManaged+"=true"), filters.Arg("name", ProxyService+"-"))})
+	if err != nil {
+		return
+	}
+	for _, c := range list {
+		if !keep[c.ID] {
+			_ = s.cli.ConfigRemove(ctx, c.ID)
+		}
+	}
 }
 
 // ensureConfig creates the swarm config name with data unless it exists.

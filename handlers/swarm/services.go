@@ -67,6 +67,11 @@ type Config struct {
 	// the default is DNS round robin: the service's name resolves to its
 	// running tasks' addresses, which needs no IPVS on the nodes.
 	VIP bool
+	// ProbeBinary is the static berth-taskprobe executable that requests
+	// each new task's health check path from inside the overlay network
+	// (see healthProbe). Without it, a deployment with a health check path
+	// fails: a task cannot be probed.
+	ProbeBinary string
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
 }
@@ -99,10 +104,14 @@ var reNetwork = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$`)
 type Services struct {
 	cfg Config
 	cli *client.Client
+	own bool // cli was made by New: Close closes it
 	log *slog.Logger
 
 	netMu sync.Mutex
 	netOK bool
+
+	probeMu  sync.Mutex
+	probeTag string // the probe's image, once built
 }
 
 var _ domain.SwarmServicePort = (*Services)(nil)
@@ -111,17 +120,8 @@ var _ domain.SwarmServicePort = (*Services)(nil)
 // not contact the engine.
 func New(cfg Config) (*Services, error) {
 	cfg.setDefaults()
-	var errs []error
-	if !reNetwork.MatchString(cfg.Network) {
-		errs = append(errs, domain.Invalid("network", "must be 1-64 characters of [A-Za-z0-9_.-], starting with a letter or digit"))
-	}
-	for name, d := range map[string]time.Duration{"poll": cfg.Poll, "monitor": cfg.Monitor, "unschedulable": cfg.Unschedulable, "stop_grace": cfg.StopGrace} {
-		if d < 0 {
-			errs = append(errs, domain.Invalid(name, "must not be negative"))
-		}
-	}
-	if err := errors.Join(errs...); err != nil {
-		return nil, fmt.Errorf("swarm config: %w", err)
+	if err := cfg.validate(); err != nil {
+		return nil, err
 	}
 	opts := []client.Opt{client.FromEnv, client.WithAPIVersionNegotiation()}
 	if cfg.DockerHost != "" {
@@ -131,11 +131,39 @@ func New(cfg Config) (*Services, error) {
 	if err != nil {
 		return nil, fmt.Errorf("docker client: %w", err)
 	}
-	return &Services{cfg: cfg, cli: cli, log: cfg.Logger.With("component", "swarm")}, nil
+	svc := newServices(cfg, cli)
+	svc.own = true
+	return svc, nil
 }
 
-// Close releases the Docker client.
-func (s *Services) Close() error { return s.cli.Close() }
+func (c *Config) validate() error {
+	var errs []error
+	if !reNetwork.MatchString(c.Network) {
+		errs = append(errs, domain.Invalid("network", "must be 1-64 characters of [A-Za-z0-9_.-], starting with a letter or digit"))
+	}
+	for name, d := range map[string]time.Duration{"poll": c.Poll, "monitor": c.Monitor, "unschedulable": c.Unschedulable, "stop_grace": c.StopGrace} {
+		if d < 0 {
+			errs = append(errs, domain.Invalid(name, "must not be negative"))
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("swarm config: %w", err)
+	}
+	return nil
+}
+
+// newServices returns the Services over cli (cfg has its defaults).
+func newServices(cfg Config, cli *client.Client) *Services {
+	return &Services{cfg: cfg, cli: cli, log: cfg.Logger.With("component", "swarm")}
+}
+
+// Close releases the Docker client when the Services made it.
+func (s *Services) Close() error {
+	if !s.own {
+		return nil
+	}
+	return s.cli.Close()
+}
 
 // Client returns the Docker client of the manager.
 func (s *Services) Client() *client.Client { return s.cli }

@@ -31,7 +31,8 @@ func newFixture(t *testing.T) *fixture {
 	t.Helper()
 	cli := testenv.Docker(t)
 	net := testenv.RandomName("bw-net")
-	svc, err := swarm.New(swarm.Config{Network: net, Poll: 100 * time.Millisecond, Monitor: time.Second, Unschedulable: 3 * time.Second, StopGrace: time.Second})
+	svc, err := swarm.New(swarm.Config{Network: net, Poll: 100 * time.Millisecond, Monitor: time.Second, Unschedulable: 3 * time.Second, StopGrace: time.Second,
+		ProbeBinary: testenv.TaskProbeBin(t)})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -59,7 +59,7 @@ func (w *Watcher) Run(ctx context.Context) error {
 			w.log.Warn("swarms not listed", "err", err)
 		}
 		for _, name := range names {
-			if err := w.Observe(ctx, name); err != nil && ctx.Err() == nil {
+			if err := w.Observe(ctx, name); err != nil && ctx.Err() == nil && !errors.Is(err, domain.ErrSwarmNotFound) {
 				w.log.Warn("swarm not observed", "swarm", name, "err", err)
 			}
 		}
@@ -71,9 +71,11 @@ func (w *Watcher) Run(ctx context.Context) error {
 	}
 }
 
-// Swarms lists the names of the swarms in the log.
+// Swarms lists the names of the swarms in the log, each once (released
+// ones too: load a swarm to know whether it exists).
 func Swarms(ctx context.Context, store domain.EventStore) ([]string, error) {
 	var names []string
+	seen := map[string]bool{}
 	var after int64
 	for {
 		page, err := store.ReadAll(ctx, domain.ReadAllQuery{After: after, Filter: domain.Filter{Types: []string{domain.EventSwarmInitialized}}})
@@ -81,8 +83,11 @@ func Swarms(ctx context.Context, store domain.EventStore) ([]string, error) {
 			return names, err
 		}
 		for _, e := range page {
-			names = append(names, strings.TrimPrefix(e.StreamID, domain.CategorySwarm+"-"))
 			after = e.Position
+			if n := strings.TrimPrefix(e.StreamID, domain.CategorySwarm+"-"); !seen[n] {
+				seen[n] = true
+				names = append(names, n)
+			}
 		}
 		if len(page) == 0 {
 			return names, nil
@@ -108,7 +113,7 @@ func (w *Watcher) Observe(ctx context.Context, name string) error {
 	if !s.Exists() {
 		return fmt.Errorf("swarm %s: %w", name, domain.ErrSwarmNotFound)
 	}
-	svc, err := w.cfg.Cluster.Services(s.Server())
+	svc, err := w.cfg.Cluster.Services(ctx, s.Server())
 	if err != nil {
 		return err
 	}

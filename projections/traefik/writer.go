@@ -351,3 +351,29 @@ func syncDir(dir string) error {
 	}
 	return d.Close()
 }
+
+// ReadDynamic reads the dynamic configuration files the Writer owns in dir
+// ("berth-*.yml"), file name: content, for a Traefik that cannot mount the
+// directory (one on another machine).
+func ReadDynamic(dir string) (map[string][]byte, error) {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", dir, err)
+	}
+	out := map[string][]byte{}
+	for _, e := range entries {
+		name := e.Name()
+		if !e.Type().IsRegular() || !strings.HasPrefix(name, filePrefix) || !strings.HasSuffix(name, fileSuffix) {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join(dir, name))
+		if err != nil {
+			if errors.Is(err, fs.ErrNotExist) {
+				continue // removed meanwhile
+			}
+			return nil, fmt.Errorf("read %s: %w", name, err)
+		}
+		out[name] = b
+	}
+	return out, nil
+}

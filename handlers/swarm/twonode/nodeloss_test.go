@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"io"
 	"log/slog"
 	"net"
@@ -42,55 +43,8 @@ import (
 // again and how many requests failed meanwhile.
 func TestNodeLoss(t *testing.T) {
 	ctx := context.Background()
-	cli := testenv.Docker(t)
-	w, err := testenv.StartSwarmWorker(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(w.Close)
-	leave, err := testenv.SwarmInitOn(ctx, cli)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		c, cancel := context.WithTimeout(context.Background(), time.Minute)
-		defer cancel()
-		if err := leave(c); err != nil {
-			t.Errorf("docker swarm leave --force: %v", err)
-		}
-	})
-	workerNode, err := w.Join(ctx, cli)
-	if err != nil {
-		t.Fatal(err)
-	}
-
-	tag := testenv.RandomName("berth-test/bw-two") + ":1"
-	testenv.BuildTestServerImage(t, cli, tag)
-	// The image reaches the worker through a registry with TLS on the
-	// manager's address (its CA trusted by both engines through
-	// /etc/docker/certs.d, removed when the registry stops).
-	reg, stopReg, err := testenv.RunRegistryOn(testenv.RegistryBin(t), t.TempDir(), testenv.SwarmManagerAddr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(stopReg)
-	image := pushTo(t, cli, tag, reg)
-
-	network := testenv.RandomName("bw-net")
-	svc, err := swarm.New(swarm.Config{Network: network, Poll: 100 * time.Millisecond, Monitor: time.Second, StopGrace: time.Second,
-		Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		for range 100 {
-			if err := cli.NetworkRemove(context.Background(), network); err == nil || cerrdefs.IsNotFound(err) {
-				break
-			}
-			time.Sleep(200 * time.Millisecond)
-		}
-		_ = svc.Close()
-	})
+	tn := startTwoNodes(t)
+	cli, w, workerNode, reg, image, svc := tn.cli, tn.worker, tn.workerNode, tn.reg, tn.image, tn.svc
 	cluster := swarm.NewCluster(map[string]*swarm.Services{domain.LocalServer: svc})
 	store := memstore.New()
 	cmds, err := commands.New(commands.Config{Swarms: cluster}, store, nil)
@@ -205,6 +159,136 @@ func TestNodeLoss(t *testing.T) {
 	// And the application serves.
 	if !getOK(ctx, &http.Client{Timeout: 3 * time.Second}, addr, app+".test") {
 		t.Errorf("the application does not answer after the node loss")
+	}
+}
+
+// twoNodes is a two-node swarm for a test: the local engine as the
+// manager, a second engine in a network namespace as the worker, a
+// registry with TLS on the manager's address holding the test server's
+// image, and Services on an overlay network of the test's own.
+type twoNodes struct {
+	cli        *client.Client
+	worker     *testenv.SwarmWorker
+	workerNode string
+	reg        testenv.Registry
+	image      string // by digest, in reg
+	svc        *swarm.Services
+}
+
+// startTwoNodes makes a twoNodes, all removed (and the swarm left) when
+// the test ends.
+func startTwoNodes(t *testing.T) *twoNodes {
+	t.Helper()
+	ctx := context.Background()
+	cli := testenv.Docker(t)
+	w, err := testenv.StartSwarmWorker(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(w.Close)
+	leave, err := testenv.SwarmInitOn(ctx, cli)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		c, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		if err := leave(c); err != nil {
+			t.Errorf("docker swarm leave --force: %v", err)
+		}
+	})
+	workerNode, err := w.Join(ctx, cli)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	tag := testenv.RandomName("berth-test/bw-two") + ":1"
+	testenv.BuildTestServerImage(t, cli, tag)
+	// The image reaches the worker through a registry with TLS on the
+	// manager's address (its CA trusted by both engines through
+	// /etc/docker/certs.d, removed when the registry stops).
+	reg, stopReg, err := testenv.RunRegistryOn(testenv.RegistryBin(t), t.TempDir(), testenv.SwarmManagerAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(stopReg)
+	image := pushTo(t, cli, tag, reg)
+
+	network := testenv.RandomName("bw-net")
+	svc, err := swarm.New(swarm.Config{Network: network, Poll: 100 * time.Millisecond, Monitor: time.Second, StopGrace: time.Second,
+		ProbeBinary: testenv.TaskProbeBin(t), Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		for range 100 {
+			if err := cli.NetworkRemove(context.Background(), network); err == nil || cerrdefs.IsNotFound(err) {
+				break
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+		_ = svc.Close()
+	})
+	return &twoNodes{cli: cli, worker: w, workerNode: workerNode, reg: reg, image: image, svc: svc}
+}
+
+// TestWorkerTaskHealthPath checks that berth's health verdict covers the
+// tasks on every node: a service of two replicas spread over the manager
+// and the worker has each task answer its health check path (the one on
+// the worker too), and an update whose new tasks, placed on the worker,
+// answer it 503 fails and is rolled back by berth to the previous
+// deployment, the error naming the worker's task.
+func TestWorkerTaskHealthPath(t *testing.T) {
+	ctx := context.Background()
+	tn := startTwoNodes(t)
+	app := testenv.RandomName("bw-h")
+	t.Cleanup(func() { _ = tn.svc.RemoveService(context.Background(), app) })
+	spec := domain.SwarmServiceSpec{App: app, DeploymentID: "d1", Image: tn.image, Env: map[string]string{"VERSION": "one"},
+		Auth: domain.RegistryAuth{Username: tn.reg.Username, Password: tn.reg.Password},
+		Runtime: domain.Runtime{Port: 8080, Replicas: 2, Placement: &domain.Placement{Swarm: "two"},
+			HealthCheck: domain.HealthCheck{Path: "/healthz", TimeoutSeconds: 5}}}
+	var mu sync.Mutex
+	var progress []string
+	record := func(s string) {
+		mu.Lock()
+		defer mu.Unlock()
+		progress = append(progress, s)
+		t.Log(s)
+	}
+	st, err := tn.svc.DeployService(ctx, spec, record)
+	if err != nil {
+		t.Fatalf("deploy d1: %v", err)
+	}
+	perNode := map[string]int{}
+	for _, tk := range running(t, tn.cli, st.ID) {
+		perNode[tk.NodeID]++
+	}
+	if perNode[tn.workerNode] != 1 || len(perNode) != 2 {
+		t.Fatalf("tasks per node %v: want one on each node", perNode)
+	}
+	mu.Lock()
+	log := strings.Join(progress, "\n")
+	progress = nil
+	mu.Unlock()
+	if !strings.Contains(log, "on node "+tn.workerNode[:12]+" answered GET /healthz") || strings.Count(log, "answered GET /healthz") != 2 {
+		t.Fatalf("deploy d1: want both tasks, the worker's too, answering GET /healthz; progress:\n%s", log)
+	}
+
+	// The new tasks run on the worker and answer 503.
+	spec.DeploymentID = "d2"
+	spec.Env = map[string]string{"VERSION": "two", "HEALTH_FAIL": "1"}
+	spec.Runtime.Placement.Constraints = []string{"node.role == worker"}
+	_, err = tn.svc.DeployService(ctx, spec, record)
+	var rb *domain.ServiceRolledBackError
+	if !errors.As(err, &rb) || rb.By != domain.RolledBackByBerth {
+		t.Fatalf("deploy d2 with failing tasks on the worker: got %v, want rolled back by berth", err)
+	}
+	if !strings.Contains(rb.Reason, "on node "+tn.workerNode[:12]) || !strings.Contains(rb.Reason, "503") {
+		t.Errorf("rollback reason %q: want the worker's task and its 503", rb.Reason)
+	}
+	after, err := tn.svc.Service(ctx, app)
+	if err != nil || after.Deployment != "d1" || after.Running != 2 {
+		t.Errorf("after the rollback: got %+v (%v), want d1 with 2 tasks running", after, err)
 	}
 }
 

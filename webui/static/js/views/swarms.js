@@ -1,7 +1,8 @@
 // Swarms: every Docker Swarm berth runs applications on, with its nodes
 // as the manager lists them now (state, availability, role, engine,
 // labels), refreshed while on screen; draining and reactivating a node;
-// a join command, shown once (each request rotates the token).
+// a join command, shown once (each request rotates the token); running
+// the swarm's own image registry.
 import { h, replace } from '../dom.js';
 import { api } from '../api.js';
 
@@ -35,14 +36,21 @@ export function swarmsView(el, ui) {
 
   function swarmEl(s) {
     const head = h('h2', {}, `${s.name} `, h('span', { class: 'meta' }, `on server ${s.server}`));
+    const registry = h('p', { class: 'meta registry' }, s.registry
+      ? `Registry: every node reaches it at ${s.registry}; images built for this swarm's applications are pushed there.`
+      : 'No registry of its own: images reach the nodes through a registry you configure (build.push).');
     const body = s.reachable
       ? h('table', { class: 'nodes', 'aria-label': `Nodes of ${s.name}` },
         h('thead', {}, h('tr', {}, ['Node', 'Role', 'State', 'Availability', 'Engine', 'Labels', ''].map((c) => h('th', {}, c)))),
         h('tbody', {}, s.nodes.map((n) => nodeEl(s, n))))
       : h('p', { class: 'form-error' }, `The manager cannot be reached: ${s.error || 'unknown error'}`);
     const join = joins[s.name];
-    return h('article', { class: 'swarm', dataset: { swarm: s.name } }, head, body,
+    return h('article', { class: 'swarm', dataset: { swarm: s.name } }, head, registry, body,
       h('div', { class: 'actions admin-only' },
+        s.registry ? null : h('button', {
+          type: 'button', class: 'secondary', dataset: { action: 'registry' },
+          onclick: () => act('registry', () => api('POST', `/swarms/${encodeURIComponent(s.name)}/registry`, {})),
+        }, 'Run a registry for this swarm'),
         ['worker', 'manager'].map((role) => h('button', {
           type: 'button', class: 'secondary', dataset: { join: role },
           onclick: () => act('join command', async () => {
