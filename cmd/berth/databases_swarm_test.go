@@ -1,3 +1,5 @@
+//go:build swarmnodes
+
 package main_test
 
 import (
