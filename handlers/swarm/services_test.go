@@ -205,9 +205,19 @@ func TestDeployServiceFailedUpdateRollsBack(t *testing.T) {
 		t.Errorf("rolled back by %q because %q", rb.By, rb.Reason)
 	}
 	t.Logf("rolled back: %s; tail %q", rb.Reason, rb.LogTail)
-	st, err := f.svc.Service(ctx, app)
-	if err != nil || st.Deployment != "good" || st.Running != 2 {
-		t.Fatalf("after the rollback: %+v, %v", st, err)
+	// A start-first rollback may still be stopping the task it replaced
+	// when the swarm reports it completed: wait for the two replicas.
+	var st domain.ServiceState
+	deadline := time.Now().Add(time.Minute)
+	for {
+		st, err = f.svc.Service(ctx, app)
+		if err == nil && st.Deployment == "good" && st.Running == 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after the rollback: %+v, %v", st, err)
+		}
+		time.Sleep(250 * time.Millisecond)
 	}
 }
 
