@@ -47,29 +47,7 @@ func TestHubSwarmsTopic(t *testing.T) {
 	t.Cleanup(func() { cancel(); <-done; hs.CloseClientConnections(); hs.Close() })
 
 	name := "sw" + uuid.NewString()[:8]
-	appendSwarm := func(decide func(*domain.Swarm) ([]domain.Event, error)) {
-		t.Helper()
-		recs, err := store.ReadStream(ctx, domain.SwarmStream(name), 1, 0)
-		if err != nil {
-			t.Fatal(err)
-		}
-		s, err := domain.LoadSwarm(name, recs)
-		if err != nil {
-			t.Fatal(err)
-		}
-		events, err := decide(s)
-		if err != nil {
-			t.Fatal(err)
-		}
-		md := domain.Metadata{Actor: domain.Actor{Kind: domain.ActorSystem, ID: "test"}, CommandID: uuid.NewString()}
-		ed, err := events[0].Encode(uuid.NewString(), md)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := store.Append(ctx, domain.StreamAppend{StreamID: events[0].StreamID, Expected: domain.ExpectVersion(s.Version()), Events: []domain.EventData{ed}}); err != nil {
-			t.Fatal(err)
-		}
-	}
+	appendSwarm := func(decide func(*domain.Swarm) ([]domain.Event, error)) { t.Helper(); appendSwarmEvent(t, store, name, decide) }
 	appendSwarm(func(s *domain.Swarm) ([]domain.Event, error) {
 		return domain.InitSwarm(s, domain.SwarmInitialized{Server: domain.LocalServer, ClusterID: "cluster", NodeID: "n1", Adopted: true})
 	})
@@ -104,5 +82,32 @@ func TestHubSwarmsTopic(t *testing.T) {
 	}
 	if len(d.Events) != 1 || d.Events[0].Type != domain.EventSwarmNodeStateChanged || d.Events[0].Position != m.Position || m.Position <= snap.Position {
 		t.Errorf("got events %+v at %d (snapshot at %d), want the node state change at the message's position", d.Events, m.Position, snap.Position)
+	}
+}
+
+// appendSwarmEvent appends the first event decide returns for the swarm
+// called name, as the swarm watcher records its observations.
+func appendSwarmEvent(t *testing.T, store domain.EventStore, name string, decide func(*domain.Swarm) ([]domain.Event, error)) {
+	t.Helper()
+	ctx := context.Background()
+	recs, err := store.ReadStream(ctx, domain.SwarmStream(name), 1, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := domain.LoadSwarm(name, recs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	events, err := decide(s)
+	if err != nil || len(events) == 0 {
+		t.Fatalf("decide: got %v, %v; want an event", events, err)
+	}
+	md := domain.Metadata{Actor: domain.Actor{Kind: domain.ActorSystem, ID: "test"}, CommandID: uuid.NewString()}
+	ed, err := events[0].Encode(uuid.NewString(), md)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := store.Append(ctx, domain.StreamAppend{StreamID: events[0].StreamID, Expected: domain.ExpectVersion(s.Version()), Events: []domain.EventData{ed}}); err != nil {
+		t.Fatal(err)
 	}
 }
