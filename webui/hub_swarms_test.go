@@ -47,7 +47,10 @@ func TestHubSwarmsTopic(t *testing.T) {
 	t.Cleanup(func() { cancel(); <-done; hs.CloseClientConnections(); hs.Close() })
 
 	name := "sw" + uuid.NewString()[:8]
-	appendSwarm := func(decide func(*domain.Swarm) ([]domain.Event, error)) { t.Helper(); appendSwarmEvent(t, store, name, decide) }
+	appendSwarm := func(decide func(*domain.Swarm) ([]domain.Event, error)) {
+		t.Helper()
+		appendSwarmEvent(t, store, name, decide)
+	}
 	appendSwarm(func(s *domain.Swarm) ([]domain.Event, error) {
 		return domain.InitSwarm(s, domain.SwarmInitialized{Server: domain.LocalServer, ClusterID: "cluster", NodeID: "n1", Adopted: true})
 	})
