@@ -17,7 +17,7 @@ import (
 )
 
 // Topics of the WebSocket hub. A client subscribes to TopicApps,
-// TopicAudit, TopicDatabases, or a prefix followed by a name or id ("app:web",
+// TopicAudit, TopicDatabases, TopicServers, TopicSwarms, or a prefix followed by a name or id ("app:web",
 // "deployment:<id>", "log:<id>").
 const (
 	TopicApps             = "apps"
@@ -110,12 +110,14 @@ type EventLog interface {
 
 // HubDeps are the ports a Hub reads. Log and Reads are required; without
 // BuildLogs, "log:" subscriptions are refused, and without Databases,
-// "databases" subscriptions.
+// Servers or Swarms, "databases", "servers" or "swarms" subscriptions.
 type HubDeps struct {
 	Log       EventLog
 	Reads     ReadModels
 	BuildLogs BuildLogs
 	Databases DatabaseReads
+	Servers   ServerReads
+	Swarms    SwarmReads
 	// Notify, when set, is called with every position the hub's
 	// subscription delivers before the hub waits for the read models: pass
 	// the projection runner's Notify so the runner in this process applies
@@ -298,6 +300,8 @@ func (h *Hub) apply(ctx context.Context, e domain.RecordedEvent) error {
 		h.broadcast(TopicAudit, Message{Topic: TopicAudit, Position: e.Position, Data: map[string]any{"events": []AuditEvent{auditEvent(e)}}})
 	}
 	h.applyDatabases(ctx, e)
+	h.applyServers(ctx, e)
+	h.applySwarms(ctx, e)
 	if !projections.Relevant(e.Type) {
 		return nil
 	}

@@ -12,7 +12,9 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"berth/domain"
+	"berth/eventstore"
 	"berth/handlers/commands"
+	"berth/internal/testenv"
 	"berth/webui"
 )
 
@@ -243,15 +245,33 @@ func TestSwarmEndpoints(t *testing.T) {
 
 // TestBrowserSwarms drives the Swarms screen: the nodes of a swarm with
 // their state, role and labels, a node drained and reactivated, the
-// swarm's registry run, and a join command shown once.
+// swarm's registry run, and a join command shown once. The screen follows
+// the hub's "swarms" topic and never polls: a node joining (recorded by the
+// swarm watcher) and a drain by another admin appear without a reload.
 func TestBrowserSwarms(t *testing.T) {
 	if testing.Short() {
 		t.Skip("browser end-to-end test")
 	}
 	fake := newFakeSwarms()
-	e := newEnvCommands(t, commands.Config{Swarms: fake}, webui.ServerConfig{}, func(d *webui.Deps) {
-		d.Swarms = d.Commands.(*commands.Handler)
-	})
+	store, err := eventstore.NewPostgres(eventstore.PostgresConfig{}, testenv.Postgres(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(store.Close)
+	cmds, err := commands.New(commands.Config{Swarms: fake}, store, newSealer(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	hub, err := webui.NewHub(webui.HubConfig{}, webui.HubDeps{Log: store, Reads: &foldReads{store: store}, Swarms: cmds})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hctx, stopHub := context.WithCancel(context.Background())
+	hubDone := make(chan error, 1)
+	go func() { hubDone <- hub.Run(hctx) }()
+	t.Cleanup(func() { stopHub(); <-hubDone })
+	e := newEnv(t, webui.ServerConfig{}, func(d *webui.Deps) { d.Swarms = cmds; d.Hub = hub })
+	t.Cleanup(e.http.CloseClientConnections)
 	e.srv.MountUI()
 	e.must(http.StatusCreated, "POST", "/api/v1/swarms", map[string]any{"name": "main", "server": "local", "adopt": true})
 	e.must(http.StatusOK, "PUT", "/api/v1/swarms/main/nodes/n2worker/labels", map[string]any{"labels": map[string]string{"zone": "b"}})
@@ -262,6 +282,26 @@ func TestBrowserSwarms(t *testing.T) {
 		waitFor(`document.querySelectorAll('article[data-swarm="main"] tr[data-node]').length === 2`),
 		waitFor(`document.querySelector('tr[data-node="n2worker"]').textContent.includes('zone=b')`),
 		waitFor(`document.querySelector('tr[data-node="n1manager"]').textContent.includes('(leader)')`),
+		chromedp.Evaluate[chromedp.Void](`window.notReloaded = true`),
+	)
+	// A node joins: the swarm watcher records its state, and the page reads
+	// the nodes again.
+	fake.mu.Lock()
+	fake.nodes = append(fake.nodes, domain.SwarmNode{ID: "n3worker", Hostname: "w2", Role: "worker", Availability: "active", State: "ready", Engine: "20.10.24", Labels: map[string]string{}})
+	fake.mu.Unlock()
+	appendSwarmEvent(t, store, "main", func(s *domain.Swarm) ([]domain.Event, error) {
+		return s.Observe(domain.SwarmNodeStateChanged{NodeID: "n3worker", Hostname: "w2", State: domain.NodeReady})
+	})
+	run(t, ctx, "the joined node shows",
+		waitFor(`document.querySelectorAll('article[data-swarm="main"] tr[data-node]').length === 3`),
+	)
+	// Another admin drains it.
+	if _, err := cmds.SetNodeAvailability(context.Background(), commands.Meta{Actor: domain.Actor{Kind: domain.ActorSystem, ID: "test"}},
+		commands.SetNodeAvailability{Swarm: "main", NodeID: "n3worker", Availability: domain.NodeDrain}); err != nil {
+		t.Fatalf("SetNodeAvailability: %v", err)
+	}
+	run(t, ctx, "the drain by someone else shows",
+		waitFor(`document.querySelector('tr[data-node="n3worker"]')?.dataset.availability === 'drain'`),
 	)
 	run(t, ctx, "drain the worker",
 		clickLive(`tr[data-node="n2worker"] button`),
@@ -279,5 +319,8 @@ func TestBrowserSwarms(t *testing.T) {
 		clickLive(`article[data-swarm="main"] button[data-join="worker"]`),
 		waitFor(`document.querySelector('article[data-swarm="main"] .join-command')?.textContent.startsWith('docker swarm join --token SWMTKN-1-fake1')`),
 	)
+	if !value(t, ctx, "the page was never reloaded", chromedp.Evaluate[bool](`window.notReloaded === true`)) {
+		t.Error("the page reloaded, want every change over the socket")
+	}
 	screenshot(t, ctx, "swarms")
 }

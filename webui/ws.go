@@ -322,6 +322,10 @@ func (c *conn) subscribe(topic string, after int64) {
 		err = c.snapshotDeployment(ctx, topic, name, pos)
 	case TopicDatabases:
 		err = c.snapshotDatabases(ctx, pos)
+	case TopicServers:
+		err = c.snapshotServers(ctx, pos)
+	case TopicSwarms:
+		err = c.snapshotSwarms(ctx, pos)
 	case TopicAudit:
 		pos, err = c.backfillAudit(ctx, after)
 	case TopicLogPrefix:
@@ -346,7 +350,7 @@ func (c *conn) subscribe(topic string, after int64) {
 
 func parseTopic(topic string) (kind, name string, err error) {
 	switch topic {
-	case TopicApps, TopicAudit, TopicDatabases:
+	case TopicApps, TopicAudit, TopicDatabases, TopicServers, TopicSwarms:
 		return topic, "", nil
 	}
 	for _, p := range []string{TopicAppPrefix, TopicDeploymentPrefix, TopicLogPrefix} {
@@ -357,7 +361,7 @@ func parseTopic(topic string) (kind, name string, err error) {
 			return p, n, nil
 		}
 	}
-	return "", "", errors.New(`unknown topic: use "apps", "audit", "databases", "app:<name>", "deployment:<id>" or "log:<id>"`)
+	return "", "", errors.New(`unknown topic: use "apps", "audit", "databases", "servers", "swarms", "app:<name>", "deployment:<id>" or "log:<id>"`)
 }
 
 func (c *conn) snapshotApps(ctx context.Context, pos int64) error {

@@ -226,7 +226,7 @@ func TestHubRefusesBadTopicsAndForeignOrigins(t *testing.T) {
 	e := newHubEnv(t, nil, webui.HubConfig{})
 	s := e.mustDial(t)
 	for _, topic := range []string{"", "nope", "app:", "app:../../etc", "app:a b", "deployment:" + strings.Repeat("x", 200), "log:$(id)", "app:missing",
-		"databases"} { // this hub has no databases to read
+		"databases", "servers", "swarms"} { // this hub has no databases, servers or swarms to read
 		s.subscribe(topic, 0)
 		m := s.await("the refusal of "+topic, func(m message) bool { return m.Op == "error" })
 		if m.Topic != topic || m.Error == "" {

@@ -188,9 +188,20 @@ func TestSwarmThroughServe(t *testing.T) {
 		t.Fatalf("GET /api/v1/swarms: got %d %s, want the one swarm", code, body)
 	}
 
+	// The swarms topic of the UI socket: the swarm and its node (with its
+	// engine, read from the manager), then the drain as it is recorded.
+	live := subscribeLive(t, a.base, a.token, "swarms")
+	live.await("the swarms snapshot", func(m liveMessage) bool {
+		return m.Snapshot && len(m.Data.Swarms) == 1 && m.Data.Swarms[0].Name == "main" && len(m.Data.Swarms[0].Nodes) == 1 && m.Data.Swarms[0].Nodes[0].Engine != ""
+	})
+
 	// Labels and availability, seen on the node.
 	a.must(http.StatusOK, "PUT", "/api/v1/swarms/main/nodes/"+nodeID+"/labels", map[string]any{"labels": map[string]string{"zone": "a"}})
 	a.must(http.StatusOK, "PUT", "/api/v1/swarms/main/nodes/"+nodeID+"/availability", map[string]any{"availability": "drain"})
+	live.await("the drain on the swarms topic", func(m liveMessage) bool {
+		return len(m.Data.Events) == 1 && m.Data.Events[0].Type == domain.EventSwarmNodeAvailabilitySet &&
+			len(m.Data.Swarms) == 1 && len(m.Data.Swarms[0].Nodes) == 1 && m.Data.Swarms[0].Nodes[0].Availability == "drain"
+	})
 	if ns := nodes(); ns[0].Labels["zone"] != "a" || ns[0].Availability != "drain" {
 		t.Fatalf("node after labels and drain: got %+v", ns[0])
 	}

@@ -167,7 +167,8 @@ func (m *Main) wire(ctx context.Context) (http.Handler, []Runner, error) {
 	}
 	m.envRefs = dbs
 	// The live socket: one log subscription per process fanned out to pages.
-	hub, err := webui.NewHub(webui.HubConfig{Logger: m.Logger, AllowedOrigins: m.Config.AllowedOrigins}, webui.HubDeps{Log: m.Store, Reads: reads, BuildLogs: webui.BuildLogStore{Store: logs}, Databases: dbs, Notify: runner.Notify})
+	hub, err := webui.NewHub(webui.HubConfig{Logger: m.Logger, AllowedOrigins: m.Config.AllowedOrigins}, webui.HubDeps{Log: m.Store, Reads: reads, BuildLogs: webui.BuildLogStore{Store: logs}, Databases: dbs,
+		Servers: cmds, Swarms: cmds, Notify: runner.Notify})
 	if err != nil {
 		return nil, nil, err
 	}

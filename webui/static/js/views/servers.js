@@ -1,14 +1,12 @@
 // Servers: the Docker Engines applications are placed on, with their
-// reachability, engine version, CPUs, memory and disk, kept fresh; a form
-// to add a remote engine over SSH or TCP with TLS (its key is sealed and
-// never shown again); verify, rename, concurrency and removal per server.
+// reachability, engine version, CPUs, memory and disk; a form to add a
+// remote engine over SSH or TCP with TLS (its key is sealed and never shown
+// again); verify, rename, concurrency and removal per server. It follows the
+// "servers" topic of the live socket: the background checks' reachability
+// changes and other people's actions show as they are recorded.
 import { h, replace, when } from '../dom.js';
 import { api, enc } from '../api.js';
 import { field, submitting } from './forms.js';
-
-// REFRESH is how often the list is read again: checks happen in the
-// background, outside any request of this page.
-const REFRESH = 5000;
 
 function bytes(n) {
   if (!n) return '–';
@@ -25,25 +23,43 @@ export function serversView(el, ui) {
     h('div', { class: 'toolbar' }, h('div', {}, h('h1', {}, 'Servers'),
       h('p', { class: 'sub' }, 'Docker Engines applications run on. Each has its own deploy queue; deployments on one server run one at a time unless its concurrency is raised.'))),
     h('div', { class: 'cols' }, list, form));
-  let stopped = false;
+  // servers by id (a rename keeps it); each card is rebuilt only when its
+  // server changed, and an open edit form stays open with what was typed.
+  const servers = new Map(); // id -> {s, el}
+  const editing = new Set(); // ids whose edit form is open
 
-  async function load() {
-    try {
-      const { servers } = await api('GET', '/servers');
-      if (stopped) return;
-      replace(list, servers.map(card));
-    } catch (err) {
-      if (!stopped) replace(list, h('p', { class: 'form-error' }, err.message));
-    }
+  function render() {
+    const all = [...servers.values()].sort((a, b) =>
+      (a.s.id === 'local' ? -1 : b.s.id === 'local' ? 1 : a.s.name.localeCompare(b.s.name)));
+    replace(list, all.map((v) => v.el));
   }
 
+  const unsub = ui.live.subscribe('servers', (m) => {
+    if (m.op === 'error') { replace(list, h('p', { class: 'form-error' }, m.error)); return; }
+    const data = m.data || {};
+    if (m.snapshot) servers.clear();
+    for (const s of data.servers || []) {
+      const old = servers.get(s.id);
+      if (old && (old.s.position || 0) > (s.position || 0)) continue;
+      if (old && old.s.position === s.position && !m.snapshot) continue;
+      const el = card(s);
+      if (old && editing.has(s.id)) {
+        const from = old.el.querySelector('form.inline'), to = el.querySelector('form.inline');
+        for (const n of ['name', 'concurrency']) to.elements[n].value = from.elements[n].value;
+      }
+      servers.set(s.id, { s, el });
+    }
+    for (const id of data.removed || []) servers.delete(id);
+    render();
+  });
+
   async function act(label, fn) {
-    try { await fn(); await load(); } catch (err) { ui.toast(`${label}: ${err.message}`, 'error'); }
+    try { await fn(); } catch (err) { ui.toast(`${label}: ${err.message}`, 'error'); }
   }
 
   function card(s) {
     const f = s.facts || {};
-    const rename = h('form', { class: 'inline write', hidden: true },
+    const rename = h('form', { class: 'inline write', hidden: !editing.has(s.id) },
       field('New name', { name: 'name', field: 'name', value: s.name }),
       field('Concurrency', { name: 'concurrency', field: 'concurrency', type: 'number', value: String(s.concurrency) }),
       h('button', { type: 'submit' }, 'Save'));
@@ -53,11 +69,13 @@ export function serversView(el, ui) {
         const body = { concurrency: Number(rename.elements.concurrency.value) };
         if (rename.elements.name.value !== s.name) body.name = rename.elements.name.value;
         await api('PATCH', `/servers/${enc(s.name)}`, body);
-        await load();
+        editing.delete(s.id);
+        const shown = servers.get(s.id)?.el.querySelector('form.inline');
+        if (shown) shown.hidden = true;
       });
     });
     const local = s.kind === 'local';
-    return h('section', { class: 'panel', dataset: { server: s.name, state: s.state } },
+    return h('section', { class: 'panel', dataset: { server: s.name, state: s.state, position: String(s.position) } },
       h('h2', {}, s.name, ' ', h('span', { class: 'badge', dataset: { status: s.state === 'reachable' ? 'succeeded' : s.state === 'unreachable' ? 'failed' : 'queued' } }, s.state)),
       h('p', { class: 'meta' }, local ? 'the Docker Engine beside berth' : s.url),
       s.reason ? h('p', { class: 'form-error server-reason' }, s.reason) : null,
@@ -75,7 +93,10 @@ export function serversView(el, ui) {
           e.target.disabled = true;
           act('Verify', () => api('POST', `/servers/${enc(s.name)}/verify`)).finally(() => { e.target.disabled = false; });
         } }, 'Verify'),
-        h('button', { type: 'button', class: 'secondary edit', onclick: () => { rename.hidden = !rename.hidden; } }, 'Edit'),
+        h('button', { type: 'button', class: 'secondary edit', onclick: () => {
+          rename.hidden = !rename.hidden;
+          if (rename.hidden) editing.delete(s.id); else editing.add(s.id);
+        } }, 'Edit'),
         local ? null : h('button', { type: 'button', class: 'danger remove', onclick: async () => {
           if (await ui.confirm(`Remove the server ${s.name}?`, 'Remove')) act('Remove', () => api('DELETE', `/servers/${enc(s.name)}`));
         } }, 'Remove')),
@@ -104,11 +125,8 @@ export function serversView(el, ui) {
       await api('POST', '/servers', body);
       form.reset();
       ui.toast(`Server ${body.name} added: verify it to start deploying there.`);
-      await load();
     });
   });
 
-  load();
-  const timer = setInterval(load, REFRESH);
-  return () => { stopped = true; clearInterval(timer); };
+  return unsub;
 }

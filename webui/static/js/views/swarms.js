@@ -1,37 +1,41 @@
 // Swarms: every Docker Swarm berth runs applications on, with its nodes
 // as the manager lists them now (state, availability, role, engine,
-// labels), refreshed while on screen; draining and reactivating a node;
-// a join command, shown once (each request rotates the token); running
-// the swarm's own image registry.
+// labels); draining and reactivating a node; a join command, shown once
+// (each request rotates the token); running the swarm's own image
+// registry. It follows the "swarms" topic of the live socket: a swarm is
+// sent again, nodes read from its manager, each time one of its events is
+// recorded (the swarm watcher records nodes joining and changing state).
 import { h, replace } from '../dom.js';
 import { api } from '../api.js';
-
-// REFRESH is how often the nodes are read again: their state changes in
-// the swarm, outside any request of this page.
-const REFRESH = 3000;
 
 export function swarmsView(el, ui) {
   const listEl = h('div', { id: 'swarm-list' });
   replace(el, h('div', { class: 'toolbar' }, h('h1', {}, 'Swarms')), h('section', { class: 'panel', 'aria-label': 'Swarms' }, listEl));
-  let stopped = false;
   const joins = {}; // swarm name → the join command shown once
+  const state = new Map(); // swarm name → the swarm as last sent
+  let loaded = false;
 
   async function act(label, fn) {
-    try { await fn(); await load(); } catch (err) { ui.toast(`${label}: ${err.message}`, 'error'); }
+    try { await fn(); load(); } catch (err) { ui.toast(`${label}: ${err.message}`, 'error'); }
   }
 
-  async function load() {
-    try {
-      const { swarms } = await api('GET', '/swarms');
-      if (stopped) return;
-      if (!swarms.length) {
-        replace(listEl, h('p', { class: 'meta' }, 'No swarm. An admin initialises or adopts one with POST /api/v1/swarms.'));
-        return;
-      }
-      replace(listEl, swarms.map(swarmEl));
-    } catch (err) {
-      if (!stopped) replace(listEl, h('p', { class: 'form-error' }, err.message));
+  const unsub = ui.live.subscribe('swarms', (m) => {
+    if (m.op === 'error') { replace(listEl, h('p', { class: 'form-error' }, m.error)); return; }
+    if (m.snapshot) state.clear();
+    for (const s of (m.data || {}).swarms || []) state.set(s.name, s);
+    loaded = true;
+    load();
+  });
+
+  // load renders the swarms as the live socket last sent them.
+  function load() {
+    if (!loaded) return;
+    const swarms = [...state.values()].sort((a, b) => a.name.localeCompare(b.name));
+    if (!swarms.length) {
+      replace(listEl, h('p', { class: 'meta' }, 'No swarm. An admin initialises or adopts one with POST /api/v1/swarms.'));
+      return;
     }
+    replace(listEl, swarms.map(swarmEl));
   }
 
   function swarmEl(s) {
@@ -80,7 +84,5 @@ export function swarmsView(el, ui) {
       }, next === 'drain' ? 'Drain' : 'Reactivate')));
   }
 
-  load();
-  const timer = setInterval(load, REFRESH);
-  return () => { stopped = true; clearInterval(timer); };
+  return unsub;
 }
