@@ -160,8 +160,11 @@ type Deployer struct {
 	redisOpts *redis.Options
 	flow      *Workflow
 	gate      *appGate
-	log       *slog.Logger
-	wmLog     watermill.LoggerAdapter
+	// runRedis reads the run topic's pending commands for the gate; set
+	// before the run loops start.
+	runRedis *redis.Client
+	log      *slog.Logger
+	wmLog    watermill.LoggerAdapter
 
 	mu       sync.Mutex
 	running  map[string]*activeRun // deployment id → its run in this process
@@ -325,6 +328,7 @@ func (d *Deployer) consume(ctx context.Context) error {
 	errc := make(chan error, 1+len(runs))
 	go func() { errc <- d.loop(ctx, cancelMsgs, d.handleCancelTopic, false) }()
 	gated := len(runs) > 1
+	d.runRedis = rdb
 	for _, msgs := range runs {
 		go func() { errc <- d.loop(ctx, msgs, d.handleRunTopic, gated) }()
 	}
@@ -451,6 +455,10 @@ func (d *Deployer) handle(ctx context.Context, msg *message.Message, h handlerFu
 	release := func(bool) {}
 	if gated {
 		if app, pos, ok := gateKey(msg); ok {
+			if err := awaitEarlier(ctx, d.runRedis, d.topics.Run, d.consumer, app, pos, 50*time.Millisecond); err != nil {
+				log.Info("shutting down: message left pending for the next deployer")
+				return
+			}
 			rel, err := d.gate.enter(ctx, app, pos)
 			if err != nil {
 				log.Info("shutting down: message left pending for the next deployer")

@@ -3,18 +3,25 @@ package deployer
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"slices"
 	"strconv"
 	"sync"
+	"time"
 
+	"github.com/ThreeDotsLabs/watermill-redisstream/pkg/redisstream"
 	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/redis/go-redis/v9"
 )
 
 // appGate lets one command of an application run at a time, in the order
 // of their log positions among the commands that have arrived: with a
 // server's concurrency above 1, deployments of different applications run
 // side by side while those of one application still run one after the
-// other. Safe for concurrent use.
+// other. Arrival alone does not order them: each consumer's subscriber
+// reads its next entry while its handler is busy, so a later command can
+// reach the gate before an earlier one another consumer holds; the
+// deployer first waits for those (earlierPending). Safe for concurrent use.
 type appGate struct {
 	mu      sync.Mutex
 	waiting map[string][]int64 // app → positions of arrived commands, ascending
@@ -93,4 +100,54 @@ func gateKey(msg *message.Message) (app string, pos int64, ok bool) {
 	}
 	pos, _ = strconv.ParseInt(msg.Metadata.Get(MetaPosition), 10, 64)
 	return v.App, pos, true
+}
+
+// pendingScan bounds how many pending entries of the run topic
+// earlierPending reads: a server's commands in flight, far below it.
+const pendingScan = 1000
+
+// earlierPending reports whether the consumer group of the run topic
+// stream holds a command of app at a log position below pos that is not
+// acknowledged yet: running, waiting for its redelivery, or read by another
+// consumer whose handler has not reached the gate. The relay publishes in
+// log order and Redis delivers a group's entries in stream order, so when a
+// command arrives every earlier one is either acknowledged or pending.
+func earlierPending(ctx context.Context, rdb *redis.Client, stream, group, app string, pos int64) (bool, error) {
+	pending, err := rdb.XPendingExt(ctx, &redis.XPendingExtArgs{Stream: stream, Group: group, Start: "-", End: "+", Count: pendingScan}).Result()
+	if err != nil {
+		return false, fmt.Errorf("pending commands of %s: %w", stream, err)
+	}
+	for _, p := range pending {
+		entries, err := rdb.XRangeN(ctx, stream, p.ID, p.ID, 1).Result()
+		if err != nil {
+			return false, fmt.Errorf("pending command %s of %s: %w", p.ID, stream, err)
+		}
+		for _, e := range entries {
+			msg, err := redisstream.DefaultMarshallerUnmarshaller{}.Unmarshal(e.Values)
+			if err != nil {
+				continue // not a command of berth's: never handled, never ordered
+			}
+			if a, q, ok := gateKey(msg); ok && a == app && q < pos {
+				return true, nil
+			}
+		}
+	}
+	return false, nil
+}
+
+// awaitEarlier waits until no earlier command of app is pending on the run
+// topic (earlierPending), checking every interval; it returns ctx's error
+// when ctx ends first.
+func awaitEarlier(ctx context.Context, rdb *redis.Client, stream, group, app string, pos int64, interval time.Duration) error {
+	for {
+		earlier, err := earlierPending(ctx, rdb, stream, group, app, pos)
+		if err == nil && !earlier {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(interval):
+		}
+	}
 }
