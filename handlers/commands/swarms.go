@@ -65,7 +65,15 @@ func (h *Handler) InitSwarm(ctx context.Context, meta Meta, cmd InitSwarm) (Resu
 		return Result{}, err
 	}
 	stream := domain.SwarmStream(cmd.Name)
-	return h.execute(ctx, c, false, func(ctx context.Context) (plan, error) {
+	// The engine is asked once: a decision retried after a concurrent
+	// append to the server's stream (its reachability checks) re-checks the
+	// aggregates and records what the engine answered the first time.
+	var (
+		info   domain.SwarmInfo
+		asked  bool
+		server string
+	)
+	return h.execute(ctx, c, true, func(ctx context.Context) (plan, error) {
 		if dup, ok, err := c.duplicate(ctx, stream, ""); err != nil || ok {
 			return plan{dup: &dup}, err
 		}
@@ -87,14 +95,19 @@ func (h *Handler) InitSwarm(ctx context.Context, meta Meta, cmd InitSwarm) (Resu
 		if err != nil {
 			return plan{}, err
 		}
-		var info domain.SwarmInfo
-		if cmd.Adopt {
-			info, err = port.Inspect(ctx, srv.ID())
-		} else {
-			info, err = port.Init(ctx, srv.ID(), cmd.AdvertiseAddr)
+		if asked && server != srv.ID() {
+			return plan{}, fmt.Errorf("%s names another server than when its swarm was initialised: %w", cmd.Server, domain.ErrConflict)
 		}
-		if err != nil {
-			return plan{}, err
+		if !asked {
+			if cmd.Adopt {
+				info, err = port.Inspect(ctx, srv.ID())
+			} else {
+				info, err = port.Init(ctx, srv.ID(), cmd.AdvertiseAddr)
+			}
+			if err != nil {
+				return plan{}, err
+			}
+			asked, server = true, srv.ID()
 		}
 		swarms, err := h.liveSwarms(ctx)
 		if err != nil {
