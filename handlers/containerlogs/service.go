@@ -66,7 +66,7 @@ func (r *Reader) serviceLogs(ctx context.Context, svc swarm.Service, q Query, fn
 		return deployments[task]
 	}
 	tty := svc.Spec.TaskTemplate.ContainerSpec != nil && svc.Spec.TaskTemplate.ContainerSpec.TTY
-	read := func(opts container.LogsOptions, emit func(Line) error) error {
+	read := func(ctx context.Context, opts container.LogsOptions, emit func(Line) error) error {
 		opts.ShowStdout, opts.ShowStderr, opts.Timestamps, opts.Details = true, true, true, true
 		rc, err := r.docker.ServiceLogs(ctx, svc.ID, opts)
 		if err != nil {
@@ -107,7 +107,12 @@ func (r *Reader) serviceLogs(ctx context.Context, svc swarm.Service, q Query, fn
 	var past []Line
 	now := time.Now()
 	if q.Tail > 0 {
-		if err := read(container.LogsOptions{Tail: fmt.Sprint(q.Tail), Since: dockerTime(q.Since)}, func(l Line) error {
+		// The engine can keep a service's past lines open for a task
+		// whose node or container is gone: what arrived within
+		// pastServiceLogsWait is the answer.
+		pctx, cancel := context.WithTimeout(ctx, pastServiceLogsWait)
+		defer cancel()
+		if err := read(pctx, container.LogsOptions{Tail: fmt.Sprint(q.Tail), Since: dockerTime(q.Since)}, func(l Line) error {
 			past = append(past, l)
 			return nil
 		}); err != nil {
@@ -129,7 +134,7 @@ func (r *Reader) serviceLogs(ctx context.Context, svc swarm.Service, q Query, fn
 	if q.Live != nil {
 		q.Live()
 	}
-	return read(container.LogsOptions{Follow: true, Since: dockerTime(now)}, fn)
+	return read(ctx, container.LogsOptions{Follow: true, Since: dockerTime(now)}, fn)
 }
 
 // parseServiceLine splits a service log line with details:
@@ -161,3 +166,6 @@ func parseServiceLine(raw []byte) Line {
 	l.Line = strings.ToValidUTF8(string(text), "\uFFFD")
 	return l
 }
+
+// pastServiceLogsWait bounds reading a service's past log lines.
+const pastServiceLogsWait = 10 * time.Second
