@@ -178,25 +178,15 @@ func (w *Workflow) removeOrphans(ctx context.Context, app string, inc int, keep 
 // recentImages returns the image ids of app's last n successful
 // deployments, read from the log.
 func (w *Workflow) recentImages(ctx context.Context, app string, n int) (map[string]bool, error) {
+	succeeded, err := w.succeededDeployments(ctx, app)
+	if err != nil {
+		return nil, err
+	}
 	var ids []string
-	var after int64
-	for {
-		page, err := w.store.ReadAll(ctx, domain.ReadAllQuery{After: after, Limit: 1000, Filter: domain.Filter{
-			Categories: []string{domain.CategoryDeployment}, Types: []string{domain.EventDeploymentSucceeded},
-		}})
-		if err != nil {
-			return nil, fmt.Errorf("read successful deployments: %w", err)
+	for _, s := range succeeded {
+		if s.ImageID != "" {
+			ids = append(ids, s.ImageID)
 		}
-		if len(page) == 0 {
-			break
-		}
-		for _, e := range page {
-			var s domain.DeploymentSucceeded
-			if json.Unmarshal(e.Data, &s) == nil && s.App == app && s.ImageID != "" {
-				ids = append(ids, s.ImageID)
-			}
-		}
-		after = page[len(page)-1].Position
 	}
 	keep := make(map[string]bool)
 	for i := len(ids) - 1; i >= 0 && len(keep) < n; i-- {
@@ -664,4 +654,29 @@ func (w *Workflow) buildLeftovers(ctx context.Context, app string, inc int) ([]s
 		out = append(out, t.Created()...)
 	}
 	return out, nil
+}
+
+// succeededDeployments returns the deployment.succeeded events of app, in
+// log order.
+func (w *Workflow) succeededDeployments(ctx context.Context, app string) ([]domain.DeploymentSucceeded, error) {
+	var out []domain.DeploymentSucceeded
+	var after int64
+	for {
+		page, err := w.store.ReadAll(ctx, domain.ReadAllQuery{After: after, Limit: 1000, Filter: domain.Filter{
+			Categories: []string{domain.CategoryDeployment}, Types: []string{domain.EventDeploymentSucceeded},
+		}})
+		if err != nil {
+			return nil, fmt.Errorf("read successful deployments: %w", err)
+		}
+		if len(page) == 0 {
+			return out, nil
+		}
+		for _, e := range page {
+			var s domain.DeploymentSucceeded
+			if json.Unmarshal(e.Data, &s) == nil && s.App == app {
+				out = append(out, s)
+			}
+		}
+		after = page[len(page)-1].Position
+	}
 }

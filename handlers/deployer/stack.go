@@ -428,25 +428,15 @@ func (w *Workflow) recentStackImages(ctx context.Context, app string, n int) (ma
 	if n <= 0 {
 		return keep, nil
 	}
+	succeeded, err := w.succeededDeployments(ctx, app)
+	if err != nil {
+		return nil, err
+	}
 	var ids []string
-	var after int64
-	for {
-		page, err := w.store.ReadAll(ctx, domain.ReadAllQuery{After: after, Limit: 1000, Filter: domain.Filter{
-			Categories: []string{domain.CategoryDeployment}, Types: []string{domain.EventDeploymentSucceeded},
-		}})
-		if err != nil {
-			return nil, fmt.Errorf("read successful deployments: %w", err)
+	for _, s := range succeeded {
+		if s.DeploymentID != "" {
+			ids = append(ids, s.DeploymentID)
 		}
-		if len(page) == 0 {
-			break
-		}
-		for _, e := range page {
-			var s domain.DeploymentSucceeded
-			if json.Unmarshal(e.Data, &s) == nil && s.App == app && s.DeploymentID != "" {
-				ids = append(ids, s.DeploymentID)
-			}
-		}
-		after = page[len(page)-1].Position
 	}
 	for i := len(ids) - 1; i >= 0 && i >= len(ids)-n; i-- {
 		events, err := w.store.ReadStream(ctx, domain.DeploymentStream(ids[i]), 1, 0)
