@@ -655,7 +655,12 @@ func state(svc swarm.Service, tasks []swarm.Task) domain.ServiceState {
 }
 
 // others counts the tasks of other deployments still meant to run or
-// still running.
+// still running. A service converges only once none is left: a task the
+// swarm shut down still runs for the engine's gossip delay (2 s) and its
+// stop grace, and answers on the connections a proxy keeps open to it, so
+// until it exits the previous deployment still serves. `docker service
+// update` does not wait for that; this wait is most of what a berth
+// deployment of a service takes beyond it.
 func others(tasks []swarm.Task, deployment string) int {
 	n := 0
 	for _, t := range tasks {
