@@ -198,9 +198,9 @@ func New(cfg Config, store domain.EventStore, pool *pgxpool.Pool, redisOpts *red
 		flow:      flow,
 		gate:      newAppGate(),
 		log:       log,
-		wmLog: watermill.NewSlogLoggerWithLevelMapping(log, map[slog.Level]slog.Level{
+		wmLog: closingQuiet{watermill.NewSlogLoggerWithLevelMapping(log, map[slog.Level]slog.Level{
 			slog.LevelInfo: slog.LevelDebug,
-		}),
+		})},
 		running:  make(map[string]*activeRun),
 		inflight: make(map[string]int),
 		failures: make(map[string]int),
@@ -524,4 +524,21 @@ func (d *Deployer) forget(id string) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	delete(d.failures, id)
+}
+
+// closingQuiet logs the errors of Watermill's Redis subscriber that only
+// say its context ended (a read cut short when the deployer stops) at
+// debug level instead of as errors.
+type closingQuiet struct{ watermill.LoggerAdapter }
+
+func (q closingQuiet) Error(msg string, err error, fields watermill.LogFields) {
+	if errors.Is(err, context.Canceled) {
+		q.Debug(msg+": "+err.Error(), fields)
+		return
+	}
+	q.LoggerAdapter.Error(msg, err, fields)
+}
+
+func (q closingQuiet) With(fields watermill.LogFields) watermill.LoggerAdapter {
+	return closingQuiet{q.LoggerAdapter.With(fields)}
 }
