@@ -6,6 +6,12 @@
 // on a swarm manager attached to the applications' overlay network, to
 // request each new task's health check path on whichever node the task
 // runs. Build it statically: CGO_ENABLED=0 go build ./cmd/berth-taskprobe.
+//
+// With -promote DIR it renames every file DIR/NAME.new to DIR/NAME instead,
+// each in one atomic step: berth stages the dynamic configuration of a
+// swarm's Traefik in its volume that way (Docker's archive API replaces a
+// file by removing it first), so Traefik never reads a file half written
+// or missing.
 package main
 
 import (
@@ -17,6 +23,8 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 )
@@ -32,8 +40,18 @@ type result struct {
 func main() {
 	fs := flag.NewFlagSet("berth-taskprobe", flag.ContinueOnError)
 	timeout := fs.Duration("timeout", 3*time.Second, "time each request may take")
+	promoteDir := fs.String("promote", "", "rename each `DIR`/NAME.new to DIR/NAME and exit")
 	if err := fs.Parse(os.Args[1:]); err != nil {
 		os.Exit(2)
+	}
+	if *promoteDir != "" {
+		n, err := promote(*promoteDir)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "berth-taskprobe:", err)
+			os.Exit(1)
+		}
+		fmt.Printf("{\"promoted\":%d}\n", n)
+		return
 	}
 	if fs.NArg() == 0 || *timeout <= 0 {
 		fmt.Fprintln(os.Stderr, "usage: berth-taskprobe [-timeout 3s] http://addr:port/path ...")
@@ -86,4 +104,25 @@ func probe(hc *http.Client, raw string) result {
 		r.Error = fmt.Sprintf("GET %s answered %s", u.Path, resp.Status)
 	}
 	return r
+}
+
+// promote renames each regular file dir/NAME.new to dir/NAME and returns
+// how many it renamed.
+func promote(dir string) (int, error) {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, e := range entries {
+		name, ok := strings.CutSuffix(e.Name(), ".new")
+		if !ok || name == "" || !e.Type().IsRegular() {
+			continue
+		}
+		if err := os.Rename(filepath.Join(dir, e.Name()), filepath.Join(dir, name)); err != nil {
+			return n, err
+		}
+		n++
+	}
+	return n, nil
 }

@@ -49,7 +49,7 @@ func TestDatabaseOnSwarmNode(t *testing.T) {
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()
-		if err := docker.SwarmLeave(ctx, true); err != nil {
+		if err := testenv.LeaveSwarm(ctx, docker); err != nil {
 			t.Errorf("docker swarm leave --force: %v", err)
 		}
 	})

@@ -2,10 +2,13 @@ package main
 
 import (
 	"context"
+	"crypto/sha256"
 	"flag"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"sync/atomic"
 	"time"
@@ -143,11 +146,24 @@ func bindSwarmFlags(fs *flag.FlagSet, c *Config, getenv func(string) string) err
 	return num(&c.Swarm.HTTPSPort, "swarm-https-port", "BERTH_SWARM_HTTPS_PORT", 443, "HTTPS port the swarm's Traefik service publishes on the manager")
 }
 
+// dynamicDigest is a digest of dynamic configuration files (name:
+// content).
+func dynamicDigest(files map[string][]byte) [32]byte {
+	names := slices.Sorted(maps.Keys(files))
+	h := sha256.New()
+	for _, n := range names {
+		fmt.Fprintf(h, "%s\x00%d\x00", n, len(files[n]))
+		h.Write(files[n])
+	}
+	return [32]byte(h.Sum(nil))
+}
+
 // swarmProxy keeps Traefik running as a service of every swarm berth
 // drives, when --swarm-traefik-bin is set: its image built FROM scratch
 // from that binary, the static configuration rendered here, the dynamic
 // configuration the routing projection's directory: mounted when the
-// manager is the local engine, copied into swarm configs otherwise.
+// manager is the local engine, copied into the proxy's volume otherwise
+// (Traefik reloads it without a restart).
 func swarmProxy(m *Main, cluster *swarm.Cluster) func(context.Context) error {
 	return func(ctx context.Context) error {
 		cfg := m.Config
@@ -169,7 +185,11 @@ func swarmProxy(m *Main, cluster *swarm.Cluster) func(context.Context) error {
 			return err
 		}
 		version := "berth-" + filepath.Base(filepath.Dir(bin))
-		t := time.NewTicker(10 * time.Second)
+		// Every swarm's proxy is checked every 10 s; a remote manager's
+		// also as soon as the routes change (looked for every 2 s).
+		ensured := map[string]time.Time{}
+		copied := map[string][32]byte{} // swarm: digest of the routes it holds
+		t := time.NewTicker(2 * time.Second)
 		defer t.Stop()
 		for {
 			names, err := swarm.Swarms(ctx, m.Store)
@@ -182,10 +202,14 @@ func swarmProxy(m *Main, cluster *swarm.Cluster) func(context.Context) error {
 					continue
 				}
 				spec := swarm.ProxySpec{Binary: bin, Version: version, Static: static, HTTPPort: cfg.Swarm.HTTPPort, HTTPSPort: cfg.Swarm.HTTPSPort}
+				var digest [32]byte
 				if s.Server() == domain.LocalServer {
 					spec.DynamicDir = dynamic
-				} else {
-					spec.Dynamic, err = traefik.ReadDynamic(dynamic)
+				} else if spec.Dynamic, err = traefik.ReadDynamic(dynamic); err == nil {
+					digest = dynamicDigest(spec.Dynamic)
+				}
+				if err == nil && time.Since(ensured[name]) < 10*time.Second && digest == copied[name] {
+					continue
 				}
 				var svc *swarm.Services
 				if err == nil {
@@ -201,6 +225,8 @@ func swarmProxy(m *Main, cluster *swarm.Cluster) func(context.Context) error {
 				if err != nil && ctx.Err() == nil {
 					m.Logger.Warn("the swarm's Traefik service is not running", "swarm", name, "err", err)
 				}
+				// A failure is tried again at the next check, 10 s on.
+				ensured[name], copied[name] = time.Now(), digest
 			}
 			select {
 			case <-ctx.Done():

@@ -70,7 +70,7 @@ func TestSwarmThroughServe(t *testing.T) {
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()
-		if err := docker.SwarmLeave(ctx, true); err != nil {
+		if err := testenv.LeaveSwarm(ctx, docker); err != nil {
 			t.Errorf("docker swarm leave --force: %v", err)
 		}
 	})
@@ -145,7 +145,7 @@ func TestSwarmThroughServe(t *testing.T) {
 		info.Swarm.ControlAvailable && info.Swarm.Nodes == 1 && info.Swarm.NodeAddr == "127.0.0.2" {
 		if list, err := docker.ServiceList(ctx, dswarm.ServiceListOptions{}); err == nil && len(list) == 0 {
 			t.Logf("leaving the single-node swarm on 127.0.0.2 an earlier run left")
-			if err := docker.SwarmLeave(ctx, true); err != nil {
+			if err := testenv.LeaveSwarm(ctx, docker); err != nil {
 				t.Fatalf("docker swarm leave --force: %v", err)
 			}
 		}

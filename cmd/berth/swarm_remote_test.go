@@ -25,7 +25,8 @@ import (
 // through the API and records the server's stable id; its node is listed;
 // an application placed on it deploys as a service whose task answers its
 // health check path (probed from inside the swarm's overlay network) and
-// serves through that swarm's Traefik service on the remote node; the
+// serves through that swarm's Traefik service on the remote node, which
+// takes an added and a removed domain without restarting; the
 // swarm's registry, run by `berth swarm registry`, answers on the node;
 // removing
 // the server is refused while it manages the swarm, and so is releasing
@@ -155,6 +156,33 @@ func TestRemoteSwarmThroughServe(t *testing.T) {
 	waitFor(t, 3*time.Minute, "the application to answer through the remote swarm's Traefik", func() bool {
 		return fetchBody(hc, addr, host) == "hello remote\n"
 	})
+
+	// A domain added, then the first removed: the remote Traefik reloads
+	// the routes copied into its volume, and its task keeps running.
+	proxyTask := func() string {
+		t.Helper()
+		tasks, err := remote.Docker.TaskList(ctx, dswarm.TaskListOptions{Filters: filters.NewArgs(filters.Arg("service", "berth-traefik"), filters.Arg("desired-state", "running"))})
+		if err != nil || len(tasks) != 1 {
+			t.Fatalf("the remote Traefik's tasks: %d, %v", len(tasks), err)
+		}
+		return tasks[0].ID
+	}
+	task := proxyTask()
+	second := "www." + host
+	a.must(http.StatusCreated, "POST", "/api/v1/apps/"+app+"/domains", map[string]any{"host": second})
+	waitFor(t, time.Minute, "the added domain to answer through the remote swarm's Traefik", func() bool {
+		return fetchBody(hc, addr, second) == "hello remote\n"
+	})
+	a.must(http.StatusOK, "DELETE", "/api/v1/apps/"+app+"/domains/"+host, nil)
+	waitFor(t, time.Minute, "the removed domain to stop answering", func() bool {
+		return fetchBody(hc, addr, host) == ""
+	})
+	if got := fetchBody(hc, addr, second); got != "hello remote\n" {
+		t.Errorf("the remaining domain after the removal: %q", got)
+	}
+	if got := proxyTask(); got != task {
+		t.Errorf("the remote Traefik's task changed from %s to %s: a route change restarted it", task, got)
+	}
 
 	// The server manages the swarm: it stays until the swarm is released,
 	// which waits for the application to go.

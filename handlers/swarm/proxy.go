@@ -2,19 +2,22 @@ package swarm
 
 import (
 	"archive/tar"
+	"bytes"
 	"context"
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
 	"io"
 	"os"
+	"path"
 	"path/filepath"
 	"regexp"
-	"sort"
 	"time"
 
 	cerrdefs "github.com/containerd/errdefs"
 	"github.com/docker/docker/api/types/build"
+	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/filters"
 	"github.com/docker/docker/api/types/mount"
 	"github.com/docker/docker/api/types/swarm"
@@ -25,10 +28,19 @@ import (
 // ProxyService is the name of the proxy's service.
 const ProxyService = "berth-traefik"
 
-// Where the proxy's container finds its configuration.
+// Where the proxy's container finds its configuration and keeps its
+// data (ACME's account and certificates).
 const (
 	ProxyStaticPath  = "/etc/traefik/traefik.yml"
 	ProxyDynamicPath = "/etc/traefik/dynamic"
+	ProxyDataPath    = "/data"
+)
+
+// The proxy's volumes on the manager: its data, and its dynamic
+// configuration when the manager is another machine than berth's.
+const (
+	ProxyDataVolume    = "berth-traefik-data"
+	ProxyDynamicVolume = "berth-traefik-dynamic"
 )
 
 // ProxySpec describes Traefik as a service of the swarm.
@@ -46,9 +58,10 @@ type ProxySpec struct {
 	// Set only when berth runs beside the manager's engine.
 	DynamicDir string
 	// Dynamic, used when DynamicDir is empty (a manager on another
-	// machine), is the dynamic configuration itself, file name: content;
-	// each file becomes a swarm config mounted in ProxyDynamicPath, and a
-	// change of any file updates the service (Traefik restarts).
+	// machine), is the dynamic configuration itself, file name: content,
+	// written into the volume ProxyDynamicVolume mounted at
+	// ProxyDynamicPath by a helper container of the task probe's image
+	// (Config.ProbeBinary): Traefik reloads it without restarting.
 	Dynamic map[string][]byte
 	// NodeID is that manager's node id.
 	NodeID string
@@ -162,45 +175,20 @@ func (s *Services) EnsureProxy(ctx context.Context, p ProxySpec) (domain.Service
 		return domain.ServiceState{}, err
 	}
 	configs := []*swarm.ConfigReference{{File: &swarm.ConfigReferenceFileTarget{Name: ProxyStaticPath, UID: "0", GID: "0", Mode: 0o444}, ConfigID: cfgID, ConfigName: cfgName}}
-	var mounts []mount.Mount
-	version := cfgName // what the service runs: changes when any file does
+	// ACME's account and certificates outlive the task.
+	mounts := []mount.Mount{{Type: mount.TypeVolume, Source: ProxyDataVolume, Target: ProxyDataPath}}
+	layout := "data"
 	if p.DynamicDir != "" {
-		mounts = []mount.Mount{{Type: mount.TypeBind, Source: p.DynamicDir, Target: ProxyDynamicPath, ReadOnly: true}}
+		mounts = append(mounts, mount.Mount{Type: mount.TypeBind, Source: p.DynamicDir, Target: ProxyDynamicPath, ReadOnly: true})
+		layout += "+dir"
 	} else {
-		names := make([]string, 0, len(p.Dynamic))
-		for name := range p.Dynamic {
-			names = append(names, name)
-		}
-		sort.Strings(names)
-		// One listing of the proxy's dynamic configs, not one per file.
-		have := map[string]string{}
-		if len(names) > 0 {
-			list, err := s.cli.ConfigList(ctx, swarm.ConfigListOptions{Filters: filters.NewArgs(filters.Arg("label", LabelManaged+"=true"), filters.Arg("name", ProxyService+"-d-"))})
-			if err != nil {
-				return domain.ServiceState{}, unavailable(fmt.Errorf("list configs: %w", err))
-			}
-			for _, c := range list {
-				have[c.Spec.Name] = c.ID
-			}
-		}
-		all := sha256.New()
-		all.Write(p.Static)
-		for _, name := range names {
-			h := sha256.New()
-			h.Write([]byte(name + "\x00"))
-			h.Write(p.Dynamic[name])
-			dn := ProxyService + "-d-" + hex.EncodeToString(h.Sum(nil)[:8])
-			id, ok := have[dn]
-			if !ok {
-				if id, err = s.ensureConfig(ctx, dn, p.Dynamic[name]); err != nil {
-					return domain.ServiceState{}, err
-				}
-			}
-			configs = append(configs, &swarm.ConfigReference{File: &swarm.ConfigReferenceFileTarget{Name: ProxyDynamicPath + "/" + name, UID: "0", GID: "0", Mode: 0o444}, ConfigID: id, ConfigName: dn})
-			all.Write([]byte(dn))
-		}
-		version = ProxyService + "-" + hex.EncodeToString(all.Sum(nil)[:6])
+		mounts = append(mounts, mount.Mount{Type: mount.TypeVolume, Source: ProxyDynamicVolume, Target: ProxyDynamicPath})
+		layout += "+volume"
 	}
+	// What the service runs: changes with the static configuration and
+	// the mounts, never with a route.
+	vsum := sha256.Sum256(append([]byte(layout+"\x00"), p.Static...))
+	version := ProxyService + "-" + hex.EncodeToString(vsum[:6])
 	replicas := uint64(1)
 	grace := 10 * time.Second
 	spec := swarm.ServiceSpec{
@@ -228,6 +216,18 @@ func (s *Services) EnsureProxy(ctx context.Context, p ProxySpec) (domain.Service
 			{Protocol: swarm.PortConfigProtocolTCP, TargetPort: 443, PublishedPort: uint32(p.HTTPSPort), PublishMode: swarm.PortConfigPublishModeHost},
 		}},
 	}
+	if p.DynamicDir == "" {
+		// The routes first: a new proxy starts with them.
+		if err := s.syncDynamic(ctx, p.Dynamic); err != nil {
+			return domain.ServiceState{}, err
+		}
+	}
+	return s.runProxy(ctx, spec, version, image, configs)
+}
+
+// runProxy creates or updates the proxy's service to spec unless it runs
+// version of image already, and waits until it converged.
+func (s *Services) runProxy(ctx context.Context, spec swarm.ServiceSpec, version, image string, configs []*swarm.ConfigReference) (domain.ServiceState, error) {
 	cur, _, err := s.cli.ServiceInspectWithRaw(ctx, ProxyService, swarm.ServiceInspectOptions{})
 	switch {
 	case cerrdefs.IsNotFound(err):
@@ -251,6 +251,134 @@ func (s *Services) EnsureProxy(ctx context.Context, p ProxySpec) (domain.Service
 		s.removeUnusedConfigs(ctx, configs)
 	}
 	return st, err
+}
+
+// maxDynamicFile bounds one dynamic configuration file read back from the
+// proxy's volume.
+const maxDynamicFile = 16 << 20
+
+// removedDynamic is what a file of the dynamic configuration that no
+// longer configures anything holds: an empty document.
+var removedDynamic = []byte("# removed by berth: configures nothing\n{}\n")
+
+// syncDynamic makes the proxy's dynamic configuration volume hold files
+// (name: content). A short-lived helper container on the manager (the task
+// probe's image, with the volume mounted and no network) is created; what
+// the volume holds is read through it; each file that differs, and each
+// file of a removed route (emptied: the file provider reads an empty
+// document as no configuration), is copied in as NAME.new; the helper then
+// starts and renames each into place, atomically (Docker's archive API
+// would replace a file by removing it first, and Traefik could reload in
+// between). Traefik's file provider sees the renames and reloads; the
+// proxy keeps running and serving.
+func (s *Services) syncDynamic(ctx context.Context, files map[string][]byte) error {
+	img, err := s.probeImage(ctx)
+	if err != nil {
+		return err
+	}
+	const dir = "/dynamic"
+	var sfx [6]byte
+	_, _ = rand.Read(sfx[:])
+	name := "berth-proxysync-" + hex.EncodeToString(sfx[:])
+	created, err := s.cli.ContainerCreate(ctx,
+		&container.Config{Image: img, Cmd: []string{"-promote", dir}, Labels: map[string]string{LabelManaged: "true"}},
+		&container.HostConfig{NetworkMode: "none", LogConfig: container.LogConfig{Type: "json-file"},
+			Mounts: []mount.Mount{{Type: mount.TypeVolume, Source: ProxyDynamicVolume, Target: dir}}}, nil, nil, name)
+	if err != nil {
+		return unavailable(fmt.Errorf("create the proxy's configuration helper: %w", err))
+	}
+	defer func() {
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+		defer cancel()
+		if err := s.cli.ContainerRemove(rctx, created.ID, container.RemoveOptions{Force: true}); err != nil && !cerrdefs.IsNotFound(err) {
+			s.log.Warn("proxy configuration helper not removed", "container", name, "err", err)
+		}
+	}()
+	have, err := s.readDynamic(ctx, created.ID, dir)
+	if err != nil {
+		return err
+	}
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	changed := 0
+	put := func(name string, data []byte) error {
+		changed++
+		if err := tw.WriteHeader(&tar.Header{Name: name + ".new", Mode: 0o644, Size: int64(len(data)), ModTime: time.Now(), Typeflag: tar.TypeReg}); err != nil {
+			return err
+		}
+		_, err := tw.Write(data)
+		return err
+	}
+	for name, data := range files {
+		if old, ok := have[name]; !ok || !bytes.Equal(old, data) {
+			if err := put(name, data); err != nil {
+				return err
+			}
+		}
+	}
+	for name, old := range have {
+		if _, ok := files[name]; !ok && reDynamicFile.MatchString(name) && !bytes.Equal(old, removedDynamic) {
+			if err := put(name, removedDynamic); err != nil {
+				return err
+			}
+		}
+	}
+	if changed == 0 {
+		return nil
+	}
+	if err := tw.Close(); err != nil {
+		return err
+	}
+	if err := s.cli.CopyToContainer(ctx, created.ID, dir, &buf, container.CopyToContainerOptions{}); err != nil {
+		return unavailable(fmt.Errorf("stage the proxy's dynamic configuration: %w", err))
+	}
+	if err := s.cli.ContainerStart(ctx, created.ID, container.StartOptions{}); err != nil {
+		return unavailable(fmt.Errorf("start the proxy's configuration helper: %w", err))
+	}
+	wctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	waitC, errC := s.cli.ContainerWait(wctx, created.ID, container.WaitConditionNotRunning)
+	select {
+	case w := <-waitC:
+		if w.StatusCode != 0 {
+			return fmt.Errorf("the proxy's configuration helper exited with status %d", w.StatusCode)
+		}
+	case err := <-errC:
+		return unavailable(fmt.Errorf("wait for the proxy's configuration helper: %w", err))
+	}
+	s.log.Info("proxy's dynamic configuration written", "files", changed)
+	return nil
+}
+
+// readDynamic reads the dynamic configuration files in dir of container
+// id, by name; staged files (NAME.new) are left out.
+func (s *Services) readDynamic(ctx context.Context, id, dir string) (map[string][]byte, error) {
+	rc, _, err := s.cli.CopyFromContainer(ctx, id, dir)
+	if err != nil {
+		return nil, unavailable(fmt.Errorf("read the proxy's dynamic configuration: %w", err))
+	}
+	defer rc.Close()
+	have := map[string][]byte{}
+	tr := tar.NewReader(rc)
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			return have, nil
+		}
+		if err != nil {
+			return nil, unavailable(fmt.Errorf("read the proxy's dynamic configuration: %w", err))
+		}
+		// Entries are "dynamic/" and "dynamic/<file>".
+		d, name := path.Split(h.Name)
+		if h.Typeflag != tar.TypeReg || path.Clean(d) != path.Base(dir) || h.Size > maxDynamicFile || !reDynamicFile.MatchString(name) {
+			continue
+		}
+		b, err := io.ReadAll(tr)
+		if err != nil {
+			return nil, unavailable(fmt.Errorf("read the proxy's dynamic configuration: %w", err))
+		}
+		have[name] = b
+	}
 }
 
 var reDynamicFile = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,200}\.yml$`)
@@ -292,7 +420,7 @@ func (s *Services) ensureConfig(ctx context.Context, name string, data []byte) (
 	return resp.ID, nil
 }
 
-// RemoveProxy removes the proxy's service and its configs.
+// RemoveProxy removes the proxy's service, its configs and its volumes.
 func (s *Services) RemoveProxy(ctx context.Context) error {
 	if err := s.cli.ServiceRemove(ctx, ProxyService); err != nil && !cerrdefs.IsNotFound(err) {
 		return unavailable(fmt.Errorf("remove the proxy service: %w", err))
@@ -308,6 +436,22 @@ func (s *Services) RemoveProxy(ctx context.Context) error {
 			err := s.cli.ConfigRemove(ctx, c.ID)
 			if err == nil || cerrdefs.IsNotFound(err) {
 				break
+			}
+			if err := sleep(ctx, 200*time.Millisecond); err != nil {
+				return err
+			}
+		}
+	}
+	// The task's container goes a moment after the service: its volumes
+	// are in use until then.
+	for _, v := range []string{ProxyDataVolume, ProxyDynamicVolume} {
+		for attempt := 0; ; attempt++ {
+			err := s.cli.VolumeRemove(ctx, v, false)
+			if err == nil || cerrdefs.IsNotFound(err) {
+				break
+			}
+			if attempt == 100 {
+				return unavailable(fmt.Errorf("remove the proxy's volume %s: %w", v, err))
 			}
 			if err := sleep(ctx, 200*time.Millisecond); err != nil {
 				return err

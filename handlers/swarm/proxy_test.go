@@ -8,9 +8,12 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/docker/docker/api/types/filters"
 	"github.com/docker/docker/api/types/swarm"
 
 	"berth/domain"
@@ -23,6 +26,15 @@ import (
 // directory and returns the directory's writer and the published HTTP
 // address; the service is removed when the test ends.
 func startProxy(t *testing.T, f *fixture) (*traefik.Writer, string) {
+	t.Helper()
+	w, addr, _ := startProxyMode(t, f, false)
+	return w, addr
+}
+
+// startProxyMode is startProxy with the directory mounted, or (copied)
+// with its files copied into the proxy's volume, as for a manager on
+// another machine; ensure copies the directory's files again.
+func startProxyMode(t *testing.T, f *fixture, copied bool) (w *traefik.Writer, addr string, ensure func()) {
 	t.Helper()
 	ctx := context.Background()
 	dir := t.TempDir()
@@ -60,15 +72,26 @@ func startProxy(t *testing.T, f *fixture) (*traefik.Writer, string) {
 			t.Errorf("remove proxy: %v", err)
 		}
 	})
-	st, err := f.svc.EnsureProxy(ctx, bswarm.ProxySpec{Binary: bin, Version: "berth-" + filepath.Base(filepath.Dir(bin)), Static: static,
-		DynamicDir: dir, NodeID: info.Swarm.NodeID, HTTPPort: port(httpAddr), HTTPSPort: port(httpsAddr)})
-	if err != nil {
-		t.Fatalf("proxy: %v", err)
+	spec := bswarm.ProxySpec{Binary: bin, Version: "berth-" + filepath.Base(filepath.Dir(bin)), Static: static,
+		DynamicDir: dir, NodeID: info.Swarm.NodeID, HTTPPort: port(httpAddr), HTTPSPort: port(httpsAddr)}
+	ensure = func() {
+		t.Helper()
+		if copied {
+			spec.DynamicDir = ""
+			if spec.Dynamic, err = traefik.ReadDynamic(dir); err != nil {
+				t.Fatal(err)
+			}
+		}
+		st, err := f.svc.EnsureProxy(ctx, spec)
+		if err != nil {
+			t.Fatalf("proxy: %v", err)
+		}
+		if st.Running != 1 {
+			t.Fatalf("proxy %+v", st)
+		}
 	}
-	if st.Running != 1 {
-		t.Fatalf("proxy %+v", st)
-	}
-	return w, httpAddr
+	ensure()
+	return w, httpAddr, ensure
 }
 
 // get requests path of host through the proxy.
@@ -154,4 +177,97 @@ func TestProxyServiceRoutesToServiceNames(t *testing.T) {
 		t.Errorf("proxy image %v %v", svc.Spec.TaskTemplate.ContainerSpec, err)
 	}
 	_ = domain.LocalServer
+}
+
+// TestProxyServiceReloadsCopiedRoutes runs the proxy as for a manager on
+// another machine (the dynamic configuration copied into its volume, not
+// mounted): a route added, then one removed, each takes effect while the
+// same proxy task keeps running.
+func TestProxyServiceReloadsCopiedRoutes(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	w, addr, ensure := startProxyMode(t, f, true)
+	proxyTask := func() string {
+		t.Helper()
+		tasks, err := f.cli.TaskList(ctx, swarm.TaskListOptions{Filters: filters.NewArgs(filters.Arg("service", bswarm.ProxyService), filters.Arg("desired-state", "running"))})
+		if err != nil || len(tasks) != 1 {
+			t.Fatalf("the proxy's tasks: %d, %v", len(tasks), err)
+		}
+		return tasks[0].ID
+	}
+	app := testenv.RandomName("bw-c")
+	spec := f.app(t, app)
+	spec.DeploymentID, spec.Env = "d1", map[string]string{"VERSION": "one"}
+	st, err := f.svc.DeployService(ctx, spec, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	up := traefik.Upstream{Host: st.Name, Port: 8080}
+	if err := w.Put(traefik.App{Name: app, Routes: []traefik.Route{{Host: app + ".test"}}, Upstream: up}); err != nil {
+		t.Fatal(err)
+	}
+	ensure()
+	waitBody(t, addr, app+".test", "hello one")
+	task := proxyTask()
+
+	// A second application's route, to the same service.
+	other := app + "-b"
+	if err := w.Put(traefik.App{Name: other, Routes: []traefik.Route{{Host: other + ".test"}}, Upstream: up}); err != nil {
+		t.Fatal(err)
+	}
+	ensure()
+	waitBody(t, addr, other+".test", "hello one")
+	// From here on, requests to the second application never fail while
+	// its own file is rewritten and another file emptied.
+	var total, failed atomic.Int64
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			total.Add(1)
+			if code, body, err := get(addr, other+".test"); err != nil || code != 200 || strings.TrimSpace(body) != "hello one" {
+				failed.Add(1)
+			}
+		}
+	})
+	if err := w.Put(traefik.App{Name: other, Routes: []traefik.Route{{Host: other + ".test"}, {Host: "www." + other + ".test"}}, Upstream: up}); err != nil {
+		t.Fatal(err)
+	}
+	ensure()
+	waitBody(t, addr, "www."+other+".test", "hello one")
+	// The first application's route removed.
+	if err := w.Remove(app); err != nil {
+		t.Fatal(err)
+	}
+	ensure()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		code, _, err := get(addr, app+".test")
+		if err == nil && code == http.StatusNotFound {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the removed route still answers: %d %v", code, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	close(stop)
+	wg.Wait()
+	if n := failed.Load(); n > 0 || total.Load() == 0 {
+		t.Errorf("%d of %d requests to the remaining application failed while the routes changed", n, total.Load())
+	}
+	t.Logf("%d requests to the remaining application while the routes changed, none failed", total.Load())
+	if got := proxyTask(); got != task {
+		t.Errorf("the proxy's task changed from %s to %s: routes restarted it", task, got)
+	}
+	// Nothing changed: nothing is written, nothing restarts.
+	ensure()
+	if got := proxyTask(); got != task {
+		t.Errorf("an unchanged configuration restarted the proxy")
+	}
 }

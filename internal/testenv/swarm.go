@@ -10,7 +10,9 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
+	cerrdefs "github.com/containerd/errdefs"
 	"github.com/docker/docker/api/types/build"
 	"github.com/docker/docker/api/types/image"
 	"github.com/docker/docker/api/types/swarm"
@@ -29,7 +31,7 @@ func SwarmInit(ctx context.Context, cli *client.Client, advertise string) (leave
 		return nil, fmt.Errorf("Docker Engine is not reachable: %w: start it and check that this user may use its socket", err)
 	}
 	noop := func(context.Context) error { return nil }
-	leaveIt := func(ctx context.Context) error { return cli.SwarmLeave(ctx, true) }
+	leaveIt := func(ctx context.Context) error { return LeaveSwarm(ctx, cli) }
 	switch info.Swarm.LocalNodeState {
 	case swarm.LocalNodeStateActive:
 		if !info.Swarm.ControlAvailable {
@@ -49,6 +51,32 @@ func SwarmInit(ctx context.Context, cli *client.Client, advertise string) (leave
 		return nil, fmt.Errorf("docker swarm init: %w", err)
 	}
 	return leaveIt, nil
+}
+
+// proxyVolumes are the volumes berth's Traefik service keeps on a swarm's
+// manager (handlers/swarm's ProxyDataVolume and ProxyDynamicVolume).
+var proxyVolumes = []string{"berth-traefik-data", "berth-traefik-dynamic"}
+
+// LeaveSwarm makes the engine leave its swarm (forced) and removes the
+// volumes berth's Traefik service left on it, once the task's container
+// that used them is gone.
+func LeaveSwarm(ctx context.Context, cli *client.Client) error {
+	if err := cli.SwarmLeave(ctx, true); err != nil {
+		return err
+	}
+	for _, v := range proxyVolumes {
+		for deadline := time.Now().Add(time.Minute); ; {
+			err := cli.VolumeRemove(ctx, v, false)
+			if err == nil || cerrdefs.IsNotFound(err) {
+				break
+			}
+			if time.Now().After(deadline) {
+				return fmt.Errorf("remove volume %s: %w", v, err)
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+	}
+	return nil
 }
 
 // BuildTestServerImage builds the test server (BuildTestServer) into an

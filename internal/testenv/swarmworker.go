@@ -137,7 +137,7 @@ func SwarmInitOn(ctx context.Context, cli *client.Client) (leave func(context.Co
 	if _, err := cli.SwarmInit(ctx, swarm.InitRequest{ListenAddr: SwarmManagerAddr + ":2377", AdvertiseAddr: SwarmManagerAddr}); err != nil {
 		return nil, fmt.Errorf("docker swarm init --advertise-addr %s: %w", SwarmManagerAddr, err)
 	}
-	return func(ctx context.Context) error { return cli.SwarmLeave(ctx, true) }, nil
+	return func(ctx context.Context) error { return LeaveSwarm(ctx, cli) }, nil
 }
 
 // Join makes the worker join manager's swarm; it returns its node id.
