@@ -207,9 +207,6 @@ func (spec NewApp) Normalize(allowWildcard bool) (NewApp, error) {
 		}
 		routes = append(routes, n)
 	}
-	if err := checkServicePorts(routes, spec.Source, spec.Runtime, domainPort); err != nil {
-		return NewApp{}, err
-	}
 	spec.Domains = routes
 	return spec, nil
 }
@@ -429,30 +426,6 @@ func checkRouteService(prefix string, r Route, src Source) error {
 	return nil
 }
 
-// checkServicePorts checks that a stack on a remote server (not a swarm)
-// routes each service at one port: the server publishes that port of the
-// service on its address, where the routes reach it. portField names the
-// port field of routes[i].
-func checkServicePorts(routes []Route, src Source, rt Runtime, portField func(i int) string) error {
-	if src.Compose == nil || rt.ServerID() == LocalServer || rt.OnSwarm() {
-		return nil
-	}
-	ports := map[string]int{}
-	for i, r := range routes {
-		if r.Service == "" || r.RedirectTo != "" {
-			continue
-		}
-		if p, ok := ports[r.Service]; ok && p != r.Port {
-			return Invalid(portField(i), fmt.Sprintf("a stack on server %s reaches each service at one port: service %s is routed at port %d already", rt.Server, r.Service, p))
-		}
-		ports[r.Service] = r.Port
-	}
-	return nil
-}
-
-// domainPort names the port field of the i-th domain.
-func domainPort(i int) string { return field(indexed("domains", i), "port") }
-
 // Hosts lists the hosts the application routes.
 func (a *Application) Hosts() []string {
 	hosts := make([]string, 0, len(a.config.Domains))
@@ -580,9 +553,6 @@ func (a *Application) Update(p AppPatch) ([]Event, error) {
 	if err := rt.Validate("runtime"); err != nil {
 		return nil, err
 	}
-	if err := checkServicePorts(a.config.Domains, src, rt, domainPort); err != nil {
-		return nil, err
-	}
 	var changed []string
 	diff := func(name string, old, new any) {
 		if !reflect.DeepEqual(old, new) {
@@ -660,9 +630,6 @@ func (a *Application) AddDomain(r Route, host *Host, allowWildcard bool) ([]Even
 		return nil, err
 	}
 	if err := checkRouteService("", r, a.config.Source); err != nil {
-		return nil, err
-	}
-	if err := checkServicePorts(append(slices.Clone(a.config.Domains), r), a.config.Source, a.config.Runtime, func(int) string { return "port" }); err != nil {
 		return nil, err
 	}
 	if host == nil || host.Name() != r.Host {

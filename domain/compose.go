@@ -328,6 +328,9 @@ type ServiceSpec struct {
 	// RoutePort, for a routed service, is the port its routes reach: a
 	// runtime on a remote server publishes it on the server's address.
 	RoutePort int `json:"route_port,omitempty"`
+	// OtherRoutePorts are the service's further ports routes reach, each
+	// published there too.
+	OtherRoutePorts []int `json:"other_route_ports,omitempty"`
 	// RestartPolicy is no, always, on-failure or unless-stopped.
 	RestartPolicy string `json:"restart_policy,omitempty"`
 	Replicas      int    `json:"replicas,omitempty"`

@@ -2,7 +2,6 @@ package domain_test
 
 import (
 	"errors"
-	"strings"
 	"testing"
 
 	"berth/domain"
@@ -132,42 +131,5 @@ func TestServiceSpecHash(t *testing.T) {
 	o.Env = map[string]string{"A": "1", "B": "3"}
 	if s.Hash("sha256:1") == o.Hash("sha256:1") {
 		t.Error("another environment hashes the same")
-	}
-}
-
-// TestRemoteStackRoutesEachServiceAtOnePort: a stack on a remote server
-// reaches each routed service at the one port the server publishes, so
-// routes to one service at two ports are refused there, naming the port,
-// whether they come with the stack, one at a time, or with a move.
-func TestRemoteStackRoutesEachServiceAtOnePort(t *testing.T) {
-	h := newHistory()
-	h.record(t, MustDecide(t)(domain.CreateProject("p", "")))
-	proj, err := domain.LoadProject(h.streams[domain.ProjectStream("p")])
-	if err != nil {
-		t.Fatal(err)
-	}
-	file := "services:\n  web:\n    image: a\n"
-	src := domain.Source{Compose: &domain.ComposeSource{File: file, Services: []string{"web"}}}
-	two := []domain.Route{{Host: "a.example.com", Service: "web", Port: 8080}, {Host: "b.example.com", Service: "web", Port: 9090}}
-	hosts := map[string]*domain.Host{"a.example.com": h.host(t, "a.example.com"), "b.example.com": h.host(t, "b.example.com")}
-	_, err = domain.CreateApp(proj, domain.NewApp{Project: "p", Name: "r", Source: src, Domains: two, Runtime: domain.Runtime{Server: "edge"}}, hosts, false)
-	var ve *domain.ValidationError
-	if !errors.As(err, &ve) || ve.Field != "domains[1].port" || !strings.Contains(ve.Rule, "service web is routed at port 8080") {
-		t.Fatalf("two ports of one service on a remote server: got %v, want a validation error on domains[1].port", err)
-	}
-	// On the local server the same stack is fine, and moving it is not.
-	h.record(t, MustDecide(t)(domain.CreateApp(proj, domain.NewApp{Project: "p", Name: "l", Source: src, Domains: two}, hosts, false)))
-	if _, err := h.app(t, "l").Update(domain.AppPatch{Server: ptr("edge")}); !errors.As(err, &ve) || ve.Field != "domains[1].port" {
-		t.Fatalf("moving it to a remote server: got %v, want a validation error on domains[1].port", err)
-	}
-	// One at a time on the remote server.
-	one := []domain.Route{{Host: "c.example.com", Service: "web", Port: 8080}}
-	hosts["c.example.com"], hosts["d.example.com"] = h.host(t, "c.example.com"), h.host(t, "d.example.com")
-	h.record(t, MustDecide(t)(domain.CreateApp(proj, domain.NewApp{Project: "p", Name: "r", Source: src, Domains: one, Runtime: domain.Runtime{Server: "edge"}}, hosts, false)))
-	if _, err := h.app(t, "r").AddDomain(domain.Route{Host: "d.example.com", Service: "web", Port: 9090}, hosts["d.example.com"], false); !errors.As(err, &ve) || ve.Field != "port" {
-		t.Fatalf("adding a second port: got %v, want a validation error on port", err)
-	}
-	if _, err := h.app(t, "r").AddDomain(domain.Route{Host: "d.example.com", Service: "web", Port: 8080}, hosts["d.example.com"], false); err != nil {
-		t.Fatalf("adding a host at the same port: %v", err)
 	}
 }

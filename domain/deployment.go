@@ -151,6 +151,9 @@ type Upstream struct {
 	// publishes on Host (a remote server's address): the routes naming the
 	// service reach it there, not on their own port.
 	Published bool `json:"published,omitempty"`
+	// TargetPort, with Published, is the service's own port that Port
+	// publishes: the routes to the service at that port go there.
+	TargetPort int `json:"target_port,omitempty"`
 }
 
 // DeploymentReplicaSwitched is recorded ("deployment.replica_switched")

@@ -45,6 +45,10 @@ type Instance struct {
 	// a name on berth's network); Port is the application's port there.
 	Address string
 	Port    int
+	// Published maps, on a remote server, each port of a stack service's
+	// instance that its routes reach to the port the server publishes it
+	// on at Address (Port is the first route's).
+	Published map[int]int
 	// ImageID is the image it runs.
 	ImageID string
 	// Running is false for an instance that exists but is stopped.

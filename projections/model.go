@@ -91,7 +91,9 @@ type App struct {
 	// balances the traffic over, on UpstreamPort too.
 	ReplicaHosts []string `json:"replica_hosts,omitempty"`
 	// ServiceHosts are, for a stack, the addresses of each service's
-	// instances: its routes go to the hosts of the service they name.
+	// instances, by service: its routes go to the hosts of the service
+	// they name; under "service:port", the addresses a remote server
+	// publishes that port of the service on.
 	ServiceHosts map[string][]string `json:"service_hosts,omitempty"`
 	CreatedAt    time.Time           `json:"created_at"`
 	UpdatedAt    time.Time           `json:"updated_at"`
@@ -656,7 +658,9 @@ type ServiceState struct {
 	At            time.Time `json:"at"`
 }
 
-// serviceHosts groups upstreams by service (nil when none names one).
+// serviceHosts groups upstreams by service (nil when none names one); an
+// upstream a remote server publishes for one of the service's ports goes
+// under "service:port" (ServiceHostsKey).
 func serviceHosts(ups []domain.Upstream) map[string][]string {
 	var out map[string][]string
 	for _, u := range ups {
@@ -666,14 +670,23 @@ func serviceHosts(ups []domain.Upstream) map[string][]string {
 		if out == nil {
 			out = map[string][]string{}
 		}
-		h := u.Host
+		h, key := u.Host, u.Service
 		if u.Published && u.Port != 0 {
 			// Published on a remote server: the port goes with the host.
 			h += ":" + strconv.Itoa(u.Port)
+			if u.TargetPort != 0 {
+				key = ServiceHostsKey(u.Service, u.TargetPort)
+			}
 		}
-		out[u.Service] = append(out[u.Service], h)
+		out[key] = append(out[key], h)
 	}
 	return out
+}
+
+// ServiceHostsKey is the key of App.ServiceHosts for service's port a
+// remote server publishes.
+func ServiceHostsKey(service string, port int) string {
+	return service + ":" + strconv.Itoa(port)
 }
 
 // upstreamName is the host name Traefik reaches a deployment's container

@@ -269,7 +269,11 @@ func traefikApp(a *App) traefik.App {
 	for _, r := range a.Config.Domains {
 		rt := TraefikRoute(r)
 		if rt.Service != "" {
-			rt.ServiceHosts = slices.Clone(a.ServiceHosts[rt.Service])
+			hosts, ok := a.ServiceHosts[ServiceHostsKey(rt.Service, r.Port)]
+			if !ok {
+				hosts = a.ServiceHosts[rt.Service]
+			}
+			rt.ServiceHosts = slices.Clone(hosts)
 		}
 		t.Routes = append(t.Routes, rt)
 	}

@@ -39,7 +39,7 @@ services:
     networks: [default, back]
   web:
     build: {context: ../app}
-    environment: {NAME: web, VERSION: "${WEB_VERSION}", UPSTREAM: "http://api:8080"}
+    environment: {NAME: web, VERSION: "${WEB_VERSION}", UPSTREAM: "http://api:8080", ADMIN_PORT: "9090"}
     depends_on: [api]
 volumes:
   data: {}
@@ -52,7 +52,8 @@ networks:
 // through a real `berth serve`: its containers, network and volume are on
 // that engine and none on the local one; the web service, built there
 // from the repository, publishes its port on the server's address and the
-// host's Traefik routes to it; a redeploy changing only the web service
+// host's Traefik routes to it, and its second port, routed by a domain of
+// its own, on a published port of its own; a redeploy changing only the web service
 // replaces exactly that container; its logs are read from the server; a
 // rollback returns to the first version; stopped and started, it is routed
 // again (its port published anew); deleting the application removes
@@ -99,11 +100,14 @@ func TestRemoteStackThroughServe(t *testing.T) {
 		"source":  map[string]any{"git_url": "file://" + repo, "git_ref": "main", "compose": map[string]any{"path": "deploy/compose.yaml"}},
 		"runtime": map[string]any{"server": srv},
 		"env":     []map[string]any{{"key": "IMAGE", "value": tag}, {"key": "WEB_VERSION", "value": "one"}},
-		"domains": []map[string]any{{"host": host, "service": "web", "port": 8080}},
+		"domains": []map[string]any{{"host": host, "service": "web", "port": 8080}, {"host": "admin." + host, "service": "web", "port": 9090}},
 	})
 	first := a.deployed(app)
 	want := "web one -> api 1 -> db 1"
 	viaTraefik(t, proxy, host, want)
+	// The web service's second port, routed by a domain of its own, is
+	// published on a port of its own.
+	viaTraefik(t, proxy, "admin."+host, "web admin one")
 
 	// Everything on the remote engine, nothing on the local one.
 	before := stackContainers(t, remote.Docker, app)
@@ -146,6 +150,7 @@ func TestRemoteStackThroughServe(t *testing.T) {
 	a.must(http.StatusOK, "PUT", "/api/v1/apps/"+app+"/env", map[string]any{"env": []map[string]any{{"key": "IMAGE", "value": tag}, {"key": "WEB_VERSION", "value": "two"}}})
 	second := a.deployed(app)
 	viaTraefik(t, proxy, host, "web two -> api 1 -> db 1")
+	viaTraefik(t, proxy, "admin."+host, "web admin two")
 	after := stackContainers(t, remote.Docker, app)
 	for _, s := range []string{"db", "api"} {
 		if len(after[s]) != 1 || after[s][0].ID != before[s][0].ID {
@@ -179,6 +184,7 @@ func TestRemoteStackThroughServe(t *testing.T) {
 	pos, _ := res["position"].(float64)
 	a.waitSucceeded(rb, int64(pos))
 	viaTraefik(t, proxy, host, want)
+	viaTraefik(t, proxy, "admin."+host, "web admin one")
 	if final := stackContainers(t, remote.Docker, app); len(final["api"]) != 1 || final["api"][0].ID != before["api"][0].ID {
 		t.Error("the rollback replaced the api container, which did not change")
 	}
@@ -199,6 +205,7 @@ func TestRemoteStackThroughServe(t *testing.T) {
 	})
 	a.must(http.StatusAccepted, "POST", "/api/v1/apps/"+app+"/start", nil)
 	viaTraefik(t, proxy, host, want)
+	viaTraefik(t, proxy, "admin."+host, "web admin one")
 
 	// Delete: the containers and networks leave the server.
 	a.must(http.StatusOK, "DELETE", "/api/v1/apps/"+app, nil)

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -159,12 +160,16 @@ func (r *run) deployStack(ctx context.Context) (err error) {
 	if in.Allowed, err = w.composeAllowed(ctx, app.Project()); err != nil {
 		return FailStep(domain.StepStart, err)
 	}
-	ports := map[string]int{} // routed service → a port its routes reach (the health probe's)
+	ports := map[string]int{}        // routed service → a port its routes reach (the health probe's)
+	routePorts := map[string][]int{} // routed service → every port its routes reach
 	for _, d := range cfg.Domains {
 		if d.Service != "" && d.RedirectTo == "" {
 			if _, ok := ports[d.Service]; !ok {
 				in.Routed = append(in.Routed, d.Service)
 				ports[d.Service] = d.Port
+			}
+			if !slices.Contains(routePorts[d.Service], d.Port) {
+				routePorts[d.Service] = append(routePorts[d.Service], d.Port)
 			}
 		}
 	}
@@ -186,6 +191,9 @@ func (r *run) deployStack(ctx context.Context) (err error) {
 		s.App, s.DeploymentID = job.App, job.DeploymentID
 		if s.Routed {
 			s.RoutePort = ports[s.Service]
+			if more := routePorts[s.Service][1:]; len(more) > 0 {
+				s.OtherRoutePorts = slices.Clone(more)
+			}
 		}
 		img, err := sr.serviceImage(ctx, *s, cfg.Build.Push, checkout)
 		if err != nil {
@@ -341,14 +349,25 @@ func (r *run) deployStack(ctx context.Context) (err error) {
 	sw := domain.DeploymentTrafficSwitched{}
 	for _, name := range in.Routed {
 		for _, inst := range serving[name] {
-			up := domain.Upstream{Host: inst.Address, Port: ports[name], Service: name}
-			if inst.Port != 0 && sr.inPlace == nil {
-				// Published on a remote server's address.
-				up.Port, up.Published = inst.Port, true
-			}
-			sw.Upstreams = append(sw.Upstreams, up)
 			if sw.ContainerID == "" {
 				sw.ContainerID = inst.ID
+			}
+			if inst.Port == 0 || sr.inPlace != nil {
+				// On berth's network: the routes' own ports.
+				sw.Upstreams = append(sw.Upstreams, domain.Upstream{Host: inst.Address, Port: ports[name], Service: name})
+				continue
+			}
+			// Published on a remote server's address, each route port
+			// on a port of its own.
+			for _, p := range routePorts[name] {
+				pub := inst.Published[p]
+				if pub == 0 && p == ports[name] {
+					pub = inst.Port
+				}
+				if pub == 0 {
+					return FailStep(domain.StepSwitchTraffic, fmt.Errorf("service %s's port %d is not published on the server", name, p))
+				}
+				sw.Upstreams = append(sw.Upstreams, domain.Upstream{Host: inst.Address, Port: pub, Service: name, Published: true, TargetPort: p})
 			}
 		}
 	}
@@ -720,10 +739,17 @@ func (w *Workflow) serviceUpstreams(ctx context.Context, app string) ([]domain.U
 	}
 	var out []domain.Upstream
 	for _, in := range list {
-		if in.Running && in.Service != "" {
-			// A container restarted on a remote server publishes its
-			// port anew.
+		if !in.Running || in.Service == "" {
+			continue
+		}
+		if len(in.Published) == 0 {
 			out = append(out, domain.Upstream{Host: in.Address, Port: in.Port, Service: in.Service, Published: in.Port != 0})
+			continue
+		}
+		// A container restarted on a remote server publishes its ports
+		// anew.
+		for _, p := range slices.Sorted(maps.Keys(in.Published)) {
+			out = append(out, domain.Upstream{Host: in.Address, Port: in.Published[p], Service: in.Service, Published: true, TargetPort: p})
 		}
 	}
 	return out, nil

@@ -68,6 +68,9 @@ type Container struct {
 	IP string
 	// Port is the application port (from RunSpec or the berth.port label).
 	Port int
+	// Published maps the container's ports to those the engine publishes
+	// them on at PublishAddress (a remote server's), when it publishes any.
+	Published map[int]int
 
 	// The fields below are filled by ListContainers.
 	App        string
@@ -346,8 +349,16 @@ func (e *Engine) ListContainers(ctx context.Context, app string) ([]Container, e
 		}
 		if e.cfg.PublishAddress != "" {
 			c.IP = ""
+			target := c.Port
 			for _, p := range s.Ports {
-				if int(p.PrivatePort) == c.Port && p.Type == "tcp" && p.PublicPort != 0 {
+				if p.Type != "tcp" || p.PublicPort == 0 {
+					continue
+				}
+				if c.Published == nil {
+					c.Published = map[int]int{}
+				}
+				c.Published[int(p.PrivatePort)] = int(p.PublicPort)
+				if int(p.PrivatePort) == target {
 					c.IP, c.Port = e.cfg.PublishAddress, int(p.PublicPort)
 				}
 			}

@@ -237,7 +237,7 @@ func (r *Runtime) instance(c Container) domain.Instance {
 	return domain.Instance{
 		ID: c.ID, Name: c.Name, App: c.App, Deployment: c.Deployment, Replica: c.Replica,
 		Address: addr, Port: c.Port, ImageID: c.ImageID, Running: c.State == "running",
-		Service: c.Service, ConfigHash: c.ConfigHash,
+		Service: c.Service, ConfigHash: c.ConfigHash, Published: c.Published,
 	}
 }
 

@@ -205,6 +205,19 @@ func (r *Runtime) serviceInstance(ins container.InspectResponse, routed bool) do
 	}
 	in := r.instance(c)
 	in.Service, in.ConfigHash = labels[LabelService], labels[LabelConfigHash]
+	if routed && r.eng.cfg.PublishAddress != "" && ins.NetworkSettings != nil {
+		for p, bindings := range ins.NetworkSettings.Ports {
+			for _, b := range bindings {
+				if n, err := strconv.Atoi(b.HostPort); err == nil && n > 0 && p.Proto() == "tcp" {
+					if in.Published == nil {
+						in.Published = map[int]int{}
+					}
+					in.Published[p.Int()] = n
+					break
+				}
+			}
+		}
+	}
 	return in
 }
 
@@ -344,9 +357,14 @@ func (r *Runtime) serviceConfig(s domain.ServiceSpec, replica int) (*container.C
 		if cfg.ExposedPorts == nil {
 			cfg.ExposedPorts, host.PortBindings = nat.PortSet{}, nat.PortMap{}
 		}
-		port := nat.Port(strconv.Itoa(s.RoutePort) + "/tcp")
-		cfg.ExposedPorts[port] = struct{}{}
-		host.PortBindings[port] = append(host.PortBindings[port], nat.PortBinding{HostIP: pub, HostPort: ""})
+		for _, p := range append([]int{s.RoutePort}, s.OtherRoutePorts...) {
+			if err := domain.ValidatePort("route_port", p); err != nil {
+				return fail(err)
+			}
+			port := nat.Port(strconv.Itoa(p) + "/tcp")
+			cfg.ExposedPorts[port] = struct{}{}
+			host.PortBindings[port] = append(host.PortBindings[port], nat.PortBinding{HostIP: pub, HostPort: ""})
+		}
 		labels[labelPort] = strconv.Itoa(s.RoutePort)
 	}
 	netCfg := &network.NetworkingConfig{EndpointsConfig: map[string]*network.EndpointSettings{}}

@@ -3,7 +3,9 @@
 //
 //	stackserver            serve on $PORT (default 8080): "/" answers
 //	                       "<NAME> <VERSION>", followed by what $UPSTREAM's
-//	                       "/" answers when set; "/healthz" answers "ok"
+//	                       "/" answers when set; "/healthz" answers "ok";
+//	                       with $ADMIN_PORT, "/" there answers
+//	                       "<NAME> admin <VERSION>"
 //	stackserver check      exit 0 when the local server's /healthz answers
 //	                       200 (a compose healthcheck without a shell)
 //	stackserver once       print "<NAME> done" and exit 0 (a one-shot job)
@@ -56,6 +58,13 @@ func main() {
 		}
 		fmt.Fprintln(w, out)
 	})
+	if admin := os.Getenv("ADMIN_PORT"); admin != "" {
+		go func() {
+			log.Fatal(http.ListenAndServe(":"+admin, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				fmt.Fprintln(w, name+" admin "+version)
+			})))
+		}()
+	}
 	fmt.Printf("%s %s ready\n", name, version)
 	log.Fatal(http.ListenAndServe(":"+port, mux))
 }
