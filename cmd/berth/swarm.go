@@ -196,6 +196,11 @@ func swarmProxy(m *Main, cluster *swarm.Cluster) func(context.Context) error {
 			if err != nil {
 				m.Logger.Warn("swarms not listed", "err", err)
 			}
+			// The routes, read once per round for every remote manager.
+			var files map[string][]byte
+			var filesDigest [32]byte
+			var filesErr error
+			filesRead := false
 			for _, name := range names {
 				s, err := swarm.LoadSwarm(ctx, m.Store, name)
 				if err != nil || !s.Exists() {
@@ -205,8 +210,14 @@ func swarmProxy(m *Main, cluster *swarm.Cluster) func(context.Context) error {
 				var digest [32]byte
 				if s.Server() == domain.LocalServer {
 					spec.DynamicDir = dynamic
-				} else if spec.Dynamic, err = traefik.ReadDynamic(dynamic); err == nil {
-					digest = dynamicDigest(spec.Dynamic)
+				} else {
+					if !filesRead {
+						if files, filesErr = traefik.ReadDynamic(dynamic); filesErr == nil {
+							filesDigest = dynamicDigest(files)
+						}
+						filesRead = true
+					}
+					spec.Dynamic, digest, err = files, filesDigest, filesErr
 				}
 				if err == nil && time.Since(ensured[name]) < 10*time.Second && digest == copied[name] {
 					continue

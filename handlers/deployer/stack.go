@@ -160,13 +160,13 @@ func (r *run) deployStack(ctx context.Context) (err error) {
 	if in.Allowed, err = w.composeAllowed(ctx, app.Project()); err != nil {
 		return FailStep(domain.StepStart, err)
 	}
-	ports := map[string]int{}        // routed service → a port its routes reach (the health probe's)
-	routePorts := map[string][]int{} // routed service → every port its routes reach
+	// Routed service → every port its routes reach, the first one the
+	// health probe's.
+	routePorts := map[string][]int{}
 	for _, d := range cfg.Domains {
 		if d.Service != "" && d.RedirectTo == "" {
-			if _, ok := ports[d.Service]; !ok {
+			if _, ok := routePorts[d.Service]; !ok {
 				in.Routed = append(in.Routed, d.Service)
-				ports[d.Service] = d.Port
 			}
 			if !slices.Contains(routePorts[d.Service], d.Port) {
 				routePorts[d.Service] = append(routePorts[d.Service], d.Port)
@@ -190,7 +190,7 @@ func (r *run) deployStack(ctx context.Context) (err error) {
 		s := &stack.Services[i]
 		s.App, s.DeploymentID = job.App, job.DeploymentID
 		if s.Routed {
-			s.RoutePort = ports[s.Service]
+			s.RoutePort = routePorts[s.Service][0]
 			if more := routePorts[s.Service][1:]; len(more) > 0 {
 				s.OtherRoutePorts = slices.Clone(more)
 			}
@@ -304,7 +304,7 @@ func (r *run) deployStack(ctx context.Context) (err error) {
 			// swarm converged it.
 			if cond != domain.ConditionStarted || sr.inPlace != nil {
 				began := time.Now()
-				probe := domain.HealthProbe{Port: servicePort(inst, ports[s.Service]), Timeout: cfg.Runtime.WithDefaults().HealthCheck.Timeout(), Interval: w.cfg.HealthInterval}
+				probe := domain.HealthProbe{Port: servicePort(inst, s.RoutePort), Timeout: cfg.Runtime.WithDefaults().HealthCheck.Timeout(), Interval: w.cfg.HealthInterval}
 				if s.Health != nil && !s.Health.Disable && s.Health.Retries > 0 {
 					probe.Timeout = max(probe.Timeout, s.Health.StartPeriod+time.Duration(s.Health.Retries+1)*(cmp.Or(s.Health.Interval, 30*time.Second)+cmp.Or(s.Health.Timeout, 30*time.Second)))
 				}
@@ -354,14 +354,14 @@ func (r *run) deployStack(ctx context.Context) (err error) {
 			}
 			if inst.Port == 0 || sr.inPlace != nil {
 				// On berth's network: the routes' own ports.
-				sw.Upstreams = append(sw.Upstreams, domain.Upstream{Host: inst.Address, Port: ports[name], Service: name})
+				sw.Upstreams = append(sw.Upstreams, domain.Upstream{Host: inst.Address, Port: routePorts[name][0], Service: name})
 				continue
 			}
 			// Published on a remote server's address, each route port
 			// on a port of its own.
 			for _, p := range routePorts[name] {
 				pub := inst.Published[p]
-				if pub == 0 && p == ports[name] {
+				if pub == 0 && p == routePorts[name][0] {
 					pub = inst.Port
 				}
 				if pub == 0 {

@@ -128,20 +128,38 @@ func (e *Engine) start(ctx context.Context, id string) (Container, error) {
 // publishedPort is the host port a container's application port is
 // published on (PublishAddress set), 0 otherwise.
 func (e *Engine) publishedPort(ins container.InspectResponse) int {
-	if e.cfg.PublishAddress == "" || ins.NetworkSettings == nil || ins.Config == nil {
+	if ins.Config == nil {
 		return 0
 	}
+	port, err := strconv.Atoi(ins.Config.Labels[labelPort])
+	if err != nil {
+		return 0
+	}
+	return e.publishedPorts(ins)[port]
+}
+
+// publishedPorts maps a container's TCP ports to the host ports they are
+// published on (PublishAddress set); nil otherwise.
+func (e *Engine) publishedPorts(ins container.InspectResponse) map[int]int {
+	if e.cfg.PublishAddress == "" || ins.NetworkSettings == nil {
+		return nil
+	}
+	var out map[int]int
 	for p, bindings := range ins.NetworkSettings.Ports {
-		if p.Proto() != "tcp" || strconv.Itoa(p.Int()) != ins.Config.Labels[labelPort] {
+		if p.Proto() != "tcp" {
 			continue
 		}
 		for _, b := range bindings {
 			if n, err := strconv.Atoi(b.HostPort); err == nil && n > 0 {
-				return n
+				if out == nil {
+					out = map[int]int{}
+				}
+				out[p.Int()] = n
+				break
 			}
 		}
 	}
-	return 0
+	return out
 }
 
 func (e *Engine) ipOf(ins container.InspectResponse) string {

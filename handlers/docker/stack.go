@@ -205,18 +205,8 @@ func (r *Runtime) serviceInstance(ins container.InspectResponse, routed bool) do
 	}
 	in := r.instance(c)
 	in.Service, in.ConfigHash = labels[LabelService], labels[LabelConfigHash]
-	if routed && r.eng.cfg.PublishAddress != "" && ins.NetworkSettings != nil {
-		for p, bindings := range ins.NetworkSettings.Ports {
-			for _, b := range bindings {
-				if n, err := strconv.Atoi(b.HostPort); err == nil && n > 0 && p.Proto() == "tcp" {
-					if in.Published == nil {
-						in.Published = map[int]int{}
-					}
-					in.Published[p.Int()] = n
-					break
-				}
-			}
-		}
+	if routed {
+		in.Published = r.eng.publishedPorts(ins)
 	}
 	return in
 }

@@ -160,51 +160,22 @@ const probeTimeout = 3 * time.Second
 // attached to the overlay network, requesting every URL, and returns the
 // outcomes by URL. The container is removed, also when ctx ends.
 func (s *Services) probeURLs(ctx context.Context, urls []string) (map[string]probeResult, error) {
-	img, err := s.probeImage(ctx)
-	if err != nil {
-		return nil, err
-	}
 	if err := s.EnsureNetwork(ctx); err != nil {
 		return nil, err
 	}
-	var sfx [6]byte
-	_, _ = rand.Read(sfx[:])
-	name := "berth-taskprobe-" + hex.EncodeToString(sfx[:])
 	args := append([]string{"-timeout", probeTimeout.String()}, urls...)
-	create := func(img string) (container.CreateResponse, error) {
-		return s.cli.ContainerCreate(ctx,
-			&container.Config{Image: img, Cmd: args, Labels: map[string]string{LabelManaged: "true"}},
-			&container.HostConfig{NetworkMode: container.NetworkMode(s.cfg.Network),
-				LogConfig: container.LogConfig{Type: "json-file"}}, nil, nil, name)
-	}
-	remove := func(id string) {
-		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
-		defer cancel()
-		if err := s.cli.ContainerRemove(rctx, id, container.RemoveOptions{Force: true}); err != nil && !cerrdefs.IsNotFound(err) {
-			s.log.Warn("probe container not removed", "container", name, "err", err)
-		}
-	}
-	var created container.CreateResponse
+	host := &container.HostConfig{NetworkMode: container.NetworkMode(s.cfg.Network)}
+	var id string
+	var err error
 	for attempt := 1; ; attempt++ {
-		created, err = create(img)
-		if cerrdefs.IsNotFound(err) {
-			// The image was removed since it was built: build it again.
-			s.probeMu.Lock()
-			s.probeTag = ""
-			s.probeMu.Unlock()
-			if img, err = s.probeImage(ctx); err != nil {
-				return nil, err
-			}
-			created, err = create(img)
+		if id, err = s.createHelper(ctx, "berth-taskprobe", args, host); err != nil {
+			return nil, err
 		}
-		if err != nil {
-			return nil, unavailable(fmt.Errorf("create the probe container: %w", err))
-		}
-		err = s.cli.ContainerStart(ctx, created.ID, container.StartOptions{})
+		err = s.cli.ContainerStart(ctx, id, container.StartOptions{})
 		if err == nil {
 			break
 		}
-		remove(created.ID)
+		s.removeHelper(ctx, id)
 		// The overlay network leaves a node with its last task there; the
 		// engine attaches it again for the next container, but a start
 		// racing that departure finds it gone: try again.
@@ -215,19 +186,11 @@ func (s *Services) probeURLs(ctx context.Context, urls []string) (map[string]pro
 			return nil, err
 		}
 	}
-	defer remove(created.ID)
-	wctx, cancel := context.WithTimeout(ctx, probeTimeout+30*time.Second)
-	defer cancel()
-	waitC, errC := s.cli.ContainerWait(wctx, created.ID, container.WaitConditionNotRunning)
-	select {
-	case w := <-waitC:
-		if w.StatusCode != 0 {
-			return nil, fmt.Errorf("the probe exited with status %d", w.StatusCode)
-		}
-	case err := <-errC:
-		return nil, unavailable(fmt.Errorf("wait for the probe container: %w", err))
+	defer s.removeHelper(ctx, id)
+	if err := s.waitHelper(ctx, id, probeTimeout+30*time.Second); err != nil {
+		return nil, err
 	}
-	rc, err := s.cli.ContainerLogs(ctx, created.ID, container.LogsOptions{ShowStdout: true})
+	rc, err := s.cli.ContainerLogs(ctx, id, container.LogsOptions{ShowStdout: true})
 	if err != nil {
 		return nil, unavailable(fmt.Errorf("read the probe's output: %w", err))
 	}
@@ -246,6 +209,63 @@ func (s *Services) probeURLs(ctx context.Context, urls []string) (map[string]pro
 		results[r.URL] = r
 	}
 	return results, nil
+}
+
+// createHelper creates (without starting it) a short-lived container of
+// the probe's image on this engine, named prefix and a random suffix,
+// running the probe with args; host says its network and mounts. An image
+// removed since it was built is built again.
+func (s *Services) createHelper(ctx context.Context, prefix string, args []string, host *container.HostConfig) (string, error) {
+	var sfx [6]byte
+	_, _ = rand.Read(sfx[:])
+	name := prefix + "-" + hex.EncodeToString(sfx[:])
+	h := *host
+	h.LogConfig = container.LogConfig{Type: "json-file"}
+	for rebuilt := false; ; rebuilt = true {
+		img, err := s.probeImage(ctx)
+		if err != nil {
+			return "", err
+		}
+		created, err := s.cli.ContainerCreate(ctx, &container.Config{Image: img, Cmd: args, Labels: map[string]string{LabelManaged: "true"}}, &h, nil, nil, name)
+		if cerrdefs.IsNotFound(err) && !rebuilt {
+			// The image was removed since it was built: build it again.
+			s.probeMu.Lock()
+			s.probeTag = ""
+			s.probeMu.Unlock()
+			continue
+		}
+		if err != nil {
+			return "", unavailable(fmt.Errorf("create container %s: %w", name, err))
+		}
+		return created.ID, nil
+	}
+}
+
+// removeHelper removes a container createHelper made, also when ctx has
+// ended.
+func (s *Services) removeHelper(ctx context.Context, id string) {
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
+	if err := s.cli.ContainerRemove(rctx, id, container.RemoveOptions{Force: true}); err != nil && !cerrdefs.IsNotFound(err) {
+		s.log.Warn("helper container not removed", "container", shortID(id), "err", err)
+	}
+}
+
+// waitHelper waits, at most timeout, for a started helper container to
+// exit, and fails unless it exited with status 0.
+func (s *Services) waitHelper(ctx context.Context, id string, timeout time.Duration) error {
+	wctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	waitC, errC := s.cli.ContainerWait(wctx, id, container.WaitConditionNotRunning)
+	select {
+	case w := <-waitC:
+		if w.StatusCode != 0 {
+			return fmt.Errorf("helper container %s exited with status %d", shortID(id), w.StatusCode)
+		}
+		return nil
+	case err := <-errC:
+		return unavailable(fmt.Errorf("wait for helper container %s: %w", shortID(id), err))
+	}
 }
 
 // probeImage builds, once per engine, the probe's image FROM scratch with

@@ -4,7 +4,6 @@ import (
 	"archive/tar"
 	"bytes"
 	"context"
-	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
@@ -272,29 +271,14 @@ var removedDynamic = []byte("# removed by berth: configures nothing\n{}\n")
 // between). Traefik's file provider sees the renames and reloads; the
 // proxy keeps running and serving.
 func (s *Services) syncDynamic(ctx context.Context, files map[string][]byte) error {
-	img, err := s.probeImage(ctx)
+	const dir = "/dynamic"
+	id, err := s.createHelper(ctx, "berth-proxysync", []string{"-promote", dir}, &container.HostConfig{NetworkMode: "none",
+		Mounts: []mount.Mount{{Type: mount.TypeVolume, Source: ProxyDynamicVolume, Target: dir}}})
 	if err != nil {
 		return err
 	}
-	const dir = "/dynamic"
-	var sfx [6]byte
-	_, _ = rand.Read(sfx[:])
-	name := "berth-proxysync-" + hex.EncodeToString(sfx[:])
-	created, err := s.cli.ContainerCreate(ctx,
-		&container.Config{Image: img, Cmd: []string{"-promote", dir}, Labels: map[string]string{LabelManaged: "true"}},
-		&container.HostConfig{NetworkMode: "none", LogConfig: container.LogConfig{Type: "json-file"},
-			Mounts: []mount.Mount{{Type: mount.TypeVolume, Source: ProxyDynamicVolume, Target: dir}}}, nil, nil, name)
-	if err != nil {
-		return unavailable(fmt.Errorf("create the proxy's configuration helper: %w", err))
-	}
-	defer func() {
-		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
-		defer cancel()
-		if err := s.cli.ContainerRemove(rctx, created.ID, container.RemoveOptions{Force: true}); err != nil && !cerrdefs.IsNotFound(err) {
-			s.log.Warn("proxy configuration helper not removed", "container", name, "err", err)
-		}
-	}()
-	have, err := s.readDynamic(ctx, created.ID, dir)
+	defer s.removeHelper(ctx, id)
+	have, err := s.readDynamic(ctx, id, dir)
 	if err != nil {
 		return err
 	}
@@ -329,22 +313,14 @@ func (s *Services) syncDynamic(ctx context.Context, files map[string][]byte) err
 	if err := tw.Close(); err != nil {
 		return err
 	}
-	if err := s.cli.CopyToContainer(ctx, created.ID, dir, &buf, container.CopyToContainerOptions{}); err != nil {
+	if err := s.cli.CopyToContainer(ctx, id, dir, &buf, container.CopyToContainerOptions{}); err != nil {
 		return unavailable(fmt.Errorf("stage the proxy's dynamic configuration: %w", err))
 	}
-	if err := s.cli.ContainerStart(ctx, created.ID, container.StartOptions{}); err != nil {
+	if err := s.cli.ContainerStart(ctx, id, container.StartOptions{}); err != nil {
 		return unavailable(fmt.Errorf("start the proxy's configuration helper: %w", err))
 	}
-	wctx, cancel := context.WithTimeout(ctx, time.Minute)
-	defer cancel()
-	waitC, errC := s.cli.ContainerWait(wctx, created.ID, container.WaitConditionNotRunning)
-	select {
-	case w := <-waitC:
-		if w.StatusCode != 0 {
-			return fmt.Errorf("the proxy's configuration helper exited with status %d", w.StatusCode)
-		}
-	case err := <-errC:
-		return unavailable(fmt.Errorf("wait for the proxy's configuration helper: %w", err))
+	if err := s.waitHelper(ctx, id, time.Minute); err != nil {
+		return err
 	}
 	s.log.Info("proxy's dynamic configuration written", "files", changed)
 	return nil

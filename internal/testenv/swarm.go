@@ -17,6 +17,8 @@ import (
 	"github.com/docker/docker/api/types/image"
 	"github.com/docker/docker/api/types/swarm"
 	"github.com/docker/docker/client"
+
+	bswarm "berth/handlers/swarm"
 )
 
 // SwarmInit puts the local Docker Engine in swarm mode as a single-node
@@ -53,10 +55,6 @@ func SwarmInit(ctx context.Context, cli *client.Client, advertise string) (leave
 	return leaveIt, nil
 }
 
-// proxyVolumes are the volumes berth's Traefik service keeps on a swarm's
-// manager (handlers/swarm's ProxyDataVolume and ProxyDynamicVolume).
-var proxyVolumes = []string{"berth-traefik-data", "berth-traefik-dynamic"}
-
 // LeaveSwarm makes the engine leave its swarm (forced) and removes the
 // volumes berth's Traefik service left on it, once the task's container
 // that used them is gone.
@@ -64,7 +62,7 @@ func LeaveSwarm(ctx context.Context, cli *client.Client) error {
 	if err := cli.SwarmLeave(ctx, true); err != nil {
 		return err
 	}
-	for _, v := range proxyVolumes {
+	for _, v := range []string{bswarm.ProxyDataVolume, bswarm.ProxyDynamicVolume} {
 		for deadline := time.Now().Add(time.Minute); ; {
 			err := cli.VolumeRemove(ctx, v, false)
 			if err == nil || cerrdefs.IsNotFound(err) {
